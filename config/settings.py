@@ -1,0 +1,221 @@
+"""The one typed settings object: the shipped TOML file, then ``HOTLINE_*`` environment overrides.
+
+``HOTLINE_DATABASE_URL`` sets ``database.url``; ``HOTLINE_TIMEZONE`` sets the top-level ``timezone``.
+The first word after the prefix names a section when one of that name exists, the rest is its key.
+A bad value fails at load time with the key's dotted name and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from datetime import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SHIPPED_TOML = Path(__file__).with_name("hotline.toml")
+ENV_PREFIX = "HOTLINE_"
+
+
+class SettingsError(ValueError):
+    """A configuration key holds a value of the wrong kind."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(Section):
+    url: str = "sqlite+aiosqlite:///var/hotline.db"
+    echo: bool = False
+    pool_size: int = Field(10, ge=1)
+
+
+class OfficeHours(Section):
+    """Working hours on a working day (工作时间), used by working-hour deadlines."""
+
+    morning_start: time = time(9, 0)
+    morning_end: time = time(12, 0)
+    afternoon_start: time = time(13, 30)
+    afternoon_end: time = time(18, 0)
+
+
+class DeadlineTier(Section):
+    """A deadline tier (办理时限): either working days or wall-clock hours, or 0 for 即办."""
+
+    name: str
+    label: str
+    working_days: int = Field(0, ge=0)
+    hours: int = Field(0, ge=0)
+
+
+class DeadlineSettings(Section):
+    tiers: list[DeadlineTier]
+    by_kind: dict[str, str]
+    default_tier: str
+    by_urgency: dict[str, str]
+    sign_for_working_hours: float = Field(1.0, gt=0)
+
+
+class WarningSettings(Section):
+    yellow_remaining_share: float = Field(0.25, gt=0, lt=1)
+    scan_interval_s: int = Field(300, ge=10)
+
+
+class RepeatSettings(Section):
+    window_days: int = Field(30, ge=1)
+    similarity: float = Field(0.6, gt=0, le=1)
+
+
+class DispatchSettings(Section):
+    catalogue: str = "dispatch_catalogue.toml"
+    model_path: str = "var/dispatch_model.joblib"
+
+
+class PbxSettings(Section):
+    cache_dir: str = "var/pbx"
+    suite: str = "sid"
+    ami_port: int = Field(15038, ge=1, le=65535)
+    sip_port: int = Field(15060, ge=1, le=65535)
+    audiosocket_port: int = Field(19092, ge=1, le=65535)
+
+
+class AmiSettings(Section):
+    """AMI of the Asterisk to control. Empty username/secret: take them from the local PBX."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(15038, ge=1, le=65535)
+    username: str = ""
+    secret: str = ""
+    ping_interval_s: float = Field(5.0, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+
+
+class PeakWindow(Section):
+    weekdays: list[int]
+    start: time
+    end: time
+
+
+class OverflowSettings(Section):
+    enabled: bool = True
+    queue: str = "hotline"
+    bot_context: str = "hotline-bot"
+    peak_windows: list[PeakWindow] = []
+    max_estimated_wait_s: float = Field(60.0, ge=0)
+    max_callers_per_agent: float = Field(2.0, gt=0)
+    pick: Literal["newest", "longest"] = "longest"
+    off_hours_to_bot: bool = True
+
+
+class CallbackSettings(Section):
+    allowed_start: time = time(9, 0)
+    allowed_end: time = time(20, 0)
+    max_attempts: int = Field(3, ge=1)
+    retry_interval_minutes: int = Field(60, ge=1)
+
+
+class AsrSettings(Section):
+    engine: Literal["whisper", "vosk"] = "whisper"
+    model_cache: str = "var/models"
+    beam_size: int = Field(5, ge=1)
+    compute_type: str = "int8"
+    threads: int = Field(0, ge=0)
+    vosk_model_path: str = ""
+    audiosocket_host: str = "127.0.0.1"
+    audiosocket_port: int = Field(19092, ge=1, le=65535)
+
+
+class TtsSettings(Section):
+    engine: str = "espeak-ng"
+    voice: str = "cmn"
+    cache_dir: str = "var/tts"
+
+
+class KnowledgeSettings(Section):
+    sample: str = "knowledge_sample.jsonl"
+    confidence_threshold: float = Field(0.5, ge=0, le=1)
+
+
+class ConsoleSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    session_ttl_s: int = Field(8 * 3600, ge=60)
+    secure_cookies: bool = False
+    login_attempts_per_minute: int = Field(5, ge=1)
+    public_rate_per_minute: int = Field(10, ge=1)
+
+
+class Settings(Section):
+    timezone: str = "Asia/Shanghai"
+    shared_dir: str = "../shared"
+    data_dir: str = "var"
+    database: DatabaseSettings = DatabaseSettings()
+    office_hours: OfficeHours = OfficeHours()
+    deadlines: DeadlineSettings
+    warnings: WarningSettings = WarningSettings()
+    repeat: RepeatSettings = RepeatSettings()
+    dispatch: DispatchSettings = DispatchSettings()
+    pbx: PbxSettings = PbxSettings()
+    ami: AmiSettings = AmiSettings()
+    overflow: OverflowSettings = OverflowSettings()
+    callback: CallbackSettings = CallbackSettings()
+    asr: AsrSettings = AsrSettings()
+    tts: TtsSettings = TtsSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
+    console: ConsoleSettings = ConsoleSettings()
+
+
+def config_path(name: str) -> Path:
+    """A data file shipped in ``config/`` (catalogue, sample knowledge base, Asterisk templates)."""
+    return Path(__file__).with_name(name)
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    sections = {
+        n for n, f in Settings.model_fields.items() if isinstance(f.annotation, type) and issubclass(f.annotation, Section)
+    }
+    out: dict[str, Any] = {}
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        head, _, rest = name.partition("_")
+        if head in sections and rest:
+            out.setdefault(head, {})[rest] = value
+        elif name in Settings.model_fields:
+            out[name] = value
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the TOML file (the shipped one by default) and apply ``HOTLINE_*`` overrides."""
+    env = os.environ if env is None else env
+    path = Path(env.get("HOTLINE_CONFIG", "")) if path is None and env.get("HOTLINE_CONFIG") else path
+    path = path or SHIPPED_TOML
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc}") from exc
+    data = _merge(data, _env_overrides(env))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            lines.append(f"config key '{key}': {err['msg']} (got {err.get('input')!r})")
+        raise SettingsError("; ".join(lines)) from None

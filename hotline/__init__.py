@@ -1,0 +1,1 @@
+"""Composition root: the `hotline` command and the wiring that starts the services."""

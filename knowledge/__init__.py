@@ -1,0 +1,1 @@
+"""Knowledge base (知识库): entries, import/export, retrieval robust to ASR errors, evaluation."""

@@ -1,0 +1,9 @@
+"""Tables of this package."""
+
+from sqlalchemy.orm import DeclarativeBase
+
+from config.database import new_metadata
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()

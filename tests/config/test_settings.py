@@ -1,0 +1,48 @@
+"""The typed settings object: shipped file, environment overrides, clear errors."""
+
+from datetime import time
+from pathlib import Path
+
+import pytest
+
+from config import SettingsError, load_settings
+
+
+def test_shipped_file_loads_with_documented_defaults() -> None:
+    s = load_settings(env={})
+    assert s.database.url.startswith("sqlite+aiosqlite://")
+    assert s.console.port == 8080
+    assert s.office_hours.morning_start == time(9, 0)
+    assert {t.name for t in s.deadlines.tiers} >= {"instant", "3h", "24h", "3wd", "5wd"}
+
+
+def test_shipped_config_defaults_no_ami_credentials() -> None:
+    s = load_settings(env={})
+    assert s.ami.username == "" and s.ami.secret == ""
+
+
+def test_environment_overrides_nested_and_top_level_keys() -> None:
+    s = load_settings(env={"HOTLINE_DATABASE_URL": "postgresql+asyncpg://u@h/db", "HOTLINE_CONSOLE_PORT": "9000",
+                           "HOTLINE_TIMEZONE": "UTC", "HOTLINE_OVERFLOW_MAX_ESTIMATED_WAIT_S": "30"})
+    assert s.database.url == "postgresql+asyncpg://u@h/db"
+    assert s.console.port == 9000
+    assert s.timezone == "UTC"
+    assert s.overflow.max_estimated_wait_s == 30.0
+
+
+def test_bad_value_names_the_key_and_expectation() -> None:
+    with pytest.raises(SettingsError, match=r"console\.port") as err:
+        load_settings(env={"HOTLINE_CONSOLE_PORT": "eighty"})
+    assert "integer" in str(err.value)
+
+
+def test_unknown_key_in_file_is_an_error(tmp_path: Path) -> None:
+    bad = tmp_path / "h.toml"
+    bad.write_text(Path("config/hotline.toml").read_text(encoding="utf-8") + "\n[console2]\nx = 1\n", encoding="utf-8")
+    with pytest.raises(SettingsError, match="console2"):
+        load_settings(bad, env={})
+
+
+def test_unreadable_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="cannot read config file"):
+        load_settings(tmp_path / "missing.toml", env={})
