@@ -8,14 +8,14 @@ import sys
 from collections.abc import Sequence
 
 from config import SettingsError, load_settings
-from hotline.commands import COMMAND_MODULES
+from hotline.commands import command_modules
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hotline", description="12345 热线：话务、语音机器人、知识库与接诉即办工单")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in COMMAND_MODULES:
+    for module in command_modules():
         module.register(sub)
     return parser
 

@@ -1,5 +1,10 @@
-"""Sub-commands of `hotline`. Each module has ``register(subparsers)`` and sets ``handler(settings, args)``."""
+"""Sub-commands of `hotline`: every module here has ``register(subparsers)``; its parsers set
+``handler(settings, args) -> int``."""
 
-from hotline.commands import db
+import importlib
+import pkgutil
+from types import ModuleType
 
-COMMAND_MODULES = [db]
+
+def command_modules() -> list[ModuleType]:
+    return [importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)]
