@@ -14,7 +14,7 @@ from datetime import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SHIPPED_TOML = Path(__file__).with_name("hotline.toml")
 ENV_PREFIX = "HOTLINE_"
@@ -42,6 +42,12 @@ class OfficeHours(Section):
     afternoon_start: time = time(13, 30)
     afternoon_end: time = time(18, 0)
 
+    @model_validator(mode="after")
+    def _blocks_in_order(self) -> OfficeHours:
+        if not self.morning_start < self.morning_end <= self.afternoon_start < self.afternoon_end:
+            raise ValueError("office hours must satisfy morning_start < morning_end <= afternoon_start < afternoon_end")
+        return self
+
 
 class DeadlineTier(Section):
     """A deadline tier (办理时限): either working days or wall-clock hours, or 0 for 即办."""
@@ -51,6 +57,12 @@ class DeadlineTier(Section):
     working_days: int = Field(0, ge=0)
     hours: int = Field(0, ge=0)
 
+    @model_validator(mode="after")
+    def _one_measure(self) -> DeadlineTier:
+        if self.working_days and self.hours:
+            raise ValueError(f"tier {self.name!r}: set working_days or hours, not both")
+        return self
+
 
 class DeadlineSettings(Section):
     tiers: list[DeadlineTier]
@@ -58,6 +70,17 @@ class DeadlineSettings(Section):
     default_tier: str
     by_urgency: dict[str, str]
     sign_for_working_hours: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _tier_names_exist(self) -> DeadlineSettings:
+        names = {t.name for t in self.tiers}
+        used = [("default_tier", self.default_tier)]
+        used += [(f"by_kind.{k}", v) for k, v in self.by_kind.items()]
+        used += [(f"by_urgency.{k}", v) for k, v in self.by_urgency.items()]
+        for key, value in used:
+            if value not in names:
+                raise ValueError(f"{key} names unknown tier {value!r} (tiers: {', '.join(sorted(names))})")
+        return self
 
 
 class WarningSettings(Section):
@@ -68,19 +91,31 @@ class WarningSettings(Section):
 class RepeatSettings(Section):
     window_days: int = Field(30, ge=1)
     similarity: float = Field(0.6, gt=0, le=1)
+    max_candidates: int = Field(200, ge=1)
 
 
 class DispatchSettings(Section):
     catalogue: str = "dispatch_catalogue.toml"
     model_path: str = "var/dispatch_model.joblib"
+    keyword_weight: float = Field(0.3, ge=0, le=1)
 
 
 class PbxSettings(Section):
+    """The local Asterisk (`hotline pbx start`): a Debian sid root in the cache folder, loopback ports only."""
+
     cache_dir: str = "var/pbx"
     suite: str = "sid"
+    mirror: str = ""
+    host: str = "127.0.0.1"
     ami_port: int = Field(15038, ge=1, le=65535)
     sip_port: int = Field(15060, ge=1, le=65535)
     audiosocket_port: int = Field(19092, ge=1, le=65535)
+    rtp_start: int = Field(20000, ge=1024, le=65535)
+    rtp_end: int = Field(20199, ge=1024, le=65535)
+    agent_first: int = Field(6001, ge=100)
+    agent_count: int = Field(10, ge=0, le=500)
+    queue_timeout_s: int = Field(300, ge=5)
+    boot_timeout_s: float = Field(60.0, gt=0)
 
 
 class AmiSettings(Section):
@@ -91,7 +126,12 @@ class AmiSettings(Section):
     username: str = ""
     secret: str = ""
     ping_interval_s: float = Field(5.0, gt=0)
+    ping_timeout_s: float = Field(3.0, gt=0)
+    reconnect_min_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    action_timeout_s: float = Field(10.0, gt=0)
+    max_frame_bytes: int = Field(65536, ge=1024)
 
 
 class PeakWindow(Section):
@@ -109,6 +149,12 @@ class OverflowSettings(Section):
     max_callers_per_agent: float = Field(2.0, gt=0)
     pick: Literal["newest", "longest"] = "longest"
     off_hours_to_bot: bool = True
+    tick_s: float = Field(1.0, gt=0)
+    talk_time_alpha: float = Field(0.2, gt=0, le=1)
+    default_talk_time_s: float = Field(180.0, gt=0)
+    decision_ring_size: int = Field(500, ge=10)
+    leader_penalty: int = Field(0, ge=0)
+    agent_penalty: int = Field(1, ge=0)
 
 
 class CallbackSettings(Section):
@@ -125,19 +171,37 @@ class AsrSettings(Section):
     compute_type: str = "int8"
     threads: int = Field(0, ge=0)
     vosk_model_path: str = ""
+    whisper_cpu_threads: int = Field(0, ge=0)
+    initial_prompt: str = "以下是普通话的句子。"
+    temperature_fallback: bool = False
+    vad_threshold: float = Field(0.5, gt=0, lt=1)
+    vad_start_ms: int = Field(64, ge=32)
+    vad_min_silence_ms: int = Field(500, ge=100)
+    vad_min_speech_ms: int = Field(200, ge=0)
+    vad_pad_ms: int = Field(200, ge=0)
+    max_utterance_s: float = Field(20.0, gt=1, le=30)
     audiosocket_host: str = "127.0.0.1"
     audiosocket_port: int = Field(19092, ge=1, le=65535)
+    audiosocket_queue_frames: int = Field(250, ge=1)
+    audiosocket_max_payload: int = Field(8000, ge=320, le=65535)
+    audiosocket_uuid_timeout_s: float = Field(5.0, gt=0)
+    audiosocket_handler_grace_s: float = Field(5.0, gt=0)
 
 
 class TtsSettings(Section):
-    engine: str = "espeak-ng"
-    voice: str = "cmn"
+    engine: Literal["espeak-ng"] = "espeak-ng"
+    voice: str = "cmn-latn-pinyin"
     cache_dir: str = "var/tts"
+    speed_wpm: int = Field(150, ge=80, le=450)
+    timeout_s: float = Field(30.0, gt=0)
 
 
 class KnowledgeSettings(Section):
     sample: str = "knowledge_sample.jsonl"
     confidence_threshold: float = Field(0.5, ge=0, le=1)
+    synonyms: str = "knowledge_synonyms.toml"
+    top_k: int = Field(3, ge=1, le=20)
+    max_speech_chars: int = Field(300, ge=20)
 
 
 class ConsoleSettings(Section):
@@ -147,6 +211,12 @@ class ConsoleSettings(Section):
     secure_cookies: bool = False
     login_attempts_per_minute: int = Field(5, ge=1)
     public_rate_per_minute: int = Field(10, ge=1)
+    cookie_samesite: Literal["Strict", "Lax"] = "Strict"
+    password_min_length: int = Field(10, ge=8)
+    argon2_time_cost: int = Field(3, ge=1)
+    argon2_memory_kib: int = Field(65536, ge=8)
+    argon2_parallelism: int = Field(4, ge=1)
+    ws_queue_size: int = Field(256, ge=1)
 
 
 class Settings(Section):

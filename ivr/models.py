@@ -1,9 +1,60 @@
-"""Tables of this package."""
+"""Tables of this package: the call log (通话记录) and the leader answering-day schedule (领导接听日)."""
 
-from sqlalchemy.orm import DeclarativeBase
+from __future__ import annotations
 
-from config.database import new_metadata
+from datetime import date, datetime, time
+
+from sqlalchemy import Boolean, Date, Float, Integer, String, Time
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from config.database import AwareDateTime, new_metadata
 
 
 class Base(DeclarativeBase):
     metadata = new_metadata()
+
+
+class CallRecord(Base):
+    """One caller's call, keyed by the Asterisk Uniqueid of the caller's channel (written by upsert)."""
+
+    __tablename__ = "ivr_call"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uniqueid: Mapped[str] = mapped_column(String(64), unique=True)
+    linkedid: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str] = mapped_column(String(128), default="")
+    caller_number: Mapped[str] = mapped_column(String(64), default="", index=True)
+    dialled_number: Mapped[str] = mapped_column(String(64), default="")
+    started_at: Mapped[datetime] = mapped_column(AwareDateTime(), index=True)
+    answered_at: Mapped[datetime | None] = mapped_column(AwareDateTime(), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(AwareDateTime(), nullable=True)
+    queue_wait_s: Mapped[float] = mapped_column(Float, default=0.0)
+    # agent 坐席 / bot 机器人 / leader 领导 / abandoned 放弃 / callback 回访; NULL while undecided
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    answered_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    agent_interface: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    agent_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    leader_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    bot_uuid: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    redirected_to_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+    recording: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    ticket_no: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    # the end was not seen live: the call was absent from the channel list after a reconnect or restart
+    closed_by_resync: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(AwareDateTime())
+
+
+class LeaderShift(Base):
+    """A leader's answering window on one day (领导接听日); times are wall-clock in settings.timezone."""
+
+    __tablename__ = "ivr_leader_shift"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, index=True)
+    start: Mapped[time] = mapped_column(Time)
+    end: Mapped[time] = mapped_column(Time)
+    leader_name: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(64), default="")
+    department: Mapped[str] = mapped_column(String(128), default="")
+    interface: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime())

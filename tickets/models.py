@@ -1,9 +1,169 @@
-"""Tables of this package."""
+"""Tables of this package: departments, tickets (工单), their co-handlers, repeat links and audit events."""
 
-from sqlalchemy.orm import DeclarativeBase
+from __future__ import annotations
 
-from config.database import new_metadata
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, event
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from config.database import AwareDateTime, new_metadata
+
+# Length limits of text fields, checked by the services before anything is written.
+PHONE_MAX = 20
+NAME_MAX = 50
+ADDRESS_MAX = 200
+PLACE_MAX = 50  # district (区县) and street (街道/乡镇)
+CATEGORY_MAX = 100
+CONTENT_MAX = 4000
+ANSWER_MAX = 4000
+TRANSCRIPT_MAX = 20000
+REFERENCE_MAX = 500  # recording path / URL
+KEY_MAX = 64  # call_id, knowledge_id
+NOTE_MAX = 1000
+DEPT_CODE_MAX = 32
+DEPT_NAME_MAX = 100
 
 
 class Base(DeclarativeBase):
     metadata = new_metadata()
+
+
+class Department(Base):
+    """A handling department (承办单位)."""
+
+    __tablename__ = "departments"
+
+    code: Mapped[str] = mapped_column(String(DEPT_CODE_MAX), primary_key=True)
+    name: Mapped[str] = mapped_column(String(DEPT_NAME_MAX))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class TicketCounter(Base):
+    """Last sequence number handed out per local day, for ticket numbers 12345-YYYYMMDD-NNNNN."""
+
+    __tablename__ = "ticket_counters"
+
+    day: Mapped[str] = mapped_column(String(8), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)
+
+
+class Ticket(Base):
+    """A citizen's request (工单) and where it stands in the 接诉即办 loop."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (
+        Index("ix_tickets_caller_phone_created_at", "caller_phone", "created_at"),
+        Index("ix_tickets_district_created_at", "district", "created_at"),
+        Index("ix_tickets_state_due_at", "state", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_no: Mapped[str] = mapped_column(String(20), unique=True)
+    channel: Mapped[str] = mapped_column(String(16))  # 渠道
+    caller_phone: Mapped[str] = mapped_column(String(PHONE_MAX))
+    caller_name: Mapped[str | None] = mapped_column(String(NAME_MAX))
+    address: Mapped[str | None] = mapped_column(String(ADDRESS_MAX))
+    district: Mapped[str | None] = mapped_column(String(PLACE_MAX))  # 区县
+    street: Mapped[str | None] = mapped_column(String(PLACE_MAX))  # 街道/乡镇
+    category: Mapped[str | None] = mapped_column(String(CATEGORY_MAX))  # 诉求分类 "一级/二级"
+    kind: Mapped[str] = mapped_column(String(8))  # 诉求类型: 咨询 求助 投诉 举报 建议 表扬
+    content: Mapped[str] = mapped_column(Text)
+    content_tokens: Mapped[str] = mapped_column(Text, default="")  # jieba tokens, for repeat detection
+    urgency: Mapped[str] = mapped_column(String(16), default="normal")
+    deadline_tier: Mapped[str] = mapped_column(String(32))
+    due_at: Mapped[datetime | None] = mapped_column(AwareDateTime)  # 办理时限
+    sign_for_due: Mapped[datetime | None] = mapped_column(AwareDateTime)  # 签收时限
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    dispatch_mode: Mapped[str | None] = mapped_column(String(16))  # direct 直派 / joint 双派 / first_receiver 首接负责
+    lead_department: Mapped[str | None] = mapped_column(ForeignKey("departments.code"), index=True)  # 主办单位
+    transcript: Mapped[str | None] = mapped_column(Text)
+    recording: Mapped[str | None] = mapped_column(String(REFERENCE_MAX))
+    knowledge_id: Mapped[str | None] = mapped_column(String(KEY_MAX))
+    call_id: Mapped[str | None] = mapped_column(String(KEY_MAX), index=True)
+    leader_name: Mapped[str | None] = mapped_column(String(NAME_MAX))  # 领导接听日的接听领导
+    answer: Mapped[str | None] = mapped_column(Text)  # 即办答复
+    reply: Mapped[str | None] = mapped_column(Text)  # 承办单位反馈
+    satisfaction: Mapped[str | None] = mapped_column(String(24))  # 满意度, or "unreachable"
+    callback_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_callback_at: Mapped[datetime | None] = mapped_column(AwareDateTime)
+    redispatch_count: Mapped[int] = mapped_column(Integer, default=0)  # 二次派单次数
+    return_count: Mapped[int] = mapped_column(Integer, default=0)  # 退回次数
+    extension_count: Mapped[int] = mapped_column(Integer, default=0)  # 延期次数
+    extension_requested_until: Mapped[datetime | None] = mapped_column(AwareDateTime)  # 待审批的延期申请
+    is_repeat: Mapped[bool] = mapped_column(Boolean, default=False)  # 重复件
+    dispatched_at: Mapped[datetime | None] = mapped_column(AwareDateTime)
+    signed_at: Mapped[datetime | None] = mapped_column(AwareDateTime)
+    replied_at: Mapped[datetime | None] = mapped_column(AwareDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(AwareDateTime)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(AwareDateTime)
+    version: Mapped[int] = mapped_column(Integer)
+
+    co_departments: Mapped[list[TicketCoDepartment]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="TicketCoDepartment.department_code"
+    )
+    repeat_links: Mapped[list[TicketRepeat]] = relationship(
+        foreign_keys="TicketRepeat.ticket_id", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy's declarative attribute
+
+    @property
+    def is_extended(self) -> bool:
+        """延期件: an extension was granted at least once."""
+        return self.extension_count > 0
+
+    @property
+    def co_department_codes(self) -> list[str]:
+        return [c.department_code for c in self.co_departments]
+
+    @property
+    def repeat_of(self) -> list[int]:
+        """Ids of the earlier tickets this one repeats."""
+        return [link.earlier_id for link in self.repeat_links]
+
+
+class TicketCoDepartment(Base):
+    """A co-handling department (协办单位) of a 双派 ticket."""
+
+    __tablename__ = "ticket_co_departments"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
+    department_code: Mapped[str] = mapped_column(ForeignKey("departments.code"), primary_key=True)
+
+
+class TicketRepeat(Base):
+    """A 重复件 link: the ticket repeats an earlier one, by the same caller or with similar content."""
+
+    __tablename__ = "ticket_repeats"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
+    earlier_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True, index=True)
+    reason: Mapped[str] = mapped_column(String(16))  # same_caller / similar_content
+    similarity: Mapped[float] = mapped_column(Float)
+
+
+class TicketEvent(Base):
+    """An immutable audit event: one per state change (who, role, when, from, to, action, note)."""
+
+    __tablename__ = "ticket_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(AwareDateTime)
+    actor: Mapped[str] = mapped_column(String(NAME_MAX))
+    role: Mapped[str] = mapped_column(String(16))
+    department: Mapped[str | None] = mapped_column(String(DEPT_CODE_MAX))
+    action: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(String(NOTE_MAX), default="")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+@event.listens_for(TicketEvent, "before_update")
+@event.listens_for(TicketEvent, "before_delete")
+def _audit_is_immutable(_mapper: Any, _conn: Any, target: TicketEvent) -> None:
+    raise RuntimeError(f"audit event {target.id} is immutable")

@@ -1,0 +1,91 @@
+"""The app factory: everything the console needs is passed in; nothing is global.
+
+To add a feature: write ``agent_console/views/<feature>.py`` with ``routes = RouteTable("<feature>")`` and its
+decorated handlers (see ``agent_console.routing``), templates in ``templates/``, and list the table in
+``FEATURES``. Its role rules, OpenAPI entries, navigation entries and role-matrix tests follow from the
+declarations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agent_console import keys
+from agent_console.auth import Accounts
+from agent_console.hub import Hub
+from agent_console.metrics import ConsoleMetrics
+from agent_console.middleware import deny_unregistered, errors
+from agent_console.openapi import build_openapi
+from agent_console.routing import RouteRegistry, RouteTable
+from agent_console.security import security_headers
+from agent_console.views import home, live, ops, session, users
+from config import Settings
+from tickets import errors as ticket_errors
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+TEMPLATES_DIR = PACKAGE_DIR / "templates"
+STATIC_DIR = PACKAGE_DIR / "static"
+MAX_REQUEST_BYTES = 1024 * 1024
+
+FEATURES: tuple[RouteTable, ...] = (home.routes, session.routes, users.routes, live.routes, ops.routes)
+
+# Ticket-domain errors keep their own code and Chinese message; this picks the HTTP status (first match wins).
+TICKET_ERROR_STATUSES: dict[type[Exception], int] = {
+    ticket_errors.InvalidInput: 422,
+    ticket_errors.NotFound: 404,
+    ticket_errors.Forbidden: 403,
+    ticket_errors.IllegalTransition: 409,
+    ticket_errors.VersionConflict: 409,
+    ticket_errors.TicketError: 400,
+}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _version() -> str:
+    try:
+        return version("hotline12345")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def create_app(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    hub: Hub | None = None,
+    accounts: Accounts | None = None,
+    features: Sequence[RouteTable] = FEATURES,
+    domain_errors: Mapping[type[Exception], int] = TICKET_ERROR_STATUSES,
+    clock: Callable[[], datetime] = utc_now,
+) -> web.Application:
+    """The console application. ``hub`` is shared with in-process producers of live events; ``clock`` lets
+    tests move time (session expiry, throttling windows)."""
+    registry = RouteRegistry.of(features)
+    metrics = ConsoleMetrics()
+    app = web.Application(middlewares=[metrics.middleware(), security_headers, errors, deny_unregistered],
+                          client_max_size=MAX_REQUEST_BYTES)
+    app[keys.SETTINGS] = settings
+    app[keys.SESSIONMAKER] = sessionmaker
+    app[keys.CLOCK] = clock
+    app[keys.ACCOUNTS] = accounts or Accounts(settings.console)
+    app[keys.HUB] = hub or Hub(queue_size=settings.console.ws_queue_size)
+    app[keys.METRICS] = metrics
+    app[keys.REGISTRY] = registry
+    app[keys.DOMAIN_ERRORS] = dict(domain_errors)
+    app[keys.OPENAPI] = build_openapi(registry, version=_version())
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True,
+                         undefined=jinja2.StrictUndefined)
+    registry.install(app)
+    app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
+    return app

@@ -1,0 +1,70 @@
+"""Request middlewares: errors as JSON or an error page, and refusal of anything not in the route registry."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from agent_console import keys
+from agent_console.errors import STATUS_ERRORS, ConsoleError, Forbidden, InternalError
+from agent_console.routing import is_registered, json_response, render_error
+
+log = logging.getLogger(__name__)
+JSON_PATHS = frozenset({"/ws", "/healthz", "/metrics"})  # besides /api/…: machine endpoints answer errors in JSON
+
+
+class DomainError(ConsoleError):
+    """A domain exception (e.g. a ticket's illegal transition) shown with its own code and message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status  # type: ignore[misc]
+        self.code = code  # type: ignore[misc]
+
+
+def _wants_json(request: web.Request) -> bool:
+    return request.path.startswith("/api/") or request.path in JSON_PATHS
+
+
+def _as_console_error(request: web.Request, exc: Exception) -> ConsoleError | None:
+    if isinstance(exc, ConsoleError):
+        return exc
+    if isinstance(exc, web.HTTPException):
+        cls = STATUS_ERRORS.get(exc.status)
+        return cls() if cls else ConsoleError(exc.reason)
+    for exc_type, status in request.app[keys.DOMAIN_ERRORS].items():
+        if isinstance(exc, exc_type):
+            return DomainError(status, str(getattr(exc, "code", "domain_error")), str(getattr(exc, "message", exc)))
+    return None
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes ``{"error": {"code", "message"}}`` under /api, /ws, /healthz, or an error page."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error = _as_console_error(request, exc)
+    except Exception as exc:
+        error = _as_console_error(request, exc)
+        if error is None:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            error = InternalError()
+    assert error is not None
+    if _wants_json(request):
+        return json_response(error.body(), status=error.status)
+    return render_error(request, request.get(keys.SESSION), error)
+
+
+@web.middleware
+async def deny_unregistered(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Deny by default: a route that did not come through the registry (with its role rule) is refused."""
+    match = request.match_info
+    if match.http_exception is None and not isinstance(match.route.resource, web.StaticResource) \
+            and not is_registered(match.handler):
+        raise Forbidden()
+    return await handler(request)

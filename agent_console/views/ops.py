@@ -1,0 +1,49 @@
+"""Machine endpoints: health, Prometheus metrics, the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from agent_console import keys
+from agent_console.routing import Call, RouteTable, json_response
+from agent_console.schemas import Health
+
+routes = RouteTable("ops")
+HEALTH_DB_TIMEOUT_S = 5.0
+
+
+class OpenApiDocument(BaseModel):
+    """An OpenAPI 3.1 document."""
+
+    model_config = ConfigDict(extra="allow")
+    openapi: str
+    info: dict[str, object]
+    paths: dict[str, object]
+
+
+@routes.ops("GET", "/healthz", summary="健康检查（含数据库）", response=Health)
+async def healthz(call: Call[None]) -> web.Response:
+    try:
+        async with call.db() as db:
+            await asyncio.wait_for(db.execute(text("SELECT 1")), HEALTH_DB_TIMEOUT_S)
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        body = Health(status="unavailable", database=f"error: {type(exc).__name__}")
+        return json_response(body.model_dump(), status=503)
+    return json_response(Health(status="ok", database="ok").model_dump())
+
+
+@routes.ops("GET", "/metrics", summary="Prometheus 指标")
+async def metrics(call: Call[None]) -> web.Response:
+    body, content_type = call.app[keys.METRICS].exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+@routes.ops("GET", "/api/v1/openapi.json", summary="本接口的 OpenAPI 3.1 文档", response=OpenApiDocument,
+            name="openapi")
+async def openapi(call: Call[None]) -> web.Response:
+    return json_response(call.app[keys.OPENAPI])

@@ -1,0 +1,430 @@
+"""AudioSocket server: Asterisk connects once per call; each connection becomes a session for the bot.
+
+The application (the bot's dialogue) is ``async def handler(session)``. It reads the caller with
+``async for event in session.events()`` (``Audio``, ``Dtmf``, ``Hangup``, ``PeerGone``), speaks with
+``await session.play(pcm)``, interrupts itself with ``session.stop_playback()`` (barge-in) and ends the call
+with ``await session.hangup()``. When the handler returns or raises while the caller is still connected, the
+server sends a hangup frame so Asterisk leaves ``AudioSocket()`` and the dialplan continues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import suppress
+from dataclasses import dataclass
+from types import MappingProxyType, TracebackType
+
+from asr import audio
+from asr.audiosocket import (
+    DEFAULT_MAX_PAYLOAD,
+    ErrorCode,
+    Frame,
+    FramePacer,
+    FrameParser,
+    Kind,
+    ProtocolError,
+    audio_frame,
+    error_frame,
+    hangup_frame,
+    parse_dtmf,
+    parse_error,
+    parse_uuid,
+)
+from config.settings import AsrSettings
+
+log = logging.getLogger(__name__)
+
+READ_BYTES = 4096
+# A peer that stops reading for this long while we play is treated as gone (the send buffer is full).
+DRAIN_TIMEOUT_S = 2.0
+CLOSE_TIMEOUT_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Audio:
+    """20 ms (normally) of the caller's voice, 8 kHz slin."""
+
+    pcm: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Dtmf:
+    """A key the caller pressed (按键)."""
+
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    """The peer sent a hangup frame. (Asterisk itself closes the socket instead: that is ``PeerGone``.)"""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerGone:
+    """The connection ended without a hangup frame: ``closed``, ``reset``, ``peer_error:0x..``, a protocol code."""
+
+    reason: str
+
+
+Event = Audio | Dtmf | Hangup | PeerGone
+Handler = Callable[["AudioSocketSession"], Awaitable[None]]
+
+
+@dataclass
+class ServerStats:
+    """Counters for metrics; ``active_sessions`` is a gauge, the rest only grow."""
+
+    active_sessions: int = 0
+    sessions_total: int = 0
+    refused: int = 0
+    frames_in: int = 0
+    frames_out: int = 0
+    frames_dropped: int = 0
+    protocol_errors: int = 0
+    handler_errors: int = 0
+
+
+class AudioSocketSession:
+    """One call on the AudioSocket: the caller's events in, the bot's audio out."""
+
+    def __init__(
+        self, call_id: uuid.UUID, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+        parser: FrameParser, stats: ServerStats, queue_frames: int,
+    ) -> None:
+        self.call_id = call_id
+        self.started_at = time.monotonic()
+        self.frames_in = 0
+        self.frames_out = 0
+        self.frames_dropped = 0
+        self._reader = reader
+        self._writer = writer
+        self._parser = parser
+        self._stats = stats
+        self._limit = queue_frames
+        # Inbound events; None ends events() after the bot hung up itself. Only audio is ever dropped.
+        self._inbound: deque[Event | None] = deque()
+        self._wakeup = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._play_lock = asyncio.Lock()
+        self._closed = False
+        self.peer_gone = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        """The caller is still there and the bot has not hung up."""
+        return not self._closed and not self.peer_gone.is_set()
+
+    async def events(self) -> AsyncIterator[Event]:
+        """The caller's audio and keys in order; ends after ``Hangup``/``PeerGone`` or the bot's own hangup."""
+        while True:
+            while not self._inbound:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            event = self._inbound.popleft()
+            if event is None:
+                self._inbound.append(None)  # later events() calls end at once too
+                return
+            yield event
+            if isinstance(event, Hangup | PeerGone):
+                self._inbound.append(None)
+                return
+
+    async def play(self, pcm: bytes) -> bool:
+        """Speak 8 kHz slin to the caller in real-time 20 ms frames; returns when it has played out.
+
+        Returns False if it was interrupted by ``stop_playback()`` (also one called while this play was waiting
+        for an earlier one), by the bot's hangup or by the caller leaving.
+        """
+        stop = self._stop
+        async with self._play_lock:
+            pacer = FramePacer()
+            for frame in audio.frames(pcm):
+                if not await self._wait_unless_stopped(stop, pacer.delay()):
+                    return False
+                if not self._send(audio_frame(frame)):
+                    return False
+                self.frames_out += 1
+                self._stats.frames_out += 1
+                if not await self._drain():
+                    return False
+            return await self._wait_unless_stopped(stop, pacer.end() - time.monotonic())
+
+    def stop_playback(self) -> None:
+        """Barge-in (插话): stop the current and queued playback before the next frame is sent."""
+        self._stop.set()
+        self._stop = asyncio.Event()
+
+    async def hangup(self) -> None:
+        """End the call from the bot's side: send a hangup frame and close the connection."""
+        if self.connected:
+            self._send(hangup_frame())
+        await self._close()
+
+    async def _wait_unless_stopped(self, stop: asyncio.Event, delay: float) -> bool:
+        if stop.is_set() or not self.connected:
+            return False
+        if delay > 0:
+            with suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+        return not stop.is_set() and self.connected
+
+    def _send(self, data: bytes) -> bool:
+        # One write per frame: Asterisk misreads a header split across reads (see asr.audiosocket).
+        if not self.connected or self._writer.is_closing():
+            return False
+        self._writer.write(data)
+        return True
+
+    async def _drain(self) -> bool:
+        try:
+            async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                await self._writer.drain()
+        except (TimeoutError, OSError) as exc:
+            self._lose_peer(PeerGone("write_stalled" if isinstance(exc, TimeoutError) else "reset"))
+            return False
+        return True
+
+    def _enqueue(self, event: Event | None) -> None:
+        if isinstance(event, Audio | Dtmf) and len(self._inbound) >= self._limit:
+            oldest_audio = next((i for i, e in enumerate(self._inbound) if isinstance(e, Audio)), 0)
+            del self._inbound[oldest_audio]
+            self.frames_dropped += 1
+            self._stats.frames_dropped += 1
+        self._inbound.append(event)
+        self._wakeup.set()
+
+    def _lose_peer(self, event: Hangup | PeerGone) -> None:
+        """The caller's side ended: tell the application, stop playing, close our end at once."""
+        if self.peer_gone.is_set() or self._closed:
+            return
+        self.peer_gone.set()
+        self._stop.set()
+        self._enqueue(event)
+        self._writer.close()
+
+    def _dispatch(self, frame: Frame) -> bool:
+        """Turn one frame into an event; False when the frame ends the call."""
+        if frame.kind is Kind.AUDIO:
+            self.frames_in += 1
+            self._stats.frames_in += 1
+            self._enqueue(Audio(frame.payload))
+        elif frame.kind is Kind.DTMF:
+            self._enqueue(Dtmf(parse_dtmf(frame)))
+        elif frame.kind is Kind.HANGUP:
+            self._lose_peer(Hangup())
+            return False
+        elif frame.kind is Kind.ERROR:
+            code = parse_error(frame)
+            self._lose_peer(PeerGone("peer_error" if code is None else f"peer_error:0x{code:02x}"))
+            return False
+        else:
+            raise ProtocolError("audiosocket.repeated_uuid", "通话中途再次收到 UUID 帧")
+        return True
+
+    async def _pump(self, initial: Iterable[Frame]) -> None:
+        """Read the socket until the call ends; every way it can end becomes one terminal event."""
+        reason = "closed"
+        try:
+            frames = list(initial)
+            while True:
+                for frame in frames:
+                    if not self._dispatch(frame):
+                        return
+                data = await self._reader.read(READ_BYTES)
+                if not data:
+                    self._parser.finish()
+                    break
+                frames = self._parser.feed(data)
+        except ProtocolError as exc:
+            self._stats.protocol_errors += 1
+            log.warning("AudioSocket call %s: %s", self.call_id, exc)
+            reason = exc.code
+        except OSError as exc:
+            log.info("AudioSocket call %s: connection error %s", self.call_id, exc)
+            reason = "reset"
+        self._lose_peer(PeerGone(reason))
+
+    async def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._enqueue(None)
+        self._writer.close()
+        with suppress(TimeoutError, OSError):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self._writer.wait_closed()
+
+
+class AudioSocketServer:
+    """TCP server for Asterisk's ``AudioSocket()``; runs ``handler(session)`` once per call."""
+
+    def __init__(
+        self, handler: Handler, *, host: str = "127.0.0.1", port: int = 0, queue_frames: int = 250,
+        max_payload: int = DEFAULT_MAX_PAYLOAD, uuid_timeout_s: float = 5.0, handler_grace_s: float = 5.0,
+    ) -> None:
+        self.host = host
+        self._port = port
+        self.queue_frames = queue_frames
+        self.max_payload = max_payload
+        self.uuid_timeout_s = uuid_timeout_s
+        self.handler_grace_s = handler_grace_s
+        self.stats = ServerStats()
+        self._handler = handler
+        self._server: asyncio.Server | None = None
+        self._sessions: dict[uuid.UUID, AudioSocketSession] = {}
+        self._connections: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @classmethod
+    def from_settings(cls, settings: AsrSettings, handler: Handler) -> AudioSocketServer:
+        return cls(
+            handler, host=settings.audiosocket_host, port=settings.audiosocket_port,
+            queue_frames=settings.audiosocket_queue_frames, max_payload=settings.audiosocket_max_payload,
+            uuid_timeout_s=settings.audiosocket_uuid_timeout_s, handler_grace_s=settings.audiosocket_handler_grace_s,
+        )
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when constructed with port 0)."""
+        if self._server and self._server.sockets:
+            return int(self._server.sockets[0].getsockname()[1])
+        return self._port
+
+    @property
+    def sessions(self) -> Mapping[uuid.UUID, AudioSocketSession]:
+        """Calls in progress, by the UUID Asterisk sent."""
+        return MappingProxyType(self._sessions)
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._on_connection, self.host, self._port)
+        log.info("AudioSocket server listening on %s:%s", self.host, self.port)
+
+    async def wait_idle(self) -> None:
+        """Until no connection is open (every session torn down)."""
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        """Stop accepting, hang up every call (Asterisk continues its dialplan) and wait for teardown."""
+        if self._server:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._server:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> AudioSocketServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        self._idle.clear()
+        try:
+            await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            pass  # server shutdown; _serve has cleaned up
+        finally:
+            self._connections.discard(task)
+            if not self._connections:
+                self._idle.set()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        parser = FrameParser(self.max_payload)
+        try:
+            async with asyncio.timeout(self.uuid_timeout_s):
+                first = await self._read_first_frames(reader, parser)
+        except (ProtocolError, TimeoutError, OSError) as exc:
+            await self._refuse(writer, getattr(exc, "code", type(exc).__name__))
+            return
+        if first is None:  # connected and left without a word
+            await self._refuse(writer, "closed", send_error=False)
+            return
+        head, rest = first
+        if head.kind is not Kind.UUID:
+            await self._refuse(writer, "audiosocket.no_uuid")
+            return
+        call_id = parse_uuid(head)
+        if call_id in self._sessions:
+            await self._refuse(writer, "audiosocket.duplicate_uuid")
+            return
+        await self._run_session(
+            AudioSocketSession(call_id, reader, writer, parser, self.stats, self.queue_frames), rest
+        )
+
+    @staticmethod
+    async def _read_first_frames(
+        reader: asyncio.StreamReader, parser: FrameParser
+    ) -> tuple[Frame, list[Frame]] | None:
+        while True:
+            data = await reader.read(READ_BYTES)
+            if not data:
+                parser.finish()
+                return None
+            frames = parser.feed(data)
+            if frames:
+                return frames[0], frames[1:]
+
+    async def _refuse(self, writer: asyncio.StreamWriter, reason: str, *, send_error: bool = True) -> None:
+        """Not a call we can serve (never happens with a real Asterisk): an error frame, then close."""
+        self.stats.refused += 1
+        log.warning("AudioSocket connection from %s refused: %s", writer.get_extra_info("peername"), reason)
+        if send_error and not writer.is_closing():
+            writer.write(error_frame(ErrorCode.PROTOCOL))
+        writer.close()
+        with suppress(TimeoutError, OSError):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await writer.wait_closed()
+
+    async def _run_session(self, session: AudioSocketSession, initial: list[Frame]) -> None:
+        self._sessions[session.call_id] = session
+        self.stats.active_sessions += 1
+        self.stats.sessions_total += 1
+        log.info("AudioSocket call %s started", session.call_id)
+        pump = asyncio.create_task(session._pump(initial))
+        handler = asyncio.create_task(self._run_handler(session))
+        gone = asyncio.create_task(session.peer_gone.wait())
+        try:
+            await asyncio.wait({handler, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not handler.done():
+                # The caller left: the dialogue gets a moment to file its ticket, then it is cancelled.
+                await asyncio.wait({handler}, timeout=self.handler_grace_s)
+                if not handler.done():
+                    log.warning("AudioSocket call %s: handler still running after the caller left; cancelled",
+                                session.call_id)
+        finally:
+            for task in (handler, gone, pump):
+                task.cancel()
+            await asyncio.gather(handler, gone, pump, return_exceptions=True)
+            await session.hangup()
+            del self._sessions[session.call_id]
+            self.stats.active_sessions -= 1
+            log.info("AudioSocket call %s ended after %.1f s (in %d, out %d, dropped %d frames)", session.call_id,
+                     time.monotonic() - session.started_at, session.frames_in, session.frames_out,
+                     session.frames_dropped)
+
+    async def _run_handler(self, session: AudioSocketSession) -> None:
+        try:
+            await self._handler(session)
+        except Exception:
+            self.stats.handler_errors += 1
+            log.exception("AudioSocket handler failed on call %s", session.call_id)

@@ -1,0 +1,156 @@
+"""Text to speech for the bot: an engine interface, the espeak-ng engine, and a disk cache.
+
+Every engine returns 8 kHz signed-linear 16-bit mono ("slin"), ready for ``AudioSocketSession.play``.
+The bot says the same sentences over and over (greetings, knowledge-base answers), so ``CachedTts`` keeps each
+synthesis on disk, keyed by engine, voice, rate and text; concurrent requests for one text synthesise it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Protocol
+
+from asr import audio
+from config.settings import TtsSettings
+
+# Digits read one by one, as call-centre agents read numbers back: 1 is 幺 (yāo), never confused with 七.
+DIGIT_READINGS = dict(zip("0123456789", "零幺二三四五六七八九", strict=True))
+LOCK_STRIPES = 64
+
+
+class TtsError(Exception):
+    """Synthesis failed. ``code`` is stable and machine-readable; ``message`` is Chinese."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class SpeechSynthesizer(Protocol):
+    """A TTS engine. ``cache_id`` names everything that changes its output (engine, voice, rate …)."""
+
+    @property
+    def cache_id(self) -> str: ...
+
+    def synthesize(self, text: str) -> bytes:
+        """``text`` as 8 kHz slin 16-bit mono."""
+        ...
+
+
+class EspeakNg:
+    """espeak-ng (Debian ``espeak-ng``) run as a subprocess that writes WAV to stdout."""
+
+    def __init__(
+        self, voice: str = "cmn-latn-pinyin", *, speed_wpm: int = 150, timeout_s: float = 30.0,
+        executable: str = "espeak-ng",
+    ) -> None:
+        self.voice = voice
+        self.speed_wpm = speed_wpm
+        self.timeout_s = timeout_s
+        self.executable = executable
+        self._voice_checked = False
+
+    @property
+    def cache_id(self) -> str:
+        return f"espeak-ng/{self.voice}/{self.speed_wpm}"
+
+    def synthesize(self, text: str) -> bytes:
+        if not self._voice_checked:
+            self._check_voice()
+        # The text goes on stdin, never on the command line: it cannot be read as an option.
+        # Amplitude 75 of 200 (default 100) leaves headroom: at 100 the resampled peaks clip.
+        command = [self.executable, "-v", self.voice, "-s", str(self.speed_wpm), "-a", "75", "--stdout"]
+        wav = self._run(command, text.encode("utf-8"))
+        try:
+            return audio.wav_bytes_to_slin8k(wav)
+        except audio.AudioFormatError as exc:
+            raise TtsError("tts.engine_failed", f"espeak-ng 输出无法解析：{exc.message}") from exc
+
+    def _run(self, command: list[str], stdin: bytes) -> bytes:
+        try:
+            done = subprocess.run(command, input=stdin, capture_output=True, timeout=self.timeout_s, check=False)
+        except FileNotFoundError as exc:
+            raise TtsError("tts.engine_missing", f"未找到语音合成程序 {self.executable}（请安装 espeak-ng）") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise TtsError("tts.timeout", f"语音合成超过 {self.timeout_s:g} 秒未完成") from exc
+        if done.returncode != 0 or not done.stdout:
+            detail = done.stderr.decode("utf-8", "replace").strip()
+            raise TtsError("tts.engine_failed", f"espeak-ng 合成失败（退出码 {done.returncode}）：{detail}")
+        return done.stdout
+
+    def _check_voice(self) -> None:
+        """espeak-ng silently falls back to English for an unknown voice: refuse it instead."""
+        listing = self._run([self.executable, "--voices"], b"").decode("utf-8", "replace")
+        known = {word.lower() for line in listing.splitlines()[1:] for word in line.split()[1:5]}
+        known |= {name.rsplit("/", 1)[-1] for name in known}
+        known |= {alias.lower() for alias in re.findall(r"\(([\w-]+) \d+\)", listing)}  # "(zh 5)"
+        if self.voice.split("+", 1)[0].lower() not in known:
+            raise TtsError("tts.unknown_voice", f"espeak-ng 没有语音 {self.voice!r}（可用：espeak-ng --voices）")
+        self._voice_checked = True
+
+
+class CachedTts:
+    """A synthesizer behind a disk cache (one raw slin file per text) with per-text single flight."""
+
+    def __init__(self, engine: SpeechSynthesizer, cache_dir: str | Path) -> None:
+        self.engine = engine
+        self.cache_dir = Path(cache_dir)
+        self.syntheses = 0  # engine calls made (cache misses), for metrics and tests
+        # Striped locks: one text always maps to the same lock, and their number stays bounded.
+        self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+
+    def path_for(self, text: str) -> Path:
+        digest = hashlib.sha256(f"{self.engine.cache_id}\n{text}".encode()).hexdigest()
+        return self.cache_dir / digest[:2] / f"{digest}.slin"
+
+    def synthesize(self, text: str) -> bytes:
+        """The text as 8 kHz slin: from the cache, or synthesised once and stored."""
+        text = text.strip()
+        if not text:
+            raise TtsError("tts.empty_text", "合成文本为空")
+        path = self.path_for(text)
+        with self._locks[int(path.stem[:8], 16) % LOCK_STRIPES]:
+            if path.exists():
+                return path.read_bytes()
+            pcm = self.engine.synthesize(text)
+            self.syntheses += 1
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Write then rename: another process sharing the folder never reads half a file.
+            with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+                tmp.write(pcm)
+            os.replace(tmp.name, path)
+            return pcm
+
+    async def asynthesize(self, text: str) -> bytes:
+        """``synthesize`` in a worker thread, so the event loop keeps pacing other calls' audio."""
+        return await asyncio.to_thread(self.synthesize, text)
+
+
+def build_tts(settings: TtsSettings) -> CachedTts:
+    """The configured engine behind the configured cache."""
+    engine = EspeakNg(settings.voice, speed_wpm=settings.speed_wpm, timeout_s=settings.timeout_s)
+    return CachedTts(engine, settings.cache_dir)
+
+
+def digits_for_speech(number: str) -> str:
+    """A ticket number for reading back digit by digit: ``12345-20261123-00042`` → ``幺 二 三 四 五，二 零 …``.
+
+    Digits become 零 幺 二 … 九 separated by spaces; ``-`` and spaces become a pause (，); other characters
+    (letters in a reference) are kept as they are.
+    """
+    groups: list[list[str]] = [[]]
+    for char in number.strip():
+        if char in "- ":
+            if groups[-1]:
+                groups.append([])
+        else:
+            groups[-1].append(DIGIT_READINGS.get(char, char))
+    return "，".join(" ".join(group) for group in groups if group)

@@ -1,0 +1,55 @@
+"""`hotline console [--host H] [--port P]` and `hotline console install-assets`: the web console."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from aiohttp import web
+
+from agent_console.app import create_app
+from agent_console.assets import AssetsError, install_assets
+from config import Settings
+from hotline.db import make_engine, make_sessionmaker
+from hotline.migrate import upgrade_engine
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("console", help="坐席控制台 (web console)")
+    p.add_argument("--host", help="listen address (default: console.host)")
+    p.add_argument("--port", type=int, help="listen port (default: console.port)")
+    p.set_defaults(handler=_serve)
+    cmds = p.add_subparsers(dest="console_command")
+    assets = cmds.add_parser("install-assets", help="npm install the browser libraries into static/vendor/")
+    assets.set_defaults(handler=_install_assets)
+
+
+async def _app(settings: Settings) -> web.Application:
+    engine = make_engine(settings.database.url, echo=settings.database.echo, pool_size=settings.database.pool_size)
+    await upgrade_engine(engine)
+
+    async def dispose(_app: web.Application) -> None:
+        await engine.dispose()
+
+    app = create_app(settings, make_sessionmaker(engine))
+    app.on_cleanup.append(dispose)
+    return app
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    host, port = args.host or settings.console.host, args.port or settings.console.port
+    log.info("console on http://%s:%d/", host, port)
+    web.run_app(_app(settings), host=host, port=port, print=None, access_log=log)
+    return 0
+
+
+def _install_assets(_settings: Settings, _args: argparse.Namespace) -> int:
+    try:
+        install_assets()
+    except AssetsError as exc:
+        print(f"错误: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,398 @@
+"""The AMI connection: panoramisk's Manager with a hardened protocol and our own connection supervisor.
+
+What panoramisk 1.4 does not do, and what this module adds (by subclassing, not patching):
+
+* ``Manager.ping`` sends ``Ping`` and never looks at the answer, so a silent peer (half-open TCP, a hung
+  Asterisk) is never noticed. Here every ping must be answered within ``ping_timeout_s`` or the transport is
+  aborted and the supervisor reconnects.
+* ``Manager.connection_lost`` retries after a fixed delay, forever, with no connect timeout. Here the
+  supervisor retries with exponential backoff and jitter, capped at ``reconnect_max_s``.
+* ``AMIProtocol.close`` leaves the futures of Ping/Login pending forever and re-sends other unanswered actions
+  after the next ``FullyBooted`` — a stale ``Redirect`` replayed minutes later is harmful for a call centre.
+  Here every pending action fails with :class:`AmiConnectionLost` instead; callers decide again after resync.
+* ``AMIProtocol.data_received`` silently drops non-UTF-8 bytes, buffers without limit while waiting for the
+  blank line that ends a frame, and lets a frame with a repeated ``Event`` header (or an exception in an event
+  callback) raise out of ``data_received``, which makes asyncio close the connection. Here frames are cut on
+  bytes with a size cap, decoded with replacement, and every malformed frame is counted and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from panoramisk import Manager
+from panoramisk.ami_protocol import AMIProtocol
+from panoramisk.message import Message
+
+from config.settings import AmiSettings
+
+log = logging.getLogger(__name__)
+
+FRAME_END = b"\r\n\r\n"
+BANNER = "Asterisk Call Manager/"
+
+
+class AmiError(Exception):
+    """An AMI failure with a stable code and a Chinese message."""
+
+    code = "ami.error"
+    message = "AMI 通信错误"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(f"{self.code}: {self.message}" + (f" ({detail})" if detail else ""))
+        self.detail = detail
+
+
+class AmiNotConnected(AmiError):
+    code = "ami.not_connected"
+    message = "尚未连接到 Asterisk"
+
+
+class AmiConnectionLost(AmiError):
+    code = "ami.connection_lost"
+    message = "与 Asterisk 的连接已断开"
+
+
+class AmiTimeout(AmiError):
+    code = "ami.timeout"
+    message = "Asterisk 未在规定时间内应答"
+
+
+class AmiAuthError(AmiError):
+    code = "ami.auth_failed"
+    message = "AMI 登录失败"
+
+
+class AmiActionError(AmiError):
+    code = "ami.action_failed"
+    message = "AMI 操作被 Asterisk 拒绝"
+
+
+@dataclass
+class AmiStats:
+    """Counters of the connection (exported on the console and as metrics)."""
+
+    frames: int = 0
+    events: int = 0
+    malformed_frames: int = 0
+    oversized_frames: int = 0
+    undecodable_frames: int = 0
+    callback_errors: int = 0
+    connects: int = 0
+    connect_failures: int = 0
+    dead_pings: int = 0
+    disconnects: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class HardenedAmiProtocol(AMIProtocol):
+    """panoramisk's AMIProtocol with byte-level framing, a frame size cap and no exception escaping."""
+
+    def __init__(self, stats: AmiStats, max_frame_bytes: int) -> None:
+        super().__init__()
+        self.stats = stats
+        self.max_frame_bytes = max_frame_bytes
+        self._buf = bytearray()
+        self._skipping = False  # inside an oversized frame: drop bytes up to its end
+        self.lost: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._buf = bytearray()
+        self._skipping = False
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        while True:
+            end = self._buf.find(FRAME_END)
+            if end < 0:
+                if len(self._buf) > self.max_frame_bytes:
+                    if not self._skipping:
+                        self.stats.oversized_frames += 1
+                        log.warning("AMI frame longer than %d bytes dropped", self.max_frame_bytes)
+                    self._skipping = True
+                    # keep the last 3 bytes: the frame end may straddle two reads
+                    del self._buf[:-3]
+                return
+            raw = bytes(self._buf[:end])
+            del self._buf[: end + len(FRAME_END)]
+            if self._skipping:
+                self._skipping = False
+                continue
+            self._frame_received(raw)
+
+    def _frame_received(self, raw: bytes) -> None:
+        if not raw.strip():
+            return
+        self.stats.frames += 1
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.stats.undecodable_frames += 1
+            text = raw.decode("utf-8", errors="replace")
+            log.warning("AMI frame with non-UTF-8 bytes: %r", raw[:200])
+        lines = [ln for ln in text.split("\r\n") if not ln.startswith(BANNER)]
+        if self.version is None and text.startswith(BANNER):
+            self.version = text[len(BANNER):].split("\r\n", 1)[0].strip()
+        try:
+            message = Message.from_line("\r\n".join(lines).strip())
+        except Exception:  # any parser failure is a malformed frame
+            message = None
+        if message is None or not _single_header(message, "event", "response"):
+            self.stats.malformed_frames += 1
+            log.warning("malformed AMI frame ignored: %r", text[:200])
+            return
+        message.seq = self.stats.frames  # stream order, across reconnects: resync snapshots compare against it
+        if "event" in message:
+            self.stats.events += 1
+        try:
+            self.handle_message(message)
+        except Exception:  # a failing callback must not kill the connection
+            self.stats.callback_errors += 1
+            log.exception("AMI message handler failed for %r", message)
+
+    def close(self) -> None:
+        """Close and fail every pending action (panoramisk would keep or replay them)."""
+        self._fail_pending()
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once (dead peer): no FIN handshake to wait for."""
+        self._fail_pending()
+        self.closed = True
+        self.transport.abort()
+
+    def _fail_pending(self) -> None:
+        for action in list(self.responses.values()):
+            if not action.future.done():
+                action.future.set_exception(AmiConnectionLost(str(action.get("action", ""))))
+        self.responses.clear()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close()
+        if self.lost is not None and not self.lost.done():
+            self.lost.set_result(None)
+
+
+def _single_header(message: Message, *names: str) -> bool:
+    """True when the frame has one (not repeated) Event or Response header."""
+    present = [message[n] for n in names if n in message]
+    return len(present) == 1 and isinstance(present[0], str)
+
+
+EventCallback = Callable[[Message], None]
+ConnectedHook = Callable[["AmiClient"], Awaitable[None]]
+
+
+class _SupervisedManager(Manager):
+    """panoramisk Manager whose connection lifecycle belongs to :class:`AmiClient`."""
+
+    def connection_lost(self, exc: Any) -> None:  # panoramisk would schedule its own fixed-delay reconnect
+        pass
+
+
+class AmiClient:
+    """One supervised AMI session: login, event filters, pings, reconnect with backoff, resync hook.
+
+    ``on_connected`` runs after every successful login (first connect and each reconnect) before events are
+    considered live; the controller rebuilds its state there.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        username: str,
+        secret: str,
+        ping_interval_s: float = 5.0,
+        ping_timeout_s: float = 3.0,
+        reconnect_min_s: float = 0.5,
+        reconnect_max_s: float = 30.0,
+        connect_timeout_s: float = 5.0,
+        action_timeout_s: float = 10.0,
+        max_frame_bytes: int = 65536,
+        event_filters: Iterable[str] = (),
+        on_connected: ConnectedHook | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.host, self.port, self.username, self.secret = host, port, username, secret
+        self.ping_interval_s, self.ping_timeout_s = ping_interval_s, ping_timeout_s
+        self.reconnect_min_s, self.reconnect_max_s = reconnect_min_s, reconnect_max_s
+        self.connect_timeout_s, self.action_timeout_s = connect_timeout_s, action_timeout_s
+        self.max_frame_bytes = max_frame_bytes
+        self.event_filters = list(event_filters)
+        self.on_connected = on_connected
+        self.stats = AmiStats()
+        self.connected = asyncio.Event()
+        self.last_error: str | None = None
+        self._rng = rng or random.Random()
+        self._manager = _SupervisedManager(host=host, port=port, ping_delay=0, ping_interval=0)
+        self._protocol: HardenedAmiProtocol | None = None
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, ami: AmiSettings, *, username: str, secret: str, **kwargs: Any) -> AmiClient:
+        return cls(
+            host=ami.host, port=ami.port, username=username, secret=secret,
+            ping_interval_s=ami.ping_interval_s, ping_timeout_s=ami.ping_timeout_s,
+            reconnect_min_s=ami.reconnect_min_s, reconnect_max_s=ami.reconnect_max_s,
+            connect_timeout_s=ami.connect_timeout_s, action_timeout_s=ami.action_timeout_s,
+            max_frame_bytes=ami.max_frame_bytes, **kwargs,
+        )
+
+    # -- events and actions -------------------------------------------------------------------------------
+    def on_event(self, pattern: str, callback: EventCallback) -> None:
+        """Call ``callback(message)`` for every event whose name matches the glob ``pattern``."""
+        self._manager.register_event(pattern, lambda _manager, message: callback(message))
+
+    async def action(
+        self, action: Mapping[str, Any], *, as_list: bool = False, timeout_s: float | None = None
+    ) -> Message | list[Message]:
+        """Send an action and wait for its answer; raises AmiNotConnected/AmiConnectionLost/AmiTimeout/
+        AmiActionError (``Response: Error``). Lists (``as_list=True``) end with their ``…Complete`` event.
+        ``as_list`` is always explicit: panoramisk otherwise guesses from the reply text and waits forever for
+        a list after QueueAdd's "Added interface to queue"."""
+        protocol = self._protocol
+        if protocol is None or protocol.closed:
+            raise AmiNotConnected(str(action.get("Action", "")))
+        future = protocol.send(dict(action), as_list=as_list)
+        try:
+            result = await asyncio.wait_for(future, timeout_s or self.action_timeout_s)
+        except TimeoutError:
+            protocol.responses = {k: v for k, v in protocol.responses.items() if v.future is not future}
+            raise AmiTimeout(str(action.get("Action", ""))) from None
+        first = result[0] if isinstance(result, list) else result
+        if str(first.get("response", "")).lower() == "error":
+            raise AmiActionError(f"{action.get('Action')}: {first.get('message', '')}")
+        return result
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    def start(self) -> asyncio.Task[None]:
+        self._stopping = False
+        self._task = asyncio.create_task(self.run(), name="ami-supervisor")
+        return self._task
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._protocol is not None:
+            self._protocol.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.connected.clear()
+
+    def drop_connection(self) -> None:
+        """Abort the TCP connection now; the supervisor reconnects (used on a dead ping)."""
+        if self._protocol is not None:
+            self._protocol.abort()
+
+    def backoff_delays(self) -> Iterable[float]:
+        """Reconnect delays: exponential from reconnect_min_s, capped, with ±50 % full jitter below the cap."""
+        delay = self.reconnect_min_s
+        while True:
+            yield min(self.reconnect_max_s, delay * (0.5 + self._rng.random()))
+            delay = min(self.reconnect_max_s, delay * 2)
+
+    async def run(self) -> None:
+        """Connect, serve until the connection dies, reconnect with backoff — until :meth:`stop`."""
+        delays = iter(self.backoff_delays())
+        while not self._stopping:
+            try:
+                protocol = await self._open()
+            except (OSError, TimeoutError, AmiError) as exc:
+                self.stats.connect_failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                delay = next(delays)
+                log.warning("AMI %s:%s unavailable (%s); retry in %.1fs", self.host, self.port, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            delays = iter(self.backoff_delays())
+            await self._serve(protocol)
+            if not self._stopping:
+                delay = next(delays)
+                log.warning("AMI connection lost; reconnecting in %.1fs", delay)
+                await asyncio.sleep(delay)
+
+    async def _open(self) -> HardenedAmiProtocol:
+        loop = asyncio.get_running_loop()
+        _transport, protocol = await asyncio.wait_for(
+            loop.create_connection(lambda: HardenedAmiProtocol(self.stats, self.max_frame_bytes), self.host, self.port),
+            self.connect_timeout_s,
+        )
+        protocol.factory = self._manager
+        protocol.encoding = "utf-8"
+        protocol.log = log
+        self._manager.protocol = protocol
+        self._protocol = protocol
+        try:
+            reply = await self.action({"Action": "Login", "Username": self.username, "Secret": self.secret,
+                                       "Events": "on"})
+        except AmiActionError as exc:
+            protocol.close()
+            raise AmiAuthError(exc.detail) from None
+        except AmiError:
+            protocol.close()
+            raise
+        assert isinstance(reply, Message)
+        await self._install_filters()
+        self.stats.connects += 1
+        log.info("AMI connected to %s:%s (protocol %s)", self.host, self.port, protocol.version)
+        return protocol
+
+    async def _install_filters(self) -> None:
+        """Ask Asterisk to send only the events we use; without the Filter right our callbacks still filter."""
+        for regex in self.event_filters:
+            try:
+                await self.action({"Action": "Filter", "Operation": "Add", "Filter": regex})
+            except AmiActionError as exc:
+                log.warning("AMI Filter refused (%s); all events will be received", exc.detail)
+                return
+
+    async def _serve(self, protocol: HardenedAmiProtocol) -> None:
+        assert protocol.lost is not None
+        pinger = asyncio.create_task(self._ping_loop(protocol), name="ami-pinger")
+        try:
+            if self.on_connected is not None:
+                await self.on_connected(self)
+            self.connected.set()
+            await protocol.lost
+        except AmiError as exc:
+            log.warning("AMI session ended during setup: %s", exc)
+            protocol.abort()
+        except Exception:  # a failing resync must not end the supervisor: reconnect and retry
+            log.exception("AMI resync failed; reconnecting")
+            protocol.abort()
+        finally:
+            self.connected.clear()
+            self.stats.disconnects += 1
+            pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pinger
+
+    async def _ping_loop(self, protocol: HardenedAmiProtocol) -> None:
+        while not protocol.closed:
+            await asyncio.sleep(self.ping_interval_s)
+            try:
+                await self.action({"Action": "Ping"}, timeout_s=self.ping_timeout_s)
+            except AmiTimeout:
+                self.stats.dead_pings += 1
+                log.error("AMI ping unanswered for %.1fs: dropping the connection", self.ping_timeout_s)
+                protocol.abort()
+                return
+            except AmiError:
+                return

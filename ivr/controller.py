@@ -1,0 +1,343 @@
+"""The AMI controller: AMI events → state → call log, overflow to the bot, leader answering windows.
+
+Wiring only: the connection is :mod:`ivr.ami`, the state :mod:`ivr.state`, decisions :mod:`ivr.overflow`
+and :mod:`ivr.leaders`, storage :mod:`ivr.calllog`. Plug-ins (the call-back scheduler) use
+:meth:`HotlineController.add_listener` to receive domain events (``CallbackResult`` …) and
+:meth:`HotlineController.originate` to place calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from panoramisk.message import Message
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from config.settings import Settings
+from ivr import events as ev
+from ivr.ami import AmiClient, AmiError, AmiNotConnected
+from ivr.calllog import close_unseen, upsert_calls
+from ivr.estimator import HandleTimeAverage, WaitEstimate, estimate_wait
+from ivr.leaders import active_shifts, on_duty, plan
+from ivr.overflow import Decision, OverflowInputs, WaitingCaller, decide, in_office_hours, in_peak
+from ivr.state import Call, HotlineState, Resync, Update
+
+log = logging.getLogger(__name__)
+decision_log = logging.getLogger("ivr.overflow.decisions")
+
+Listener = Callable[[ev.DomainEvent], Awaitable[None] | None]
+Job = Callable[[AsyncSession], Awaitable[Any]]
+_WRITE_ATTEMPTS = 3
+
+
+class HotlineController:
+    """One controller per Asterisk. ``start()`` connects and serves until ``stop()``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        ami: AmiClient,
+        *,
+        is_working_day: Callable[[date], bool],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.cfg = settings.overflow
+        self.sessionmaker = sessionmaker
+        self.ami = ami
+        self.is_working_day = is_working_day
+        self.clock = clock
+        self.tz = ZoneInfo(settings.timezone)
+        self.state = HotlineState(self.cfg.queue)
+        self.handle_time = HandleTimeAverage(self.cfg.talk_time_alpha, self.cfg.default_talk_time_s)
+        self.decisions: deque[Decision] = deque(maxlen=self.cfg.decision_ring_size)
+        self.resyncs = 0
+        self._listeners: list[Listener] = []
+        self._jobs: asyncio.Queue[Job] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._resync_wanted = False
+        self._listener_tasks: set[asyncio.Future[None]] = set()
+        ami.on_connected = self._on_connected
+        ami.event_filters = list(ev.AMI_FILTERS)
+        for name in ev.SUBSCRIBED:
+            ami.on_event(name, self._on_message)
+
+    # -- public API --------------------------------------------------------------------------------------------
+    def add_listener(self, listener: Listener) -> None:
+        """Receive every domain event after the state has taken it (sync or async callable)."""
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._writer(), name="ivr-calllog-writer"),
+            asyncio.create_task(self._ticker(), name="ivr-ticker"),
+        ]
+        self.ami.start()
+
+    async def stop(self) -> None:
+        await self.ami.stop()
+        await self.flush()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def flush(self) -> None:
+        """Wait until every call-log write queued so far is in the database."""
+        await self._jobs.join()
+
+    async def originate(self, channel: str, context: str, exten: str = "s", *, variables: dict[str, str] | None = None,
+                        caller_id: str = "", timeout_s: float = 30.0) -> Message:
+        """Place a call (call-backs 回访): Async Originate; the result arrives as an OriginateResponse event."""
+        action: dict[str, Any] = {"Action": "Originate", "Channel": channel, "Context": context, "Exten": exten,
+                                  "Priority": 1, "Async": "true", "Timeout": int(timeout_s * 1000)}
+        if caller_id:
+            action["CallerID"] = caller_id
+        if variables:
+            action["Variable"] = [f"{k}={v}" for k, v in variables.items()]
+        reply = await self.ami.action(action)
+        assert isinstance(reply, Message)
+        return reply
+
+    async def set_bot_next(self, bot_uuid: str, value: str) -> bool:
+        """Tell the dialplan what follows the bot (``hangup`` or ``requeue``); False when the call is gone."""
+        call = self.state.find_by_bot(bot_uuid)
+        if call is None:
+            return False
+        await self.ami.action({"Action": "Setvar", "Channel": call.channel, "Variable": "BOT_NEXT", "Value": value})
+        return True
+
+    async def add_agent(self, interface: str, name: str) -> None:
+        """Log an agent (坐席) into the queue with ``agent_penalty`` (leaders keep precedence)."""
+        await self.ami.action({"Action": "QueueAdd", "Queue": self.cfg.queue, "Interface": interface,
+                               "Penalty": self.cfg.agent_penalty, "MemberName": name, "StateInterface": interface})
+
+    async def remove_agent(self, interface: str) -> None:
+        await self.ami.action({"Action": "QueueRemove", "Queue": self.cfg.queue, "Interface": interface})
+
+    def estimate(self) -> WaitEstimate:
+        now = self.clock()
+        staffed = [m for m in self.state.members.values() if m.available]
+        elapsed = [(now - c.answered_at).total_seconds() for c in self.state.talking_calls() if c.answered_at]
+        return estimate_wait(len(self.state.waiting_calls()), len(staffed), sum(m.free for m in staffed), elapsed,
+                             self.handle_time.aged(elapsed))
+
+    def status(self) -> dict[str, Any]:
+        """What the console shows: connection, queue, estimate, recent decisions."""
+        now = self.clock()
+        est = self.estimate()
+        return {
+            "connected": self.ami.connected.is_set(), "ami": self.ami.stats.as_dict(), "resyncs": self.resyncs,
+            "waiting": [{"uniqueid": c.uniqueid, "caller": c.caller_number, "wait_s": round(c.wait_so_far(now), 1),
+                         "from_bot": c.from_bot} for c in self.state.waiting_calls()],
+            "members": [{"interface": m.interface, "name": m.name, "penalty": m.penalty, "paused": m.paused,
+                         "free": m.free, "leader": m.interface in self.state.leaders}
+                        for m in self.state.members.values()],
+            "handle_time_s": round(est.handle_time_s, 1), "estimated_wait_s": est.newest_wait_s,
+            "decisions": [d.as_log() for d in list(self.decisions)[-20:]],
+        }
+
+    # -- events ------------------------------------------------------------------------------------------------
+    def _on_message(self, message: Message) -> None:
+        domain = ev.parse_event(message, self.clock())
+        if domain is None:
+            return
+        update = self.state.apply(domain, int(getattr(message, "seq", 0) or 0))
+        self._take(update)
+        if isinstance(domain, ev.AsteriskBooted) and self.resyncs:
+            self._resync_wanted = True
+        self._wake.set()
+        for listener in self._listeners:
+            result = listener(domain)
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                self._listener_tasks.add(task)
+                task.add_done_callback(self._listener_tasks.discard)
+
+    def _take(self, update: Update) -> None:
+        if update.talk_s is not None:
+            self.handle_time.add(update.talk_s)
+        if update.calls:
+            self._queue_write(update.calls)
+
+    def _queue_write(self, calls: Iterable[Call]) -> None:
+        batch = list(calls)
+        self._jobs.put_nowait(lambda session: upsert_calls(session, batch, now=self.clock()))
+
+    async def _writer(self) -> None:
+        while True:
+            job = await self._jobs.get()
+            try:
+                for attempt in range(1, _WRITE_ATTEMPTS + 1):
+                    try:
+                        async with self.sessionmaker() as session:
+                            await job(session)
+                        break
+                    except Exception:  # the database may be briefly unavailable: retry, then log
+                        log.exception("call-log write failed (attempt %d/%d)", attempt, _WRITE_ATTEMPTS)
+                        await asyncio.sleep(0.5 * attempt)
+            finally:
+                self._jobs.task_done()
+
+    # -- resync after every (re)connect ---------------------------------------------------------------------------
+    async def _on_connected(self, ami: AmiClient) -> None:
+        await self._resync()
+
+    async def _resync(self) -> None:
+        """Rebuild calls and queue from CoreShowChannels + QueueStatus, close calls that ended unseen, and put
+        the leader members right."""
+        channels = await self.ami.action({"Action": "CoreShowChannels"}, as_list=True)
+        queue = await self.ami.action({"Action": "QueueStatus", "Queue": self.cfg.queue}, as_list=True)
+        assert isinstance(channels, list) and isinstance(queue, list)
+        records = [ev.parse_snapshot(m) for m in channels + queue]
+        now = self.clock()
+        snap = Resync(
+            channels=[r for r in records if isinstance(r, ev.ChannelSnapshot)],
+            channels_seq=int(getattr(channels[-1], "seq", 0) or 0),
+            waiting=[r for r in records if isinstance(r, ev.QueueWaiting)],
+            members=[r for r in records if isinstance(r, ev.MemberState)],
+            params=[r for r in records if isinstance(r, ev.QueueParams)],
+            queue_seq=int(getattr(queue[-1], "seq", 0) or 0),
+        )
+        self._take(self.state.resync(snap, now))
+        if self.state.asterisk_talk_time_s:
+            self.handle_time.seed(self.state.asterisk_talk_time_s)
+        live = frozenset(self.state.calls)
+        self._jobs.put_nowait(lambda session: self._close_unseen(session, live, now))
+        self.resyncs += 1
+        log.info("resync #%d: %d live calls, %d waiting, %d members", self.resyncs, len(live),
+                 len(self.state.waiting_calls()), len(self.state.members))
+        await self._reconcile_leaders()
+        self._wake.set()
+
+    async def _close_unseen(self, session: AsyncSession, live: frozenset[str], now: datetime) -> None:
+        closed = await close_unseen(session, live, now)
+        if closed:
+            log.warning("closed %d call(s) that ended while the controller was not listening: %s",
+                        len(closed), ", ".join(closed))
+
+    # -- periodic work ---------------------------------------------------------------------------------------------
+    async def _ticker(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.cfg.tick_s)
+            self._wake.clear()
+            if not self.ami.connected.is_set():
+                continue
+            try:
+                if self._resync_wanted:
+                    self._resync_wanted = False
+                    await self._resync()
+                await self._reconcile_leaders()
+                await self._overflow()
+            except AmiError as exc:
+                log.warning("controller tick interrupted: %s", exc)
+            except Exception:  # one failed tick must not stop the controller
+                log.exception("controller tick failed")
+
+    async def _reconcile_leaders(self) -> None:
+        async with self.sessionmaker() as session:
+            shifts = await active_shifts(session, self.clock(), self.tz)
+        duty = on_duty(shifts)
+        self.state.set_leaders((d.interface, d.leader_name) for d in duty)
+        changes = plan(duty, self.state.members, self.cfg.leader_penalty)
+        for interface in changes.remove:
+            log.info("leader window closed: removing %s from queue %s", interface, self.cfg.queue)
+            await self._queue_member_action({"Action": "QueueRemove", "Queue": self.cfg.queue,
+                                             "Interface": interface})
+            self.state.apply(ev.MemberRemoved(self.clock(), self.cfg.queue, interface), self.ami.stats.frames)
+        for d in changes.add:
+            log.info("leader window open: adding %s (%s) to queue %s", d.interface, d.member_name, self.cfg.queue)
+            await self._queue_member_action({"Action": "QueueAdd", "Queue": self.cfg.queue, "Interface": d.interface,
+                                             "Penalty": self.cfg.leader_penalty, "MemberName": d.member_name,
+                                             "StateInterface": d.interface})
+            self.state.apply(ev.MemberState(self.clock(), self.cfg.queue, d.interface, d.member_name, d.interface,
+                                            self.cfg.leader_penalty, False, 0, False), self.ami.stats.frames)
+
+    async def _queue_member_action(self, action: dict[str, Any]) -> None:
+        try:
+            await self.ami.action(action)
+        except AmiNotConnected:
+            raise
+        except AmiError as exc:  # "Already there" / "Not there": the state was stale, the next event fixes it
+            log.info("%s %s: %s", action["Action"], action["Interface"], exc.detail)
+
+    async def _overflow(self) -> None:
+        now = self.clock()
+        local = now.astimezone(self.tz)
+        callers = tuple(WaitingCaller(c.uniqueid, c.channel, c.queue_joined_at or c.started_at, c.overflow_eligible())
+                        for c in self.state.waiting_calls())
+        inputs = OverflowInputs(
+            at=now, peak=in_peak(local, self.cfg.peak_windows),
+            office_hours=in_office_hours(local, self.settings.office_hours, self.is_working_day(local.date())),
+            callers=callers, estimate=self.estimate(),
+        )
+        decision = decide(inputs, self.cfg)
+        self._record(decision)
+        for caller in decision.redirect:
+            await self._redirect(caller, now)
+
+    def _record(self, decision: Decision) -> None:
+        last = self.decisions[-1] if self.decisions else None
+        if decision.redirect or not decision.same_situation(last):
+            self.decisions.append(decision)
+            level = logging.INFO if decision.redirect else logging.DEBUG
+            decision_log.log(level, "overflow %s", json.dumps(decision.as_log(), ensure_ascii=False))
+
+    async def _redirect(self, caller: WaitingCaller, now: datetime) -> None:
+        self.state.mark_redirected(caller.uniqueid, now)
+        try:
+            await self.ami.action({"Action": "Redirect", "Channel": caller.channel, "Context": self.cfg.bot_context,
+                                   "Exten": "s", "Priority": 1})
+        except AmiNotConnected:
+            call = self.state.calls.get(caller.uniqueid)
+            if call is not None:
+                call.redirected_at = None  # never sent: may be decided again after the resync
+            raise
+        except AmiError as exc:  # the caller hung up or was answered meanwhile: never retried
+            log.warning("redirect of %s to %s failed: %s", caller.channel, self.cfg.bot_context, exc.detail)
+            return
+        call = self.state.calls.get(caller.uniqueid)
+        if call is not None:
+            self._queue_write([replace(call)])
+
+
+class AmiCredentialsMissing(AmiError):
+    code = "ami.no_credentials"
+    message = "未配置 AMI 账号，且本机 PBX 未运行"
+
+
+def resolve_ami_credentials(settings: Settings) -> tuple[str, str]:
+    """settings.ami username/secret, or (when empty) the generated ones of the running local PBX."""
+    if settings.ami.username:
+        return settings.ami.username, settings.ami.secret
+    from ivr.pbx.harness import LocalPbx  # the harness is only needed for the local PBX
+
+    info = LocalPbx(settings).status()
+    if info is None:
+        raise AmiCredentialsMissing("settings.ami.username is empty and `hotline pbx start` is not running")
+    return info.ami_username, info.ami_secret
+
+
+def build_controller(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], *, username: str,
+                     secret: str, host: str | None = None, port: int | None = None) -> HotlineController:
+    """A controller on the statutory working-day calendar (调休 included)."""
+    from tickets.worktime import WorkCalendar
+
+    ami_settings = settings.ami.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v})
+    ami = AmiClient.from_settings(ami_settings, username=username, secret=secret)
+    calendar = WorkCalendar.from_settings(settings)
+    return HotlineController(settings, sessionmaker, ami, is_working_day=calendar.is_working_day)

@@ -1,0 +1,157 @@
+"""Leader answering days (领导接听日): the schedule's service functions and the queue-member reconciler.
+
+A leader on duty is a member of the hotline queue with ``leader_penalty`` (0): Asterisk rings the lowest
+penalty first and moves on to the agents (``agent_penalty``, 1) only while every leader is busy or
+unreachable, so leaders take calls first without changing the queue's strategy, and callers never wait for
+a busy leader. The penalty is also how the reconciler recognises leader members after a restart — agents
+must never be added with ``leader_penalty``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ivr.models import LeaderShift
+from ivr.state import Member
+
+INTERFACE_RE = re.compile(r"^(PJSIP|SIP|IAX2|DAHDI|Local)/[^\s,|]+$")
+
+
+class LeaderScheduleError(Exception):
+    """A schedule edit refused, with a stable code and a Chinese message."""
+
+    code = "leader.invalid"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{self.code}: {message}")
+        self.message = message
+
+
+class InvalidShift(LeaderScheduleError):
+    code = "leader.invalid_shift"
+
+
+class OverlappingShift(LeaderScheduleError):
+    code = "leader.overlap"
+
+
+class ShiftNotFound(LeaderScheduleError):
+    code = "leader.not_found"
+
+
+@dataclass(frozen=True)
+class ShiftInput:
+    day: date
+    start: time
+    end: time
+    leader_name: str
+    interface: str
+    title: str = ""
+    department: str = ""
+
+
+def _validate(shift: ShiftInput) -> ShiftInput:
+    name = shift.leader_name.strip()
+    interface = shift.interface.strip()
+    if not name:
+        raise InvalidShift("领导姓名不能为空")
+    if not INTERFACE_RE.match(interface):
+        raise InvalidShift(f"接听终端格式不正确：{shift.interface!r}（例如 PJSIP/6009 或 Local/6009@test-agent/n）")
+    if shift.end <= shift.start:
+        raise InvalidShift(f"结束时间 {shift.end:%H:%M} 必须晚于开始时间 {shift.start:%H:%M}")
+    return ShiftInput(shift.day, shift.start, shift.end, name, interface, shift.title.strip(), shift.department.strip())
+
+
+async def add_shift(session: AsyncSession, shift: ShiftInput, *, now: datetime | None = None) -> LeaderShift:
+    """Add a window; refuses end ≤ start, a bad interface, and overlap with another window of the same endpoint."""
+    shift = _validate(shift)
+    clash = await session.scalar(
+        select(LeaderShift).where(
+            LeaderShift.day == shift.day, LeaderShift.interface == shift.interface,
+            LeaderShift.start < shift.end, LeaderShift.end > shift.start,
+        ).limit(1)
+    )
+    if clash is not None:
+        raise OverlappingShift(
+            f"{shift.interface} 在 {shift.day} {clash.start:%H:%M}–{clash.end:%H:%M} 已安排 {clash.leader_name} 接听"
+        )
+    row = LeaderShift(day=shift.day, start=shift.start, end=shift.end, leader_name=shift.leader_name,
+                      title=shift.title, department=shift.department, interface=shift.interface,
+                      created_at=now or datetime.now(UTC))
+    session.add(row)
+    await session.commit()
+    return row
+
+
+async def list_shifts(session: AsyncSession, *, day_from: date | None = None, day_to: date | None = None
+                      ) -> list[LeaderShift]:
+    query = select(LeaderShift).order_by(LeaderShift.day, LeaderShift.start, LeaderShift.id)
+    if day_from is not None:
+        query = query.where(LeaderShift.day >= day_from)
+    if day_to is not None:
+        query = query.where(LeaderShift.day <= day_to)
+    return list((await session.scalars(query)).all())
+
+
+async def remove_shift(session: AsyncSession, shift_id: int) -> LeaderShift:
+    row = await session.get(LeaderShift, shift_id)
+    if row is None:
+        raise ShiftNotFound(f"没有编号为 {shift_id} 的领导接听安排")
+    await session.delete(row)
+    await session.commit()
+    return row
+
+
+async def active_shifts(session: AsyncSession, now: datetime, tz: ZoneInfo) -> list[LeaderShift]:
+    """Windows open at ``now`` (start inclusive, end exclusive, wall-clock in ``tz``)."""
+    local = now.astimezone(tz)
+    clock = local.time().replace(tzinfo=None)
+    rows = await session.scalars(
+        select(LeaderShift)
+        .where(LeaderShift.day == local.date(), LeaderShift.start <= clock, LeaderShift.end > clock)
+        .order_by(LeaderShift.start)
+    )
+    return list(rows.all())
+
+
+@dataclass(frozen=True)
+class LeaderOnDuty:
+    interface: str
+    member_name: str  # MemberName shown in the queue: "张三（区长）"
+    leader_name: str
+
+
+@dataclass(frozen=True)
+class LeaderPlan:
+    """Queue changes that make the queue's leader members match the windows open now."""
+
+    add: tuple[LeaderOnDuty, ...]
+    remove: tuple[str, ...]  # interfaces
+
+
+def on_duty(shifts: Iterable[LeaderShift]) -> list[LeaderOnDuty]:
+    seen: dict[str, LeaderOnDuty] = {}
+    for s in shifts:
+        label = f"{s.leader_name}（{s.title}）" if s.title else s.leader_name
+        seen.setdefault(s.interface, LeaderOnDuty(s.interface, label, s.leader_name))
+    return list(seen.values())
+
+
+def plan(duty: Iterable[LeaderOnDuty], members: Mapping[str, Member], leader_penalty: int) -> LeaderPlan:
+    """Add leaders on duty that are missing (or present with another penalty: removed and added again);
+    remove leader members (penalty ``leader_penalty``) whose window is closed."""
+    wanted = {d.interface: d for d in duty}
+    add = tuple(d for i, d in wanted.items() if i not in members or members[i].penalty != leader_penalty)
+    remove = tuple(
+        i for i, m in members.items()
+        if (m.penalty == leader_penalty and i not in wanted) or (i in wanted and m.penalty != leader_penalty)
+    )
+    return LeaderPlan(add, remove)
+

@@ -1,0 +1,288 @@
+"""A real Asterisk on any Debian machine: `LocalPbx` builds a sid root once, renders our configuration
+with fresh credentials, runs ``asterisk -f`` chrooted in its own session and mount namespace, and
+stops it again. Everything lives in the cache folder; the running instance is described by ``pbx.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from config import Settings
+from ivr.pbx.errors import PbxError
+from ivr.pbx.filelock import locked
+from ivr.pbx.mirror import debian_mirror
+from ivr.pbx.prompts import hold_sound, install_prompts
+from ivr.pbx.render import RenderValues, render_all
+from ivr.pbx.rootfs import ensure_root, root_path
+
+log = logging.getLogger(__name__)
+
+# Folders inside the root (paths as Asterisk sees them, without the leading slash).
+SOUNDS = "usr/share/asterisk/sounds/hotline"  # prompts and emulated-caller audio: Playback(hotline/<name>)
+DIGITS = "usr/share/asterisk/sounds/zh/digits"  # Chinese number words for the queue announcements
+MOH = "usr/share/asterisk/moh-hotline"
+RECORDINGS = "var/spool/asterisk/recordings"
+ETC = "etc/asterisk"
+RUN = "run/asterisk"  # /var/run is an absolute symlink to /run inside the root: never follow it from outside
+ASTERISK = ["/usr/sbin/asterisk", "-C", "/etc/asterisk/asterisk.conf"]
+
+
+@dataclass
+class PbxInfo:
+    """How to reach the running local PBX; paths are on the host side."""
+
+    pid: int
+    ami_host: str
+    ami_port: int
+    ami_username: str
+    ami_secret: str
+    sip_port: int
+    audiosocket_port: int
+    sounds_dir: Path
+    recordings_dir: Path
+    root: Path
+    agents: dict[str, str] = field(default_factory=dict)  # softphone extension → SIP password
+    log_file: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> PbxInfo:
+        data = json.loads(text)
+        paths = {f.name for f in fields(cls) if "Path" in str(f.type)}
+        return cls(**{k: (Path(v) if k in paths and v is not None else v) for k, v in data.items()})
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise PbxError("pbx_needs_root", "本地 PBX 需要 root 权限 (debootstrap、chroot、mount)")
+
+
+def _alive_in(pid: int, root: Path) -> bool:
+    """True when *pid* is a live (not zombie) process chrooted into *root*."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z" and Path(os.readlink(f"/proc/{pid}/root")) == root
+    except (OSError, IndexError):
+        return False
+
+
+def _wait_exit(pid: int, timeout: float) -> bool:
+    """Wait (on a pidfd, not by polling) until *pid* has exited; reap it when it is our child."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        exited = bool(select.select([pidfd], [], [], timeout)[0])
+    finally:
+        os.close(pidfd)
+    if exited:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    return exited
+
+
+def _chown_to(path: Path, uid: int, gid: int, mode: int) -> None:
+    os.chown(path, uid, gid)
+    path.chmod(mode)
+
+
+def _asterisk_ids(root: Path) -> tuple[int, int]:
+    for line in (root / "etc/passwd").read_text().splitlines():
+        parts = line.split(":")
+        if parts[0] == "asterisk":
+            return int(parts[2]), int(parts[3])
+    raise PbxError("pbx_root_broken", "Asterisk 运行环境不完整 (缺少 asterisk 用户)")
+
+
+class LocalPbx:
+    """Build, start, inspect and stop the local Asterisk kept in *cache_dir* (default settings.pbx.cache_dir)."""
+
+    def __init__(self, settings: Settings, cache_dir: Path | None = None) -> None:
+        self.settings = settings
+        self.cache_dir = Path(cache_dir or settings.pbx.cache_dir).resolve()
+        self.root = root_path(self.cache_dir)
+        self.info_file = self.cache_dir / "pbx.json"
+        self.log_file = self.cache_dir / "asterisk.log"
+        self._lock = self.cache_dir / "pbx.lock"
+
+    # ---- public API -------------------------------------------------------------------------------------
+    def status(self) -> PbxInfo | None:
+        """The running instance, or None (a stale pbx.json of a dead process counts as not running)."""
+        if not self.info_file.is_file():
+            return None
+        try:
+            info = PbxInfo.from_json(self.info_file.read_text())
+        except (ValueError, TypeError):
+            return None
+        return info if _alive_in(info.pid, self.root) else None
+
+    def start(self, *, audiosocket_port: int | None = None) -> PbxInfo:
+        """Start (building the root first if needed) and wait until fully booted; a running one is reused."""
+        _require_root()
+        with locked(self._lock):
+            info = self.status()
+            if info is not None:
+                if audiosocket_port and audiosocket_port != info.audiosocket_port:
+                    info = self._retarget_bot(info, audiosocket_port)
+                return info
+            if not self.root.is_dir():
+                ensure_root(self.cache_dir, self.settings.pbx.suite, debian_mirror(self.settings.pbx.mirror))
+            self._prepare()
+            values = RenderValues.generate(self.settings, audiosocket_port=audiosocket_port)
+            self._write_config(values)
+            pid = self._spawn()
+            try:
+                self._wait_booted(pid)
+            except BaseException:
+                self._terminate(pid)
+                raise
+            info = PbxInfo(
+                pid=pid, ami_host=values.host, ami_port=values.ami_port, ami_username=values.ami_username,
+                ami_secret=values.ami_secret, sip_port=values.sip_port, audiosocket_port=values.audiosocket_port,
+                sounds_dir=self.root / SOUNDS, recordings_dir=self.root / RECORDINGS, root=self.root,
+                agents=values.agents, log_file=self.log_file,
+            )
+            self._write_info(info)
+            log.info("local PBX running, pid %d, AMI %s:%d", pid, info.ami_host, info.ami_port)
+            return info
+
+    def stop(self) -> None:
+        """Stop cleanly (`core stop now`), then SIGTERM / SIGKILL; mounts vanish with the process."""
+        with locked(self._lock):
+            info = self.status()
+            if info is not None:
+                try:
+                    self.rx("core stop now", timeout=10)
+                except PbxError:
+                    pass
+                if not _wait_exit(info.pid, 10):
+                    self._terminate(info.pid)
+            self.info_file.unlink(missing_ok=True)
+
+    def restart(self) -> PbxInfo:
+        """Stop and start again, keeping the AudioSocket target port."""
+        running = self.status()
+        self.stop()
+        return self.start(audiosocket_port=running.audiosocket_port if running else None)
+
+    def rx(self, command: str, *, timeout: float = 10) -> str:
+        """Run one Asterisk CLI command in the running instance (``asterisk -rx``) and return its output."""
+        try:
+            proc = subprocess.run(["chroot", str(self.root), *ASTERISK, "-rx", command],
+                                  capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise PbxError("pbx_cli_timeout", "Asterisk 控制台命令超时", command) from None
+        if proc.returncode != 0:
+            raise PbxError("pbx_cli_failed", "Asterisk 控制台命令失败", f"{command}: {proc.stderr.strip()}")
+        return proc.stdout
+
+    # ---- steps ------------------------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        uid, gid = _asterisk_ids(self.root)
+        for rel in (RECORDINGS, RUN):
+            path = self.root / rel
+            path.mkdir(parents=True, exist_ok=True)
+            _chown_to(path, uid, gid, 0o750 if rel == RECORDINGS else 0o755)
+        install_prompts(self.root / SOUNDS, self.root / DIGITS)
+        hold = self.root / MOH / "hold.wav"
+        if not hold.is_file():
+            hold_sound(hold)
+
+    def _write_config(self, values: RenderValues) -> None:
+        uid, gid = _asterisk_ids(self.root)
+        for name, text in render_all(values.as_context()).items():
+            path = self.root / ETC / name
+            tmp = path.with_name(name + ".tmp")
+            tmp.write_text(text, encoding="utf-8")
+            _chown_to(tmp, uid, gid, 0o640)
+            tmp.replace(path)
+
+    def _spawn(self) -> int:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        # Own session (survives `hotline pbx start` returning) and own mount namespace (its /proc mount
+        # disappears with it: nothing to unmount, even after a crash).
+        script = 'mount -t proc proc "$1/proc" && exec chroot "$1" "$@"'
+        cmd = ["unshare", "--mount", "--", "sh", "-c", script, "sh", str(self.root), *ASTERISK, "-f"]
+        with self.log_file.open("ab") as out:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True, close_fds=True)
+        return proc.pid
+
+    def _wait_booted(self, pid: int) -> None:
+        deadline = time.monotonic() + self.settings.pbx.boot_timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PbxError("pbx_boot_timeout", "Asterisk 启动超时", self._log_tail())
+            if not _alive_in(pid, self.root) and _wait_exit(pid, 0):
+                raise PbxError("pbx_start_failed", "Asterisk 启动失败", self._log_tail())
+            try:
+                if "fully booted" in self.rx("core waitfullybooted", timeout=remaining).lower():
+                    break
+            except PbxError:
+                pass  # control socket not there yet
+            _wait_exit(pid, min(0.2, remaining))  # returns at once if Asterisk died meanwhile
+        self._check_ami()
+
+    def _check_ami(self) -> None:
+        host, port = self.settings.pbx.host, self.settings.pbx.ami_port
+        try:
+            with socket.create_connection((host, port), timeout=5) as sock:
+                banner = sock.makefile("rb").readline(200)
+        except OSError as exc:
+            raise PbxError("pbx_ami_unreachable", "Asterisk 管理接口 (AMI) 无法连接", f"{host}:{port}: {exc}") from None
+        if not banner.startswith(b"Asterisk Call Manager"):
+            raise PbxError("pbx_ami_unreachable", "AMI 端口被其他程序占用", f"{host}:{port}: {banner!r}")
+
+    def _terminate(self, pid: int) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                return
+            if _wait_exit(pid, 5):
+                return
+
+    def _retarget_bot(self, info: PbxInfo, audiosocket_port: int) -> PbxInfo:
+        values = RenderValues(
+            host=info.ami_host, ami_port=info.ami_port, ami_username=info.ami_username, ami_secret=info.ami_secret,
+            sip_port=info.sip_port, rtp_start=self.settings.pbx.rtp_start, rtp_end=self.settings.pbx.rtp_end,
+            audiosocket_host=info.ami_host, audiosocket_port=audiosocket_port,
+            queue_timeout_s=self.settings.pbx.queue_timeout_s, agents=info.agents,
+        )
+        self._write_config(values)
+        self.rx("dialplan reload")
+        info.audiosocket_port = audiosocket_port
+        self._write_info(info)
+        return info
+
+    def _write_info(self, info: PbxInfo) -> None:
+        tmp = self.info_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the AMI secret
+        with os.fdopen(fd, "w") as out:
+            out.write(info.to_json())
+        tmp.replace(self.info_file)
+
+    def _log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""

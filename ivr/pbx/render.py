@@ -1,0 +1,86 @@
+"""Render the shipped Asterisk configuration templates (config/asterisk/*.conf) with this start's values.
+
+Templates use Jinja2 ``{{ name }}`` placeholders (Asterisk's own ``${VAR}`` syntax passes through
+untouched). Rendering fails on any placeholder without a value and on an empty secret, so a shipped file
+can never run with a default or blank AMI secret or SIP password.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from config import Settings
+from config.settings import config_path
+from ivr.pbx.errors import PbxError
+
+TEMPLATE_DIR = config_path("asterisk")
+AMI_USERNAME = "hotline"
+
+
+@dataclass(frozen=True)
+class RenderValues:
+    """Everything the templates need; secrets are fresh for every start."""
+
+    host: str
+    ami_port: int
+    ami_username: str
+    ami_secret: str
+    sip_port: int
+    rtp_start: int
+    rtp_end: int
+    audiosocket_host: str
+    audiosocket_port: int
+    queue_timeout_s: int
+    agents: dict[str, str] = field(default_factory=dict)  # extension → SIP password
+
+    @classmethod
+    def generate(cls, settings: Settings, *, audiosocket_port: int | None = None) -> RenderValues:
+        pbx = settings.pbx
+        agents = {str(pbx.agent_first + i): secrets.token_urlsafe(12) for i in range(pbx.agent_count)}
+        return cls(
+            host=pbx.host, ami_port=pbx.ami_port, ami_username=AMI_USERNAME, ami_secret=secrets.token_urlsafe(24),
+            sip_port=pbx.sip_port, rtp_start=pbx.rtp_start, rtp_end=pbx.rtp_end, audiosocket_host=pbx.host,
+            audiosocket_port=audiosocket_port or pbx.audiosocket_port, queue_timeout_s=pbx.queue_timeout_s,
+            agents=agents,
+        )
+
+    def as_context(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def template_names(template_dir: Path = TEMPLATE_DIR) -> list[str]:
+    return sorted(p.name for p in template_dir.glob("*.conf"))
+
+
+def _check(values: Mapping[str, Any]) -> None:
+    if not str(values.get("ami_secret", "")).strip():
+        raise PbxError("pbx_empty_secret", "AMI 密码为空，拒绝生成配置")
+    if not str(values.get("ami_username", "")).strip():
+        raise PbxError("pbx_empty_secret", "AMI 用户名为空，拒绝生成配置")
+    for ext, password in dict(values.get("agents", {})).items():
+        if not str(password).strip():
+            raise PbxError("pbx_empty_secret", f"分机 {ext} 的 SIP 密码为空，拒绝生成配置")
+    if values.get("rtp_start", 0) > values.get("rtp_end", 0):
+        raise PbxError("pbx_bad_ports", "RTP 端口范围无效 (rtp_start > rtp_end)")
+
+
+def render_all(values: Mapping[str, Any], template_dir: Path = TEMPLATE_DIR) -> dict[str, str]:
+    """File name → rendered text for every template; raises PbxError on a missing value or empty secret."""
+    _check(values)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template_dir), undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True, autoescape=False,
+    )
+    out: dict[str, str] = {}
+    for name in template_names(template_dir):
+        try:
+            out[name] = env.get_template(name).render(**values)
+        except jinja2.UndefinedError as exc:
+            raise PbxError("pbx_template_value_missing", f"配置模板 {name} 缺少取值", str(exc)) from None
+    return out

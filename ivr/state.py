@@ -1,0 +1,303 @@
+"""Call and queue state, rebuilt from domain events. Pure: events in, state (and what changed) out.
+
+A *call* is the caller's channel: the one whose Uniqueid equals its Linkedid (agent legs, the second half
+of Local channels and bot legs share the caller's Linkedid and are not calls of their own).
+
+Every entity remembers the sequence number of the AMI frame that last changed it. A resync snapshot
+(CoreShowChannels, QueueStatus) taken at frame *s* overrides only entities last changed before *s*, so events
+that arrive while the snapshot is being read are never undone by it, and a call is never ended by a stale
+snapshot nor revived after its hangup.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+from ivr import events as ev
+
+Outcome = Literal["agent", "bot", "leader", "abandoned", "callback"]
+CALLBACK_CONTEXT = "hotline-callback"
+REQUEUE_EXTEN = "requeue"
+_TOMBSTONES = 10_000
+
+
+@dataclass
+class Call:
+    """One caller's call as the controller knows it (the call log row is written from this)."""
+
+    uniqueid: str
+    linkedid: str
+    channel: str
+    caller_number: str
+    dialled_number: str
+    started_at: datetime
+    seq: int = 0
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    queue: str | None = None
+    queue_joined_at: datetime | None = None
+    queue_wait_s: float = 0.0
+    agent_interface: str | None = None
+    agent_name: str | None = None
+    answered_by: Literal["agent", "leader"] | None = None
+    leader_name: str | None = None
+    bot_uuid: str | None = None
+    from_bot: bool = False  # came back from the bot (requeue): never overflowed again
+    redirected_at: datetime | None = None  # the controller sent it to the bot
+    is_callback: bool = False
+    recording: str | None = None
+    menu: str | None = None
+    closed_by_resync: bool = False
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """The best known outcome; None while the call is in progress and nothing is decided yet."""
+        if self.is_callback:
+            return "callback"
+        if self.answered_by is not None:
+            return self.answered_by
+        if self.bot_uuid is not None:
+            return "bot"
+        return "abandoned" if self.ended_at is not None else None
+
+    @property
+    def waiting(self) -> bool:
+        return self.queue_joined_at is not None
+
+    def wait_so_far(self, now: datetime) -> float:
+        current = (now - self.queue_joined_at).total_seconds() if self.queue_joined_at else 0.0
+        return self.queue_wait_s + max(0.0, current)
+
+    def overflow_eligible(self) -> bool:
+        return self.waiting and not self.from_bot and self.redirected_at is None and not self.is_callback
+
+
+@dataclass
+class Member:
+    """A queue member (坐席 or a leader on an answering day)."""
+
+    interface: str
+    name: str
+    state_interface: str
+    penalty: int
+    paused: bool
+    status: int
+    in_call: bool
+    seq: int = 0
+
+    @property
+    def available(self) -> bool:
+        """Logged in, not paused, and reachable (it can take calls, now or after its current one)."""
+        return not self.paused and self.status not in (ev.DEVICE_INVALID, ev.DEVICE_UNAVAILABLE)
+
+    @property
+    def free(self) -> bool:
+        """Available and idle right now."""
+        return self.available and not self.in_call and self.status in (0, ev.DEVICE_NOT_INUSE)
+
+
+@dataclass(frozen=True)
+class Resync:
+    """What CoreShowChannels and QueueStatus returned, with the frame sequence each list completed at."""
+
+    channels: list[ev.ChannelSnapshot]
+    channels_seq: int
+    waiting: list[ev.QueueWaiting]
+    members: list[ev.MemberState]
+    params: list[ev.QueueParams]
+    queue_seq: int
+
+
+@dataclass
+class Update:
+    """What an event or a resync changed: calls to write to the call log, a talk-time sample."""
+
+    calls: list[Call] = field(default_factory=list)
+    talk_s: float | None = None
+    members_changed: bool = False
+
+
+class HotlineState:
+    """Calls by Uniqueid and the watched queue's members; ``apply`` is the only way in besides ``resync``."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self.calls: dict[str, Call] = {}
+        self.members: dict[str, Member] = {}
+        self.leaders: dict[str, str] = {}  # interface → leader name, for the windows active now
+        self.asterisk_talk_time_s: float | None = None
+        self._ended: OrderedDict[str, int] = OrderedDict()  # tombstones: uniqueid → seq of its end
+
+    # -- queries -----------------------------------------------------------------------------------------------
+    def waiting_calls(self) -> list[Call]:
+        """Callers waiting in the watched queue, longest waiting first."""
+        waiting = [c for c in self.calls.values() if c.queue == self.queue and c.waiting]
+        return sorted(waiting, key=lambda c: c.queue_joined_at or c.started_at)
+
+    def talking_calls(self) -> list[Call]:
+        """Calls an agent or leader of the queue is talking to now."""
+        return [c for c in self.calls.values() if c.answered_by is not None and c.ended_at is None]
+
+    def find_by_bot(self, bot_uuid: str) -> Call | None:
+        return next((c for c in self.calls.values() if c.bot_uuid == bot_uuid), None)
+
+    def mark_redirected(self, uniqueid: str, at: datetime) -> None:
+        call = self.calls.get(uniqueid)
+        if call is not None:
+            call.redirected_at = at
+
+    # -- events ------------------------------------------------------------------------------------------------
+    def apply(self, event: ev.DomainEvent, seq: int) -> Update:
+        """Fold one domain event into the state; idempotent for repeated delivery of the same event."""
+        if isinstance(event, ev.MemberState):
+            return self._member(event, seq)
+        if isinstance(event, ev.MemberRemoved):
+            if event.queue == self.queue and self.members.pop(event.interface, None) is not None:
+                return Update(members_changed=True)
+            return Update()
+        if isinstance(event, ev.AsteriskBooted):
+            return Update()
+        if event.chan.uniqueid != event.chan.linkedid:
+            return Update()
+        if isinstance(event, ev.ChannelHungUp):
+            return self._hangup(event, seq)
+        if event.chan.uniqueid in self._ended:
+            return Update()
+        call, created = self._call(event.chan, event.at, seq)
+        changed = self._annotate(call, event)
+        update = Update(calls=[replace(call)] if (created or changed) else [])
+        if isinstance(event, ev.AgentCompleted) and event.queue == self.queue and event.talk_s > 0:
+            update.talk_s = event.talk_s
+        return update
+
+    def _call(self, chan: ev.ChannelInfo, at: datetime, seq: int) -> tuple[Call, bool]:
+        call = self.calls.get(chan.uniqueid)
+        created = call is None
+        if call is None:
+            call = Call(chan.uniqueid, chan.linkedid, chan.channel, chan.caller_number, "", at,
+                        is_callback=chan.context == CALLBACK_CONTEXT)
+            self.calls[chan.uniqueid] = call
+        call.seq = max(call.seq, seq)
+        if not call.dialled_number and chan.exten.isdigit():
+            call.dialled_number = chan.exten
+        if not call.caller_number and chan.caller_number:
+            call.caller_number = chan.caller_number
+        return call, created
+
+    def _annotate(self, call: Call, event: ev.DomainEvent) -> bool:
+        """Apply a channel event to its call; True when the change belongs in the call log."""
+        match event:
+            case ev.CallerJoined(at=at, queue=queue, chan=chan):
+                if call.queue_joined_at is not None and call.queue == queue:
+                    return False
+                call.queue, call.queue_joined_at = queue, at
+                if chan.exten == REQUEUE_EXTEN or call.bot_uuid is not None:
+                    call.from_bot = True
+                return True
+            case ev.CallerLeft(at=at) | ev.CallerAbandoned(at=at):
+                return self._leave_queue(call, at)
+            case ev.AgentConnected(at=at, queue=queue, interface=interface, member_name=name):
+                if call.answered_at is not None and call.agent_interface == interface:
+                    return False
+                self._leave_queue(call, at)
+                call.answered_at, call.agent_interface, call.agent_name = at, interface, name or interface
+                leader = self.leaders.get(interface)
+                call.answered_by = "leader" if leader else "agent"
+                call.leader_name = leader
+                return True
+            case ev.BotStarted(bot_uuid=bot_uuid):
+                if call.bot_uuid == bot_uuid:
+                    return False
+                call.bot_uuid = bot_uuid
+                return True
+            case ev.VariableSet(name="MIXMONITOR_FILENAME", value=value):
+                call.recording = value.rsplit("/", 1)[-1]
+                return True
+            case ev.VariableSet(name="HOTLINE_MENU", value=value):
+                call.menu = value
+                return False
+        return False
+
+    def _leave_queue(self, call: Call, at: datetime) -> bool:
+        if call.queue_joined_at is None:
+            return False
+        call.queue_wait_s += max(0.0, (at - call.queue_joined_at).total_seconds())
+        call.queue_joined_at = None
+        return True
+
+    def _hangup(self, event: ev.ChannelHungUp, seq: int) -> Update:
+        if event.chan.uniqueid in self._ended:
+            return Update()
+        call = self.calls.pop(event.chan.uniqueid, None)
+        if call is None:  # never seen alive (it began and ended while a snapshot was being read): log it anyway
+            call, _ = self._call(event.chan, event.at, seq)
+            del self.calls[call.uniqueid]
+        self._end(call, event.at, seq)
+        return Update(calls=[call])
+
+    def _end(self, call: Call, at: datetime, seq: int, *, by_resync: bool = False) -> None:
+        self._leave_queue(call, at)
+        call.ended_at = at
+        call.closed_by_resync = by_resync
+        self._ended[call.uniqueid] = seq
+        while len(self._ended) > _TOMBSTONES:
+            self._ended.popitem(last=False)
+
+    def _member(self, event: ev.MemberState, seq: int) -> Update:
+        if event.queue != self.queue:
+            return Update()
+        old = self.members.get(event.interface)
+        if old is not None and old.seq > seq:
+            return Update()
+        self.members[event.interface] = Member(event.interface, event.name, event.state_interface, event.penalty,
+                                               event.paused, event.status, event.in_call, seq)
+        return Update(members_changed=old is None or old.penalty != event.penalty or old.name != event.name)
+
+    # -- resync ------------------------------------------------------------------------------------------------
+    def resync(self, snap: Resync, now: datetime) -> Update:
+        """Rebuild from a snapshot: calls missing from it are ended (best known outcome), unknown ones added."""
+        update = Update(members_changed=True)
+        live = {s.chan.uniqueid: s for s in snap.channels if s.chan.uniqueid == s.chan.linkedid}
+        for uniqueid, call in list(self.calls.items()):
+            if uniqueid not in live and call.seq < snap.channels_seq:
+                del self.calls[uniqueid]
+                self._end(call, now, snap.channels_seq, by_resync=True)
+                update.calls.append(call)
+        for uniqueid, snapshot in live.items():
+            if uniqueid in self.calls or self._ended.get(uniqueid, -1) > snap.channels_seq:
+                continue
+            started = now - timedelta(seconds=snapshot.duration_s)
+            call, _ = self._call(snapshot.chan, started, snap.channels_seq)
+            update.calls.append(replace(call))
+        self._resync_queue(snap, now, update)
+        return update
+
+    def _resync_queue(self, snap: Resync, now: datetime, update: Update) -> None:
+        waiting = {w.uniqueid: w for w in snap.waiting if w.queue == self.queue}
+        for call in self.calls.values():
+            if call.queue == self.queue and call.waiting and call.uniqueid not in waiting and call.seq < snap.queue_seq:
+                self._leave_queue(call, now)
+                update.calls.append(replace(call))
+        for w in waiting.values():
+            call = self.calls.get(w.uniqueid)
+            if call is None or call.seq > snap.queue_seq or call.waiting:
+                continue
+            call.queue, call.queue_joined_at = self.queue, now - timedelta(seconds=w.wait_s)
+            update.calls.append(replace(call))
+        members = {m.interface: m for m in snap.members if m.queue == self.queue}
+        for interface, member in list(self.members.items()):
+            if interface not in members and member.seq < snap.queue_seq:
+                del self.members[interface]
+        for m in members.values():
+            self._member(m, snap.queue_seq)
+        for p in snap.params:
+            if p.queue == self.queue and p.completed > 0 and p.talk_time_s > 0:
+                self.asterisk_talk_time_s = p.talk_time_s
+
+    def set_leaders(self, leaders: Iterable[tuple[str, str]]) -> None:
+        """The leaders whose answering window is open now: (interface, name) pairs."""
+        self.leaders = dict(leaders)

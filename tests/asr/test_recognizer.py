@@ -1,0 +1,100 @@
+"""The engine-independent parts of the streaming interface: PCM input, the streaming VAD, the factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from faster_whisper.vad import get_vad_model
+
+from asr.evaluate import read_wav
+from asr.recognizer import AsrError, PcmInput, make_recognizer_factory
+from asr.vad import WINDOW, Dropped, Endpointer, Ended, SileroStream, Started, VadParams
+from config import Settings
+
+RATE16 = 16000
+
+
+def tone(freq: float, seconds: float, rate: int, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * 32767 * np.sin(2 * np.pi * freq * t)).astype("<i2")
+
+
+def dominant_freq(samples: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64)))
+    return float(np.argmax(spectrum) * rate / len(samples))
+
+
+def test_pcm_input_upsamples_8k_frames_like_one_recording() -> None:
+    pcm = tone(1000, 1.0, 8000).tobytes()
+    stream = PcmInput(8000, RATE16)
+    out = np.concatenate([stream.push(pcm[i : i + 320]) for i in range(0, len(pcm), 320)] + [stream.finish()])
+    assert abs(len(out) - 2 * len(pcm) // 2) <= 32
+    assert dominant_freq(out, RATE16) == pytest.approx(1000, abs=5)
+
+
+def test_pcm_input_keeps_half_samples_for_the_next_chunk() -> None:
+    samples = tone(440, 0.1, RATE16)
+    pcm = samples.tobytes()
+    stream = PcmInput(RATE16, RATE16)
+    pieces = [stream.push(pcm[i : i + 7]) for i in range(0, len(pcm), 7)]
+    np.testing.assert_array_equal(np.concatenate(pieces), samples)
+
+
+@pytest.mark.parametrize("rate", [0, -8000, 1_000_000])
+def test_impossible_sample_rate_is_refused_with_a_code(rate: int) -> None:
+    with pytest.raises(AsrError) as err:
+        PcmInput(rate, RATE16)
+    assert err.value.code == "asr.bad_sample_rate"
+
+
+def test_silero_stream_matches_the_batch_model(shared_dir: Path) -> None:
+    pcm, rate = read_wav(shared_dir / "speech" / "wav16k" / "BAC009S0724W0121.wav")
+    audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+    audio = audio[: len(audio) // WINDOW * WINDOW]
+    batch = np.asarray(get_vad_model()(audio.copy())).reshape(-1)  # the batch call edits its input
+    stream = SileroStream()
+    streamed = np.concatenate([stream.push(audio[i : i + 320]) for i in range(0, len(audio), 320)])
+    assert rate == RATE16
+    # the batch call zeroes the tail of its last window in place, so that one window differs
+    np.testing.assert_allclose(streamed[:-1], batch[:-1], atol=1e-4)
+    assert batch.max() > 0.9  # the utterance is speech
+
+
+def test_endpointer_cuts_speech_and_ignores_silence(shared_dir: Path) -> None:
+    pcm, _ = read_wav(shared_dir / "speech" / "wav16k" / "BAC009S0724W0121.wav")
+    speech = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+    gap = np.zeros(RATE16, dtype=np.float32)
+    audio = np.concatenate([gap, speech, gap, speech, gap])
+    ep = Endpointer(VadParams())
+    events = [e for i in range(0, len(audio), 320) for e in ep.push(audio[i : i + 320])] + ep.finish()
+    kinds = [type(e) for e in events if not isinstance(e, Dropped)]
+    assert kinds == [Started, Ended, Started, Ended]
+    first = events[1]
+    assert isinstance(first, Ended)
+    assert 0.7 * RATE16 < first.start < 1.6 * RATE16
+    assert len(first.audio) == first.end - first.start
+
+
+def test_endpointer_hears_nothing_in_silence_or_white_noise() -> None:
+    rng = np.random.default_rng(7)
+    audio = np.concatenate([np.zeros(RATE16 * 2), rng.normal(0, 0.1, RATE16 * 3)]).astype(np.float32)
+    ep = Endpointer(VadParams())
+    events = [e for i in range(0, len(audio), 320) for e in ep.push(audio[i : i + 320])] + ep.finish()
+    assert not [e for e in events if isinstance(e, Ended)]
+
+
+def test_factory_reports_a_missing_vosk_model(settings: Settings, tmp_path: Path) -> None:
+    asr = settings.asr.model_copy(update={"engine": "vosk", "vosk_model_path": str(tmp_path / "none")})
+    with pytest.raises(AsrError) as err:
+        make_recognizer_factory(settings.model_copy(update={"asr": asr}))
+    assert err.value.code == "asr.model_missing"
+
+
+def test_factory_reports_a_missing_whisper_model(settings: Settings, tmp_path: Path) -> None:
+    asr = settings.asr.model_copy(update={"model_cache": str(tmp_path)})
+    with pytest.raises(AsrError) as err:
+        make_recognizer_factory(settings.model_copy(update={"asr": asr}))
+    assert err.value.code == "asr.model_missing"
+    assert "install-model" in err.value.message

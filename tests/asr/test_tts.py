@@ -1,0 +1,105 @@
+"""Text to speech: espeak-ng Mandarin at 8 kHz, the disk cache, digit-by-digit ticket numbers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asr import audio
+from asr.tts import CachedTts, EspeakNg, TtsError, build_tts, digits_for_speech
+from config import Settings
+
+GREETING = "您好，这里是12345市民服务热线，请问有什么可以帮您？"
+
+
+@pytest.fixture(scope="module")
+def espeak() -> str:
+    path = shutil.which("espeak-ng")
+    if path is None:
+        message = "espeak-ng is not installed (Debian package espeak-ng, in the Makefile's DEBS)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def tts(settings: Settings, tmp_path: Path, espeak: str) -> CachedTts:
+    return build_tts(settings.tts.model_copy(update={"cache_dir": str(tmp_path / "tts")}))
+
+
+def test_mandarin_text_becomes_8khz_speech_of_plausible_length(tts: CachedTts) -> None:
+    pcm = tts.synthesize(GREETING)
+    assert len(pcm) % 2 == 0
+    seconds = audio.duration_s(pcm)
+    assert 3.0 < seconds < 15.0, seconds  # 26 syllables at a speaking pace
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    assert np.sqrt(np.mean(samples**2)) > 500  # speech, not silence
+    assert np.count_nonzero(np.abs(samples) >= 32767) == 0  # headroom: no clipping
+
+
+def test_the_configured_voice_speaks_mandarin_not_english_tone_numbers(settings: Settings, espeak: str) -> None:
+    phonemes = subprocess.run(
+        [espeak, "-v", settings.tts.voice, "-x", "-q"], input="您好，工单编号幺二三".encode(), capture_output=True,
+        check=True,
+    ).stdout.decode()
+    assert "(en)" not in phonemes, phonemes  # the plain "cmn" voice of espeak-ng 1.51 says "ni two, hao three"
+
+
+def test_second_request_comes_from_the_cache_without_a_subprocess(
+    tts: CachedTts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = tts.synthesize(GREETING)
+
+    def no_subprocess(*args: object, **kwargs: object) -> None:
+        raise AssertionError("espeak-ng ran again for a cached text")
+
+    monkeypatch.setattr(subprocess, "run", no_subprocess)
+    assert tts.synthesize(GREETING) == first
+    assert tts.synthesize(f"  {GREETING}\n") == first  # surrounding whitespace is not a new text
+    restarted = CachedTts(tts.engine, tts.cache_dir)  # another worker, or after a restart
+    assert restarted.synthesize(GREETING) == first
+    assert tts.syntheses == 1 and restarted.syntheses == 0
+
+
+async def test_concurrent_requests_for_one_text_synthesise_once(tts: CachedTts) -> None:
+    results = await asyncio.gather(*(tts.asynthesize("请稍候，正在为您查询。") for _ in range(6)))
+    assert len(set(results)) == 1 and results[0]
+    assert tts.syntheses == 1
+
+
+def test_cache_key_changes_with_voice_and_rate(tmp_path: Path) -> None:
+    texts = [CachedTts(EspeakNg(v, speed_wpm=s), tmp_path).path_for("您好") for v, s in
+             [("cmn-latn-pinyin", 150), ("cmn-latn-pinyin", 170), ("yue", 150)]]
+    assert len(set(texts)) == 3
+
+
+def test_digits_are_read_one_by_one_with_yao_for_one() -> None:
+    assert digits_for_speech("12345-20261123-00042") == "幺 二 三 四 五，二 零 二 六 幺 幺 二 三，零 零 零 四 二"
+    assert digits_for_speech(" 7 89 ") == "七，八 九"
+    assert digits_for_speech("A1") == "A 幺"
+
+
+def test_a_ticket_number_is_spoken_digit_by_digit(tts: CachedTts) -> None:
+    spoken = tts.synthesize(digits_for_speech("12345-20261123-00042"))
+    cardinal = tts.synthesize("12345-20261123-00042")  # what espeak-ng does with the raw number
+    assert audio.duration_s(spoken) > 4.0  # 18 digits, each its own syllable, with two pauses
+    assert spoken != cardinal
+
+
+def test_errors_carry_a_code_and_a_chinese_message(tmp_path: Path, espeak: str) -> None:
+    with pytest.raises(TtsError) as err:
+        CachedTts(EspeakNg(), tmp_path).synthesize("  ")
+    assert err.value.code == "tts.empty_text"
+    with pytest.raises(TtsError) as err:
+        EspeakNg(executable=str(tmp_path / "no-such-espeak")).synthesize("您好")
+    assert err.value.code == "tts.engine_missing" and "espeak-ng" in err.value.message
+    with pytest.raises(TtsError) as err:
+        EspeakNg(voice="no-such-voice").synthesize("您好")  # espeak-ng itself would speak English
+    assert err.value.code == "tts.unknown_voice"

@@ -1,0 +1,45 @@
+"""Training the dispatch model from a city's ticket history, checked against the dispatch catalogue."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from config.settings import Settings
+from tickets.dispatch_catalogue import Catalogue, load_catalogue
+from tickets.dispatch_data import Example, read_examples
+from tickets.dispatch_errors import TrainingDataError
+from tickets.dispatch_model import DispatchModel, LabelKind, TextClassifier, save_model
+
+
+def label_kind_of(examples: Sequence[Example], catalogue: Catalogue) -> LabelKind:
+    """Whether the labels are catalogue categories or departments; every line must use the same kind."""
+    categories = {e.name for e in catalogue.entries}
+    departments = {e.department for e in catalogue.entries}
+    for example in examples:
+        if example.label not in categories and example.label not in departments:
+            raise TrainingDataError(f"第 {example.line} 行：标签“{example.label}”既不是派单目录中的分类，也不是承办单位",
+                                    line=example.line, key="label")
+    kind: LabelKind = "category" if all(e.label in categories for e in examples) else "department"
+    allowed = categories if kind == "category" else departments
+    for example in examples:
+        if example.label not in allowed:
+            raise TrainingDataError(f"第 {example.line} 行：标签“{example.label}”与前面的标签混用了分类和承办单位",
+                                    line=example.line, key="label")
+    if len({e.label for e in examples}) < 2:
+        raise TrainingDataError("历史工单至少需要两个不同的标签")
+    return kind
+
+
+def train_model(examples: Sequence[Example], catalogue: Catalogue) -> DispatchModel:
+    kind = label_kind_of(examples, catalogue)
+    classifier = TextClassifier.fit([e.text for e in examples], [e.label for e in examples])
+    return DispatchModel(classifier=classifier, label_kind=kind, samples=len(examples), trained_at=datetime.now(UTC))
+
+
+def train_and_store(settings: Settings, history: Path) -> DispatchModel:
+    """Train on the JSON Lines ``history`` and store at ``settings.dispatch.model_path``; a bad file stores nothing."""
+    model = train_model(read_examples(history), load_catalogue(settings))
+    save_model(model, Path(settings.dispatch.model_path))
+    return model

@@ -1,0 +1,42 @@
+"""Caller phone numbers (来电号码): one canonical form for mobiles and landlines."""
+
+from __future__ import annotations
+
+import re
+
+from tickets.errors import InvalidInput
+
+_SEPARATORS = re.compile(r"[\s\-()（）]")
+_MOBILE = re.compile(r"1[3-9]\d{9}")
+# Area codes: 010 and 02x are three digits with an 8-digit local number; others are four digits (03xx–09xx)
+# with a 7- or 8-digit local number. Local numbers never start with 0.
+_LANDLINE_3 = re.compile(r"(010|02\d)([1-9]\d{7})")
+_LANDLINE_4 = re.compile(r"(0[3-9]\d{2})([1-9]\d{6,7})")
+
+
+def normalise_phone(raw: str) -> str:
+    """``13812345678`` for mobiles, ``0931-1234567`` / ``010-12345678`` for landlines.
+
+    Spaces, dashes and brackets are ignored; a ``+86`` / ``0086`` / ``86`` country prefix is stripped.
+    Anything else raises :class:`InvalidInput` (code ``ticket.invalid_phone``).
+    """
+    digits = _SEPARATORS.sub("", raw.strip())
+    candidates = [digits]
+    for prefix in ("+86", "0086"):
+        if digits.startswith(prefix):
+            rest = digits[len(prefix):]
+            # Dialled from abroad, a landline loses its trunk 0: +86 931 1234567.
+            candidates = [rest, "0" + rest]
+    if digits.startswith("86") and len(digits) == 13:
+        candidates = [digits[2:]]
+    for number in candidates:
+        if _MOBILE.fullmatch(number):
+            return number
+        for pattern in (_LANDLINE_3, _LANDLINE_4):
+            if m := pattern.fullmatch(number):
+                return f"{m.group(1)}-{m.group(2)}"
+    raise InvalidInput(
+        f"来电号码格式不正确：{raw!r}。请填写 11 位手机号（如 13812345678）或带区号的固话（如 0931-1234567、010-12345678）",
+        code="ticket.invalid_phone",
+        field="caller_phone",
+    )

@@ -1,0 +1,425 @@
+"""Ticket services: intake, the loop's actions, call-back results and queries.
+
+Each call is one transaction: it applies a transition of :mod:`tickets.states`, writes one immutable audit
+event per state change, and commits; on any error it rolls back and nothing is written. Concurrent edits are
+caught by the ticket's version (optimistic lock): the loser gets :class:`VersionConflict`.
+Sessions should come from ``hotline.db.make_sessionmaker`` (``expire_on_commit=False``).
+``settings`` defaults to ``config.load_settings()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
+
+from config import Settings, load_settings
+from config.settings import DeadlineTier
+from tickets import deadlines, repeats
+from tickets import models as m
+from tickets.errors import IllegalTransition, InvalidInput, NotFound, VersionConflict
+from tickets.models import Department, Ticket, TicketCoDepartment, TicketEvent, TicketRepeat
+from tickets.numbering import next_ticket_no
+from tickets.schemas import (
+    Actor,
+    CallbackCloseFields,
+    DispatchFields,
+    ExtensionApprovalFields,
+    ExtensionRequestFields,
+    InstantFields,
+    ReplyFields,
+    TicketDraft,
+    as_json,
+    check_actor,
+    check_note,
+    parse_fields,
+)
+from tickets.states import State, check
+from tickets.states import replay as replay_steps
+from tickets.worktime import WorkCalendar
+
+__all__ = [
+    "Actor",
+    "TicketDraft",
+    "apply",
+    "close_instant",
+    "create_ticket",
+    "due_for_callback",
+    "get_ticket",
+    "record_callback",
+    "replay_ticket",
+    "ticket_events",
+    "upsert_departments",
+]
+
+CALLBACK_RESULTS = ("satisfied", "basically_satisfied", "unsatisfied", "unreachable")
+
+
+@dataclass(frozen=True)
+class _Context:
+    session: AsyncSession
+    settings: Settings
+    calendar: WorkCalendar
+    now: datetime
+
+
+def _context(session: AsyncSession, settings: Settings | None, now: datetime | None) -> _Context:
+    settings = settings or load_settings()
+    tz = ZoneInfo(settings.timezone)
+    if now is not None and now.tzinfo is None:
+        raise InvalidInput("时间必须带时区", code="ticket.naive_time", field="now")
+    return _Context(session, settings, WorkCalendar.from_settings(settings), (now or datetime.now(tz)).astimezone(tz))
+
+
+@asynccontextmanager
+async def _transaction(session: AsyncSession, ticket_no: str | None = None) -> AsyncIterator[None]:
+    """Commit what the block did, or roll all of it back; a lost optimistic-lock race is a VersionConflict.
+
+    After a refusal the acted-on ticket is re-read, so the caller's copy shows the stored state instead of
+    being expired.
+    """
+    try:
+        yield
+        await session.commit()
+    except Exception as exc:
+        await session.rollback()
+        if ticket_no is not None:
+            with suppress(NotFound):
+                await _load(session, ticket_no)
+            await session.commit()
+        if isinstance(exc, StaleDataError):
+            raise VersionConflict("工单已被他人修改，请刷新后重试") from None
+        raise
+    except BaseException:
+        await session.rollback()
+        raise
+
+
+async def _load(session: AsyncSession, ticket_no: str) -> Ticket:
+    stmt = select(Ticket).where(Ticket.ticket_no == ticket_no).execution_options(populate_existing=True)
+    ticket = (await session.execute(stmt)).scalar_one_or_none()
+    if ticket is None:
+        raise NotFound(f"工单 {ticket_no} 不存在")
+    return ticket
+
+
+def _tier(settings: Settings, kind: str, urgency: str) -> DeadlineTier:
+    try:
+        return deadlines.tier_for(settings, kind, urgency)
+    except deadlines.DeadlineKeyError as exc:
+        raise InvalidInput(exc.message, code="ticket.invalid_choice", field="kind") from None
+
+
+async def _require_departments(session: AsyncSession, codes: list[str]) -> None:
+    rows = await session.execute(select(Department.code).where(Department.code.in_(codes), Department.active))
+    missing = sorted(set(codes) - set(rows.scalars()))
+    if missing:
+        raise InvalidInput(
+            f"未知或已停用的承办单位：{'、'.join(missing)}", code="ticket.unknown_department", field="lead_department"
+        )
+
+
+def _record(ctx: _Context, ticket: Ticket, actor: Actor, action: str, from_state: str | None,
+            note: str, payload: dict[str, Any]) -> None:
+    ctx.session.add(
+        TicketEvent(
+            ticket_id=ticket.id, at=ctx.now, actor=actor.name, role=actor.role, department=actor.department,
+            action=action, from_state=from_state, to_state=ticket.state, note=note, payload=payload,
+        )
+    )
+
+
+# --- effects of each action on the ticket; each returns extra audit payload ---------------------------------
+
+Effect = Callable[[_Context, Ticket, Any, str], Awaitable[dict[str, Any]]]
+
+
+def _require_note(note: str, what: str) -> None:
+    if not note:
+        raise InvalidInput(f"{what}须填写原因", code="ticket.missing_field", field="note")
+
+
+def _pending_extension(ticket: Ticket) -> datetime:
+    if ticket.extension_requested_until is None:
+        raise IllegalTransition("该工单没有待审批的延期申请", code="ticket.no_extension_request")
+    return ticket.extension_requested_until
+
+
+async def _close_instant(ctx: _Context, t: Ticket, f: InstantFields, _note: str) -> dict[str, Any]:
+    t.answer, t.closed_at = f.answer, ctx.now
+    return {}
+
+
+async def _nothing(_ctx: _Context, _t: Ticket, _f: Any, _note: str) -> dict[str, Any]:
+    return {}
+
+
+async def _sign(ctx: _Context, t: Ticket, _f: Any, _note: str) -> dict[str, Any]:
+    t.signed_at = ctx.now
+    return {}
+
+
+async def _dispatch(ctx: _Context, t: Ticket, f: DispatchFields, _note: str) -> dict[str, Any]:
+    await _require_departments(ctx.session, [f.lead_department, *f.co_departments])
+    t.lead_department, t.dispatch_mode = f.lead_department, f.mode
+    t.co_departments = [TicketCoDepartment(department_code=code) for code in f.co_departments]
+    t.dispatched_at, t.signed_at = ctx.now, None
+    t.sign_for_due = deadlines.sign_for_due(ctx.now, ctx.calendar, ctx.settings)
+    return {"sign_for_due": as_json(t.sign_for_due)}
+
+
+async def _return(_ctx: _Context, t: Ticket, _f: Any, note: str) -> dict[str, Any]:
+    _require_note(note, "退回")
+    payload = {"department": t.lead_department}
+    t.lead_department = t.dispatch_mode = None
+    t.co_departments = []
+    t.dispatched_at = t.signed_at = t.sign_for_due = t.extension_requested_until = None
+    t.return_count += 1
+    return payload
+
+
+async def _request_extension(ctx: _Context, t: Ticket, f: ExtensionRequestFields, note: str) -> dict[str, Any]:
+    _require_note(note, "延期申请")
+    if t.extension_requested_until is not None:
+        raise IllegalTransition("已有待审批的延期申请", code="ticket.extension_pending")
+    if f.until <= max(ctx.now, t.due_at or ctx.now):
+        raise InvalidInput("延期后的办理时限须晚于当前时限", code="ticket.invalid_extension", field="until")
+    t.extension_requested_until = f.until
+    return {}
+
+
+async def _approve_extension(ctx: _Context, t: Ticket, f: ExtensionApprovalFields, _note: str) -> dict[str, Any]:
+    until = f.until or _pending_extension(t)
+    _pending_extension(t)
+    if until <= ctx.now:
+        raise InvalidInput("延期后的办理时限须晚于现在", code="ticket.invalid_extension", field="until")
+    payload = {"old_due_at": as_json(t.due_at), "new_due_at": as_json(until)}
+    t.due_at, t.extension_requested_until = until, None
+    t.extension_count += 1
+    return payload
+
+
+async def _reject_extension(_ctx: _Context, t: Ticket, _f: Any, _note: str) -> dict[str, Any]:
+    payload = {"requested_until": as_json(_pending_extension(t))}
+    t.extension_requested_until = None
+    return payload
+
+
+async def _reply(ctx: _Context, t: Ticket, f: ReplyFields, _note: str) -> dict[str, Any]:
+    t.reply, t.replied_at, t.extension_requested_until = f.reply, ctx.now, None
+    return {}
+
+
+async def _redispatch(ctx: _Context, t: Ticket, _f: Any, note: str) -> dict[str, Any]:
+    """二次派单: back to the same department(s) with fresh deadlines."""
+    if t.state == State.REPLIED:
+        _require_note(note, "核验不通过")
+    payload = {"previous_reply": t.reply, "department": t.lead_department}
+    t.redispatch_count += 1
+    t.dispatched_at, t.signed_at, t.replied_at, t.reply = ctx.now, None, None, None
+    t.sign_for_due = deadlines.sign_for_due(ctx.now, ctx.calendar, ctx.settings)
+    t.due_at = deadlines.due_at(deadlines.tier_named(ctx.settings, t.deadline_tier), ctx.now, ctx.calendar)
+    t.satisfaction, t.callback_attempts, t.last_callback_at = None, 0, None
+    return payload
+
+
+async def _callback_attempt(ctx: _Context, t: Ticket, _f: Any, _note: str) -> dict[str, Any]:
+    t.callback_attempts += 1
+    t.last_callback_at = ctx.now
+    return {"attempt": t.callback_attempts}
+
+
+async def _callback_close(ctx: _Context, t: Ticket, f: CallbackCloseFields, note: str) -> dict[str, Any]:
+    payload = await _callback_attempt(ctx, t, f, note)
+    t.satisfaction, t.closed_at = f.satisfaction, ctx.now
+    return payload
+
+
+async def _withdraw(_ctx: _Context, t: Ticket, _f: Any, _note: str) -> dict[str, Any]:
+    t.extension_requested_until = None
+    return {}
+
+
+EFFECTS: dict[str, Effect] = {
+    "close_instant": _close_instant,
+    "review": _nothing,
+    "dispatch": _dispatch,
+    "return": _return,
+    "sign": _sign,
+    "start": _nothing,
+    "request_extension": _request_extension,
+    "approve_extension": _approve_extension,
+    "reject_extension": _reject_extension,
+    "reply": _reply,
+    "verify": _nothing,
+    "reject_reply": _redispatch,
+    "callback_retry": _callback_attempt,
+    "callback_close": _callback_close,
+    "callback_redispatch": _redispatch,
+    "withdraw": _withdraw,
+}
+
+
+async def _transition(ctx: _Context, ticket: Ticket, action: str, actor: Actor, note: str,
+                      fields: dict[str, Any]) -> Ticket:
+    """Check, apply and audit one action on a loaded ticket (inside the caller's transaction)."""
+    check_actor(actor)
+    step = check(State(ticket.state), action, actor.role, department=actor.department,
+                 lead_department=ticket.lead_department)
+    note = check_note(note)
+    parsed = parse_fields(action, fields)
+    from_state = ticket.state
+    payload = {k: as_json(v) for k, v in parsed.model_dump(exclude_none=True).items()}
+    payload |= await EFFECTS[action](ctx, ticket, parsed, note)
+    ticket.state = step.leads_to(State(from_state)).value
+    ticket.updated_at = ctx.now
+    _record(ctx, ticket, actor, action, from_state, note, payload)
+    return ticket
+
+
+async def _intake(ctx: _Context, draft: TicketDraft, actor: Actor) -> Ticket:
+    check_actor(actor)
+    step = check(None, "create", actor.role)
+    tier = _tier(ctx.settings, draft.kind, draft.urgency)
+    tokens = repeats.tokenize(draft.content)
+    # The counter upsert is the transaction's first write (see tickets.numbering).
+    ticket_no = await next_ticket_no(ctx.session, ctx.now, ZoneInfo(ctx.settings.timezone))
+    matches = await repeats.find_repeats(
+        ctx.session, caller_phone=draft.caller_phone, district=draft.district, tokens=tokens, now=ctx.now,
+        settings=ctx.settings.repeat,
+    )
+    ticket = Ticket(
+        ticket_no=ticket_no, **draft.model_dump(), content_tokens=" ".join(tokens), deadline_tier=tier.name,
+        due_at=deadlines.due_at(tier, ctx.now, ctx.calendar), state=step.leads_to(None).value,
+        is_repeat=bool(matches), callback_attempts=0, redispatch_count=0, return_count=0, extension_count=0,
+        created_at=ctx.now, updated_at=ctx.now,
+        repeat_links=[TicketRepeat(earlier_id=r.earlier_id, reason=r.reason, similarity=r.similarity) for r in matches],
+        co_departments=[],
+    )
+    ctx.session.add(ticket)
+    await ctx.session.flush()
+    payload = {"channel": draft.channel, "repeat_of": [r.earlier_id for r in matches]}
+    _record(ctx, ticket, actor, "create", None, "", payload)
+    return ticket
+
+
+# --- public API ---------------------------------------------------------------------------------------------
+
+
+async def create_ticket(session: AsyncSession, draft: TicketDraft, actor: Actor, *, now: datetime | None = None,
+                        settings: Settings | None = None) -> Ticket:
+    """受理: a new ticket in state ``accepted`` with its number, deadline and repeat links."""
+    ctx = _context(session, settings, now)
+    async with _transaction(session):
+        ticket = await _intake(ctx, draft, actor)
+    return ticket
+
+
+async def close_instant(session: AsyncSession, draft: TicketDraft, answer: str, actor: Actor, *,
+                        now: datetime | None = None, settings: Settings | None = None) -> Ticket:
+    """即办: create the ticket and close it with the answer given on the spot, in one transaction."""
+    ctx = _context(session, settings, now)
+    check(State.ACCEPTED, "close_instant", actor.role)
+    async with _transaction(session):
+        ticket = await _intake(ctx, draft, actor)
+        await _transition(ctx, ticket, "close_instant", actor, "", {"answer": answer})
+    return ticket
+
+
+async def apply(session: AsyncSession, ticket_no: str, action: str, actor: Actor, *, expected_version: int,
+                note: str = "", now: datetime | None = None, settings: Settings | None = None,
+                **fields: Any) -> Ticket:
+    """Perform ``action`` (see ``tickets.states.TRANSITIONS``) on the ticket read at ``expected_version``.
+
+    Fields by action: dispatch(lead_department, co_departments=[], mode="direct"|"joint"|"first_receiver"),
+    reply(reply), request_extension(until), approve_extension(until=None), close_instant(answer),
+    callback_close(satisfaction). ``return``, ``reject_reply`` and ``request_extension`` need a ``note``.
+    """
+    ctx = _context(session, settings, now)
+    async with _transaction(session, ticket_no):
+        ticket = await _load(session, ticket_no)
+        if ticket.version != expected_version:
+            raise VersionConflict(
+                f"工单 {ticket_no} 已被他人修改（当前版本 {ticket.version}，您的版本 {expected_version}），请刷新后重试"
+            )
+        await _transition(ctx, ticket, action, actor, note, fields)
+    return ticket
+
+
+async def record_callback(session: AsyncSession, ticket_no: str, result: str, actor: Actor, *,
+                          now: datetime | None = None, settings: Settings | None = None) -> Ticket:
+    """回访 result: satisfied / basically_satisfied → 办结; unsatisfied → 二次派单; unreachable → another
+    attempt later, or 办结 as "unreachable" once ``settings.callback.max_attempts`` attempts failed."""
+    if result not in CALLBACK_RESULTS:
+        raise InvalidInput(f"未知的回访结果：{result!r}（可选：{'、'.join(CALLBACK_RESULTS)}）",
+                           code="ticket.invalid_choice", field="result")
+    ctx = _context(session, settings, now)
+    async with _transaction(session, ticket_no):
+        ticket = await _load(session, ticket_no)
+        fields: dict[str, Any] = {}
+        if result == "unsatisfied":
+            action = "callback_redispatch"
+        elif result == "unreachable" and ticket.callback_attempts + 1 < ctx.settings.callback.max_attempts:
+            action = "callback_retry"
+        else:
+            action, fields = "callback_close", {"satisfaction": result}
+        await _transition(ctx, ticket, action, actor, "", fields)
+    return ticket
+
+
+async def get_ticket(session: AsyncSession, ticket_no: str) -> Ticket:
+    """The ticket as stored now (NotFound if there is none)."""
+    return await _load(session, ticket_no)
+
+
+async def ticket_events(session: AsyncSession, ticket_no: str) -> list[TicketEvent]:
+    """The audit trail of a ticket, oldest first."""
+    ticket = await _load(session, ticket_no)
+    rows = await session.execute(select(TicketEvent).where(TicketEvent.ticket_id == ticket.id).order_by(TicketEvent.id))
+    return list(rows.scalars())
+
+
+async def replay_ticket(session: AsyncSession, ticket_no: str) -> State | None:
+    """The state the audit trail leads to (IllegalTransition ``ticket.audit_inconsistent`` if it is broken)."""
+    return replay_steps((e.action, e.from_state, e.to_state) for e in await ticket_events(session, ticket_no))
+
+
+async def due_for_callback(session: AsyncSession, now: datetime, *, settings: Settings | None = None) -> list[Ticket]:
+    """Tickets to call back now: verified ones, and those whose last unanswered attempt is old enough.
+
+    Empty outside the allowed call-back hours (``settings.callback``)."""
+    ctx = _context(session, settings, now)
+    rules = ctx.settings.callback
+    if not rules.allowed_start <= ctx.now.time() < rules.allowed_end:
+        return []
+    retry_before = ctx.now - timedelta(minutes=rules.retry_interval_minutes)
+    stmt = (
+        select(Ticket)
+        .where(or_(Ticket.state == State.VERIFIED.value,
+                   and_(Ticket.state == State.CALLBACK.value, Ticket.last_callback_at <= retry_before)))
+        .order_by(Ticket.updated_at, Ticket.id)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def upsert_departments(session: AsyncSession, departments: Iterable[tuple[str, str]]) -> int:
+    """Add or rename departments (承办单位) from ``(code, name)`` pairs and mark them active; returns how many."""
+    pairs = [(code.strip(), name.strip()) for code, name in departments]
+    for code, name in pairs:
+        if not 0 < len(code) <= m.DEPT_CODE_MAX or not 0 < len(name) <= m.DEPT_NAME_MAX:
+            raise InvalidInput(f"承办单位编码或名称长度不合法：{code!r} {name!r}", code="ticket.invalid_department")
+    async with _transaction(session):
+        existing = {d.code: d for d in (await session.execute(select(Department))).scalars()}
+        for code, name in pairs:
+            dept = existing.get(code) or Department(code=code)
+            dept.name, dept.active = name, True
+            session.add(dept)
+            existing[code] = dept
+    return len(pairs)
