@@ -21,10 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agent_console import keys
 from agent_console.auth import Accounts
 from agent_console.hub import Hub
+from agent_console.masking import mask_phone
 from agent_console.metrics import ConsoleMetrics
 from agent_console.middleware import deny_unregistered, errors
 from agent_console.openapi import build_openapi
-from agent_console.routing import RouteRegistry, RouteTable
+from agent_console.routing import REGISTRY, RouteRegistry, RouteTable
 from agent_console.security import security_headers
 from agent_console.views import home, live, ops, session, users
 from config import Settings
@@ -81,11 +82,11 @@ def create_app(
     app[keys.ACCOUNTS] = accounts or Accounts(settings.console)
     app[keys.HUB] = hub or Hub(queue_size=settings.console.ws_queue_size)
     app[keys.METRICS] = metrics
-    app[keys.REGISTRY] = registry
+    app[REGISTRY] = registry
     app[keys.DOMAIN_ERRORS] = dict(domain_errors)
     app[keys.OPENAPI] = build_openapi(registry, version=_version())
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True,
-                         undefined=jinja2.StrictUndefined)
+                         undefined=jinja2.StrictUndefined, filters={"mask_phone": mask_phone})
     registry.install(app)
     app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
     return app

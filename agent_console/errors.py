@@ -108,9 +108,10 @@ def invalid_input(exc: ValidationError) -> InvalidInput:
     details = []
     for err in exc.errors(include_url=False, include_input=False):
         field = ".".join(str(p) for p in err["loc"]) or "body"
-        details.append({"field": field, "code": err["type"], "message": _FIELD_MESSAGES.get(err["type"], err["msg"])})
-    fields = "、".join(d["field"] for d in details)
-    return InvalidInput(f"输入有误：{fields}", details=details)
+        message = _FIELD_MESSAGES.get(err["type"]) or err["msg"].removeprefix("Value error, ")
+        details.append({"field": field, "code": err["type"], "message": message})
+    summary = "；".join(d["message"] if d["field"] == "body" else f"{d['field']} {d['message']}" for d in details)
+    return InvalidInput(f"输入有误：{summary}", details=details)
 
 
 STATUS_ERRORS: dict[int, type[ConsoleError]] = {

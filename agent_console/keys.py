@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -12,21 +12,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agent_console.auth import Accounts
 from agent_console.hub import Hub
 from agent_console.metrics import ConsoleMetrics
+from agent_console.models import UserSession
 from config import Settings
-
-if TYPE_CHECKING:
-    pass
 
 SETTINGS = web.AppKey("settings", Settings)
 SESSIONMAKER = web.AppKey("sessionmaker", async_sessionmaker[AsyncSession])
-CLOCK = web.AppKey("clock", Callable[[], datetime])
+CLOCK = web.AppKey[Callable[[], datetime]]("clock")
 ACCOUNTS = web.AppKey("accounts", Accounts)
 HUB = web.AppKey("hub", Hub)
 METRICS = web.AppKey("metrics", ConsoleMetrics)
-REGISTRY = web.AppKey["RouteRegistry"]("registry")
 # Domain exception class → HTTP status (e.g. tickets' VersionConflict → 409); the exception's .code/.message are shown.
-DOMAIN_ERRORS = web.AppKey("domain_errors", dict[type[Exception], int])
+DOMAIN_ERRORS = web.AppKey[dict[type[Exception], int]]("domain_errors")
 
 # The session of the request's cookie once looked up (None: no valid session).
-SESSION = web.RequestKey["UserSession | None"]("console_session")
-OPENAPI = web.AppKey("openapi", dict[str, Any])
+SESSION = web.RequestKey[UserSession | None]("console_session")
+OPENAPI = web.AppKey[dict[str, Any]]("openapi")

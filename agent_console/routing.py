@@ -33,7 +33,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_console import keys
 from agent_console.auth import Origin
-from agent_console.errors import BadRequest, ConsoleError, Forbidden, InvalidInput, Unauthenticated, invalid_input
+from agent_console.errors import (
+    BadRequest,
+    ConsoleError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthenticated,
+    invalid_input,
+)
 from agent_console.models import User, UserSession
 from agent_console.roles import ALL_ROLES, DataScope, Role
 from agent_console.security import CSRF_FIELD, LOGIN_CSRF_COOKIE, UNSAFE_METHODS, require_csrf
@@ -73,6 +81,12 @@ class Call(Generic[B]):
     def scope(self) -> DataScope:
         """The slice of data this user may see (a handler's department, a grid worker's grid)."""
         return DataScope.for_user(self.user)
+
+    def ensure_visible(self, *, department: str | None = None, grid: str | None = None) -> None:
+        """Ownership check for one record: NotFound (not Forbidden, so existence is not revealed) when the
+        record's department/grid lies outside this user's scope."""
+        if not self.scope.allows(department=department, grid=grid):
+            raise NotFound()
 
     @property
     def origin(self) -> Origin:
@@ -190,6 +204,9 @@ class RouteRegistry:
         return [r for r in self.routes if r.nav and r.method == "GET" and r.allows(role)]
 
 
+REGISTRY = web.AppKey[RouteRegistry]("registry")
+
+
 def json_response(data: Any, *, status: int = 200) -> web.Response:
     """JSON with Chinese left readable (UTF-8, not \\u escapes)."""
     return web.json_response(data, status=status, dumps=_dumps)
@@ -286,7 +303,7 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
 
 def page_context(request: web.Request, session: UserSession | None, title: str) -> dict[str, Any]:
     """What the base layout needs: the user, the navigation for their role, the CSRF token."""
-    registry = request.app[keys.REGISTRY]
+    registry = request.app[REGISTRY]
     user = session.user if session else None
     role = Role(user.role) if user else None
     nav = [{"label": r.nav, "path": r.path, "active": r.path == request.path}

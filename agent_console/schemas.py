@@ -36,8 +36,8 @@ class _Placement(Model):
     """Role with its department (handler) or grid (grid worker)."""
 
     role: Role
-    department: str | None = Field(None, max_length=128, description="承办单位（承办人必填）")
-    grid: str | None = Field(None, max_length=128, description="网格（网格员必填）")
+    department: str | None = Field(default=None, max_length=128, description="承办单位（承办人必填）")
+    grid: str | None = Field(default=None, max_length=128, description="网格（网格员必填）")
 
     @model_validator(mode="after")
     def _placement_fits_role(self) -> Self:
@@ -57,11 +57,11 @@ class UserCreate(_Placement):
 class UserUpdate(Model):
     """Fields to change; omitted ones stay. Changing role, placement, password or active ends the user's sessions."""
 
-    display_name: str | None = Field(None, min_length=1, max_length=64)
+    display_name: str | None = Field(default=None, min_length=1, max_length=64)
     role: Role | None = None
-    department: str | None = Field(None, max_length=128)
-    grid: str | None = Field(None, max_length=128)
-    password: str | None = Field(None, min_length=1, max_length=256)
+    department: str | None = Field(default=None, max_length=128)
+    grid: str | None = Field(default=None, max_length=128)
+    password: str | None = Field(default=None, min_length=1, max_length=256)
     active: bool | None = None
 
 

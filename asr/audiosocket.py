@@ -2,16 +2,18 @@
 
 A frame is 1 byte kind, 2 bytes big-endian payload length, then the payload.
 
-What Asterisk's source does (res_audiosocket.c / app_audiosocket.c, Asterisk 20.x–22.x), beyond the protocol page:
+What Asterisk's source does (res_audiosocket.c / app_audiosocket.c), beyond the protocol page:
 
 * Asterisk sends ``0x01`` UUID (16 bytes) first, then ``0x10`` audio as its channel produces it (slin, 20 ms =
-  320 bytes on a normal call) and, since the DTMF patch in 20.x/21.x/22.x, ``0x03`` with one ASCII digit per
-  key press (on DTMF end). It never sends ``0x00``: when the caller hangs up it just closes the socket.
+  320 bytes on a normal call) and ``0x03`` with one ASCII digit per key press (on DTMF end). It never sends
+  ``0x00``: when the caller hangs up it just closes the socket.
 * From the server it accepts only ``0x00`` and audio. ``0x00`` or closing the socket ends ``AudioSocket()``
-  gracefully (returns 0, the dialplan continues — in older releases without
-  ``ast_audiosocket_receive_frame_with_hangup`` it returned -1 and the channel was hung up). Any other kind,
-  *including* ``0xff`` error and ``0x03``, and an audio frame of length 0, make the application fail (-1):
-  the channel is hung up. So a server must never send an error frame to a live Asterisk call.
+  gracefully (returns 0, the dialplan continues). Any other kind, *including* ``0xff`` error and ``0x03``, and
+  an audio frame of length 0, make the application fail (-1): the channel is hung up. So a server must never
+  send an error frame to a live Asterisk call.
+* DTMF forwarding and the graceful exit both came with Asterisk PR #1138 (merged March 2025, cherry-picked to
+  20, 21 and 22). Older releases send no DTMF, and a hangup from the server hangs the channel up instead of
+  continuing the dialplan.
 * Asterisk writes received audio straight to the channel, with no jitter buffer: the server must pace its
   audio in real time (20 ms per 320 bytes).
 * Asterisk reads the 3-byte header with ``read(fd, header, 3)`` in a loop that restarts at offset 0, so a
@@ -111,7 +113,9 @@ def _validate(kind: Kind, payload: bytes) -> None:
         raise ProtocolError("audiosocket.bad_uuid", f"UUID 帧载荷应为 16 字节，收到 {len(payload)} 字节")
     if kind is Kind.AUDIO and (not payload or len(payload) % 2):
         raise ProtocolError("audiosocket.bad_audio", f"音频帧长度 {len(payload)} 必须为正偶数（16 位采样）")
-    if kind is Kind.DTMF and (len(payload) != 1 or chr(payload[0]) not in DTMF_DIGITS):
+    # Inbound keys are not limited to 0-9*#A-D: Asterisk forwards whatever its channel reports (e.g. a flash
+    # hook), and an odd key must not cost the caller the call. The dialogue ignores keys it does not know.
+    if kind is Kind.DTMF and (len(payload) != 1 or not 0x21 <= payload[0] <= 0x7E):
         raise ProtocolError("audiosocket.bad_dtmf", f"无效的按键帧：{payload!r}")
 
 

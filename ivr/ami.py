@@ -128,6 +128,10 @@ class HardenedAmiProtocol(AMIProtocol):
             if self._skipping:
                 self._skipping = False
                 continue
+            if len(raw) > self.max_frame_bytes:
+                self.stats.oversized_frames += 1
+                log.warning("AMI frame of %d bytes dropped (limit %d)", len(raw), self.max_frame_bytes)
+                continue
             self._frame_received(raw)
 
     def _frame_received(self, raw: bytes) -> None:
@@ -186,9 +190,9 @@ class HardenedAmiProtocol(AMIProtocol):
 
 
 def _single_header(message: Message, *names: str) -> bool:
-    """True when the frame has one (not repeated) Event or Response header."""
+    """True when the frame has an Event or a Response header (OriginateResponse has both), none repeated."""
     present = [message[n] for n in names if n in message]
-    return len(present) == 1 and isinstance(present[0], str)
+    return bool(present) and all(isinstance(v, str) for v in present)
 
 
 EventCallback = Callable[[Message], None]
@@ -256,7 +260,15 @@ class AmiClient:
     # -- events and actions -------------------------------------------------------------------------------
     def on_event(self, pattern: str, callback: EventCallback) -> None:
         """Call ``callback(message)`` for every event whose name matches the glob ``pattern``."""
-        self._manager.register_event(pattern, lambda _manager, message: callback(message))
+
+        def guarded(_manager: Manager, message: Message) -> None:
+            try:
+                callback(message)
+            except Exception:  # one failing handler must not starve the others of the event
+                self.stats.callback_errors += 1
+                log.exception("AMI event handler %r failed for %r", callback, message)
+
+        self._manager.register_event(pattern, guarded)
 
     async def action(
         self, action: Mapping[str, Any], *, as_list: bool = False, timeout_s: float | None = None
@@ -360,7 +372,7 @@ class AmiClient:
             try:
                 await self.action({"Action": "Filter", "Operation": "Add", "Filter": regex})
             except AmiActionError as exc:
-                log.warning("AMI Filter refused (%s); all events will be received", exc.detail)
+                log.info("AMI Filter refused (%s); unused events are dropped on our side", exc.detail)
                 return
 
     async def _serve(self, protocol: HardenedAmiProtocol) -> None:

@@ -28,7 +28,7 @@ from ivr import events as ev
 from ivr.ami import AmiClient, AmiError, AmiNotConnected
 from ivr.calllog import close_unseen, upsert_calls
 from ivr.estimator import HandleTimeAverage, WaitEstimate, estimate_wait
-from ivr.leaders import active_shifts, on_duty, plan
+from ivr.leaders import active_shifts, on_duty, plan, scheduled_interfaces
 from ivr.overflow import Decision, OverflowInputs, WaitingCaller, decide, in_office_hours, in_peak
 from ivr.state import Call, HotlineState, Resync, Update
 
@@ -69,6 +69,7 @@ class HotlineController:
         self._tasks: list[asyncio.Task[None]] = []
         self._resync_wanted = False
         self._listener_tasks: set[asyncio.Future[None]] = set()
+        self._leader_interfaces: set[str] = set()  # endpoints ever scheduled or added as leaders by us
         ami.on_connected = self._on_connected
         ami.event_filters = list(ev.AMI_FILTERS)
         for name in ev.SUBSCRIBED:
@@ -249,11 +250,14 @@ class HotlineController:
                 log.exception("controller tick failed")
 
     async def _reconcile_leaders(self) -> None:
+        now = self.clock()
         async with self.sessionmaker() as session:
-            shifts = await active_shifts(session, self.clock(), self.tz)
+            shifts = await active_shifts(session, now, self.tz)
+            known = await scheduled_interfaces(session, now, self.tz)
         duty = on_duty(shifts)
         self.state.set_leaders((d.interface, d.leader_name) for d in duty)
-        changes = plan(duty, self.state.members, self.cfg.leader_penalty)
+        self._leader_interfaces |= known | {d.interface for d in duty}
+        changes = plan(duty, self.state.members, self.cfg.leader_penalty, self._leader_interfaces)
         for interface in changes.remove:
             log.info("leader window closed: removing %s from queue %s", interface, self.cfg.queue)
             await self._queue_member_action({"Action": "QueueRemove", "Queue": self.cfg.queue,

@@ -16,11 +16,11 @@ from typing import Any
 SUBSCRIBED = (
     "Newchannel", "Newstate", "Hangup", "QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon",
     "AgentCalled", "AgentConnect", "AgentComplete", "BridgeEnter", "QueueMemberStatus", "QueueMemberAdded",
-    "QueueMemberRemoved", "QueueMemberPause", "QueueMemberPenalty", "UserEvent", "VarSet", "FullyBooted",
-    "Shutdown",
+    "QueueMemberRemoved", "QueueMemberPause", "QueueMemberPenalty", "UserEvent", "VarSet", "MixMonitorStart",
+    "FullyBooted", "Shutdown",
 )
 # Channel variables worth a VarSet event; everything else is filtered out by Asterisk.
-WATCHED_VARIABLES = ("BOT_UUID", "MIXMONITOR_FILENAME", "HOTLINE_MENU")
+WATCHED_VARIABLES = ("BOT_UUID", "MIXMONITOR_FILENAME", "HOTLINE_MENU", "HOTLINE_RECORDING")
 # Whitelist regexes for the AMI Filter action (matched against the whole event text; any match passes).
 AMI_FILTERS = (
     "Event: (" + "|".join(e for e in SUBSCRIBED if e != "VarSet") + ")",
@@ -42,6 +42,17 @@ class ChannelInfo:
     caller_number: str
     context: str
     exten: str
+    bot_uuid: str = ""  # ChanVariable BOT_UUID (manager.conf channelvars)
+    menu: str = ""  # ChanVariable HOTLINE_MENU
+    recording: str = ""  # ChanVariable HOTLINE_RECORDING, when the PBX exports it
+
+
+@dataclass(frozen=True)
+class RecordingStarted:
+    """MixMonitorStart: the dialplan records the call into ``<Uniqueid>.wav`` (contract of hotline-record)."""
+
+    at: datetime
+    chan: ChannelInfo
 
 
 @dataclass(frozen=True)
@@ -219,7 +230,7 @@ class ChannelSnapshot:
 DomainEvent = (
     ChannelCreated | ChannelState | ChannelHungUp | CallerJoined | CallerLeft | CallerAbandoned | AgentRinging
     | AgentConnected | AgentCompleted | BridgeEntered | BotStarted | VariableSet | CallbackResult | MemberState
-    | MemberRemoved | AsteriskBooted
+    | MemberRemoved | AsteriskBooted | RecordingStarted
 )
 
 
@@ -245,17 +256,36 @@ def _event_time(h: Mapping[str, Any], received: datetime) -> datetime:
         return received
 
 
+def _known(value: str) -> str:
+    """Asterisk writes ``<unknown>`` for an absent caller ID."""
+    return "" if value in ("<unknown>", "unknown") else value
+
+
+def _chan_variables(h: Mapping[str, Any], prefix: str) -> dict[str, str]:
+    raw = h.get(prefix + "ChanVariable", [])
+    out: dict[str, str] = {}
+    for item in raw if isinstance(raw, list) else [raw]:
+        name, sep, value = str(item).partition("=")
+        if sep:
+            out[name.strip()] = value.strip()
+    return out
+
+
 def _chan(h: Mapping[str, Any], prefix: str = "") -> ChannelInfo | None:
     uniqueid = _get(h, prefix + "Uniqueid")
     if not uniqueid:
         return None
+    variables = _chan_variables(h, prefix)
     return ChannelInfo(
         uniqueid=uniqueid,
         linkedid=_get(h, prefix + "Linkedid") or uniqueid,
         channel=_get(h, prefix + "Channel"),
-        caller_number=_get(h, prefix + "CallerIDNum"),
+        caller_number=_known(_get(h, prefix + "CallerIDNum")),
         context=_get(h, prefix + "Context"),
         exten=_get(h, prefix + "Exten"),
+        bot_uuid=variables.get("BOT_UUID", ""),
+        menu=variables.get("HOTLINE_MENU", ""),
+        recording=variables.get("HOTLINE_RECORDING", ""),
     )
 
 
@@ -314,6 +344,8 @@ def parse_event(h: Mapping[str, Any], received: datetime) -> DomainEvent | None:
                                   talk_s=_num(h, "TalkTime"), reason=_get(h, "Reason"))
         case "BridgeEnter":
             return BridgeEntered(at, chan, bridge_id=_get(h, "BridgeUniqueid"))
+        case "MixMonitorStart":
+            return RecordingStarted(at, chan)
         case "UserEvent":
             return _user_event(h, at, chan)
         case "VarSet":
@@ -361,7 +393,7 @@ def parse_snapshot(h: Mapping[str, Any]) -> ChannelSnapshot | QueueWaiting | Que
         uniqueid = _get(h, "Uniqueid")
         if not uniqueid:
             return None
-        return QueueWaiting(_get(h, "Queue"), uniqueid, _get(h, "Channel"), _get(h, "CallerIDNum"),
+        return QueueWaiting(_get(h, "Queue"), uniqueid, _get(h, "Channel"), _known(_get(h, "CallerIDNum")),
                             int(_num(h, "Position")), _num(h, "Wait"))
     if name == "QueueParams":
         return QueueParams(_get(h, "Queue"), _num(h, "TalkTime"), _num(h, "Holdtime"), int(_num(h, "Completed")))

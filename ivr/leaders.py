@@ -2,17 +2,17 @@
 
 A leader on duty is a member of the hotline queue with ``leader_penalty`` (0): Asterisk rings the lowest
 penalty first and moves on to the agents (``agent_penalty``, 1) only while every leader is busy or
-unreachable, so leaders take calls first without changing the queue's strategy, and callers never wait for
-a busy leader. The penalty is also how the reconciler recognises leader members after a restart — agents
-must never be added with ``leader_penalty``.
+unreachable, so leaders take calls first without changing the queue's strategy (a separate leader queue
+would need dialplan changes and would make callers wait for a busy leader). After a restart the reconciler
+recognises leader members by their scheduled endpoint and penalty, so it never touches other members.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -121,6 +121,16 @@ async def active_shifts(session: AsyncSession, now: datetime, tz: ZoneInfo) -> l
     return list(rows.all())
 
 
+async def scheduled_interfaces(session: AsyncSession, now: datetime, tz: ZoneInfo) -> set[str]:
+    """Leader endpoints scheduled yesterday, today or tomorrow (local): the members the reconciler may remove."""
+    today = now.astimezone(tz).date()
+    rows = await session.scalars(
+        select(LeaderShift.interface).where(LeaderShift.day.between(today - timedelta(days=1),
+                                                                    today + timedelta(days=1))).distinct()
+    )
+    return set(rows.all())
+
+
 @dataclass(frozen=True)
 class LeaderOnDuty:
     interface: str
@@ -144,14 +154,17 @@ def on_duty(shifts: Iterable[LeaderShift]) -> list[LeaderOnDuty]:
     return list(seen.values())
 
 
-def plan(duty: Iterable[LeaderOnDuty], members: Mapping[str, Member], leader_penalty: int) -> LeaderPlan:
+def plan(duty: Iterable[LeaderOnDuty], members: Mapping[str, Member], leader_penalty: int,
+         leader_interfaces: Collection[str]) -> LeaderPlan:
     """Add leaders on duty that are missing (or present with another penalty: removed and added again);
-    remove leader members (penalty ``leader_penalty``) whose window is closed."""
+    remove leader members whose window is closed. A member counts as a leader's only when its interface is
+    a scheduled leader endpoint (``leader_interfaces``) and it has ``leader_penalty``: members added by anyone
+    else are never touched."""
     wanted = {d.interface: d for d in duty}
     add = tuple(d for i, d in wanted.items() if i not in members or members[i].penalty != leader_penalty)
     remove = tuple(
         i for i, m in members.items()
-        if (m.penalty == leader_penalty and i not in wanted) or (i in wanted and m.penalty != leader_penalty)
+        if (i in wanted and m.penalty != leader_penalty)
+        or (i not in wanted and i in leader_interfaces and m.penalty == leader_penalty)
     )
     return LeaderPlan(add, remove)
-

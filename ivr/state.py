@@ -178,14 +178,19 @@ class HotlineState:
         call = self.calls.get(chan.uniqueid)
         created = call is None
         if call is None:
-            call = Call(chan.uniqueid, chan.linkedid, chan.channel, chan.caller_number, "", at,
-                        is_callback=chan.context == CALLBACK_CONTEXT)
+            call = Call(chan.uniqueid, chan.linkedid, chan.channel, chan.caller_number, "", at)
             self.calls[chan.uniqueid] = call
         call.seq = max(call.seq, seq)
+        if chan.context == CALLBACK_CONTEXT:  # an originated call shows its dialplan context only once running
+            call.is_callback = True
         if not call.dialled_number and chan.exten.isdigit():
             call.dialled_number = chan.exten
         if not call.caller_number and chan.caller_number:
             call.caller_number = chan.caller_number
+        if chan.menu:
+            call.menu = chan.menu
+        if chan.recording and not call.recording:
+            call.recording = chan.recording
         return call, created
 
     def _annotate(self, call: Call, event: ev.DomainEvent) -> bool:
@@ -195,7 +200,7 @@ class HotlineState:
                 if call.queue_joined_at is not None and call.queue == queue:
                     return False
                 call.queue, call.queue_joined_at = queue, at
-                if chan.exten == REQUEUE_EXTEN or call.bot_uuid is not None:
+                if chan.exten == REQUEUE_EXTEN or chan.bot_uuid or call.bot_uuid is not None:
                     call.from_bot = True
                 return True
             case ev.CallerLeft(at=at) | ev.CallerAbandoned(at=at):
@@ -214,8 +219,13 @@ class HotlineState:
                     return False
                 call.bot_uuid = bot_uuid
                 return True
-            case ev.VariableSet(name="MIXMONITOR_FILENAME", value=value):
+            case ev.VariableSet(name="MIXMONITOR_FILENAME" | "HOTLINE_RECORDING", value=value):
                 call.recording = value.rsplit("/", 1)[-1]
+                return True
+            case ev.RecordingStarted(chan=chan):
+                if call.recording:
+                    return False
+                call.recording = chan.recording or f"{call.uniqueid}.wav"
                 return True
             case ev.VariableSet(name="HOTLINE_MENU", value=value):
                 call.menu = value
@@ -232,10 +242,8 @@ class HotlineState:
     def _hangup(self, event: ev.ChannelHungUp, seq: int) -> Update:
         if event.chan.uniqueid in self._ended:
             return Update()
-        call = self.calls.pop(event.chan.uniqueid, None)
-        if call is None:  # never seen alive (it began and ended while a snapshot was being read): log it anyway
-            call, _ = self._call(event.chan, event.at, seq)
-            del self.calls[call.uniqueid]
+        call, _ = self._call(event.chan, event.at, seq)  # creates it if never seen alive: logged anyway
+        del self.calls[call.uniqueid]
         self._end(call, event.at, seq)
         return Update(calls=[call])
 

@@ -8,9 +8,12 @@ the same. Synonyms (社保/社会保险) are merged by word and, for terms of tw
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
 
 import jieba
 import opencc
@@ -24,6 +27,15 @@ _DIGITS = re.compile(r"\d+")
 _CN_DIGITS = "零一二三四五六七八九"
 _FUZZY_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"))
 _T2S = opencc.OpenCC("t2s")
+
+
+@cache
+def _segmenter() -> jieba.Tokenizer:
+    """One word segmenter per process: loading jieba's dictionary takes seconds; domain words only add to it."""
+    jieba.setLogLevel(logging.WARNING)
+    tokenizer = jieba.Tokenizer()
+    tokenizer.initialize()
+    return tokenizer
 
 
 def fuzzy_syllable(syllable: str) -> str:
@@ -57,7 +69,7 @@ class Analyzer:
 
     def __init__(self, lexicon: Lexicon) -> None:
         self.lexicon = lexicon
-        self._jieba = jieba.Tokenizer()
+        self._jieba = _segmenter()
         self._user_words: set[str] = set()
         self.add_words(lexicon.terms())
         self._fillers = re.compile("|".join(map(re.escape, lexicon.fillers))) if lexicon.fillers else None
@@ -99,17 +111,19 @@ class Analyzer:
         return out
 
     def sounds(self, words: list[str]) -> list[str]:
-        """Fuzzy syllables of the words, synonyms by sound replaced, as adjacent pairs (``se_bao``)."""
+        """Fuzzy syllables of the words, synonyms by sound replaced (``se hui bao xian``)."""
         seq: list[str] = []
         for word in words:
             if _HAN.search(word):
                 seq.extend(self.syllables_of(word))
             else:
                 seq.append(word)
-        seq = self._canonical_sounds(seq)
-        if len(seq) == 1:
-            return seq
-        return [f"{a}_{b}" for a, b in zip(seq, seq[1:], strict=False)]
+        return self._canonical_sounds(seq)
+
+    @staticmethod
+    def pairs(seq: list[str]) -> list[str]:
+        """Adjacent pairs of a syllable sequence (``se_hui``, ``hui_bao`` …)."""
+        return [f"{a}_{b}" for a, b in zip(seq, seq[1:], strict=False)] if len(seq) > 1 else list(seq)
 
     def _canonical_sounds(self, seq: list[str]) -> list[str]:
         out: list[str] = []
@@ -126,7 +140,16 @@ class Analyzer:
                 i += 1
         return out
 
-    def analyse(self, text: str) -> tuple[list[str], list[str]]:
-        """(words, sound pairs) of raw text."""
+    def analyse(self, text: str) -> Analysis:
+        """Every token stream of raw text."""
         words = self.words(self.clean(text))
-        return words, self.sounds(words)
+        sounds = self.sounds(words)
+        return Analysis(words, sounds, self.pairs(sounds), [c for w in words for c in w])
+
+
+@dataclass(frozen=True)
+class Analysis:
+    words: list[str]
+    sounds: list[str]  # fuzzy syllables
+    sound_pairs: list[str]
+    chars: list[str]

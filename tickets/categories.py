@@ -56,11 +56,10 @@ class CategoryTree:
 
 
 @lru_cache(maxsize=4)
-def _load(path: Path, mtime_ns: int) -> CategoryTree:
-    return CategoryTree.from_toml(path.read_text(encoding="utf-8"))
+def _parse(text: str) -> CategoryTree:
+    return CategoryTree.from_toml(text)
 
 
 def load_categories(path: Path | None = None) -> CategoryTree:
-    """The shipped tree (or the file at ``path``); re-read when the file changes."""
-    path = path or config_path("categories.toml")
-    return _load(path, path.stat().st_mtime_ns)
+    """The shipped tree (or the file at ``path``), read afresh so edits apply without a restart."""
+    return _parse((path or config_path("categories.toml")).read_text(encoding="utf-8"))

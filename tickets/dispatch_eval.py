@@ -17,7 +17,8 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from tickets.dispatch_catalogue import Catalogue
 from tickets.dispatch_data import Example
 from tickets.dispatch_suggest import DispatchSuggester
-from tickets.dispatch_training import label_kind_of, train_model
+from tickets.dispatch_model import MIN_EXAMPLES_PER_LABEL
+from tickets.dispatch_training import check_label_counts, label_kind_of, train_model
 
 Ranker = Callable[[str], list[str]]  # text → labels, best first
 METHODS = ("suggester", "model_only", "keywords_only", "majority")
@@ -27,6 +28,8 @@ def evaluate(examples: Sequence[Example], catalogue: Catalogue, *, keyword_weigh
              test_share: float = 0.25, folds: int = 5) -> dict[str, Any]:
     """Accuracy figures as a JSON-ready dict (no message texts in it)."""
     kind = label_kind_of(examples, catalogue)
+    # every training part (the held-out split's and each fold's) must still hold enough of each label
+    check_label_counts(examples, max(folds, MIN_EXAMPLES_PER_LABEL + 1))
     labels = [e.label for e in examples]
     train_idx, test_idx = train_test_split(range(len(examples)), test_size=test_share, random_state=seed,
                                            stratify=labels)
@@ -55,17 +58,13 @@ def _score_split(examples: Sequence[Example], train: list[int], test: list[int],
     majority = [label for label, _ in counts.most_common(3)]
     keywords = DispatchSuggester(catalogue, None, keyword_weight)  # ranks categories
     rankers: dict[str, Ranker] = {
-        "suggester": _ranker(DispatchSuggester(catalogue, model, keyword_weight)),
-        "model_only": _ranker(DispatchSuggester(catalogue, model, 0.0)),
-        "keywords_only": _ranker(keywords) if model.label_kind == "category" else (
+        "suggester": DispatchSuggester(catalogue, model, keyword_weight).rank,
+        "model_only": DispatchSuggester(catalogue, model, 0.0).rank,
+        "keywords_only": keywords.rank if model.label_kind == "category" else (
             lambda text: [s.department for s in keywords.suggest(text)]),
         "majority": lambda _text: majority,
     }
     return {name: _accuracy(rank, [examples[i] for i in test]) for name, rank in rankers.items()}
-
-
-def _ranker(suggester: DispatchSuggester) -> Ranker:
-    return lambda text: [s.label for s in suggester.suggest(text)]
 
 
 def _accuracy(rank: Ranker, test: Sequence[Example]) -> dict[str, float]:

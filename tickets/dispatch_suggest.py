@@ -54,6 +54,21 @@ class DispatchSuggester:
     def suggest(self, text: str, k: int = 3, *, district: str | None = None) -> list[Suggestion]:
         """Up to ``k`` suggestions for ``text``, best first; only departments serving ``district`` if given."""
         keywords = self._keyword_hits(text)
+        out: list[Suggestion] = []
+        for label, score in self._scores(text, keywords):
+            entry = self._entry(label)
+            if entry is None or (district is not None and not self.catalogue.serves(entry, district)):
+                continue
+            out.append(Suggestion(label, entry.department, score, self._why(text, label, keywords.get(label, [])), entry))
+            if len(out) == k:
+                break
+        return out
+
+    def rank(self, text: str) -> list[str]:
+        """Every label with a score above zero, best first (as :meth:`suggest`, without explanations)."""
+        return [label for label, _ in self._scores(text, self._keyword_hits(text))]
+
+    def _scores(self, text: str, keywords: dict[str, list[str]]) -> list[tuple[str, float]]:
         total_hits = sum(len(found) for found in keywords.values())
         shares = {label: len(found) / total_hits for label, found in keywords.items()}
         if self.model is None:
@@ -63,15 +78,7 @@ class DispatchSuggester:
             probs = self.model.classifier.probabilities(text)
             scores = {label: (1 - weight) * probs.get(label, 0.0) + weight * shares.get(label, 0.0)
                       for label in probs.keys() | shares.keys()}
-        out: list[Suggestion] = []
-        for label, score in sorted(scores.items(), key=lambda item: -item[1]):
-            entry = self._entry(label)
-            if score <= 0 or entry is None or (district is not None and not self.catalogue.serves(entry, district)):
-                continue
-            out.append(Suggestion(label, entry.department, score, self._why(text, label, keywords.get(label, [])), entry))
-            if len(out) == k:
-                break
-        return out
+        return sorted(((label, score) for label, score in scores.items() if score > 0), key=lambda item: -item[1])
 
     def _keyword_hits(self, text: str) -> dict[str, list[str]]:
         """Label → catalogue keywords found in ``text``, labels in this suggester's kind."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +11,7 @@ from config.settings import Settings
 from tickets.dispatch_catalogue import Catalogue, load_catalogue
 from tickets.dispatch_data import Example, read_examples
 from tickets.dispatch_errors import TrainingDataError
-from tickets.dispatch_model import DispatchModel, LabelKind, TextClassifier, save_model
+from tickets.dispatch_model import MIN_EXAMPLES_PER_LABEL, DispatchModel, LabelKind, TextClassifier, save_model
 
 
 def label_kind_of(examples: Sequence[Example], catalogue: Catalogue) -> LabelKind:
@@ -27,9 +28,18 @@ def label_kind_of(examples: Sequence[Example], catalogue: Catalogue) -> LabelKin
         if example.label not in allowed:
             raise TrainingDataError(f"第 {example.line} 行：标签“{example.label}”与前面的标签混用了分类和承办单位",
                                     line=example.line, key="label")
-    if len({e.label for e in examples}) < 2:
-        raise TrainingDataError("历史工单至少需要两个不同的标签")
+    check_label_counts(examples, MIN_EXAMPLES_PER_LABEL)
     return kind
+
+
+def check_label_counts(examples: Sequence[Example], minimum: int) -> None:
+    """At least two labels, each with ``minimum`` examples."""
+    counts = Counter(e.label for e in examples)
+    if len(counts) < 2:
+        raise TrainingDataError("历史工单至少需要两个不同的标签")
+    rare = sorted(label for label, n in counts.items() if n < minimum)
+    if rare:
+        raise TrainingDataError(f"标签“{'、'.join(rare)}”的样本少于 {minimum} 条，请补充样本或合并分类", key="label")
 
 
 def train_model(examples: Sequence[Example], catalogue: Catalogue) -> DispatchModel:

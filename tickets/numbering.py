@@ -27,9 +27,11 @@ async def next_ticket_no(session: AsyncSession, now: datetime, tz: ZoneInfo) -> 
     """The next number of the local day of ``now`` (within the session's current transaction)."""
     day = now.astimezone(tz).strftime("%Y%m%d")
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(TicketCounter).values(day=day, last=1)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[TicketCounter.day], set_={"last": TicketCounter.last + 1}
-    ).returning(TicketCounter.last)
-    seq = (await session.execute(stmt)).scalar_one()
+    bump = (
+        insert(TicketCounter)
+        .values(day=day, last=1)
+        .on_conflict_do_update(index_elements=[TicketCounter.day], set_={"last": TicketCounter.last + 1})
+        .returning(TicketCounter.last)
+    )
+    seq = (await session.execute(bump)).scalar_one()
     return format_ticket_no(day, seq)

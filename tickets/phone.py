@@ -36,7 +36,8 @@ def normalise_phone(raw: str) -> str:
             if m := pattern.fullmatch(number):
                 return f"{m.group(1)}-{m.group(2)}"
     raise InvalidInput(
-        f"来电号码格式不正确：{raw!r}。请填写 11 位手机号（如 13812345678）或带区号的固话（如 0931-1234567、010-12345678）",
+        f"来电号码格式不正确：{raw!r}。"
+        "请填写 11 位手机号（如 13812345678）或带区号的固话（如 0931-1234567、010-12345678）",
         code="ticket.invalid_phone",
         field="caller_phone",
     )

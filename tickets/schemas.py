@@ -62,13 +62,13 @@ def invalid_input_from(exc: ValidationError) -> InvalidInput:
     kind, ctx, value = err["type"], err.get("ctx", {}), err.get("input")
     if kind == "string_too_long":
         n = len(value) if isinstance(value, str) else "?"
-        return InvalidInput(f"{label}过长：最多 {ctx['max_length']} 字，实际 {n} 字", code="ticket.too_long", field=field)
+        message = f"{label}过长：最多 {ctx['max_length']} 字，实际 {n} 字"
+        return InvalidInput(message, code="ticket.too_long", field=field)
     if kind in ("missing", "string_too_short"):
         return InvalidInput(f"请填写{label}", code="ticket.missing_field", field=field)
     if kind == "literal_error":
-        return InvalidInput(
-            f"{label}取值无效：{value!r}（可选：{str(ctx.get('expected', '')).replace(' or ', ', ')}）", code="ticket.invalid_choice", field=field
-        )
+        choices = str(ctx.get("expected", "")).replace(" or ", ", ")
+        return InvalidInput(f"{label}取值无效：{value!r}（可选：{choices}）", code="ticket.invalid_choice", field=field)
     if kind == "extra_forbidden":
         return InvalidInput(f"不接受的字段：{field}", code="ticket.unknown_field", field=field)
     return InvalidInput(f"{label}格式不正确：{err['msg']}", code="ticket.invalid_input", field=field)

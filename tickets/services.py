@@ -196,8 +196,8 @@ async def _request_extension(ctx: _Context, t: Ticket, f: ExtensionRequestFields
 
 
 async def _approve_extension(ctx: _Context, t: Ticket, f: ExtensionApprovalFields, _note: str) -> dict[str, Any]:
-    until = f.until or _pending_extension(t)
-    _pending_extension(t)
+    requested = _pending_extension(t)
+    until = f.until or requested
     if until <= ctx.now:
         raise InvalidInput("延期后的办理时限须晚于现在", code="ticket.invalid_extension", field="until")
     payload = {"old_due_at": as_json(t.due_at), "new_due_at": as_json(until)}

@@ -55,7 +55,7 @@ class Role(StrEnum):
     CALLER = "caller"  # 来电人
 
 
-ROLE_LABELS: dict[Role, str] = {
+ROLE_LABELS: dict[str, str] = {
     Role.AGENT: "话务员",
     Role.DISPATCHER: "派单员",
     Role.HANDLER: "承办人",

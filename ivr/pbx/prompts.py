@@ -10,6 +10,7 @@ import hashlib
 import shutil
 import subprocess
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 from config.settings import config_path
@@ -44,6 +45,7 @@ def to_asterisk_wav(source: Path, target: Path) -> None:
 
 def synthesise(text: str, voice: str, speed: int, target: Path) -> None:
     """One prompt with espeak-ng, resampled to 8 kHz."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     raw = target.with_name(target.name + ".espeak.wav")
     _run([_require("espeak-ng"), "-v", voice, "-s", str(speed), "-w", str(raw), text])
     try:
@@ -59,19 +61,21 @@ def hold_sound(target: Path) -> None:
           "synth", "0.5", "sine", "523", "fade", "0.05", "0.5", "0.2", "vol", "0.15", "pad", "0", "1.5", "repeat", "9"])
 
 
-def install_prompts(sounds_dir: Path, digits_dir: Path, prompts_file: Path = PROMPTS_FILE) -> int:
-    """Synthesise every prompt and number word unless already done for this text; returns files written."""
+def install_prompts(folders: Mapping[str, Path], prompts_file: Path = PROMPTS_FILE) -> int:
+    """Synthesise each table of *prompts_file* named in *folders* into its folder, unless already done for
+    this text (a stamp in the first folder holds its hash); returns the number of files written."""
     text = prompts_file.read_bytes()
     digest = hashlib.sha256(text).hexdigest()
-    stamp = sounds_dir / STAMP
+    stamp = next(iter(folders.values())) / STAMP
     if stamp.is_file() and stamp.read_text().strip() == digest:
         return 0
     data = tomllib.loads(text.decode("utf-8"))
     voice, speed = str(data.get("voice", "cmn")), int(data.get("speed", 150))
     written = 0
-    for folder, table in ((sounds_dir, data.get("prompts", {})), (digits_dir, data.get("digits", {}))):
-        for name, words in table.items():
+    for table, folder in folders.items():
+        for name, words in data.get(table, {}).items():
             synthesise(str(words), voice, speed, folder / f"{name}.wav")
             written += 1
+    stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(digest + "\n")
     return written

@@ -81,7 +81,7 @@ def test_error_frame_payload_is_optional() -> None:
         (b"\x10\x01\x41" + bytes(321), "audiosocket.bad_audio"),  # odd length
         (b"\x10\x00\x00", "audiosocket.bad_audio"),  # Asterisk rejects empty audio too
         (b"\x01\x00\x04abcd", "audiosocket.bad_uuid"),
-        (b"\x03\x00\x01x", "audiosocket.bad_dtmf"),
+        (b"\x03\x00\x01\x00", "audiosocket.bad_dtmf"),
         (b"\x03\x00\x0212", "audiosocket.bad_dtmf"),
     ],
 )

@@ -309,13 +309,19 @@ async def test_server_shutdown_hangs_up_live_calls() -> None:
 
     server = AudioSocketServer(handler, port=0)
     await server.start()
+    undecided = AudioSocketClient("127.0.0.1", server.port)  # accepted, UUID not yet sent
+    await undecided.connect(send_uuid=False)
     client = AudioSocketClient("127.0.0.1", server.port)
     await client.connect()
-    await asyncio.wait_for(entered.wait(), WAIT)
+    await asyncio.wait_for(entered.wait(), WAIT)  # both connections have been accepted by now
+    assert server.open_connections == 2
     await asyncio.wait_for(server.close(), WAIT)
     assert await client.wait_ended(WAIT) == "hangup"
-    await client.close()
+    assert await undecided.wait_ended(WAIT) == "closed"
+    for c in (client, undecided):
+        await c.close()
     assert server.stats.active_sessions == 0
+    assert server.open_connections == 0
 
 
 async def test_the_same_call_id_twice_is_refused() -> None:

@@ -10,7 +10,7 @@ from faster_whisper.vad import get_vad_model
 
 from asr.evaluate import read_wav
 from asr.recognizer import AsrError, PcmInput, make_recognizer_factory
-from asr.vad import WINDOW, Dropped, Endpointer, Ended, SileroStream, Started, VadParams
+from asr.vad import WINDOW, Dropped, Ended, Endpointer, SileroStream, Started, VadParams
 from config import Settings
 
 RATE16 = 16000

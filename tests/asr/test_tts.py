@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from asr import audio
+from asr.audiosocket_client import AudioSocketClient
+from asr.audiosocket_server import AudioSocketServer, AudioSocketSession
 from asr.tts import CachedTts, EspeakNg, TtsError, build_tts, digits_for_speech
 from config import Settings
 
@@ -103,3 +105,16 @@ def test_errors_carry_a_code_and_a_chinese_message(tmp_path: Path, espeak: str) 
     with pytest.raises(TtsError) as err:
         EspeakNg(voice="no-such-voice").synthesize("您好")  # espeak-ng itself would speak English
     assert err.value.code == "tts.unknown_voice"
+
+
+async def test_a_synthesised_prompt_reaches_the_caller_over_audiosocket(tts: CachedTts) -> None:
+    prompt = await tts.asynthesize("您好")
+
+    async def bot(session: AudioSocketSession) -> None:
+        await session.play(prompt)
+        await session.hangup()
+
+    async with AudioSocketServer(bot, port=0) as server, AudioSocketClient("127.0.0.1", server.port) as caller:
+        assert await caller.wait_ended(10) == "hangup"
+    heard = caller.received_pcm
+    assert heard[: len(prompt)] == prompt and set(heard[len(prompt):]) <= {0}

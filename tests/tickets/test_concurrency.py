@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from loop_support import AGENT, DISPATCHER, MONDAY_10AM, db, draft, event_count, step  # noqa: F401 - fixtures
-
+from loop_support import AGENT, DISPATCHER, MONDAY_10AM, event_count, step
 from sqlalchemy import event, text
 
 from tickets.errors import VersionConflict

@@ -4,19 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from loop_support import (  # noqa: F401 - fixtures
-    AGENT,
-    CALLER,
-    DISPATCHER,
-    HANDLER,
-    LEADER,
-    MONDAY_10AM,
-    SYSTEM,
-    db,
-    draft,
-    session,
-    step,
-)
+import pytest
+from loop_support import AGENT, CALLER, DISPATCHER, HANDLER, LEADER, MONDAY_10AM, SYSTEM, step
 
 from tickets.services import (
     close_instant,
@@ -98,7 +87,8 @@ async def test_extension_approved_moves_due_and_counts(session, draft) -> None:
     assert (t.due_at, t.extension_count, t.is_extended, t.extension_requested_until) == (wanted, 1, True, None)
     assert t.state == "signed"
     last = (await ticket_events(session, t.ticket_no))[-1]
-    assert (last.action, last.from_state, last.to_state, last.role) == ("approve_extension", "signed", "signed", "leader")
+    assert (last.action, last.from_state, last.to_state) == ("approve_extension", "signed", "signed")
+    assert last.role == "leader"
     assert last.payload["new_due_at"] == wanted.isoformat()
 
 
@@ -156,3 +146,17 @@ async def test_caller_withdraws_open_ticket(session, draft) -> None:
     assert t.state == "withdrawn"
     assert (await get_ticket(session, t.ticket_no)).state == "withdrawn"
     assert await replay_ticket(session, t.ticket_no) == "withdrawn"
+
+
+async def test_audit_events_cannot_be_changed_or_deleted(session, draft) -> None:
+    no = (await create_ticket(session, draft(), AGENT, now=MONDAY_10AM)).ticket_no
+    (created,) = await ticket_events(session, no)
+    created.note = "篡改"
+    with pytest.raises(RuntimeError, match="immutable"):
+        await session.commit()
+    await session.rollback()
+    await session.delete((await ticket_events(session, no))[0])
+    with pytest.raises(RuntimeError, match="immutable"):
+        await session.commit()
+    await session.rollback()
+    assert [e.note for e in await ticket_events(session, no)] == [""]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from loop_support import (  # noqa: F401 - fixtures
+from loop_support import (
     AGENT,
     CALLER,
     DISPATCHER,
@@ -14,10 +14,7 @@ from loop_support import (  # noqa: F401 - fixtures
     OTHER_HANDLER,
     SYSTEM,
     count,
-    db,
-    draft,
     event_count,
-    session,
     step,
 )
 

@@ -1,0 +1,108 @@
+"""`hotline ivr` runs the AMI controller alone; `hotline leaders add|list|remove` edits 领导接听日."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from datetime import date, time
+
+from config import Settings
+from hotline.db import create_schema, make_engine, make_sessionmaker
+from ivr.ami import AmiError
+from ivr.controller import build_controller, resolve_ami_credentials
+from ivr.leaders import LeaderScheduleError, ShiftInput, add_shift, list_shifts, remove_shift
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("ivr", help="AMI 控制器：溢出到语音机器人、领导接听日、通话记录 (AMI controller)")
+    p.set_defaults(handler=_run)
+
+    leaders = sub.add_parser("leaders", help="领导接听日安排 (leader answering days)")
+    cmds = leaders.add_subparsers(dest="leaders_command", required=True)
+    add = cmds.add_parser("add", help="schedule a leader's answering window")
+    add.add_argument("--date", type=date.fromisoformat, required=True, help="YYYY-MM-DD")
+    add.add_argument("--start", type=time.fromisoformat, required=True, help="HH:MM (local time)")
+    add.add_argument("--end", type=time.fromisoformat, required=True, help="HH:MM (local time)")
+    add.add_argument("--name", required=True, help="leader's name, e.g. 李明")
+    add.add_argument("--title", default="", help="title, e.g. 区长")
+    add.add_argument("--department", default="", help="department, e.g. 区政府")
+    add.add_argument("--interface", required=True, help="endpoint, e.g. PJSIP/6009 or Local/6009@test-agent/n")
+    add.set_defaults(handler=_add)
+    ls = cmds.add_parser("list", help="list scheduled windows")
+    ls.add_argument("--from", dest="day_from", type=date.fromisoformat, default=None)
+    ls.add_argument("--to", dest="day_to", type=date.fromisoformat, default=None)
+    ls.set_defaults(handler=_list)
+    rm = cmds.add_parser("remove", help="remove a window by its number")
+    rm.add_argument("id", type=int)
+    rm.set_defaults(handler=_remove)
+
+
+def _run(settings: Settings, _args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_serve(settings))
+    except AmiError as exc:
+        print(f"{exc.code}: {exc.message} ({exc.detail})", file=sys.stderr)
+        return 2
+
+
+async def _serve(settings: Settings) -> int:
+    username, secret = resolve_ami_credentials(settings)
+    engine = make_engine(settings.database.url, echo=settings.database.echo, pool_size=settings.database.pool_size)
+    try:
+        if engine.dialect.name == "sqlite":
+            await create_schema(engine)  # the embedded default; PostgreSQL uses `hotline db upgrade`
+        controller = build_controller(settings, make_sessionmaker(engine), username=username, secret=secret)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await controller.start()
+        await stop.wait()
+        await controller.stop()
+    finally:
+        await engine.dispose()
+    return 0
+
+
+async def _with_session(settings: Settings, work):  # type: ignore[no-untyped-def]
+    engine = make_engine(settings.database.url)
+    try:
+        if engine.dialect.name == "sqlite":
+            await create_schema(engine)
+        async with make_sessionmaker(engine)() as session:
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+def _add(settings: Settings, args: argparse.Namespace) -> int:
+    shift = ShiftInput(args.date, args.start, args.end, args.name, args.interface, args.title, args.department)
+    try:
+        row = asyncio.run(_with_session(settings, lambda s: add_shift(s, shift)))
+    except LeaderScheduleError as exc:
+        print(f"{exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"#{row.id} {row.day} {row.start:%H:%M}–{row.end:%H:%M} {row.leader_name} {row.title} {row.interface}")
+    return 0
+
+
+def _list(settings: Settings, args: argparse.Namespace) -> int:
+    rows = asyncio.run(_with_session(settings, lambda s: list_shifts(s, day_from=args.day_from, day_to=args.day_to)))
+    for row in rows:
+        print(f"#{row.id}\t{row.day}\t{row.start:%H:%M}–{row.end:%H:%M}\t{row.leader_name}\t{row.title}\t"
+              f"{row.department}\t{row.interface}")
+    return 0
+
+
+def _remove(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        row = asyncio.run(_with_session(settings, lambda s: remove_shift(s, args.id)))
+    except LeaderScheduleError as exc:
+        print(f"{exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"removed #{row.id} {row.day} {row.leader_name}")
+    return 0

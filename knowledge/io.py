@@ -1,0 +1,257 @@
+"""Import and export of entries as CSV (UTF-8, BOM tolerated), XLSX and JSONL.
+
+Fields: ``question`` and ``answer`` are required; ``answer`` is both the spoken and the shown answer
+unless ``answer_speech`` / ``answer_text`` are given; ``alt_questions`` and ``keywords`` are lists in
+JSONL and ``|``-separated in CSV/XLSX; ``department``, ``source``, ``valid_from``, ``valid_to``
+(YYYY-MM-DD). Any other field is kept as metadata. A file with any bad row imports nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from knowledge import services
+from knowledge.errors import ImportRejected, InvalidInput, KnowledgeError, RowProblem
+from knowledge.models import KnowledgeEntry
+from knowledge.retrieval import IndexedEntry
+from knowledge.schemas import MAX_SPEECH, EntryContent, validate_content
+
+FORMATS = (".csv", ".xlsx", ".jsonl")
+LIST_FIELDS = ("alt_questions", "keywords")
+KNOWN = ("question", "answer", "answer_speech", "answer_text", "department", "alt_questions", "keywords", "source",
+         "valid_from", "valid_to")
+EXPORT_COLUMNS = ("question", "answer", "answer_speech", "department", "alt_questions", "keywords", "source",
+                  "valid_from", "valid_to")
+SEPARATOR = "|"
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    published: int = 0
+
+
+def _format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise InvalidInput("kb_bad_format", f"不支持的文件格式 {suffix or '(无扩展名)'}，请用 CSV、XLSX 或 JSONL")
+    return suffix
+
+
+def _decode(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _Bad(raw[: exc.start].count(b"\n") + 1, "不是 UTF-8 编码（请另存为 UTF-8）") from None
+
+
+def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line or sheet-row number, raw fields) of every non-empty row; a row that cannot be read is a problem."""
+    fmt = _format(path)
+    if fmt == ".jsonl":
+        for no, line in enumerate(_decode(path).splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise _Bad(no, f"不是合法的 JSON：{exc.msg}") from None
+            if not isinstance(row, dict):
+                raise _Bad(no, "每行应是一个 JSON 对象")
+            yield no, row
+    elif fmt == ".csv":
+        reader = csv.DictReader(io.StringIO(_decode(path), newline=""))
+        for row in reader:
+            if None in row:
+                raise _Bad(reader.line_num, "列数多于表头")
+            if any((v or "").strip() for v in row.values()):
+                yield reader.line_num, {k.strip(): v for k, v in row.items() if k}
+    else:
+        try:
+            book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds for a broken file
+            raise _Bad(1, f"无法读取 XLSX 文件：{exc}") from None
+        try:
+            rows = book.worksheets[0].iter_rows(values_only=True)
+            header = [str(h).strip() if h is not None else "" for h in next(rows, ())]
+            for no, values in enumerate(rows, start=2):
+                if any(v is not None and str(v).strip() for v in values):
+                    yield no, {h: v for h, v in zip(header, values, strict=False) if h}
+        finally:
+            book.close()
+
+
+class _Bad(Exception):
+    def __init__(self, row: int, message: str) -> None:
+        super().__init__(message)
+        self.problem = RowProblem(row, message)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def _list(value: Any, field: str) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{field} 应是文字列表")
+        return value
+    if isinstance(value, str):
+        return [v for v in value.split(SEPARATOR)]
+    raise ValueError(f"{field} 应是文字列表或用 | 分隔的文字")
+
+
+def _date(value: Any) -> str | date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    return value if isinstance(value, date) else (_text(value) or None)
+
+
+def content_from_row(row: dict[str, Any], *, max_speech: int = MAX_SPEECH) -> EntryContent:
+    """Map one raw row onto an entry's content; raises InvalidInput with a Chinese message."""
+    answer = _text(row.get("answer"))
+    if not _text(row.get("question")):
+        raise InvalidInput("kb_invalid_entry", "缺少必填字段 question（问题）")
+    if not answer:
+        raise InvalidInput("kb_invalid_entry", "缺少必填字段 answer（答案）")
+    try:
+        lists = {f: _list(row.get(f), f) for f in LIST_FIELDS}
+    except ValueError as exc:
+        raise InvalidInput("kb_invalid_entry", str(exc)) from None
+    data = {
+        "question": _text(row.get("question")),
+        "answer_speech": _text(row.get("answer_speech")) or answer,
+        "answer_text": _text(row.get("answer_text")) or answer,
+        "department": _text(row.get("department")),
+        "source": _text(row.get("source")),
+        "valid_from": _date(row.get("valid_from")),
+        "valid_to": _date(row.get("valid_to")),
+        "extra": {k: _jsonable(v) for k, v in row.items() if k not in KNOWN and v not in (None, "")},
+        **lists,
+    }
+    return validate_content(data, max_speech=max_speech)
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date | datetime) else value
+
+
+def parse_file(path: Path, *, max_speech: int = MAX_SPEECH) -> list[EntryContent]:
+    """Every row's content, or :class:`ImportRejected` listing every bad row."""
+    if not path.is_file():
+        raise InvalidInput("kb_file_not_found", f"找不到文件 {path}")
+    contents: list[EntryContent] = []
+    problems: list[RowProblem] = []
+    seen: dict[str, int] = {}
+    try:
+        for no, row in read_rows(path):
+            try:
+                content = content_from_row(row, max_speech=max_speech)
+            except InvalidInput as exc:
+                problems.append(RowProblem(no, exc.message))
+                continue
+            if content.question in seen:
+                problems.append(RowProblem(no, f"问题与第 {seen[content.question]} 行重复"))
+                continue
+            seen[content.question] = no
+            contents.append(content)
+    except _Bad as bad:
+        problems.append(bad.problem)
+    if problems:
+        raise ImportRejected(str(path), problems)
+    return contents
+
+
+async def import_file(session: AsyncSession, path: Path, actor: str, *, publish: bool = False,
+                      max_speech: int = MAX_SPEECH, now: datetime | None = None) -> ImportReport:
+    """Import a file in one transaction: new questions are created, known ones updated (new version)."""
+    contents = parse_file(path, max_speech=max_speech)
+    at = services._now(now)
+    created = updated = unchanged = published = 0
+    try:
+        for content in contents:
+            entry = await services.find_by_question(session, content.question)
+            if entry is None:
+                entry = await services._create(session, content, actor, at)
+                created += 1
+            elif services.content_of(entry).snapshot() != content.snapshot():
+                await services._update(session, entry, content, actor, at)
+                updated += 1
+            else:
+                unchanged += 1
+            if publish and entry.status != "published":
+                await services._set_status(session, entry, "published", "publish", actor, at)
+                published += 1
+        await session.commit()
+    except KnowledgeError:
+        await session.rollback()
+        raise
+    return ImportReport(created, updated, unchanged, published)
+
+
+def _export_row(entry: KnowledgeEntry) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "question": entry.question, "answer": entry.answer_text, "answer_speech": entry.answer_speech,
+        "department": entry.department, "alt_questions": list(entry.alt_questions or []),
+        "keywords": list(entry.keywords or []), "source": entry.source,
+        "valid_from": entry.valid_from.isoformat() if entry.valid_from else "",
+        "valid_to": entry.valid_to.isoformat() if entry.valid_to else "",
+    }
+    row.update(entry.extra or {})
+    return row
+
+
+def _flat(value: Any) -> Any:
+    if isinstance(value, list):
+        return SEPARATOR.join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+async def export_file(session: AsyncSession, path: Path, *, status: str | None = None) -> int:
+    """Write the entries (all, or those of one status) to ``path``; the format follows the extension."""
+    fmt = _format(path)
+    rows = [_export_row(e) for e in await services.all_entries(session, status=status)]
+    columns = list(EXPORT_COLUMNS) + sorted({k for r in rows for k in r} - set(EXPORT_COLUMNS))
+    if fmt == ".jsonl":
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    elif fmt == ".csv":
+        with path.open("w", encoding="utf-8-sig", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows({k: _flat(r.get(k, "")) for k in columns} for r in rows)
+    else:
+        book = openpyxl.Workbook()
+        sheet = book.active
+        sheet.title = "知识库"
+        sheet.append(columns)
+        for r in rows:
+            sheet.append([_flat(r.get(k)) if r.get(k) not in (None, "") else None for k in columns])
+        book.save(path)
+    return len(rows)
+
+
+def indexed_from_file(path: Path) -> list[IndexedEntry]:
+    """Entries of a knowledge-base file as retrieval sees them (ids are row order), without a database."""
+    return [IndexedEntry(i, c.question, c.answer_speech, c.answer_text, c.department, tuple(c.alt_questions),
+                         tuple(c.keywords)) for i, c in enumerate(parse_file(path, max_speech=10**6), start=1)]

@@ -1,0 +1,214 @@
+"""Service functions of the knowledge base. Each public function is one transaction (it commits).
+
+The ``_``-prefixed helpers change the session without committing, so an import can apply a whole file
+in one transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from knowledge.errors import DuplicateQuestion, IllegalStatus, InvalidInput, NotFound, VersionConflict
+from knowledge.models import MISS_REASONS, KnowledgeEntry, KnowledgeMiss, KnowledgeRevision
+from knowledge.retrieval import IndexedEntry, KnowledgeIndex
+from knowledge.schemas import EntryContent
+
+STATUS_LABELS = {"draft": "草稿", "published": "已发布", "archived": "已归档"}
+ACTION_LABELS = {"publish": "发布", "archive": "归档"}
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(UTC)
+
+
+def content_of(entry: KnowledgeEntry) -> EntryContent:
+    return EntryContent.model_construct(
+        question=entry.question, answer_speech=entry.answer_speech, answer_text=entry.answer_text,
+        alt_questions=list(entry.alt_questions or []), department=entry.department, keywords=list(entry.keywords or []),
+        source=entry.source, valid_from=entry.valid_from, valid_to=entry.valid_to, extra=dict(entry.extra or {}))
+
+
+def _snapshot(entry: KnowledgeEntry) -> dict[str, Any]:
+    return {**content_of(entry).snapshot(), "status": entry.status, "version": entry.version}
+
+
+def _log(session: AsyncSession, entry: KnowledgeEntry, action: str, actor: str, at: datetime,
+         previous: dict[str, Any] | None) -> None:
+    session.add(KnowledgeRevision(entry_id=entry.id, version=entry.version, action=action, actor=actor, at=at,
+                                  previous=previous))
+
+
+async def find_by_question(session: AsyncSession, question: str) -> KnowledgeEntry | None:
+    return (await session.execute(select(KnowledgeEntry).where(KnowledgeEntry.question == question.strip()))
+            ).scalar_one_or_none()
+
+
+async def _create(session: AsyncSession, content: EntryContent, actor: str, at: datetime) -> KnowledgeEntry:
+    if await find_by_question(session, content.question):
+        raise DuplicateQuestion(content.question)
+    entry = KnowledgeEntry(**content.model_dump(), status="draft", version=1, created_at=at, updated_at=at,
+                           updated_by=actor)
+    session.add(entry)
+    await session.flush()
+    _log(session, entry, "create", actor, at, None)
+    return entry
+
+
+async def _update(session: AsyncSession, entry: KnowledgeEntry, content: EntryContent, actor: str,
+                  at: datetime) -> KnowledgeEntry:
+    if content.question != entry.question:
+        other = await find_by_question(session, content.question)
+        if other is not None and other.id != entry.id:
+            raise DuplicateQuestion(content.question)
+    previous = _snapshot(entry)
+    for name, value in content.model_dump().items():
+        setattr(entry, name, value)
+    entry.version += 1
+    entry.updated_at, entry.updated_by = at, actor
+    _log(session, entry, "update", actor, at, previous)
+    return entry
+
+
+async def _set_status(session: AsyncSession, entry: KnowledgeEntry, status: str, action: str, actor: str,
+                      at: datetime) -> KnowledgeEntry:
+    if entry.status == status:
+        raise IllegalStatus(entry.id, STATUS_LABELS[entry.status], ACTION_LABELS[action])
+    previous = _snapshot(entry)
+    entry.status = status
+    entry.version += 1
+    entry.updated_at, entry.updated_by = at, actor
+    _log(session, entry, action, actor, at, previous)
+    return entry
+
+
+async def _locked(session: AsyncSession, entry_id: int, expected_version: int | None) -> KnowledgeEntry:
+    entry = await session.get(KnowledgeEntry, entry_id, with_for_update=True)
+    if entry is None:
+        raise NotFound(entry_id)
+    if expected_version is not None and entry.version != expected_version:
+        raise VersionConflict(entry_id, expected_version, entry.version)
+    return entry
+
+
+async def create_entry(session: AsyncSession, content: EntryContent, actor: str, *,
+                       now: datetime | None = None) -> KnowledgeEntry:
+    """A new draft entry (version 1)."""
+    entry = await _create(session, content, actor, _now(now))
+    await session.commit()
+    return entry
+
+
+async def update_entry(session: AsyncSession, entry_id: int, content: EntryContent, actor: str, *,
+                       expected_version: int, now: datetime | None = None) -> KnowledgeEntry:
+    """Replace the content; raises :class:`VersionConflict` when someone changed it since ``expected_version``."""
+    entry = await _update(session, await _locked(session, entry_id, expected_version), content, actor, _now(now))
+    await session.commit()
+    return entry
+
+
+async def publish_entry(session: AsyncSession, entry_id: int, actor: str, *, expected_version: int | None = None,
+                        now: datetime | None = None) -> KnowledgeEntry:
+    entry = await _locked(session, entry_id, expected_version)
+    await _set_status(session, entry, "published", "publish", actor, _now(now))
+    await session.commit()
+    return entry
+
+
+async def archive_entry(session: AsyncSession, entry_id: int, actor: str, *, expected_version: int | None = None,
+                        now: datetime | None = None) -> KnowledgeEntry:
+    entry = await _locked(session, entry_id, expected_version)
+    await _set_status(session, entry, "archived", "archive", actor, _now(now))
+    await session.commit()
+    return entry
+
+
+async def get_entry(session: AsyncSession, entry_id: int) -> KnowledgeEntry:
+    entry = await session.get(KnowledgeEntry, entry_id)
+    if entry is None:
+        raise NotFound(entry_id)
+    return entry
+
+
+async def entry_history(session: AsyncSession, entry_id: int) -> list[KnowledgeRevision]:
+    """Every change of the entry, oldest first."""
+    rows = await session.execute(select(KnowledgeRevision).where(KnowledgeRevision.entry_id == entry_id)
+                                 .order_by(KnowledgeRevision.id))
+    return list(rows.scalars())
+
+
+async def list_entries(session: AsyncSession, *, department: str | None = None, status: str | None = None,
+                       text: str | None = None, limit: int = 100, offset: int = 0) -> list[KnowledgeEntry]:
+    """Entries by department, status and a text found in the question or the answer, newest change first."""
+    query = select(KnowledgeEntry)
+    if department:
+        query = query.where(KnowledgeEntry.department == department)
+    if status:
+        query = query.where(KnowledgeEntry.status == status)
+    if text:
+        like = f"%{text.strip()}%"
+        query = query.where(or_(KnowledgeEntry.question.like(like), KnowledgeEntry.answer_text.like(like)))
+    query = query.order_by(KnowledgeEntry.updated_at.desc(), KnowledgeEntry.id.desc()).limit(limit).offset(offset)
+    return list((await session.execute(query)).scalars())
+
+
+async def all_entries(session: AsyncSession, *, status: str | None = None) -> list[KnowledgeEntry]:
+    query = select(KnowledgeEntry).order_by(KnowledgeEntry.id)
+    if status:
+        query = query.where(KnowledgeEntry.status == status)
+    return list((await session.execute(query)).scalars())
+
+
+async def published_on(session: AsyncSession, day: date) -> list[KnowledgeEntry]:
+    """Entries the bot may answer from on ``day``: published and within their validity dates."""
+    query = (select(KnowledgeEntry).where(KnowledgeEntry.status == "published")
+             .where(or_(KnowledgeEntry.valid_from.is_(None), KnowledgeEntry.valid_from <= day))
+             .where(or_(KnowledgeEntry.valid_to.is_(None), KnowledgeEntry.valid_to >= day))
+             .order_by(KnowledgeEntry.id))
+    return list((await session.execute(query)).scalars())
+
+
+def indexed(entry: KnowledgeEntry) -> IndexedEntry:
+    return IndexedEntry(entry.id, entry.question, entry.answer_speech, entry.answer_text, entry.department,
+                        tuple(entry.alt_questions or ()), tuple(entry.keywords or ()))
+
+
+async def refresh_index(session: AsyncSession, index: KnowledgeIndex, day: date) -> None:
+    """Rebuild ``index`` from the entries published and valid on ``day`` (call after entries change)."""
+    index.refresh(indexed(e) for e in await published_on(session, day))
+
+
+async def change_stamp(session: AsyncSession) -> tuple[int, datetime | None]:
+    """(number of entries, latest change): cheap to poll; when it moves, refresh the index."""
+    count, latest = (await session.execute(select(func.count(KnowledgeEntry.id), func.max(KnowledgeEntry.updated_at))
+                                           )).one()
+    return int(count), latest
+
+
+async def record_miss(session: AsyncSession, question_text: str, best_entry_id: int | None, score: float | None,
+                      reason: str, *, now: datetime | None = None) -> KnowledgeMiss:
+    """Remember a question the bot failed on: ``reason`` is unanswered, low_confidence or not_solved."""
+    if reason not in MISS_REASONS:
+        raise InvalidInput("kb_bad_miss_reason", f"未知的失败原因：{reason}（应为 {'、'.join(MISS_REASONS)}）")
+    if not question_text.strip():
+        raise InvalidInput("kb_empty_question", "问题内容不能为空")
+    miss = KnowledgeMiss(question_text=question_text.strip(), best_entry_id=best_entry_id, score=score, reason=reason,
+                         at=_now(now))
+    session.add(miss)
+    await session.commit()
+    return miss
+
+
+async def list_misses(session: AsyncSession, *, reason: str | None = None, since: datetime | None = None,
+                      limit: int = 100, offset: int = 0) -> list[KnowledgeMiss]:
+    """Questions the bot failed on, newest first."""
+    query = select(KnowledgeMiss)
+    if reason:
+        query = query.where(KnowledgeMiss.reason == reason)
+    if since:
+        query = query.where(KnowledgeMiss.at >= since)
+    query = query.order_by(KnowledgeMiss.at.desc(), KnowledgeMiss.id.desc()).limit(limit).offset(offset)
+    return list((await session.execute(query)).scalars())

@@ -1,0 +1,78 @@
+"""Every registered route × every role (and no login): allowed exactly for the roles it declares.
+
+The parameters come from the app's route registry, so routes added later are covered automatically.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from agent_console.app import FEATURES, create_app
+from agent_console.roles import Role
+from agent_console.routing import PUBLIC, Route, RouteRegistry
+from agent_console.security import LOGIN_CSRF_COOKIE
+from tests.agent_console.harness import Browser, Console, console_settings
+
+ROUTES = RouteRegistry.of(FEATURES).routes
+PUBLIC_ROUTES = {"login", "login_submit", "healthz", "metrics", "openapi"}
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"{[^}]+}", "no-such-thing", path)
+
+
+async def attempt(b: Browser, route: Route, *, logged_in: bool) -> tuple[int, str]:
+    """Call the route the way its own UI would (with a valid CSRF token for writes); status and body."""
+    kw: dict = {}
+    if route.method != "GET":
+        if route.csrf == "login":
+            kw = {"cookies": {LOGIN_CSRF_COOKIE: "t0ken"}, "headers": {"X-CSRF-Token": "t0ken"}}
+        elif logged_in:
+            kw = {"headers": {"X-CSRF-Token": await b.csrf()}}
+        kw["json" if route.kind == "api" else "data"] = {}
+    resp = await b.request(route.method, concrete(route.path), **kw)
+    return resp.status, (resp.headers.get("Location", "") if resp.status == 303 else await resp.text())
+
+
+def refused(status: int, body: str, *, anonymous: bool) -> bool:
+    if anonymous:
+        return status == 401 or (status == 303 and body.startswith("/login?next="))
+    return status == 403 and ('"forbidden"' in body or "无权访问" in body)
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=[f"{r.method} {r.path}" for r in ROUTES])
+async def test_route_allows_exactly_its_roles(console: Console, route: Route) -> None:
+    wrong: list[str] = []
+    for role in Role:
+        b = await console.logged_in(role.value)
+        status, body = await attempt(b, route, logged_in=True)
+        if route.allows(role) == refused(status, body, anonymous=False) or status >= 500:
+            wrong.append(f"{role.value}: {status}")
+    status, body = await attempt(console.browser(), route, logged_in=False)
+    if route.public == refused(status, body, anonymous=True) or status >= 500:
+        wrong.append(f"anonymous: {status}")
+    assert not wrong, f"{route.method} {route.path} declared for {sorted(route.roles) or 'everyone'}: {wrong}"
+
+
+def test_only_known_routes_are_public() -> None:
+    assert {r.name for r in ROUTES if r.roles == PUBLIC} == PUBLIC_ROUTES
+
+
+def test_account_management_is_for_administrators_only() -> None:
+    users = [r for r in ROUTES if "/users" in r.path]
+    assert users and all(r.roles == {Role.ADMIN} for r in users)
+
+
+async def test_unregistered_routes_are_refused(settings, sessionmaker) -> None:  # type: ignore[no-untyped-def]
+    async def sneaky(_request):  # type: ignore[no-untyped-def]
+        raise AssertionError("must not run")
+
+    app = create_app(console_settings(settings), sessionmaker)
+    app.router.add_get("/sneaky", sneaky)  # added behind the registry's back
+    async with TestClient(TestServer(app)) as client:
+        resp = await client.get("/sneaky")
+        assert resp.status == 403
+        assert "无权访问" in await resp.text()

@@ -1,0 +1,86 @@
+"""Fixtures driving the real local Asterisk: the session `pbx`, a logged-in AMI `ami`, and event waiting.
+
+The PBX lives in the cache folder settings.pbx.cache_dir (default var/pbx under the project, or
+HOTLINE_PBX_CACHE_DIR), so the sid root is built once and shared by every run. It is stopped at the end
+only when this session started it (another process may be using an instance that was already running).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from panoramisk import Manager
+from panoramisk.message import Message
+
+from config import Settings
+from ivr.pbx import LocalPbx, PbxInfo
+from ivr.pbx.testcall import ami_connect
+from tests.conftest import ROOT, missing
+
+
+@pytest.fixture(scope="session")
+def local_pbx(settings: Settings) -> LocalPbx:
+    """The harness object for the shared cache folder (relative paths count from the project folder)."""
+    if os.geteuid() != 0:
+        missing("the local PBX needs root (debootstrap, chroot, mount)")
+    for tool in ("debootstrap", "unshare", "espeak-ng", "sox"):
+        if shutil.which(tool) is None:
+            missing(f"the local PBX needs {tool} (make system)")
+    cache = Path(settings.pbx.cache_dir)
+    return LocalPbx(settings, cache if cache.is_absolute() else ROOT / cache)
+
+
+@pytest.fixture(scope="session")
+def pbx(local_pbx: LocalPbx) -> Iterator[PbxInfo]:
+    """A started local PBX (contract C). Tests that restart it update this object in place."""
+    was_running = local_pbx.status() is not None
+    info = local_pbx.start()
+    yield info
+    if not was_running:
+        local_pbx.stop()
+
+
+class AmiEvents:
+    """Every AMI event since creation, and a way to await the first one matching a predicate."""
+
+    def __init__(self, manager: Manager) -> None:
+        self.events: list[Message] = []
+        self._arrived = asyncio.Event()
+        manager.register_event("*", self._on_event)
+
+    def _on_event(self, _manager: Manager, event: Message) -> None:
+        self.events.append(event)
+        self._arrived.set()
+        self._arrived = asyncio.Event()
+
+    async def wait_for(self, match: Callable[[Message], bool], timeout: float = 30) -> Message:
+        """The first event (already received or still to come) for which *match* is true."""
+
+        async def first() -> Message:
+            seen = 0
+            while True:
+                for event in self.events[seen:]:
+                    if match(event):
+                        return event
+                seen = len(self.events)
+                await self._arrived.wait()
+
+        return await asyncio.wait_for(first(), timeout)
+
+
+@pytest.fixture
+async def ami(pbx: PbxInfo) -> AsyncIterator[Manager]:
+    """A panoramisk Manager logged in to the local PBX with its generated credentials."""
+    manager = await ami_connect(pbx)
+    yield manager
+    manager.close()
+
+
+@pytest.fixture
+def ami_events(ami: Manager) -> AmiEvents:
+    return AmiEvents(ami)
