@@ -6,8 +6,10 @@ in one transaction.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,8 +19,26 @@ from knowledge.models import MISS_REASONS, KnowledgeEntry, KnowledgeMiss, Knowle
 from knowledge.retrieval import IndexedEntry, KnowledgeIndex
 from knowledge.schemas import EntryContent
 
+P = ParamSpec("P")
+R = TypeVar("R")
 STATUS_LABELS = {"draft": "草稿", "published": "已发布", "archived": "已归档"}
 ACTION_LABELS = {"publish": "发布", "archive": "归档"}
+
+
+def _transaction(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Commit is done by the function; on any error the session is rolled back, so nothing half-done remains."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        session = args[0]
+        assert isinstance(session, AsyncSession)
+        try:
+            return await fn(*args, **kwargs)
+        except BaseException:
+            await session.rollback()
+            raise
+
+    return wrapper
 
 
 def _now(now: datetime | None) -> datetime:
@@ -94,6 +114,7 @@ async def _locked(session: AsyncSession, entry_id: int, expected_version: int | 
     return entry
 
 
+@_transaction
 async def create_entry(session: AsyncSession, content: EntryContent, actor: str, *,
                        now: datetime | None = None) -> KnowledgeEntry:
     """A new draft entry (version 1)."""
@@ -102,6 +123,7 @@ async def create_entry(session: AsyncSession, content: EntryContent, actor: str,
     return entry
 
 
+@_transaction
 async def update_entry(session: AsyncSession, entry_id: int, content: EntryContent, actor: str, *,
                        expected_version: int, now: datetime | None = None) -> KnowledgeEntry:
     """Replace the content; raises :class:`VersionConflict` when someone changed it since ``expected_version``."""
@@ -110,6 +132,7 @@ async def update_entry(session: AsyncSession, entry_id: int, content: EntryConte
     return entry
 
 
+@_transaction
 async def publish_entry(session: AsyncSession, entry_id: int, actor: str, *, expected_version: int | None = None,
                         now: datetime | None = None) -> KnowledgeEntry:
     entry = await _locked(session, entry_id, expected_version)
@@ -118,6 +141,7 @@ async def publish_entry(session: AsyncSession, entry_id: int, actor: str, *, exp
     return entry
 
 
+@_transaction
 async def archive_entry(session: AsyncSession, entry_id: int, actor: str, *, expected_version: int | None = None,
                         now: datetime | None = None) -> KnowledgeEntry:
     entry = await _locked(session, entry_id, expected_version)
@@ -188,6 +212,7 @@ async def change_stamp(session: AsyncSession) -> tuple[int, datetime | None]:
     return int(count), latest
 
 
+@_transaction
 async def record_miss(session: AsyncSession, question_text: str, best_entry_id: int | None, score: float | None,
                       reason: str, *, now: datetime | None = None) -> KnowledgeMiss:
     """Remember a question the bot failed on: ``reason`` is unanswered, low_confidence or not_solved."""

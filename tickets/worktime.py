@@ -105,6 +105,7 @@ class WorkCalendar:
         return total
 
     def _add_seconds(self, start: datetime, seconds: float) -> datetime:
+        seconds = round(seconds, 6)  # datetimes hold microseconds; float noise must not spill into the next block
         cursor = start.astimezone(UTC)
         if seconds == 0:
             return cursor.astimezone(self.tz)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
+import aiohttp_jinja2
 from aiohttp.test_utils import TestClient, TestServer
 
 from agent_console.app import FEATURES, create_app
 from agent_console.roles import Role
 from agent_console.routing import Call, RouteTable
+from agent_console.schemas import Model
 from hotline.db import make_engine, make_sessionmaker
 from tests.agent_console.harness import Console, console_settings, start_console, stop_console
 from tickets.errors import VersionConflict
@@ -45,6 +49,38 @@ extra = RouteTable("example")
 @extra.api("POST", "/api/v1/example/{ticket_no}", summary="示例：版本冲突", roles={Role.DISPATCHER})
 async def conflicting(call: Call[None]) -> None:
     raise VersionConflict("工单已被他人修改，请刷新后重试")
+
+
+class Department(Model):
+    department: str
+
+
+@extra.api("GET", "/api/v1/example/departments/{department}", summary="示例：本单位数据",
+           roles={Role.HANDLER, Role.LEADER}, response=Department)
+async def department_data(call: Call[None]) -> Department:
+    department = call.request.match_info["department"]
+    call.ensure_visible(department=department)
+    return Department(department=department)
+
+
+async def test_ownership_check_hides_other_departments(settings, sessionmaker) -> None:  # type: ignore[no-untyped-def]
+    c = await start_console(console_settings(settings), sessionmaker, features=(*FEATURES, extra))
+    try:
+        handler, leader = await c.logged_in("handler"), await c.logged_in("leader")
+        own = await handler.request("GET", f"/api/v1/example/departments/{quote('市城市管理局')}")
+        assert own.status == 200 and (await own.json())["department"] == "市城市管理局"
+        other = await handler.request("GET", f"/api/v1/example/departments/{quote('市水务局')}")
+        assert other.status == 404
+        assert (await leader.request("GET", f"/api/v1/example/departments/{quote('市水务局')}")).status == 200
+    finally:
+        await stop_console(c)
+
+
+def test_templates_mask_phones_by_role(settings, sessionmaker) -> None:  # type: ignore[no-untyped-def]
+    env = aiohttp_jinja2.get_env(create_app(console_settings(settings), sessionmaker))
+    template = env.from_string("{{ phone | mask_phone(role) }}")
+    assert template.render(phone="13812345678", role="leader") == "138****5678"
+    assert template.render(phone="13812345678", role="agent") == "13812345678"
 
 
 async def test_a_feature_route_maps_ticket_errors_to_json(settings, sessionmaker) -> None:  # type: ignore[no-untyped-def]

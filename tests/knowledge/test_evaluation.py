@@ -1,0 +1,73 @@
+"""The paraphrase set meets the targets; the figures in bench/results/knowledge.json are reproducible."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from knowledge.errors import ImportRejected
+from knowledge.evaluation import CharBM25Baseline, EvalItem, choose_threshold, evaluate, load_eval_set
+from knowledge.retrieval import IndexedEntry, KnowledgeIndex
+
+
+def test_paraphrase_set_is_big_and_varied_enough(paraphrases: Path) -> None:
+    items = load_eval_set(paraphrases)
+    in_scope = [i for i in items if i.expected is not None]
+    assert len(in_scope) >= 150
+    assert len(items) - len(in_scope) >= 30
+    assert sum(i.asr_error for i in in_scope) >= len(in_scope) / 3
+    assert {i.split for i in items} == {"tune", "holdout"}
+
+
+def test_every_expected_question_is_in_the_sample(paraphrases: Path, sample_entries: list[IndexedEntry]) -> None:
+    questions = {e.question for e in sample_entries}
+    assert {i.expected for i in load_eval_set(paraphrases) if i.expected} <= questions
+
+
+@pytest.mark.parametrize("split", ["holdout", "tune"])
+def test_targets_on_each_half(split: str, paraphrases: Path, sample_index: KnowledgeIndex) -> None:
+    items = [i for i in load_eval_set(paraphrases) if i.split == split]
+    figures = evaluate(sample_index, items, sample_index.confidence_threshold)
+    assert figures.top1 >= 0.90
+    assert figures.confident_wrong <= 0.03
+    assert figures.top1_asr is not None and figures.top1_asr >= 0.90
+    assert figures.answered >= 0.70  # the bot still settles most in-scope questions itself
+
+
+def test_retrieval_beats_plain_character_bm25_on_asr_errors(paraphrases: Path, sample_index: KnowledgeIndex,
+                                                             sample_entries: list[IndexedEntry]) -> None:
+    items = load_eval_set(paraphrases)
+    ours = evaluate(sample_index, items, None)
+    base = evaluate(CharBM25Baseline(sample_entries), items, None)
+    assert ours.top1_asr is not None and base.top1_asr is not None
+    assert ours.top1_asr > base.top1_asr
+    assert ours.top3 >= base.top3
+
+
+def test_shipped_threshold_is_the_one_the_tuning_half_chooses(paraphrases: Path, sample_index: KnowledgeIndex) -> None:
+    tune = [i for i in load_eval_set(paraphrases) if i.split == "tune"]
+    assert choose_threshold(sample_index, tune, 0.02) == pytest.approx(sample_index.confidence_threshold, abs=0.02)
+
+
+def test_bench_results_file_matches_a_fresh_run(paraphrases: Path, sample_index: KnowledgeIndex) -> None:
+    saved = json.loads((Path(__file__).parents[2] / "bench/results/knowledge.json").read_text(encoding="utf-8"))
+    items = [i for i in load_eval_set(paraphrases) if i.split == "holdout"]
+    fresh = evaluate(sample_index, items, sample_index.confidence_threshold)
+    assert saved["retrieval"]["holdout"]["top1"] == round(fresh.top1, 4)
+    assert saved["retrieval"]["holdout"]["confident_wrong"] == round(fresh.confident_wrong, 4)
+
+
+def test_confident_on_out_of_scope_counts_as_wrong(sample_index: KnowledgeIndex) -> None:
+    items = [EvalItem("社保卡丢了怎么补办", None)]
+    assert evaluate(sample_index, items, 0.0).confident_wrong == 1.0
+    assert evaluate(sample_index, items, 1.01).confident_wrong == 0.0
+
+
+def test_bad_eval_line_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "set.jsonl"
+    path.write_text('{"question": "a", "expected": null}\n{"question": "b"}\n', encoding="utf-8")
+    with pytest.raises(ImportRejected) as err:
+        load_eval_set(path)
+    assert err.value.problems[0].row == 2
