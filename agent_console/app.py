@@ -8,7 +8,7 @@ declarations.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -53,6 +53,10 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+async def _nothing() -> None:
+    """No knowledge-change listener (no bot in this process)."""
+
+
 def _version() -> str:
     try:
         return version("hotline12345")
@@ -69,9 +73,11 @@ def create_app(
     features: Sequence[RouteTable] = FEATURES,
     domain_errors: Mapping[type[Exception], int] = TICKET_ERROR_STATUSES,
     clock: Callable[[], datetime] = utc_now,
+    on_knowledge_change: Callable[[], Awaitable[None]] | None = None,
 ) -> web.Application:
     """The console application. ``hub`` is shared with in-process producers of live events; ``clock`` lets
-    tests move time (session expiry, throttling windows)."""
+    tests move time (session expiry, throttling windows). ``on_knowledge_change`` is awaited after every
+    knowledge-base edit made in the console (the bot refreshes its index)."""
     registry = RouteRegistry.of(features)
     metrics = ConsoleMetrics()
     app = web.Application(middlewares=[metrics.middleware(), security_headers, errors, deny_unregistered],
@@ -85,8 +91,12 @@ def create_app(
     app[REGISTRY] = registry
     app[keys.DOMAIN_ERRORS] = dict(domain_errors)
     app[keys.OPENAPI] = build_openapi(registry, version=_version())
+    app[keys.KNOWLEDGE_CHANGED] = on_knowledge_change or _nothing
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True,
                          undefined=jinja2.StrictUndefined, filters={"mask_phone": mask_phone})
     registry.install(app)
+    for feature in features:
+        for setup in feature.setups:
+            setup(app)
     app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
     return app

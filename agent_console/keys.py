@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -27,3 +27,5 @@ DOMAIN_ERRORS = web.AppKey[dict[type[Exception], int]]("domain_errors")
 # The session of the request's cookie once looked up (None: no valid session).
 SESSION = web.RequestKey[UserSession | None]("console_session")
 OPENAPI = web.AppKey[dict[str, Any]]("openapi")
+# Awaited after a knowledge-base entry changed in the console, so the bot refreshes its index.
+KNOWLEDGE_CHANGED = web.AppKey[Callable[[], Awaitable[None]]]("knowledge_changed")

@@ -138,6 +138,12 @@ class RouteTable:
     def __init__(self, tag: str | None = None) -> None:
         self.tag = tag
         self.routes: list[Route] = []
+        self.setups: list[Callable[[web.Application], None]] = []  # run by the app factory (caches, tasks)
+
+    def on_setup(self, fn: Callable[[web.Application], None]) -> Callable[[web.Application], None]:
+        """Register ``fn(app)``, called once by ``create_app`` before the app starts (e.g. to add a cache)."""
+        self.setups.append(fn)
+        return fn
 
     def _add(self, method: str, path: str, *, kind: Kind, summary: str, roles: Iterable[Role], name: str | None,
              **extra: Any) -> Callable[[Handler], Handler]:

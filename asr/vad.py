@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from faster_whisper.vad import get_vad_model
 
+from config.settings import AsrSettings
+
 VAD_RATE = 16000
 WINDOW = 512  # samples per Silero window at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous window the model sees
@@ -62,6 +64,17 @@ class VadParams:
     min_speech_ms: int = 200
     pad_ms: int = 200
     max_utterance_s: float = 20.0
+
+    @classmethod
+    def from_settings(cls, a: AsrSettings) -> VadParams:
+        return cls(
+            threshold=a.vad_threshold,
+            start_ms=a.vad_start_ms,
+            min_silence_ms=a.vad_min_silence_ms,
+            min_speech_ms=a.vad_min_speech_ms,
+            pad_ms=a.vad_pad_ms,
+            max_utterance_s=a.max_utterance_s,
+        )
 
 
 @dataclass(frozen=True)

@@ -70,8 +70,7 @@ class VoskEngine:
         """Vosk ignores ``hotwords``: its small models take a closed grammar, not a bias list."""
         a = settings.asr
         path = Path(a.vosk_model_path) if a.vosk_model_path else model_cache(settings) / VOSK_MODELS["vosk-cn"].name
-        vad = VadParams(threshold=a.vad_threshold, start_ms=a.vad_start_ms, min_silence_ms=a.vad_min_silence_ms)
-        return cls(path, workers=pool_size(settings), vad=vad)
+        return cls(path, workers=pool_size(settings), vad=VadParams.from_settings(a))
 
     def __call__(self, sample_rate: int = 8000) -> VoskSession:
         return VoskSession(self, sample_rate)

@@ -93,21 +93,13 @@ class WhisperEngine:
             hotwords="、".join(dict.fromkeys(w.strip() for w in hotwords if w.strip())),
             temperature_fallback=a.temperature_fallback,
         )
-        vad = VadParams(
-            threshold=a.vad_threshold,
-            start_ms=a.vad_start_ms,
-            min_silence_ms=a.vad_min_silence_ms,
-            min_speech_ms=a.vad_min_speech_ms,
-            pad_ms=a.vad_pad_ms,
-            max_utterance_s=a.max_utterance_s,
-        )
         return cls(
             whisper_model_dir(settings),
             workers=pool_size(settings),
             cpu_threads=a.whisper_cpu_threads or os.cpu_count() or 1,
             compute_type=a.compute_type,
             decode=decode,
-            vad=vad,
+            vad=VadParams.from_settings(a),
         )
 
     def __call__(self, sample_rate: int = 8000) -> WhisperSession:

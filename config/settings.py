@@ -86,6 +86,12 @@ class DeadlineSettings(Section):
 class WarningSettings(Section):
     yellow_remaining_share: float = Field(0.25, gt=0, lt=1)
     scan_interval_s: int = Field(300, ge=10)
+    letter_template: str = "letters/supervision.txt"
+    summary_chars: int = Field(60, ge=10)
+    dispatch_desk: str = Field("12345热线派单中心", min_length=1)
+    centre_leader: str = Field("12345热线中心主任", min_length=1)
+    outbox_max_attempts: int = Field(5, ge=1)
+    outbox_batch: int = Field(100, ge=1)
 
 
 class RepeatSettings(Section):

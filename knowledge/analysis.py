@@ -14,6 +14,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
+from itertools import pairwise
 
 import jieba
 import opencc
@@ -56,7 +57,7 @@ def _number_words(match: re.Match[str]) -> str:
     """Arabic numbers as they are spoken: 12 → 十二, 30 → 三十; longer ones digit by digit (2025 → 二零二五)."""
     digits = match.group(0)
     n = int(digits)
-    if len(digits) > 2 or digits.startswith("0") and len(digits) > 1:
+    if len(digits) > 2 or (digits.startswith("0") and len(digits) > 1):
         return "".join(_CN_DIGITS[int(d)] for d in digits)
     if n < 10:
         return _CN_DIGITS[n]
@@ -123,7 +124,7 @@ class Analyzer:
     @staticmethod
     def pairs(seq: list[str]) -> list[str]:
         """Adjacent pairs of a syllable sequence (``se_hui``, ``hui_bao`` …)."""
-        return [f"{a}_{b}" for a, b in zip(seq, seq[1:], strict=False)] if len(seq) > 1 else list(seq)
+        return [f"{a}_{b}" for a, b in pairwise(seq)] if len(seq) > 1 else list(seq)
 
     def _canonical_sounds(self, seq: list[str]) -> list[str]:
         out: list[str] = []

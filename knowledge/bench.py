@@ -25,7 +25,8 @@ def scaled(entries: Sequence[IndexedEntry], n: int) -> list[IndexedEntry]:
     for i in range(n):
         e = entries[i % len(entries)]
         tag = f"第{i // len(entries) + 1}类"
-        out.append(replace(e, id=i + 1, question=e.question + tag, alt_questions=tuple(q + tag for q in e.alt_questions)))
+        alts = tuple(q + tag for q in e.alt_questions)
+        out.append(replace(e, id=i + 1, question=e.question + tag, alt_questions=alts))
     return out
 
 

@@ -21,8 +21,8 @@ class NotFound(KnowledgeError):
 
 class VersionConflict(KnowledgeError):
     def __init__(self, entry_id: int, expected: int, actual: int) -> None:
-        super().__init__("kb_version_conflict",
-                         f"知识条目 {entry_id} 已被他人修改（当前版本 {actual}，提交基于版本 {expected}），请刷新后重试")
+        super().__init__("kb_version_conflict", f"知识条目 {entry_id} 已被他人修改"
+                         f"（当前版本 {actual}，提交基于版本 {expected}），请刷新后重试")
         self.actual = actual
 
 

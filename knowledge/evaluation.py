@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from rank_bm25 import BM25Okapi
 
@@ -124,7 +124,7 @@ def choose_threshold(retriever: Retriever, items: Sequence[EvalItem], max_confid
     return round(best, 4)
 
 
-def figures_json(figures: dict[str, EvalFigures]) -> dict[str, dict[str, object]]:
+def figures_json(figures: dict[str, EvalFigures]) -> dict[str, dict[str, Any]]:
     return {k: {n: (round(v, 4) if isinstance(v, float) else v) for n, v in asdict(f).items()}
             for k, f in figures.items()}
 

@@ -8,12 +8,13 @@ JSONL and ``|``-separated in CSV/XLSX; ``department``, ``source``, ``valid_from`
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import openpyxl
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from knowledge import services
-from knowledge.errors import ImportRejected, InvalidInput, KnowledgeError, RowProblem
+from knowledge.errors import ImportRejected, InvalidInput, RowProblem
 from knowledge.models import KnowledgeEntry
 from knowledge.retrieval import IndexedEntry
 from knowledge.schemas import MAX_SPEECH, EntryContent, validate_content
@@ -82,7 +83,7 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     else:
         try:
             book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-        except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds for a broken file
+        except Exception as exc:  # openpyxl raises many kinds for a broken file
             raise _Bad(1, f"无法读取 XLSX 文件：{exc}") from None
         try:
             rows = book.worksheets[0].iter_rows(values_only=True)
@@ -184,8 +185,8 @@ def parse_file(path: Path, *, max_speech: int = MAX_SPEECH) -> list[EntryContent
 async def import_file(session: AsyncSession, path: Path, actor: str, *, publish: bool = False,
                       max_speech: int = MAX_SPEECH, now: datetime | None = None) -> ImportReport:
     """Import a file in one transaction: new questions are created, known ones updated (new version)."""
-    contents = parse_file(path, max_speech=max_speech)
-    at = services._now(now)
+    contents = await asyncio.to_thread(parse_file, path, max_speech=max_speech)
+    at = now or datetime.now(UTC)
     created = updated = unchanged = published = 0
     try:
         for content in contents:
@@ -202,7 +203,7 @@ async def import_file(session: AsyncSession, path: Path, actor: str, *, publish:
                 await services._set_status(session, entry, "published", "publish", actor, at)
                 published += 1
         await session.commit()
-    except KnowledgeError:
+    except BaseException:
         await session.rollback()
         raise
     return ImportReport(created, updated, unchanged, published)
@@ -232,6 +233,11 @@ async def export_file(session: AsyncSession, path: Path, *, status: str | None =
     """Write the entries (all, or those of one status) to ``path``; the format follows the extension."""
     fmt = _format(path)
     rows = [_export_row(e) for e in await services.all_entries(session, status=status)]
+    await asyncio.to_thread(_write, path, fmt, rows)
+    return len(rows)
+
+
+def _write(path: Path, fmt: str, rows: list[dict[str, Any]]) -> None:
     columns = list(EXPORT_COLUMNS) + sorted({k for r in rows for k in r} - set(EXPORT_COLUMNS))
     if fmt == ".jsonl":
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
@@ -248,7 +254,6 @@ async def export_file(session: AsyncSession, path: Path, *, status: str | None =
         for r in rows:
             sheet.append([_flat(r.get(k)) if r.get(k) not in (None, "") else None for k in columns])
         book.save(path)
-    return len(rows)
 
 
 def indexed_from_file(path: Path) -> list[IndexedEntry]:

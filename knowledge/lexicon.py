@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from config import Settings
 from config.settings import config_path
@@ -20,15 +21,15 @@ class Lexicon:
     stopwords: frozenset[str] = frozenset()
 
     @classmethod
-    def from_data(cls, data: dict[str, object]) -> Lexicon:
+    def from_data(cls, data: dict[str, Any]) -> Lexicon:
         canonical: dict[str, str] = {}
-        for group in data.get("groups", []) or []:  # type: ignore[union-attr]
+        for group in data.get("groups", []) or []:
             if not isinstance(group, list) or not group or not all(isinstance(t, str) and t for t in group):
                 raise InvalidInput("kb_bad_lexicon", f"同义词组格式错误：{group!r}")
             for term in group:
                 canonical[term] = group[0]
-        fillers = tuple(sorted(set(data.get("fillers", []) or []), key=len, reverse=True))  # type: ignore[arg-type]
-        return cls(canonical, fillers, frozenset(data.get("stopwords", []) or []))  # type: ignore[arg-type]
+        fillers = tuple(sorted(set(data.get("fillers", []) or []), key=len, reverse=True))
+        return cls(canonical, fillers, frozenset(data.get("stopwords", []) or []))
 
     def terms(self) -> set[str]:
         """Every synonym term (for the word segmenter's dictionary)."""

@@ -91,8 +91,9 @@ def parse_catalogue(text: str, source: str = "<派单目录>") -> Catalogue:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        raise CatalogueError(f"{source} 第 {line} 行：TOML 格式错误（{exc.msg}）", line=line) from exc
+        found = re.search(r"at line (\d+)", str(exc))
+        line = int(found.group(1)) if found else None
+        raise CatalogueError(f"{source} 第 {line} 行：TOML 格式错误（{exc}）", line=line) from exc
     try:
         parsed = _CatalogueFile.model_validate(data)
     except ValidationError as exc:

@@ -1,11 +1,12 @@
-"""Tables of this package: departments, tickets (工单), their co-handlers, repeat links and audit events."""
+"""Tables of this package: departments, tickets (工单), their co-handlers, repeat links and audit events;
+warnings (预警), supervision records (督办) and the notification outbox."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, event
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, event, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from config.database import AwareDateTime, new_metadata
@@ -57,6 +58,12 @@ class Ticket(Base):
         Index("ix_tickets_caller_phone_created_at", "caller_phone", "created_at"),
         Index("ix_tickets_district_created_at", "district", "created_at"),
         Index("ix_tickets_state_due_at", "state", "due_at"),
+        Index("ix_tickets_state_sign_for_due", "state", "sign_for_due"),  # 签收 warnings
+        Index("ix_tickets_lead_department_created_at", "lead_department", "created_at"),  # lists by department
+        # ticket_no prefix search (LIKE 'p%') in any collation; SQLite searches by range on the unique index.
+        Index("ix_tickets_ticket_no_pattern", "ticket_no", postgresql_ops={"ticket_no": "text_pattern_ops"}).ddl_if(
+            dialect="postgresql"
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -131,7 +138,7 @@ class TicketCoDepartment(Base):
     __tablename__ = "ticket_co_departments"
 
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
-    department_code: Mapped[str] = mapped_column(ForeignKey("departments.code"), primary_key=True)
+    department_code: Mapped[str] = mapped_column(ForeignKey("departments.code"), primary_key=True, index=True)
 
 
 class TicketRepeat(Base):
@@ -149,6 +156,7 @@ class TicketEvent(Base):
     """An immutable audit event: one per state change (who, role, when, from, to, action, note)."""
 
     __tablename__ = "ticket_events"
+    __table_args__ = (Index("ix_ticket_events_action_ticket_id", "action", "ticket_id"),)  # metrics: 回访不满意
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
@@ -167,3 +175,68 @@ class TicketEvent(Base):
 @event.listens_for(TicketEvent, "before_delete")
 def _audit_is_immutable(_mapper: Any, _conn: Any, target: TicketEvent) -> None:
     raise RuntimeError(f"audit event {target.id} is immutable")
+
+
+WARNING_REASON_MAX = 24
+RECIPIENT_MAX = 100
+SUBJECT_MAX = 200
+ERROR_MAX = 500
+
+
+class TicketWarning(Base):
+    """A warning (预警) on a ticket: yellow 黄牌 or red 红牌, for one reason; open until ``cleared_at``.
+
+    At most one open warning per ticket and reason (partial unique index)."""
+
+    __tablename__ = "ticket_warnings"
+    __table_args__ = (
+        Index("ux_ticket_warnings_open", "ticket_id", "reason", unique=True,
+              sqlite_where=text("cleared_at IS NULL"), postgresql_where=text("cleared_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    reason: Mapped[str] = mapped_column(String(WARNING_REASON_MAX))  # see tickets.warnings.Reason
+    level: Mapped[str] = mapped_column(String(8))  # yellow 黄牌 / red 红牌
+    deadline: Mapped[datetime | None] = mapped_column(AwareDateTime)  # the deadline the warning is about
+    raised_at: Mapped[datetime] = mapped_column(AwareDateTime)
+    changed_at: Mapped[datetime] = mapped_column(AwareDateTime)  # last level change
+    cleared_at: Mapped[datetime | None] = mapped_column(AwareDateTime)
+
+
+class TicketSupervision(Base):
+    """A supervision (督办) of a ticket: who pressed whom, and the letter (督办函) sent to the leader."""
+
+    __tablename__ = "ticket_supervisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    warning_id: Mapped[int | None] = mapped_column(ForeignKey("ticket_warnings.id", ondelete="SET NULL"))
+    at: Mapped[datetime] = mapped_column(AwareDateTime)
+    actor: Mapped[str] = mapped_column(String(NAME_MAX))
+    role: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(WARNING_REASON_MAX))
+    department: Mapped[str | None] = mapped_column(String(DEPT_CODE_MAX))
+    leader: Mapped[str] = mapped_column(String(RECIPIENT_MAX))  # addressed to 分管领导
+    letter: Mapped[str] = mapped_column(Text)  # 督办函
+    note: Mapped[str] = mapped_column(String(NOTE_MAX), default="")
+
+
+class OutboxMessage(Base):
+    """A notification waiting to be sent (SMS notice or letter by email); drained by tickets.outbox."""
+
+    __tablename__ = "notification_outbox"
+    __table_args__ = (Index("ix_notification_outbox_status_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime)
+    channel: Mapped[str] = mapped_column(String(8))  # sms / email
+    recipient: Mapped[str] = mapped_column(String(RECIPIENT_MAX))
+    subject: Mapped[str] = mapped_column(String(SUBJECT_MAX))
+    body: Mapped[str] = mapped_column(Text)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"), index=True)
+    warning_id: Mapped[int | None] = mapped_column(ForeignKey("ticket_warnings.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(8), default="pending")  # pending / sent / failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(ERROR_MAX))
+    sent_at: Mapped[datetime | None] = mapped_column(AwareDateTime)

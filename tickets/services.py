@@ -54,12 +54,15 @@ __all__ = [
     "due_for_callback",
     "get_ticket",
     "record_callback",
+    "record_note",
     "replay_ticket",
     "ticket_events",
     "upsert_departments",
 ]
 
 CALLBACK_RESULTS = ("satisfied", "basically_satisfied", "unsatisfied", "unreachable")
+# Audit actions that record something about a ticket without changing its state (督办); replay skips them.
+NOTE_ACTIONS = frozenset({"supervise"})
 
 
 @dataclass(frozen=True)
@@ -388,7 +391,20 @@ async def ticket_events(session: AsyncSession, ticket_no: str) -> list[TicketEve
 
 async def replay_ticket(session: AsyncSession, ticket_no: str) -> State | None:
     """The state the audit trail leads to (IllegalTransition ``ticket.audit_inconsistent`` if it is broken)."""
-    return replay_steps((e.action, e.from_state, e.to_state) for e in await ticket_events(session, ticket_no))
+    events = await ticket_events(session, ticket_no)
+    return replay_steps((e.action, e.from_state, e.to_state) for e in events if e.action not in NOTE_ACTIONS)
+
+
+def record_note(session: AsyncSession, *, ticket_id: int, state: str, action: str, actor: Actor, at: datetime,
+                note: str = "", payload: dict[str, Any] | None = None) -> None:
+    """Add an audit event that changes no state (an action of ``NOTE_ACTIONS``, e.g. 督办) to the caller's
+    transaction; the caller commits. ``state`` is the ticket's current state."""
+    if action not in NOTE_ACTIONS:
+        raise InvalidInput(f"未知的记录类型：{action!r}", code="ticket.unknown_action", field="action")
+    check_actor(actor)
+    session.add(TicketEvent(ticket_id=ticket_id, at=at, actor=actor.name, role=actor.role, department=actor.department,
+                            action=action, from_state=state, to_state=state, note=check_note(note),
+                            payload=payload or {}))
 
 
 async def due_for_callback(session: AsyncSession, now: datetime, *, settings: Settings | None = None) -> list[Ticket]:

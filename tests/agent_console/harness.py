@@ -122,10 +122,11 @@ class Console:
 
 
 async def start_console(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], *, seed: bool = True,
-                        features: Sequence[RouteTable] = FEATURES, port: int | None = None) -> Console:
-    """The console on a free loopback port (or ``port``), with one account per role unless ``seed`` is False."""
+                        features: Sequence[RouteTable] = FEATURES, port: int | None = None, **deps: Any) -> Console:
+    """The console on a free loopback port (or ``port``), with one account per role unless ``seed`` is False;
+    ``deps`` go to ``create_app`` (e.g. ``on_knowledge_change``)."""
     clock, hub, accounts = SteppingClock(), Hub(), Accounts(settings.console)
-    app = create_app(settings, sessionmaker, hub=hub, accounts=accounts, clock=clock, features=features)
+    app = create_app(settings, sessionmaker, hub=hub, accounts=accounts, clock=clock, features=features, **deps)
     server = TestServer(app, host="127.0.0.1", port=port)
     await server.start_server()
     console = Console(server, settings, sessionmaker, clock, hub, accounts)

@@ -75,7 +75,8 @@ BAD_FILES = {
     "bad_date.csv": ("question,answer,valid_from\n护照怎么办,办护照。,2024-13-45\n", 2, "日期"),
     "bad_line.jsonl": ('{"question": "护照怎么办", "answer": "办护照。"}\n{"question": "x", \n', 2, "JSON"),
     "not_object.jsonl": ('{"question": "护照怎么办", "answer": "办护照。"}\n["a"]\n', 2, "JSON 对象"),
-    "duplicate.jsonl": ('{"question": "护照怎么办", "answer": "a"}\n{"question": "护照怎么办", "answer": "b"}\n', 2, "重复"),
+    "duplicate.jsonl": ('{"question": "护照怎么办", "answer": "a"}\n'
+                        '{"question": "护照怎么办", "answer": "b"}\n', 2, "重复"),
     "url_in_speech.csv": ("question,answer\n护照怎么办,详见 https://example.org\n", 2, "网址"),
 }
 
