@@ -48,7 +48,8 @@ from agent_console.security import CSRF_FIELD, LOGIN_CSRF_COOKIE, UNSAFE_METHODS
 
 SESSION_COOKIE = "hotline_session"
 Kind = Literal["api", "page", "socket", "ops"]
-Csrf = Literal["session", "login"]  # a write needs the session's token, or the login form's double-submit cookie
+Csrf = Literal["session", "login", "none"]  # a write needs the session's token, or the login form's double-submit
+# cookie; "none" only for public API routes that ignore cookies altogether (the citizens' API)
 PUBLIC: frozenset[Role] = frozenset()  # marker: no login needed (only login, health, metrics, API document)
 
 B = TypeVar("B")
@@ -283,7 +284,7 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
                 raise Unauthenticated()
             if session.user.role not in route.roles:
                 raise Forbidden()
-        if request.method in UNSAFE_METHODS:
+        if request.method in UNSAFE_METHODS and not (route.csrf == "none" and route.public):
             expected = request.cookies.get(LOGIN_CSRF_COOKIE) if route.csrf == "login" else (
                 session.csrf_token if session else None)
             await require_csrf(request, expected)

@@ -192,6 +192,22 @@ class AsrSettings(Section):
     audiosocket_max_payload: int = Field(8000, ge=320, le=65535)
     audiosocket_uuid_timeout_s: float = Field(5.0, gt=0)
     audiosocket_handler_grace_s: float = Field(5.0, gt=0)
+    # The speech bot's dialogue (asr/dialogue.py, asr/bot.py).
+    bot_prompts: str = "bot_prompts.toml"
+    bot_beam_size: int = Field(1, ge=1)
+    bot_vad_min_silence_ms: int = Field(400, ge=100)
+    bot_hotwords_max: int = Field(30, ge=0)
+    bot_silence_timeout_s: float = Field(8.0, gt=0)
+    bot_max_silences: int = Field(2, ge=1)
+    bot_filler_after_ms: int = Field(300, ge=0)
+    bot_end_of_turn_s: float = Field(1.2, gt=0)
+    bot_barge_in_dbfs: float = Field(-30.0, le=0)
+    bot_barge_in_energy_ms: int = Field(200, ge=20)
+    bot_noisy_line_s: float = Field(3.0, gt=0)
+    bot_dtmf_timeout_s: float = Field(10.0, gt=0)
+    bot_phone_attempts: int = Field(2, ge=1)
+    bot_outcome_timeout_s: float = Field(3.0, gt=0)
+    bot_kb_poll_s: float = Field(30.0, gt=0)
 
 
 class TtsSettings(Section):
@@ -225,6 +241,19 @@ class ConsoleSettings(Section):
     ws_queue_size: int = Field(256, ge=1)
 
 
+class CockpitSettings(Section):
+    """The leader cockpit (领导驾驶舱) and reports."""
+
+    district_layout: str = "districts.json"
+    trend_days: int = Field(30, ge=7, le=366)
+    hot_topics_days: int = Field(7, ge=1, le=90)
+    hot_topics_sample: int = Field(3000, ge=100)
+    hot_topics_count: int = Field(20, ge=5, le=100)
+    hot_topics_ttl_s: int = Field(60, ge=1)
+    warnings_listed: int = Field(50, ge=1, le=500)
+    export_max_rows: int = Field(1_000_000, ge=1)
+
+
 class Settings(Section):
     timezone: str = "Asia/Shanghai"
     shared_dir: str = "../shared"
@@ -243,6 +272,7 @@ class Settings(Section):
     tts: TtsSettings = TtsSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
     console: ConsoleSettings = ConsoleSettings()
+    cockpit: CockpitSettings = CockpitSettings()
 
 
 def config_path(name: str) -> Path:
@@ -259,9 +289,9 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         if not key.startswith(ENV_PREFIX):
             continue
         name = key[len(ENV_PREFIX):].lower()
-        head, _, rest = name.partition("_")
-        if head in sections and rest:
-            out.setdefault(head, {})[rest] = value
+        section = max((s for s in sections if name.startswith(s + "_")), key=len, default=None)
+        if section:
+            out.setdefault(section, {})[name[len(section) + 1:]] = value
         elif name in Settings.model_fields:
             out[name] = value
     return out

@@ -8,6 +8,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -51,3 +52,8 @@ def current_revision(url: str) -> str | None:
             await engine.dispose()
 
     return asyncio.run(_run())
+
+
+def head_revision() -> str | None:
+    """The newest migration revision shipped with this version."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()

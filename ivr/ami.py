@@ -96,6 +96,9 @@ class AmiStats:
 class HardenedAmiProtocol(AMIProtocol):
     """panoramisk's AMIProtocol with byte-level framing, a frame size cap and no exception escaping."""
 
+    version: str | None
+    closed: bool
+
     def __init__(self, stats: AmiStats, max_frame_bytes: int) -> None:
         super().__init__()
         self.stats = stats
@@ -230,8 +233,11 @@ class AmiClient:
         event_filters: Iterable[str] = (),
         on_connected: ConnectedHook | None = None,
         rng: random.Random | None = None,
+        credentials: Callable[[], tuple[str, str]] | None = None,
     ) -> None:
         self.host, self.port, self.username, self.secret = host, port, username, secret
+        # asked before every login when given: a local PBX gets a new secret at each start
+        self.credentials = credentials
         self.ping_interval_s, self.ping_timeout_s = ping_interval_s, ping_timeout_s
         self.reconnect_min_s, self.reconnect_max_s = reconnect_min_s, reconnect_max_s
         self.connect_timeout_s, self.action_timeout_s = connect_timeout_s, action_timeout_s
@@ -248,7 +254,7 @@ class AmiClient:
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_settings(cls, ami: AmiSettings, *, username: str, secret: str, **kwargs: Any) -> AmiClient:
+    def from_settings(cls, ami: AmiSettings, *, username: str = "", secret: str = "", **kwargs: Any) -> AmiClient:
         return cls(
             host=ami.host, port=ami.port, username=username, secret=secret,
             ping_interval_s=ami.ping_interval_s, ping_timeout_s=ami.ping_timeout_s,
@@ -352,6 +358,8 @@ class AmiClient:
         self._manager.protocol = protocol
         self._protocol = protocol
         try:
+            if self.credentials is not None:
+                self.username, self.secret = self.credentials()
             reply = await self.action({"Action": "Login", "Username": self.username, "Secret": self.secret,
                                        "Events": "on"})
         except AmiActionError as exc:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import CursorResult, Table, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,7 +44,7 @@ async def upsert_calls(session: AsyncSession, calls: Collection[Call], *, now: d
     now = now or datetime.now(UTC)
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = CallRecord.__table__
+    table = cast(Table, CallRecord.__table__)
     greatest = func.max if dialect == "sqlite" else func.greatest
     for call in calls:
         stmt = insert(table).values(**_row(call, now))
@@ -84,7 +84,7 @@ async def link_ticket(session: AsyncSession, uniqueid: str, ticket_no: str) -> b
         update(CallRecord).where(CallRecord.uniqueid == uniqueid).values(ticket_no=ticket_no)
     )
     await session.commit()
-    return bool(result.rowcount)
+    return bool(cast(CursorResult[Any], result).rowcount)
 
 
 async def get_call(session: AsyncSession, uniqueid: str) -> CallRecord | None:

@@ -325,7 +325,8 @@ class AmiCredentialsMissing(AmiError):
 
 
 def resolve_ami_credentials(settings: Settings) -> tuple[str, str]:
-    """settings.ami username/secret, or (when empty) the generated ones of the running local PBX."""
+    """settings.ami username/secret, or (when empty) the generated ones of the running local PBX, read anew
+    at every call: the local PBX gets a new secret each time it starts."""
     if settings.ami.username:
         return settings.ami.username, settings.ami.secret
     from ivr.pbx.harness import LocalPbx  # the harness is only needed for the local PBX
@@ -336,12 +337,12 @@ def resolve_ami_credentials(settings: Settings) -> tuple[str, str]:
     return info.ami_username, info.ami_secret
 
 
-def build_controller(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], *, username: str,
-                     secret: str, host: str | None = None, port: int | None = None) -> HotlineController:
-    """A controller on the statutory working-day calendar (调休 included)."""
+def build_controller(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], *,
+                     credentials: Callable[[], tuple[str, str]] | None = None) -> HotlineController:
+    """A controller on the statutory working-day calendar (调休 included); AMI credentials are asked for
+    before every login (default: :func:`resolve_ami_credentials`)."""
     from tickets.worktime import WorkCalendar
 
-    ami_settings = settings.ami.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v})
-    ami = AmiClient.from_settings(ami_settings, username=username, secret=secret)
+    ami = AmiClient.from_settings(settings.ami, credentials=credentials or (lambda: resolve_ami_credentials(settings)))
     calendar = WorkCalendar.from_settings(settings)
     return HotlineController(settings, sessionmaker, ami, is_working_day=calendar.is_working_day)

@@ -291,11 +291,11 @@ class HotlineState:
                 self._leave_queue(call, now)
                 update.calls.append(replace(call))
         for w in waiting.values():
-            call = self.calls.get(w.uniqueid)
-            if call is None or call.seq > snap.queue_seq or call.waiting:
+            known = self.calls.get(w.uniqueid)
+            if known is None or known.seq > snap.queue_seq or known.waiting:
                 continue
-            call.queue, call.queue_joined_at = self.queue, now - timedelta(seconds=w.wait_s)
-            update.calls.append(replace(call))
+            known.queue, known.queue_joined_at = self.queue, now - timedelta(seconds=w.wait_s)
+            update.calls.append(replace(known))
         members = {m.interface: m for m in snap.members if m.queue == self.queue}
         for interface, member in list(self.members.items()):
             if interface not in members and member.seq < snap.queue_seq:

@@ -115,8 +115,9 @@ def _check_consistency(parsed: _CatalogueFile, text: str, source: str) -> None:
         unknown = [a for a in entry.areas if a not in parsed.districts]
         if unknown:
             line = _line_of(text, ("category", i, "areas"))
-            raise CatalogueError(f"{source} 第 {line} 行：分类“{entry.name}”的服务区县“{'、'.join(unknown)}”不在 districts 中",
-                                 line=line, key=f"category.{i}.areas")
+            raise CatalogueError(
+                f"{source} 第 {line} 行：分类“{entry.name}”的服务区县“{'、'.join(unknown)}”不在 districts 中",
+                line=line, key=f"category.{i}.areas")
 
 
 def _line_of(text: str, loc: tuple[Any, ...]) -> int:

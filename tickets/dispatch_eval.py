@@ -16,8 +16,8 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from tickets.dispatch_catalogue import Catalogue
 from tickets.dispatch_data import Example
-from tickets.dispatch_suggest import DispatchSuggester
 from tickets.dispatch_model import MIN_EXAMPLES_PER_LABEL
+from tickets.dispatch_suggest import DispatchSuggester
 from tickets.dispatch_training import check_label_counts, label_kind_of, train_model
 
 Ranker = Callable[[str], list[str]]  # text → labels, best first

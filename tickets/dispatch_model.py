@@ -3,8 +3,8 @@
 Features are TF-IDF weights of jieba words (single words and pairs) and of character 2–3-grams (robust to
 words jieba splits badly); a linear support-vector machine, calibrated to probabilities by 3-fold
 cross-validation, maps them to labels (on the shared history it beat logistic regression by about five points
-top-1 and trains several times faster). The terms that add most to a label's score explain a suggestion. Models are stored with joblib (a pickle: load only files this
-program wrote).
+top-1 and trains several times faster). The terms that add most to a label's score explain a suggestion.
+Models are stored with joblib (a pickle: load only files this program wrote).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -24,8 +24,8 @@ import jieba
 import joblib
 import numpy as np
 import sklearn
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
@@ -42,14 +42,16 @@ _NOT_A_WORD = re.compile(r"^[\W\d_]+$")  # punctuation, digits, blanks
 _READABLE = re.compile(r"^[\u4e00-\u9fffA-Za-z]{2,}$")
 # Function words and letter formulas that never explain a dispatch (虚词、信件套话).
 _EXPLAIN_STOPWORDS = frozenset(
-    "我们 你们 他们 她们 自己 这个 那个 这些 那些 什么 怎么 为什么 为何 没有 可以 希望 请问 问题 现在 已经 这样 因为 所以 "
-    "但是 而且 如果 还是 就是 一个 一些 情况 领导 相关 部门 进行 要求 反映 你好 您好 尊敬 市长 谢谢 目前 以及 还有 时候 "
-    "非常 应该 能否 是否 如何 不是 不能 一直 今年 去年 关于 我市 本人".split())
+    "我们 你们 他们 她们 自己 这个 那个 这些 那些 什么 怎么 为什么 为何 没有 可以 希望 请问 问题 现在 已经 "
+    "这样 因为 所以 但是 而且 如果 还是 就是 一个 一些 情况 领导 相关 部门 进行 要求 反映 你好 您好 尊敬 市长 "
+    "谢谢 目前 以及 还有 时候 非常 应该 能否 是否 如何 不是 不能 一直 今年 去年 关于 我市 本人".split())
 
 
-def tokenize(text: str) -> list[str]:
-    """jieba words of ``text`` without punctuation, numbers and blanks."""
-    return [w for w in jieba.lcut(text) if not _NOT_A_WORD.match(w)]
+@lru_cache(maxsize=4096)
+def tokenize(text: str) -> tuple[str, ...]:
+    """jieba words of ``text`` without punctuation, numbers and blanks (cached: training, evaluation and
+    explanation see the same texts again)."""
+    return tuple(w for w in jieba.lcut(text) if not _NOT_A_WORD.match(w))
 
 
 def _pipeline(c: float) -> Pipeline:
@@ -142,7 +144,7 @@ def load_model(path: Path) -> DispatchModel | None:
         return None
     try:
         stored = joblib.load(path)
-    except Exception as exc:  # noqa: BLE001 - any unpickling fault means the same to the user
+    except Exception as exc:  # any unpickling fault means the same to the user
         raise ModelFileError(f"派单模型文件 {path} 无法读取（{type(exc).__name__}），请重新训练") from exc
     if not isinstance(stored, dict) or stored.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"派单模型文件 {path} 格式不符，请用 hotline dispatch train 重新训练")

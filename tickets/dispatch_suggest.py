@@ -15,6 +15,7 @@ from typing import Any
 
 from config.settings import Settings
 from tickets.dispatch_catalogue import Catalogue, CatalogueEntry, load_catalogue
+from tickets.dispatch_errors import ModelFileError
 from tickets.dispatch_model import DispatchModel, LabelKind, load_model
 
 _log = logging.getLogger(__name__)
@@ -37,19 +38,30 @@ class Suggestion:
 class DispatchSuggester:
     """Load once (``from_settings``), then call :meth:`suggest` per message."""
 
-    def __init__(self, catalogue: Catalogue, model: DispatchModel | None, keyword_weight: float) -> None:
+    def __init__(self, catalogue: Catalogue, model: DispatchModel | None, keyword_weight: float, *,
+                 model_problem: str | None = None) -> None:
         self.catalogue = catalogue
         self.model = model
         self.keyword_weight = keyword_weight
+        self.model_problem = model_problem  # why a stored model could not be used (Chinese), if it could not
         self.label_kind: LabelKind = model.label_kind if model else "category"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DispatchSuggester:
-        """The catalogue plus the stored model at ``settings.dispatch.model_path``, if one was trained."""
-        model = load_model(Path(settings.dispatch.model_path))
+        """The catalogue plus the stored model at ``settings.dispatch.model_path``, if one was trained.
+
+        An unreadable model (e.g. after a scikit-learn upgrade) is logged as an error and the suggester falls
+        back to catalogue keywords, saying so in every ``why``; a broken catalogue raises ``CatalogueError``.
+        """
+        catalogue = load_catalogue(settings)
+        try:
+            model = load_model(Path(settings.dispatch.model_path))
+        except ModelFileError as exc:
+            _log.error("%s; suggesting from catalogue keywords only", exc)
+            return cls(catalogue, None, settings.dispatch.keyword_weight, model_problem=exc.message)
         if model is None:
             _log.info("no dispatch model at %s: suggesting from catalogue keywords only", settings.dispatch.model_path)
-        return cls(load_catalogue(settings), model, settings.dispatch.keyword_weight)
+        return cls(catalogue, model, settings.dispatch.keyword_weight)
 
     def suggest(self, text: str, k: int = 3, *, district: str | None = None) -> list[Suggestion]:
         """Up to ``k`` suggestions for ``text``, best first; only departments serving ``district`` if given."""
@@ -59,7 +71,8 @@ class DispatchSuggester:
             entry = self._entry(label)
             if entry is None or (district is not None and not self.catalogue.serves(entry, district)):
                 continue
-            out.append(Suggestion(label, entry.department, score, self._why(text, label, keywords.get(label, [])), entry))
+            why = self._why(text, label, keywords.get(label, []))
+            out.append(Suggestion(label, entry.department, score, why, entry))
             if len(out) == k:
                 break
         return out
@@ -100,7 +113,8 @@ class DispatchSuggester:
     def _why(self, text: str, label: str, keywords: list[str]) -> str:
         keyword_part = f"目录关键词：{'、'.join(keywords)}" if keywords else ""
         if self.model is None:
-            return f"未训练派单模型，仅按派单目录关键词匹配（{keyword_part}）"
+            reason = f"派单模型不可用：{self.model_problem}" if self.model_problem else "未训练派单模型"
+            return f"{reason}，仅按派单目录关键词匹配（{keyword_part}）"
         terms = self.model.classifier.top_terms(text, label) if label in self.model.classifier.labels else []
         parts = [f"历史工单模型依据：{'、'.join(terms)}" if terms else "", keyword_part]
         return "；".join(p for p in parts if p) or "历史工单模型综合判断（无突出词语）"

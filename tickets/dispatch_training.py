@@ -20,9 +20,10 @@ def label_kind_of(examples: Sequence[Example], catalogue: Catalogue) -> LabelKin
     departments = {e.department for e in catalogue.entries}
     for example in examples:
         if example.label not in categories and example.label not in departments:
-            raise TrainingDataError(f"第 {example.line} 行：标签“{example.label}”既不是派单目录中的分类，也不是承办单位",
-                                    line=example.line, key="label")
-    kind: LabelKind = "category" if all(e.label in categories for e in examples) else "department"
+            raise TrainingDataError(
+                f"第 {example.line} 行：标签“{example.label}”既不是派单目录中的分类，也不是承办单位",
+                line=example.line, key="label")
+    kind: LabelKind = "category" if examples[0].label in categories else "department"  # the first line decides
     allowed = categories if kind == "category" else departments
     for example in examples:
         if example.label not in allowed:

@@ -25,6 +25,7 @@ KEY_MAX = 64  # call_id, knowledge_id
 NOTE_MAX = 1000
 DEPT_CODE_MAX = 32
 DEPT_NAME_MAX = 100
+FILE_NAME_MAX = 200  # attachment file names
 
 
 class Base(DeclarativeBase):
@@ -240,3 +241,19 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(ERROR_MAX))
     sent_at: Mapped[datetime | None] = mapped_column(AwareDateTime)
+
+
+class TicketAttachment(Base):
+    """A file a department attached to its reply (反馈附件); the bytes live under ``<data_dir>/attachments``."""
+
+    __tablename__ = "ticket_attachments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(AwareDateTime)
+    actor: Mapped[str] = mapped_column(String(NAME_MAX))
+    department: Mapped[str | None] = mapped_column(String(DEPT_CODE_MAX))
+    file_name: Mapped[str] = mapped_column(String(FILE_NAME_MAX))  # as uploaded (shown, never used as a path)
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))  # also the stored file's name

@@ -124,7 +124,7 @@ async def deliver_outbox(session: AsyncSession, sender: Sender, *, now: datetime
         row.attempts += 1
         try:
             await sender.send(message)
-        except Exception as exc:  # noqa: BLE001 - any sender fault is recorded on the message and retried
+        except Exception as exc:  # any sender fault is recorded on the message and retried
             row.last_error = f"{type(exc).__name__}: {exc}"[: m.ERROR_MAX]
             if row.attempts >= max_attempts:
                 row.status = FAILED

@@ -25,12 +25,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings, load_settings
-from config.settings import config_path
+from config.settings import SHIPPED_TOML
 from tickets import outbox
 from tickets.categories import SEPARATOR
 from tickets.dispatch_catalogue import Catalogue, load_catalogue
 from tickets.errors import Forbidden, IllegalTransition, InvalidInput, TicketError
 from tickets.models import Department, Ticket, TicketSupervision
+from tickets.queries import summarise
 from tickets.schemas import Actor, check_actor, check_note
 from tickets.services import get_ticket, record_note
 from tickets.states import ROLE_LABELS, TERMINAL_STATES, Role
@@ -79,13 +80,7 @@ def responsible_for(catalogue: Catalogue, settings: Settings, *, department: str
 
 async def department_names(session: AsyncSession) -> dict[str, str]:
     """Department code → name."""
-    return dict((await session.execute(select(Department.code, Department.name))).tuples().all())
-
-
-def summary(content: str, chars: int) -> str:
-    """The first ``chars`` characters of the request, on one line."""
-    flat = " ".join(content.split())
-    return flat if len(flat) <= chars else flat[:chars] + "…"
+    return {code: name for code, name in await session.execute(select(Department.code, Department.name))}
 
 
 def _span(seconds: float) -> str:
@@ -112,7 +107,7 @@ def format_time(value: datetime | None, tz: ZoneInfo) -> str:
 def load_template(settings: Settings) -> string.Template:
     """The letter template named by ``settings.warnings.letter_template``; every placeholder must be known."""
     path = Path(settings.warnings.letter_template)
-    path = path if path.is_absolute() else config_path(settings.warnings.letter_template)
+    path = path if path.is_absolute() else SHIPPED_TOML.parent / path  # relative to config/
     try:
         template = string.Template(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -131,7 +126,7 @@ def render_letter(template: string.Template, ticket: Ticket, responsible: Respon
     return template.substitute(
         ticket_no=ticket.ticket_no, department=responsible.department_name, leader=responsible.leader,
         leader_title=responsible.leader_title or "负责同志", reason=reason,
-        summary=summary(ticket.content, settings.warnings.summary_chars), due_at=format_time(ticket.due_at, tz),
+        summary=summarise(ticket.content, settings.warnings.summary_chars), due_at=format_time(ticket.due_at, tz),
         overdue=describe_deadline(ticket.due_at, now), date=now.astimezone(tz).strftime("%Y年%m月%d日"),
     )
 

@@ -75,8 +75,9 @@ def _suggest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
-    report = evaluate(read_examples(args.file), load_catalogue(settings), keyword_weight=settings.dispatch.keyword_weight,
-                      seed=args.seed, test_share=args.test_share, folds=args.folds)
+    report = evaluate(read_examples(args.file), load_catalogue(settings),
+                      keyword_weight=settings.dispatch.keyword_weight, seed=args.seed, test_share=args.test_share,
+                      folds=args.folds)
     if args.json:
         _print_json(report)
         return 0

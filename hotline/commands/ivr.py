@@ -49,12 +49,12 @@ def _run(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 async def _serve(settings: Settings) -> int:
-    username, secret = resolve_ami_credentials(settings)
+    resolve_ami_credentials(settings)  # fail now, with a clear message, when there is nothing to log in with
     engine = make_engine(settings.database.url, echo=settings.database.echo, pool_size=settings.database.pool_size)
     try:
         if engine.dialect.name == "sqlite":
             await create_schema(engine)  # the embedded default; PostgreSQL uses `hotline db upgrade`
-        controller = build_controller(settings, make_sessionmaker(engine), username=username, secret=secret)
+        controller = build_controller(settings, make_sessionmaker(engine))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -136,7 +136,9 @@ class LocalPbx:
         return info if _alive_in(info.pid, self.root) else None
 
     def start(self, *, audiosocket_port: int | None = None) -> PbxInfo:
-        """Start (building the root first if needed) and wait until fully booted; a running one is reused."""
+        """Start (building the root first if needed) and wait until fully booted; a running one is reused.
+
+        Every start generates fresh AMI and SIP credentials."""
         _require_root()
         with locked(self._lock):
             info = self.status()
@@ -144,45 +146,46 @@ class LocalPbx:
                 if audiosocket_port and audiosocket_port != info.audiosocket_port:
                     info = self._retarget_bot(info, audiosocket_port)
                 return info
-            if not self.root.is_dir():
-                ensure_root(self.cache_dir, self.settings.pbx.suite, debian_mirror(self.settings.pbx.mirror))
-            self._prepare()
-            values = RenderValues.generate(self.settings, audiosocket_port=audiosocket_port)
-            self._write_config(values)
-            pid = self._spawn()
-            try:
-                self._wait_booted(pid)
-            except BaseException:
-                self._terminate(pid)
-                raise
-            info = PbxInfo(
-                pid=pid, ami_host=values.host, ami_port=values.ami_port, ami_username=values.ami_username,
-                ami_secret=values.ami_secret, sip_port=values.sip_port, audiosocket_port=values.audiosocket_port,
-                sounds_dir=self.root / SOUNDS, recordings_dir=self.root / RECORDINGS, root=self.root,
-                agents=values.agents, log_file=self.log_file,
-            )
-            self._write_info(info)
-            log.info("local PBX running, pid %d, AMI %s:%d", pid, info.ami_host, info.ami_port)
-            return info
+            return self._start(RenderValues.generate(self.settings, audiosocket_port=audiosocket_port))
+
+    def restart(self) -> PbxInfo:
+        """Stop and start again with the same credentials and ports, so connected clients can log in again."""
+        _require_root()
+        with locked(self._lock):
+            running = self.status()
+            values = self._values_of(running) if running else RenderValues.generate(self.settings)
+            if running is not None:
+                self._stop(running)
+            return self._start(values)
 
     def stop(self) -> None:
         """Stop cleanly (`core stop now`), then SIGTERM / SIGKILL; mounts vanish with the process."""
         with locked(self._lock):
             info = self.status()
             if info is not None:
-                try:
-                    self.rx("core stop now", timeout=10)
-                except PbxError:
-                    pass
-                if not _wait_exit(info.pid, 10):
-                    self._terminate(info.pid)
+                self._stop(info)
             self.info_file.unlink(missing_ok=True)
 
-    def restart(self) -> PbxInfo:
-        """Stop and start again, keeping the AudioSocket target port."""
-        running = self.status()
-        self.stop()
-        return self.start(audiosocket_port=running.audiosocket_port if running else None)
+    def _start(self, values: RenderValues) -> PbxInfo:
+        if not self.root.is_dir():
+            ensure_root(self.cache_dir, self.settings.pbx.suite, debian_mirror(self.settings.pbx.mirror))
+        self._prepare()
+        self._write_config(values)
+        pid = self._spawn()
+        try:
+            self._wait_booted(pid)
+        except BaseException:
+            self._terminate(pid)
+            raise
+        info = PbxInfo(
+            pid=pid, ami_host=values.host, ami_port=values.ami_port, ami_username=values.ami_username,
+            ami_secret=values.ami_secret, sip_port=values.sip_port, audiosocket_port=values.audiosocket_port,
+            sounds_dir=self.root / SOUNDS, recordings_dir=self.root / RECORDINGS, root=self.root,
+            agents=values.agents, log_file=self.log_file,
+        )
+        self._write_info(info)
+        log.info("local PBX running, pid %d, AMI %s:%d", pid, info.ami_host, info.ami_port)
+        return info
 
     def rx(self, command: str, *, timeout: float = 10) -> str:
         """Run one Asterisk CLI command in the running instance (``asterisk -rx``) and return its output."""
@@ -266,14 +269,25 @@ class LocalPbx:
             if _wait_exit(pid, 5):
                 return
 
-    def _retarget_bot(self, info: PbxInfo, audiosocket_port: int) -> PbxInfo:
-        values = RenderValues(
+    def _stop(self, info: PbxInfo) -> None:
+        try:
+            self.rx("core stop now", timeout=10)
+        except PbxError:
+            pass
+        if not _wait_exit(info.pid, 10):
+            self._terminate(info.pid)
+
+    def _values_of(self, info: PbxInfo, audiosocket_port: int | None = None) -> RenderValues:
+        """The render values of a running instance (same credentials and ports)."""
+        return RenderValues(
             host=info.ami_host, ami_port=info.ami_port, ami_username=info.ami_username, ami_secret=info.ami_secret,
             sip_port=info.sip_port, rtp_start=self.settings.pbx.rtp_start, rtp_end=self.settings.pbx.rtp_end,
-            audiosocket_host=info.ami_host, audiosocket_port=audiosocket_port,
+            audiosocket_host=info.ami_host, audiosocket_port=audiosocket_port or info.audiosocket_port,
             queue_timeout_s=self.settings.pbx.queue_timeout_s, agents=info.agents,
         )
-        self._write_config(values)
+
+    def _retarget_bot(self, info: PbxInfo, audiosocket_port: int) -> PbxInfo:
+        self._write_config(self._values_of(info, audiosocket_port))
         self.rx("dialplan reload")
         info.audiosocket_port = audiosocket_port
         self._write_info(info)

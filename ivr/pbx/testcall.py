@@ -24,14 +24,14 @@ from ivr.pbx.prompts import to_asterisk_wav
 CALL_CONTEXTS = {"hotline-inbound": "12345", "hotline-bot": "s", "hotline-leader": "s"}
 
 
-async def ami_connect(info: PbxInfo, *, secret: str | None = None, timeout: float = 10) -> Manager:
+async def ami_connect(info: PbxInfo, *, secret: str | None = None, timeout_s: float = 10) -> Manager:
     """A logged-in panoramisk Manager to *info*'s AMI; PbxError ``pbx_ami_login_failed`` when refused."""
     manager = Manager(host=info.ami_host, port=info.ami_port, username=info.ami_username,
                       secret=info.ami_secret if secret is None else secret, ping_delay=3600, reconnect_timeout=3600)
     try:
-        await asyncio.wait_for(manager.connect(), timeout)
+        await asyncio.wait_for(manager.connect(), timeout_s)
         login = manager.authenticated_future
-        response = await asyncio.wait_for(login, timeout) if login is not None else None
+        response = await asyncio.wait_for(login, timeout_s) if login is not None else None
     except (OSError, TimeoutError) as exc:
         manager.close()
         raise PbxError("pbx_ami_unreachable", "无法连接 Asterisk 管理接口 (AMI)", str(exc)) from None
@@ -70,7 +70,7 @@ def install_test_audio(info: PbxInfo, wav: Path) -> str:
 
 async def place_call(info: PbxInfo, audio: Path | None, *, caller: str = "13800138000", dtmf: str = "",
                      context: str = "hotline-inbound", audio_at: str = "bot", caller_wait_s: int = 30,
-                     wait: bool = False, timeout: float = 120) -> CallReport:
+                     wait: bool = False, timeout_s: float = 120) -> CallReport:
     """Originate ``Local/s@test-caller/n`` into *context*; with *wait*, follow it on AMI until hang-up.
 
     The caller presses *dtmf* right after the answer and plays *audio* at once (``audio_at="start"``) or
@@ -112,14 +112,14 @@ async def place_call(info: PbxInfo, audio: Path | None, *, caller: str = "138001
             "Action": "Originate", "Channel": "Local/s@test-caller/n", "Context": context,
             "Exten": CALL_CONTEXTS[context], "Priority": "1", "CallerID": f'"{caller}" <{caller}>',
             "Variable": variables, "ChannelId": uniqueid, "Async": "true",
-        }), timeout)
+        }), timeout_s)
         final = response[-1] if isinstance(response, list) else response
         if final.get("Response") != "Success":
             raise PbxError("pbx_originate_failed", "模拟呼叫发起失败", str(dict(final)))
         report.channel = final.get("Channel") or "Local/s@test-caller/n"
         if wait:
             try:
-                await asyncio.wait_for(hung_up.wait(), timeout)
+                await asyncio.wait_for(hung_up.wait(), timeout_s)
             except TimeoutError:
                 raise PbxError("pbx_call_timeout", "等待通话结束超时", uniqueid) from None
             report.duration_s = round(time.monotonic() - started, 2)

@@ -46,3 +46,8 @@ def test_unknown_key_in_file_is_an_error(tmp_path: Path) -> None:
 def test_unreadable_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="cannot read config file"):
         load_settings(tmp_path / "missing.toml", env={})
+
+
+def test_environment_override_of_a_section_whose_name_has_an_underscore() -> None:
+    s = load_settings(env={"HOTLINE_OFFICE_HOURS_MORNING_START": "08:30:00"})
+    assert s.office_hours.morning_start == time(8, 30)

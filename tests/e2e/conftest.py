@@ -58,7 +58,7 @@ class AmiEvents:
         self._arrived.set()
         self._arrived = asyncio.Event()
 
-    async def wait_for(self, match: Callable[[Message], bool], timeout: float = 30) -> Message:
+    async def wait_for(self, match: Callable[[Message], bool], timeout_s: float = 30) -> Message:
         """The first event (already received or still to come) for which *match* is true."""
 
         async def first() -> Message:
@@ -70,7 +70,7 @@ class AmiEvents:
                 seen = len(self.events)
                 await self._arrived.wait()
 
-        return await asyncio.wait_for(first(), timeout)
+        return await asyncio.wait_for(first(), timeout_s)
 
 
 @pytest.fixture

@@ -72,12 +72,16 @@ async def database(tmp_path: Path) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-async def start_controller(settings: Settings, pbx: Any, database: Any) -> AsyncIterator[Callable[..., Any]]:
+async def start_controller(settings: Settings, pbx: Any, local_pbx: Any, database: Any
+                           ) -> AsyncIterator[Callable[..., Any]]:
     started: list[HotlineController] = []
 
+    def credentials() -> tuple[str, str]:
+        info = local_pbx.status()  # read anew at every login: a restarted PBX has a new secret
+        return (info.ami_username, info.ami_secret) if info else (pbx.ami_username, pbx.ami_secret)
+
     async def start(**overflow: Any) -> HotlineController:
-        ctrl = build_controller(e2e_settings(settings, pbx, **overflow), database, username=pbx.ami_username,
-                                secret=pbx.ami_secret)
+        ctrl = build_controller(e2e_settings(settings, pbx, **overflow), database, credentials=credentials)
         await ctrl.start()
         await asyncio.wait_for(ctrl.ami.connected.wait(), 20)
         started.append(ctrl)
@@ -89,9 +93,10 @@ async def start_controller(settings: Settings, pbx: Any, database: Any) -> Async
 
 
 @pytest.fixture
-async def ami_session(pbx: Any) -> AsyncIterator[AmiClient]:
+async def ami_session(pbx: Any, local_pbx: Any) -> AsyncIterator[AmiClient]:
     """A second AMI session for the test itself (placing and ending calls, queue changes)."""
-    client = AmiClient(host=pbx.ami_host, port=pbx.ami_port, username=pbx.ami_username, secret=pbx.ami_secret)
+    info = local_pbx.status() or pbx
+    client = AmiClient(host=pbx.ami_host, port=pbx.ami_port, username=info.ami_username, secret=info.ami_secret)
     client.start()
     await asyncio.wait_for(client.connected.wait(), 20)
     yield client

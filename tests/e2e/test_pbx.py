@@ -40,11 +40,11 @@ def _chan_vars(event: Message, header: str = "ChanVariable") -> dict[str, str]:
 async def _originate(ami: Manager, context: str, exten: str, *variables: str) -> str:
     """An emulated caller (Local/s@test-caller/n) into context,exten; returns the hotline side's Uniqueid."""
     uniqueid = str(uuid.uuid4())
-    response = await ami.send_action({
+    response = await asyncio.wait_for(ami.send_action({
         "Action": "Originate", "Channel": "Local/s@test-caller/n", "Context": context, "Exten": exten,
         "Priority": "1", "CallerID": '"13800138000" <13800138000>', "Variable": list(variables),
         "ChannelId": uniqueid, "Async": "true",
-    })
+    }), 30)
     final = response[-1] if isinstance(response, list) else response
     assert final.get("Response") == "Success", dict(final)
     return uniqueid
@@ -52,13 +52,23 @@ async def _originate(ami: Manager, context: str, exten: str, *variables: str) ->
 
 @contextlib.asynccontextmanager
 async def _queue_member(ami: Manager, interface: str) -> AsyncIterator[None]:
+    # as_list=False: panoramisk would otherwise wait for more responses after "Added interface to queue".
     added = await ami.send_action({"Action": "QueueAdd", "Queue": "hotline", "Interface": interface,
-                                   "MemberName": f"emulated {interface}"})
+                                   "MemberName": f"emulated {interface}"}, as_list=False)
     assert added.success, dict(added)
     try:
         yield
     finally:
-        await ami.send_action({"Action": "QueueRemove", "Queue": "hotline", "Interface": interface})
+        await ami.send_action({"Action": "QueueRemove", "Queue": "hotline", "Interface": interface}, as_list=False)
+
+
+async def _empty_queue(ami: Manager) -> None:
+    """Remove members other tests (or a controller) may have left in the shared PBX's queue."""
+    status = await asyncio.wait_for(ami.send_action({"Action": "QueueStatus", "Queue": "hotline"}), 10)
+    for member in status if isinstance(status, list) else []:
+        if member.event == "QueueMember":
+            await ami.send_action({"Action": "QueueRemove", "Queue": "hotline", "Interface": member.get("Location")},
+                                  as_list=False)
 
 
 async def test_ami_login_with_generated_credentials(ami: Manager) -> None:
@@ -83,6 +93,7 @@ def test_shipped_manager_conf_has_no_usable_secret(pbx: PbxInfo) -> None:
 
 async def test_emulated_agent_answers_an_inbound_call(pbx: PbxInfo, ami: Manager, ami_events: AmiEvents) -> None:
     agent = "Local/6001@test-agent/n"
+    await _empty_queue(ami)
     async with _queue_member(ami, agent):
         # The caller presses 1 (政策咨询) during the welcome; the agent talks 1 s and hangs up.
         uniqueid = await _originate(ami, "hotline-inbound", "12345", "TEST_DTMF=1", "TEST_WAIT=60",
@@ -90,7 +101,7 @@ async def test_emulated_agent_answers_an_inbound_call(pbx: PbxInfo, ami: Manager
         connect = await ami_events.wait_for(lambda e: e.event == "AgentConnect" and e.get("Uniqueid") == uniqueid)
         assert connect.get("Interface") == agent
         assert _chan_vars(connect)["HOTLINE_MENU"] == "consult"
-        await ami_events.wait_for(_hangup(uniqueid), timeout=30)
+        await ami_events.wait_for(_hangup(uniqueid), timeout_s=30)
     recording = pbx.recordings_dir / f"{uniqueid}.wav"
     assert recording.is_file() and recording.stat().st_size > 44  # more than a bare WAV header
     assert not any(_user_event("HotlineBot", uniqueid)(e) for e in ami_events.events)
@@ -100,13 +111,14 @@ async def test_without_agents_the_caller_reaches_the_bot_and_is_not_left_in_sile
         ami: Manager, ami_events: AmiEvents) -> None:
     # No queue member and no bot listening: bot → requeue → apology → hang-up, long before the caller
     # would give up (TEST_WAIT=120).
+    await _empty_queue(ami)
     uniqueid = await _originate(ami, "hotline-inbound", "12345", "TEST_DTMF=0", "TEST_WAIT=120")
-    bot = await ami_events.wait_for(_user_event("HotlineBot", uniqueid), timeout=30)
+    bot = await ami_events.wait_for(_user_event("HotlineBot", uniqueid), timeout_s=30)
     assert bot.get("Menu") == "human"
     assert str(uuid.UUID(bot.get("Uuid"))) == bot.get("Uuid")
-    end = await ami_events.wait_for(_user_event("HotlineBotEnd", uniqueid), timeout=10)
+    end = await ami_events.wait_for(_user_event("HotlineBotEnd", uniqueid), timeout_s=10)
     assert end.get("Status") == "FAILED"
-    await ami_events.wait_for(_hangup(uniqueid), timeout=30)
+    await ami_events.wait_for(_hangup(uniqueid), timeout_s=30)
 
 
 async def test_bot_session_then_hangup_when_the_controller_says_so(
@@ -131,15 +143,15 @@ async def test_bot_session_then_hangup_when_the_controller_says_so(
         pytest.skip(f"AudioSocket port {pbx.audiosocket_port} is taken (a bot is running)")
     async with server:
         uniqueid = await _originate(ami, "hotline-bot", "s", "TEST_WAIT=60")
-        bot = await ami_events.wait_for(_user_event("HotlineBot", uniqueid), timeout=20)
+        bot = await ami_events.wait_for(_user_event("HotlineBot", uniqueid), timeout_s=20)
         assert await asyncio.wait_for(sessions.get(), 10) == bot.get("Uuid")
         setvar = await ami.send_action({"Action": "Setvar", "Channel": bot.get("Channel"),
                                         "Variable": "BOT_NEXT", "Value": "hangup"})
         assert setvar.success
         close_now.set()
-        end = await ami_events.wait_for(_user_event("HotlineBotEnd", uniqueid), timeout=10)
+        end = await ami_events.wait_for(_user_event("HotlineBotEnd", uniqueid), timeout_s=10)
         assert (end.get("Status"), end.get("Next")) == ("SUCCESS", "hangup")
-        await ami_events.wait_for(_hangup(uniqueid), timeout=10)
+        await ami_events.wait_for(_hangup(uniqueid), timeout_s=10)
     assert not any(e.event == "QueueCallerJoin" and e.get("Uniqueid") == uniqueid for e in ami_events.events)
 
 
@@ -149,7 +161,7 @@ async def test_callback_survey_reports_the_pressed_digit(
     ticket_no = f"T{uuid.uuid4().hex[:10]}"
     uniqueid = await _originate(ami, "hotline-callback", "s", f"TICKET_NO={ticket_no}", f"TEST_DTMF={digit}",
                                 "TEST_WAIT=60")
-    event = await ami_events.wait_for(_user_event("HotlineCallback", uniqueid), timeout=30)
+    event = await ami_events.wait_for(_user_event("HotlineCallback", uniqueid), timeout_s=30)
     assert (event.get("TicketNo"), event.get("Result")) == (ticket_no, result)
 
 
@@ -162,7 +174,7 @@ async def test_stop_then_status_then_restart(
     assert hotline_main(["pbx", "status"]) == 1
     assert json.loads(capsys.readouterr().out) == {"running": False}
     with pytest.raises(PbxError):
-        await ami_connect(pbx, timeout=3)
+        await ami_connect(pbx, timeout_s=3)
 
     fresh = local_pbx.start()
     vars(pbx).update(vars(fresh))  # later tests of this session use the restarted instance

@@ -13,7 +13,7 @@ from tickets.dispatch_catalogue import Catalogue, load_catalogue
 from tickets.dispatch_data import Example, read_examples
 from tickets.dispatch_errors import ModelFileError, TrainingDataError
 from tickets.dispatch_eval import evaluate
-from tickets.dispatch_model import DispatchModel
+from tickets.dispatch_model import DispatchModel, load_model
 from tickets.dispatch_suggest import DispatchSuggester
 from tickets.dispatch_training import train_and_store, train_model
 
@@ -86,7 +86,8 @@ def test_suggestions_best_first_with_department_and_reasons(model: DispatchModel
 def test_a_keyword_hit_boosts_its_category(model: DispatchModel, catalogue: Catalogue) -> None:
     text = "化工厂晚上排放废气，气味刺鼻"  # 生态环境 is not in the history: only the catalogue knows it
     assert "生态环境" not in [s.label for s in DispatchSuggester(catalogue, model, 0.0).suggest(text)]
-    assert DispatchSuggester(catalogue, model, 0.3).suggest(text)[0].label == "生态环境"
+    boosted = {s.label: s for s in DispatchSuggester(catalogue, model, 0.3).suggest(text)}
+    assert boosted["生态环境"].department == "市生态环境局" and "废气" in boosted["生态环境"].why
 
 
 def test_without_a_model_catalogue_keywords_decide_and_say_so(catalogue: Catalogue) -> None:
@@ -171,8 +172,11 @@ def test_too_few_examples_per_label_is_refused(catalogue: Catalogue, tmp_path: P
         read_examples(write(tmp_path / "empty.jsonl", [""]))
 
 
-def test_corrupt_model_file_is_a_clear_error(shipped: Settings, tmp_path: Path) -> None:
+def test_corrupt_model_file_is_a_clear_error_and_suggestions_fall_back(shipped: Settings, tmp_path: Path) -> None:
     (tmp_path / "model.joblib").write_bytes(b"not a model")
     with pytest.raises(ModelFileError, match="重新训练") as err:
-        DispatchSuggester.from_settings(model_at(shipped, tmp_path / "model.joblib"))
+        load_model(tmp_path / "model.joblib")
     assert err.value.code == "dispatch.model_unreadable"
+    suggester = DispatchSuggester.from_settings(model_at(shipped, tmp_path / "model.joblib"))
+    assert suggester.model is None
+    assert "派单模型不可用" in suggester.suggest(WAGES)[0].why and "重新训练" in suggester.suggest(WAGES)[0].why

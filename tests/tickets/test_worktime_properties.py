@@ -7,6 +7,7 @@ weeks so the brute force over minutes stays fast.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
@@ -23,6 +24,7 @@ OH = load_settings(env={}).office_hours
 BLOCKS = ((OH.morning_start, OH.morning_end), (OH.afternoon_start, OH.afternoon_end))
 MINUTE = timedelta(minutes=1)
 MAX_SPAN_MINUTES = 21 * 24 * 60
+statutory_workday = lru_cache(maxsize=None)(chinese_calendar.is_workday)
 
 WINDOWS = [datetime(2025, 9, 24, tzinfo=SH), datetime(2026, 2, 8, tzinfo=SH), datetime(2026, 9, 20, tzinfo=SH)]
 
@@ -38,7 +40,7 @@ fast = settings(max_examples=40, deadline=None)
 def is_working_minute(t: datetime) -> bool:
     local = t.astimezone(SH)
     clock = local.time()
-    return chinese_calendar.is_workday(local.date()) and any(lo <= clock < hi for lo, hi in BLOCKS)
+    return statutory_workday(local.date()) and any(lo <= clock < hi for lo, hi in BLOCKS)
 
 
 def brute_minutes_between(a: datetime, b: datetime) -> int:

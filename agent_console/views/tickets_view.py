@@ -1,0 +1,164 @@
+"""What every ticket screen shares: who acts, which tickets a user may see, and the ticket as shown to a role.
+
+A handler (承办人) sees only tickets its department leads or co-handles; for anything else every route answers
+404, exactly as for a ticket that does not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agent_console.auth import record_audit
+from agent_console.errors import InvalidInput, NotFound
+from agent_console.masking import mask_phone
+from agent_console.roles import Role
+from agent_console.routing import Call
+from agent_console.views.tickets_schemas import (
+    ActionOut,
+    AttachmentOut,
+    EventOut,
+    TicketList,
+    TicketOut,
+    TicketSummary,
+)
+from tickets import errors as ticket_errors
+from tickets import models as m
+from tickets.attachments import attachments_of
+from tickets.queries import Page
+from tickets.queries import TicketSummary as SummaryRow
+from tickets.schemas import Actor
+from tickets.services import get_ticket, ticket_events
+from tickets.states import ROLE_LABELS, STATE_LABELS, TRANSITIONS, State, allowed_actions
+from tickets.warnings import LEVEL_LABELS, Level, reason_label, warnings_of
+
+# Roles that work with tickets in the console (a grid worker only files new ones).
+TICKET_READERS = frozenset({Role.AGENT, Role.DISPATCHER, Role.HANDLER, Role.LEADER, Role.ADMIN})
+EXTRA_ACTION_LABELS = {"create": "受理", "supervise": "督办"}
+WARNING_RANK = {"yellow": 1, "red": 2}
+
+
+def actor_of(call: Call[Any]) -> Actor:
+    """The logged-in user as the ticket services' actor (name as shown in the audit trail)."""
+    user = call.user
+    return Actor(user.display_name[: m.NAME_MAX], user.role, user.department)
+
+
+def may_see(call: Call[Any], ticket: m.Ticket) -> bool:
+    scope = call.scope
+    if scope.unrestricted:
+        return True
+    if scope.department is None:
+        return False
+    return scope.department in (ticket.lead_department, *ticket.co_department_codes)
+
+
+async def visible_ticket(call: Call[Any], db: AsyncSession, ticket_no: str) -> m.Ticket:
+    """The ticket, or 404 when it does not exist or lies outside the user's scope (indistinguishable)."""
+    try:
+        ticket = await get_ticket(db, ticket_no)
+    except ticket_errors.NotFound:
+        raise NotFound(f"工单 {ticket_no} 不存在") from None
+    if not may_see(call, ticket):
+        raise NotFound(f"工单 {ticket_no} 不存在")
+    return ticket
+
+
+def list_scope(call: Call[Any], department: str | None) -> str | None:
+    """The department filter a list must use: a handler's own, whatever was asked."""
+    return call.scope.department if call.scope.department is not None else department
+
+
+@contextmanager
+def field_errors() -> Iterator[None]:
+    """A ticket service's bad-input error as the console's 422 naming the field."""
+    try:
+        yield
+    except ticket_errors.InvalidInput as exc:
+        field = exc.field or "body"
+        raise InvalidInput(exc.message, details=[{"field": field, "code": exc.code, "message": exc.message}]) from None
+
+
+async def audit_view(call: Call[Any], db: AsyncSession, ticket_no: str) -> None:
+    """Views of a ticket (with the caller's personal data) go to the console audit trail."""
+    await record_audit(db, call.origin, "ticket.view", ticket_no, call.now, role=call.user.role)
+    await db.commit()
+
+
+def summary_out(row: SummaryRow, role: str) -> TicketSummary:
+    return TicketSummary(
+        ticket_no=row.ticket_no, state=State(row.state), state_label=row.state_label, channel=row.channel,
+        kind=row.kind, urgency=row.urgency, category=row.category, district=row.district,
+        caller_phone=mask_phone(row.caller_phone, role), caller_name=row.caller_name, summary=row.summary,
+        lead_department=row.lead_department, due_at=row.due_at, is_repeat=row.is_repeat, created_at=row.created_at,
+        warning=row.warning,  # type: ignore[arg-type]
+    )
+
+
+def page_out(page: Page, role: str) -> TicketList:
+    return TicketList(tickets=[summary_out(r, role) for r in page.items], next_cursor=page.next_cursor)
+
+
+def action_label(action: str) -> str:
+    t = TRANSITIONS.get(action)
+    return t.label if t else EXTRA_ACTION_LABELS.get(action, action)
+
+
+def actions_for(call: Call[Any], ticket: m.Ticket) -> list[ActionOut]:
+    """The loop's actions this user may take now (the buttons), 即办 and 回访 excepted (own screens)."""
+    user = call.user
+    names = allowed_actions(State(ticket.state), user.role, department=user.department,
+                            lead_department=ticket.lead_department)
+    skip = {"close_instant", "callback_retry", "callback_close", "callback_redispatch"}
+    if ticket.extension_requested_until is None:
+        skip |= {"approve_extension", "reject_extension"}
+    else:
+        skip.add("request_extension")
+    return [ActionOut(action=a, label=action_label(a)) for a in names if a not in skip]
+
+
+async def ticket_out(call: Call[Any], db: AsyncSession, ticket: m.Ticket) -> TicketOut:
+    """The full ticket as this user may see it: masked phone, audit trail, open warning, attachments."""
+    role = call.user.role
+    events = await ticket_events(db, ticket.ticket_no)
+    warnings = await warnings_of(db, ticket.ticket_no)
+    files = await attachments_of(db, ticket.ticket_no)
+    level = max((w.level for w in warnings), key=lambda lv: WARNING_RANK.get(lv, 0), default=None)
+    return TicketOut(
+        ticket_no=ticket.ticket_no, state=State(ticket.state), state_label=STATE_LABELS[State(ticket.state)],
+        channel=ticket.channel, kind=ticket.kind, urgency=ticket.urgency, category=ticket.category,
+        district=ticket.district, caller_phone=mask_phone(ticket.caller_phone, role), caller_name=ticket.caller_name,
+        summary=ticket.content, content=ticket.content, lead_department=ticket.lead_department,
+        due_at=ticket.due_at, sign_for_due=ticket.sign_for_due,
+        extension_requested_until=ticket.extension_requested_until, created_at=ticket.created_at,
+        updated_at=ticket.updated_at, is_repeat=ticket.is_repeat, return_count=ticket.return_count,
+        warning=level, warning_reasons=[_warning_text(w) for w in warnings], version=ticket.version,
+        address=ticket.address, street=ticket.street, transcript=ticket.transcript,
+        dispatch_mode=ticket.dispatch_mode, co_departments=ticket.co_department_codes, answer=ticket.answer,
+        reply=ticket.reply, satisfaction=ticket.satisfaction, callback_attempts=ticket.callback_attempts,
+        dispatched_at=ticket.dispatched_at, signed_at=ticket.signed_at, replied_at=ticket.replied_at,
+        closed_at=ticket.closed_at, actions=actions_for(call, ticket),
+        events=[_event_out(e) for e in events],
+        attachments=[AttachmentOut(id=f.id, file_name=f.file_name, content_type=f.content_type, size=f.size,
+                                   actor=f.actor, at=f.at,
+                                   url=f"/api/v1/console/tickets/{ticket.ticket_no}/attachments/{f.id}")
+                     for f in files],
+    )
+
+
+def _warning_text(w: m.TicketWarning) -> str:
+    return f"{LEVEL_LABELS[Level(w.level)]}：{reason_label(w.reason, w.level)}"
+
+
+def _event_out(e: m.TicketEvent) -> EventOut:
+    return EventOut(at=e.at, actor=e.actor, role=e.role, role_label=ROLE_LABELS.get(e.role, e.role),
+                    action=e.action, action_label=action_label(e.action), from_state=e.from_state,
+                    to_state=e.to_state, note=e.note, payload=dict(e.payload or {}))
+
+
+def local(value: datetime | None, tz: Any) -> str:
+    return "—" if value is None else value.astimezone(tz).strftime("%Y-%m-%d %H:%M")

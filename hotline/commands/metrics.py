@@ -1,0 +1,58 @@
+"""`hotline metrics --from DATE --to DATE [--by department|category|area] [--json]`: 考核指标."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import date
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from config import Settings
+from hotline.commands.warnings import guarded, parse_when, with_session
+from tickets.errors import TicketError
+from tickets.metrics import GROUPINGS, day_range, metrics
+
+_RATES = (("response_rate", "响应率"), ("closure_rate", "办结率"), ("on_time_rate", "按期办结率"),
+          ("satisfaction_rate", "满意率"), ("instant_rate", "即答率"), ("repeat_rate", "重复率"))
+_COUNTS = (("received", "受理"), ("closed", "办结"), ("open", "在办"), ("overdue", "超期"))
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("metrics", help="考核指标：响应率、办结率、满意率等 (ticket metrics)")
+    p.add_argument("--from", dest="first", required=True, help="开始日期 YYYY-MM-DD（含）")
+    p.add_argument("--to", dest="last", required=True, help="结束日期 YYYY-MM-DD（含）")
+    p.add_argument("--by", choices=GROUPINGS, help="分组：department 主办单位 / category 一级分类 / area 区县")
+    p.add_argument("--now", help="统计时刻 ISO 8601（决定是否超期；默认现在）")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=guarded(_metrics))
+
+
+def _date(value: str, option: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise TicketError(f"{option} 不是有效日期（YYYY-MM-DD）：{value!r}", code="cli.bad_date") from None
+
+
+def _metrics(settings: Settings, args: argparse.Namespace) -> int:
+    start, end = day_range(_date(args.first, "--from"), _date(args.last, "--to"), ZoneInfo(settings.timezone))
+    now = parse_when(args.now, settings)
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return await metrics(session, start, end, by=args.by, now=now, settings=settings)
+
+    result = with_session(settings, work)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return 0
+    rows = [("合计", result["total"])] + [(g["label"], g) for g in result.get("groups", [])]
+    header = ["", *(label for _, label in _COUNTS), *(label for _, label in _RATES), "平均办理时长(小时)"]
+    print("\t".join(header))
+    for label, m in rows:
+        rates = ["-" if m[k] is None else f"{m[k]:.1%}" for k, _ in _RATES]
+        hours = "-" if m["avg_handling_hours"] is None else f"{m['avg_handling_hours']:.1f}"
+        print("\t".join([label, *(str(m[k]) for k, _ in _COUNTS), *rates, hours]))
+    return 0

@@ -1,0 +1,152 @@
+"""Knowledge-base pages and API: department ownership, publish/archive, history, the bot's misses, and the
+bot's index refreshed after every change."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from config import Settings
+from knowledge import services as kb
+from knowledge.retrieval import KnowledgeIndex
+from tests.agent_console.harness import Console, console_settings, start_console, stop_console
+
+OWN = "市城市管理局"  # the handler's department (tests.agent_console.harness.PLACEMENT)
+OTHER = "市民政局"
+
+
+def entry(question: str, **extra: object) -> dict:
+    return {"question": question, "answer_speech": "请拨打城管服务热线，工作人员会在两个工作日内上门处理。",
+            "answer_text": "请拨打城管服务热线，工作人员会在两个工作日内上门处理。"} | extra
+
+
+@pytest.fixture
+async def bot_index(settings: Settings) -> KnowledgeIndex:
+    return KnowledgeIndex.from_settings(settings)
+
+
+@pytest.fixture
+async def kb_console(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession],
+                     bot_index: KnowledgeIndex) -> AsyncIterator[Console]:
+    """The console whose knowledge hook rebuilds a real retrieval index, as the bot's would."""
+    refreshes: list[datetime] = []
+
+    async def refresh() -> None:
+        async with sessionmaker() as db:
+            await kb.refresh_index(db, bot_index, datetime.now().date())
+        refreshes.append(datetime.now())
+
+    c = await start_console(console_settings(settings), sessionmaker, on_knowledge_change=refresh)
+    c.refreshes = refreshes  # type: ignore[attr-defined]
+    yield c
+    await stop_console(c)
+
+
+async def test_handler_edits_only_own_department_and_the_bot_answers_after_publish(
+        kb_console: Console, bot_index: KnowledgeIndex) -> None:
+    handler = await kb_console.logged_in("handler")
+    admin = await kb_console.logged_in("admin")
+
+    created = await handler.write("POST", "/api/v1/knowledge/entries", entry("占道经营怎么投诉"))
+    assert created.status == 201, await created.text()
+    mine = await created.json()
+    assert mine["department"] == OWN and mine["status"] == "draft" and mine["editable"] is True
+
+    assert bot_index.ask("占道经营怎么投诉").answer_id is None  # a draft is not served
+    published = await handler.write("POST", f"/api/v1/knowledge/entries/{mine['id']}/publish",
+                                    {"expected_version": mine["version"]})
+    assert published.status == 200, await published.text()
+    assert (await published.json())["status"] == "published"
+    assert bot_index.ask("占道经营怎么投诉").answer_id == mine["id"]  # the hook refreshed the bot's index
+
+    foreign = await handler.write("POST", "/api/v1/knowledge/entries", entry("低保怎么申请", department=OTHER))
+    assert foreign.status == 403
+    other = await admin.write("POST", "/api/v1/knowledge/entries", entry("低保怎么申请", department=OTHER))
+    assert other.status == 201
+    theirs = await other.json()
+    listed = await (await handler.request("GET", "/api/v1/knowledge/entries")).json()
+    assert {e["question"]: e["editable"] for e in listed["entries"]} == {"占道经营怎么投诉": True, "低保怎么申请": False}
+    refused = await handler.write("PUT", f"/api/v1/knowledge/entries/{theirs['id']}",
+                                  entry("低保怎么申请", expected_version=1, department=OTHER))
+    assert refused.status == 403
+    assert (await handler.write("POST", f"/api/v1/knowledge/entries/{theirs['id']}/archive",
+                                {"expected_version": 1})).status == 403
+    unchanged = await (await admin.request("GET", f"/api/v1/knowledge/entries/{theirs['id']}")).json()
+    assert unchanged["version"] == 1 and unchanged["status"] == "draft"
+
+
+async def test_update_conflict_history_and_archive(kb_console: Console, bot_index: KnowledgeIndex) -> None:
+    handler = await kb_console.logged_in("handler")
+    first = await (await handler.write("POST", "/api/v1/knowledge/entries", entry("井盖丢了找谁"))).json()
+    eid = first["id"]
+    assert (await handler.write("POST", f"/api/v1/knowledge/entries/{eid}/publish", {"expected_version": 1})).status == 200
+    changed = await handler.write("PUT", f"/api/v1/knowledge/entries/{eid}",
+                                  entry("井盖丢失找哪个部门", expected_version=2, keywords=["井盖"]))
+    assert changed.status == 200, await changed.text()
+    assert (await changed.json())["version"] == 3
+    stale = await handler.write("PUT", f"/api/v1/knowledge/entries/{eid}", entry("井盖", expected_version=2))
+    assert stale.status == 409
+    assert (await stale.json())["error"]["code"] == "kb_version_conflict"
+    assert bot_index.ask("井盖丢失找哪个部门").answer_id == eid
+    archived = await handler.write("POST", f"/api/v1/knowledge/entries/{eid}/archive", {"expected_version": 3})
+    assert archived.status == 200
+    assert bot_index.ask("井盖丢失找哪个部门").answer_id is None  # archived entries leave the bot's index
+    again = await handler.write("POST", f"/api/v1/knowledge/entries/{eid}/archive", {"expected_version": 4})
+    assert again.status == 409 and (await again.json())["error"]["code"] == "kb_illegal_status"
+    history = await (await handler.request("GET", f"/api/v1/knowledge/entries/{eid}/history")).json()
+    assert [(r["version"], r["action"]) for r in history["revisions"]] == [
+        (1, "create"), (2, "publish"), (3, "update"), (4, "archive")]
+    assert history["revisions"][2]["previous"]["question"] == "井盖丢了找谁"
+    bad = await handler.write("POST", "/api/v1/knowledge/entries", entry("有网址的答案",
+                                                                          answer_speech="详见 http://x.cn"))
+    assert bad.status == 422 and "语音答案" in (await bad.json())["error"]["message"]
+    assert len(kb_console.refreshes) == 4  # type: ignore[attr-defined]
+
+
+async def test_pages_create_publish_and_show_history(kb_console: Console) -> None:
+    handler = await kb_console.logged_in("handler")
+    form = await handler.request("GET", "/knowledge/new")
+    assert form.status == 200
+    token = re.search(r'name="csrf_token" value="([^"]+)"', await form.text()).group(1)  # type: ignore[union-attr]
+    assert f'value="{OWN}" readonly' in await form.text()
+    posted = await handler.request("POST", "/knowledge/new", data={
+        "csrf_token": token, "question": "夜间施工噪音扰民", "alt_questions": "工地晚上施工太吵\n半夜施工",
+        "answer_speech": "夜间施工须经审批，无许可施工可由城管部门查处。", "answer_text": "夜间施工须经审批。",
+        "keywords": "噪音，夜间施工", "department": OWN, "source": "", "valid_from": "", "valid_to": ""})
+    assert posted.status == 303, await posted.text()
+    location = posted.headers["Location"]
+    page = await (await handler.request("GET", location)).text()
+    assert "已保存" in page and "工地晚上施工太吵\n半夜施工" in page
+    eid = int(re.search(r"/knowledge/(\d+)", location).group(1))  # type: ignore[union-attr]
+    published = await handler.request("POST", f"/knowledge/{eid}/publish",
+                                      data={"csrf_token": token, "expected_version": "1"})
+    assert published.status == 303
+    page = await (await handler.request("GET", f"/knowledge/{eid}")).text()
+    assert 'id="kb-status">已发布' in page and "发布" in page and "新建" in page
+    stale = await handler.request("POST", f"/knowledge/{eid}/archive", data={"csrf_token": token,
+                                                                              "expected_version": "1"})
+    assert stale.status == 409 and "已被他人修改" in await stale.text()
+    bad = await handler.request("POST", f"/knowledge/{eid}", data={
+        "csrf_token": token, "expected_version": "2", "question": "夜间施工噪音扰民", "answer_speech": "",
+        "answer_text": "x"})
+    assert bad.status == 422 and "语音答案" in await bad.text()
+    agent_view = await (await kb_console.logged_in("agent")).request("GET", f"/knowledge/{eid}")
+    assert agent_view.status == 200 and 'id="kb-form"' not in await agent_view.text()
+
+
+async def test_misses_page_offers_an_entry_from_the_question(kb_console: Console) -> None:
+    async with kb_console.sessionmaker() as db:
+        miss = await kb.record_miss(db, "垃圾清运车早上五点就来太吵了", None, 0.31, "low_confidence")
+    handler = await kb_console.logged_in("handler")
+    page = await (await handler.request("GET", "/knowledge/misses")).text()
+    assert "垃圾清运车早上五点就来太吵了" in page and f"/knowledge/new?miss={miss.id}" in page
+    form = await (await handler.request("GET", f"/knowledge/new?miss={miss.id}")).text()
+    assert 'name="question" required maxlength="200" value="垃圾清运车早上五点就来太吵了"' in form
+    assert (await handler.request("GET", "/knowledge/new?miss=999999")).status == 404
+    api = await (await handler.request("GET", "/api/v1/knowledge/misses?reason=low_confidence")).json()
+    assert [m["question_text"] for m in api["misses"]] == ["垃圾清运车早上五点就来太吵了"]
+    assert (await (await kb_console.logged_in("agent")).request("GET", "/knowledge/misses")).status == 403
