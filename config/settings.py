@@ -168,6 +168,13 @@ class CallbackSettings(Section):
     allowed_end: time = time(20, 0)
     max_attempts: int = Field(3, ge=1)
     retry_interval_minutes: int = Field(60, ge=1)
+    # The call-back scheduler (ivr/callbacks.py).
+    channel_template: str = Field("PJSIP/{number}@trunk", pattern=r"\{number\}")
+    caller_id: str = "12345"
+    ring_timeout_s: float = Field(30.0, gt=0)
+    attempt_timeout_s: float = Field(600.0, gt=0)
+    max_concurrent: int = Field(4, ge=1)
+    tick_s: float = Field(30.0, gt=0)
 
 
 class AsrSettings(Section):
@@ -201,7 +208,7 @@ class AsrSettings(Section):
     bot_max_silences: int = Field(2, ge=1)
     bot_filler_after_ms: int = Field(300, ge=0)
     bot_end_of_turn_s: float = Field(1.2, gt=0)
-    bot_barge_in_dbfs: float = Field(-30.0, le=0)
+    bot_barge_in_dbfs: float = Field(-40.0, le=0)
     bot_barge_in_energy_ms: int = Field(200, ge=20)
     bot_noisy_line_s: float = Field(3.0, gt=0)
     bot_dtmf_timeout_s: float = Field(10.0, gt=0)

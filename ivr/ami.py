@@ -106,6 +106,7 @@ class HardenedAmiProtocol(AMIProtocol):
         self._buf = bytearray()
         self._skipping = False  # inside an oversized frame: drop bytes up to its end
         self.lost: asyncio.Future[None] | None = None
+        self.tap: Callable[[bytes], None] | None = None  # sees every received byte (bench/ami.py records streams)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -114,6 +115,8 @@ class HardenedAmiProtocol(AMIProtocol):
         self.lost = asyncio.get_running_loop().create_future()
 
     def data_received(self, data: bytes) -> None:
+        if self.tap is not None:
+            self.tap(data)
         self._buf += data
         while True:
             end = self._buf.find(FRAME_END)
@@ -250,6 +253,7 @@ class AmiClient:
         self._rng = rng or random.Random()
         self._manager = _SupervisedManager(host=host, port=port, ping_delay=0, ping_interval=0)
         self._protocol: HardenedAmiProtocol | None = None
+        self.tap: Callable[[bytes], None] | None = None  # given every received byte of every connection
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
@@ -355,6 +359,7 @@ class AmiClient:
         protocol.factory = self._manager
         protocol.encoding = "utf-8"
         protocol.log = log
+        protocol.tap = self.tap
         self._manager.protocol = protocol
         self._protocol = protocol
         try:

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 decision_log = logging.getLogger("ivr.overflow.decisions")
 
 Listener = Callable[[ev.DomainEvent], Awaitable[None] | None]
+ORIGINATE_RESPONSE_FILTER = "Event: OriginateResponse"  # results of originate() (call-backs 回访)
 Job = Callable[[AsyncSession], Awaitable[Any]]
 _WRITE_ATTEMPTS = 3
 
@@ -71,7 +72,7 @@ class HotlineController:
         self._listener_tasks: set[asyncio.Future[None]] = set()
         self._leader_interfaces: set[str] = set()  # endpoints ever scheduled or added as leaders by us
         ami.on_connected = self._on_connected
-        ami.event_filters = list(ev.AMI_FILTERS)
+        ami.event_filters = [*ev.AMI_FILTERS, ORIGINATE_RESPONSE_FILTER]
         for name in ev.SUBSCRIBED:
             ami.on_event(name, self._on_message)
 
@@ -101,17 +102,27 @@ class HotlineController:
         await self._jobs.join()
 
     async def originate(self, channel: str, context: str, exten: str = "s", *, variables: dict[str, str] | None = None,
-                        caller_id: str = "", timeout_s: float = 30.0) -> Message:
-        """Place a call (call-backs 回访): Async Originate; the result arrives as an OriginateResponse event."""
+                        caller_id: str = "", timeout_s: float = 30.0, channel_id: str = "", action_id: str = ""
+                        ) -> Message:
+        """Place a call (call-backs 回访): Async Originate; the result arrives as an OriginateResponse event
+        (``on_originate_response``) carrying ``action_id``. ``channel_id`` becomes the new channel's Uniqueid."""
         action: dict[str, Any] = {"Action": "Originate", "Channel": channel, "Context": context, "Exten": exten,
                                   "Priority": 1, "Async": "true", "Timeout": int(timeout_s * 1000)}
         if caller_id:
             action["CallerID"] = caller_id
+        if channel_id:
+            action["ChannelId"] = channel_id
+        if action_id:
+            action["ActionID"] = action_id
         if variables:
             action["Variable"] = [f"{k}={v}" for k, v in variables.items()]
         reply = await self.ami.action(action)
         assert isinstance(reply, Message)
         return reply
+
+    def on_originate_response(self, callback: Callable[[Message], None]) -> None:
+        """Receive the OriginateResponse event of every Originate (``Response`` Success/Failure, ``Reason``)."""
+        self.ami.on_event("OriginateResponse", callback)
 
     async def set_bot_next(self, bot_uuid: str, value: str) -> bool:
         """Tell the dialplan what follows the bot (``hangup`` or ``requeue``); False when the call is gone."""

@@ -1,10 +1,11 @@
-"""Tables of this package: the call log (通话记录) and the leader answering-day schedule (领导接听日)."""
+"""Tables of this package: the call log (通话记录), the leader answering-day schedule (领导接听日) and the
+call-back attempts (回访外呼)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, time
 
-from sqlalchemy import Boolean, Date, Float, Integer, String, Time
+from sqlalchemy import Boolean, Date, Float, Index, Integer, String, Time, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from config.database import AwareDateTime, new_metadata
@@ -58,3 +59,29 @@ class LeaderShift(Base):
     department: Mapped[str] = mapped_column(String(128), default="")
     interface: Mapped[str] = mapped_column(String(128), index=True)
     created_at: Mapped[datetime] = mapped_column(AwareDateTime())
+
+
+_OPEN = text("ended_at IS NULL")
+
+
+class CallbackAttempt(Base):
+    """One call-back (回访) call placed by the scheduler. At most one open attempt (``ended_at`` NULL) per
+    number and per ticket: the partial unique indexes keep two controllers from ringing one citizen twice."""
+
+    __tablename__ = "ivr_callback_attempt"
+    __table_args__ = (
+        Index("ux_ivr_callback_attempt_open_number", "number", unique=True, sqlite_where=_OPEN,
+              postgresql_where=_OPEN),
+        Index("ux_ivr_callback_attempt_open_ticket", "ticket_no", unique=True, sqlite_where=_OPEN,
+              postgresql_where=_OPEN),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_no: Mapped[str] = mapped_column(String(32), index=True)
+    number: Mapped[str] = mapped_column(String(64))
+    uniqueid: Mapped[str] = mapped_column(String(64), unique=True)  # ChannelId of the originated channel
+    started_at: Mapped[datetime] = mapped_column(AwareDateTime(), index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(AwareDateTime(), nullable=True)
+    # satisfied 满意 / basically_satisfied 基本满意 / unsatisfied 不满意 / unreachable 未接通; NULL: not sent
+    result: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    reason: Mapped[str] = mapped_column(String(128), default="")  # how it ended: digit, no_answer, busy …

@@ -92,8 +92,8 @@ def _with_rates(counts: dict[str, Any]) -> dict[str, Any]:
     c = counts
     surveyed = c["satisfied"] + c["unsatisfied"]
     return {
-        **{k: int(c[k]) for k in COUNTS},
-        "surveyed": int(surveyed),
+        **{k: c[k] for k in COUNTS},
+        "surveyed": surveyed,
         "response_rate": _rate(c["signed_in_time"], c["sign_for_decided"]),
         "closure_rate": _rate(c["closed"], c["received"]),
         "on_time_rate": _rate(c["closed_on_time"], c["closed"]),
@@ -152,9 +152,8 @@ async def metrics(session: AsyncSession, start: datetime, end: datetime, by: str
         .where(Ticket.created_at >= start, Ticket.created_at < end)
         .group_by(key)
     )
-    rows = [dict(r._mapping) for r in await session.execute(stmt)]
-    for row in rows:
-        row["handling_seconds"] = float(row["handling_seconds"])
+    rows = [{"key": r.key, **{k: int(r._mapping[k]) for k in COUNTS},  # PostgreSQL sums are numeric
+             "handling_seconds": float(r.handling_seconds)} for r in await session.execute(stmt)]
     total = {k: sum(r[k] for r in rows) for k in (*COUNTS, "handling_seconds")}
     out: dict[str, Any] = {"from": start.isoformat(), "to": end.isoformat(), "now": now.isoformat(), "by": by,
                            "total": _with_rates(total)}

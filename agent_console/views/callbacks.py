@@ -17,7 +17,7 @@ from agent_console.views.tickets_schemas import Accepted, CallbackResultIn, Tick
 from agent_console.views.tickets_view import actor_of, field_errors, local, page_out, ticket_out, visible_ticket
 from tickets.errors import IllegalTransition, TicketError, VersionConflict
 from tickets.queries import list_tickets
-from tickets.services import record_callback
+from tickets.services import get_ticket, record_callback
 from tickets.states import State
 
 routes = RouteTable("callbacks")
@@ -74,7 +74,10 @@ async def callbacks_api_result(call: Call[CallbackResultIn]) -> TicketOut:
 
 
 async def _page(call: Call[Any], *, error: str | None = None, status: int = 200) -> web.Response:
-    context = {"result": await waiting(call), "results": RESULTS, "error": error,
+    result = await waiting(call)
+    async with call.db() as db:
+        versions = {t.ticket_no: (await get_ticket(db, t.ticket_no)).version for t in result.tickets}
+    context = {"result": result, "versions": versions, "results": RESULTS, "error": error,
                "started": call.request.query.get("started", ""), "may_record": call.role in RECORDERS,
                "tz": ZoneInfo(settings_of(call.app).timezone), "local": local}
     return render_page(call, "callbacks.html", context, status=status)

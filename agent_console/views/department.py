@@ -31,7 +31,7 @@ INBOX_STATES = (State.DISPATCHED, State.SIGNED, State.IN_PROGRESS, State.REPLIED
 @routes.api("POST", "/api/v1/console/tickets/{ticket_no}/attachments",
             summary=f"上传反馈附件（multipart 字段 file；{'、'.join(ALLOWED_ENDINGS)}，不超过 "
                     f"{MAX_ATTACHMENT_BYTES // (1024 * 1024)} MB）",
-            roles=HANDLERS, response=AttachmentOut, status=201, errors=(409, 413))
+            roles=HANDLERS, response=AttachmentOut, status=201, errors=(409,))
 async def tickets_api_upload(call: Call[None]) -> AttachmentOut:
     ticket_no = call.request.match_info["ticket_no"]
     async with call.db() as db:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -30,6 +31,7 @@ from agent_console.views.tickets_view import (
     field_errors,
     list_scope,
     local,
+    may_see,
     page_out,
     ticket_out,
     visible_ticket,
@@ -59,14 +61,17 @@ def _day_start(value: Any, tz: ZoneInfo) -> datetime | None:
 
 
 async def search(call: Call[Any], q: TicketQuery) -> TicketList:
+    if call.scope.nothing:  # a handler without a department sees no ticket
+        return TicketList(tickets=[], next_cursor=None)
     tz = ZoneInfo(settings_of(call.app).timezone)
-    async with call.db() as db, field_errors():
-        page = await list_tickets(
-            db, state=q.state.value if q.state else None, department=list_scope(call, q.department),
-            caller_phone=q.phone or None, text=q.text, ticket_no=q.ticket_no, district=q.district,
-            category=q.category, warning=q.warning, created_from=_day_start(q.created_from, tz),
-            created_to=_day_start(q.created_to + timedelta(days=1), tz) if q.created_to else None,
-            limit=q.limit, cursor=q.cursor)
+    async with call.db() as db:
+        with field_errors():
+            page = await list_tickets(
+                db, state=q.state.value if q.state else None, department=list_scope(call, q.department),
+                caller_phone=q.phone or None, text=q.text, ticket_no=q.ticket_no, district=q.district,
+                category=q.category, warning=q.warning, created_from=_day_start(q.created_from, tz),
+                created_to=_day_start(q.created_to + timedelta(days=1), tz) if q.created_to else None,
+                limit=q.limit, cursor=q.cursor)
     return page_out(page, call.user.role)
 
 
@@ -103,9 +108,9 @@ async def tickets_api_get(call: Call[None]) -> TicketOut:
             roles=TICKET_READERS, request=ActionRequest, response=TicketOut, errors=(409,))
 async def tickets_api_act(call: Call[ActionRequest]) -> TicketOut:
     ticket_no = call.request.match_info["ticket_no"]
-    await perform(call, ticket_no, call.body)
+    ticket = await perform(call, ticket_no, call.body)  # shown even if it just left the user's scope (退回)
     async with call.db() as db:
-        return await ticket_out(call, db, await visible_ticket(call, db, ticket_no))
+        return await ticket_out(call, db, ticket)
 
 
 @routes.api("GET", "/api/v1/console/tickets/{ticket_no}/attachments/{attachment_id}", summary="下载反馈附件",
@@ -129,7 +134,7 @@ async def tickets_api_attachment(call: Call[None]) -> web.StreamResponse:
 async def tickets_page(call: Call[None]) -> dict[str, Any]:
     result = await search(call, call.query)
     return {"result": result, "q": call.query, "states": STATE_LABELS, "tz": ZoneInfo(settings_of(call.app).timezone),
-            "local": local, "query_string": call.request.query_string}
+            "local": local, "query_string": urlencode([(k, v) for k, v in call.request.query.items() if k != "cursor"])}
 
 
 class ActionForm(Model):
@@ -211,9 +216,11 @@ async def ticket_act(call: Call[ActionForm]) -> web.Response:
         if call.invalid is not None:
             raise call.invalid
         req = call.body.as_request(ZoneInfo(settings_of(call.app).timezone))
-        await perform(call, ticket_no, req)
+        ticket = await perform(call, ticket_no, req)
     except (ConsoleError, TicketError) as exc:
         async with call.db() as db:
             await visible_ticket(call, db, ticket_no)  # never tell an outsider more than 404
         return await render_detail(call, ticket_no, error=exc.message, status=status_of(call, exc))
+    if not may_see(call, ticket):  # e.g. returned (退回): no longer this department's
+        return see_other("/department" if call.role == Role.HANDLER else "/")
     return see_other(safe_next(call.body.next) if call.body.next else f"/tickets/{ticket_no}")

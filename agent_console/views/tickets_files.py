@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 
-from agent_console.errors import BadRequest, ConsoleError, InvalidInput
+from agent_console.errors import BadRequest, InvalidInput
 
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 CHUNK = 64 * 1024
@@ -29,12 +29,6 @@ _SIGNATURES: tuple[tuple[bytes, str, tuple[str, ...]], ...] = (
     (b"PK\x03\x04", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", (".xlsx",)),
 )
 ALLOWED_ENDINGS = tuple(e for _, _, endings in _SIGNATURES for e in endings)
-
-
-class PayloadTooLarge(ConsoleError):
-    status = 413
-    code = "attachment_too_large"
-    default_message = f"附件不能超过 {MAX_ATTACHMENT_BYTES // (1024 * 1024)} MB"
 
 
 @dataclass(frozen=True)
@@ -75,7 +69,7 @@ def _temp_file(directory: Path) -> tuple[int, Path]:
 
 
 async def receive_upload(request: web.Request, directory: Path) -> StoredFile:
-    """Stream the multipart field ``file`` to ``directory``; 413 past the size limit, 422 for other types."""
+    """Stream the multipart field ``file`` to ``directory``; 422 (field ``file``) when too big or of another type."""
     part = await _file_part(request)
     file_name = Path(part.filename or "").name.strip()
     fd, tmp = await asyncio.to_thread(_temp_file, directory)
@@ -85,7 +79,7 @@ async def receive_upload(request: web.Request, directory: Path) -> StoredFile:
             while chunk := await part.read_chunk(CHUNK):
                 size += len(chunk)
                 if size > MAX_ATTACHMENT_BYTES:
-                    raise PayloadTooLarge()
+                    raise _bad_file(f"附件不能超过 {MAX_ATTACHMENT_BYTES // (1024 * 1024)} MB")
                 if len(head) < 16:
                     head += chunk[:16]
                 digest.update(chunk)

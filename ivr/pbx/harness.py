@@ -63,9 +63,11 @@ class PbxInfo:
 
     @classmethod
     def from_json(cls, text: str) -> PbxInfo:
-        data = json.loads(text)
+        data: dict[str, Any] = json.loads(text)
         paths = {f.name for f in fields(cls) if "Path" in str(f.type)}
-        return cls(**{k: (Path(v) if k in paths and v is not None else v) for k, v in data.items()})
+        for key in paths & data.keys():
+            data[key] = Path(data[key]) if data[key] is not None else None
+        return cls(**data)
 
 
 def _require_root() -> None:
@@ -136,9 +138,8 @@ class LocalPbx:
         return info if _alive_in(info.pid, self.root) else None
 
     def start(self, *, audiosocket_port: int | None = None) -> PbxInfo:
-        """Start (building the root first if needed) and wait until fully booted; a running one is reused.
-
-        Every start generates fresh AMI and SIP credentials."""
+        """Start (building the root first if needed) and wait until fully booted, with freshly generated AMI
+        and SIP credentials; an already running instance is returned as it is."""
         _require_root()
         with locked(self._lock):
             info = self.status()

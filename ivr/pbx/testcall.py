@@ -80,7 +80,7 @@ async def place_call(info: PbxInfo, audio: Path | None, *, caller: str = "138001
         raise PbxError("pbx_bad_context", f"不支持的呼入上下文：{context}", ", ".join(CALL_CONTEXTS))
     if dtmf and not all(c in "0123456789*#" for c in dtmf):
         raise PbxError("pbx_bad_dtmf", f"按键只能是 0-9、* 和 #：{dtmf}")
-    name = install_test_audio(info, audio) if audio else ""
+    name = await asyncio.to_thread(install_test_audio, info, audio) if audio else ""
     variables = [f"TEST_WAIT={caller_wait_s}"]
     if name:
         variables.append(f"TEST_AUDIO={name}")

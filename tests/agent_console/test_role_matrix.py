@@ -17,7 +17,7 @@ from agent_console.security import LOGIN_CSRF_COOKIE
 from tests.agent_console.harness import Browser, Console, console_settings
 
 ROUTES = RouteRegistry.of(FEATURES).routes
-PUBLIC_ROUTES = {"login", "login_submit", "healthz", "metrics", "openapi"}
+PUBLIC_ROUTES = {"login", "login_submit", "healthz", "metrics", "openapi", "public_create", "public_progress"}
 
 
 def concrete(path: str) -> str:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import re
 import struct
 import uuid
-from collections.abc import AsyncIterator
+import wave
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 from panoramisk import Manager
@@ -17,17 +20,17 @@ from panoramisk.message import Message
 from hotline.cli import main as hotline_main
 from ivr.pbx import LocalPbx, PbxError, PbxInfo
 from ivr.pbx.render import TEMPLATE_DIR
-from ivr.pbx.testcall import ami_connect
+from ivr.pbx.testcall import ami_connect, place_call
 from tests.e2e.conftest import AmiEvents
 
 pytestmark = [pytest.mark.pbx]
 
 
-def _user_event(name: str, uniqueid: str) -> object:
+def _user_event(name: str, uniqueid: str) -> Callable[[Message], bool]:
     return lambda e: e.event == "UserEvent" and e.get("UserEvent") == name and e.get("Uniqueid") == uniqueid
 
 
-def _hangup(uniqueid: str) -> object:
+def _hangup(uniqueid: str) -> Callable[[Message], bool]:
     return lambda e: e.event == "Hangup" and e.get("Uniqueid") == uniqueid
 
 
@@ -155,6 +158,26 @@ async def test_bot_session_then_hangup_when_the_controller_says_so(
     assert not any(e.event == "QueueCallerJoin" and e.get("Uniqueid") == uniqueid for e in ami_events.events)
 
 
+async def test_place_call_reports_the_answering_agent(pbx: PbxInfo, ami: Manager, tmp_path: Path) -> None:
+    """`hotline pbx call --wait`: the caller's WAV is converted into the sounds folder and the report says
+    which queue member answered."""
+    wav = tmp_path / "caller.wav"
+    with wave.open(str(wav), "wb") as out:  # 1 s of a 440 Hz tone at 16 kHz: the harness resamples it
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 16000)))
+                                 for i in range(16000)))
+    await _empty_queue(ami)
+    async with _queue_member(ami, "Local/6002@test-agent/n"):
+        report = await place_call(pbx, wav, dtmf="2", audio_at="start", caller_wait_s=5, wait=True, timeout_s=60)
+    assert report.answered_by == "Local/6002@test-agent/n"
+    assert report.wait_s is not None and report.wait_s < 5
+    assert report.bot_uuid is None and report.duration_s is not None
+    converted = pbx.sounds_dir / f"{report.audio}.wav"
+    assert converted.read_bytes()[:4] == b"RIFF" and wave.open(str(converted)).getframerate() == 8000
+
+
 @pytest.mark.parametrize(("digit", "result"), [("3", "unsatisfied"), ("1", "satisfied")])
 async def test_callback_survey_reports_the_pressed_digit(
         ami: Manager, ami_events: AmiEvents, digit: str, result: str) -> None:
@@ -186,3 +209,10 @@ async def test_stop_then_status_then_restart(
         await ami_connect(fresh, secret=old_secret)
     assert err.value.code == "pbx_ami_login_failed"
     assert local_pbx.start().pid == fresh.pid  # idempotent: an already running PBX is reused
+
+    restarted = local_pbx.restart()  # keeps credentials, so connected clients simply log in again
+    vars(pbx).update(vars(restarted))
+    assert restarted.pid != fresh.pid and restarted.ami_secret == fresh.ami_secret
+    manager = await ami_connect(restarted)
+    assert (await manager.send_action({"Action": "Ping"})).success
+    manager.close()

@@ -1,0 +1,244 @@
+"""The speech bot service (语音机器人): AudioSocket server + recogniser + TTS + knowledge base + ticket services.
+
+Everything it needs is passed in (:func:`build_bot` assembles the defaults from the settings)::
+
+    bot = await build_bot(settings, sessionmaker, on_outcome=report, caller_for=lookup_caller)
+    await bot.start()            # pre-synthesises the fixed prompts, listens on asr.audiosocket_host:port
+    ...
+    await bot.close()
+
+``on_outcome(call_uuid, BotOutcome)`` is awaited before the bot sends the hangup frame, so the AMI controller
+can set ``BOT_NEXT=hangup`` first (for ``queue`` it leaves BOT_NEXT unset and the dialplan requeues).
+``caller_for(call_uuid)`` / ``recording_for(call_uuid)`` give the caller's number and the call's recording
+file name when the controller knows them (the dialplan hands the bot only the UUID).
+
+Dispatch suggestion: the best category of the dispatch suggester is stored on the ticket (``category``) when it
+is a category of the category tree; the department is not stored (tickets get a department only when a
+dispatcher dispatches them, and the console shows the suggester's ranking then) — it is not written into the
+content either, which stays the caller's own words (the dispatch model learns from it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from asr.audiosocket_server import AudioSocketServer, AudioSocketSession
+from asr.dialogue import BotOutcome, CallLookup, Dialogue, DialogueConfig, Intake, Trace
+from asr.prompts import Prompts, load_prompts
+from asr.recognizer import RecognizerFactory, make_recognizer_factory
+from asr.tts import CachedTts, build_tts
+from config import Settings
+from knowledge import services as kb
+from knowledge.retrieval import Answer, KnowledgeIndex
+from tickets import services as tickets
+from tickets.categories import load_categories
+from tickets.dispatch_suggest import DispatchSuggester
+from tickets.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+OutcomeHandler = Callable[[str, BotOutcome], Awaitable[None]]
+BOT_ACTOR = tickets.Actor(name="语音机器人", role="bot")
+
+
+def live_settings(settings: Settings) -> Settings:
+    """The recogniser settings for live calls: the bot's beam width and end-of-utterance pause."""
+    a = settings.asr
+    asr = a.model_copy(update={"beam_size": a.bot_beam_size, "vad_min_silence_ms": a.bot_vad_min_silence_ms})
+    return settings.model_copy(update={"asr": asr})
+
+
+class HotlineDesk:
+    """The bot's view of the domain: answers from the knowledge index, misses and tickets via the services."""
+
+    def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], index: KnowledgeIndex,
+                 suggester: DispatchSuggester | None = None) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.index = index
+        self.suggester = suggester
+        self.tz = ZoneInfo(settings.timezone)
+        self._stamp: tuple[tuple[int, datetime | None], date] | None = None
+
+    @classmethod
+    async def load(cls, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], *,
+                   suggester: DispatchSuggester | None = None) -> HotlineDesk:
+        desk = cls(settings, sessionmaker, KnowledgeIndex.from_settings(settings), suggester)
+        await desk.refresh()
+        return desk
+
+    async def refresh(self) -> bool:
+        """Rebuild the index when the knowledge base changed (or the day did: validity dates); True if rebuilt."""
+        today = datetime.now(self.tz).date()
+        async with self.sessionmaker() as session:
+            stamp = (await kb.change_stamp(session), today)
+            if stamp == self._stamp:
+                return False
+            entries = [kb.indexed(e) for e in await kb.published_on(session, today)]
+        index = await asyncio.to_thread(KnowledgeIndex.from_settings, self.settings, entries)
+        self.index, self._stamp = index, stamp
+        log.info("knowledge index rebuilt: %d entries", len(index))
+        return True
+
+    def hotwords(self, limit: int) -> list[str]:
+        """Entry keywords first, then the other domain words, at most ``limit``."""
+        words = [k for e in self.index.entries() for k in e.keywords] + self.index.vocabulary()
+        return list(dict.fromkeys(words))[:limit]
+
+    async def ask(self, text: str) -> Answer:
+        return await asyncio.to_thread(self.index.ask, text)
+
+    async def record_miss(self, text: str, answer: Answer, reason: str) -> None:
+        async with self.sessionmaker() as session:
+            await kb.record_miss(session, text, answer.answer_id, answer.score, reason)
+
+    async def close_instant(self, intake: Intake, answer: Answer) -> str:
+        draft = await self._draft(intake, knowledge_id=str(answer.answer_id))
+        async with self.sessionmaker() as session:
+            ticket = await tickets.close_instant(session, draft, answer.answer_text or answer.answer, BOT_ACTOR,
+                                                 settings=self.settings)
+            return ticket.ticket_no
+
+    async def create_ticket(self, intake: Intake) -> str:
+        draft = await self._draft(intake)
+        async with self.sessionmaker() as session:
+            ticket = await tickets.create_ticket(session, draft, BOT_ACTOR, settings=self.settings)
+            return ticket.ticket_no
+
+    async def _draft(self, intake: Intake, knowledge_id: str | None = None) -> tickets.TicketDraft:
+        return tickets.TicketDraft(
+            channel="bot", caller_phone=intake.caller_phone, content=intake.content, kind=intake.kind,
+            transcript=intake.transcript, recording=intake.recording, call_id=intake.call_id,
+            knowledge_id=knowledge_id, category=await self._category(intake.content),
+        )
+
+    async def _category(self, text: str) -> str | None:
+        """The suggester's best category, if it is one of the category tree."""
+        if self.suggester is None or self.suggester.label_kind != "category":
+            return None
+        try:
+            best = await asyncio.to_thread(self.suggester.suggest, text, 1)
+        except Exception:
+            log.exception("dispatch suggestion failed; ticket filed without a category")
+            return None
+        if not best:
+            return None
+        try:
+            return load_categories().validate(best[0].label)
+        except InvalidInput:
+            return None
+
+
+class SpeechBot:
+    """The service: one :class:`~asr.dialogue.Dialogue` per AudioSocket call."""
+
+    def __init__(
+        self, settings: Settings, *, recognizers: RecognizerFactory, tts: CachedTts, desk: HotlineDesk,
+        prompts: Prompts, on_outcome: OutcomeHandler | None = None, caller_for: CallLookup | None = None,
+        recording_for: CallLookup | None = None, trace: Trace | None = None, host: str | None = None,
+        port: int | None = None, owns_recognizers: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.recognizers = recognizers
+        self.tts = tts
+        self.desk = desk
+        self.prompts = prompts
+        self.cfg = DialogueConfig.from_settings(settings.asr)
+        self.on_outcome = on_outcome
+        self.caller_for = caller_for
+        self.recording_for = recording_for
+        self.trace = trace
+        self.outcomes: Counter[str] = Counter()  # by reason, for metrics
+        self.last_outcomes: dict[str, BotOutcome] = {}  # by call uuid (the latest 100)
+        update = {k: v for k, v in (("audiosocket_host", host), ("audiosocket_port", port)) if v is not None}
+        self.server = AudioSocketServer.from_settings(settings.asr.model_copy(update=update), self.handle)
+        self._owns_recognizers = owns_recognizers
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def start(self) -> None:
+        """Synthesise the fixed prompts (so no call waits for TTS), then accept calls."""
+        for text in self.prompts.fixed():
+            await self.tts.asynthesize(text)
+        await self.server.start()
+        self._tasks = [asyncio.create_task(self._keep_index_fresh(), name="bot-kb-refresh"),
+                       asyncio.create_task(self._warm_answers(), name="bot-tts-warm")]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.server.close()
+        if self._owns_recognizers:
+            self.recognizers.close()
+
+    async def handle(self, session: AudioSocketSession) -> None:
+        """One call: the dialogue, then the outcome report, then the hangup frame (Asterisk continues)."""
+        dialogue = Dialogue(
+            session, self.recognizers(8000), tts=self.tts, desk=self.desk, prompts=self.prompts, cfg=self.cfg,
+            caller_for=self.caller_for, recording_for=self.recording_for, trace=self.trace,
+        )
+        outcome = await dialogue.run()
+        call_id = str(session.call_id)
+        self.outcomes[outcome.reason] += 1
+        self.last_outcomes[call_id] = outcome
+        while len(self.last_outcomes) > 100:
+            del self.last_outcomes[next(iter(self.last_outcomes))]
+        log.info("bot call %s: %s (%s) ticket=%s answer=%s", call_id, outcome.next, outcome.reason,
+                 outcome.ticket_no, outcome.answer_id)
+        await self._report(call_id, outcome)
+        await session.hangup()
+
+    async def _report(self, call_id: str, outcome: BotOutcome) -> None:
+        if self.on_outcome is None:
+            return
+        try:
+            async with asyncio.timeout(self.settings.asr.bot_outcome_timeout_s):
+                await self.on_outcome(call_id, outcome)
+        except Exception:
+            log.exception("bot call %s: reporting the outcome failed", call_id)
+
+    async def _keep_index_fresh(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.asr.bot_kb_poll_s)
+            try:
+                if await self.desk.refresh():
+                    await self._warm_answers()
+            except Exception:
+                log.exception("knowledge index refresh failed; keeping the current one")
+
+    async def _warm_answers(self) -> None:
+        """Synthesise every answer ahead of the first caller who needs it (one at a time, in the background)."""
+        for entry in self.desk.index.entries():
+            with contextlib.suppress(Exception):
+                await self.tts.asynthesize(entry.answer_speech)
+
+
+async def build_bot(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], *, on_outcome: OutcomeHandler | None = None,
+    caller_for: CallLookup | None = None, recording_for: CallLookup | None = None,
+    recognizers: RecognizerFactory | None = None, trace: Trace | None = None, host: str | None = None,
+    port: int | None = None,
+) -> SpeechBot:
+    """The bot on the configured engine, TTS, prompts, knowledge base and dispatch suggester."""
+    prompts = load_prompts(settings)
+    suggester = await asyncio.to_thread(DispatchSuggester.from_settings, settings)
+    desk = await HotlineDesk.load(settings, sessionmaker, suggester=suggester)
+    owns = recognizers is None
+    if recognizers is None:
+        recognizers = await asyncio.to_thread(
+            make_recognizer_factory, live_settings(settings), desk.hotwords(settings.asr.bot_hotwords_max))
+    return SpeechBot(settings, recognizers=recognizers, tts=build_tts(settings.tts), desk=desk, prompts=prompts,
+                     on_outcome=on_outcome, caller_for=caller_for, recording_for=recording_for, trace=trace,
+                     host=host, port=port, owns_recognizers=owns)

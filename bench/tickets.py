@@ -1,0 +1,505 @@
+"""Ticket benchmark on PostgreSQL: a year of tickets (1,000,000 by default), then intake, metrics, lists, warnings.
+
+    python -m bench.tickets --rows 1000000
+
+Setup (not measured): a private PostgreSQL (hotline.local_postgres), the schema, the catalogue's departments,
+and ``--rows`` synthetic tickets over the last 12 months bulk-loaded with COPY — realistic kinds, categories,
+departments, districts, a heavy-tailed caller population, ~35 % 即办, the loop's timestamps and states by age
+(so recent tickets are open and some old ones are stuck), 回访 results, repeats, extensions, 二次派单, and one
+audit event per ticket plus the 回访不满意 events. Deadlines are approximated in calendar days (5 working days ≈
+7 days) to keep the load fast.
+
+Measured: ``create_ticket`` at a paced rate (default 200/s for 30 s), ``metrics`` over the whole table (total and
+by department), list/search queries, and the warning scan. Absolute times on a shared machine are noise, so each
+figure comes with a baseline from the same run and the ratio: metrics over the newest 10 % of the table and a
+naive row-loading metrics; a primary-key ticket lookup for the lists; a full-table count for the scan.
+Results go to bench/results/tickets.json and tickets.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from config import Settings, load_settings
+from hotline.db import create_schema, make_engine, make_sessionmaker
+from hotline.local_postgres import LocalPostgres
+from tickets.categories import load_categories
+from tickets.dispatch_catalogue import Catalogue, load_catalogue
+from tickets.metrics import metrics
+from tickets.models import Ticket
+from tickets.queries import list_tickets
+from tickets.seed import seed_departments
+from tickets.services import Actor, TicketDraft, create_ticket, get_ticket
+from tickets.states import OPEN_STATES
+from tickets.warnings import scan_warnings
+
+RESULTS = Path(__file__).with_name("results")
+TARGET_CREATE_P99_MS = 20.0
+TARGET_METRICS_MS = 300.0
+AGENT = Actor("压测话务员", "agent")
+KINDS = (("咨询", 40), ("求助", 25), ("投诉", 25), ("举报", 4), ("建议", 5), ("表扬", 1))
+CHANNELS = (("phone", 70), ("bot", 12), ("web", 8), ("wechat", 7), ("grid", 2), ("leader-line", 1))
+STREETS = ("东岗街道", "拱星墩街道", "雁园街道", "西湖街道", "敦煌路街道", "秀川街道", "火车站街道", "白银路街道")
+PLACES = ("幸福小区", "阳光花园", "民主西路", "人民医院", "第十一中学", "南关十字", "东方红广场", "滨河路",
+          "安宁菜市场")
+PROBLEMS = {
+    "住房安居": ("物业费上涨", "电梯经常故障", "楼顶漏水", "暖气不热", "不动产证办不下来"),
+    "健康医疗": ("挂号难", "医保报销比例", "疫苗预约", "药价太高", "医生态度差"),
+    "社会保障": ("养老金发放", "低保申请", "养老院收费", "残疾人补贴", "临时救助"),
+    "产业发展": ("营业执照办理慢", "惠企政策兑现", "企业用工", "招商承诺未兑现"),
+    "乡村振兴": ("农田灌溉", "村道破损", "土地承包纠纷", "惠农补贴未到账"),
+    "干部作风": ("窗口人员态度差", "办事推诿", "吃拿卡要"),
+    "教育文体": ("入学划片", "校外培训退费", "学校收费", "体育场馆开放"),
+    "交通出行": ("公交班次少", "出租车拒载", "道路坑洼", "乱停车", "红绿灯故障"),
+    "城乡建设": ("路灯不亮", "停水", "违章建筑", "夜间施工扰民", "井盖缺失"),
+    "生态环境": ("噪音扰民", "油烟污染", "垃圾清运不及时", "河道污染", "树木乱砍"),
+    "劳动就业": ("拖欠工资", "不签劳动合同", "就业补贴", "职业培训"),
+    "市场监管": ("食品过期", "预付卡退费", "价格欺诈", "产品质量差"),
+    "公共安全": ("治安问题", "消防通道堵塞", "安全隐患", "电动车违规充电"),
+}
+CLOSINGS = ("希望尽快处理", "多次反映未解决", "请相关部门核实", "咨询办理流程")
+TICKET_COLUMNS = (
+    "id", "ticket_no", "channel", "caller_phone", "district", "street", "category", "kind", "content",
+    "content_tokens", "urgency", "deadline_tier", "due_at", "sign_for_due", "state", "dispatch_mode",
+    "lead_department", "answer", "reply", "satisfaction", "callback_attempts", "last_callback_at", "redispatch_count",
+    "return_count", "extension_count", "is_repeat", "dispatched_at", "signed_at", "replied_at", "closed_at",
+    "created_at", "updated_at", "version",
+)
+EVENT_COLUMNS = ("id", "ticket_id", "at", "actor", "role", "action", "from_state", "to_state", "note", "payload")
+
+
+def _weighted(pairs: tuple[tuple[str, int], ...]) -> tuple[list[str], list[int]]:
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+class Generator:
+    """Synthetic tickets of one year, ids in time order."""
+
+    def __init__(self, rows: int, now: datetime, catalogue: Catalogue, seed: int = 12345) -> None:
+        self.rows, self.now, self.rng = rows, now, random.Random(seed)
+        self.tz = now.tzinfo
+        tree = load_categories()
+        self.categories = [(top, kid) for top, kids in tree.children.items() for kid in (None, *kids)]
+        self.department_of = {e.name: e.department for e in catalogue.entries}
+        self.departments = sorted(set(self.department_of.values()))
+        self.districts = list(catalogue.districts)
+        self.callers = [f"1{self.rng.choice('3456789')}{self.rng.randrange(10**9):09d}" for _ in range(rows // 3 + 10)]
+        self.day_counts: Counter[str] = Counter()
+        self.events: list[tuple[Any, ...]] = []
+        self.callback_events: list[tuple[Any, ...]] = []
+
+    def caller(self) -> str:
+        # heavy tail: a few callers call very often (Pareto-distributed index)
+        i = int(self.rng.paretovariate(1.2)) - 1
+        return self.callers[min(i * 37, len(self.callers) - 1)] if self.rng.random() < 0.3 else \
+            self.rng.choice(self.callers)
+
+    def timestamps(self) -> list[datetime]:
+        start = self.now - timedelta(days=365)
+        span = (self.now - timedelta(minutes=1) - start).total_seconds()
+        secs = sorted(self.rng.random() * span for _ in range(self.rows))
+        out = []
+        for s in secs:
+            t = start + timedelta(seconds=s)
+            hour = t.astimezone(self.tz).hour
+            if hour < 7 and self.rng.random() < 0.7:  # fewer calls at night
+                t += timedelta(hours=8)
+                t = min(t, self.now - timedelta(minutes=1))
+            out.append(t)
+        out.sort()
+        return out
+
+    def batches(self, size: int) -> Iterator[list[tuple[Any, ...]]]:
+        batch: list[tuple[Any, ...]] = []
+        for n, created in enumerate(self.timestamps(), start=1):
+            batch.append(self.ticket(n, created))
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def ticket(self, ticket_id: int, c: datetime) -> tuple[Any, ...]:
+        rng = self.rng
+        day = c.astimezone(self.tz).strftime("%Y%m%d")
+        self.day_counts[day] += 1
+        ticket_no = f"12345-{day}-{self.day_counts[day]:05d}"
+        kind = rng.choices(*_weighted(KINDS))[0]
+        top, kid = rng.choice(self.categories)
+        category = top if kid is None else f"{top}/{kid}"
+        district, street, place = rng.choice(self.districts), rng.choice(STREETS), rng.choice(PLACES)
+        problem = rng.choice(PROBLEMS.get(top, ("问题",)))
+        content = f"{district}{street}{place}{problem}，{rng.choice(CLOSINGS)}"
+        tokens = " ".join((district, street, place, problem))
+        urgency = rng.choices(("normal", "urgent", "very_urgent"), (96, 3, 1))[0]
+        tier, span = {"urgent": ("24h", timedelta(hours=24)), "very_urgent": ("3h", timedelta(hours=3))}.get(
+            urgency, ("3wd", timedelta(days=5)) if kind == "咨询" else ("5wd", timedelta(days=7)))
+        due = c + span
+        row: dict[str, Any] = dict(
+            id=ticket_id, ticket_no=ticket_no, channel=rng.choices(*_weighted(CHANNELS))[0], caller_phone=self.caller(),
+            district=district, street=street, category=category, kind=kind, content=content, content_tokens=tokens,
+            urgency=urgency, deadline_tier=tier, due_at=due, sign_for_due=None, state="accepted", dispatch_mode=None,
+            lead_department=None, answer=None, reply=None, satisfaction=None, callback_attempts=0,
+            last_callback_at=None, redispatch_count=0, return_count=0, extension_count=0,
+            is_repeat=rng.random() < 0.08, dispatched_at=None, signed_at=None, replied_at=None, closed_at=None,
+            created_at=c, updated_at=c, version=1,
+        )
+        self.events.append((None, ticket_id, c, AGENT.name, "agent", "create", None, "accepted", "", "{}"))
+        if rng.random() < (0.6 if kind == "咨询" else 0.15):  # 即办
+            row.update(state="closed", answer="已当场答复", closed_at=c + timedelta(minutes=rng.uniform(2, 8)))
+            row["updated_at"], row["version"] = row["closed_at"], 2
+            return tuple(row[k] for k in TICKET_COLUMNS)
+        if rng.random() < 0.02:
+            row.update(state="withdrawn", updated_at=c + timedelta(hours=1), version=2)
+            return tuple(row[k] for k in TICKET_COLUMNS)
+        if rng.random() < 0.03:  # extension granted
+            row["extension_count"], row["due_at"] = 1, due + timedelta(days=5)
+        t_dispatch = c + timedelta(minutes=rng.uniform(10, 120))
+        t_sign = t_dispatch + timedelta(minutes=rng.uniform(5, 55) if rng.random() < 0.9 else rng.uniform(60, 300))
+        stuck = rng.random() < 0.005  # never replied: long overdue
+        t_reply = t_sign + timedelta(days=min(rng.lognormvariate(0.8, 0.7), 12)) if not stuck else None
+        t_verify = t_reply + timedelta(hours=rng.uniform(1, 6)) if t_reply else None
+        t_close = t_verify + timedelta(hours=rng.uniform(2, 30)) if t_verify else None
+        lead = self.department_of.get(top) or rng.choice(self.departments)
+        now = self.now
+        if now < t_dispatch:
+            row["state"] = "reviewed" if now > c + (t_dispatch - c) / 2 else "accepted"
+            return tuple(row[k] for k in TICKET_COLUMNS)
+        row.update(dispatch_mode="direct", lead_department=lead, dispatched_at=t_dispatch,
+                   sign_for_due=t_dispatch + timedelta(hours=1), state="dispatched", version=3, updated_at=t_dispatch)
+        if now < t_sign:
+            return tuple(row[k] for k in TICKET_COLUMNS)
+        row.update(signed_at=t_sign, state="in_progress", version=5, updated_at=t_sign)
+        if t_reply is None or now < t_reply:
+            return tuple(row[k] for k in TICKET_COLUMNS)
+        row.update(reply="已办理完毕", replied_at=t_reply, state="replied", version=6, updated_at=t_reply)
+        if t_verify is None or now < t_verify:
+            return tuple(row[k] for k in TICKET_COLUMNS)
+        row.update(state="verified", version=7, updated_at=t_verify)
+        if t_close is None or now < t_close:
+            return tuple(row[k] for k in TICKET_COLUMNS)
+        result = rng.choices(("satisfied", "basically_satisfied", "unsatisfied", "unreachable"), (70, 15, 5, 10))[0]
+        if result == "unsatisfied":  # 二次派单 earlier, then satisfied
+            row["redispatch_count"] = 1
+            self.callback_events.append((None, ticket_id, t_verify, "回访机器人", "system", "callback_redispatch",
+                                         "verified", "dispatched", "", "{}"))
+            result = "satisfied"
+        row.update(state="closed", satisfaction=result, closed_at=t_close, callback_attempts=1,
+                   last_callback_at=t_close, version=8, updated_at=t_close)
+        return tuple(row[k] for k in TICKET_COLUMNS)
+
+
+async def _raw(conn: Any) -> Any:
+    return (await conn.get_raw_connection()).driver_connection
+
+
+async def bulk_load(engine: AsyncEngine, gen: Generator) -> dict[str, Any]:
+    started = time.perf_counter()
+    async with engine.connect() as conn:
+        apg = await _raw(conn)
+        event_id = 0
+        for batch in gen.batches(50_000):
+            await apg.copy_records_to_table("tickets", records=batch, columns=TICKET_COLUMNS)
+            events = gen.events + gen.callback_events
+            gen.events, gen.callback_events = [], []
+            records = []
+            for e in events:
+                event_id += 1
+                records.append((event_id, *e[1:]))
+            await apg.copy_records_to_table("ticket_events", records=records, columns=EVENT_COLUMNS)
+        await apg.copy_records_to_table("ticket_counters", records=list(gen.day_counts.items()),
+                                        columns=("day", "last"))
+        for table in ("tickets", "ticket_events"):
+            await apg.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+        await apg.execute("ANALYZE")
+        await conn.commit()
+    async with engine.connect() as conn:
+        size = (await conn.execute(text("SELECT pg_size_pretty(pg_total_relation_size('tickets'))"))).scalar_one()
+        states = dict((await conn.execute(text("SELECT state, count(*) FROM tickets GROUP BY state"))).all())
+    return {"seconds": round(time.perf_counter() - started, 1), "tickets_table_size": size, "states": states}
+
+
+def _ms(samples: list[float]) -> dict[str, float]:
+    s = sorted(samples)
+
+    def q(p: float) -> float:
+        return round(s[min(len(s) - 1, int(p * len(s)))] * 1000, 2)
+
+    return {"n": len(s), "p50_ms": q(0.5), "p95_ms": q(0.95), "p99_ms": q(0.99), "max_ms": round(s[-1] * 1000, 2)}
+
+
+async def _timed(n: int, work: Callable[[int], Awaitable[Any]]) -> list[float]:
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        await work(i)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+async def bench_create(sm: async_sessionmaker[AsyncSession], gen: Generator, settings: Settings, rate: float,
+                       seconds: float) -> dict[str, Any]:
+    rng = random.Random(7)
+    districts = gen.districts
+
+    def draft(i: int) -> TicketDraft:
+        top, kid = rng.choice(gen.categories)
+        caller = gen.caller() if rng.random() < 0.3 else f"139{rng.randrange(10**8):08d}"
+        place, problem = rng.choice(PLACES), rng.choice(PROBLEMS[top])
+        return TicketDraft(channel="phone", caller_phone=caller, content=f"{place}{problem}，第{i}次来电希望尽快处理",
+                           district=rng.choice(districts), category=top if kid is None else f"{top}/{kid}",
+                           kind=rng.choice(("咨询", "求助", "投诉")))
+
+    async def one(d: TicketDraft) -> None:
+        async with sm() as session:
+            await create_ticket(session, d, AGENT, settings=settings)
+
+    for i in range(20):  # warm-up: jieba dictionary, connection pool, statement caches
+        await one(draft(-i))
+    total = int(rate * seconds)
+    drafts = [draft(i) for i in range(total)]
+    service: list[float] = []
+    intended: list[float] = []
+    errors: Counter[str] = Counter()
+    t0 = time.perf_counter()
+
+    async def paced(i: int) -> None:
+        due = t0 + i / rate
+        start = time.perf_counter()
+        try:
+            await one(drafts[i])
+        except Exception as exc:  # counted and reported
+            errors[type(exc).__name__] += 1
+            return
+        end = time.perf_counter()
+        service.append(end - start)
+        intended.append(end - due)
+
+    tasks = []
+    for i in range(total):
+        delay = t0 + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(paced(i)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - t0
+    return {"target_rate_per_s": rate, "achieved_rate_per_s": round(len(service) / elapsed, 1), "tickets": total,
+            "errors": dict(errors), "latency": _ms(service), "latency_from_schedule": _ms(intended),
+            "target_p99_ms": TARGET_CREATE_P99_MS, "meets_target": _ms(service)["p99_ms"] <= TARGET_CREATE_P99_MS}
+
+
+async def naive_metrics(session: AsyncSession, start: datetime, end: datetime, now: datetime) -> dict[str, int]:
+    """The baseline: load every row of the window and count in Python (what the SQL aggregates replace)."""
+    rows = await session.execute(select(Ticket.state, Ticket.due_at, Ticket.closed_at, Ticket.signed_at,
+                                        Ticket.sign_for_due, Ticket.satisfaction, Ticket.is_repeat, Ticket.answer,
+                                        Ticket.lead_department, Ticket.created_at)
+                                 .where(Ticket.created_at >= start, Ticket.created_at < end))
+    c: Counter[str] = Counter()
+    for r in rows:
+        c["received"] += 1
+        c["closed"] += r.state == "closed"
+        c["overdue"] += r.state in OPEN_STATES and r.due_at is not None and r.due_at < now
+        c["signed_in_time"] += r.signed_at is not None and r.sign_for_due is not None and r.signed_at <= r.sign_for_due
+        c["satisfied"] += r.satisfaction in ("satisfied", "basically_satisfied")
+        c["repeats"] += bool(r.is_repeat)
+    await session.commit()
+    return dict(c)
+
+
+async def bench_metrics(sm: async_sessionmaker[AsyncSession], now: datetime, settings: Settings,
+                        repeat: int) -> dict[str, Any]:
+    everything = (now - timedelta(days=400), now + timedelta(days=1))
+    async with sm() as session:
+        newest = (await session.execute(select(Ticket.created_at).order_by(Ticket.created_at.desc())
+                                        .offset(100_000).limit(1))).scalar_one_or_none()
+        await session.commit()
+        tenth = (newest or everything[0], everything[1])
+
+        async def run(window: tuple[datetime, datetime], by: str | None) -> list[float]:
+            return await _timed(repeat, lambda _i: metrics(session, *window, by=by, now=now, settings=settings))
+
+        total = await run(everything, None)
+        by_department = await run(everything, "department")
+        by_category = await run(everything, "category")
+        small = await run(tenth, None)
+        naive = await _timed(2, lambda _i: naive_metrics(session, *everything, now))
+        result = await metrics(session, *everything, now=now, settings=settings)
+    p50 = statistics.median
+    return {
+        "rows": result["total"]["received"],
+        "total": _ms(total), "by_department": _ms(by_department), "by_category": _ms(by_category),
+        "baseline_newest_100k_rows": _ms(small), "baseline_naive_row_loading": _ms(naive),
+        "ratio_full_over_100k": round(p50(total) / p50(small), 1),
+        "ratio_naive_over_sql": round(p50(naive) / p50(total), 1),
+        "target_ms": TARGET_METRICS_MS, "meets_target": p50(total) * 1000 <= TARGET_METRICS_MS,
+        "figures": {k: result["total"][k] for k in ("received", "closed", "open", "overdue", "response_rate",
+                                                    "closure_rate", "on_time_rate", "satisfaction_rate",
+                                                    "instant_rate", "repeat_rate", "avg_handling_hours")},
+    }
+
+
+async def bench_lists(sm: async_sessionmaker[AsyncSession], gen: Generator, repeat: int) -> dict[str, Any]:
+    rng = random.Random(11)
+    async with sm() as session:
+        sample = list((await session.execute(select(Ticket.ticket_no, Ticket.caller_phone)
+                                             .where(Ticket.id.in_([rng.randrange(1, gen.rows) for _ in range(repeat)]))
+                                             )).all())
+        await session.commit()
+        nos = [s[0] for s in sample]
+        phones = [s[1] for s in sample]
+        depts = gen.departments
+
+        async def deep_page(i: int) -> None:
+            page = await list_tickets(session, department=depts[i % len(depts)], limit=50)
+            for _ in range(4):
+                page = await list_tickets(session, department=depts[i % len(depts)], limit=50,
+                                          cursor=page.next_cursor)
+
+        cases: dict[str, Callable[[int], Awaitable[Any]]] = {
+            "reference_get_ticket_by_no": lambda i: get_ticket(session, nos[i % len(nos)]),
+            "by_caller": lambda i: list_tickets(session, caller_phone=phones[i % len(phones)]),
+            "by_department": lambda i: list_tickets(session, department=depts[i % len(depts)]),
+            "by_department_page_5": deep_page,
+            "by_department_open": lambda i: list_tickets(session, department=depts[i % len(depts)],
+                                                         states=[s.value for s in OPEN_STATES]),
+            "by_ticket_no_prefix": lambda i: list_tickets(session, ticket_no=nos[i % len(nos)][:14]),
+            "by_state_dispatched": lambda i: list_tickets(session, state="dispatched"),
+            "by_text_common_word": lambda i: list_tickets(session, text=rng.choice(PLACES)),
+            "all_newest_first": lambda i: list_tickets(session),
+        }
+        out: dict[str, Any] = {}
+        for name, work in cases.items():
+            out[name] = _ms(await _timed(repeat, work))
+        ref = out["reference_get_ticket_by_no"]["p50_ms"]
+        for name in cases:
+            out[name]["ratio_p50_to_reference"] = round(out[name]["p50_ms"] / ref, 1) if ref else None
+        await session.commit()
+    return out
+
+
+async def bench_scan(sm: async_sessionmaker[AsyncSession], settings: Settings, catalogue: Catalogue,
+                     now: datetime) -> dict[str, Any]:
+    async with sm() as session:
+        t0 = time.perf_counter()
+        first = await scan_warnings(session, now=now, settings=settings, catalogue=catalogue)
+        first_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        second = await scan_warnings(session, now=now + timedelta(minutes=5), settings=settings, catalogue=catalogue)
+        second_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        await session.execute(select(func.count()).select_from(Ticket))
+        await session.commit()
+        full_count_s = time.perf_counter() - t0
+    return {"first_scan": {"seconds": round(first_s, 3), **first.to_json()},
+            "steady_scan": {"seconds": round(second_s, 3), **second.to_json()},
+            "baseline_full_table_count_seconds": round(full_count_s, 3),
+            "ratio_steady_scan_over_full_count": round(second_s / full_count_s, 2)}
+
+
+async def run(rows: int, rate: float, seconds: float, repeat: int) -> dict[str, Any]:
+    settings = load_settings()
+    tz = ZoneInfo(settings.timezone)
+    now = datetime.now(tz)
+    catalogue = load_catalogue(settings)
+    server = LocalPostgres.start()
+    report: dict[str, Any] = {"rows": rows, "started": now.isoformat(), "database": "PostgreSQL (local, fsync=off)"}
+    try:
+        admin = make_engine(server.url())
+        async with admin.connect() as conn:
+            await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(text("CREATE DATABASE bench"))
+        await admin.dispose()
+        engine = make_engine(server.url("bench"), pool_size=20)
+        sm = make_sessionmaker(engine)
+        await create_schema(engine)
+        async with sm() as session:
+            await seed_departments(session, catalogue)
+        gen = Generator(rows, now, catalogue)
+        report["load"] = await bulk_load(engine, gen)
+        print("loaded", json.dumps(report["load"], ensure_ascii=False), flush=True)
+        async with engine.connect() as conn:
+            report["server_version"] = (await conn.execute(text("SHOW server_version"))).scalar_one()
+        report["warnings_scan"] = await bench_scan(sm, settings, catalogue, datetime.now(tz))
+        print("scan", json.dumps(report["warnings_scan"], ensure_ascii=False), flush=True)
+        report["metrics"] = await bench_metrics(sm, datetime.now(tz), settings, repeat=5)
+        print("metrics", json.dumps(report["metrics"], ensure_ascii=False), flush=True)
+        report["lists"] = await bench_lists(sm, gen, repeat)
+        print("lists", json.dumps(report["lists"], ensure_ascii=False), flush=True)
+        report["create_ticket"] = await bench_create(sm, gen, settings, rate, seconds)
+        print("create", json.dumps(report["create_ticket"], ensure_ascii=False), flush=True)
+        await engine.dispose()
+    finally:
+        server.stop()
+    report["finished"] = datetime.now(UTC).astimezone(tz).isoformat()
+    return report
+
+
+def markdown(r: dict[str, Any]) -> str:
+    c, m, lists, s = r["create_ticket"], r["metrics"], r["lists"], r["warnings_scan"]
+    lines = [
+        f"# Ticket benchmark — {r['rows']:,} tickets on {r['database']} {r.get('server_version', '')}",
+        "",
+        f"Run {r['started']}; bulk load (setup, not measured) {r['load']['seconds']} s, "
+        f"tickets table {r['load']['tickets_table_size']}. Shared 2-core machine: compare ratios, not absolutes.",
+        "",
+        "| measurement | p50 ms | p95 ms | p99 ms | baseline | ratio | target |",
+        "|---|---|---|---|---|---|---|",
+        f"| create_ticket at {c['target_rate_per_s']:.0f}/s ({c['tickets']} tickets, achieved "
+        f"{c['achieved_rate_per_s']}/s) | {c['latency']['p50_ms']} | {c['latency']['p95_ms']} | "
+        f"{c['latency']['p99_ms']} | from schedule p99 {c['latency_from_schedule']['p99_ms']} | – | "
+        f"p99 ≤ {c['target_p99_ms']:.0f} {'✔' if c['meets_target'] else '✘'} |",
+        f"| metrics, whole table | {m['total']['p50_ms']} | {m['total']['p95_ms']} | – | newest 100k rows "
+        f"{m['baseline_newest_100k_rows']['p50_ms']} | {m['ratio_full_over_100k']}× | "
+        f"≤ {m['target_ms']:.0f} {'✔' if m['meets_target'] else '✘'} |",
+        f"| metrics by department | {m['by_department']['p50_ms']} | {m['by_department']['p95_ms']} | – | – | – | – |",
+        f"| metrics by category | {m['by_category']['p50_ms']} | {m['by_category']['p95_ms']} | – | – | – | – |",
+        f"| naive row-loading metrics (baseline) | {m['baseline_naive_row_loading']['p50_ms']} | – | – | SQL "
+        f"{m['total']['p50_ms']} | {m['ratio_naive_over_sql']}× slower | – |",
+    ]
+    ref = lists["reference_get_ticket_by_no"]["p50_ms"]
+    for name, v in lists.items():
+        lines.append(f"| list: {name} | {v['p50_ms']} | {v['p95_ms']} | {v['p99_ms']} | get_ticket {ref} | "
+                     f"{v['ratio_p50_to_reference']}× | – |")
+    lines += [
+        f"| warnings scan, first ({s['first_scan']['open_tickets']} open, {s['first_scan']['raised']} raised, "
+        f"{s['first_scan']['supervisions']} letters) | {s['first_scan']['seconds'] * 1000:.0f} | – | – | – | – | – |",
+        f"| warnings scan, steady (nothing new) | {s['steady_scan']['seconds'] * 1000:.0f} | – | – | full-table "
+        f"count {s['baseline_full_table_count_seconds'] * 1000:.0f} | {s['ratio_steady_scan_over_full_count']}× | – |",
+        "",
+        "Figures of the loaded year: " + ", ".join(f"{k} {v}" for k, v in m["figures"].items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.tickets", description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="tickets to bulk-load (default 1,000,000)")
+    parser.add_argument("--rate", type=float, default=200.0, help="paced create_ticket rate per second")
+    parser.add_argument("--seconds", type=float, default=30.0, help="how long to create tickets")
+    parser.add_argument("--repeat", type=int, default=50, help="repetitions of each list query")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for tickets.json and tickets.md")
+    args = parser.parse_args(argv)
+    report = asyncio.run(run(args.rows, args.rate, args.seconds, args.repeat))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "tickets.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (args.out / "tickets.md").write_text(markdown(report), encoding="utf-8")
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

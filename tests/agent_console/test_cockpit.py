@@ -1,0 +1,138 @@
+"""The cockpit's panels on the hand-checked history of ``seed_cockpit`` (NOW = Wed 2025-03-19 15:00)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agent_console.views.cockpit import QueueSnapshot, snapshot_of
+from ivr.state import Call, HotlineState, Member
+from tests.agent_console.harness import Browser, Console
+from tests.agent_console.seed_cockpit import NOW, move_console_to, seed_cockpit
+
+
+@pytest.fixture
+async def leader(console: Console) -> Browser:
+    await seed_cockpit(console.sessionmaker)
+    move_console_to(console, NOW)
+    return await console.logged_in("leader")
+
+
+async def get(b: Browser, path: str) -> dict:
+    resp = await b.request("GET", path)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def test_today_counts(leader: Browser) -> None:
+    """Today T1 (即办), T2, T3 were received: 3, 1 instant, 1 closed. Open now: T2, T3, T5, T6; of these only
+    T6 (3 working days from Wed 03-12 → Mon 03-17) is past its deadline (T5's restarted at the 二次派单)."""
+    today = await get(leader, "/api/v1/cockpit/today")
+    assert today == {"day": "2025-03-19", "received": 3, "instant": 1, "closed": 1, "instant_rate": 0.3333,
+                     "open": 4, "overdue": 1}
+
+
+async def test_trend_lists_thirty_days_of_received_and_closed(leader: Browser) -> None:
+    trend = await get(leader, "/api/v1/cockpit/trend")
+    days = {d["day"]: (d["received"], d["closed"]) for d in trend["days"]}
+    assert len(days) == 30 and min(days) == "2025-02-18" and max(days) == "2025-03-19"
+    assert {d: v for d, v in days.items() if v != (0, 0)} == {
+        "2025-02-20": (1, 1), "2025-03-10": (1, 1), "2025-03-11": (1, 0), "2025-03-12": (1, 0),
+        "2025-03-19": (3, 1)}
+
+
+async def test_category_distribution_this_month(leader: Browser) -> None:
+    """March: 住房安居 T1 T3 (T1 closed), 生态环境 T2 T5, 交通出行 T4 (closed), unclassified T6; T7 is February."""
+    cats = await get(leader, "/api/v1/cockpit/categories?period=month")
+    got = {c["name"]: (c["received"], c["closed"]) for c in cats["categories"]}
+    assert got == {"住房安居": (2, 1), "生态环境": (2, 0), "交通出行": (1, 1), "（未分类）": (1, 0)}
+    assert cats["span"]["label"] == "本月"
+
+
+async def test_department_ranking_by_the_three_rates(leader: Browser) -> None:
+    """zjj (T4): signed in time, closed, satisfied → 1, 1, 1. hbj (T2, T5): T2 unsigned past its sign-for time,
+    T5 unsigned since its 二次派单 → response 0/2; nothing closed → 0/2; one 不满意 answer → 0/1."""
+    ranking = await get(leader, "/api/v1/cockpit/departments?period=month")
+    rows = [(d["code"], d["name"], d["received"], d["response_rate"], d["closure_rate"], d["satisfaction_rate"],
+             d["composite"]) for d in ranking["departments"]]
+    assert rows == [("zjj", "区住房和城乡建设局", 1, 1.0, 1.0, 1.0, 1.0),
+                    ("hbj", "区生态环境局", 2, 0.0, 0.0, 0.0, 0.0)]
+
+
+async def test_heat_map_counts_by_district_and_street(leader: Browser) -> None:
+    heat = await get(leader, "/api/v1/cockpit/heatmap?period=month")
+    assert heat["city"] == "江城市（示例）" and heat["unplaced"] == 1  # T6 has no district
+    districts = {d["name"]: d for d in heat["districts"]}
+    assert {n: d["tickets"] for n, d in districts.items() if d["tickets"]} == {"城东区": 3, "城北区": 1, "城南区": 1}
+    east = {s["name"]: s["tickets"] for s in districts["城东区"]["streets"] if s["tickets"]}
+    assert east == {"东岗街道": 2, "拱星墩街道": 1}
+    cells = [tuple(s["cell"]) for d in heat["districts"] for s in d["streets"]]
+    assert len(cells) == len(set(cells)) and all(0 <= x < heat["columns"] and 0 <= y < heat["rows"] for x, y in cells)
+    last_30 = await get(leader, "/api/v1/cockpit/heatmap?period=30d")
+    assert {d["name"]: d["tickets"] for d in last_30["districts"]}["城西区"] == 1  # T7 (02-20) is within 30 days
+
+
+async def test_hot_topics_and_frequent_problems(leader: Browser) -> None:
+    """Last 7 days: T1, T2, T3. T1 and T3 both speak of 电梯, 故障, 物业."""
+    hot = await get(leader, "/api/v1/cockpit/hot-topics")
+    assert hot["tickets_read"] == 3
+    top = {t["keyword"]: t["tickets"] for t in hot["topics"][:3]}
+    assert top == {"电梯": 2, "故障": 2, "物业": 2}
+    assert hot["topics"][0]["weight"] == 1.0
+    assert not {"影响", "不管"} & {t["keyword"] for t in hot["topics"]}  # stop words
+    problems = await get(leader, "/api/v1/cockpit/frequent-problems")
+    got = {p["category"]: (p["tickets"], p["repeats"], p["repeat_rate"]) for p in problems["problems"]}
+    assert got == {"住房安居/物业服务": (2, 1, 0.5), "生态环境/噪声污染": (2, 0, 0.0), "交通出行/公交地铁": (1, 0, 0.0)}
+    assert "噪音" in next(p["keywords"] for p in problems["problems"] if p["category"] == "生态环境/噪声污染")
+
+
+async def test_warnings_counts_and_list(leader: Browser) -> None:
+    """Red: T2 and T5 not signed in time, T5 回访不满意, T6 past its deadline; yellow: T5 has 4 of its 37.5
+    working hours left (less than a quarter)."""
+    warnings = await get(leader, "/api/v1/cockpit/warnings")
+    assert (warnings["red"], warnings["yellow"]) == (4, 1)
+    levels = [w["level"] for w in warnings["items"]]
+    assert levels == ["red"] * 4 + ["yellow"]
+    reasons = {(w["reason"], w["department"]) for w in warnings["items"]}
+    assert ("sign_for_deadline", "区生态环境局") in reasons and ("handling_deadline", None) in reasons
+
+
+async def test_live_queue_snapshot_is_kept_for_new_pages(console: Console) -> None:
+    leader = await console.logged_in("leader")
+    empty = await get(leader, "/api/v1/cockpit/queue")
+    assert empty["at"] is None and empty["waiting"] == []
+    state = HotlineState("hotline")
+    now = datetime(2025, 3, 19, 7, 0, tzinfo=UTC)
+    caller = Call("1.1", "1.1", "PJSIP/trunk-1", "13812345678", "12345", now - timedelta(seconds=50),
+                  queue="hotline", queue_joined_at=now - timedelta(seconds=42), menu="2")
+    bot = Call("1.2", "1.2", "PJSIP/trunk-2", "13987654321", "12345", now, bot_uuid="b-1")
+    state.calls = {c.uniqueid: c for c in (caller, bot)}
+    state.members = {
+        "PJSIP/6001": Member("PJSIP/6001", "坐席1", "PJSIP/6001", 1, False, 1, False),
+        "PJSIP/6002": Member("PJSIP/6002", "坐席2", "PJSIP/6002", 1, False, 2, True),
+        "PJSIP/6003": Member("PJSIP/6003", "坐席3", "PJSIP/6003", 1, True, 1, False),
+    }
+    snapshot = snapshot_of(state, now)
+    assert snapshot.waiting[0].caller == "138****5678" and snapshot.waiting[0].wait_s == 42.0
+    assert (snapshot.agents.available, snapshot.agents.busy, snapshot.agents.paused, snapshot.bot_calls) == (1, 1, 1, 1)
+    assert console.hub.publish("queue", snapshot.model_dump(mode="json")) == 1  # the cockpit's own listener
+    async with asyncio.timeout(2):  # the listener stores it on its next turn of the event loop
+        while (latest := await get(leader, "/api/v1/cockpit/queue"))["at"] is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    assert QueueSnapshot.model_validate(latest) == snapshot
+
+
+async def test_only_leaders_admins_and_dispatchers_see_the_cockpit(console: Console) -> None:
+    for role, allowed in (("leader", True), ("admin", True), ("dispatcher", True), ("agent", False),
+                          ("handler", False), ("grid", False)):
+        b = await console.logged_in(role)
+        page = await b.request("GET", "/cockpit")
+        assert (page.status == 200) is allowed, role
+        assert ((await b.request("GET", "/api/v1/cockpit/today")).status == 200) is allowed, role
+        home = await (await b.request("GET", "/")).text()
+        assert ('href="/cockpit"' in home) is allowed, role
+    hub = console.hub
+    assert hub.may_subscribe(type("U", (), {"role": "leader", "username": "l"})(), "queue")
+    assert not hub.may_subscribe(type("U", (), {"role": "handler", "username": "h"})(), "queue")

@@ -1,0 +1,145 @@
+"""Local PBX without Asterisk: template rendering, refused empty secrets, prompts data, apt mirror parsing."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from config import Settings
+from ivr.pbx import PbxError
+from ivr.pbx.mirror import debian_mirror, parse_deb822, parse_one_line, pick_debian_archive
+from ivr.pbx.prompts import PROMPTS_FILE
+from ivr.pbx.render import TEMPLATE_DIR, RenderValues, render_all, template_names
+
+
+@pytest.fixture
+def values(settings: Settings) -> RenderValues:
+    return RenderValues.generate(settings, audiosocket_port=19999)
+
+
+def test_every_placeholder_is_filled(values: RenderValues) -> None:
+    rendered = render_all(values.as_context())
+    assert set(rendered) == set(template_names()) >= {
+        "asterisk.conf", "modules.conf", "manager.conf", "queues.conf", "pjsip.conf", "extensions.conf", "rtp.conf"}
+    for name, text in rendered.items():
+        assert "{{" not in text and "{%" not in text, name
+    assert f"secret = {values.ami_secret}" in rendered["manager.conf"]
+    assert f"bind = 127.0.0.1:{values.sip_port}" in rendered["pjsip.conf"]
+    assert "BOT_SERVICE=127.0.0.1:19999" in rendered["extensions.conf"]
+    for ext, password in values.agents.items():
+        assert f"[{ext}](agent-endpoint)" in rendered["pjsip.conf"]
+        assert f"password = {password}" in rendered["pjsip.conf"]
+
+
+def test_each_start_gets_fresh_secrets(settings: Settings) -> None:
+    first, second = RenderValues.generate(settings), RenderValues.generate(settings)
+    assert first.ami_secret != second.ami_secret
+    assert set(first.agents) == {str(6001 + i) for i in range(10)}
+    assert first.agents["6001"] != second.agents["6001"]
+
+
+@pytest.mark.parametrize("secret", ["", "   "])
+def test_empty_ami_secret_is_refused(values: RenderValues, secret: str) -> None:
+    with pytest.raises(PbxError) as err:
+        render_all(replace(values, ami_secret=secret).as_context())
+    assert err.value.code == "pbx_empty_secret"
+
+
+def test_empty_sip_password_is_refused(values: RenderValues) -> None:
+    with pytest.raises(PbxError) as err:
+        render_all(replace(values, agents={"6001": ""}).as_context())
+    assert err.value.code == "pbx_empty_secret"
+
+
+def test_missing_value_is_refused(values: RenderValues) -> None:
+    context = values.as_context()
+    del context["sip_port"]
+    with pytest.raises(PbxError) as err:
+        render_all(context)
+    assert err.value.code == "pbx_template_value_missing"
+
+
+def test_shipped_manager_conf_has_no_default_secret_and_least_privilege() -> None:
+    text = (TEMPLATE_DIR / "manager.conf").read_text()
+    assert re.findall(r"^\s*secret\s*=\s*(.*)$", text, re.M) == ["{{ ami_secret }}"]
+    classes = dict(re.findall(r"^(read|write)\s*=\s*(.*)$", text, re.M))
+    assert "system" not in classes["write"].split(",")
+    assert not {"all", "command", "config"} & (set(classes["read"].split(",")) | set(classes["write"].split(",")))
+
+
+def test_every_prompt_the_dialplan_plays_is_synthesised() -> None:
+    prompts = tomllib.loads(PROMPTS_FILE.read_text())["prompts"]
+    used = set()
+    for name in ("extensions.conf", "queues.conf"):
+        used |= set(re.findall(r"hotline/([a-z][a-z-]+)", (TEMPLATE_DIR / name).read_text()))
+    assert used and used <= set(prompts), used - set(prompts)
+    digits = tomllib.loads(PROMPTS_FILE.read_text())["digits"]
+    assert {str(n) for n in range(10)} | {"10", "hundred", "wan"} <= set(digits)
+
+
+DEB822 = """\
+Types: deb
+# http://snapshot.example.org/archive/debian/20250520T000000Z
+URIs: http://mirror.example.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://mirror.example.org/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+"""
+
+THIRD_PARTY = """\
+Types: deb
+URIs: https://nodejs.example.net/node_20.x
+Suites: nodistro
+Components: main
+"""
+
+
+def test_deb822_picks_the_main_archive_not_security_or_third_party() -> None:
+    sources = parse_deb822(THIRD_PARTY) + parse_deb822(DEB822)
+    assert len(sources) == 3
+    assert sources[1].suites == ("bookworm", "bookworm-updates")
+    assert pick_debian_archive(sources) == "http://mirror.example.org/debian"
+
+
+def test_deb822_disabled_stanza_is_ignored() -> None:
+    text = DEB822.replace("Types: deb\n# http", "Types: deb\nEnabled: no\n# http", 1)
+    assert pick_debian_archive(parse_deb822(text)) is None
+
+
+def test_one_line_sources() -> None:
+    text = """\
+# deb http://old.example.org/debian buster main
+deb http://security.example.org/debian-security bookworm-security main
+deb-src http://src.example.org/debian bookworm main
+deb https://cloud.example.com/apt cloud-sdk main
+deb [arch=amd64 signed-by=/usr/share/keyrings/k.gpg] https://mirror.example.cn/debian/ bookworm main contrib
+"""
+    sources = parse_one_line(text)
+    assert [s.uris[0] for s in sources] == [
+        "http://security.example.org/debian-security", "http://src.example.org/debian",
+        "https://cloud.example.com/apt", "https://mirror.example.cn/debian/"]
+    assert pick_debian_archive(sources) == "https://mirror.example.cn/debian"
+
+
+def test_mirror_from_files_or_setting(tmp_path: Path) -> None:
+    sources_dir = tmp_path / "sources.list.d"
+    sources_dir.mkdir()
+    (sources_dir / "debian.sources").write_text(DEB822)
+    (sources_dir / "node.sources.disabled").write_text(THIRD_PARTY.replace("nodistro", "bookworm"))
+    missing_list = tmp_path / "sources.list"
+    assert debian_mirror("", missing_list, sources_dir) == "http://mirror.example.org/debian"
+    assert debian_mirror("http://local.example/debian/", missing_list, sources_dir) == "http://local.example/debian"
+    (sources_dir / "debian.sources").unlink()
+    with pytest.raises(PbxError) as err:
+        debian_mirror("", missing_list, sources_dir)
+    assert err.value.code == "pbx_mirror_not_found"
