@@ -28,6 +28,8 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+import jieba
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from asr.audiosocket_server import AudioSocketServer, AudioSocketSession
@@ -171,6 +173,7 @@ class SpeechBot:
         """Synthesise the fixed prompts (so no call waits for TTS), then accept calls."""
         for text in self.prompts.fixed():
             await self.tts.asynthesize(text)
+        await asyncio.to_thread(jieba.initialize)  # the ticket services segment with jieba: load it now, not mid-call
         await self.server.start()
         self._tasks = [asyncio.create_task(self._keep_index_fresh(), name="bot-kb-refresh"),
                        asyncio.create_task(self._warm_answers(), name="bot-tts-warm")]

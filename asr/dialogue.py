@@ -56,6 +56,9 @@ Trace = Callable[[str, str, float], None]  # (call id, mark, time.monotonic())
 PENDING_GRACE_S = 3.0
 # Longest wait for the caller to finish speaking before an answer is played anyway.
 SPEAKING_WAIT_S = 3.0
+# Frames above this level count as the caller's voice (for "the caller has gone quiet"); telephone speech
+# often sits at -45 dBFS between syllables, the line's floor well below -60.
+VOICE_FLOOR_DBFS = -50.0
 TRANSCRIPT_MAX = 20000
 CONTENT_MAX = 4000
 
@@ -261,11 +264,13 @@ class CallerInput:
                 self._push(Utterance(ev.text.strip()))
 
     def _energy(self, pcm: bytes) -> None:
-        loud = frame_dbfs(pcm) >= self.cfg.barge_in_dbfs
+        level = frame_dbfs(pcm)
+        loud = level >= self.cfg.barge_in_dbfs
         self._window.append(loud)
         seconds = len(pcm) / (2 * SAMPLE_RATE)
-        if loud:
+        if level >= VOICE_FLOOR_DBFS:
             self._last_voice_at = self.clock()
+        if loud:
             if not self._in_speech:
                 self._loud_without_speech += seconds
                 if self.energy_barge_in and self._loud_without_speech >= self.cfg.noisy_line_s:
@@ -389,6 +394,7 @@ class Dialogue:
                     return self._outcome("queue", "no_number")
                 intake = await self._intake(phone)
                 self.ticket_no = await self._thinking(self.desk.close_instant(intake, answer))
+                self._mark("ticket")
                 await self.say(self.prompts.solved_goodbye, skip_if_answered=False)
                 return self._outcome("hangup", "solved")
             await self._miss(question, answer, "not_solved")
@@ -427,6 +433,7 @@ class Dialogue:
             await self.say(self.prompts.to_human, skip_if_answered=False)
             return self._outcome("queue", "no_number")
         self.ticket_no = await self._thinking(self._file(await self._intake(phone)))
+        self._mark("ticket")
         await self.say(self.prompts.ticket(digits_for_speech(self.ticket_no)), skip_if_answered=False)
         await self.say(self.prompts.goodbye, skip_if_answered=False)
         return self._outcome("hangup", "ticket")
@@ -435,7 +442,7 @@ class Dialogue:
         """The matter and the place: sentences until the caller pauses ``end_of_turn_s`` (or stays silent)."""
         prompt = self.prompts.ask_matter
         for _ in range(self.cfg.max_silences):
-            await self.say(prompt)
+            await self.say(prompt, mark="ask_matter")
             if isinstance(await self._listen(self.cfg.silence_timeout_s, want=Utterance), Utterance):
                 while isinstance(await self._listen(self.cfg.end_of_turn_s, want=Utterance), Utterance):
                     pass
@@ -455,7 +462,7 @@ class Dialogue:
                 log.info("call %s: caller id %r is not a callback number; asking for one", self.call_id, known)
         prompt = self.prompts.ask_phone
         for _ in range(self.cfg.phone_attempts):
-            await self.say(prompt)
+            await self.say(prompt, mark="ask_phone")
             keyed = await self._keyed_number()
             try:
                 self.caller_phone = normalise_phone(keyed)

@@ -451,4 +451,4 @@ async def queue_api(call: Call[None]) -> QueueSnapshot:
 @routes.page("GET", "/cockpit", title="领导驾驶舱", roles=COCKPIT_ROLES, nav="驾驶舱", template="cockpit.html",
              name="cockpit_page")
 async def cockpit_page(call: Call[None]) -> dict[str, Any]:
-    return {"periods": PERIOD_LABELS, "city": call.app[LAYOUT].city}
+    return {"periods": PERIOD_LABELS, "city": call.app[LAYOUT].city, "timezone": _settings(call).timezone}

@@ -12,7 +12,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from aiohttp import BodyPartReader, web
 
@@ -71,7 +71,7 @@ def _temp_file(directory: Path) -> tuple[int, Path]:
 async def receive_upload(request: web.Request, directory: Path) -> StoredFile:
     """Stream the multipart field ``file`` to ``directory``; 422 (field ``file``) when too big or of another type."""
     part = await _file_part(request)
-    file_name = Path(part.filename or "").name.strip()
+    file_name = Path(unquote(part.filename or "")).name.strip()  # some clients percent-encode non-ASCII names
     fd, tmp = await asyncio.to_thread(_temp_file, directory)
     digest, size, head = hashlib.sha256(), 0, b""
     try:

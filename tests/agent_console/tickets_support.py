@@ -4,6 +4,7 @@ control that records what the console asked of the telephony side, and small API
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,9 +47,12 @@ async def prepare(console: Console) -> RecordingCallControl:
 
 
 @pytest.fixture
-async def desk(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[Console]:
-    """The console with three departments, ``handler`` (市城市管理局) and ``handler_b`` (住建局)."""
-    c = await start_console(console_settings(settings), sessionmaker)
+async def desk(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession],
+               tmp_path: Path) -> AsyncIterator[Console]:
+    """The console with three departments, ``handler`` (市城市管理局) and ``handler_b`` (住建局); its data
+    folder (attachments) is the test's tmp_path."""
+    own = console_settings(settings.model_copy(update={"data_dir": str(tmp_path)}))
+    c = await start_console(own, sessionmaker)
     c.control = await prepare(c)  # type: ignore[attr-defined]
     yield c
     await stop_console(c)

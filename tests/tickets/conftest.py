@@ -2,12 +2,7 @@
 
 from loop_support import db, draft, session  # noqa: F401 - ticket-core fixtures: departments, drafts, a session
 
-
 # --- warnings, supervision, metrics and queries (tests/tickets/test_warnings*.py and friends) ---------------
-import pytest  # noqa: E402
-
-from tickets.dispatch_catalogue import Catalogue, parse_catalogue  # noqa: E402
-
 # A catalogue naming the sample departments of loop_support by name (matched through departments.name).
 SAMPLE_CATALOGUE = """
 districts = ["城关区", "七里河区"]
@@ -36,6 +31,10 @@ person = "刘城管"
 person_title = "执法队队长"
 keywords = ["占道"]
 """
+
+import pytest  # noqa: E402 - appended section
+
+from tickets.dispatch_catalogue import Catalogue, parse_catalogue  # noqa: E402
 
 
 @pytest.fixture

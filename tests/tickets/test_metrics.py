@@ -54,8 +54,8 @@ async def build_march(session, draft) -> None:
     a = await through_to_verified(session, a, HANDLER, dispatch_at=at(3, 10), sign_at=at(3, 10, 30), lead="zjj")
     await record_callback(session, a.ticket_no, "satisfied", SYSTEM, now=at(4, 10))
 
-    await close_instant(session, draft(caller_phone="13900000002", content="公积金提取需要哪些材料", kind="咨询",
-                                       category=None, **base), "携带身份证和购房合同到公积金中心办理", AGENT, now=at(3, 11))
+    b = draft(caller_phone="13900000002", content="公积金提取需要哪些材料", kind="咨询", category=None, **base)
+    await close_instant(session, b, "携带身份证和购房合同到公积金中心办理", AGENT, now=at(3, 11))
 
     c = await create_ticket(session, draft(content="楼上渗水到我家天花板", category="住房安居/房屋质量",
                                            district="城关区"), AGENT, now=at(3, 12))

@@ -37,7 +37,8 @@
 
   const render = {
     queue(data) {
-      setText("queue-at", data.at ? `更新于 ${new Date(data.at).toLocaleTimeString("zh-CN")}` : "等待话务数据");
+      const timeZone = $("cockpit").dataset.tz;
+      setText("queue-at", data.at ? `更新于 ${new Date(data.at).toLocaleTimeString("zh-CN", { timeZone })}` : "等待话务数据");
       setText("queue-waiting", data.waiting.length);
       setText("queue-longest", data.waiting.length ? Math.round(Math.max(...data.waiting.map((w) => w.wait_s))) : 0);
       setText("queue-available", data.agents.available);
@@ -55,13 +56,13 @@
     },
     trend(data) {
       chart("chart-trend").setOption({
-        color: COLORS, tooltip: { trigger: "axis", renderMode: "richText" }, legend: { data: ["受理", "办结"] },
+        color: COLORS, tooltip: { trigger: "axis", renderMode: "richText" }, legend: { top: 0, data: ["受理", "办结"] },
         grid: { left: 48, right: 24, top: 36, bottom: 32 },
         xAxis: { type: "category", data: data.days.map((d) => d.day.slice(5)) },
         yAxis: { type: "value", minInterval: 1 },
         series: [
-          { name: "受理", type: "line", smooth: true, data: data.days.map((d) => d.received) },
-          { name: "办结", type: "line", smooth: true, data: data.days.map((d) => d.closed) },
+          { name: "受理", type: "line", data: data.days.map((d) => d.received) },
+          { name: "办结", type: "line", data: data.days.map((d) => d.closed) },
         ],
       }, true);
     },
@@ -116,7 +117,7 @@
     const rows = [...departments].sort((a, b) => (b[key] ?? -1) - (a[key] ?? -1)).slice(0, 20);
     const series = [["响应率", "response_rate"], ["办结率", "closure_rate"], ["满意率", "satisfaction_rate"]];
     chart("chart-departments").setOption({
-      color: COLORS, tooltip: { trigger: "axis", renderMode: "richText" }, legend: { data: series.map((s) => s[0]) },
+      color: COLORS, tooltip: { trigger: "axis", renderMode: "richText" }, legend: { top: 0, data: series.map((s) => s[0]) },
       grid: { left: 48, right: 24, top: 36, bottom: 80 },
       xAxis: { type: "category", data: rows.map((d) => d.name), axisLabel: { rotate: 30, interval: 0 } },
       yAxis: { type: "value", max: 100, axisLabel: { formatter: "{value}%" } },

@@ -121,7 +121,7 @@
       try {
         const a = await window.hotline.api("GET", `/api/v1/console/knowledge?${new URLSearchParams({ q })}`);
         if (a.answer_id === null) { out.append(el("p", "知识库中没有找到相关答案", "muted")); return; }
-        out.append(el("h3", a.question), el("p", a.answer, "content"),
+        out.append(el("h3", a.question), el("p", a.answer, "ticket-text"),
           el("p", `${a.department} · 匹配度 ${Math.round(a.score * 100)}%${a.confident ? "" : "（仅供参考）"}`, "muted small"));
       } catch (err) {
         out.append(el("p", err.message, "muted"));

@@ -1,0 +1,320 @@
+"""Leader answering days (领导接听日): the schedule page and API, and the leader's call view.
+
+The schedule (``ivr.leaders``) is edited by administrators and dispatchers (the centre's duty office) and read
+by leaders. The call view shows a leader the call they are on now — found in the call log by the leader's
+name, so a leader's console account must carry the same 姓名 as the schedule — with the caller's number
+masked (leaders never need the full number: a ticket they open takes it from the call log), the caller's
+earlier tickets, and a ticket form on channel ``leader-line`` (领导专线).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from pydantic import Field, field_validator
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agent_console import keys
+from agent_console.errors import NotFound
+from agent_console.masking import mask_phone
+from agent_console.middleware import DomainError
+from agent_console.roles import Role
+from agent_console.routing import Call, RouteTable, render_page
+from agent_console.schemas import Model
+from agent_console.views.session import see_other
+from ivr import leaders as schedule
+from ivr.calllog import link_ticket
+from ivr.models import CallRecord, LeaderShift
+from tickets.errors import TicketError
+from tickets.queries import caller_history
+from tickets.services import Actor, TicketDraft, create_ticket
+
+routes = RouteTable("leaders")
+VIEWERS = frozenset({Role.LEADER, Role.ADMIN, Role.DISPATCHER})
+EDITORS = frozenset({Role.ADMIN, Role.DISPATCHER})
+LINE_ROLES = frozenset({Role.LEADER, Role.ADMIN})
+ERROR_STATUSES = {schedule.InvalidShift: 422, schedule.OverlappingShift: 409, schedule.ShiftNotFound: 404}
+HISTORY_SIZE = 10
+PAST_DAYS, FUTURE_DAYS = 7, 60  # the page shows this window around today
+
+
+class ShiftIn(Model):
+    day: date = Field(description="接听日期")
+    start: time = Field(description="开始时间（当地时间，HH:MM）")
+    end: time = Field(description="结束时间（当地时间，HH:MM）")
+    leader_name: str = Field(min_length=1, max_length=64, description="领导姓名（与其控制台账号姓名一致）")
+    title: str = Field("", max_length=64, description="职务")
+    department: str = Field("", max_length=128, description="所在单位")
+    interface: str = Field(min_length=1, max_length=128, description="接听终端，如 PJSIP/6009")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _wall_clock(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError("时间不带时区（按热线所在地的当地时间）")
+        return value
+
+
+class ShiftOut(Model):
+    id: int
+    day: date
+    start: time
+    end: time
+    leader_name: str
+    title: str
+    department: str
+    interface: str
+    on_duty: bool = Field(description="此刻是否在接听时段内")
+
+
+class ShiftList(Model):
+    shifts: list[ShiftOut]
+
+
+class ShiftQuery(Model):
+    day_from: date | None = Field(None, description="起始日期（含）")
+    day_to: date | None = Field(None, description="结束日期（含）")
+
+
+class ShiftForm(Model):
+    day: str = ""
+    start: str = ""
+    end: str = ""
+    leader_name: str = ""
+    title: str = ""
+    department: str = ""
+    interface: str = ""
+
+
+@asynccontextmanager
+async def schedule_errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except schedule.LeaderScheduleError as exc:
+        raise DomainError(ERROR_STATUSES.get(type(exc), 400), exc.code, exc.message) from None
+
+
+def _tz(call: Call[Any]) -> ZoneInfo:
+    return ZoneInfo(call.app[keys.SETTINGS].timezone)
+
+
+def shift_out(row: LeaderShift, now: datetime, tz: ZoneInfo) -> ShiftOut:
+    local = now.astimezone(tz)
+    on_duty = row.day == local.date() and row.start <= local.time().replace(tzinfo=None) < row.end
+    return ShiftOut(id=row.id, day=row.day, start=row.start, end=row.end, leader_name=row.leader_name, title=row.title,
+                    department=row.department, interface=row.interface, on_duty=on_duty)
+
+
+def _shift_id(call: Call[Any]) -> int:
+    raw = call.request.match_info["shift_id"]
+    if not raw.isdigit() or len(raw) > 12:
+        raise NotFound("没有该领导接听安排")
+    return int(raw)
+
+
+async def _add(call: Call[Any], body: ShiftIn) -> LeaderShift:
+    shift = schedule.ShiftInput(body.day, body.start, body.end, body.leader_name, body.interface, body.title,
+                                body.department)
+    async with schedule_errors(), call.db() as db:
+        return await schedule.add_shift(db, shift, now=call.now)
+
+
+@routes.api("GET", "/api/v1/leader-shifts", summary="领导接听日安排", roles=VIEWERS, query=ShiftQuery,
+            response=ShiftList)
+async def shifts_api(call: Call[None]) -> ShiftList:
+    async with call.db() as db:
+        rows = await schedule.list_shifts(db, day_from=call.query.day_from, day_to=call.query.day_to)
+    tz = _tz(call)
+    return ShiftList(shifts=[shift_out(r, call.now, tz) for r in rows])
+
+
+@routes.api("POST", "/api/v1/leader-shifts", summary="新增领导接听安排", roles=EDITORS, request=ShiftIn,
+            response=ShiftOut, status=201, errors=(409,))
+async def shift_create_api(call: Call[ShiftIn]) -> ShiftOut:
+    return shift_out(await _add(call, call.body), call.now, _tz(call))
+
+
+@routes.api("DELETE", "/api/v1/leader-shifts/{shift_id}", summary="取消领导接听安排", roles=EDITORS,
+            response=ShiftOut)
+async def shift_delete_api(call: Call[None]) -> ShiftOut:
+    async with schedule_errors(), call.db() as db:
+        row = await schedule.remove_shift(db, _shift_id(call))
+    return shift_out(row, call.now, _tz(call))
+
+
+async def _schedule_page(call: Call[Any], *, error: str | None = None, status: int = 200) -> web.Response:
+    tz = _tz(call)
+    today = call.now.astimezone(tz).date()
+    async with call.db() as db:
+        rows = await schedule.list_shifts(db, day_from=today - timedelta(days=PAST_DAYS),
+                                          day_to=today + timedelta(days=FUTURE_DAYS))
+    context = {"shifts": [shift_out(r, call.now, tz) for r in rows], "today": today, "error": error,
+               "form": call.form if error else {}, "can_edit": call.role in EDITORS,
+               "added": call.request.query.get("added")}
+    return render_page(call, "leader_schedule.html", context, status=status)
+
+
+@routes.page("GET", "/leaders", title="领导接听日", roles=VIEWERS, nav="领导接听日", name="leaders_page")
+async def leaders_page(call: Call[None]) -> web.Response:
+    return await _schedule_page(call)
+
+
+@routes.page("POST", "/leaders", title="领导接听日", roles=EDITORS, form=ShiftForm, name="leaders_add",
+             errors=(409, 422))
+async def leaders_add(call: Call[ShiftForm]) -> web.Response:
+    if call.body is None:
+        return await _schedule_page(call, error=call.invalid.message if call.invalid else "输入有误", status=422)
+    try:
+        body = ShiftIn.model_validate(call.body.model_dump())
+    except ValueError:
+        return await _schedule_page(call, error="请填写日期、开始与结束时间、领导姓名和接听终端", status=422)
+    try:
+        row = await _add(call, body)
+    except DomainError as exc:
+        return await _schedule_page(call, error=exc.message, status=exc.status)
+    return see_other(f"/leaders?added={row.id}")
+
+
+@routes.page("POST", "/leaders/{shift_id}/delete", title="取消领导接听安排", roles=EDITORS, name="leaders_delete",
+             errors=(404,))
+async def leaders_delete(call: Call[None]) -> web.Response:
+    async with schedule_errors(), call.db() as db:
+        await schedule.remove_shift(db, _shift_id(call))
+    return see_other("/leaders")
+
+
+# --- the leader's call view -----------------------------------------------------------------------------------
+
+
+class LineCall(Model):
+    call_id: str = Field(description="通话编号（Asterisk Uniqueid）")
+    caller: str = Field(description="来电号码（按角色脱敏）")
+    started_at: datetime
+    answered_at: datetime | None
+    ticket_no: str | None = Field(description="本通电话已建的工单")
+
+
+class EarlierTicket(Model):
+    ticket_no: str
+    created_at: datetime
+    state_label: str
+    kind: str
+    category: str | None
+    summary: str
+    is_repeat: bool
+
+
+class LineView(Model):
+    call: LineCall | None = Field(description="正在接听的来电；为空表示当前没有")
+    earlier: list[EarlierTicket]
+
+
+class LineTicketIn(Model):
+    call_id: str = Field(min_length=1, max_length=64, description="正在接听的通话编号")
+    content: str = Field(min_length=1, max_length=4000)
+    kind: Literal["咨询", "求助", "投诉", "举报", "建议", "表扬"] = "投诉"
+    caller_name: str = Field("", max_length=50)
+    address: str = Field("", max_length=200)
+    district: str = Field("", max_length=50)
+    street: str = Field("", max_length=50)
+    category: str = Field("", max_length=100)
+
+
+class LineTicketOut(Model):
+    ticket_no: str
+    state: str
+
+
+async def current_call(db: AsyncSession, leader_name: str) -> CallRecord | None:
+    """The newest answered, unfinished call the leader took (the call log written by the AMI controller)."""
+    return await db.scalar(
+        select(CallRecord).where(CallRecord.leader_name == leader_name, CallRecord.answered_at.is_not(None),
+                                 CallRecord.ended_at.is_(None))
+        .order_by(CallRecord.answered_at.desc()).limit(1)
+    )
+
+
+async def _line_view(call: Call[Any]) -> LineView:
+    async with call.db() as db:
+        record = await current_call(db, call.user.display_name)
+        earlier = await caller_history(db, record.caller_number, HISTORY_SIZE) if record and record.caller_number \
+            else []
+    if record is None:
+        return LineView(call=None, earlier=[])
+    return LineView(
+        call=LineCall(call_id=record.uniqueid, caller=mask_phone(record.caller_number, call.role),
+                      started_at=record.started_at, answered_at=record.answered_at, ticket_no=record.ticket_no),
+        earlier=[EarlierTicket(ticket_no=t.ticket_no, created_at=t.created_at, state_label=t.state_label, kind=t.kind,
+                               category=t.category, summary=t.summary, is_repeat=t.is_repeat) for t in earlier])
+
+
+@routes.api("GET", "/api/v1/leader-line/current", summary="领导接听：当前来电与来电人历史工单", roles=LINE_ROLES,
+            response=LineView)
+async def line_api(call: Call[None]) -> LineView:
+    return await _line_view(call)
+
+
+async def _line_ticket(call: Call[Any], body: LineTicketIn) -> LineTicketOut:
+    async with call.db() as db:
+        record = await current_call(db, call.user.display_name)
+        if record is None or record.uniqueid != body.call_id:
+            raise NotFound("该来电已结束或不是您正在接听的来电")
+        draft = TicketDraft(channel="leader-line", caller_phone=record.caller_number, content=body.content,
+                            kind=body.kind, caller_name=body.caller_name, address=body.address,
+                            district=body.district, street=body.street, category=body.category,
+                            call_id=record.uniqueid, leader_name=call.user.display_name,
+                            recording=record.recording or "")
+        ticket = await create_ticket(db, draft, Actor(call.user.display_name, call.role.value), now=call.now,
+                                     settings=call.app[keys.SETTINGS])
+        await link_ticket(db, record.uniqueid, ticket.ticket_no)
+    return LineTicketOut(ticket_no=ticket.ticket_no, state=ticket.state)
+
+
+@routes.api("POST", "/api/v1/leader-line/tickets", summary="领导接听：为当前来电建工单（领导专线渠道）",
+            roles=LINE_ROLES, request=LineTicketIn, response=LineTicketOut, status=201)
+async def line_ticket_api(call: Call[LineTicketIn]) -> LineTicketOut:
+    return await _line_ticket(call, call.body)
+
+
+class LineForm(Model):
+    call_id: str = ""
+    content: str = ""
+    kind: str = "投诉"
+    caller_name: str = ""
+    address: str = ""
+    district: str = ""
+    street: str = ""
+    category: str = ""
+
+
+async def _line_page(call: Call[Any], *, error: str | None = None, status: int = 200) -> web.Response:
+    view = await _line_view(call)
+    context = {"view": view, "error": error, "form": call.form if error else {},
+               "created": call.request.query.get("created"),
+               "kinds": ["咨询", "求助", "投诉", "举报", "建议", "表扬"]}
+    return render_page(call, "leader_line.html", context, status=status)
+
+
+@routes.page("GET", "/leader-line", title="领导接听", roles=LINE_ROLES, nav="领导接听", name="leader_line_page")
+async def leader_line_page(call: Call[None]) -> web.Response:
+    return await _line_page(call)
+
+
+@routes.page("POST", "/leader-line", title="领导接听", roles=LINE_ROLES, form=LineForm, name="leader_line_ticket",
+             errors=(404, 422))
+async def leader_line_ticket(call: Call[LineForm]) -> web.Response:
+    if call.body is None:
+        return await _line_page(call, error=call.invalid.message if call.invalid else "输入有误", status=422)
+    try:
+        created = await _line_ticket(call, LineTicketIn.model_validate(call.body.model_dump()))
+    except ValueError:
+        return await _line_page(call, error="请填写诉求内容并选择诉求类型", status=422)
+    except (TicketError, NotFound) as exc:
+        return await _line_page(call, error=exc.message, status=getattr(exc, "status", 422))
+    return see_other(f"/leader-line?created={created.ticket_no}")

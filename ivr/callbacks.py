@@ -1,0 +1,301 @@
+"""The call-back scheduler (回访): rings citizens whose ticket waits for a satisfaction survey.
+
+Every tick (:meth:`CallbackScheduler.run_once`), within the allowed hours, the tickets
+``tickets.services.due_for_callback`` names are rung by AMI Originate into ``hotline-callback`` (channel from
+``settings.callback.channel_template``, ``TICKET_NO`` as a channel variable). The dialplan reports the
+citizen's digit as ``UserEvent HotlineCallback`` and the result goes into the ticket through
+``tickets.services.record_callback``: 1 满意 → 办结, 2 基本满意 → 办结, 3 不满意 → 二次派单. No answer, busy,
+no digit, an originate failure and an attempt that never reports (``attempt_timeout_s``) all count as one
+未接通 attempt; the ticket keeps the count (``callback_attempts``, ``last_callback_at``), so a restart resets
+nothing, and the last allowed attempt closes it as ``unreachable``.
+
+One number is never rung twice at once: an in-memory reservation (taken before any ``await``) guards this
+process, and the open-attempt row of ``ivr_callback_attempt`` (a partial unique index on the number) guards
+every controller sharing the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+from panoramisk.message import Message
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from config.settings import Settings
+from ivr import events as ev
+from ivr.ami import AmiActionError, AmiError
+from ivr.controller import HotlineController
+from ivr.models import CallbackAttempt
+from tickets.errors import TicketError
+from tickets.services import Actor, due_for_callback, get_ticket, record_callback
+from tickets.states import State
+
+log = logging.getLogger(__name__)
+
+CALLBACK_CONTEXT = "hotline-callback"
+SURVEY_RESULTS = frozenset({"satisfied", "basically_satisfied", "unsatisfied"})  # 满意 基本满意 不满意
+UNREACHABLE = "unreachable"  # 未接通
+SYSTEM_ACTOR = Actor(name="自动回访", role="system")
+_DIALLABLE = re.compile(r"^\+?[0-9]{3,32}$")
+
+
+class CallbackError(Exception):
+    """A call-back request refused, with a stable code and a Chinese message."""
+
+    code = "callback.error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{self.code}: {message}")
+        self.message = message
+
+
+class OutsideCallbackHours(CallbackError):
+    code = "callback.outside_hours"
+
+
+class NumberBusy(CallbackError):
+    code = "callback.number_busy"
+
+
+class NotWaitingForCallback(CallbackError):
+    code = "callback.not_due"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A call-back call in flight, placed by this process."""
+
+    row_id: int
+    ticket_no: str
+    number: str
+    uniqueid: str  # ChannelId of the originated channel (the one running hotline-callback)
+    action_id: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended (kept in :attr:`CallbackScheduler.recent` for the console)."""
+
+    ticket_no: str
+    result: str | None  # None: never sent (AMI not connected), not counted
+    reason: str
+    at: datetime
+    ticket_state: str | None  # the ticket's state after the result was recorded
+
+
+class CallbackScheduler:
+    """Places call-backs and records their results; ``run()`` ticks forever, ``run_once(now)`` once."""
+
+    def __init__(self, controller: HotlineController, sessionmaker: async_sessionmaker[AsyncSession],
+                 settings: Settings, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.controller = controller
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.cfg = settings.callback
+        self.clock = clock
+        self.tz = ZoneInfo(settings.timezone)
+        self.originated = 0  # Originate actions sent (console status, tests)
+        self._by_number: dict[str, Attempt | None] = {}  # None: reserved, not yet written
+        self._by_uniqueid: dict[str, Attempt] = {}
+        self._by_action: dict[str, Attempt] = {}
+        self._finishing: set[asyncio.Task[None]] = set()
+        self.recent: deque[Outcome] = deque(maxlen=200)
+        self._concluded = asyncio.Condition()
+        controller.add_listener(self._on_event)
+        controller.on_originate_response(self._on_originate_response)
+
+    # -- public API ------------------------------------------------------------------------------------------
+    def in_allowed_hours(self, now: datetime) -> bool:
+        t = now.astimezone(self.tz).time()
+        return self.cfg.allowed_start <= t < self.cfg.allowed_end
+
+    @property
+    def in_flight(self) -> list[Attempt]:
+        return list(self._by_uniqueid.values())
+
+    async def run(self) -> None:
+        """Tick every ``callback.tick_s`` until cancelled; a failed tick is logged and the next one tried."""
+        while True:
+            try:
+                await self.run_once(self.clock())
+            except Exception:  # one failed tick (database away, AMI down) must not end the scheduler
+                log.exception("call-back tick failed")
+            await asyncio.sleep(self.cfg.tick_s)
+
+    async def run_once(self, now: datetime) -> list[str]:
+        """Count stale attempts as 未接通, then ring due tickets (up to ``max_concurrent`` at once).
+        Returns the ticket numbers rung."""
+        await self._expire(now)
+        if not self.in_allowed_hours(now) or not self.controller.ami.connected.is_set():
+            return []
+        async with self.sessionmaker() as session:
+            due = [(t.ticket_no, t.caller_phone)
+                   for t in await due_for_callback(session, now, settings=self.settings)]
+        rung: list[str] = []
+        for ticket_no, number in due:
+            if len(self._by_number) >= self.cfg.max_concurrent:
+                break
+            if await self._ring(ticket_no, number, now):
+                rung.append(ticket_no)
+        return rung
+
+    async def start_callback(self, ticket_no: str) -> None:
+        """Ring one ticket now (the console's 发起自动回访 button); refused outside the hours, for a ticket not
+        waiting for a call-back, or while its number is being called."""
+        now = self.clock()
+        if not self.in_allowed_hours(now):
+            raise OutsideCallbackHours(
+                f"当前不在回访时段（{self.cfg.allowed_start:%H:%M}–{self.cfg.allowed_end:%H:%M}）")
+        async with self.sessionmaker() as session:
+            ticket = await get_ticket(session, ticket_no)
+            state, number = ticket.state, ticket.caller_phone
+        if state not in (State.VERIFIED, State.CALLBACK):
+            raise NotWaitingForCallback(f"工单 {ticket_no} 不在待回访状态")
+        if not await self._ring(ticket_no, number, now):
+            raise NumberBusy(f"号码 {number} 正在回访中，请稍后再试")
+
+    async def wait_outcomes(self, ticket_no: str, count: int = 1, *, timeout_s: float = 60) -> list[Outcome]:
+        """The outcomes of ``ticket_no``'s attempts, once there are at least ``count`` (recorded in the ticket)."""
+        async with asyncio.timeout(timeout_s), self._concluded:
+            while True:
+                mine = [o for o in self.recent if o.ticket_no == ticket_no]
+                if len(mine) >= count:
+                    return mine
+                await self._concluded.wait()
+
+    # -- placing a call --------------------------------------------------------------------------------------
+    async def _ring(self, ticket_no: str, number: str, now: datetime) -> bool:
+        if number in self._by_number:
+            return False
+        self._by_number[number] = None  # reserved before the first await: concurrent ticks cannot both pass
+        try:
+            attempt = await self._claim(ticket_no, number, now)
+            if attempt is None:
+                return False
+            self._by_number[number] = attempt
+            self._by_uniqueid[attempt.uniqueid] = attempt
+            self._by_action[attempt.action_id] = attempt
+        finally:
+            if self._by_number.get(number) is None:
+                del self._by_number[number]
+        if not _DIALLABLE.match(number):
+            await self._finish(attempt, UNREACHABLE, "invalid_number")
+            return True
+        self.originated += 1
+        try:
+            await self.controller.originate(
+                self.cfg.channel_template.format(number=number), CALLBACK_CONTEXT, "s",
+                variables={"TICKET_NO": ticket_no}, caller_id=self.cfg.caller_id, timeout_s=self.cfg.ring_timeout_s,
+                channel_id=attempt.uniqueid, action_id=attempt.action_id,
+            )
+        except AmiActionError as exc:  # Asterisk refused the call: an attempt like any unanswered one
+            await self._finish(attempt, UNREACHABLE, f"originate_refused: {exc.detail}"[:128])
+        except AmiError as exc:  # never reached Asterisk (not connected, lost): not the citizen's attempt
+            await self._finish(attempt, None, f"not_sent: {exc.code}")
+        log.info("call-back of ticket %s to %s placed (%s)", ticket_no, number, attempt.uniqueid)
+        return True
+
+    async def _claim(self, ticket_no: str, number: str, now: datetime) -> Attempt | None:
+        """Write the open attempt; None when another one is open for this number or ticket (any process)."""
+        uniqueid = f"callback-{uuid.uuid4()}"
+        row = CallbackAttempt(ticket_no=ticket_no, number=number, uniqueid=uniqueid, started_at=now)
+        async with self.sessionmaker() as session:
+            session.add(row)
+            try:
+                await session.commit()
+            except IntegrityError:
+                await session.rollback()
+                log.info("call-back of ticket %s skipped: %s is already being called", ticket_no, number)
+                return None
+            return Attempt(row.id, ticket_no, number, uniqueid, action_id=uniqueid)
+
+    # -- results ---------------------------------------------------------------------------------------------
+    def _on_event(self, event: ev.DomainEvent) -> None:
+        if isinstance(event, ev.CallbackResult):
+            attempt = self._by_uniqueid.get(event.chan.uniqueid) or next(
+                (a for a in self._by_uniqueid.values() if a.ticket_no == event.ticket_no), None)
+            if attempt is not None:
+                result = event.result if event.result in SURVEY_RESULTS else UNREACHABLE
+                self._spawn(attempt, result, f"survey: {event.result}")
+        elif isinstance(event, ev.ChannelHungUp):
+            attempt = self._by_uniqueid.get(event.chan.uniqueid)
+            if attempt is not None:
+                self._spawn(attempt, UNREACHABLE, f"hangup: {event.cause}"[:128])
+
+    def _on_originate_response(self, message: Message) -> None:
+        attempt = self._by_action.get(str(message.get("ActionID", "")))
+        if attempt is not None and str(message.get("Response", "")).lower() != "success":
+            reason = str(message.get("Reason", ""))
+            self._spawn(attempt, UNREACHABLE, f"originate: {_ORIGINATE_REASONS.get(reason, reason)}")
+
+    def _spawn(self, attempt: Attempt, result: str | None, reason: str) -> None:
+        if attempt.uniqueid not in self._by_uniqueid:
+            return
+        self._forget(attempt)  # at once: a later event of the same call (the hangup after the survey) is ignored
+        task = asyncio.ensure_future(self._conclude(attempt.row_id, attempt.ticket_no, result, reason))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _finish(self, attempt: Attempt, result: str | None, reason: str) -> None:
+        self._forget(attempt)
+        await self._conclude(attempt.row_id, attempt.ticket_no, result, reason)
+
+    def _forget(self, attempt: Attempt) -> None:
+        self._by_uniqueid.pop(attempt.uniqueid, None)
+        self._by_action.pop(attempt.action_id, None)
+        if self._by_number.get(attempt.number) is attempt:
+            del self._by_number[attempt.number]
+
+    async def _conclude(self, row_id: int, ticket_no: str, result: str | None, reason: str) -> None:
+        """Close the attempt row (once, whoever gets there first) and record the result in the ticket."""
+        now = self.clock()
+        state: str | None = None
+        try:
+            async with self.sessionmaker() as session:
+                closed = await session.execute(
+                    update(CallbackAttempt).where(CallbackAttempt.id == row_id, CallbackAttempt.ended_at.is_(None))
+                    .values(ended_at=now, result=result, reason=reason))
+                await session.commit()
+                if not cast(CursorResult[Any], closed).rowcount:
+                    return
+                if result is not None:
+                    ticket = await record_callback(session, ticket_no, result, SYSTEM_ACTOR, now=now,
+                                                   settings=self.settings)
+                    state = ticket.state
+                    log.info("call-back of ticket %s: %s (%s) → %s, attempt %d", ticket_no, result, reason,
+                             ticket.state, ticket.callback_attempts)
+        except TicketError as exc:  # the ticket moved on meanwhile (withdrawn, recorded by hand)
+            log.warning("call-back result %s of ticket %s not recorded: %s", result, ticket_no, exc)
+        async with self._concluded:
+            self.recent.append(Outcome(ticket_no, result, reason, now, state))
+            self._concluded.notify_all()
+
+    async def _expire(self, now: datetime) -> None:
+        """Attempts open longer than ``attempt_timeout_s`` (result lost, or their controller died) count as
+        未接通 — this process's as well as other processes'."""
+        cutoff = now - timedelta(seconds=self.cfg.attempt_timeout_s)
+        async with self.sessionmaker() as session:
+            stale = (await session.execute(
+                select(CallbackAttempt.id, CallbackAttempt.ticket_no, CallbackAttempt.uniqueid)
+                .where(CallbackAttempt.ended_at.is_(None), CallbackAttempt.started_at < cutoff))).all()
+        for row_id, ticket_no, uniqueid in stale:
+            mine = self._by_uniqueid.get(uniqueid)
+            if mine is not None:
+                self._forget(mine)
+            log.warning("call-back attempt %s of ticket %s never reported: counted as 未接通", uniqueid, ticket_no)
+            await self._conclude(row_id, ticket_no, UNREACHABLE, "timeout")
+
+
+# OriginateResponse Reason: the AST_CONTROL_* cause of the failure.
+_ORIGINATE_REASONS = {"0": "failed", "1": "hangup", "3": "no_answer", "5": "busy", "8": "congestion"}

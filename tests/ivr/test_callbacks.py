@@ -1,0 +1,195 @@
+"""The call-back scheduler's bookkeeping on SQLite and PostgreSQL, with Asterisk's replies replayed in memory.
+
+What the real Asterisk cannot be made to show on demand is covered here: an attempt whose controller died
+(no result ever comes), an attempt held open by another controller, Asterisk refusing the Originate, and the
+AMI connection being down. The call flows themselves are tested against the real PBX (tests/e2e/test_callbacks.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from config import Settings
+from ivr.ami import AmiClient
+from ivr.callbacks import CallbackScheduler, NotWaitingForCallback, NumberBusy, OutsideCallbackHours
+from ivr.controller import HotlineController
+from ivr.models import CallbackAttempt
+from tests.ivr.amitools import RecordingTransport, attach, new_client
+from tests.ivr.callback_support import MONDAY_10AM, verified_ticket
+from tickets.services import create_ticket, get_ticket
+from tickets.schemas import Actor, TicketDraft
+
+NUMBER = "13912345678"
+
+
+class RecordedAsteriskReplies(RecordingTransport):
+    """Answers each action the way Asterisk 22 did (recorded replies), with ``originate_reply`` for Originate."""
+
+    def __init__(self, feed: Callable[[bytes], None], originate_reply: str) -> None:
+        super().__init__()
+        self.feed = feed
+        self.originate_reply = originate_reply
+        self.originates: list[dict[str, str]] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        super().write(data)
+        headers = dict(line.split(": ", 1) for line in bytes(data).decode().split("\r\n") if ": " in line)
+        reply = "Response: Success\r\nMessage: Success"
+        if headers.get("Action") == "Originate":
+            self.originates.append(headers)
+            reply = self.originate_reply
+        self.feed(f"{reply}\r\nActionID: {headers['ActionID']}\r\n\r\n".encode())
+
+
+QUEUED = "Response: Success\r\nMessage: Originate successfully queued"
+REFUSED = "Response: Error\r\nMessage: Originate failed"
+
+
+def scheduler_for(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], client: AmiClient,
+                  now: datetime) -> CallbackScheduler:
+    controller = HotlineController(settings, sessionmaker, client, is_working_day=lambda _d: True)
+    return CallbackScheduler(controller, sessionmaker, settings, clock=lambda: now)
+
+
+def connect(client: AmiClient, originate_reply: str = QUEUED) -> RecordedAsteriskReplies:
+    protocol, _ = attach(client)
+    transport = RecordedAsteriskReplies(protocol.data_received, originate_reply)
+    protocol.transport = transport
+    client.connected.set()
+    return transport
+
+
+async def attempts(sessionmaker: async_sessionmaker[AsyncSession]) -> list[CallbackAttempt]:
+    async with sessionmaker() as session:
+        return list((await session.scalars(select(CallbackAttempt).order_by(CallbackAttempt.id))).all())
+
+
+async def test_originate_carries_the_ticket_and_the_channel_template(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    ticket_no = await verified_ticket(sessionmaker, NUMBER)
+    client = new_client()
+    sent = connect(client)
+    scheduler = scheduler_for(settings, sessionmaker, client, MONDAY_10AM)
+    assert await scheduler.run_once(MONDAY_10AM) == [ticket_no]
+    [originate] = sent.originates
+    assert originate["Channel"] == f"PJSIP/{NUMBER}@trunk" and originate["Context"] == "hotline-callback"
+    assert originate["Variable"] == f"TICKET_NO={ticket_no}" and originate["CallerID"] == "12345"
+    [row] = await attempts(sessionmaker)
+    assert row.ended_at is None and row.uniqueid == originate["ChannelId"] == originate["ActionID"]
+    assert scheduler.in_flight[0].ticket_no == ticket_no
+    assert await scheduler.run_once(MONDAY_10AM) == []  # still ringing: not again
+
+
+async def test_busy_originate_response_counts_as_an_attempt(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    ticket_no = await verified_ticket(sessionmaker, NUMBER)
+    client = new_client()
+    sent = connect(client)
+    scheduler = scheduler_for(settings, sessionmaker, client, MONDAY_10AM)
+    await scheduler.run_once(MONDAY_10AM)
+    action_id = sent.originates[0]["ActionID"]
+    client._protocol.data_received(  # type: ignore[union-attr]
+        f"Event: OriginateResponse\r\nActionID: {action_id}\r\nResponse: Failure\r\nChannel: PJSIP/{NUMBER}@trunk\r\n"
+        f"Context: hotline-callback\r\nExten: s\r\nReason: 5\r\nUniqueid: <null>\r\n\r\n".encode())
+    [outcome] = await scheduler.wait_outcomes(ticket_no, timeout_s=5)
+    assert (outcome.result, outcome.reason, outcome.ticket_state) == ("unreachable", "originate: busy", "callback")
+    async with sessionmaker() as session:
+        assert (await get_ticket(session, ticket_no)).callback_attempts == 1
+
+
+async def test_refused_originate_counts_as_an_attempt(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    ticket_no = await verified_ticket(sessionmaker, NUMBER)
+    client = new_client()
+    connect(client, REFUSED)
+    scheduler = scheduler_for(settings, sessionmaker, client, MONDAY_10AM)
+    assert await scheduler.run_once(MONDAY_10AM) == [ticket_no]
+    [row] = await attempts(sessionmaker)
+    assert row.result == "unreachable" and row.reason.startswith("originate_refused")
+    async with sessionmaker() as session:
+        ticket = await get_ticket(session, ticket_no)
+    assert (ticket.state, ticket.callback_attempts) == ("callback", 1)
+
+
+async def test_call_never_sent_is_not_counted(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+                                              ) -> None:
+    ticket_no = await verified_ticket(sessionmaker, NUMBER)
+    client = new_client()
+    client.connected.set()  # the connection drops between the check and the Originate: nothing was sent
+    scheduler = scheduler_for(settings, sessionmaker, client, MONDAY_10AM)
+    await scheduler.run_once(MONDAY_10AM)
+    [row] = await attempts(sessionmaker)
+    assert row.result is None and row.reason == "not_sent: ami.not_connected" and row.ended_at is not None
+    async with sessionmaker() as session:
+        ticket = await get_ticket(session, ticket_no)
+    assert (ticket.state, ticket.callback_attempts) == ("verified", 0)
+    client.connected.clear()
+    assert await scheduler.run_once(MONDAY_10AM) == []  # not connected: nothing is tried
+
+
+async def test_attempt_held_by_another_controller_blocks_the_number(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    await verified_ticket(sessionmaker, NUMBER)
+    async with sessionmaker() as session:  # another controller is calling this citizen about another ticket
+        session.add(CallbackAttempt(ticket_no="12345-20250303-09999", number=NUMBER, uniqueid="callback-other",
+                                    started_at=MONDAY_10AM - timedelta(minutes=1)))
+        await session.commit()
+    client = new_client()
+    sent = connect(client)
+    scheduler = scheduler_for(settings, sessionmaker, client, MONDAY_10AM)
+    assert await scheduler.run_once(MONDAY_10AM) == []
+    assert sent.originates == [] and scheduler.in_flight == []
+
+
+async def test_attempt_of_a_dead_controller_counts_after_the_timeout(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    ticket_no = await verified_ticket(sessionmaker, NUMBER)
+    started = MONDAY_10AM - timedelta(seconds=settings.callback.attempt_timeout_s + 1)
+    async with sessionmaker() as session:
+        session.add(CallbackAttempt(ticket_no=ticket_no, number=NUMBER, uniqueid="callback-lost", started_at=started))
+        await session.commit()
+    client = new_client()
+    sent = connect(client)
+    scheduler = scheduler_for(settings, sessionmaker, client, MONDAY_10AM)
+    assert await scheduler.run_once(MONDAY_10AM) == []  # counted now; the retry waits for the interval
+    [row] = await attempts(sessionmaker)
+    assert (row.result, row.reason) == ("unreachable", "timeout")
+    async with sessionmaker() as session:
+        ticket = await get_ticket(session, ticket_no)
+    assert (ticket.state, ticket.callback_attempts) == ("callback", 1) and sent.originates == []
+
+
+async def test_console_start_is_refused_with_a_reason(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    ticket_no = await verified_ticket(sessionmaker, NUMBER)
+    client = new_client()
+    connect(client)
+    night = MONDAY_10AM.replace(hour=21)
+    with pytest.raises(OutsideCallbackHours) as refused:
+        await scheduler_for(settings, sessionmaker, client, night).start_callback(ticket_no)
+    assert refused.value.code == "callback.outside_hours" and "回访时段" in refused.value.message
+    scheduler = scheduler_for(settings, sessionmaker, client, MONDAY_10AM)
+    async with sessionmaker() as session:
+        fresh = await create_ticket(session, TicketDraft(channel="phone", caller_phone="13900000000", content="咨询"),
+                                    Actor("王话务", "agent"), now=MONDAY_10AM)
+    with pytest.raises(NotWaitingForCallback):
+        await scheduler.start_callback(fresh.ticket_no)
+    await scheduler.start_callback(ticket_no)
+    with pytest.raises(NumberBusy):
+        await scheduler.start_callback(ticket_no)
+    assert scheduler.originated == 1
+
+
+def _unused(_: Any) -> None: ...
