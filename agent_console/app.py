@@ -27,7 +27,7 @@ from agent_console.middleware import deny_unregistered, errors
 from agent_console.openapi import build_openapi
 from agent_console.routing import REGISTRY, RouteRegistry, RouteTable
 from agent_console.security import security_headers
-from agent_console.views import cockpit, home, knowledge, leaders, live, ops, session, users
+from agent_console.views import cockpit, home, knowledge, leaders, live, ops, reports, session, users
 from agent_console.views import callbacks, department, dispatch_desk, public, tickets, workspace
 from config import Settings
 from tickets import errors as ticket_errors
@@ -42,6 +42,7 @@ FEATURES: tuple[RouteTable, ...] = (
     knowledge.routes,
     cockpit.routes,
     leaders.routes,
+    reports.routes,
     tickets.routes, workspace.routes, dispatch_desk.routes, department.routes, callbacks.routes, public.routes,
 )
 

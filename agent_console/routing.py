@@ -254,7 +254,10 @@ def _parse(model: type[BaseModel] | None, data: Any) -> Any:
 
 
 async def _read_form(route: Route, request: web.Request) -> tuple[Any, dict[str, str], InvalidInput | None]:
-    posted = await request.post()
+    try:
+        posted = await request.post()
+    except ValueError:  # e.g. multipart/form-data without a boundary
+        raise BadRequest("表单格式不正确") from None
     form = {k: v for k, v in posted.items() if isinstance(v, str) and k != CSRF_FIELD}
     try:
         return _parse(route.request, form), form, None

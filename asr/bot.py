@@ -29,7 +29,6 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import jieba
-
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from asr.audiosocket_server import AudioSocketServer, AudioSocketSession

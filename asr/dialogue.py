@@ -541,7 +541,7 @@ class Dialogue:
         the text is late (the recogniser still working) the filler is played once.
         """
         deadline = self.clock() + timeout_s
-        filler_at: float | None = None
+        filler_played = keys_are_digits
         while True:
             heard = self.caller.take()
             if isinstance(heard, Gone):
@@ -562,19 +562,15 @@ class Dialogue:
             wait = deadline - now
             if self.caller.speech_pending(now):
                 deadline = max(deadline, now + timeout_s)
-                if filler_at is None and not keys_are_digits:
-                    filler_at = self._filler_due(now)
                 wait = 0.05
-            if filler_at is not None and now >= filler_at and self.caller.speech_pending(now):
-                filler_at = float("inf")
-                self._background(self._filler())
+                # The caller went quiet (VAD end + filler delay ago) and the text is still not there.
+                late = self.caller.quiet_for(now) >= self.cfg.vad_min_silence_s + self.cfg.filler_after_s
+                if late and not filler_played:
+                    filler_played = True
+                    self._background(self._filler())
             if now >= deadline:
                 return None
             await self.caller.changed(wait)
-
-    def _filler_due(self, now: float) -> float | None:
-        """When the filler plays if the text is still not there (caller quiet for VAD end + filler delay)."""
-        return now - self.caller.quiet_for(now) + self.cfg.vad_min_silence_s + self.cfg.filler_after_s
 
     async def _thinking(self, work: Coroutine[Any, Any, T]) -> T:
         """Await ``work``; if it takes longer than ``filler_after_s`` the filler plays meanwhile (no dead air)."""

@@ -256,7 +256,7 @@ class CockpitSettings(Section):
     hot_topics_days: int = Field(7, ge=1, le=90)
     hot_topics_sample: int = Field(3000, ge=100)
     hot_topics_count: int = Field(20, ge=5, le=100)
-    hot_topics_ttl_s: int = Field(60, ge=1)
+    cache_ttl_s: int = Field(60, ge=1)
     warnings_listed: int = Field(50, ge=1, le=500)
     export_max_rows: int = Field(1_000_000, ge=1)
 

@@ -37,13 +37,13 @@ from ivr import events as ev
 from ivr.ami import AmiActionError, AmiError
 from ivr.controller import HotlineController
 from ivr.models import CallbackAttempt
+from ivr.state import CALLBACK_CONTEXT, CALLBACK_ID_PREFIX
 from tickets.errors import TicketError
 from tickets.services import Actor, due_for_callback, get_ticket, record_callback
 from tickets.states import State
 
 log = logging.getLogger(__name__)
 
-CALLBACK_CONTEXT = "hotline-callback"
 SURVEY_RESULTS = frozenset({"satisfied", "basically_satisfied", "unsatisfied"})  # 满意 基本满意 不满意
 UNREACHABLE = "unreachable"  # 未接通
 SYSTEM_ACTOR = Actor(name="自动回访", role="system")
@@ -208,7 +208,7 @@ class CallbackScheduler:
 
     async def _claim(self, ticket_no: str, number: str, now: datetime) -> Attempt | None:
         """Write the open attempt; None when another one is open for this number or ticket (any process)."""
-        uniqueid = f"callback-{uuid.uuid4()}"
+        uniqueid = f"{CALLBACK_ID_PREFIX}{uuid.uuid4()}"
         row = CallbackAttempt(ticket_no=ticket_no, number=number, uniqueid=uniqueid, started_at=now)
         async with self.sessionmaker() as session:
             session.add(row)

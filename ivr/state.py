@@ -21,6 +21,7 @@ from ivr import events as ev
 
 Outcome = Literal["agent", "bot", "leader", "abandoned", "callback"]
 CALLBACK_CONTEXT = "hotline-callback"
+CALLBACK_ID_PREFIX = "callback-"  # Uniqueid (Originate ChannelId) of call-backs placed by ivr.callbacks
 REQUEUE_EXTEN = "requeue"
 _TOMBSTONES = 10_000
 
@@ -181,7 +182,8 @@ class HotlineState:
             call = Call(chan.uniqueid, chan.linkedid, chan.channel, chan.caller_number, "", at)
             self.calls[chan.uniqueid] = call
         call.seq = max(call.seq, seq)
-        if chan.context == CALLBACK_CONTEXT:  # an originated call shows its dialplan context only once running
+        # an originated call shows its dialplan context only once answered; an unanswered one only its id
+        if chan.context == CALLBACK_CONTEXT or chan.uniqueid.startswith(CALLBACK_ID_PREFIX):
             call.is_callback = True
         if not call.dialled_number and chan.exten.isdigit():
             call.dialled_number = chan.exten

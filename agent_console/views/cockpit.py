@@ -2,8 +2,10 @@
 
 Who sees it: leaders (领导), administrators and dispatchers (派单员, who steer the day's work from the same
 figures); agents, handlers and grid workers do not (a handler's figures are their department's, shown on its
-own pages). Every figure is city-wide and aggregated in SQL (``tickets.metrics``, ``tickets.dashboard``);
-keyword panels (hot topics, 每月一题 candidates) are cached for ``[cockpit] hot_topics_ttl_s`` seconds.
+own pages). Every figure is city-wide and aggregated in SQL (``tickets.metrics``, ``tickets.dashboard``).
+Panels over long periods (trend, categories, departments, heat map, hot topics, 每月一题 candidates) are cached
+for ``[cockpit] cache_ttl_s`` seconds, so a wall of cockpit screens costs one computation a minute; today's
+counts, the warnings and the live queue are always fresh.
 
 Live queue (hub topic ``queue``): the telephony side publishes a :class:`QueueSnapshot` (use
 :func:`snapshot_of` on the controller's ``HotlineState``) whenever the queue changes; numbers in it are
@@ -156,7 +158,7 @@ LAYOUT = web.AppKey("cockpit_layout", DistrictLayout)
 def _setup(app: web.Application) -> None:
     settings = app[keys.SETTINGS]
     app[LAYOUT] = layout_from_settings(settings)
-    app[CACHE] = TtlCache(settings.cockpit.hot_topics_ttl_s)
+    app[CACHE] = TtlCache(settings.cockpit.cache_ttl_s)
     app[BOARD] = QueueBoard()
     app[keys.HUB].rules.setdefault(QUEUE_TOPIC, TopicRule(QUEUE_TOPIC, QUEUE_TOPIC_ROLES))
     app.cleanup_ctx.append(app[BOARD].follow)
@@ -243,10 +245,14 @@ async def trend_api(call: Call[None]) -> TrendOut:
     today = call.now.astimezone(tz).date()
     days = _settings(call).cockpit.trend_days
     start, end = _midnight(today - timedelta(days=days - 1), tz), _midnight(today + timedelta(days=1), tz)
-    async with call.db() as db:
-        rows = await dashboard.daily_counts(db, start, end, tz)
-    return TrendOut(span=_span(start, end, f"近{days}天"),
-                    days=[DayOut(day=r.day, received=r.received, closed=r.closed) for r in rows])
+
+    async def compute() -> TrendOut:
+        async with call.db() as db:
+            rows = await dashboard.daily_counts(db, start, end, tz)
+        return TrendOut(span=_span(start, end, f"近{days}天"),
+                        days=[DayOut(day=r.day, received=r.received, closed=r.closed) for r in rows])
+
+    return await call.app[CACHE].get(("trend", today), compute)
 
 
 class CategoryOut(Model):
@@ -264,12 +270,17 @@ class CategoriesOut(Model):
 @routes.api("GET", "/api/v1/cockpit/categories", summary="驾驶舱：诉求分类分布", roles=COCKPIT_ROLES,
             query=PeriodQuery, response=CategoriesOut)
 async def categories_api(call: Call[None]) -> CategoriesOut:
-    start, end = period_range(call.query.period, call.now, _tz(call))
-    async with call.db() as db:
-        m = await metrics(db, start, end, by="category", now=call.now, settings=_settings(call))
-    return CategoriesOut(span=_span(start, end, PERIOD_LABELS[call.query.period]),
-                         categories=[CategoryOut(name=g["label"], received=g["received"], closed=g["closed"],
-                                                 closure_rate=g["closure_rate"]) for g in m["groups"]])
+    period = call.query.period
+    start, end = period_range(period, call.now, _tz(call))
+
+    async def compute() -> CategoriesOut:
+        async with call.db() as db:
+            m = await metrics(db, start, end, by="category", now=call.now, settings=_settings(call))
+        return CategoriesOut(span=_span(start, end, PERIOD_LABELS[period]),
+                             categories=[CategoryOut(name=g["label"], received=g["received"], closed=g["closed"],
+                                                     closure_rate=g["closure_rate"]) for g in m["groups"]])
+
+    return await call.app[CACHE].get(("categories", period), compute)
 
 
 class DepartmentOut(Model):
@@ -297,16 +308,26 @@ def composite(*rates: float | None) -> float | None:
 @routes.api("GET", "/api/v1/cockpit/departments", summary="驾驶舱：承办单位排名（响应率、办结率、满意率）",
             roles=COCKPIT_ROLES, query=PeriodQuery, response=DepartmentsOut)
 async def departments_api(call: Call[None]) -> DepartmentsOut:
-    start, end = period_range(call.query.period, call.now, _tz(call))
-    async with call.db() as db:
-        m = await metrics(db, start, end, by="department", now=call.now, settings=_settings(call))
+    period = call.query.period
+    start, end = period_range(period, call.now, _tz(call))
+
+    async def compute() -> DepartmentsOut:
+        async with call.db() as db:
+            m = await metrics(db, start, end, by="department", now=call.now, settings=_settings(call))
+        return DepartmentsOut(span=_span(start, end, PERIOD_LABELS[period]), departments=ranking(m["groups"]))
+
+    return await call.app[CACHE].get(("departments", period), compute)
+
+
+def ranking(groups: list[dict[str, Any]]) -> list[DepartmentOut]:
+    """Departments (not the undispatched group) by composite score, best first."""
     out = [DepartmentOut(code=g["key"], name=g["label"], received=g["received"], closed=g["closed"],
                          response_rate=g["response_rate"], closure_rate=g["closure_rate"],
                          on_time_rate=g["on_time_rate"], satisfaction_rate=g["satisfaction_rate"],
                          composite=composite(g["response_rate"], g["closure_rate"], g["satisfaction_rate"]))
-           for g in m["groups"] if g["key"] is not None]
+           for g in groups if g["key"] is not None]
     out.sort(key=lambda d: (d.composite is None, -(d.composite or 0), -d.received, d.code))
-    return DepartmentsOut(span=_span(start, end, PERIOD_LABELS[call.query.period]), departments=out)
+    return out
 
 
 class TopicOut(Model):
@@ -390,10 +411,15 @@ class HeatmapOut(Model):
 @routes.api("GET", "/api/v1/cockpit/heatmap", summary="驾驶舱：区县/街道热力图", roles=COCKPIT_ROLES,
             query=PeriodQuery, response=HeatmapOut)
 async def heatmap_api(call: Call[None]) -> HeatmapOut:
-    start, end = period_range(call.query.period, call.now, _tz(call))
-    async with call.db() as db:
-        counts = await dashboard.place_counts(db, start, end)
-    return heatmap(call.app[LAYOUT], counts, _span(start, end, PERIOD_LABELS[call.query.period]))
+    period = call.query.period
+    start, end = period_range(period, call.now, _tz(call))
+
+    async def compute() -> HeatmapOut:
+        async with call.db() as db:
+            counts = await dashboard.place_counts(db, start, end)
+        return heatmap(call.app[LAYOUT], counts, _span(start, end, PERIOD_LABELS[period]))
+
+    return await call.app[CACHE].get(("heatmap", period), compute)
 
 
 def heatmap(layout: DistrictLayout, counts: list[dashboard.PlaceCount], span: Span) -> HeatmapOut:

@@ -104,7 +104,8 @@ async def tickets_api_get(call: Call[None]) -> TicketOut:
         return await ticket_out(call, db, ticket)
 
 
-@routes.api("POST", "/api/v1/console/tickets/{ticket_no}/actions", summary="工单操作（审核、派单、签收、反馈、核验、延期、退回…）",
+@routes.api("POST", "/api/v1/console/tickets/{ticket_no}/actions",
+            summary="工单操作（审核、派单、签收、反馈、核验、延期、退回…）",
             roles=TICKET_READERS, request=ActionRequest, response=TicketOut, errors=(409,))
 async def tickets_api_act(call: Call[ActionRequest]) -> TicketOut:
     ticket_no = call.request.match_info["ticket_no"]
@@ -184,6 +185,7 @@ async def detail_context(call: Call[Any], ticket_no: str) -> dict[str, Any]:
         if services.suggester is not None:
             suggestions = await services.suggest(ticket.content, district=ticket.district)
     return {"t": out, "tz": ZoneInfo(settings.timezone), "local": local, "departments": departments,
+            "state_names": {s.value: label for s, label in STATE_LABELS.items()},
             "suggestions": suggestions, "modes": DISPATCH_MODES, "error": None,
             "may_supervise": call.role in {Role.DISPATCHER, Role.LEADER, Role.ADMIN}
             and State(ticket.state) not in (State.CLOSED, State.WITHDRAWN),

@@ -34,7 +34,8 @@ routes = RouteTable("workspace")
 AGENTS = frozenset({Role.AGENT, Role.ADMIN})
 INTAKE = frozenset({Role.AGENT, Role.GRID, Role.LEADER, Role.ADMIN})  # who files tickets in the console
 ADVISED = frozenset({Role.AGENT, Role.DISPATCHER, Role.ADMIN})  # who sees knowledge answers and suggestions
-CHANNELS = {"phone": "电话", "web": "网站", "wechat": "微信", "grid": "网格", "leader-line": "领导专线", "bot": "智能机器人"}
+CHANNELS = {"phone": "电话", "web": "网站", "wechat": "微信", "grid": "网格", "leader-line": "领导专线",
+            "bot": "智能机器人"}
 KINDS = ("咨询", "求助", "投诉", "举报", "建议", "表扬")
 URGENCIES = {"normal": "一般", "urgent": "紧急", "very_urgent": "特急"}
 

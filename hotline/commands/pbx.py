@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from config import Settings
+from hotline.db import create_schema, make_engine, make_sessionmaker
 from ivr.pbx import LocalPbx, PbxError, PbxInfo
-from ivr.pbx.testcall import CALL_CONTEXTS, place_call
+from ivr.pbx.testcall import CALL_CONTEXTS, CallReport, place_call
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -32,7 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                       help="play the audio once the bot answers (default) or right away")
     call.add_argument("--caller-wait", type=int, default=30, help="seconds the caller stays after the audio")
     call.add_argument("--wait", action="store_true",
-                      help="follow the call until it hangs up; report answered_by, wait_s, bot_uuid, duration_s")
+                      help="follow the call until it hangs up; print answered_by (agent|leader|bot|abandoned), "
+                           "wait_s, bot_uuid, ticket_no, transcript, duration_s as JSON")
+    call.add_argument("--ticket-wait", type=float, default=10.0,
+                      help="with --wait: seconds to wait for the bot's ticket after the call ends")
     call.set_defaults(handler=_guard(_call))
 
 
@@ -80,9 +84,22 @@ def _call(settings: Settings, args: argparse.Namespace) -> int:
     info = LocalPbx(settings).status()
     if info is None:
         raise PbxError("pbx_not_running", "本地 PBX 未运行，请先执行 hotline pbx start")
-    report = asyncio.run(place_call(
-        info, args.audio, caller=args.caller, dtmf=args.dtmf, context=args.context, audio_at=args.audio_at,
-        caller_wait_s=args.caller_wait, wait=args.wait,
-    ))
+    report = asyncio.run(_place(settings, info, args))
     print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     return 0
+
+
+async def _place(settings: Settings, info: PbxInfo, args: argparse.Namespace) -> CallReport:
+    """The call; with --wait the database is opened to report the ticket made from it."""
+    options = {"caller": args.caller, "dtmf": args.dtmf, "context": args.context, "audio_at": args.audio_at,
+               "caller_wait_s": args.caller_wait, "wait": args.wait}
+    if not args.wait:
+        return await place_call(info, args.audio, **options)
+    engine = make_engine(settings.database.url)
+    try:
+        if engine.dialect.name == "sqlite":
+            await create_schema(engine)  # the embedded default may not exist yet
+        return await place_call(info, args.audio, **options, sessionmaker=make_sessionmaker(engine),
+                                ticket_wait_s=args.ticket_wait, timezone=settings.timezone)
+    finally:
+        await engine.dispose()

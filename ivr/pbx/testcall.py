@@ -1,7 +1,9 @@
 """Emulated calls into the local PBX (`hotline pbx call`): an AMI Originate of ``Local/s@test-caller``.
 
 The caller side plays a WAV file (converted to 8 kHz into the PBX sounds folder) and may press digits;
-the hotline side runs the real dialplan. With ``wait`` the call is followed on AMI until it hangs up.
+the hotline side runs the real dialplan. With ``wait`` the call is followed on AMI until it hangs up (every
+channel of the call shares the hotline side's Linkedid): who answered it, how long it waited in the queue, and
+— read from the database afterwards — the ticket the bot made and its transcript.
 """
 
 from __future__ import annotations
@@ -11,15 +13,22 @@ import hashlib
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from panoramisk import Manager
 from panoramisk.message import Message
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ivr.leaders import active_shifts
+from ivr.models import CallRecord
 from ivr.pbx.errors import PbxError
 from ivr.pbx.harness import PbxInfo
 from ivr.pbx.prompts import to_asterisk_wav
+from tickets.models import Ticket
 
 CALL_CONTEXTS = {"hotline-inbound": "12345", "hotline-bot": "s", "hotline-leader": "s"}
 
@@ -49,9 +58,15 @@ class CallReport:
     uniqueid: str
     context: str
     audio: str
-    answered_by: str | None = None  # queue member interface that answered (AgentConnect), if any
-    wait_s: float | None = None  # seconds in the queue before the agent answered (AgentConnect HoldTime)
+    # agent 坐席 | leader 领导 (the call log says so, or the member is a leader on duty now) | bot 机器人 |
+    # abandoned; a human who answered after the bot wins. Set with ``wait`` only.
+    answered_by: str | None = None
+    member: str | None = None  # queue member interface that answered (AgentConnect), if any
+    wait_s: float | None = None  # seconds spent in the queue (all visits), measured on the AMI events
     bot_uuid: str | None = None  # AudioSocket session id, when the call reached the speech bot
+    bot_status: str | None = None  # SUCCESS: a bot took the session; FAILED: no bot listening (or it broke)
+    ticket_no: str | None = None  # the ticket made from the call (call log link, or call_id / bot session)
+    transcript: str | None = None  # what the bot heard, as stored in that ticket
     duration_s: float | None = None  # from the originate to the hangup
     hangup_cause: str | None = None
 
@@ -68,13 +83,95 @@ def install_test_audio(info: PbxInfo, wav: Path) -> str:
     return name
 
 
+class _CallFollower:
+    """Folds the AMI events of one call (Linkedid = the hotline side's Uniqueid) into its report."""
+
+    def __init__(self, report: CallReport) -> None:
+        self.report = report
+        self.hung_up = asyncio.Event()
+        self._queued_at: float | None = None
+        self._queued_s = 0.0
+
+    def on_event(self, _manager: Manager, event: Message) -> None:
+        uniqueid = self.report.uniqueid
+        if uniqueid not in (event.get("Linkedid"), event.get("Uniqueid")):
+            return
+        mine = event.get("Uniqueid") == uniqueid
+        name = event.event
+        if name == "QueueCallerJoin" and mine:
+            self._queued_at = time.monotonic()
+        elif name in ("QueueCallerLeave", "QueueCallerAbandon") and mine:
+            self._leave_queue()
+        elif name == "AgentConnect":
+            self._leave_queue()
+            self.report.member = event.get("Interface") or event.get("MemberName")
+        elif name == "UserEvent" and event.get("UserEvent") == "HotlineBot":
+            self.report.bot_uuid = event.get("Uuid")
+        elif name == "UserEvent" and event.get("UserEvent") == "HotlineBotEnd":
+            self.report.bot_status = event.get("Status")
+        elif name == "Hangup" and mine:
+            self._leave_queue()
+            self.report.hangup_cause = event.get("Cause-txt")
+            self.hung_up.set()
+
+    def _leave_queue(self) -> None:
+        if self._queued_at is not None:
+            self._queued_s += time.monotonic() - self._queued_at
+            self._queued_at = None
+
+    async def finish(self, sessionmaker: async_sessionmaker[AsyncSession] | None, ticket_wait_s: float,
+                     tz: ZoneInfo) -> None:
+        report = self.report
+        report.wait_s = round(self._queued_s, 2)
+        if report.member is None:
+            report.answered_by = "bot" if report.bot_uuid else "abandoned"
+        else:
+            report.answered_by = "agent" if sessionmaker is None else await _human(sessionmaker, report, tz)
+        if sessionmaker is not None:
+            # a bot that took the session writes its ticket as the call ends: wait for it (bounded)
+            patience = ticket_wait_s if report.bot_status == "SUCCESS" else 0.0
+            await _read_ticket(sessionmaker, report, patience)
+
+
+async def _human(sessionmaker: async_sessionmaker[AsyncSession], report: CallReport, tz: ZoneInfo) -> str:
+    """agent or leader: the controller's call log when it ran, else whether the member is a leader on duty now."""
+    async with sessionmaker() as session:
+        logged = await session.scalar(select(CallRecord.answered_by).where(CallRecord.uniqueid == report.uniqueid))
+        if logged in ("agent", "leader"):
+            return str(logged)
+        on_duty = {s.interface for s in await active_shifts(session, datetime.now(UTC), tz)}
+    return "leader" if report.member in on_duty else "agent"
+
+
+async def _read_ticket(sessionmaker: async_sessionmaker[AsyncSession], report: CallReport, patience_s: float,
+                       every_s: float = 0.2) -> None:
+    """Fill ticket_no / transcript from the call log link, or a ticket whose call_id is the call or bot session;
+    polls up to *patience_s* for it to appear."""
+    ids = [i for i in (report.uniqueid, report.bot_uuid) if i]
+    deadline = time.monotonic() + patience_s
+    while True:
+        async with sessionmaker() as session:
+            linked = await session.scalar(select(CallRecord.ticket_no).where(CallRecord.uniqueid == report.uniqueid))
+            condition = Ticket.ticket_no == linked if linked else Ticket.call_id.in_(ids)
+            ticket = await session.scalar(select(Ticket).where(condition).order_by(Ticket.id.desc()).limit(1))
+        if ticket is not None:
+            report.ticket_no, report.transcript = ticket.ticket_no, ticket.transcript
+            return
+        if time.monotonic() >= deadline:
+            return
+        await asyncio.sleep(every_s)
+
+
 async def place_call(info: PbxInfo, audio: Path | None, *, caller: str = "13800138000", dtmf: str = "",
                      context: str = "hotline-inbound", audio_at: str = "bot", caller_wait_s: int = 30,
-                     wait: bool = False, timeout_s: float = 120) -> CallReport:
+                     wait: bool = False, timeout_s: float = 120,
+                     sessionmaker: async_sessionmaker[AsyncSession] | None = None, ticket_wait_s: float = 10.0,
+                     timezone: str = "Asia/Shanghai") -> CallReport:
     """Originate ``Local/s@test-caller/n`` into *context*; with *wait*, follow it on AMI until hang-up.
 
     The caller presses *dtmf* right after the answer and plays *audio* at once (``audio_at="start"``) or
     once the call has reached the speech bot (``"bot"``); it hangs up *caller_wait_s* seconds later.
+    With *sessionmaker* the ticket made from the call is looked up once it has ended.
     """
     if context not in CALL_CONTEXTS:
         raise PbxError("pbx_bad_context", f"不支持的呼入上下文：{context}", ", ".join(CALL_CONTEXTS))
@@ -91,21 +188,8 @@ async def place_call(info: PbxInfo, audio: Path | None, *, caller: str = "138001
     uniqueid = str(uuid.uuid4())
     report = CallReport(channel="", uniqueid=uniqueid, context=context, audio=name)
     manager = await ami_connect(info)
-    hung_up = asyncio.Event()
-
-    def on_event(_manager: Manager, event: Message) -> None:
-        if event.get("Uniqueid") != uniqueid and event.get("Uniqueid") != uniqueid + ";2":
-            return
-        if event.event == "AgentConnect":
-            report.answered_by = event.get("Interface") or event.get("MemberName")
-            report.wait_s = float(event.get("HoldTime", 0))
-        elif event.event == "UserEvent" and event.get("UserEvent") == "HotlineBot":
-            report.bot_uuid = event.get("Uuid")
-        elif event.event == "Hangup" and event.get("Uniqueid") == uniqueid:
-            report.hangup_cause = event.get("Cause-txt")
-            hung_up.set()
-
-    manager.register_event("*", on_event)
+    follower = _CallFollower(report)
+    manager.register_event("*", follower.on_event)
     started = time.monotonic()
     try:
         response = await asyncio.wait_for(manager.send_action({
@@ -119,10 +203,11 @@ async def place_call(info: PbxInfo, audio: Path | None, *, caller: str = "138001
         report.channel = final.get("Channel") or "Local/s@test-caller/n"
         if wait:
             try:
-                await asyncio.wait_for(hung_up.wait(), timeout_s)
+                await asyncio.wait_for(follower.hung_up.wait(), timeout_s)
             except TimeoutError:
                 raise PbxError("pbx_call_timeout", "等待通话结束超时", uniqueid) from None
             report.duration_s = round(time.monotonic() - started, 2)
+            await follower.finish(sessionmaker, ticket_wait_s, ZoneInfo(timezone))
     finally:
         manager.close()
     return report

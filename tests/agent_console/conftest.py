@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
 from tests.agent_console.harness import Console, console_settings, start_console, stop_console
+from tests.agent_console.tickets_support import desk  # noqa: F401 - the ticket screens' console fixture
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from agent_console.views import tickets_files
 from tests.agent_console.harness import Browser, Console
-from tests.agent_console.tickets_support import DEPT_B, act, desk, dispatched_ticket, json_of  # noqa: F401
+from tests.agent_console.tickets_support import DEPT_B, act, dispatched_ticket, json_of
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 

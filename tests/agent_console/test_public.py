@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.agent_console.harness import Browser, Console
-from tests.agent_console.tickets_support import DEPT_A, act, desk, json_of  # noqa: F401 - fixture
+from tests.agent_console.tickets_support import DEPT_A, act, json_of
 
 SUBMISSION = {"channel": "web", "caller_phone": "13700001234", "content": "东湖路路灯连续三晚不亮，夜里行人不安全",
               "address": "城东区东湖路"}
@@ -39,7 +39,8 @@ async def test_wrong_phone_looks_exactly_like_an_unknown_ticket(desk: Console) -
     malformed = await citizen.request("GET", f"/api/v1/tickets/{out['ticket_no']}?phone=abc")
     bodies = [await r.json() for r in (wrong, unknown, malformed)]
     assert [r.status for r in (wrong, unknown, malformed)] == [404, 404, 404]
-    assert bodies[0] == bodies[1] == bodies[2] == {"error": {"code": "not_found", "message": "未找到该工单，请核对工单编号和手机号码"}}
+    expected = {"error": {"code": "not_found", "message": "未找到该工单，请核对工单编号和手机号码"}}
+    assert bodies[0] == bodies[1] == bodies[2] == expected
 
 
 async def test_reply_is_shown_once_closed(desk: Console) -> None:

@@ -16,7 +16,6 @@ from tests.agent_console.tickets_support import (
     DEPT_B,
     PHONE,
     act,
-    desk,  # noqa: F401 - fixture
     dispatched_ticket,
     draft,
     json_of,
@@ -96,7 +95,8 @@ async def test_a_handler_never_sees_another_departments_ticket_on_any_route(desk
     theirs = await dispatched_ticket(desk, DEPT_A)
     mine = await dispatched_ticket(desk, DEPT_B, content="小区电梯经常停运，物业不维修")
     other = await desk.logged_in("handler_b")
-    routes = [r for r in RouteRegistry.of(FEATURES).routes if "{ticket_no}" in r.path and not r.public and r.allows(Role.HANDLER)]
+    routes = [r for r in RouteRegistry.of(FEATURES).routes
+              if "{ticket_no}" in r.path and not r.public and r.allows(Role.HANDLER)]
     assert len(routes) >= 6
     for route in routes:
         path = route.path.replace("{ticket_no}", theirs["ticket_no"]).replace("{attachment_id}", "1")
@@ -112,7 +112,8 @@ async def test_a_handler_never_sees_another_departments_ticket_on_any_route(desk
     assert [t["ticket_no"] for t in listed["tickets"]] == [mine["ticket_no"]]
     asked = await json_of(other, "GET", f"/api/v1/console/tickets?department={DEPT_A}")
     assert [t["ticket_no"] for t in asked["tickets"]] == [mine["ticket_no"]]  # own scope wins
-    unchanged = await json_of(await desk.logged_in("dispatcher"), "GET", f"/api/v1/console/tickets/{theirs['ticket_no']}")
+    dispatcher = await desk.logged_in("dispatcher")
+    unchanged = await json_of(dispatcher, "GET", f"/api/v1/console/tickets/{theirs['ticket_no']}")
     assert unchanged["state"] == "dispatched" and unchanged["version"] == theirs["version"]
 
 

@@ -9,7 +9,7 @@ from agent_console.calls import publish_screen_pop
 from agent_console.views.tickets_deps import services_of
 from knowledge.retrieval import Answer
 from tests.agent_console.harness import Browser, Console
-from tests.agent_console.tickets_support import PHONE, desk, draft, json_of  # noqa: F401 - fixture
+from tests.agent_console.tickets_support import PHONE, draft, json_of
 
 
 async def test_status_buttons_pause_the_agents_queue_membership(desk: Console) -> None:
@@ -64,7 +64,8 @@ async def test_knowledge_panel_uses_the_injected_lookup(desk: Console) -> None:
 
     def ask(text: str) -> Answer:
         asked.append(text)
-        return Answer(7, "社保卡丢了怎么补办？", "请携带身份证…", "请携带身份证到社保网点补办。", "市人社局", 0.91, True)
+        return Answer(7, "社保卡丢了怎么补办？", "请携带身份证…", "请携带身份证到社保网点补办。", "市人社局",
+                      0.91, True)
 
     services_of(desk.app).knowledge_ask = ask
     out = await json_of(agent, "GET", "/api/v1/console/knowledge?q=社保卡怎么补办")

@@ -171,7 +171,7 @@ async def test_place_call_reports_the_answering_agent(pbx: PbxInfo, ami: Manager
     await _empty_queue(ami)
     async with _queue_member(ami, "Local/6002@test-agent/n"):
         report = await place_call(pbx, wav, dtmf="2", audio_at="start", caller_wait_s=5, wait=True, timeout_s=60)
-    assert report.answered_by == "Local/6002@test-agent/n"
+    assert (report.answered_by, report.member) == ("agent", "Local/6002@test-agent/n")
     assert report.wait_s is not None and report.wait_s < 5
     assert report.bot_uuid is None and report.duration_s is not None
     converted = pbx.sounds_dir / f"{report.audio}.wav"

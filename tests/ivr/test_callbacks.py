@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -22,8 +21,8 @@ from ivr.controller import HotlineController
 from ivr.models import CallbackAttempt
 from tests.ivr.amitools import RecordingTransport, attach, new_client
 from tests.ivr.callback_support import MONDAY_10AM, verified_ticket
-from tickets.services import create_ticket, get_ticket
 from tickets.schemas import Actor, TicketDraft
+from tickets.services import create_ticket, get_ticket
 
 NUMBER = "13912345678"
 
@@ -182,8 +181,8 @@ async def test_console_start_is_refused_with_a_reason(
     assert refused.value.code == "callback.outside_hours" and "回访时段" in refused.value.message
     scheduler = scheduler_for(settings, sessionmaker, client, MONDAY_10AM)
     async with sessionmaker() as session:
-        fresh = await create_ticket(session, TicketDraft(channel="phone", caller_phone="13900000000", content="咨询"),
-                                    Actor("王话务", "agent"), now=MONDAY_10AM)
+        draft = TicketDraft(channel="phone", caller_phone="13900000000", content="想问一下办理居住证需要哪些材料")
+        fresh = await create_ticket(session, draft, Actor("王话务", "agent"), now=MONDAY_10AM)
     with pytest.raises(NotWaitingForCallback):
         await scheduler.start_callback(fresh.ticket_no)
     await scheduler.start_callback(ticket_no)
@@ -191,5 +190,3 @@ async def test_console_start_is_refused_with_a_reason(
         await scheduler.start_callback(ticket_no)
     assert scheduler.originated == 1
 
-
-def _unused(_: Any) -> None: ...

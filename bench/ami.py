@@ -1,0 +1,341 @@
+"""AMI controller benchmark: a real busy-hour event stream, replayed at full speed.
+
+    python -m bench.ami [--record] [--calls 60] [--rounds 20]
+
+1. Record (``--record``, or when bench/data/ami-busy.ami is missing): the local Asterisk (``hotline pbx
+   start``), the controller with two emulated agents (``Local/69xx@test-agent/n``, busy a few seconds, then in
+   wrap-up) and ``--calls`` emulated callers originated at once; the callers the agents cannot take are
+   redirected to hotline-bot (no bot listens: AudioSocket fails, they are queued again and finally apologised
+   to). Every byte the controller's AMI connection receives is saved (the protocol's ``tap``), and the overflow
+   decision latency is measured live: QueueCallerJoin handled → Redirect sent.
+2. Replay: the saved bytes, ``--rounds`` times with the channel ids renamed per round (so each round is new
+   calls, not duplicates the state ignores), fed in 4 KiB reads through the controller's own protocol
+   (HardenedAmiProtocol → parse_event → HotlineState → listeners) with its overflow ticker running, against an
+   in-memory transport that answers every action with Success and notes when each Redirect is written. The
+   call-log writer is not started (database writes are outside this path; the ticker's leader reconciliation
+   still reads SQLite). Measured: events/s, and the same decision latency on the replay.
+3. Baseline in the same run: panoramisk's own ``AMIProtocol.data_received`` + ``Message.from_line`` +
+   ``handle_message`` on the same reads with a no-op dispatch — the bare parsing loop; the ratio of the two.
+
+Targets: ≥ 20,000 events/s through the controller; decision latency p99 ≤ 20 ms.
+Results go to bench/results/ami.json and ami.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import platform
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from datetime import time as dtime
+from pathlib import Path
+from typing import Any
+
+from panoramisk.ami_protocol import AMIProtocol
+
+from config import Settings, load_settings
+from config.settings import PeakWindow
+from hotline.db import create_schema, make_engine, make_sessionmaker
+from ivr import events as ev
+from ivr.ami import FRAME_END, AmiClient, HardenedAmiProtocol
+from ivr.controller import HotlineController
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data" / "ami-busy.ami"
+RESULTS = HERE / "results"
+READ_SIZE = 4096
+TARGET_EVENTS_PER_S = 20_000
+TARGET_P99_MS = 20.0
+AGENTS = ("Local/6901@test-agent/n", "Local/6902@test-agent/n")
+ALWAYS = PeakWindow(weekdays=[1, 2, 3, 4, 5, 6, 7], start=dtime(0, 0), end=dtime(23, 59, 59))
+# Channel ids in the stream: Asterisk's numeric Uniqueids/Linkedids and our Originate ChannelIds.
+_IDS = re.compile(rb"(?<![\w.])(\d{10}\.\d+|bench-\d+-\d+)(?=;|\r|$)", re.M)
+
+
+def bench_settings(settings: Settings, host: str = "127.0.0.1", port: int = 1) -> Settings:
+    """Overflow always in a peak window, a 1 s wait limit: busy agents send callers to the bot at once."""
+    return settings.model_copy(update={
+        "ami": settings.ami.model_copy(update={"host": host, "port": port}),
+        "overflow": settings.overflow.model_copy(update={
+            "peak_windows": [ALWAYS], "tick_s": 0.2, "off_hours_to_bot": False, "max_estimated_wait_s": 1.0,
+            "default_talk_time_s": 120.0, "enabled": True}),
+    })
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+class DecisionClock:
+    """QueueCallerJoin handled → Redirect sent, per caller channel (perf_counter seconds)."""
+
+    def __init__(self) -> None:
+        self.joined: dict[str, float] = {}
+        self.latencies_ms: list[float] = []
+
+    def on_event(self, event: ev.DomainEvent) -> None:
+        if isinstance(event, ev.CallerJoined) and event.chan.uniqueid == event.chan.linkedid:
+            self.joined.setdefault(event.chan.channel, time.perf_counter())
+
+    def redirected(self, channel: str) -> None:
+        start = self.joined.pop(channel, None)
+        if start is not None:
+            self.latencies_ms.append((time.perf_counter() - start) * 1000)
+
+    def summary(self) -> dict[str, Any]:
+        lat = self.latencies_ms
+        return {"redirects": len(lat), "p50_ms": _r(percentile(lat, 50)), "p99_ms": _r(percentile(lat, 99)),
+                "max_ms": _r(max(lat) if lat else None)}
+
+
+def _r(x: float | None, nd: int = 2) -> float | None:
+    return None if x is None else round(x, nd)
+
+
+# -- 1. recording against the real Asterisk ---------------------------------------------------------------------
+async def record(settings: Settings, calls: int) -> dict[str, Any]:
+    from ivr.pbx import LocalPbx
+
+    info = await asyncio.to_thread(LocalPbx(settings).start)
+    engine = make_engine("sqlite+aiosqlite:///:memory:")
+    await create_schema(engine)
+    creds = (info.ami_username, info.ami_secret)
+    ctrl = HotlineController(bench_settings(settings, info.ami_host, info.ami_port), make_sessionmaker(engine),
+                             AmiClient(host=info.ami_host, port=info.ami_port, username=creds[0], secret=creds[1]),
+                             is_working_day=lambda _d: True)
+    received = bytearray()
+    ctrl.ami.tap = received.extend
+    clock = DecisionClock()
+    ctrl.add_listener(clock.on_event)
+    send = ctrl.ami.action
+
+    async def timed_action(action: Any, **kw: Any) -> Any:
+        if action.get("Action") == "Redirect":
+            clock.redirected(str(action["Channel"]))
+        return await send(action, **kw)
+
+    ctrl.ami.action = timed_action  # type: ignore[method-assign]
+    caller_side = AmiClient(host=info.ami_host, port=info.ami_port, username=creds[0], secret=creds[1])
+    ended: set[str] = set()
+    all_ended = asyncio.Event()
+    ids = [f"bench-{int(time.time())}-{n}" for n in range(calls)]
+
+    def on_hangup(message: Any) -> None:
+        if message.get("Uniqueid") in ids:
+            ended.add(str(message.get("Uniqueid")))
+            if len(ended) == len(ids):
+                all_ended.set()
+
+    caller_side.on_event("Hangup", on_hangup)
+    await ctrl.start()
+    caller_side.start()
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(asyncio.gather(ctrl.ami.connected.wait(), caller_side.connected.wait()), 20)
+        for n, agent in enumerate(AGENTS):
+            await ctrl.add_agent(agent, f"压测坐席{n + 1}")
+        for uniqueid in ids:
+            await caller_side.action({
+                "Action": "Originate", "Channel": "Local/s@test-caller/n", "Context": "hotline-inbound",
+                "Exten": "12345", "Priority": 1, "Async": "true", "CallerID": "13800138000", "ChannelId": uniqueid,
+                "Variable": ["TEST_WAIT=12", "TEST_DTMF=0", "__TEST_AGENT_WAIT=2"]})
+        await asyncio.wait_for(all_ended.wait(), 180)
+    finally:
+        for agent in AGENTS:
+            with contextlib.suppress(Exception):
+                await ctrl.remove_agent(agent)
+        elapsed = time.perf_counter() - started
+        await caller_side.stop()
+        await ctrl.ami.stop()
+        for task in ctrl._tasks:  # the call-log writer's backlog is of no interest here
+            task.cancel()
+        await engine.dispose()
+    DATA.parent.mkdir(parents=True, exist_ok=True)
+    DATA.write_bytes(bytes(received))
+    return {"calls": calls, "agents": len(AGENTS), "seconds": round(elapsed, 1), "bytes": len(received),
+            "events": ctrl.ami.stats.events, "latency": clock.summary(), "asterisk": _asterisk_version(received)}
+
+
+def _asterisk_version(stream: bytes) -> str:
+    first = stream.split(b"\r\n", 1)[0].decode(errors="replace")
+    return first.replace("Asterisk Call Manager/", "AMI ")
+
+
+# -- 2. replay through the controller -----------------------------------------------------------------------------
+def rounds_of(stream: bytes, rounds: int) -> list[bytes]:
+    """The stream ``rounds`` times, channel ids suffixed per round, as reads of whole frames up to READ_SIZE
+    bytes (the in-memory Asterisk answers actions between two reads, never inside a frame)."""
+    body = stream.split(b"\r\n", 1)[1]  # without the banner
+    out: list[bytes] = []
+    for r in range(rounds):
+        renamed = _IDS.sub(lambda m, r=r: m.group(1) + b"r%d" % r, body)
+        read = bytearray()
+        for frame in renamed.split(FRAME_END):
+            if not frame:
+                continue
+            if read and len(read) + len(frame) > READ_SIZE:
+                out.append(bytes(read))
+                read.clear()
+            read += frame + FRAME_END
+        if read:
+            out.append(bytes(read))
+    return out
+
+
+class AnsweringTransport(asyncio.Transport):
+    """The Asterisk end of an in-memory AMI connection: every action gets ``Response: Success``; Redirects are
+    timed by ``on_redirect``."""
+
+    def __init__(self, protocol: HardenedAmiProtocol, on_redirect: Callable[[str], None]) -> None:
+        super().__init__()
+        self.protocol, self.on_redirect = protocol, on_redirect
+        self.actions = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        text = bytes(data).decode()
+        headers = dict(line.split(": ", 1) for line in text.split("\r\n") if ": " in line)
+        self.actions += 1
+        if headers.get("Action") == "Redirect":
+            self.on_redirect(headers["Channel"])
+        reply = f"Response: Success\r\nActionID: {headers['ActionID']}\r\nMessage: Success\r\n\r\n".encode()
+        asyncio.get_running_loop().call_soon(self.protocol.data_received, reply)
+
+    def close(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def replay(settings: Settings, reads: list[bytes]) -> dict[str, Any]:
+    engine = make_engine("sqlite+aiosqlite:///:memory:")
+    await create_schema(engine)
+    client = AmiClient(host="127.0.0.1", port=1, username="bench", secret="bench")
+    ctrl = HotlineController(bench_settings(settings), make_sessionmaker(engine), client,
+                             is_working_day=lambda _d: True)
+    clock = DecisionClock()
+    ctrl.add_listener(clock.on_event)
+    protocol = HardenedAmiProtocol(client.stats, client.max_frame_bytes)
+    transport = AnsweringTransport(protocol, clock.redirected)
+    protocol.connection_made(transport)
+    protocol.factory, protocol.encoding = client._manager, "utf-8"
+    client._manager.protocol = protocol
+    client._protocol = protocol
+    client.connected.set()
+    ticker = asyncio.create_task(ctrl._ticker(), name="bench-ticker")  # only the ticker: no call-log writer
+    gc.collect()
+    started = time.perf_counter()
+    for chunk in reads:
+        protocol.data_received(chunk)
+        await asyncio.sleep(0)  # a socket read at a time: the ticker and the answers run in between
+    elapsed = time.perf_counter() - started
+    ticker.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await ticker
+    await engine.dispose()
+    events = client.stats.events
+    return {"events": events, "seconds": round(elapsed, 3), "events_per_s": round(events / elapsed),
+            "frames": client.stats.frames, "malformed": client.stats.malformed_frames,
+            "decisions": len(ctrl.decisions), "actions_sent": transport.actions, "latency": clock.summary()}
+
+
+# -- 3. panoramisk's bare parsing loop ------------------------------------------------------------------------------
+class _NoDispatch:
+    """A panoramisk factory that drops every event (only parsing is measured)."""
+
+    events = 0
+
+    def dispatch(self, _message: Any) -> None:
+        self.events += 1
+
+
+def bare_panoramisk(reads: list[bytes]) -> dict[str, Any]:
+    protocol = AMIProtocol()
+    protocol.connection_made(asyncio.Transport())
+    factory = _NoDispatch()
+    protocol.factory, protocol.encoding = factory, "utf-8"
+    protocol.version = "bench"  # skip the banner check
+    gc.collect()
+    started = time.perf_counter()
+    for chunk in reads:
+        protocol.data_received(chunk)
+    elapsed = time.perf_counter() - started
+    return {"events": factory.events, "seconds": round(elapsed, 3), "events_per_s": round(factory.events / elapsed)}
+
+
+# -- report --------------------------------------------------------------------------------------------------------
+def write_results(result: dict[str, Any]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "ami.json").write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+    c, b, live = result["replay"], result["panoramisk"], result.get("live") or {}
+    lat, live_lat = c["latency"], live.get("latency", {})
+    lines = [
+        "# AMI controller benchmark", "",
+        f"{result['at']} · {result['machine']} · Python {result['python']} · stream {result['stream']}", "",
+        "| measure | controller | panoramisk bare parse | ratio | target |",
+        "|---|---|---|---|---|",
+        f"| events/s (replay, {c['events']:,} events) | {c['events_per_s']:,} | {b['events_per_s']:,} | "
+        f"{result['ratio']:.2f} | ≥ {TARGET_EVENTS_PER_S:,} |",
+        "", "| overflow decision latency (QueueCallerJoin → Redirect sent) | redirects | p50 ms | p99 ms | max ms |"
+        " target p99 |",
+        "|---|---|---|---|---|---|",
+        f"| replay at full speed | {lat['redirects']} | {lat['p50_ms']} | {lat['p99_ms']} | {lat['max_ms']} | "
+        f"≤ {TARGET_P99_MS} |",
+    ]
+    if live_lat:
+        lines.append(f"| real Asterisk, {live['calls']} calls, {live['agents']} agents | {live_lat['redirects']} | "
+                     f"{live_lat['p50_ms']} | {live_lat['p99_ms']} | {live_lat['max_ms']} | ≤ {TARGET_P99_MS} |")
+    lines += ["", f"Targets met: events/s {'yes' if result['met']['events_per_s'] else 'NO'}, "
+                  f"latency p99 {'yes' if result['met']['latency_p99'] else 'NO'}.", "",
+              "How: see the docstring of bench/ami.py. " + result.get("note", ""), ""]
+    (RESULTS / "ami.md").write_text("\n".join(lines))
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    settings = load_settings()
+    live = await record(settings, args.calls) if args.record or not DATA.is_file() else None
+    stream = DATA.read_bytes()
+    reads = rounds_of(stream, args.rounds)
+    bare = bare_panoramisk(reads)
+    controller = await replay(settings, reads)
+    p99s = [x for x in (controller["latency"]["p99_ms"], (live or {}).get("latency", {}).get("p99_ms"))
+            if x is not None]
+    return {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": f"{platform.machine()}",
+        "python": platform.python_version(), "stream": f"{DATA.relative_to(HERE.parent)} ({len(stream):,} bytes)",
+        "rounds": args.rounds, "read_size": READ_SIZE, "live": live, "replay": controller, "panoramisk": bare,
+        "ratio": round(controller["events_per_s"] / bare["events_per_s"], 3),
+        "met": {"events_per_s": controller["events_per_s"] >= TARGET_EVENTS_PER_S,
+                "latency_p99": bool(p99s) and max(p99s) <= TARGET_P99_MS},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ami", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--record", action="store_true", help="record a new stream from the local PBX first")
+    parser.add_argument("--calls", type=int, default=60, help="emulated callers when recording")
+    parser.add_argument("--rounds", type=int, default=20, help="times the stream is replayed")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    result = asyncio.run(run(args))
+    if result["live"] is None:
+        previous = RESULTS / "ami.json"
+        if previous.is_file():  # keep the live figures of the run that recorded the stream
+            result["live"] = json.loads(previous.read_text()).get("live")
+    write_results(result)
+    print((RESULTS / "ami.md").read_text())
+    return 0 if all(result["met"].values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

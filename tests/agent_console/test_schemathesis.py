@@ -1,0 +1,95 @@
+"""Schemathesis against the running console's own OpenAPI document: logged in as an administrator (with the
+CSRF header), on SQLite with seed data, every documented operation gets generated requests; no answer may be
+a 5xx and every answer must match its documented schema.
+
+Left out: ``POST /logout`` (it would end the run's own session) and ``GET /ws`` (a WebSocket, not HTTP).
+``KNOWN_FAILURES`` lists operations of other features whose failures are reported to their owners; the test
+fails on any other failing operation, and on a listed one that no longer fails (so the list only shrinks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+
+from config import Settings
+from hotline.db import create_schema, make_engine, make_sessionmaker
+from knowledge import services as kb
+from knowledge.schemas import EntryContent
+from tests.agent_console.harness import Console, console_settings, start_console, stop_console
+from tests.agent_console.seed_cockpit import NOW, move_console_to, seed_cockpit
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+MAX_EXAMPLES = 6
+TIMEOUT_S = 150
+EXCLUDED_PATHS = ("/logout", "/ws")
+# operation → why it fails here (owner to fix). 503s: the test app runs without the AMI controller / bot index.
+KNOWN_FAILURES: dict[str, str] = {
+    "PATCH /api/v1/users/{username}": "500: explicit nulls (role/display_name/active: null) reach NOT NULL columns "
+                                      "(console foundation: UserUpdate should refuse null)",
+    "GET /api/v1/console/knowledge": "503 知识库未接入: no knowledge index wired into the test app (ticket screens)",
+    "POST /api/v1/console/workspace/state": "503 未接入电话系统（AMI）: no controller in the test app (workspace)",
+    "POST /workspace/state": "503 未接入电话系统（AMI）: no controller in the test app (workspace)",
+}
+
+
+@pytest.fixture
+async def seeded_console(settings: Settings, tmp_path: Path) -> AsyncIterator[Console]:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'schemathesis.db'}")
+    await create_schema(engine)
+    sessionmaker = make_sessionmaker(engine)
+    console = await start_console(console_settings(settings), sessionmaker)
+    await seed_cockpit(sessionmaker)
+    async with sessionmaker() as db:
+        content = EntryContent(question="占道经营怎么投诉", answer_speech="请拨打城管热线。",
+                               answer_text="请拨打城管热线。", department="市城市管理局")
+        entry = await kb.create_entry(db, content, "admin")
+        await kb.record_miss(db, "垃圾车太早来", entry.id, 0.3, "low_confidence")
+    move_console_to(console, NOW)
+    yield console
+    await stop_console(console)
+    await engine.dispose()
+
+
+async def test_api_matches_its_schema_and_never_fails(seeded_console: Console, tmp_path: Path) -> None:
+    admin = await seeded_console.logged_in("admin")
+    token = await admin.csrf()
+    cookie = admin.cookie("hotline_session")
+    cmd = [sys.executable, "-m", "schemathesis.cli", "run", admin.url("/api/v1/openapi.json"),
+           "--checks", "not_a_server_error,response_schema_conformance",
+           "--header", f"Cookie: hotline_session={cookie}", "--header", f"X-CSRF-Token: {token}",
+           "--max-examples", str(MAX_EXAMPLES), "--phases", "examples,coverage,fuzzing", "--seed", "12345",
+           "--no-shrink", "--workers", "1", "--request-timeout", "20", "--warnings", "off",
+           "--report", "junit", "--report-dir", str(tmp_path / "report")]
+    for path in EXCLUDED_PATHS:
+        cmd += ["--exclude-path", path]
+    proc = await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT,
+                                                env=os.environ | {"NO_COLOR": "1", "SCHEMATHESIS_HOOKS": ""})
+    async with asyncio.timeout(TIMEOUT_S):
+        out, _ = await proc.communicate()
+    text = out.decode(errors="replace")
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / "schemathesis.txt").write_text(text)
+    failing = failed_operations(tmp_path / "report")
+    unexpected = failing - set(KNOWN_FAILURES)
+    assert not unexpected, f"schemathesis failures: {sorted(unexpected)}\n{text[-6000:]}"
+    fixed = set(KNOWN_FAILURES) - failing
+    assert not fixed, f"no longer failing, remove from KNOWN_FAILURES: {sorted(fixed)}"
+    assert "API Operations:" in text and proc.returncode in (0, 1), text[-3000:]
+
+
+def failed_operations(report_dir: Path) -> set[str]:
+    """Operations (``METHOD /path``) with a failure or error in schemathesis's JUnit report."""
+    (report,) = report_dir.glob("junit-*.xml")
+    root = ElementTree.parse(report).getroot()
+    return {case.get("name", "") for case in root.iter("testcase")
+            if case.find("failure") is not None or case.find("error") is not None}
