@@ -25,6 +25,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import unquote
 
 from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
@@ -150,11 +151,12 @@ class HardenedAmiProtocol(AMIProtocol):
             self.stats.undecodable_frames += 1
             text = raw.decode("utf-8", errors="replace")
             log.warning("AMI frame with non-UTF-8 bytes: %r", raw[:200])
-        lines = [ln for ln in text.split("\r\n") if not ln.startswith(BANNER)]
-        if self.version is None and text.startswith(BANNER):
-            self.version = text[len(BANNER):].split("\r\n", 1)[0].strip()
+        if text.startswith(BANNER):
+            banner, _, text = text.partition("\r\n")
+            if self.version is None:
+                self.version = banner[len(BANNER):].strip()
         try:
-            message = Message.from_line("\r\n".join(lines).strip())
+            message = parse_frame(text)
         except Exception:  # any parser failure is a malformed frame
             message = None
         if message is None or not _single_header(message, "event", "response"):
@@ -195,6 +197,52 @@ class HardenedAmiProtocol(AMIProtocol):
             self.lost.set_result(None)
 
 
+class AmiMessage(Message):
+    """panoramisk's Message with direct header lookups: its ``get`` and attribute access go through
+    ``Mapping.get`` → ``__getitem__`` → ``str.lower`` (three Python calls per header on the hot path)."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        item = self._store.get(key.lower())
+        return default if item is None else item[1]
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__") or attr == "_store":
+            raise AttributeError(attr)
+        item = self._store.get(attr.lower())
+        return "" if item is None else item[1]
+
+
+_BODY_RESPONSES = ("Response: Follows", "Response: Fail")  # frames with a free-text body
+
+
+def parse_frame(text: str) -> Message | None:
+    """One AMI frame (no banner) → a Message, as ``Message.from_line`` would build it, in one pass: repeated
+    headers become a list, ``Result`` is unquoted; None without an Event or a Response header."""
+    if text.lstrip().startswith(_BODY_RESPONSES):
+        return Message.from_line(text.strip())  # panoramisk's own rules for command output
+    store: dict[str, tuple[str, Any]] = {}
+    for line in text.split("\r\n"):
+        key, sep, value = line.partition(": ")
+        if not sep:
+            continue
+        lower = key.lower()
+        if lower in Message.quoted_keys:
+            value = unquote(value).strip()
+        old = store.get(lower)
+        if old is None:
+            store[lower] = (key, value)
+        else:
+            before = old[1]
+            store[lower] = (old[0], [*before, value] if isinstance(before, list) else [before, value])
+    if "event" not in store and "response" not in store:
+        return None
+    store.setdefault("content", ("content", ""))
+    message = AmiMessage.__new__(AmiMessage)
+    message._store = store
+    message.manager = None
+    return message
+
+
 def _single_header(message: Message, *names: str) -> bool:
     """True when the frame has an Event or a Response header (OriginateResponse has both), none repeated."""
     present = [message[n] for n in names if n in message]
@@ -206,7 +254,18 @@ ConnectedHook = Callable[["AmiClient"], Awaitable[None]]
 
 
 class _SupervisedManager(Manager):
-    """panoramisk Manager whose connection lifecycle belongs to :class:`AmiClient`."""
+    """panoramisk Manager whose connection lifecycle belongs to :class:`AmiClient`; callbacks for an exact event
+    name are found by a dict lookup instead of trying every registered pattern's regex on every event."""
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        self.by_name: dict[str, list[Callable[[Manager, Message], None]]] = {}
+
+    def dispatch(self, event: Message) -> list[str]:
+        event.manager = self
+        for callback in self.by_name.get(event.event, ()):
+            callback(self, event)
+        return super().dispatch(event)
 
     def connection_lost(self, exc: Any) -> None:  # panoramisk would schedule its own fixed-delay reconnect
         pass
@@ -278,7 +337,10 @@ class AmiClient:
                 self.stats.callback_errors += 1
                 log.exception("AMI event handler %r failed for %r", callback, message)
 
-        self._manager.register_event(pattern, guarded)
+        if any(c in pattern for c in "*?["):
+            self._manager.register_event(pattern, guarded)
+        else:
+            self._manager.by_name.setdefault(pattern, []).append(guarded)
 
     async def action(
         self, action: Mapping[str, Any], *, as_list: bool = False, timeout_s: float | None = None

@@ -71,6 +71,7 @@ class HotlineController:
         self._resync_wanted = False
         self._listener_tasks: set[asyncio.Future[None]] = set()
         self._leader_interfaces: set[str] = set()  # endpoints ever scheduled or added as leaders by us
+        self._next_leader_check = 0.0  # loop time of the next leader reconciliation by the ticker
         ami.on_connected = self._on_connected
         ami.event_filters = [*ev.AMI_FILTERS, ORIGINATE_RESPONSE_FILTER]
         for name in ev.SUBSCRIBED:
@@ -243,6 +244,7 @@ class HotlineController:
 
     # -- periodic work ---------------------------------------------------------------------------------------------
     async def _ticker(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.cfg.tick_s)
@@ -253,7 +255,9 @@ class HotlineController:
                 if self._resync_wanted:
                     self._resync_wanted = False
                     await self._resync()
-                await self._reconcile_leaders()
+                if loop.time() >= self._next_leader_check:  # on the clock, not on every event: it reads the DB
+                    self._next_leader_check = loop.time() + self.cfg.tick_s
+                    await self._reconcile_leaders()
                 await self._overflow()
             except AmiError as exc:
                 log.warning("controller tick interrupted: %s", exc)
