@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from asr.audio import FRAME_SECONDS
+from config.errors import HotlineError
 
 HEADER_BYTES = 3
 # The protocol allows 65535 bytes; 20 ms of slin is 320. A bound well above any real frame (0.5 s of 8 kHz
@@ -59,13 +60,8 @@ class ErrorCode(IntEnum):
     PROTOCOL = 0x80  # this server: the peer broke the protocol (e.g. no UUID first)
 
 
-class ProtocolError(Exception):
+class ProtocolError(HotlineError):
     """Malformed AudioSocket input. ``code`` is stable and machine-readable; ``message`` is Chinese."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
-from config import Settings
+from config import HotlineError, Settings
 
 WHISPER_DIR = "whisper-base"
 WHISPER_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
@@ -44,13 +44,8 @@ VOSK_MODELS = {
 }
 
 
-class ModelInstallError(Exception):
+class ModelInstallError(HotlineError):
     """Installing a model failed: stable ``code``, Chinese ``message``."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 def model_cache(settings: Settings) -> Path:

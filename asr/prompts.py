@@ -7,16 +7,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from config import Settings, config_path
+from config import HotlineError, Settings, config_path
 
 
-class PromptsError(Exception):
+class PromptsError(HotlineError):
     """The prompts file is missing or malformed: stable ``code``, Chinese ``message``."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 def _sentence() -> str:

@@ -27,7 +27,7 @@ from typing import Protocol
 import av
 import numpy as np
 
-from config import Settings
+from config import HotlineError, Settings
 
 MIN_RATE, MAX_RATE = 4000, 192000
 
@@ -59,13 +59,8 @@ class Final:
 Event = SpeechStart | Partial | Final
 
 
-class AsrError(Exception):
+class AsrError(HotlineError):
     """A recogniser that cannot work as configured: stable ``code``, Chinese ``message``."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 class RecognizerSession(Protocol):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from asr import audio
+from config.errors import HotlineError
 from config.settings import TtsSettings
 
 # Digits read one by one, as call-centre agents read numbers back: 1 is 幺 (yāo), never confused with 七.
@@ -25,13 +26,8 @@ DIGIT_READINGS = dict(zip("0123456789", "零幺二三四五六七八九", strict
 LOCK_STRIPES = 64
 
 
-class TtsError(Exception):
+class TtsError(HotlineError):
     """Synthesis failed. ``code`` is stable and machine-readable; ``message`` is Chinese."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 class SpeechSynthesizer(Protocol):

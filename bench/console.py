@@ -11,7 +11,8 @@ Measured, per request from the client's side:
 
 - baseline: one session alone does ``--rounds`` rounds of list (newest 50), search (a common place name in the
   content, and a caller's number), and update (审核 through the action API, after reading the ticket's version);
-- load: all sessions do the same at once (each on its own tickets), while the leader reloads the cockpit;
+- load: all sessions do the same at once (each on its own tickets, pausing ``--think-s`` seconds on average
+  between requests as people read their screens), while the leader reopens the cockpit as often;
 - cockpit: the page and its ten panel APIs as a browser loads them (6 connections), cold (first load, empty
   caches) and warm; the load's own cockpit reloads are reported separately.
 
@@ -24,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import random
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -134,17 +137,29 @@ class Staff:
         await self.http.close()
 
 
-async def work_rounds(staff: Staff, tickets: list[str], phone: str, samples: Samples) -> None:
-    """List, search by text and by number, and 审核 one of its own tickets, once per ticket."""
+async def work_rounds(staff: Staff, tickets: list[str], phone: str, samples: Samples, *, think_s: float = 0.0,
+                      seed: int = 0) -> None:
+    """List, search by text and by number, and 审核 one of its own tickets, once per ticket; between two
+    requests the user reads the screen for an exponentially distributed time of mean ``think_s``."""
+    rng = random.Random(seed)
+    tickets_api = "/api/v1/console/tickets"
+
+    async def think() -> None:
+        if think_s > 0:
+            await asyncio.sleep(rng.expovariate(1 / think_s))
+
     for ticket_no in tickets:
-        await samples.time("list", lambda: staff.get_json("/api/v1/console/tickets?limit=50"))
-        await samples.time("search_text", lambda: staff.get_json(f"/api/v1/console/tickets?text={SEARCH_WORD}&limit=50"))
-        await samples.time("search_phone", lambda: staff.get_json(f"/api/v1/console/tickets?phone={phone}&limit=50"))
-        detail = await samples.time("detail", lambda no=ticket_no: staff.get_json(f"/api/v1/console/tickets/{no}"))
+        await think()
+        await samples.time("list", lambda: staff.get_json(f"{tickets_api}?limit=50"))
+        await think()
+        await samples.time("search_text", lambda: staff.get_json(f"{tickets_api}?text={SEARCH_WORD}&limit=50"))
+        await think()
+        await samples.time("search_phone", lambda: staff.get_json(f"{tickets_api}?phone={phone}&limit=50"))
+        await think()
+        detail = await samples.time("detail", lambda no=ticket_no: staff.get_json(f"{tickets_api}/{no}"))
         if detail is not None:
             body = {"action": "review", "expected_version": detail["version"]}
-            await samples.time("update", lambda no=ticket_no, b=body: staff.post_json(
-                f"/api/v1/console/tickets/{no}/actions", b))
+            await samples.time("update", lambda no=ticket_no, b=body: staff.post_json(f"{tickets_api}/{no}/actions", b))
 
 
 async def load_cockpit(leader: Staff) -> None:
@@ -173,11 +188,11 @@ async def _fresh_tickets(sm: async_sessionmaker[AsyncSession], settings: Setting
     return list(await asyncio.gather(*(one(i) for i in range(n))))
 
 
-async def run(rows: int, sessions: int, rounds: int, cockpit_loads: int) -> dict[str, Any]:
+async def run(rows: int, sessions: int, rounds: int, cockpit_loads: int, think_s: float) -> dict[str, Any]:
     base_settings = load_settings()
     settings = base_settings.model_copy(update={"console": base_settings.console.model_copy(update=FAST_ARGON2)})
     tz = ZoneInfo(settings.timezone)
-    report: dict[str, Any] = {"rows": rows, "sessions": sessions, "rounds": rounds,
+    report: dict[str, Any] = {"rows": rows, "sessions": sessions, "rounds": rounds, "think_s": think_s,
                               "started": datetime.now(tz).isoformat(), "database": "PostgreSQL (local, fsync=off)"}
     server = LocalPostgres.start()
     runner: web.AppRunner | None = None
@@ -245,14 +260,16 @@ async def run(rows: int, sessions: int, rounds: int, cockpit_loads: int) -> dict
         during = Samples()
         stop = asyncio.Event()
 
-        async def leader_loop() -> None:
+        async def leader_loop() -> None:  # a leader reopening the cockpit every few seconds
             while not stop.is_set():
                 await during.time("cockpit_under_load", lambda: load_cockpit(leader))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), max(think_s, 0.1))
 
         watcher = asyncio.create_task(leader_loop())
         t0 = time.perf_counter()
-        await asyncio.gather(*(work_rounds(s, tickets[i * rounds:(i + 1) * rounds], phone, loaded)
-                               for i, s in enumerate(crowd)))
+        await asyncio.gather(*(work_rounds(s, tickets[i * rounds:(i + 1) * rounds], phone, loaded, think_s=think_s,
+                                           seed=i) for i, s in enumerate(crowd)))
         wall = time.perf_counter() - t0
         stop.set()
         await watcher
@@ -305,7 +322,8 @@ def markdown(r: dict[str, Any]) -> str:
                      f"{ratio}× | {target} |")
     lines += [
         "",
-        f"Under load: {load['requests']} requests in {load['wall_s']} s = {load['throughput_rps']} requests/s.",
+        f"Under load: {load['requests']} requests in {load['wall_s']} s = {load['throughput_rps']} requests/s "
+        f"(each session pausing {r['think_s']} s on average between requests).",
         "",
         "| cockpit (page + 9 panel APIs, 6 connections) | n | p50 ms | p95 ms | target |",
         "|---|---|---|---|---|",
@@ -334,9 +352,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=200, help="concurrent logged-in staff sessions")
     parser.add_argument("--rounds", type=int, default=5, help="list/search/update rounds per session")
     parser.add_argument("--cockpit-loads", type=int, default=20, help="warm cockpit loads measured")
+    parser.add_argument("--think-s", type=float, default=3.0,
+                        help="mean pause between a session's requests under load (0: back to back)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for console.json and console.md")
     args = parser.parse_args(argv)
-    report = asyncio.run(run(args.rows, args.sessions, args.rounds, args.cockpit_loads))
+    report = asyncio.run(run(args.rows, args.sessions, args.rounds, args.cockpit_loads, args.think_s))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "console.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     (args.out / "console.md").write_text(markdown(report), encoding="utf-8")

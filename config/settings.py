@@ -289,7 +289,9 @@ def config_path(name: str) -> Path:
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     sections = {
-        n for n, f in Settings.model_fields.items() if isinstance(f.annotation, type) and issubclass(f.annotation, Section)
+        n
+        for n, f in Settings.model_fields.items()
+        if isinstance(f.annotation, type) and issubclass(f.annotation, Section)
     }
     out: dict[str, Any] = {}
     for key, value in env.items():

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from config import SettingsError, load_settings
+from config import HotlineError, SettingsError, load_settings
 from hotline.commands import command_modules
 
 
@@ -30,7 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"配置错误 (configuration error): {exc}", file=sys.stderr)
         return 2
-    return int(args.handler(settings, args) or 0)
+    try:
+        return int(args.handler(settings, args) or 0)
+    except HotlineError as exc:
+        print(f"错误 [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
+from config.errors import HotlineError
 from config.settings import AmiSettings
 
 log = logging.getLogger(__name__)
@@ -39,14 +40,14 @@ FRAME_END = b"\r\n\r\n"
 BANNER = "Asterisk Call Manager/"
 
 
-class AmiError(Exception):
-    """An AMI failure with a stable code and a Chinese message."""
+class AmiError(HotlineError):
+    """An AMI failure; subclasses name their ``code`` and Chinese ``message``."""
 
     code = "ami.error"
     message = "AMI 通信错误"
 
     def __init__(self, detail: str = "") -> None:
-        super().__init__(f"{self.code}: {self.message}" + (f" ({detail})" if detail else ""))
+        super().__init__(type(self).code, type(self).message)
         self.detail = detail
 
 

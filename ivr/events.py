@@ -21,10 +21,12 @@ SUBSCRIBED = (
 )
 # Channel variables worth a VarSet event; everything else is filtered out by Asterisk.
 WATCHED_VARIABLES = ("BOT_UUID", "MIXMONITOR_FILENAME", "HOTLINE_MENU", "HOTLINE_RECORDING")
-# Whitelist regexes for the AMI Filter action (matched against the whole event text; any match passes).
+# Whitelist regexes for the AMI Filter action (POSIX ERE matched against the whole event text; any match
+# passes). Names end at a line end ([[:space:]]) and "Variable:" starts a line, so neither "HangupRequest" nor a
+# "ChanVariable: BOT_UUID=…" header (present on every channel event) lets an unwanted event through.
 AMI_FILTERS = (
-    "Event: (" + "|".join(e for e in SUBSCRIBED if e != "VarSet") + ")",
-    "Variable: _*(" + "|".join(WATCHED_VARIABLES) + ")",
+    "Event: (" + "|".join(e for e in SUBSCRIBED if e != "VarSet") + ")[[:space:]]",
+    "[[:space:]]Variable: _*(" + "|".join(WATCHED_VARIABLES) + ")[[:space:]]",
 )
 
 # Asterisk device states (QueueMember Status) meaning "can take a call now".

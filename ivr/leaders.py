@@ -18,20 +18,20 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from config.errors import HotlineError
 from ivr.models import LeaderShift
 from ivr.state import Member
 
 INTERFACE_RE = re.compile(r"^(PJSIP|SIP|IAX2|DAHDI|Local)/[^\s,|]+$")
 
 
-class LeaderScheduleError(Exception):
-    """A schedule edit refused, with a stable code and a Chinese message."""
+class LeaderScheduleError(HotlineError):
+    """A schedule edit refused; subclasses name their ``code``."""
 
     code = "leader.invalid"
 
     def __init__(self, message: str) -> None:
-        super().__init__(f"{self.code}: {message}")
-        self.message = message
+        super().__init__(type(self).code, message)
 
 
 class InvalidShift(LeaderScheduleError):

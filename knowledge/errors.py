@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from config.errors import HotlineError
 
-class KnowledgeError(Exception):
+
+class KnowledgeError(HotlineError):
     """Base class; ``code`` is stable for programs, ``message`` is shown to people."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 class NotFound(KnowledgeError):

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from config.errors import HotlineError
 from config.settings import DeadlineTier, Settings
 from tickets.worktime import WorkCalendar, require_aware
 
 NORMAL_URGENCY = "normal"  # 一般: the kind's tier applies
 
 
-class DeadlineKeyError(ValueError):
+class DeadlineKeyError(HotlineError, ValueError):
     """A kind (类型) or urgency (紧急程度) that the deadline settings do not know."""
 
     def __init__(self, code: str, key: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
+        super().__init__(code, message)
         self.key = key
-        self.message = message
 
 
 def tier_named(settings: Settings, name: str) -> DeadlineTier:

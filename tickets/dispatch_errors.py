@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from config.errors import HotlineError
 
-class DispatchError(ValueError):
-    """Base: ``code`` is stable and machine-readable, ``message`` is Chinese and names the fault's place."""
+
+class DispatchError(HotlineError, ValueError):
+    """Base; subclasses name their ``code``; ``message`` names the fault's place."""
 
     code = "dispatch.error"
 
     def __init__(self, message: str, *, line: int | None = None, key: str | None = None) -> None:
-        self.message = message
+        super().__init__(type(self).code, message)
         self.line = line
         self.key = key
-        super().__init__(f"{self.code}: {message}")
 
 
 class CatalogueError(DispatchError):

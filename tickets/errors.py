@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
+from config.errors import HotlineError
 
-class TicketError(Exception):
-    """Base of every ticket error."""
+
+class TicketError(HotlineError):
+    """Base of every ticket error; subclasses name their default ``code``."""
 
     code = "ticket.error"
 
     def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code or type(self).code
+        super().__init__(code or type(self).code, message)
         self.field = field  # the offending input field, when one is to blame
-
-    def __str__(self) -> str:
-        return f"[{self.code}] {self.message}"
 
 
 class InvalidInput(TicketError):

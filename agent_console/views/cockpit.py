@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime, timedelta
@@ -40,6 +41,7 @@ from tickets import dashboard, hot_topics
 from tickets.metrics import metrics
 
 routes = RouteTable("cockpit")
+log = logging.getLogger(__name__)
 COCKPIT_ROLES = frozenset({Role.LEADER, Role.ADMIN, Role.DISPATCHER})
 QUEUE_TOPIC = "queue"
 # Who may subscribe to the live queue: the cockpit's roles, and agents (their workspace shows the queue).
@@ -128,25 +130,46 @@ class QueueBoard:
 
 
 class TtlCache:
-    """Values computed at most once per ``ttl_s`` per key; concurrent askers share one computation."""
+    """Values recomputed at most once per ``ttl_s`` per key. Only the very first ask waits for the computation
+    (concurrent first askers share it); later, a stale value is served at once while it is recomputed in the
+    background, so no page waits on an expired cache."""
 
     def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_s = ttl_s
         self.clock = clock
         self._values: dict[Any, tuple[float, Any]] = {}
         self._locks: dict[Any, asyncio.Lock] = {}
+        self._refreshing: dict[Any, asyncio.Task[None]] = {}
 
     async def get(self, key: Any, compute: Callable[[], Awaitable[Any]]) -> Any:
         hit = self._values.get(key)
-        if hit is not None and hit[0] > self.clock():
-            return hit[1]
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            hit = self._values.get(key)
-            if hit is not None and hit[0] > self.clock():
-                return hit[1]
-            value = await compute()
-            self._values[key] = (self.clock() + self.ttl_s, value)
-            return value
+        if hit is None:
+            async with self._locks.setdefault(key, asyncio.Lock()):
+                if key not in self._values:
+                    await self._store(key, compute)
+            return self._values[key][1]
+        if hit[0] <= self.clock() and key not in self._refreshing:
+            task = asyncio.create_task(self._refresh(key, compute), name=f"cockpit-refresh-{key}")
+            self._refreshing[key] = task
+        return hit[1]
+
+    async def _store(self, key: Any, compute: Callable[[], Awaitable[Any]]) -> None:
+        value = await compute()
+        self._values[key] = (self.clock() + self.ttl_s, value)
+
+    async def _refresh(self, key: Any, compute: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await self._store(key, compute)
+        except Exception:
+            log.exception("驾驶舱数据刷新失败（%s），继续显示上次的结果", key)
+        finally:
+            self._refreshing.pop(key, None)
+
+    async def close(self, _app: web.Application | None = None) -> None:
+        """Stop background refreshes (on app cleanup)."""
+        for task in list(self._refreshing.values()):
+            task.cancel()
+        await asyncio.gather(*self._refreshing.values(), return_exceptions=True)
 
 
 BOARD = web.AppKey("cockpit_queue_board", QueueBoard)
@@ -162,6 +185,7 @@ def _setup(app: web.Application) -> None:
     app[BOARD] = QueueBoard()
     app[keys.HUB].rules.setdefault(QUEUE_TOPIC, TopicRule(QUEUE_TOPIC, QUEUE_TOPIC_ROLES))
     app.cleanup_ctx.append(app[BOARD].follow)
+    app.on_cleanup.append(app[CACHE].close)
 
 
 # --- periods --------------------------------------------------------------------------------------------------

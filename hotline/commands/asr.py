@@ -5,19 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from pathlib import Path
 
 from asr.evaluate import evaluate, read_wav, transcribe_pcm
 from asr.model_install import (
     VOSK_MODELS,
-    ModelInstallError,
     fetch_vosk_model,
     install_whisper_model,
     model_cache,
     whisper_model_dir,
 )
-from asr.recognizer import AsrError, make_recognizer_factory
+from asr.recognizer import make_recognizer_factory
 from config import Settings
 
 
@@ -48,17 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ev.set_defaults(handler=_eval)
 
 
-def _fail(exc: AsrError | ModelInstallError) -> int:
-    print(f"错误 [{exc.code}]: {exc.message}", file=sys.stderr)
-    return 1
-
-
 def _install(settings: Settings, _args: argparse.Namespace) -> int:
     target = whisper_model_dir(settings)
-    try:
-        wrote = install_whisper_model(target)
-    except ModelInstallError as exc:
-        return _fail(exc)
+    wrote = install_whisper_model(target)
     print(f"Whisper 模型{'已安装' if wrote else '已是最新'}：{target}")
     return 0
 
@@ -67,10 +57,7 @@ def _fetch(settings: Settings, args: argparse.Namespace) -> int:
     source = VOSK_MODELS[args.name]
     url = args.url or source.url
     sha256 = args.sha256 or (source.sha256 if url == source.url else None) or ""
-    try:
-        path = asyncio.run(fetch_vosk_model(model_cache(settings), url, sha256, source.name))
-    except ModelInstallError as exc:
-        return _fail(exc)
+    path = asyncio.run(fetch_vosk_model(model_cache(settings), url, sha256, source.name))
     print(f"Vosk 模型已安装：{path}")
     return 0
 
@@ -90,10 +77,7 @@ def _transcribe(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             factory.close()
 
-    try:
-        text = asyncio.run(run())
-    except AsrError as exc:
-        return _fail(exc)
+    text = asyncio.run(run())
     print(json.dumps({"text": text}, ensure_ascii=False) if args.json else text)
     return 0
 
@@ -106,10 +90,7 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             factory.close()
 
-    try:
-        summary = asyncio.run(run())
-    except AsrError as exc:
-        return _fail(exc)
+    summary = asyncio.run(run())
     if args.json:
         print(json.dumps(summary))
     else:

@@ -12,7 +12,7 @@ from agent_console.app import create_app
 from agent_console.assets import AssetsError, install_assets
 from config import Settings
 from hotline.db import make_engine, make_sessionmaker
-from hotline.migrate import upgrade_engine
+from hotline.runtime import ensure_schema
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 async def _app(settings: Settings) -> web.Application:
     engine = make_engine(settings.database.url, echo=settings.database.echo, pool_size=settings.database.pool_size)
-    await upgrade_engine(engine)
+    await ensure_schema(engine)
 
     async def dispose(_app: web.Application) -> None:
         await engine.dispose()

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from config import Settings
 from tickets.dispatch_catalogue import catalogue_file, load_catalogue
 from tickets.dispatch_data import read_examples
-from tickets.dispatch_errors import DispatchError
 from tickets.dispatch_eval import evaluate
 from tickets.dispatch_suggest import DispatchSuggester
 from tickets.dispatch_training import train_and_store
@@ -22,34 +20,23 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cmds = p.add_subparsers(dest="dispatch_command", required=True)
     train = cmds.add_parser("train", help="从历史工单 JSONL（text, label）训练派单模型")
     train.add_argument("file", type=Path)
-    train.set_defaults(handler=_guarded(_train))
+    train.set_defaults(handler=_train)
     suggest = cmds.add_parser("suggest", help="为一条诉求给出承办单位建议")
     suggest.add_argument("text")
     suggest.add_argument("-k", type=int, default=3, help="最多几条建议 (default 3)")
     suggest.add_argument("--district", help="只建议服务该区县的单位")
     suggest.add_argument("--json", action="store_true", help="machine-readable output")
-    suggest.set_defaults(handler=_guarded(_suggest))
+    suggest.set_defaults(handler=_suggest)
     ev = cmds.add_parser("eval", help="在留出集与 k 折交叉验证上评估 top-1/top-3 准确率")
     ev.add_argument("file", type=Path)
     ev.add_argument("--seed", type=int, default=12345)
     ev.add_argument("--test-share", type=float, default=0.25)
     ev.add_argument("--folds", type=int, default=5)
     ev.add_argument("--json", action="store_true", help="machine-readable output")
-    ev.set_defaults(handler=_guarded(_eval))
+    ev.set_defaults(handler=_eval)
     cat = cmds.add_parser("catalogue", help="检查并列出派单目录")
     cat.add_argument("--json", action="store_true", help="machine-readable output")
-    cat.set_defaults(handler=_guarded(_catalogue))
-
-
-def _guarded(handler: Any) -> Any:
-    """Print a dispatch error as `错误 [code]: message` on stderr and exit 2."""
-    def run(settings: Settings, args: argparse.Namespace) -> int:
-        try:
-            return int(handler(settings, args))
-        except DispatchError as exc:
-            print(f"错误 [{exc.code}]: {exc.message}", file=sys.stderr)
-            return 2
-    return run
+    cat.set_defaults(handler=_catalogue)
 
 
 def _train(settings: Settings, args: argparse.Namespace) -> int:

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
-import sys
 from datetime import date, time
 
 from config import Settings
-from hotline.db import create_schema, make_engine, make_sessionmaker
-from ivr.ami import AmiError
+from hotline.runtime import database, until_signalled, with_session
 from ivr.controller import build_controller, resolve_ami_credentials
-from ivr.leaders import LeaderScheduleError, ShiftInput, add_shift, list_shifts, remove_shift
+from ivr.leaders import ShiftInput, add_shift, list_shifts, remove_shift
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -41,57 +37,30 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _run(settings: Settings, _args: argparse.Namespace) -> int:
-    try:
-        return asyncio.run(_serve(settings))
-    except AmiError as exc:
-        print(f"{exc.code}: {exc.message} ({exc.detail})", file=sys.stderr)
-        return 2
+    return asyncio.run(_serve(settings))
 
 
 async def _serve(settings: Settings) -> int:
     resolve_ami_credentials(settings)  # fail now, with a clear message, when there is nothing to log in with
-    engine = make_engine(settings.database.url, echo=settings.database.echo, pool_size=settings.database.pool_size)
-    try:
-        if engine.dialect.name == "sqlite":
-            await create_schema(engine)  # the embedded default; PostgreSQL uses `hotline db upgrade`
-        controller = build_controller(settings, make_sessionmaker(engine))
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
+    async with database(settings) as sessionmaker:
+        controller = build_controller(settings, sessionmaker)
         await controller.start()
-        await stop.wait()
-        await controller.stop()
-    finally:
-        await engine.dispose()
+        try:
+            await until_signalled()
+        finally:
+            await controller.stop()
     return 0
-
-
-async def _with_session(settings: Settings, work):  # type: ignore[no-untyped-def]
-    engine = make_engine(settings.database.url)
-    try:
-        if engine.dialect.name == "sqlite":
-            await create_schema(engine)
-        async with make_sessionmaker(engine)() as session:
-            return await work(session)
-    finally:
-        await engine.dispose()
 
 
 def _add(settings: Settings, args: argparse.Namespace) -> int:
     shift = ShiftInput(args.date, args.start, args.end, args.name, args.interface, args.title, args.department)
-    try:
-        row = asyncio.run(_with_session(settings, lambda s: add_shift(s, shift)))
-    except LeaderScheduleError as exc:
-        print(f"{exc.code}: {exc.message}", file=sys.stderr)
-        return 1
+    row = with_session(settings, lambda s: add_shift(s, shift))
     print(f"#{row.id} {row.day} {row.start:%H:%M}–{row.end:%H:%M} {row.leader_name} {row.title} {row.interface}")
     return 0
 
 
 def _list(settings: Settings, args: argparse.Namespace) -> int:
-    rows = asyncio.run(_with_session(settings, lambda s: list_shifts(s, day_from=args.day_from, day_to=args.day_to)))
+    rows = with_session(settings, lambda s: list_shifts(s, day_from=args.day_from, day_to=args.day_to))
     for row in rows:
         print(f"#{row.id}\t{row.day}\t{row.start:%H:%M}–{row.end:%H:%M}\t{row.leader_name}\t{row.title}\t"
               f"{row.department}\t{row.interface}")
@@ -99,10 +68,6 @@ def _list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _remove(settings: Settings, args: argparse.Namespace) -> int:
-    try:
-        row = asyncio.run(_with_session(settings, lambda s: remove_shift(s, args.id)))
-    except LeaderScheduleError as exc:
-        print(f"{exc.code}: {exc.message}", file=sys.stderr)
-        return 1
+    row = with_session(settings, lambda s: remove_shift(s, args.id))
     print(f"removed #{row.id} {row.day} {row.leader_name}")
     return 0

@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from config import Settings
-from hotline.db import create_schema, make_engine, make_sessionmaker
+from hotline.runtime import in_session
 from knowledge import bench, services
-from knowledge.errors import ImportRejected, KnowledgeError
 from knowledge.evaluation import evaluate_splits, figures_json, load_eval_set
 from knowledge.io import export_file, import_file, indexed_from_file
 from knowledge.retrieval import KnowledgeIndex
@@ -48,28 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _run(fn):  # type: ignore[no-untyped-def]
-    def handler(settings: Settings, args: argparse.Namespace) -> int:
-        try:
-            return asyncio.run(fn(settings, args))
-        except ImportRejected as exc:
-            print(f"导入失败，未导入任何内容 ({exc.code})：", file=sys.stderr)
-            for problem in exc.problems:
-                print(f"  {problem}", file=sys.stderr)
-            return 1
-        except KnowledgeError as exc:
-            print(f"错误 ({exc.code})：{exc.message}", file=sys.stderr)
-            return 1
-    return handler
-
-
-async def _with_session(settings: Settings, work):  # type: ignore[no-untyped-def]
-    engine = make_engine(settings.database.url, echo=settings.database.echo)
-    try:
-        await create_schema(engine)
-        async with make_sessionmaker(engine)() as session:
-            return await work(session)
-    finally:
-        await engine.dispose()
+    return lambda settings, args: asyncio.run(fn(settings, args))
 
 
 async def _index(settings: Settings, kb: Path | None) -> KnowledgeIndex:
@@ -77,19 +54,19 @@ async def _index(settings: Settings, kb: Path | None) -> KnowledgeIndex:
         return KnowledgeIndex.from_settings(settings, indexed_from_file(kb))
     index = KnowledgeIndex.from_settings(settings)
     today = datetime.now(ZoneInfo(settings.timezone)).date()
-    await _with_session(settings, lambda s: services.refresh_index(s, index, today))
+    await in_session(settings, lambda s: services.refresh_index(s, index, today))
     return index
 
 
 async def _import(settings: Settings, args: argparse.Namespace) -> int:
-    report = await _with_session(settings, lambda s: import_file(
+    report = await in_session(settings, lambda s: import_file(
         s, args.file, args.actor, publish=args.publish, max_speech=settings.knowledge.max_speech_chars))
     print(f"新增 {report.created} 条，更新 {report.updated} 条，未变 {report.unchanged} 条，发布 {report.published} 条")
     return 0
 
 
 async def _export(settings: Settings, args: argparse.Namespace) -> int:
-    n = await _with_session(settings, lambda s: export_file(s, args.file, status=args.status))
+    n = await in_session(settings, lambda s: export_file(s, args.file, status=args.status))
     print(f"已导出 {n} 条到 {args.file}")
     return 0
 
@@ -125,7 +102,7 @@ async def _eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _misses(settings: Settings, args: argparse.Namespace) -> int:
-    misses = await _with_session(settings, lambda s: services.list_misses(s, limit=args.limit))
+    misses = await in_session(settings, lambda s: services.list_misses(s, limit=args.limit))
     for m in misses:
         print(f"{m.at:%Y-%m-%d %H:%M} {m.reason:15s} {m.score if m.score is not None else '-':>6} {m.question_text}")
     return 0

@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
-from hotline.commands.warnings import guarded, parse_when, with_session
+from hotline.commands.warnings import parse_when
+from hotline.runtime import with_session
 from tickets.errors import TicketError
 from tickets.metrics import GROUPINGS, day_range, metrics
 
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--by", choices=GROUPINGS, help="分组：department 主办单位 / category 一级分类 / area 区县")
     p.add_argument("--now", help="统计时刻 ISO 8601（决定是否超期；默认现在）")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(handler=guarded(_metrics))
+    p.set_defaults(handler=_metrics)
 
 
 def _date(value: str, option: str) -> date:

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError, ProgrammingError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_console.auth import Accounts, Origin, list_users
 from agent_console.errors import ConsoleError, invalid_input
 from agent_console.roles import ROLE_LABELS, Role
 from agent_console.schemas import UserCreate
 from config import Settings
-from hotline.db import make_engine, make_sessionmaker
+from hotline.runtime import with_session
 
 T = TypeVar("T")
 
@@ -40,18 +37,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ls.set_defaults(handler=_list)
 
 
-def _with_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    async def run() -> T:
-        engine = make_engine(settings.database.url)
-        try:
-            async with make_sessionmaker(engine)() as db:
-                return await work(db)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
-
-
 def _read_password(args: argparse.Namespace) -> str | None:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
@@ -70,7 +55,7 @@ def _add(settings: Settings, args: argparse.Namespace) -> int:
     try:
         new = UserCreate(username=args.name, display_name=args.display_name or args.name, role=args.role,
                          department=args.department, grid=args.grid, password=password)
-        user = _with_db(settings, lambda db: accounts.create_user(db, new, Origin(), datetime.now(UTC)))
+        user = with_session(settings, lambda db: accounts.create_user(db, new, Origin(), datetime.now(UTC)))
     except ValidationError as exc:
         return _fail(invalid_input(exc))
     except ConsoleError as exc:
@@ -83,7 +68,7 @@ def _add(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _list(settings: Settings, _args: argparse.Namespace) -> int:
-    users = _with_db(settings, list_users)
+    users = with_session(settings, list_users)
     for u in users:
         place = u.department or u.grid or ""
         state = "" if u.active else "（停用）"

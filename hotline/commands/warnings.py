@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import sys
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -14,8 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
-from hotline.db import make_engine, make_sessionmaker
-from tickets.dispatch_errors import DispatchError
+from hotline.runtime import with_session
 from tickets.errors import TicketError
 from tickets.outbox import LogSender, deliver_outbox
 from tickets.warnings import scan_warnings
@@ -29,32 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     scan = cmds.add_parser("scan", help="扫描在办工单，亮黄牌/红牌、消除已解除的预警，并生成通知与督办函")
     scan.add_argument("--now", help="扫描时刻 ISO 8601（默认现在；不带时区按配置时区）")
     scan.add_argument("--deliver", action="store_true", help="扫描后立即发送待发通知（默认发送方式：写日志）")
-    scan.set_defaults(handler=guarded(_scan))
+    scan.set_defaults(handler=_scan)
     deliver = cmds.add_parser("deliver", help="发送待发通知（默认发送方式：写日志）")
-    deliver.set_defaults(handler=guarded(_deliver))
-
-
-def guarded(handler: Callable[[Settings, argparse.Namespace], int]) -> Callable[[Settings, argparse.Namespace], int]:
-    """Print a domain error as `错误 [code]: message` on stderr and exit 2."""
-    def run(settings: Settings, args: argparse.Namespace) -> int:
-        try:
-            return handler(settings, args)
-        except (TicketError, DispatchError) as exc:
-            print(f"错误 [{exc.code}]: {exc.message}", file=sys.stderr)
-            return 2
-    return run
-
-
-def with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run ``work`` with a session on ``settings.database.url``."""
-    async def run() -> T:
-        engine = make_engine(settings.database.url)
-        try:
-            async with make_sessionmaker(engine)() as session:
-                return await work(session)
-        finally:
-            await engine.dispose()
-    return asyncio.run(run())
+    deliver.set_defaults(handler=_deliver)
 
 
 def parse_when(value: str | None, settings: Settings, option: str = "--now") -> datetime | None:

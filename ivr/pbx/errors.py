@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from config.errors import HotlineError
 
-class PbxError(RuntimeError):
+
+class PbxError(HotlineError):
     """The local PBX cannot be built, configured, started or reached."""
 
     def __init__(self, code: str, message: str, detail: str = "") -> None:
-        super().__init__(f"{code}: {message}" + (f" ({detail})" if detail else ""))
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
         self.detail = detail

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent_console.views.cockpit import QueueSnapshot, snapshot_of
+from agent_console.views.cockpit import QueueSnapshot, TtlCache, snapshot_of
 from ivr.state import Call, HotlineState, Member
 from tests.agent_console.harness import Browser, Console
 from tests.agent_console.seed_cockpit import NOW, move_console_to, seed_cockpit
@@ -136,3 +136,25 @@ async def test_only_leaders_admins_and_dispatchers_see_the_cockpit(console: Cons
     hub = console.hub
     assert hub.may_subscribe(type("U", (), {"role": "leader", "username": "l"})(), "queue")
     assert not hub.may_subscribe(type("U", (), {"role": "handler", "username": "h"})(), "queue")
+
+
+async def test_cache_serves_the_stale_value_while_it_refreshes() -> None:
+    now = [0.0]
+    refreshed = asyncio.Event()
+    values = iter([1, 2])
+
+    async def compute() -> int:
+        value = next(values)
+        if value == 2:
+            refreshed.set()
+        return value
+
+    cache = TtlCache(60, clock=lambda: now[0])
+    assert await cache.get("k", compute) == 1
+    assert await cache.get("k", compute) == 1  # fresh: not recomputed
+    now[0] = 61.0
+    assert await cache.get("k", compute) == 1  # stale: served at once, recomputed behind
+    async with asyncio.timeout(2):
+        await refreshed.wait()
+    assert await cache.get("k", compute) == 2
+    await cache.close()

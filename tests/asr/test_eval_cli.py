@@ -80,5 +80,5 @@ def test_transcribe_cli_takes_any_sample_rate(whisper_installed: None, shared_di
 
 def test_transcribe_cli_reports_a_missing_file(tmp_path: Path) -> None:
     done = run("transcribe", str(tmp_path / "none.wav"), "--json")
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "asr.missing_wav" in done.stderr

@@ -132,7 +132,7 @@ async def test_fetch_model_cli(model_server: tuple[str, bytes], tmp_path: Path) 
         return proc.returncode or 0, out.decode()
 
     code, out = await run("--sha256", "f" * 64)
-    assert code == 1 and "asr.checksum_mismatch" in out
+    assert code == 2 and "asr.checksum_mismatch" in out
     assert not (tmp_path / "vosk-model-small-cn-0.22").exists()
     code, out = await run("--sha256", hashlib.sha256(body).hexdigest())
     assert code == 0, out

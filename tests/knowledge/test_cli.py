@@ -41,7 +41,7 @@ def test_bad_import_exits_non_zero_and_names_the_row(database: Path, tmp_path: P
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "a", "answer": "b"}\nnot json\n', encoding="utf-8")
-    assert main(["kb", "import", str(bad)]) == 1
+    assert main(["kb", "import", str(bad)]) == 2
     assert "第 2 行" in capsys.readouterr().err
     assert main(["kb", "export", str(tmp_path / "out.jsonl")]) == 0
     assert (tmp_path / "out.jsonl").read_text(encoding="utf-8") == ""
