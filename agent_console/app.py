@@ -27,8 +27,23 @@ from agent_console.middleware import deny_unregistered, errors
 from agent_console.openapi import build_openapi
 from agent_console.routing import REGISTRY, RouteRegistry, RouteTable
 from agent_console.security import security_headers
-from agent_console.views import cockpit, home, knowledge, leaders, live, ops, reports, session, users
-from agent_console.views import callbacks, department, dispatch_desk, public, tickets, workspace
+from agent_console.views import (
+    callbacks,
+    cockpit,
+    department,
+    dispatch_desk,
+    home,
+    knowledge,
+    leaders,
+    live,
+    ops,
+    public,
+    reports,
+    session,
+    tickets,
+    users,
+    workspace,
+)
 from config import Settings
 from tickets import errors as ticket_errors
 

@@ -64,6 +64,14 @@ class UserUpdate(Model):
     password: str | None = Field(default=None, min_length=1, max_length=256)
     active: bool | None = None
 
+    @model_validator(mode="after")
+    def _given_fields_are_not_null(self) -> UserUpdate:
+        """Omitting a field keeps it; sending null for one that cannot be empty is an input error."""
+        for name in ("display_name", "role", "password", "active"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} 不能为空")
+        return self
+
 
 class UserOut(Model):
     username: str

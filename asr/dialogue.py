@@ -355,6 +355,7 @@ class Dialogue:
         self._trace = trace
         self._tasks: set[asyncio.Task[Any]] = set()
         self._missed = False
+        self._filler_playing = False
 
     async def run(self) -> BotOutcome:
         pump = asyncio.create_task(self.caller.run(), name=f"bot-caller-{self.call_id}")
@@ -524,6 +525,8 @@ class Dialogue:
         if skip_if_answered and self.caller.has_input:
             return False
         pcm = trim_silence(await self.tts.asynthesize(text))
+        if self._filler_playing and not when_busy:
+            self.session.stop_playback()  # the real answer is ready: it does not wait for the filler to end
         self.transcript.bot(text)
         if mark:
             self._mark(mark)
@@ -581,7 +584,11 @@ class Dialogue:
         return await task
 
     async def _filler(self) -> None:
-        await self.say(self.prompts.filler, when_busy=True, skip_if_answered=False, mark="filler")
+        self._filler_playing = True
+        try:
+            await self.say(self.prompts.filler, when_busy=True, skip_if_answered=False, mark="filler")
+        finally:
+            self._filler_playing = False
 
     async def _consult(self, question: str) -> Answer:
         """The knowledge base's answer, its speech synthesised (cached) before it is spoken."""

@@ -350,9 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.console", description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="tickets to bulk-load (default 1,000,000)")
     parser.add_argument("--sessions", type=int, default=200, help="concurrent logged-in staff sessions")
-    parser.add_argument("--rounds", type=int, default=5, help="list/search/update rounds per session")
+    parser.add_argument("--rounds", type=int, default=3, help="list/search/update rounds per session")
     parser.add_argument("--cockpit-loads", type=int, default=20, help="warm cockpit loads measured")
-    parser.add_argument("--think-s", type=float, default=3.0,
+    parser.add_argument("--think-s", type=float, default=10.0,
                         help="mean pause between a session's requests under load (0: back to back)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for console.json and console.md")
     args = parser.parse_args(argv)

@@ -49,7 +49,13 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 async def create_schema(engine: AsyncEngine) -> None:
-    """Create every table (tests and the embedded default; production uses `hotline db upgrade`)."""
+    """Create every table at once and mark the database as at the newest migration (tests, benchmarks);
+    `hotline db upgrade` builds the same schema step by step (a test keeps the two equal)."""
+    from alembic import command
+
+    from hotline.migrate import alembic_config
+
     async with engine.begin() as conn:
         for md in all_metadata():
             await conn.run_sync(md.create_all)
+        await conn.run_sync(lambda sync: command.stamp(alembic_config(sync), "head"))

@@ -85,6 +85,7 @@ class AmiStats:
     malformed_frames: int = 0
     oversized_frames: int = 0
     undecodable_frames: int = 0
+    unwanted_events: int = 0  # events nobody subscribed to, dropped before parsing
     callback_errors: int = 0
     connects: int = 0
     connect_failures: int = 0
@@ -109,6 +110,9 @@ class HardenedAmiProtocol(AMIProtocol):
         self._skipping = False  # inside an oversized frame: drop bytes up to its end
         self.lost: asyncio.Future[None] | None = None
         self.tap: Callable[[bytes], None] | None = None  # sees every received byte (bench/ami.py records streams)
+        # names of the events someone listens to (None: all, e.g. a glob subscription); the others are counted
+        # and dropped unparsed — what an AMI Filter would do when the account may not set one
+        self.wanted: frozenset[bytes] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -146,6 +150,12 @@ class HardenedAmiProtocol(AMIProtocol):
         if not raw.strip():
             return
         self.stats.frames += 1
+        if self.wanted is not None and raw.startswith(b"Event: ") and b"\r\nActionID: " not in raw:
+            end = raw.find(b"\r\n")
+            if raw[7:end if end > 0 else None] not in self.wanted:
+                self.stats.events += 1
+                self.stats.unwanted_events += 1
+                return
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -342,6 +352,16 @@ class AmiClient:
             self._manager.register_event(pattern, guarded)
         else:
             self._manager.by_name.setdefault(pattern, []).append(guarded)
+        if self._protocol is not None:
+            self._protocol.wanted = self._wanted()
+
+    def _wanted(self) -> frozenset[bytes] | None:
+        """Event names worth parsing: ours by exact name, plus those panoramisk's own handlers need; None when a
+        glob subscription (other than panoramisk's FullyBooted) could want any event."""
+        own = {"FullyBooted"}
+        if any(pattern not in own for pattern, _regex in self._manager.patterns):
+            return None
+        return frozenset(n.encode() for n in (*self._manager.by_name, *own, "Shutdown"))
 
     async def action(
         self, action: Mapping[str, Any], *, as_list: bool = False, timeout_s: float | None = None
@@ -415,14 +435,17 @@ class AmiClient:
 
     async def _open(self) -> HardenedAmiProtocol:
         loop = asyncio.get_running_loop()
+        def new_protocol() -> HardenedAmiProtocol:
+            protocol = HardenedAmiProtocol(self.stats, self.max_frame_bytes)
+            protocol.tap = self.tap  # from the first byte on: the banner too
+            protocol.wanted = self._wanted()
+            return protocol
+
         _transport, protocol = await asyncio.wait_for(
-            loop.create_connection(lambda: HardenedAmiProtocol(self.stats, self.max_frame_bytes), self.host, self.port),
-            self.connect_timeout_s,
-        )
+            loop.create_connection(new_protocol, self.host, self.port), self.connect_timeout_s)
         protocol.factory = self._manager
         protocol.encoding = "utf-8"
         protocol.log = log
-        protocol.tap = self.tap
         self._manager.protocol = protocol
         self._protocol = protocol
         try:

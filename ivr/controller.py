@@ -37,6 +37,8 @@ decision_log = logging.getLogger("ivr.overflow.decisions")
 
 Listener = Callable[[ev.DomainEvent], Awaitable[None] | None]
 ORIGINATE_RESPONSE_FILTER = "Event: OriginateResponse"  # results of originate() (call-backs 回访)
+_WAKING = (ev.MemberState, ev.MemberRemoved, ev.AsteriskBooted)  # events that re-decide without a call change
+_EVALUATION_GAP_S = 0.002  # at most one overflow evaluation per 2 ms: bounds its CPU, adds ≤ 2 ms of latency
 Job = Callable[[AsyncSession], Awaitable[Any]]
 _WRITE_ATTEMPTS = 3
 
@@ -64,6 +66,7 @@ class HotlineController:
         self.handle_time = HandleTimeAverage(self.cfg.talk_time_alpha, self.cfg.default_talk_time_s)
         self.decisions: deque[Decision] = deque(maxlen=self.cfg.decision_ring_size)
         self.resyncs = 0
+        self.evaluations = 0  # overflow decisions taken (one per tick or wake-up)
         self._listeners: list[Listener] = []
         self._jobs: asyncio.Queue[Job] = asyncio.Queue()
         self._wake = asyncio.Event()
@@ -71,7 +74,6 @@ class HotlineController:
         self._resync_wanted = False
         self._listener_tasks: set[asyncio.Future[None]] = set()
         self._leader_interfaces: set[str] = set()  # endpoints ever scheduled or added as leaders by us
-        self._next_leader_check = 0.0  # loop time of the next leader reconciliation by the ticker
         ami.on_connected = self._on_connected
         ami.event_filters = [*ev.AMI_FILTERS, ORIGINATE_RESPONSE_FILTER]
         for name in ev.SUBSCRIBED:
@@ -86,6 +88,7 @@ class HotlineController:
         self._tasks = [
             asyncio.create_task(self._writer(), name="ivr-calllog-writer"),
             asyncio.create_task(self._ticker(), name="ivr-ticker"),
+            asyncio.create_task(self._leader_loop(), name="ivr-leaders"),
         ]
         self.ami.start()
 
@@ -141,6 +144,11 @@ class HotlineController:
     async def remove_agent(self, interface: str) -> None:
         await self.ami.action({"Action": "QueueRemove", "Queue": self.cfg.queue, "Interface": interface})
 
+    async def pause_agent(self, interface: str, paused: bool, reason: str = "") -> None:
+        """示忙 / 话后整理 (paused, with the reason) or 示闲 (ready) for an agent's queue membership."""
+        await self.ami.action({"Action": "QueuePause", "Queue": self.cfg.queue, "Interface": interface,
+                               "Paused": "true" if paused else "false", "Reason": reason})
+
     def estimate(self) -> WaitEstimate:
         now = self.clock()
         staffed = [m for m in self.state.members.values() if m.available]
@@ -172,7 +180,8 @@ class HotlineController:
         self._take(update)
         if isinstance(domain, ev.AsteriskBooted) and self.resyncs:
             self._resync_wanted = True
-        self._wake.set()
+        if update.calls or update.talk_s is not None or isinstance(domain, _WAKING):  # the queue's picture changed
+            self._wake.set()
         for listener in self._listeners:
             result = listener(domain)
             if inspect.isawaitable(result):
@@ -244,10 +253,12 @@ class HotlineController:
 
     # -- periodic work ---------------------------------------------------------------------------------------------
     async def _ticker(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that races the wake-up, and
+            # stop() would then wait for this loop forever
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.cfg.tick_s)
+                async with asyncio.timeout(self.cfg.tick_s):
+                    await self._wake.wait()
             self._wake.clear()
             if not self.ami.connected.is_set():
                 continue
@@ -255,14 +266,27 @@ class HotlineController:
                 if self._resync_wanted:
                     self._resync_wanted = False
                     await self._resync()
-                if loop.time() >= self._next_leader_check:  # on the clock, not on every event: it reads the DB
-                    self._next_leader_check = loop.time() + self.cfg.tick_s
-                    await self._reconcile_leaders()
+                self.evaluations += 1
                 await self._overflow()
             except AmiError as exc:
                 log.warning("controller tick interrupted: %s", exc)
             except Exception:  # one failed tick must not stop the controller
                 log.exception("controller tick failed")
+            await asyncio.sleep(_EVALUATION_GAP_S)  # an event flood is decided on in batches, not per read
+
+    async def _leader_loop(self) -> None:
+        """Leader windows every tick, apart from the event-driven ticker: a database read never delays an
+        overflow decision."""
+        while True:
+            await asyncio.sleep(self.cfg.tick_s)
+            if not self.ami.connected.is_set():
+                continue
+            try:
+                await self._reconcile_leaders()
+            except AmiError as exc:
+                log.warning("leader reconciliation interrupted: %s", exc)
+            except Exception:  # the database may be briefly unavailable: next tick
+                log.exception("leader reconciliation failed")
 
     async def _reconcile_leaders(self) -> None:
         now = self.clock()
@@ -314,7 +338,8 @@ class HotlineController:
         if decision.redirect or not decision.same_situation(last):
             self.decisions.append(decision)
             level = logging.INFO if decision.redirect else logging.DEBUG
-            decision_log.log(level, "overflow %s", json.dumps(decision.as_log(), ensure_ascii=False))
+            if decision_log.isEnabledFor(level):  # the JSON costs more than the decision
+                decision_log.log(level, "overflow %s", json.dumps(decision.as_log(), ensure_ascii=False))
 
     async def _redirect(self, caller: WaitingCaller, now: datetime) -> None:
         self.state.mark_redirected(caller.uniqueid, now)

@@ -64,11 +64,16 @@ class Decision:
 
     def same_situation(self, other: Decision | None) -> bool:
         """True when ``other`` had the same outcome on the same inputs apart from time (not worth a new log)."""
-        if other is None:
-            return False
-        mine, theirs = self.as_log(), other.as_log()
-        mine.pop("at"), theirs.pop("at")
-        return mine == theirs
+        return other is not None and self._situation() == other._situation()
+
+    def _situation(self) -> tuple[Any, ...]:
+        """What ``as_log`` shows apart from ``at``, without building the dict (taken on every evaluation)."""
+        est, inputs = self.inputs.estimate, self.inputs
+        return (self.reason, tuple(c.uniqueid for c in self.redirect), est.waiting,
+                sum(c.eligible for c in inputs.callers), est.staffed, est.free, round(est.handle_time_s, 1),
+                None if est.newest_wait_s is None else round(est.newest_wait_s, 1),
+                None if est.callers_per_agent is None else round(est.callers_per_agent, 2), inputs.peak,
+                inputs.office_hours)
 
 
 def in_peak(local: datetime, windows: Sequence[PeakWindow]) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
+from copy import copy
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -170,7 +171,7 @@ class HotlineState:
             return Update()
         call, created = self._call(event.chan, event.at, seq)
         changed = self._annotate(call, event)
-        update = Update(calls=[replace(call)] if (created or changed) else [])
+        update = Update(calls=[copy(call)] if (created or changed) else [])  # copy: faster than replace
         if isinstance(event, ev.AgentCompleted) and event.queue == self.queue and event.talk_s > 0:
             update.talk_s = event.talk_s
         return update

@@ -50,7 +50,7 @@ def postgres() -> Iterator[LocalPostgres | str]:
         return
     try:
         server = LocalPostgres.start()
-    except Exception as exc:  # noqa: BLE001 - report any start failure as a missing part
+    except Exception as exc:
         missing(f"cannot start PostgreSQL: {exc}")
     yield server
     server.stop()

@@ -119,5 +119,5 @@ async def frequent_problems(session: AsyncSession, start: datetime, end: datetim
             .where(Ticket.created_at >= start, Ticket.created_at < end, Ticket.category == category)
             .order_by(Ticket.created_at.desc()).limit(sample)
         )).all()
-        out.append(FrequentProblem(category, int(tickets), int(repeated or 0), rank_keywords(docs, keywords)))
+        out.append(FrequentProblem(str(category), int(tickets), int(repeated or 0), rank_keywords(docs, keywords)))
     return out

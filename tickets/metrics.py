@@ -1,8 +1,11 @@
 """Performance metrics of the 接诉即办 loop (考核指标) for the leaders' cockpit and ``hotline metrics``.
 
 The population is the *cohort* of tickets received (``created_at``) in ``[start, end)``; their state is taken as
-stored now, and ``now`` decides only what counts as overdue and which sign-for deadlines have passed. One SQL
-query with ``GROUP BY`` and ``FILTER`` computes everything; no ticket row is loaded.
+stored now, and ``now`` decides only what counts as overdue and which sign-for deadlines have passed. No ticket
+row is loaded: :func:`reference_metrics` is one SQL query with ``GROUP BY`` and ``FILTER`` over the cohort;
+:func:`metrics` gives the same figures from the daily rollup of settled tickets (:mod:`tickets.metrics_rollup`)
+for the whole local days inside the window, plus the same query over the rest (tickets not settled yet, and
+the partial days at the edges), so its cost follows the number of open tickets, not the size of the table.
 
 Counts:
 
@@ -38,13 +41,14 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, case, extract, func, literal, select
+from sqlalchemy import ColumnElement, and_, case, extract, false, func, literal, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from config import Settings, load_settings
+from config import Settings
 from tickets.categories import SEPARATOR
 from tickets.errors import InvalidInput
-from tickets.models import Department, Ticket, TicketEvent
+from tickets.models import Department, Ticket, TicketEvent, TicketMetricsDaily
+from tickets.settings_cache import default_settings
 from tickets.states import State
 
 GroupBy = Literal["department", "category", "area"]
@@ -54,6 +58,9 @@ UNSATISFIED_ACTION = "callback_redispatch"
 UNSET_LABELS = {"department": "（未派发）", "category": "（未分类）", "area": "（未填区县）"}
 COUNTS = ("received", "withdrawn", "closed", "open", "overdue", "dispatched", "sign_for_decided", "signed_in_time",
           "closed_on_time", "instant", "satisfied", "unsatisfied", "repeats", "handled_closed")
+# A settled ticket is never open (hence never overdue); the rest of what it counts does not depend on ``now``.
+ROLLUP_COUNTS = tuple(c for c in COUNTS if c not in ("open", "overdue"))
+Row = dict[str, Any]
 
 
 def day_range(first: date, last: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
@@ -63,19 +70,20 @@ def day_range(first: date, last: date, tz: ZoneInfo) -> tuple[datetime, datetime
     return datetime.combine(first, time(), tz), datetime.combine(last + timedelta(days=1), time(), tz)
 
 
-def _group_key(by: str | None, dialect: str) -> ColumnElement[Any]:
-    if by is None:
-        return literal(None)
-    if by == "department":
-        return Ticket.lead_department
-    if by == "area":
-        return Ticket.district
-    if by == "category":
-        if dialect == "postgresql":
-            return func.nullif(func.split_part(Ticket.category, SEPARATOR, 1), "")
+def _check_by(by: str | None) -> None:
+    if by is not None and by not in GROUPINGS:
+        raise InvalidInput(f"未知的分组方式：{by!r}（可选：{'、'.join(GROUPINGS)}）", code="metrics.bad_group",
+                           field="by")
+
+
+def group_keys(dialect: str) -> dict[str, ColumnElement[Any]]:
+    """Each grouping's key of a ticket (NULL: not set)."""
+    if dialect == "postgresql":
+        category = func.nullif(func.split_part(Ticket.category, SEPARATOR, 1), "")
+    else:
         cut = func.instr(Ticket.category, SEPARATOR)
-        return case((cut > 0, func.substr(Ticket.category, 1, cut - 1)), else_=Ticket.category)
-    raise InvalidInput(f"未知的分组方式：{by!r}（可选：{'、'.join(GROUPINGS)}）", code="metrics.bad_group", field="by")
+        category = func.nullif(case((cut > 0, func.substr(Ticket.category, 1, cut - 1)), else_=Ticket.category), "")
+    return {"department": Ticket.lead_department, "category": category, "area": Ticket.district}
 
 
 def _seconds(a: Any, b: Any, dialect: str) -> ColumnElement[Any]:
@@ -84,85 +92,173 @@ def _seconds(a: Any, b: Any, dialect: str) -> ColumnElement[Any]:
     return (func.julianday(b) - func.julianday(a)) * 86400.0
 
 
-def _rate(num: float, den: float, digits: int = 4) -> float | None:
-    return round(num / den, digits) if den else None
+def conditions(now: datetime | None) -> dict[str, ColumnElement[bool]]:
+    """Whether a ticket counts, per count of :data:`COUNTS` but ``unsatisfied`` (a count of audit events).
+
+    ``now=None`` leaves out the terms that depend on it: right for settled tickets only."""
+    closed = Ticket.state == State.CLOSED.value
+    is_open = Ticket.state.not_in([State.CLOSED.value, State.WITHDRAWN.value])
+    dispatched = Ticket.dispatched_at.is_not(None)
+    sign_for_passed = Ticket.sign_for_due < now if now is not None else false()
+    return {
+        "received": true(),
+        "withdrawn": Ticket.state == State.WITHDRAWN.value,
+        "closed": closed,
+        "open": is_open,
+        "overdue": is_open & (Ticket.due_at < now) if now is not None else false(),
+        "dispatched": dispatched,
+        "sign_for_decided": dispatched & (Ticket.signed_at.is_not(None) | sign_for_passed),
+        "signed_in_time": dispatched & (Ticket.signed_at <= Ticket.sign_for_due),
+        "closed_on_time": closed & (Ticket.due_at.is_(None) | (Ticket.closed_at <= Ticket.due_at)),
+        "instant": closed & Ticket.answer.is_not(None),
+        "satisfied": Ticket.satisfaction.in_(SATISFIED),
+        "repeats": Ticket.is_repeat,
+        "handled_closed": closed & Ticket.answer.is_(None),
+    }
 
 
-def _with_rates(counts: dict[str, Any]) -> dict[str, Any]:
+def handling_seconds(dialect: str) -> ColumnElement[Any]:
+    """Seconds from intake to closing of a handled (not 即办) closed ticket, else 0."""
+    return case((conditions(None)["handled_closed"], _seconds(Ticket.created_at, Ticket.closed_at, dialect)),
+                else_=0)
+
+
+def unsatisfied_events() -> ColumnElement[Any]:
+    """The ticket's 回访不满意 events. Each one also bumped ``redispatch_count``, so only tickets with a 二次派单
+    are looked up."""
+    events = (select(func.count()).where(TicketEvent.ticket_id == Ticket.id, TicketEvent.action == UNSATISFIED_ACTION)
+              .scalar_subquery())
+    return case((Ticket.redispatch_count > 0, events), else_=0)
+
+
+def _rates(counts: Row) -> dict[str, Any]:
     c = counts
+
+    def rate(num: float, den: float, digits: int = 4) -> float | None:
+        return round(num / den, digits) if den else None
+
     surveyed = c["satisfied"] + c["unsatisfied"]
     return {
         **{k: c[k] for k in COUNTS},
         "surveyed": surveyed,
-        "response_rate": _rate(c["signed_in_time"], c["sign_for_decided"]),
-        "closure_rate": _rate(c["closed"], c["received"]),
-        "on_time_rate": _rate(c["closed_on_time"], c["closed"]),
-        "satisfaction_rate": _rate(c["satisfied"], surveyed),
-        "instant_rate": _rate(c["instant"], c["received"]),
-        "repeat_rate": _rate(c["repeats"], c["received"]),
-        "avg_handling_hours": _rate(c["handling_seconds"], c["handled_closed"] * 3600.0, 2),
+        "response_rate": rate(c["signed_in_time"], c["sign_for_decided"]),
+        "closure_rate": rate(c["closed"], c["received"]),
+        "on_time_rate": rate(c["closed_on_time"], c["closed"]),
+        "satisfaction_rate": rate(c["satisfied"], surveyed),
+        "instant_rate": rate(c["instant"], c["received"]),
+        "repeat_rate": rate(c["repeats"], c["received"]),
+        "avg_handling_hours": rate(c["handling_seconds"], c["handled_closed"] * 3600.0, 2),
     }
 
 
-async def metrics(session: AsyncSession, start: datetime, end: datetime, by: str | None = None,
-                  now: datetime | None = None, *, settings: Settings | None = None) -> dict[str, Any]:
-    """The metrics of the tickets received in ``[start, end)``, in total and per group of ``by``."""
+def _check(start: datetime, end: datetime, now: datetime | None, by: str | None) -> None:
     for value, name in ((start, "from"), (end, "to"), (now, "now")):
         if value is not None and value.tzinfo is None:
             raise InvalidInput("时间必须带时区", code="ticket.naive_time", field=name)
     if end <= start:
         raise InvalidInput("统计区间的结束时间须晚于开始时间", code="metrics.bad_range", field="to")
-    settings = settings or load_settings()
-    now = now or datetime.now(ZoneInfo(settings.timezone))
-    dialect = session.get_bind().dialect.name
-    key = _group_key(by, dialect).label("key")
+    _check_by(by)
 
-    closed = Ticket.state == State.CLOSED.value
-    is_open = Ticket.state.not_in([State.CLOSED.value, State.WITHDRAWN.value])
-    dispatched = Ticket.dispatched_at.is_not(None)
-    instant = closed & Ticket.answer.is_not(None)
-    handled = closed & Ticket.answer.is_(None)
-    unsatisfied = (select(TicketEvent.ticket_id, func.count().label("n"))
-                   .where(TicketEvent.action == UNSATISFIED_ACTION).group_by(TicketEvent.ticket_id).subquery())
-    count = func.count
-    stmt = (
-        select(
-            key,
-            count().label("received"),
-            count().filter(Ticket.state == State.WITHDRAWN.value).label("withdrawn"),
-            count().filter(closed).label("closed"),
-            count().filter(is_open).label("open"),
-            count().filter(is_open & (Ticket.due_at < now)).label("overdue"),
-            count().filter(dispatched).label("dispatched"),
-            count().filter(dispatched & (Ticket.signed_at.is_not(None) | (Ticket.sign_for_due < now)))
-            .label("sign_for_decided"),
-            count().filter(dispatched & (Ticket.signed_at <= Ticket.sign_for_due)).label("signed_in_time"),
-            count().filter(closed & (Ticket.due_at.is_(None) | (Ticket.closed_at <= Ticket.due_at)))
-            .label("closed_on_time"),
-            count().filter(instant).label("instant"),
-            count().filter(Ticket.satisfaction.in_(SATISFIED)).label("satisfied"),
-            func.coalesce(func.sum(unsatisfied.c.n), 0).label("unsatisfied"),
-            count().filter(Ticket.is_repeat).label("repeats"),
-            count().filter(handled).label("handled_closed"),
-            func.coalesce(func.sum(_seconds(Ticket.created_at, Ticket.closed_at, dialect)).filter(handled), 0)
-            .label("handling_seconds"),
-        )
-        .select_from(Ticket)
-        .outerjoin(unsatisfied, unsatisfied.c.ticket_id == Ticket.id)
-        .where(Ticket.created_at >= start, Ticket.created_at < end)
-        .group_by(key)
-    )
-    rows = [{"key": r.key, **{k: int(r._mapping[k]) for k in COUNTS},  # PostgreSQL sums are numeric
-             "handling_seconds": float(r.handling_seconds)} for r in await session.execute(stmt)]
-    total = {k: sum(r[k] for r in rows) for k in (*COUNTS, "handling_seconds")}
+
+def _as_row(key: Any, mapping: Any) -> Row:
+    row: Row = {"key": key, **{k: int(mapping.get(k) or 0) for k in COUNTS}}  # PostgreSQL sums are numeric
+    row["handling_seconds"] = float(mapping.get("handling_seconds") or 0)
+    return row
+
+
+async def _ticket_rows(session: AsyncSession, where: ColumnElement[bool], by: str | None, now: datetime,
+                       *, join_events: bool) -> list[Row]:
+    """The counts of the tickets matching ``where``, per group of ``by``, straight from the tickets table.
+
+    ``join_events`` counts 回访不满意 events with one grouped pass over them (many tickets), else per ticket."""
+    dialect = session.get_bind().dialect.name
+    key = (group_keys(dialect)[by] if by else literal(None)).label("key")
+    counted = [func.count().filter(cond).label(name) for name, cond in conditions(now).items()]
+    handled = conditions(None)["handled_closed"]
+    seconds = func.sum(_seconds(Ticket.created_at, Ticket.closed_at, dialect)).filter(handled)
+    stmt = select(key, *counted, seconds.label("handling_seconds"))
+    if join_events:
+        per_ticket = (select(TicketEvent.ticket_id, func.count().label("n"))
+                      .where(TicketEvent.action == UNSATISFIED_ACTION).group_by(TicketEvent.ticket_id).subquery())
+        stmt = (stmt.add_columns(func.sum(per_ticket.c.n).label("unsatisfied"))
+                .select_from(Ticket).outerjoin(per_ticket, per_ticket.c.ticket_id == Ticket.id))
+    else:
+        stmt = stmt.add_columns(func.sum(unsatisfied_events()).label("unsatisfied"))
+    stmt = stmt.where(where).group_by(key)
+    return [_as_row(r.key, r._mapping) for r in await session.execute(stmt)]
+
+
+async def _rollup_rows(session: AsyncSession, first: date, stop: date, by: str | None) -> list[Row]:
+    """The rolled-up counts of the days ``[first, stop)``, per group of ``by`` (every ticket is in one
+    department group, so their sum is the total)."""
+    r = TicketMetricsDaily
+    key = func.nullif(r.key, "") if by else literal(None)
+    sums = [func.sum(getattr(r, name)).label(name) for name in (*ROLLUP_COUNTS, "handling_seconds")]
+    stmt = (select(key.label("key"), *sums).where(r.day >= first, r.day < stop, r.grouping == (by or "department"))
+            .group_by(key))
+    return [_as_row(row.key, row._mapping) for row in await session.execute(stmt)]
+
+
+def _full_days(start: datetime, end: datetime, tz: ZoneInfo) -> tuple[date, date]:
+    """The local days ``[first, stop)`` that lie wholly inside ``[start, end)`` (empty when first ≥ stop)."""
+    local = start.astimezone(tz)
+    first = local.date() if local.time() == time() else local.date() + timedelta(days=1)
+    return first, end.astimezone(tz).date()
+
+
+async def _report(session: AsyncSession, start: datetime, end: datetime, by: str | None, now: datetime,
+                  rows: list[Row]) -> dict[str, Any]:
+    merged: dict[Any, Row] = {}
+    for row in rows:
+        into = merged.setdefault(row["key"], {"key": row["key"], **dict.fromkeys(COUNTS, 0), "handling_seconds": 0.0})
+        for name in (*COUNTS, "handling_seconds"):
+            into[name] += row[name]
+    groups = list(merged.values())
+    total = {k: sum(g[k] for g in groups) for k in (*COUNTS, "handling_seconds")}
     out: dict[str, Any] = {"from": start.isoformat(), "to": end.isoformat(), "now": now.isoformat(), "by": by,
-                           "total": _with_rates(total)}
+                           "total": _rates(total)}
     if by is not None:
         names: dict[str, str] = {}
         if by == "department":
             names = {code: name for code, name in await session.execute(select(Department.code, Department.name))}
-        groups = [{"key": r["key"], "label": UNSET_LABELS[by] if r["key"] is None else names.get(r["key"], r["key"]),
-                   **_with_rates(r)} for r in rows]
-        out["groups"] = sorted(groups, key=lambda g: (-g["received"], g["key"] or ""))
+        labelled = [{"key": g["key"], "label": UNSET_LABELS[by] if g["key"] is None else names.get(g["key"], g["key"]),
+                     **_rates(g)} for g in groups if g["received"]]
+        out["groups"] = sorted(labelled, key=lambda g: (-g["received"], g["key"] or ""))
     await session.commit()  # end the read transaction
     return out
+
+
+async def metrics(session: AsyncSession, start: datetime, end: datetime, by: str | None = None,
+                  now: datetime | None = None, *, settings: Settings | None = None) -> dict[str, Any]:
+    """The metrics of the tickets received in ``[start, end)``, in total and per group of ``by``.
+
+    Whole local days come from the rollup plus their unsettled tickets; the partial days at the edges from the
+    tickets table."""
+    _check(start, end, now, by)
+    settings = settings or default_settings()
+    tz = ZoneInfo(settings.timezone)
+    now = now or datetime.now(tz)
+    first, stop = _full_days(start, end, tz)
+    if first >= stop:
+        rows = await _ticket_rows(session, (Ticket.created_at >= start) & (Ticket.created_at < end), by, now,
+                                  join_events=False)
+        return await _report(session, start, end, by, now, rows)
+    lo, hi = datetime.combine(first, time(), tz), datetime.combine(stop, time(), tz)
+    where = or_(and_(Ticket.created_at >= start, Ticket.created_at < lo),
+                and_(Ticket.created_at >= hi, Ticket.created_at < end),
+                and_(~Ticket.rolled_up, Ticket.created_at >= lo, Ticket.created_at < hi))
+    rows = await _ticket_rows(session, where, by, now, join_events=False)
+    rows += await _rollup_rows(session, first, stop, by)
+    return await _report(session, start, end, by, now, rows)
+
+
+async def reference_metrics(session: AsyncSession, start: datetime, end: datetime, by: str | None = None,
+                            now: datetime | None = None, *, settings: Settings | None = None) -> dict[str, Any]:
+    """:func:`metrics` computed directly over every ticket of the cohort (no rollup): the reference it must
+    equal, and the way to check the rollup (``hotline metrics --check``)."""
+    _check(start, end, now, by)
+    settings = settings or default_settings()
+    now = now or datetime.now(ZoneInfo(settings.timezone))
+    rows = await _ticket_rows(session, (Ticket.created_at >= start) & (Ticket.created_at < end), by, now,
+                              join_events=True)
+    return await _report(session, start, end, by, now, rows)

@@ -3,10 +3,10 @@ warnings (预警), supervision records (督办) and the notification outbox."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, event, text
+from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, String, Text, event, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from config.database import AwareDateTime, new_metadata
@@ -65,6 +65,9 @@ class Ticket(Base):
         Index("ix_tickets_ticket_no_pattern", "ticket_no", postgresql_ops={"ticket_no": "text_pattern_ops"}).ddl_if(
             dialect="postgresql"
         ),
+        # metrics: the tickets not yet summed into ticket_metrics_daily (open ones, mostly) — a small set.
+        Index("ix_tickets_live_created_at", "created_at",
+              postgresql_where=text("NOT rolled_up"), sqlite_where=text("rolled_up = 0")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -79,6 +82,7 @@ class Ticket(Base):
     kind: Mapped[str] = mapped_column(String(8))  # 诉求类型: 咨询 求助 投诉 举报 建议 表扬
     content: Mapped[str] = mapped_column(Text)
     content_tokens: Mapped[str] = mapped_column(Text, default="")  # jieba tokens, for repeat detection
+    token_norm: Mapped[float | None] = mapped_column(Float)  # Euclidean norm of the token counts (tickets.repeats)
     urgency: Mapped[str] = mapped_column(String(16), default="normal")
     deadline_tier: Mapped[str] = mapped_column(String(32))
     due_at: Mapped[datetime | None] = mapped_column(AwareDateTime)  # 办理时限
@@ -108,6 +112,8 @@ class Ticket(Base):
     created_at: Mapped[datetime] = mapped_column(AwareDateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(AwareDateTime)
     version: Mapped[int] = mapped_column(Integer)
+    # Summed into ticket_metrics_daily (settled: its metric counts no longer change; see tickets.metrics_rollup).
+    rolled_up: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     co_departments: Mapped[list[TicketCoDepartment]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="TicketCoDepartment.department_code"
@@ -151,6 +157,30 @@ class TicketRepeat(Base):
     earlier_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True, index=True)
     reason: Mapped[str] = mapped_column(String(16))  # same_caller / similar_content
     similarity: Mapped[float] = mapped_column(Float)
+
+
+class TicketMetricsDaily(Base):
+    """考核指标日汇总: the metric counts of the settled tickets (``Ticket.rolled_up``) per local day of intake, once
+    per grouping of the metrics (each ticket is in one group of each). Maintained by :mod:`tickets.metrics_rollup`."""
+
+    __tablename__ = "ticket_metrics_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)  # local date of created_at
+    grouping: Mapped[str] = mapped_column(String(16), primary_key=True)  # department / category / area
+    key: Mapped[str] = mapped_column(String(CATEGORY_MAX), primary_key=True)  # the group; '' = not set
+    received: Mapped[int] = mapped_column(Integer, default=0)
+    withdrawn: Mapped[int] = mapped_column(Integer, default=0)
+    closed: Mapped[int] = mapped_column(Integer, default=0)
+    dispatched: Mapped[int] = mapped_column(Integer, default=0)
+    sign_for_decided: Mapped[int] = mapped_column(Integer, default=0)
+    signed_in_time: Mapped[int] = mapped_column(Integer, default=0)
+    closed_on_time: Mapped[int] = mapped_column(Integer, default=0)
+    instant: Mapped[int] = mapped_column(Integer, default=0)
+    satisfied: Mapped[int] = mapped_column(Integer, default=0)
+    unsatisfied: Mapped[int] = mapped_column(Integer, default=0)
+    repeats: Mapped[int] = mapped_column(Integer, default=0)
+    handled_closed: Mapped[int] = mapped_column(Integer, default=0)
+    handling_seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class TicketEvent(Base):

@@ -1,8 +1,10 @@
 """Repeat detection (重复件): earlier tickets of the same caller, or with similar content in the same district.
 
 Only indexed columns select candidates (caller phone / district, each with created_at inside the window),
-at most ``settings.repeat.max_candidates`` of each, newest first; their stored jieba tokens are compared
-with a cosine similarity, so the cost does not grow with the size of the table.
+at most ``settings.repeat.max_candidates`` of each, newest first, in one query. Each ticket stores its jieba
+tokens and their norm (:class:`TokenBag`, written at intake), so a candidate costs no segmentation and no
+counting: the cosine similarity is the dot product of the new ticket's token counts with the candidate's token
+list over the two stored norms. The cost does not grow with the size of the table.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
+from itertools import repeat
+from typing import Any
 
 import jieba
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, bindparam, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import RepeatSettings
@@ -39,13 +44,32 @@ def tokenize(text: str) -> list[str]:
     return [w for w in jieba.lcut(text) if _WORDLIKE.search(w) and w not in _STOPWORDS]
 
 
+@dataclass(frozen=True)
+class TokenBag:
+    """A ticket's content as a bag of tokens: what intake stores (``content_tokens``, ``token_norm``)."""
+
+    counts: dict[str, int]
+    norm: float  # Euclidean norm of the counts
+
+    @classmethod
+    def of(cls, tokens: Sequence[str]) -> TokenBag:
+        counts = dict(Counter(tokens))
+        return cls(counts, math.sqrt(sum(n * n for n in counts.values())))
+
+    def cosine(self, stored_tokens: str, stored_norm: float | None) -> float:
+        """Cosine similarity with a stored ticket (its space-separated tokens and their norm), 0 … 1."""
+        words = stored_tokens.split()
+        dot = sum(map(self.counts.get, words, repeat(0)))
+        if not dot:
+            return 0.0
+        if stored_norm is None:  # stored before norms were kept
+            stored_norm = TokenBag.of(words).norm
+        return dot / (self.norm * stored_norm)
+
+
 def similarity(a: Sequence[str], b: Sequence[str]) -> float:
     """Cosine similarity of two token bags, 0 … 1."""
-    ca, cb = Counter(a), Counter(b)
-    dot = sum(n * cb[w] for w, n in ca.items())
-    if not dot:
-        return 0.0
-    return dot / math.sqrt(sum(n * n for n in ca.values()) * sum(n * n for n in cb.values()))
+    return TokenBag.of(a).cosine(" ".join(b), None)
 
 
 @dataclass(frozen=True)
@@ -53,6 +77,26 @@ class RepeatMatch:
     earlier_id: int
     reason: str  # SAME_CALLER or SIMILAR_CONTENT
     similarity: float
+
+
+def _candidates(reason: str, match: ColumnElement[bool]) -> Select[Any]:
+    return (select(Ticket.id, Ticket.content_tokens, Ticket.token_norm, literal(reason).label("reason"),
+                   Ticket.created_at.label("at"))
+            .where(match, Ticket.created_at >= bindparam("since"))
+            .order_by(Ticket.created_at.desc())
+            .limit(bindparam("limit")))
+
+
+@lru_cache(maxsize=2)
+def _query(with_district: bool) -> Select[Any]:
+    """The candidates, same caller first (SAME_CALLER sorts before SIMILAR_CONTENT), then newest first. Built
+    once: only the parameters change from one ticket to the next."""
+    parts = [_candidates(SAME_CALLER, Ticket.caller_phone == bindparam("phone"))]
+    if with_district:
+        parts.append(_candidates(SIMILAR_CONTENT, Ticket.district == bindparam("district")))
+    union = union_all(*(select(p.subquery()) for p in parts)).subquery()
+    return select(union.c.id, union.c.content_tokens, union.c.token_norm, union.c.reason).order_by(
+        union.c.reason, union.c.at.desc())
 
 
 async def find_repeats(
@@ -65,27 +109,15 @@ async def find_repeats(
     settings: RepeatSettings,
 ) -> list[RepeatMatch]:
     """Earlier tickets that the new one repeats, newest first, each listed once (same caller wins)."""
-    since = now - timedelta(days=settings.window_days)
-    columns = (Ticket.id, Ticket.content_tokens)
-    same_caller = await session.execute(
-        select(*columns)
-        .where(Ticket.caller_phone == caller_phone, Ticket.created_at >= since)
-        .order_by(Ticket.created_at.desc())
-        .limit(settings.max_candidates)
-    )
-    matches = {
-        row.id: RepeatMatch(row.id, SAME_CALLER, similarity(tokens, row.content_tokens.split()))
-        for row in same_caller
-    }
-    if district and tokens:
-        nearby = await session.execute(
-            select(*columns)
-            .where(Ticket.district == district, Ticket.created_at >= since)
-            .order_by(Ticket.created_at.desc())
-            .limit(settings.max_candidates)
-        )
-        for row in nearby:
-            score = similarity(tokens, row.content_tokens.split())
-            if row.id not in matches and score >= settings.similarity:
-                matches[row.id] = RepeatMatch(row.id, SIMILAR_CONTENT, score)
+    bag = TokenBag.of(tokens)
+    with_district = bool(district and tokens)
+    params = {"phone": caller_phone, "since": now - timedelta(days=settings.window_days),
+              "limit": settings.max_candidates} | ({"district": district} if with_district else {})
+    matches: dict[int, RepeatMatch] = {}
+    for row_id, stored_tokens, stored_norm, reason in await session.execute(_query(with_district), params):
+        if row_id in matches:
+            continue
+        score = bag.cosine(stored_tokens, stored_norm)
+        if reason == SAME_CALLER or score >= settings.similarity:
+            matches[row_id] = RepeatMatch(row_id, reason, score)
     return list(matches.values())

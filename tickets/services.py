@@ -4,7 +4,7 @@ Each call is one transaction: it applies a transition of :mod:`tickets.states`, 
 event per state change, and commits; on any error it rolls back and nothing is written. Concurrent edits are
 caught by the ticket's version (optimistic lock): the loser gets :class:`VersionConflict`.
 Sessions should come from ``hotline.db.make_sessionmaker`` (``expire_on_commit=False``).
-``settings`` defaults to ``config.load_settings()``.
+``settings`` defaults to ``config.load_settings()``, read once (:mod:`tickets.settings_cache`).
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
-from config import Settings, load_settings
+from config import Settings
 from config.settings import DeadlineTier
-from tickets import deadlines, repeats
+from tickets import deadlines, metrics_rollup, repeats
 from tickets import models as m
 from tickets.errors import IllegalTransition, InvalidInput, NotFound, VersionConflict
 from tickets.models import Department, Ticket, TicketCoDepartment, TicketEvent, TicketRepeat
@@ -41,6 +42,7 @@ from tickets.schemas import (
     check_note,
     parse_fields,
 )
+from tickets.settings_cache import default_settings
 from tickets.states import State, check
 from tickets.states import replay as replay_steps
 from tickets.worktime import WorkCalendar
@@ -74,7 +76,7 @@ class _Context:
 
 
 def _context(session: AsyncSession, settings: Settings | None, now: datetime | None) -> _Context:
-    settings = settings or load_settings()
+    settings = settings or default_settings()
     tz = ZoneInfo(settings.timezone)
     if now is not None and now.tzinfo is None:
         raise InvalidInput("时间必须带时区", code="ticket.naive_time", field="now")
@@ -284,7 +286,12 @@ async def _transition(ctx: _Context, ticket: Ticket, action: str, actor: Actor, 
     ticket.state = step.leads_to(State(from_state)).value
     ticket.updated_at = ctx.now
     _record(ctx, ticket, actor, action, from_state, note, payload)
+    await metrics_rollup.settle(ctx.session, ticket, ZoneInfo(ctx.settings.timezone))
     return ticket
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
 
 
 async def _intake(ctx: _Context, draft: TicketDraft, actor: Actor) -> Ticket:
@@ -292,22 +299,31 @@ async def _intake(ctx: _Context, draft: TicketDraft, actor: Actor) -> Ticket:
     step = check(None, "create", actor.role)
     tier = _tier(ctx.settings, draft.kind, draft.urgency)
     tokens = repeats.tokenize(draft.content)
-    # The counter upsert is the transaction's first write (see tickets.numbering).
-    ticket_no = await next_ticket_no(ctx.session, ctx.now, ZoneInfo(ctx.settings.timezone))
+    # The day's counter row serialises creators until commit (tickets.numbering). SQLite needs its upsert as the
+    # transaction's first write; on PostgreSQL it comes after the reads, so the lock is held only for the inserts.
+    tz = ZoneInfo(ctx.settings.timezone)
+    ticket_no = await next_ticket_no(ctx.session, ctx.now, tz) if _dialect(ctx.session) == "sqlite" else None
     matches = await repeats.find_repeats(
         ctx.session, caller_phone=draft.caller_phone, district=draft.district, tokens=tokens, now=ctx.now,
         settings=ctx.settings.repeat,
     )
     ticket = Ticket(
-        ticket_no=ticket_no, **draft.model_dump(), content_tokens=" ".join(tokens), deadline_tier=tier.name,
+        **draft.model_dump(), content_tokens=" ".join(tokens),
+        token_norm=repeats.TokenBag.of(tokens).norm, deadline_tier=tier.name,
         due_at=deadlines.due_at(tier, ctx.now, ctx.calendar), state=step.leads_to(None).value,
         is_repeat=bool(matches), callback_attempts=0, redispatch_count=0, return_count=0, extension_count=0,
         created_at=ctx.now, updated_at=ctx.now,
-        repeat_links=[TicketRepeat(earlier_id=r.earlier_id, reason=r.reason, similarity=r.similarity) for r in matches],
         co_departments=[],
     )
+    ticket.ticket_no = ticket_no or await next_ticket_no(ctx.session, ctx.now, tz)
     ctx.session.add(ticket)
     await ctx.session.flush()
+    # A caller may have up to max_candidates earlier tickets: one bulk INSERT, not one ORM object each.
+    links = [{"ticket_id": ticket.id, "earlier_id": r.earlier_id, "reason": r.reason, "similarity": r.similarity}
+             for r in matches]
+    if links:
+        await ctx.session.execute(insert(TicketRepeat), links)
+    set_committed_value(ticket, "repeat_links", [TicketRepeat(**link) for link in links])
     payload = {"channel": draft.channel, "repeat_of": [r.earlier_id for r in matches]}
     _record(ctx, ticket, actor, "create", None, "", payload)
     return ticket

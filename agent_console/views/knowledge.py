@@ -217,7 +217,7 @@ async def knowledge_errors() -> AsyncIterator[None]:
 
 def _entry_id(call: Call[Any]) -> int:
     raw = call.request.match_info["entry_id"]
-    if not raw.isdigit() or len(raw) > 12:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise NotFound("知识条目不存在")
     return int(raw)
 

@@ -113,7 +113,7 @@ def shift_out(row: LeaderShift, now: datetime, tz: ZoneInfo) -> ShiftOut:
 
 def _shift_id(call: Call[Any]) -> int:
     raw = call.request.match_info["shift_id"]
-    if not raw.isdigit() or len(raw) > 12:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise NotFound("没有该领导接听安排")
     return int(raw)
 

@@ -1,4 +1,5 @@
-"""`hotline metrics --from DATE --to DATE [--by department|category|area] [--json]`: 考核指标."""
+"""`hotline metrics --from DATE --to DATE [--by department|category|area] [--json]`: 考核指标;
+`hotline metrics rebuild`: recompute the daily rollup the metrics read (tickets.metrics_rollup)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from hotline.commands.warnings import parse_when
 from hotline.runtime import with_session
 from tickets.errors import TicketError
 from tickets.metrics import GROUPINGS, day_range, metrics
+from tickets.metrics_rollup import rebuild
 
 _RATES = (("response_rate", "响应率"), ("closure_rate", "办结率"), ("on_time_rate", "按期办结率"),
           ("satisfaction_rate", "满意率"), ("instant_rate", "即答率"), ("repeat_rate", "重复率"))
@@ -23,8 +25,10 @@ _COUNTS = (("received", "受理"), ("closed", "办结"), ("open", "在办"), ("o
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("metrics", help="考核指标：响应率、办结率、满意率等 (ticket metrics)")
-    p.add_argument("--from", dest="first", required=True, help="开始日期 YYYY-MM-DD（含）")
-    p.add_argument("--to", dest="last", required=True, help="结束日期 YYYY-MM-DD（含）")
+    p.add_argument("action", nargs="?", choices=("rebuild",),
+                   help="rebuild: 重建考核指标日汇总（批量导入、绕过服务写入或修改时区之后）")
+    p.add_argument("--from", dest="first", help="开始日期 YYYY-MM-DD（含）")
+    p.add_argument("--to", dest="last", help="结束日期 YYYY-MM-DD（含）")
     p.add_argument("--by", choices=GROUPINGS, help="分组：department 主办单位 / category 一级分类 / area 区县")
     p.add_argument("--now", help="统计时刻 ISO 8601（决定是否超期；默认现在）")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -39,6 +43,11 @@ def _date(value: str, option: str) -> date:
 
 
 def _metrics(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "rebuild":
+        print(json.dumps(with_session(settings, lambda session: rebuild(session, settings)), ensure_ascii=False))
+        return 0
+    if args.first is None or args.last is None:
+        raise TicketError("请用 --from 和 --to 指定统计日期", code="cli.missing_option")
     start, end = day_range(_date(args.first, "--from"), _date(args.last, "--to"), ZoneInfo(settings.timezone))
     now = parse_when(args.now, settings)
 

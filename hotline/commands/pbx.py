@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from config import Settings
-from hotline.db import create_schema, make_engine, make_sessionmaker
+from hotline.runtime import database
 from ivr.pbx import LocalPbx, PbxError, PbxInfo
 from ivr.pbx.testcall import CALL_CONTEXTS, CallReport, place_call
 
@@ -95,11 +95,6 @@ async def _place(settings: Settings, info: PbxInfo, args: argparse.Namespace) ->
                "caller_wait_s": args.caller_wait, "wait": args.wait}
     if not args.wait:
         return await place_call(info, args.audio, **options)
-    engine = make_engine(settings.database.url)
-    try:
-        if engine.dialect.name == "sqlite":
-            await create_schema(engine)  # the embedded default may not exist yet
-        return await place_call(info, args.audio, **options, sessionmaker=make_sessionmaker(engine),
+    async with database(settings) as sessionmaker:
+        return await place_call(info, args.audio, **options, sessionmaker=sessionmaker,
                                 ticket_wait_s=args.ticket_wait, timezone=settings.timezone)
-    finally:
-        await engine.dispose()

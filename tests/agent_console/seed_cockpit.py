@@ -63,8 +63,8 @@ async def seed_cockpit(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[s
     async with sessionmaker() as db:
         await upsert_departments(db, DEPARTMENTS)
         east = {"district": "城东区", "street": "东岗街道"}
-        t1 = await close_instant(db, draft("小区电梯经常故障，物业维修不及时", "13900000001", category="住房安居/物业服务",
-                                           kind="咨询", caller_name="赵先生", **east),
+        t1 = await close_instant(db, draft("小区电梯经常故障，物业维修不及时", "13900000001",
+                                           category="住房安居/物业服务", kind="咨询", caller_name="赵先生", **east),
                                  "已告知物业报修电话", AGENT, now=at(3, 19, 9))
         no["T1"] = t1.ticket_no
         t2 = await create_ticket(db, draft("夜间施工噪音扰民影响休息", "13900000002", category="生态环境/噪声污染",

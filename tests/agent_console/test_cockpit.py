@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from agent_console.geo import LayoutError, layout_path, load_layout
 from agent_console.views.cockpit import QueueSnapshot, TtlCache, snapshot_of
+from config import load_settings
 from ivr.state import Call, HotlineState, Member
 from tests.agent_console.harness import Browser, Console
 from tests.agent_console.seed_cockpit import NOW, move_console_to, seed_cockpit
@@ -158,3 +161,16 @@ async def test_cache_serves_the_stale_value_while_it_refreshes() -> None:
         await refreshed.wait()
     assert await cache.get("k", compute) == 2
     await cache.close()
+
+
+def test_a_city_layout_is_checked_when_loaded(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    shipped = json.loads(layout_path(load_settings()).read_text(encoding="utf-8"))
+    assert load_layout(layout_path(load_settings())).city == shipped["city"]
+    clash = shipped | {"districts": [*shipped["districts"],
+                                     {"name": "新区", "streets": [{"name": "甲街道", "cell": [2, 0]}]}]}
+    bad = tmp_path / "districts.json"
+    bad.write_text(json.dumps(clash, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(LayoutError, match="占用同一格子"):
+        load_layout(bad)
+    with pytest.raises(LayoutError, match="找不到"):
+        load_layout(tmp_path / "missing.json")

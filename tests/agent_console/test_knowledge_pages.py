@@ -69,7 +69,8 @@ async def test_handler_edits_only_own_department_and_the_bot_answers_after_publi
     assert other.status == 201
     theirs = await other.json()
     listed = await (await handler.request("GET", "/api/v1/knowledge/entries")).json()
-    assert {e["question"]: e["editable"] for e in listed["entries"]} == {"占道经营怎么投诉": True, "低保怎么申请": False}
+    editable = {e["question"]: e["editable"] for e in listed["entries"]}
+    assert editable == {"占道经营怎么投诉": True, "低保怎么申请": False}
     refused = await handler.write("PUT", f"/api/v1/knowledge/entries/{theirs['id']}",
                                   entry("低保怎么申请", expected_version=1, department=OTHER))
     assert refused.status == 403
@@ -83,7 +84,8 @@ async def test_update_conflict_history_and_archive(kb_console: Console, bot_inde
     handler = await kb_console.logged_in("handler")
     first = await (await handler.write("POST", "/api/v1/knowledge/entries", entry("井盖丢了找谁"))).json()
     eid = first["id"]
-    assert (await handler.write("POST", f"/api/v1/knowledge/entries/{eid}/publish", {"expected_version": 1})).status == 200
+    published = await handler.write("POST", f"/api/v1/knowledge/entries/{eid}/publish", {"expected_version": 1})
+    assert published.status == 200
     changed = await handler.write("PUT", f"/api/v1/knowledge/entries/{eid}",
                                   entry("井盖丢失找哪个部门", expected_version=2, keywords=["井盖"]))
     assert changed.status == 200, await changed.text()
@@ -147,6 +149,7 @@ async def test_misses_page_offers_an_entry_from_the_question(kb_console: Console
     form = await (await handler.request("GET", f"/knowledge/new?miss={miss.id}")).text()
     assert 'name="question" required maxlength="200" value="垃圾清运车早上五点就来太吵了"' in form
     assert (await handler.request("GET", "/knowledge/new?miss=999999")).status == 404
+    assert (await handler.request("GET", "/knowledge/%C2%B2")).status == 404  # "²" is a digit to str.isdigit
     api = await (await handler.request("GET", "/api/v1/knowledge/misses?reason=low_confidence")).json()
     assert [m["question_text"] for m in api["misses"]] == ["垃圾清运车早上五点就来太吵了"]
     assert (await (await kb_console.logged_in("agent")).request("GET", "/knowledge/misses")).status == 403

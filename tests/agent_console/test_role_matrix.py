@@ -34,7 +34,7 @@ async def attempt(b: Browser, route: Route, *, logged_in: bool) -> tuple[int, st
             kw = {"headers": {"X-CSRF-Token": await b.csrf()}}
         kw["json" if route.kind == "api" else "data"] = {}
     resp = await b.request(route.method, concrete(route.path), **kw)
-    return resp.status, (resp.headers.get("Location", "") if resp.status == 303 else await resp.text())
+    return resp.status, (resp.headers.get("Location", "") if resp.status == 303 else await resp.text(errors="replace"))
 
 
 def refused(status: int, body: str, *, anonymous: bool) -> bool:

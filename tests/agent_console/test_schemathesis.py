@@ -3,8 +3,8 @@ CSRF header), on SQLite with seed data, every documented operation gets generate
 a 5xx and every answer must match its documented schema.
 
 Left out: ``POST /logout`` (it would end the run's own session) and ``GET /ws`` (a WebSocket, not HTTP).
-``KNOWN_FAILURES`` lists operations of other features whose failures are reported to their owners; the test
-fails on any other failing operation, and on a listed one that no longer fails (so the list only shrinks).
+The console is wired as ``hotline run`` wires it: a knowledge index and a call-control recorder standing in for
+the AMI controller (the real controller is exercised against Asterisk in tests/e2e).
 """
 
 from __future__ import annotations
@@ -18,26 +18,21 @@ from xml.etree import ElementTree
 
 import pytest
 
+from agent_console.views.tickets_deps import services_of
 from config import Settings
 from hotline.db import create_schema, make_engine, make_sessionmaker
 from knowledge import services as kb
+from knowledge.retrieval import KnowledgeIndex
 from knowledge.schemas import EntryContent
 from tests.agent_console.harness import Console, console_settings, start_console, stop_console
 from tests.agent_console.seed_cockpit import NOW, move_console_to, seed_cockpit
+from tests.agent_console.tickets_support import RecordingCallControl
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 MAX_EXAMPLES = 6
 TIMEOUT_S = 150
 EXCLUDED_PATHS = ("/logout", "/ws")
-# operation → why it fails here (owner to fix). 503s: the test app runs without the AMI controller / bot index.
-KNOWN_FAILURES: dict[str, str] = {
-    "PATCH /api/v1/users/{username}": "500: explicit nulls (role/display_name/active: null) reach NOT NULL columns "
-                                      "(console foundation: UserUpdate should refuse null)",
-    "GET /api/v1/console/knowledge": "503 知识库未接入: no knowledge index wired into the test app (ticket screens)",
-    "POST /api/v1/console/workspace/state": "503 未接入电话系统（AMI）: no controller in the test app (workspace)",
-    "POST /workspace/state": "503 未接入电话系统（AMI）: no controller in the test app (workspace)",
-}
 
 
 @pytest.fixture
@@ -51,8 +46,14 @@ async def seeded_console(settings: Settings, tmp_path: Path) -> AsyncIterator[Co
         content = EntryContent(question="占道经营怎么投诉", answer_speech="请拨打城管热线。",
                                answer_text="请拨打城管热线。", department="市城市管理局")
         entry = await kb.create_entry(db, content, "admin")
+        await kb.publish_entry(db, entry.id, "admin")
         await kb.record_miss(db, "垃圾车太早来", entry.id, 0.3, "low_confidence")
+        index = KnowledgeIndex.from_settings(settings)
+        await kb.refresh_index(db, index, NOW.date())
     move_console_to(console, NOW)
+    desk = services_of(console.app)
+    desk.call_control = RecordingCallControl()
+    desk.knowledge_ask = index.ask
     yield console
     await stop_console(console)
     await engine.dispose()
@@ -80,10 +81,7 @@ async def test_api_matches_its_schema_and_never_fails(seeded_console: Console, t
     artifacts.mkdir(exist_ok=True)
     (artifacts / "schemathesis.txt").write_text(text)
     failing = failed_operations(tmp_path / "report")
-    unexpected = failing - set(KNOWN_FAILURES)
-    assert not unexpected, f"schemathesis failures: {sorted(unexpected)}\n{text[-6000:]}"
-    fixed = set(KNOWN_FAILURES) - failing
-    assert not fixed, f"no longer failing, remove from KNOWN_FAILURES: {sorted(fixed)}"
+    assert not failing, f"schemathesis failures: {sorted(failing)}\n{text[-6000:]}"
     assert "API Operations:" in text and proc.returncode in (0, 1), text[-3000:]
 
 

@@ -212,6 +212,8 @@ async def test_one_number_is_never_rung_twice_at_once(
     assert [t for r in rung for t in r] == [first]  # one call for the number, whoever asks
     assert scheduler.originated + other.originated == 1
     await (scheduler if scheduler.originated else other).wait_outcomes(first)
-    assert len(originates) == 1
+    async with database() as session:  # (other suites on this PBX may be placing call-backs of their own)
+        ours = set((await session.scalars(select(CallbackAttempt.uniqueid))).all())
+    assert len([a for a in originates if a in ours]) == 1
     assert await scheduler.run_once(clock()) == [second]  # the number is free again: the other ticket
     await scheduler.wait_outcomes(second)

@@ -65,7 +65,7 @@ async def test_cli_reports_the_agent_who_answered(pbx: PbxInfo, ami: Manager, lo
     report = json.loads(capsys.readouterr().out)
     assert (report["answered_by"], report["member"]) == ("agent", agent)
     assert 0 <= report["wait_s"] < 3
-    assert report["ticket_no"] is None and report["transcript"] is None and report["bot_uuid"] is None
+    assert report["ticket_no"] is None and report["transcript"] is None
 
 
 async def test_leader_on_duty_is_reported_as_leader(pbx: PbxInfo, ami: Manager, database: Any,

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hotline.db import all_metadata, make_engine
@@ -14,6 +15,7 @@ async def test_upgrade_from_empty_matches_the_models(engine: AsyncEngine) -> Non
     async with engine.begin() as conn:  # the fixture created tables with create_all: start from empty
         for md in reversed(all_metadata()):
             await conn.run_sync(md.drop_all)
+        await conn.execute(text("DROP TABLE alembic_version"))
     await upgrade_engine(engine)
 
     def diff(sync_conn):  # type: ignore[no-untyped-def]

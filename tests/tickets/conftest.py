@@ -1,6 +1,6 @@
 """Fixtures of the tests in tests/tickets/ (shared folder: add your own fixtures below, keep these)."""
 
-from loop_support import db, draft, session  # noqa: F401 - ticket-core fixtures: departments, drafts, a session
+from tests.tickets.loop_support import db, draft, session  # noqa: F401 - ticket-core fixtures: departments, drafts, a session
 
 # --- warnings, supervision, metrics and queries (tests/tickets/test_warnings*.py and friends) ---------------
 # A catalogue naming the sample departments of loop_support by name (matched through departments.name).

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from loop_support import AGENT, DISPATCHER, HANDLER, MONDAY_10AM, SYSTEM, step
-
+from tests.tickets.loop_support import AGENT, DISPATCHER, HANDLER, MONDAY_10AM, SYSTEM, step
 from tickets.services import create_ticket, due_for_callback, record_callback
 
 

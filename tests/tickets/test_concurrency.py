@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from loop_support import AGENT, DISPATCHER, MONDAY_10AM, event_count, step
 from sqlalchemy import event, text
 
+from tests.tickets.loop_support import AGENT, DISPATCHER, MONDAY_10AM, event_count, step
 from tickets.errors import VersionConflict
 from tickets.services import Actor, apply, create_ticket, get_ticket, ticket_events
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from loop_support import AGENT, CALLER, DISPATCHER, HANDLER, LEADER, MONDAY_10AM, SYSTEM, step
 
+from tests.tickets.loop_support import AGENT, CALLER, DISPATCHER, HANDLER, LEADER, MONDAY_10AM, SYSTEM, step
 from tickets.services import (
     close_instant,
     create_ticket,

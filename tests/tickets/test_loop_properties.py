@@ -11,8 +11,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from loop_support import AGENT, CALLER, DISPATCHER, HANDLER, LEADER, MONDAY_10AM, OTHER_HANDLER, SYSTEM
 
+from tests.tickets.loop_support import AGENT, CALLER, DISPATCHER, HANDLER, LEADER, MONDAY_10AM, OTHER_HANDLER, SYSTEM
 from tickets.errors import TicketError
 from tickets.services import apply, create_ticket, get_ticket, replay_ticket, ticket_events
 from tickets.states import TRANSITIONS, State, allowed_actions

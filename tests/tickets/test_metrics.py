@@ -9,9 +9,9 @@ import sys
 from datetime import date, datetime, timedelta
 
 import pytest
-from loop_support import AGENT, CALLER, DEPARTMENTS, DISPATCHER, HANDLER, MONDAY_10AM, SYSTEM, TZ, step
 
 from hotline.db import create_schema, make_engine, make_sessionmaker
+from tests.tickets.loop_support import AGENT, CALLER, DEPARTMENTS, DISPATCHER, HANDLER, MONDAY_10AM, SYSTEM, TZ, step
 from tickets.errors import InvalidInput
 from tickets.metrics import day_range, metrics
 from tickets.services import Actor, close_instant, create_ticket, record_callback, upsert_departments

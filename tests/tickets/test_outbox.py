@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from loop_support import AGENT, MONDAY_10AM
 from sqlalchemy import select
 
+from tests.tickets.loop_support import AGENT, MONDAY_10AM
 from tickets import outbox
 from tickets.models import OutboxMessage
 from tickets.outbox import ChannelSender, LogSender, Message, deliver_outbox, enqueue

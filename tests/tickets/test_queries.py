@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from loop_support import AGENT, DISPATCHER, MONDAY_10AM, step
 
+from tests.tickets.loop_support import AGENT, DISPATCHER, MONDAY_10AM, step
 from tickets.errors import InvalidInput
 from tickets.queries import caller_history, list_tickets
 from tickets.services import create_ticket

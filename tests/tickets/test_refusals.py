@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from loop_support import (
+
+from tests.tickets.loop_support import (
     AGENT,
     CALLER,
     DISPATCHER,
@@ -17,7 +18,6 @@ from loop_support import (
     event_count,
     step,
 )
-
 from tickets.errors import Forbidden, IllegalTransition, InvalidInput, NotFound, TicketError
 from tickets.models import Department, Ticket, TicketCounter
 from tickets.services import Actor, apply, close_instant, create_ticket, get_ticket, record_callback, upsert_departments

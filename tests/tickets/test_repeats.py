@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from loop_support import AGENT, MONDAY_10AM
-
+from tests.tickets.loop_support import AGENT, MONDAY_10AM
 from tickets.repeats import similarity, tokenize
 from tickets.services import create_ticket
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from loop_support import AGENT, CALLER, DISPATCHER, HANDLER, LEADER, MONDAY_10AM, step
 from sqlalchemy import select
 
 from config import load_settings
+from tests.tickets.loop_support import AGENT, CALLER, DISPATCHER, HANDLER, LEADER, MONDAY_10AM, step
 from tickets.errors import Forbidden, IllegalTransition, TicketError
 from tickets.models import OutboxMessage
 from tickets.services import create_ticket, get_ticket, replay_ticket, ticket_events

@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-from loop_support import AGENT, CALLER, DISPATCHER, HANDLER, MONDAY_10AM, SYSTEM, TZ, step
 from sqlalchemy import func, select
 
+from tests.tickets.loop_support import AGENT, CALLER, DISPATCHER, HANDLER, MONDAY_10AM, SYSTEM, TZ, step
 from tickets.models import OutboxMessage, TicketEvent, TicketSupervision, TicketWarning
 from tickets.services import create_ticket, record_callback, replay_ticket
 from tickets.warnings import ScanCalendar, scan_warnings, warnings_of

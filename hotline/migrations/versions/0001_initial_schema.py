@@ -1,8 +1,8 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
-Create Date: 2026-11-23 11:35:27.993602
+Revises:
+Create Date: 2026-11-23 12:06:30.701234
 """
 
 from collections.abc import Sequence
@@ -32,6 +32,25 @@ def upgrade() -> None:
     sa.Column('last', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('day', name=op.f('pk_ticket_counters'))
     )
+    op.create_table('ticket_metrics_daily',
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('grouping', sa.String(length=16), nullable=False),
+    sa.Column('key', sa.String(length=100), nullable=False),
+    sa.Column('received', sa.Integer(), nullable=False),
+    sa.Column('withdrawn', sa.Integer(), nullable=False),
+    sa.Column('closed', sa.Integer(), nullable=False),
+    sa.Column('dispatched', sa.Integer(), nullable=False),
+    sa.Column('sign_for_decided', sa.Integer(), nullable=False),
+    sa.Column('signed_in_time', sa.Integer(), nullable=False),
+    sa.Column('closed_on_time', sa.Integer(), nullable=False),
+    sa.Column('instant', sa.Integer(), nullable=False),
+    sa.Column('satisfied', sa.Integer(), nullable=False),
+    sa.Column('unsatisfied', sa.Integer(), nullable=False),
+    sa.Column('repeats', sa.Integer(), nullable=False),
+    sa.Column('handled_closed', sa.Integer(), nullable=False),
+    sa.Column('handling_seconds', sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint('day', 'grouping', 'key', name=op.f('pk_ticket_metrics_daily'))
+    )
     op.create_table('tickets',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('ticket_no', sa.String(length=20), nullable=False),
@@ -45,6 +64,7 @@ def upgrade() -> None:
     sa.Column('kind', sa.String(length=8), nullable=False),
     sa.Column('content', sa.Text(), nullable=False),
     sa.Column('content_tokens', sa.Text(), nullable=False),
+    sa.Column('token_norm', sa.Float(), nullable=True),
     sa.Column('urgency', sa.String(length=16), nullable=False),
     sa.Column('deadline_tier', sa.String(length=32), nullable=False),
     sa.Column('due_at', config.database.AwareDateTime(timezone=True), nullable=True),
@@ -74,6 +94,7 @@ def upgrade() -> None:
     sa.Column('created_at', config.database.AwareDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', config.database.AwareDateTime(timezone=True), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('rolled_up', sa.Boolean(), server_default=sa.text('false'), nullable=False),
     sa.ForeignKeyConstraint(['lead_department'], ['departments.code'], name=op.f('fk_tickets_lead_department_departments')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tickets')),
     sa.UniqueConstraint('ticket_no', name=op.f('uq_tickets_ticket_no'))
@@ -85,6 +106,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_tickets_district_created_at', ['district', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_tickets_lead_department'), ['lead_department'], unique=False)
         batch_op.create_index('ix_tickets_lead_department_created_at', ['lead_department', 'created_at'], unique=False)
+        batch_op.create_index('ix_tickets_live_created_at', ['created_at'], unique=False, postgresql_where=sa.text('NOT rolled_up'), sqlite_where=sa.text('rolled_up = 0'))
         batch_op.create_index(batch_op.f('ix_tickets_state'), ['state'], unique=False)
         batch_op.create_index('ix_tickets_state_due_at', ['state', 'due_at'], unique=False)
         batch_op.create_index('ix_tickets_state_sign_for_due', ['state', 'sign_for_due'], unique=False)
@@ -468,6 +490,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_tickets_state_sign_for_due')
         batch_op.drop_index('ix_tickets_state_due_at')
         batch_op.drop_index(batch_op.f('ix_tickets_state'))
+        batch_op.drop_index('ix_tickets_live_created_at', postgresql_where=sa.text('NOT rolled_up'), sqlite_where=sa.text('rolled_up = 0'))
         batch_op.drop_index('ix_tickets_lead_department_created_at')
         batch_op.drop_index(batch_op.f('ix_tickets_lead_department'))
         batch_op.drop_index('ix_tickets_district_created_at')
@@ -476,6 +499,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_tickets_call_id'))
 
     op.drop_table('tickets')
+    op.drop_table('ticket_metrics_daily')
     op.drop_table('ticket_counters')
     op.drop_table('departments')
     # ### end Alembic commands ###

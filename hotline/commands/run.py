@@ -1,0 +1,99 @@
+"""`hotline run`: the whole service in one asyncio process on the embedded defaults (what `make run` starts):
+the local Asterisk (unless AMI credentials point at another one), the AMI controller, the speech bot, the web
+console, call-backs and the warning scans, on SQLite with the sample knowledge base."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agent_console.app import create_app
+from agent_console.hub import Hub
+from agent_console.views.tickets_deps import services_of
+from asr.bot import build_bot
+from config import Settings, config_path
+from hotline.runtime import database, until_signalled
+from hotline.wiring import ConsoleFeed, ControllerCallControl, bot_hooks, username_from_interface
+from ivr.callbacks import CallbackScheduler
+from ivr.controller import build_controller
+from ivr.pbx.harness import LocalPbx
+from knowledge import services as kb
+from knowledge.io import import_file
+from tickets.dispatch_catalogue import load_catalogue
+from tickets.seed import seed_departments
+from tickets.warnings import run_warning_scans
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("run", help="一体化启动：本地 PBX、AMI 控制器、语音机器人、控制台 (everything in one process)")
+    p.add_argument("--no-pbx", action="store_true", help="do not start the local Asterisk (use [ami] settings)")
+    p.set_defaults(handler=lambda settings, args: asyncio.run(_serve(settings, start_pbx=not args.no_pbx)))
+
+
+async def prepare_data(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """Departments from the dispatch catalogue; the sample knowledge base into an empty one."""
+    async with sessionmaker() as session:
+        await seed_departments(session, load_catalogue(settings))
+        if (await kb.change_stamp(session))[0] == 0:
+            report = await import_file(session, config_path(settings.knowledge.sample), "system", publish=True,
+                                       max_speech=settings.knowledge.max_speech_chars)
+            log.info("sample knowledge base loaded: %d entries", report.created)
+
+
+async def _serve(settings: Settings, *, start_pbx: bool) -> int:
+    pbx = LocalPbx(settings) if start_pbx and not settings.ami.username else None
+    if pbx is not None:
+        info = await asyncio.to_thread(pbx.start, audiosocket_port=settings.asr.audiosocket_port)
+        log.info("local Asterisk running (pid %s, AMI %s:%s)", info.pid, info.ami_host, info.ami_port)
+    try:
+        async with database(settings) as sessionmaker:
+            await prepare_data(settings, sessionmaker)
+            await _run_services(settings, sessionmaker)
+    finally:
+        if pbx is not None:
+            await asyncio.to_thread(pbx.stop)
+    return 0
+
+
+async def _run_services(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    hub = Hub()
+    controller = build_controller(settings, sessionmaker)
+    callbacks = CallbackScheduler(controller, sessionmaker, settings)
+    feed = ConsoleFeed(controller, hub, sessionmaker, username_from_interface, lambda: datetime.now(UTC))
+    bot = await build_bot(settings, sessionmaker, **bot_hooks(controller, feed))
+
+    async def knowledge_changed() -> None:
+        await bot.desk.refresh()
+
+    app = create_app(settings, sessionmaker, hub=hub, on_knowledge_change=knowledge_changed)
+    desk = services_of(app)
+    desk.call_control = ControllerCallControl(controller, callbacks)
+    desk.knowledge_ask = lambda text: bot.desk.index.ask(text)  # the bot swaps in a fresh index on changes
+
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    stop = asyncio.Event()
+    await controller.start()
+    await bot.start()
+    await web.TCPSite(runner, settings.console.host, settings.console.port).start()
+    background = [asyncio.create_task(callbacks.run(), name="callbacks"),
+                  asyncio.create_task(run_warning_scans(sessionmaker, settings, stop), name="warnings")]
+    log.info("12345 hotline running: console http://%s:%d/, bot on %s:%d", settings.console.host,
+             settings.console.port, settings.asr.audiosocket_host, bot.port)
+    try:
+        await until_signalled()
+    finally:
+        stop.set()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await runner.cleanup()
+        await bot.close()
+        await controller.stop()
