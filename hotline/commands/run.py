@@ -49,6 +49,7 @@ async def prepare_data(settings: Settings, sessionmaker: async_sessionmaker[Asyn
 
 async def _serve(settings: Settings, *, start_pbx: bool) -> int:
     pbx = LocalPbx(settings) if start_pbx and not settings.ami.username else None
+    ours = pbx is not None and pbx.status() is None  # stop at the end only a PBX this run started
     if pbx is not None:
         info = await asyncio.to_thread(pbx.start, audiosocket_port=settings.asr.audiosocket_port)
         log.info("local Asterisk running (pid %s, AMI %s:%s)", info.pid, info.ami_host, info.ami_port)
@@ -57,8 +58,8 @@ async def _serve(settings: Settings, *, start_pbx: bool) -> int:
             await prepare_data(settings, sessionmaker)
             await _run_services(settings, sessionmaker)
     finally:
-        if pbx is not None:
-            await asyncio.to_thread(pbx.stop)
+        if ours:
+            await asyncio.to_thread(pbx.stop)  # type: ignore[union-attr]
     return 0
 
 

@@ -1,0 +1,81 @@
+"""`hotline run` as `make run` starts it: a caller phones 12345 through the real Asterisk, nobody is logged in,
+the bot takes the call, and the caller can follow the resulting ticket on the citizen API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from ivr.pbx import PbxInfo
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+CALLER = "13812345678"
+UTTERANCE = "wav8k_telephone_sim/magicdata_cs_000018.wav"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def hotline_run(pbx: PbxInfo, tmp_path: Path) -> AsyncIterator[tuple[str, dict[str, str]]]:
+    """`hotline run --no-pbx` beside the session's PBX (so the fixture keeps owning it), on a fresh SQLite."""
+    port = _free_port()
+    env = os.environ | {"HOTLINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}",
+                        "HOTLINE_CONSOLE_PORT": str(port), "HOTLINE_ASR_AUDIOSOCKET_PORT": str(pbx.audiosocket_port),
+                        "HOTLINE_DATA_DIR": str(tmp_path)}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "hotline.cli", "run", "--no-pbx", cwd=ROOT,
+                                                env=env, stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    drain: asyncio.Task[bytes] | None = None
+    try:
+        async with asyncio.timeout(180):  # the service says when everything listens
+            while b"12345 hotline running" not in (line := await proc.stderr.readline()):
+                assert line, "hotline run exited before it was ready"
+        drain = asyncio.create_task(proc.stderr.read())
+        yield f"http://127.0.0.1:{port}", env
+    finally:
+        proc.terminate()
+        async with asyncio.timeout(60):
+            await proc.wait()
+        if drain is not None:
+            drain.cancel()
+    assert proc.returncode == 0, "hotline run did not stop cleanly on SIGTERM"
+
+
+async def test_an_overflow_caller_is_answered_by_the_bot_and_gets_a_ticket(
+        hotline_run: tuple[str, dict[str, str]], shared_dir: Path) -> None:
+    base, env = hotline_run
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/healthz") as resp:
+            assert resp.status == 200 and (await resp.json())["database"] == "ok"
+
+    call = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hotline.cli", "pbx", "call", "--audio", str(shared_dir / "speech" / UTTERANCE),
+        "--caller", CALLER, "--wait", cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(240):
+        out, _ = await call.communicate()
+    report = json.loads(out)
+    assert report["answered_by"] == "bot"
+    assert report["ticket_no"], report
+    assert "来电人：" in report["transcript"]
+
+    async with aiohttp.ClientSession() as http:
+        url = f"{base}/api/v1/tickets/{report['ticket_no']}"
+        async with http.get(url, params={"phone": CALLER}) as resp:
+            assert resp.status == 200
+            progress = await resp.json()
+        async with http.get(url, params={"phone": "13900000000"}) as resp:
+            assert resp.status == 404
+    assert progress["ticket_no"] == report["ticket_no"]
