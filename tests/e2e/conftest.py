@@ -84,3 +84,12 @@ async def ami(pbx: PbxInfo) -> AsyncIterator[Manager]:
 @pytest.fixture
 def ami_events(ami: Manager) -> AmiEvents:
     return AmiEvents(ami)
+
+
+async def empty_queue(ami: Manager) -> None:
+    """Remove members other tests (or a controller) may have left in the shared PBX's queue."""
+    status = await asyncio.wait_for(ami.send_action({"Action": "QueueStatus", "Queue": "hotline"}), 10)
+    for member in status if isinstance(status, list) else []:
+        if member.event == "QueueMember":
+            await ami.send_action({"Action": "QueueRemove", "Queue": "hotline", "Interface": member.get("Location")},
+                                  as_list=False)

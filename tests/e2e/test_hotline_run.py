@@ -13,9 +13,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from panoramisk import Manager
 
 from ivr.pbx import PbxInfo
 from tests.conftest import ROOT
+from tests.e2e.conftest import empty_queue
 
 pytestmark = pytest.mark.slow
 CALLER = "13812345678"
@@ -55,20 +57,21 @@ async def hotline_run(pbx: PbxInfo, tmp_path: Path) -> AsyncIterator[tuple[str, 
 
 
 async def test_an_overflow_caller_is_answered_by_the_bot_and_gets_a_ticket(
-        hotline_run: tuple[str, dict[str, str]], shared_dir: Path) -> None:
+        hotline_run: tuple[str, dict[str, str]], ami: Manager, shared_dir: Path) -> None:
     base, env = hotline_run
+    await empty_queue(ami)  # nobody logged in: the caller overflows to the bot
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{base}/healthz") as resp:
             assert resp.status == 200 and (await resp.json())["database"] == "ok"
 
     call = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hotline.cli", "pbx", "call", "--audio", str(shared_dir / "speech" / UTTERANCE),
-        "--caller", CALLER, "--wait", cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE)
+        "--caller", CALLER, "--wait", "--ticket-wait", "60", cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE)
     async with asyncio.timeout(240):
         out, _ = await call.communicate()
     report = json.loads(out)
     assert report["answered_by"] == "bot"
-    assert report["ticket_no"], report
+    assert report["ticket_no"], json.dumps(report, ensure_ascii=False)
     assert "来电人：" in report["transcript"]
 
     async with aiohttp.ClientSession() as http:

@@ -23,7 +23,8 @@ from hotline.db import create_schema, make_engine, make_sessionmaker
 from ivr.leaders import ShiftInput, add_shift
 from ivr.pbx import PbxInfo
 from ivr.pbx.testcall import place_call
-from tests.e2e.test_pbx import _empty_queue, _queue_member
+from tests.e2e.conftest import empty_queue
+from tests.e2e.test_pbx import _queue_member
 from tickets.services import Actor, TicketDraft, create_ticket
 
 pytestmark = [pytest.mark.pbx, pytest.mark.slow]
@@ -58,7 +59,7 @@ async def test_cli_reports_the_agent_who_answered(pbx: PbxInfo, ami: Manager, lo
     monkeypatch.setenv("HOTLINE_DATABASE_URL", db_url)
     monkeypatch.setenv("HOTLINE_PBX_CACHE_DIR", str(local_pbx.cache_dir))
     agent = "Local/6841@test-agent/n"
-    await _empty_queue(ami)
+    await empty_queue(ami)
     async with _queue_member(ami, agent):
         code = await asyncio.to_thread(hotline_main, ["pbx", "call", "--dtmf", "0", "--caller-wait", "4", "--wait"])
     assert code == 0
@@ -74,7 +75,7 @@ async def test_leader_on_duty_is_reported_as_leader(pbx: PbxInfo, ami: Manager, 
     now = datetime.now(ZoneInfo(settings.timezone))
     async with database() as session:  # 领导接听日: this endpoint is a leader's for the whole day
         await add_shift(session, ShiftInput(now.date(), time(0, 0), time(23, 59, 59), "李明", leader, "区长"))
-    await _empty_queue(ami)
+    await empty_queue(ami)
     async with _queue_member(ami, leader):
         report = await place_call(pbx, None, dtmf="0", caller_wait_s=4, wait=True, timeout_s=60,
                                   sessionmaker=database, timezone=settings.timezone)
@@ -89,7 +90,7 @@ async def test_without_agent_or_bot_the_call_reaches_the_bot_and_ends_without_a_
     empty, so the apology plays and the PBX hangs up — long before the caller would (120 s). No ticket."""
     if not port_free(pbx.ami_host, pbx.audiosocket_port):
         pytest.skip(f"AudioSocket port {pbx.audiosocket_port} is taken (a bot is running)")
-    await _empty_queue(ami)
+    await empty_queue(ami)
     report = await place_call(pbx, None, dtmf="0", caller_wait_s=120, wait=True, timeout_s=60,
                               sessionmaker=database, ticket_wait_s=5)
     assert (report.answered_by, report.bot_status, report.member) == ("bot", "FAILED", None)
@@ -119,7 +120,7 @@ async def test_bots_ticket_and_transcript_are_reported(pbx: PbxInfo, ami: Manage
         server = await asyncio.start_server(bot_peer, pbx.ami_host, pbx.audiosocket_port)
     except OSError:
         pytest.skip(f"AudioSocket port {pbx.audiosocket_port} is taken (a bot is running)")
-    await _empty_queue(ami)
+    await empty_queue(ami)
     async with server:
         report = await place_call(pbx, None, dtmf="0", caller_wait_s=60, wait=True, timeout_s=60,
                                   sessionmaker=database, ticket_wait_s=5)
