@@ -44,7 +44,8 @@ from agent_console.views import (
     users,
     workspace,
 )
-from config import Settings
+from config import HotlineError, Settings
+from ivr.ami import AmiError
 from tickets import errors as ticket_errors
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -69,6 +70,8 @@ TICKET_ERROR_STATUSES: dict[type[Exception], int] = {
     ticket_errors.IllegalTransition: 409,
     ticket_errors.VersionConflict: 409,
     ticket_errors.TicketError: 400,
+    AmiError: 503,  # the telephone system is unreachable: try again
+    HotlineError: 409,  # any other refusal (e.g. a call-back outside the allowed hours)
 }
 
 

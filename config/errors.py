@@ -8,3 +8,12 @@ class HotlineError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class CodedError(HotlineError):
+    """A :class:`HotlineError` whose subclasses name their ``code``; raised with the Chinese message alone."""
+
+    code = "hotline.error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(type(self).code, message)

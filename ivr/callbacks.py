@@ -32,6 +32,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from config.errors import CodedError
 from config.settings import Settings
 from ivr import events as ev
 from ivr.ami import AmiActionError, AmiError
@@ -50,14 +51,10 @@ SYSTEM_ACTOR = Actor(name="自动回访", role="system")
 _DIALLABLE = re.compile(r"^\+?[0-9]{3,32}$")
 
 
-class CallbackError(Exception):
-    """A call-back request refused, with a stable code and a Chinese message."""
+class CallbackError(CodedError):
+    """A call-back request refused."""
 
     code = "callback.error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(f"{self.code}: {message}")
-        self.message = message
 
 
 class OutsideCallbackHours(CallbackError):

@@ -18,20 +18,17 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from config.errors import HotlineError
+from config.errors import CodedError
 from ivr.models import LeaderShift
 from ivr.state import Member
 
 INTERFACE_RE = re.compile(r"^(PJSIP|SIP|IAX2|DAHDI|Local)/[^\s,|]+$")
 
 
-class LeaderScheduleError(HotlineError):
-    """A schedule edit refused; subclasses name their ``code``."""
+class LeaderScheduleError(CodedError):
+    """A schedule edit refused."""
 
     code = "leader.invalid"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(type(self).code, message)
 
 
 class InvalidShift(LeaderScheduleError):
