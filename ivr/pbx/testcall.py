@@ -128,8 +128,9 @@ class _CallFollower:
         else:
             report.answered_by = "agent" if sessionmaker is None else await _human(sessionmaker, report, tz)
         if sessionmaker is not None:
-            # a bot that took the session writes its ticket as the call ends: wait for it (bounded)
-            patience = ticket_wait_s if report.bot_status == "SUCCESS" else 0.0
+            # a bot that took the session writes its ticket as the call ends, also after the caller hung up (when
+            # the dialplan never reports BOT_STATUS): wait for it (bounded) unless no bot was listening
+            patience = ticket_wait_s if report.bot_uuid and report.bot_status != "FAILED" else 0.0
             await _read_ticket(sessionmaker, report, patience)
 
 
