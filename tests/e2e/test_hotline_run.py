@@ -31,34 +31,34 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-async def hotline_run(pbx: PbxInfo, tmp_path: Path) -> AsyncIterator[tuple[str, dict[str, str]]]:
-    """`hotline run --no-pbx` beside the session's PBX (so the fixture keeps owning it), on a fresh SQLite."""
+async def hotline_run(pbx: PbxInfo, tmp_path: Path) -> AsyncIterator[tuple[str, dict[str, str], Path]]:
+    """`hotline run --no-pbx` beside the session's PBX (so the fixture keeps owning it), on a fresh SQLite;
+    its log goes to test-artifacts/hotline-run.log."""
     port = _free_port()
     env = os.environ | {"HOTLINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}",
                         "HOTLINE_CONSOLE_PORT": str(port), "HOTLINE_ASR_AUDIOSOCKET_PORT": str(pbx.audiosocket_port),
                         "HOTLINE_DATA_DIR": str(tmp_path)}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "hotline.cli", "run", "--no-pbx", cwd=ROOT,
-                                                env=env, stderr=asyncio.subprocess.PIPE)
-    assert proc.stderr is not None
-    drain: asyncio.Task[bytes] | None = None
-    try:
-        async with asyncio.timeout(180):  # the service says when everything listens
-            while b"12345 hotline running" not in (line := await proc.stderr.readline()):
-                assert line, "hotline run exited before it was ready"
-        drain = asyncio.create_task(proc.stderr.read())
-        yield f"http://127.0.0.1:{port}", env
-    finally:
-        proc.terminate()
-        async with asyncio.timeout(60):
-            await proc.wait()
-        if drain is not None:
-            drain.cancel()
+    log_path = ROOT / "test-artifacts" / "hotline-run.log"
+    log_path.parent.mkdir(exist_ok=True)
+    with log_path.open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "hotline.cli", "run", "--no-pbx",
+                                                    cwd=ROOT, env=env, stderr=log)
+        try:
+            async with asyncio.timeout(180):  # the service logs when everything listens
+                while b"12345 hotline running" not in log_path.read_bytes():
+                    assert proc.returncode is None, "hotline run exited before it was ready"
+                    await asyncio.sleep(0.2)
+            yield f"http://127.0.0.1:{port}", env, log_path
+        finally:
+            proc.terminate()
+            async with asyncio.timeout(60):
+                await proc.wait()
     assert proc.returncode == 0, "hotline run did not stop cleanly on SIGTERM"
 
 
 async def test_an_overflow_caller_is_answered_by_the_bot_and_gets_a_ticket(
-        hotline_run: tuple[str, dict[str, str]], ami: Manager, shared_dir: Path) -> None:
-    base, env = hotline_run
+        hotline_run: tuple[str, dict[str, str], Path], ami: Manager, shared_dir: Path) -> None:
+    base, env, log_path = hotline_run
     await empty_queue(ami)  # nobody logged in: the caller overflows to the bot
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{base}/healthz") as resp:
@@ -71,7 +71,8 @@ async def test_an_overflow_caller_is_answered_by_the_bot_and_gets_a_ticket(
         out, _ = await call.communicate()
     report = json.loads(out)
     assert report["answered_by"] == "bot"
-    assert report["ticket_no"], json.dumps(report, ensure_ascii=False)
+    service_log = log_path.read_text(errors="replace")[-4000:]
+    assert report["ticket_no"], f"{json.dumps(report, ensure_ascii=False)}\n--- hotline run log ---\n{service_log}"
     assert "来电人：" in report["transcript"]
 
     async with aiohttp.ClientSession() as http:
