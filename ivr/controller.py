@@ -131,7 +131,7 @@ class HotlineController:
     async def set_bot_next(self, bot_uuid: str, value: str) -> bool:
         """Tell the dialplan what follows the bot (``hangup`` or ``requeue``); False when the call is gone."""
         call = self.state.find_by_bot(bot_uuid)
-        if call is None:
+        if call is None or call.ended_at is not None:
             return False
         await self.ami.action({"Action": "Setvar", "Channel": call.channel, "Variable": "BOT_NEXT", "Value": value})
         return True

@@ -133,6 +133,7 @@ class HotlineState:
         self.leaders: dict[str, str] = {}  # interface → leader name, for the windows active now
         self.asterisk_talk_time_s: float | None = None
         self._ended: OrderedDict[str, int] = OrderedDict()  # tombstones: uniqueid → seq of its end
+        self._bots: OrderedDict[str, Call] = OrderedDict()  # bot session uuid → its call, kept after the call ends
 
     # -- queries -----------------------------------------------------------------------------------------------
     def waiting_calls(self) -> list[Call]:
@@ -145,7 +146,8 @@ class HotlineState:
         return [c for c in self.calls.values() if c.answered_by is not None and c.ended_at is None]
 
     def find_by_bot(self, bot_uuid: str) -> Call | None:
-        return next((c for c in self.calls.values() if c.bot_uuid == bot_uuid), None)
+        """The call of a bot session, also after the caller hung up (the bot files its ticket after that)."""
+        return self._bots.get(bot_uuid)
 
     def mark_redirected(self, uniqueid: str, at: datetime) -> None:
         call = self.calls.get(uniqueid)
@@ -194,7 +196,15 @@ class HotlineState:
             call.menu = chan.menu
         if chan.recording and not call.recording:
             call.recording = chan.recording
+        if chan.bot_uuid and not call.bot_uuid:  # ChanVariable: a bot call seen first in a resync
+            self._remember_bot(call, chan.bot_uuid)
         return call, created
+
+    def _remember_bot(self, call: Call, bot_uuid: str) -> None:
+        call.bot_uuid = bot_uuid
+        self._bots[bot_uuid] = call
+        while len(self._bots) > _TOMBSTONES:
+            self._bots.popitem(last=False)
 
     def _annotate(self, call: Call, event: ev.DomainEvent) -> bool:
         """Apply a channel event to its call; True when the change belongs in the call log."""
@@ -220,7 +230,7 @@ class HotlineState:
             case ev.BotStarted(bot_uuid=bot_uuid):
                 if call.bot_uuid == bot_uuid:
                     return False
-                call.bot_uuid = bot_uuid
+                self._remember_bot(call, bot_uuid)
                 return True
             case ev.VariableSet(name="MIXMONITOR_FILENAME" | "HOTLINE_RECORDING", value=value):
                 call.recording = value.rsplit("/", 1)[-1]

@@ -56,9 +56,6 @@ async def hotline_run(pbx: PbxInfo, tmp_path: Path) -> AsyncIterator[tuple[str, 
     assert proc.returncode == 0, "hotline run did not stop cleanly on SIGTERM"
 
 
-@pytest.mark.xfail(strict=False, reason="known defect under investigation: in some PBX states the controller does not "
-                   "hand the bot the caller's number (asr.dialogue: 'caller left without a callback number'), so the "
-                   "bot asks for it by DTMF and no ticket is filed; see test-artifacts/hotline-run.log")
 async def test_an_overflow_caller_is_answered_by_the_bot_and_gets_a_ticket(
         hotline_run: tuple[str, dict[str, str], Path], ami: Manager, shared_dir: Path) -> None:
     base, env, log_path = hotline_run

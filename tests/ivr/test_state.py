@@ -35,6 +35,16 @@ async def test_bot_then_agent_call(replay: Replay) -> None:
     assert state.calls == {} and state.members["Local/6001@test-agent/n"].free
 
 
+async def test_the_bot_finds_its_caller_after_the_caller_hung_up(replay: Replay) -> None:
+    """The bot files the ticket of a caller who hung up mid-dialogue: it still needs the caller's number."""
+    state = HotlineState("hotline")
+    replay("bot_then_agent.ami", state)
+    assert state.calls == {}
+    call = state.find_by_bot("6f1c2a7e-9a55-4b8e-a0c4-1f2e3d4c5b6a")
+    assert call is not None and call.caller_number == "13800138000" and call.ended_at is not None
+    assert state.find_by_bot("0c1d2e3f-unknown") is None
+
+
 async def test_requeued_caller_is_not_eligible_for_overflow(client: AmiClient) -> None:
     state = HotlineState("hotline")
     replayer = Replayer(client, state)
