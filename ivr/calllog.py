@@ -20,7 +20,7 @@ from ivr.state import Call
 
 # columns where a later write wins over an earlier one (the others keep their first known value)
 _LATEST_WINS = ("outcome", "answered_by", "agent_interface", "agent_name", "leader_name", "recording",
-                "bot_uuid")
+                "bot_uuid", "menu")
 _FIRST_WINS = ("linkedid", "started_at", "answered_at", "ended_at")
 _TEXT_FIRST_WINS = ("channel", "caller_number", "dialled_number")  # "" counts as unknown
 
@@ -33,7 +33,8 @@ def _row(call: Call, now: datetime) -> dict[str, Any]:
         "queue_wait_s": round(call.queue_wait_s, 3), "outcome": call.outcome, "answered_by": call.answered_by,
         "agent_interface": call.agent_interface, "agent_name": call.agent_name, "leader_name": call.leader_name,
         "bot_uuid": call.bot_uuid, "redirected_to_bot": call.redirected_at is not None,
-        "recording": call.recording, "closed_by_resync": call.closed_by_resync, "updated_at": now,
+        "recording": call.recording, "menu": call.menu, "closed_by_resync": call.closed_by_resync,
+        "updated_at": now,
     }
 
 

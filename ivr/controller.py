@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import Settings
 from ivr import events as ev
-from ivr.ami import AmiClient, AmiError, AmiNotConnected
+from ivr.ami import AmiActionError, AmiClient, AmiError, AmiNotConnected
 from ivr.calllog import close_unseen, upsert_calls
 from ivr.estimator import HandleTimeAverage, WaitEstimate, estimate_wait
 from ivr.leaders import active_shifts, on_duty, plan, scheduled_interfaces
@@ -133,7 +133,10 @@ class HotlineController:
         call = self.state.find_by_bot(bot_uuid)
         if call is None or call.ended_at is not None:
             return False
-        await self.ami.action({"Action": "Setvar", "Channel": call.channel, "Variable": "BOT_NEXT", "Value": value})
+        try:
+            await self.ami.action({"Action": "Setvar", "Channel": call.channel, "Variable": "BOT_NEXT", "Value": value})
+        except AmiActionError:  # hung up before its Hangup event reached us: Asterisk has no such channel
+            return False
         return True
 
     async def add_agent(self, interface: str, name: str) -> None:

@@ -33,6 +33,8 @@ class CallRecord(Base):
     # agent 坐席 / bot 机器人 / leader 领导 / abandoned 放弃 / callback 回访; NULL while undecided
     outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
     answered_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # IVR menu choice (按键菜单): consult 政策咨询 / complaint 投诉求助·举报 / human 人工 / none
+    menu: Mapped[str | None] = mapped_column(String(16), nullable=True)
     agent_interface: Mapped[str | None] = mapped_column(String(128), nullable=True)
     agent_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
     leader_name: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from panoramisk import Manager
@@ -93,3 +96,43 @@ async def empty_queue(ami: Manager) -> None:
         if member.event == "QueueMember":
             await ami.send_action({"Action": "QueueRemove", "Queue": "hotline", "Interface": member.get("Location")},
                                   as_list=False)
+
+
+class RunningHotline(NamedTuple):
+    """A `hotline run --no-pbx` service: console base URL, its environment (database URL…), its log."""
+
+    base: str
+    env: dict[str, str]
+    log_path: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def hotline_run(pbx: PbxInfo, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[RunningHotline]:
+    """`hotline run --no-pbx` beside the session's PBX (so the fixture keeps owning it), on a fresh SQLite;
+    its log goes to test-artifacts/hotline-run-<test>.log."""
+    port = _free_port()
+    env = os.environ | {"HOTLINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}",
+                        "HOTLINE_CONSOLE_PORT": str(port), "HOTLINE_ASR_AUDIOSOCKET_PORT": str(pbx.audiosocket_port),
+                        "HOTLINE_DATA_DIR": str(tmp_path)}
+    log_path = ROOT / "test-artifacts" / f"hotline-run-{request.node.name}.log"
+    log_path.parent.mkdir(exist_ok=True)
+    with log_path.open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "hotline.cli", "run", "--no-pbx",
+                                                    cwd=ROOT, env=env, stderr=log)
+        try:
+            async with asyncio.timeout(180):  # the service logs when everything listens
+                while b"12345 hotline running" not in log_path.read_bytes():
+                    assert proc.returncode is None, "hotline run exited before it was ready"
+                    await asyncio.sleep(0.2)
+            yield RunningHotline(f"http://127.0.0.1:{port}", env, log_path)
+        finally:
+            proc.terminate()
+            async with asyncio.timeout(60):
+                await proc.wait()
+    assert proc.returncode == 0, "hotline run did not stop cleanly on SIGTERM"

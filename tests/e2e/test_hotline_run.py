@@ -5,59 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from panoramisk import Manager
 
-from ivr.pbx import PbxInfo
 from tests.conftest import ROOT
-from tests.e2e.conftest import empty_queue
+from tests.e2e.conftest import RunningHotline, empty_queue
 
 pytestmark = pytest.mark.slow
 CALLER = "13812345678"
 UTTERANCE = "wav8k_telephone_sim/magicdata_cs_000018.wav"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-async def hotline_run(pbx: PbxInfo, tmp_path: Path) -> AsyncIterator[tuple[str, dict[str, str], Path]]:
-    """`hotline run --no-pbx` beside the session's PBX (so the fixture keeps owning it), on a fresh SQLite;
-    its log goes to test-artifacts/hotline-run.log."""
-    port = _free_port()
-    env = os.environ | {"HOTLINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}",
-                        "HOTLINE_CONSOLE_PORT": str(port), "HOTLINE_ASR_AUDIOSOCKET_PORT": str(pbx.audiosocket_port),
-                        "HOTLINE_DATA_DIR": str(tmp_path)}
-    log_path = ROOT / "test-artifacts" / "hotline-run.log"
-    log_path.parent.mkdir(exist_ok=True)
-    with log_path.open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "hotline.cli", "run", "--no-pbx",
-                                                    cwd=ROOT, env=env, stderr=log)
-        try:
-            async with asyncio.timeout(180):  # the service logs when everything listens
-                while b"12345 hotline running" not in log_path.read_bytes():
-                    assert proc.returncode is None, "hotline run exited before it was ready"
-                    await asyncio.sleep(0.2)
-            yield f"http://127.0.0.1:{port}", env, log_path
-        finally:
-            proc.terminate()
-            async with asyncio.timeout(60):
-                await proc.wait()
-    assert proc.returncode == 0, "hotline run did not stop cleanly on SIGTERM"
-
-
 async def test_an_overflow_caller_is_answered_by_the_bot_and_gets_a_ticket(
-        hotline_run: tuple[str, dict[str, str], Path], ami: Manager, shared_dir: Path) -> None:
+        hotline_run: RunningHotline, ami: Manager, shared_dir: Path) -> None:
     base, env, log_path = hotline_run
     await empty_queue(ami)  # nobody logged in: the caller overflows to the bot
     async with aiohttp.ClientSession() as http:

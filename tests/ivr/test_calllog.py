@@ -27,9 +27,11 @@ async def count(s: AsyncSession) -> int:
 async def test_the_life_of_a_call_in_the_log(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     stages = [
         call(),
-        call(dialled_number="12345", queue_joined_at=T0 + timedelta(seconds=5)),
-        call(dialled_number="12345", bot_uuid="u-1", redirected_at=T0 + timedelta(seconds=20), queue_wait_s=15),
+        call(dialled_number="12345", queue_joined_at=T0 + timedelta(seconds=5), menu="none"),
+        call(dialled_number="12345", bot_uuid="u-1", redirected_at=T0 + timedelta(seconds=20), queue_wait_s=15,
+             menu="consult"),
         call(dialled_number="12345", bot_uuid="u-1", redirected_at=T0 + timedelta(seconds=20), queue_wait_s=18,
+             menu="consult",
              answered_at=T0 + timedelta(seconds=60), answered_by="agent", agent_interface="PJSIP/6001",
              agent_name="王芳", recording="1741053600.10.wav", ended_at=T0 + timedelta(seconds=200)),
     ]
@@ -46,6 +48,7 @@ async def test_the_life_of_a_call_in_the_log(sessionmaker: async_sessionmaker[As
         assert (row.outcome, row.answered_by, row.agent_name, row.bot_uuid, row.dialled_number) == \
             ("agent", "agent", "王芳", "u-1", "12345")
         assert row.redirected_to_bot and row.queue_wait_s == 18 and row.recording == "1741053600.10.wav"
+        assert row.menu == "consult"  # the caller's menu choice (按键菜单)
         assert row.started_at == T0 and row.ended_at == T0 + timedelta(seconds=200) and not row.closed_by_resync
 
 
