@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 import agent_console.models
 import ivr.models
 import knowledge.models
 import tickets.models
+
+# A pooled PostgreSQL connection idle longer than this (seconds) is pinged before use (see make_engine).
+PING_AFTER_IDLE_SECONDS = 2.0
 
 
 def all_metadata() -> list[MetaData]:
@@ -24,8 +29,12 @@ def all_metadata() -> list[MetaData]:
     ]
 
 
-def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
-    """An async engine; for SQLite the folder is created and foreign keys, WAL and a busy timeout are on."""
+def make_engine(url: str, *, echo: bool = False, pool_size: int = 10,
+                ping_after_idle: float = PING_AFTER_IDLE_SECONDS) -> AsyncEngine:
+    """An async engine; for SQLite the folder is created and foreign keys, WAL and a busy timeout are on.
+
+    A pooled server connection that sat idle for more than ``ping_after_idle`` seconds is pinged before use and
+    replaced if the server dropped it (:func:`_ping_when_idle`)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -41,7 +50,32 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
             cur.close()
 
         return engine
-    return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+    _ping_when_idle(engine, ping_after_idle)
+    return engine
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Disconnect protection without a ping on every checkout (``pool_pre_ping``; the asyncpg dialect's ping is
+    three round trips: BEGIN, ``;``, ROLLBACK). A connection idle longer than ``idle_seconds`` is pinged and, if
+    the server dropped it, replaced before use. One returned moments ago is trusted: if the server went away
+    since, its statement fails as a disconnect, SQLAlchemy then discards every pooled connection, and the
+    ticket services retry such a failure once (``tickets.services``)."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine.sync_engine.pool, "checkin")
+    def _returned(_dbapi_conn, record) -> None:  # type: ignore[no-untyped-def]
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine.pool, "checkout")
+    def _lent(dbapi_conn, record, _proxy) -> None:  # type: ignore[no-untyped-def]
+        returned = record.info.get("returned_at")
+        if returned is None or time.monotonic() - returned < idle_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"idle connection is gone: {exc}") from exc
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -1,17 +1,26 @@
 """Ticket numbers (工单编号) ``12345-YYYYMMDD-NNNNN``, a sequence per local day.
 
-The day's counter row is bumped by one atomic upsert inside the creating transaction: on PostgreSQL the row
-lock, on SQLite the database write lock, serialise concurrent creators, and a rolled-back creation returns its
-number. Run it as the transaction's first write so that SQLite never has to upgrade a stale read snapshot.
+The day's counter row (``ticket_counters``) is bumped by one atomic upsert. Where that happens depends on
+what serialises writers:
+
+- PostgreSQL: in a transaction of its own — one autocommitted statement on a pooled connection of its own, before
+  the ticket's transaction begins. The counter row is locked only while that statement runs, so concurrent
+  creators do not queue behind each other's whole transactions. The price is gaps: a creation that fails after
+  taking its number (a database error, a lost connection) leaves that number unused for ever. Numbers stay
+  unique and increase in the order they were taken.
+- SQLite (and a session bound to a single connection): inside the creating transaction, as its first write.
+  The database write lock serialises writers anyway, and a rolled-back creation returns its number (gapless).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import Insert, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tickets.models import TicketCounter
 
@@ -23,15 +32,27 @@ def format_ticket_no(day: str, seq: int) -> str:
     return f"{PREFIX}-{day}-{seq:0{SEQUENCE_DIGITS}d}"
 
 
-async def next_ticket_no(session: AsyncSession, now: datetime, tz: ZoneInfo) -> str:
-    """The next number of the local day of ``now`` (within the session's current transaction)."""
-    day = now.astimezone(tz).strftime("%Y%m%d")
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    bump = (
+@lru_cache(maxsize=2)
+def _bump(dialect: str) -> Insert:
+    """The upsert that returns the day's next sequence number, built once per dialect (parameter ``day``)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
         insert(TicketCounter)
-        .values(day=day, last=1)
+        .values(day=bindparam("day"), last=1)
         .on_conflict_do_update(index_elements=[TicketCounter.day], set_={"last": TicketCounter.last + 1})
         .returning(TicketCounter.last)
     )
-    seq = (await session.execute(bump)).scalar_one()
+
+
+async def next_ticket_no(session: AsyncSession, now: datetime, tz: ZoneInfo) -> str:
+    """The next number of the local day of ``now``: on PostgreSQL behind an engine committed at once on a
+    connection of its own, otherwise taken inside the session's current transaction."""
+    day = now.astimezone(tz).strftime("%Y%m%d")
+    engine = session.bind
+    if isinstance(engine, AsyncEngine) and engine.dialect.name == "postgresql":
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            seq = (await conn.execute(_bump("postgresql"), {"day": day})).scalar_one()
+    else:
+        seq = (await session.execute(_bump(session.get_bind().dialect.name), {"day": day})).scalar_one()
     return format_ticket_no(day, seq)

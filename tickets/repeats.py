@@ -18,14 +18,29 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from itertools import repeat
-from typing import Any
+from typing import Any, cast
 
 import jieba
-from sqlalchemy import ColumnElement, Select, bindparam, literal, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Insert,
+    Integer,
+    Select,
+    String,
+    Table,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import RepeatSettings
-from tickets.models import Ticket
+from tickets.models import Ticket, TicketRepeat
 
 jieba.setLogLevel(logging.WARNING)
 
@@ -79,11 +94,15 @@ class RepeatMatch:
     similarity: float
 
 
+_tickets = Ticket.__table__.c  # plain Core columns: rows come back without the ORM's per-row work
+_LINKS = cast(Table, TicketRepeat.__table__)  # links go in through Core too
+
+
 def _candidates(reason: str, match: ColumnElement[bool]) -> Select[Any]:
-    return (select(Ticket.id, Ticket.content_tokens, Ticket.token_norm, literal(reason).label("reason"),
-                   Ticket.created_at.label("at"))
-            .where(match, Ticket.created_at >= bindparam("since"))
-            .order_by(Ticket.created_at.desc())
+    return (select(_tickets.id, _tickets.content_tokens, _tickets.token_norm, literal(reason).label("reason"),
+                   _tickets.created_at.label("at"))
+            .where(match, _tickets.created_at >= bindparam("since"))
+            .order_by(_tickets.created_at.desc())
             .limit(bindparam("limit")))
 
 
@@ -91,9 +110,9 @@ def _candidates(reason: str, match: ColumnElement[bool]) -> Select[Any]:
 def _query(with_district: bool) -> Select[Any]:
     """The candidates, same caller first (SAME_CALLER sorts before SIMILAR_CONTENT), then newest first. Built
     once: only the parameters change from one ticket to the next."""
-    parts = [_candidates(SAME_CALLER, Ticket.caller_phone == bindparam("phone"))]
+    parts = [_candidates(SAME_CALLER, _tickets.caller_phone == bindparam("phone"))]
     if with_district:
-        parts.append(_candidates(SIMILAR_CONTENT, Ticket.district == bindparam("district")))
+        parts.append(_candidates(SIMILAR_CONTENT, _tickets.district == bindparam("district")))
     union = union_all(*(select(p.subquery()) for p in parts)).subquery()
     return select(union.c.id, union.c.content_tokens, union.c.token_norm, union.c.reason).order_by(
         union.c.reason, union.c.at.desc())
@@ -121,3 +140,42 @@ async def find_repeats(
         if reason == SAME_CALLER or score >= settings.similarity:
             matches[row_id] = RepeatMatch(row_id, reason, score)
     return list(matches.values())
+
+
+@lru_cache(maxsize=1)
+def _unnested_links() -> Insert:
+    """PostgreSQL: all links of a ticket as three arrays that the server unnests — one execution however many."""
+    rows = func.unnest(bindparam("earlier", type_=postgresql.ARRAY(Integer)),
+                       bindparam("reasons", type_=postgresql.ARRAY(String)),
+                       bindparam("similarities", type_=postgresql.ARRAY(Float))).table_valued(
+        "earlier_id", "reason", "similarity").render_derived(name="link")
+    return insert(_LINKS).from_select(
+        ["ticket_id", "earlier_id", "reason", "similarity"],
+        select(bindparam("ticket_id", type_=Integer), rows.c.earlier_id, rows.c.reason, rows.c.similarity))
+
+
+async def save_links(session: AsyncSession, ticket_id: int, matches: Sequence[RepeatMatch]) -> list[TicketRepeat]:
+    """Store the 重复件 links of a new ticket (a busy caller's may number ``max_candidates``) in one statement;
+    returns them as objects for the ticket's ``repeat_links``."""
+    links = [{"ticket_id": ticket_id, "earlier_id": r.earlier_id, "reason": r.reason, "similarity": r.similarity}
+             for r in matches]
+    if not links:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(_unnested_links(), {
+            "ticket_id": ticket_id, "earlier": [r.earlier_id for r in matches],
+            "reasons": [r.reason for r in matches], "similarities": [r.similarity for r in matches]})
+    else:
+        await session.execute(insert(_LINKS), links)
+    return [_link_object(link) for link in links]
+
+
+_new_link = TicketRepeat.__mapper__.class_manager.new_instance
+
+
+def _link_object(values: dict[str, Any]) -> TicketRepeat:
+    """A TicketRepeat holding ``values`` as if loaded, without the constructor's per-attribute events: half
+    the cost, which counts when a busy caller's new ticket carries ``max_candidates`` links."""
+    link = _new_link()
+    link.__dict__.update(values)
+    return link

@@ -2,31 +2,35 @@
 
 Each call is one transaction: it applies a transition of :mod:`tickets.states`, writes one immutable audit
 event per state change, and commits; on any error it rolls back and nothing is written. Concurrent edits are
-caught by the ticket's version (optimistic lock): the loser gets :class:`VersionConflict`.
+caught by the ticket's version (optimistic lock): the loser gets :class:`VersionConflict`. A call whose
+connection the database dropped before the commit is run again once on a fresh one. On PostgreSQL a new
+ticket's number is committed before its transaction (:mod:`tickets.numbering`: no waiting, possible gaps).
 Sessions should come from ``hotline.db.make_sessionmaker`` (``expire_on_commit=False``).
 ``settings`` defaults to ``config.load_settings()``, read once (:mod:`tickets.settings_cache`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from functools import lru_cache
+from typing import Any, NoReturn, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from config import Settings
-from config.settings import DeadlineTier
+from config.settings import DeadlineTier, OfficeHours
 from tickets import deadlines, metrics_rollup, repeats
 from tickets import models as m
 from tickets.errors import IllegalTransition, InvalidInput, NotFound, VersionConflict
-from tickets.models import Department, Ticket, TicketCoDepartment, TicketEvent, TicketRepeat
+from tickets.models import Department, Ticket, TicketCoDepartment, TicketEvent
 from tickets.numbering import next_ticket_no
 from tickets.schemas import (
     Actor,
@@ -62,6 +66,7 @@ __all__ = [
     "upsert_departments",
 ]
 
+_T = TypeVar("_T")
 CALLBACK_RESULTS = ("satisfied", "basically_satisfied", "unsatisfied", "unreachable")
 # Audit actions that record something about a ticket without changing its state (督办); replay skips them.
 NOTE_ACTIONS = frozenset({"supervise"})
@@ -80,31 +85,53 @@ def _context(session: AsyncSession, settings: Settings | None, now: datetime | N
     tz = ZoneInfo(settings.timezone)
     if now is not None and now.tzinfo is None:
         raise InvalidInput("时间必须带时区", code="ticket.naive_time", field="now")
-    return _Context(session, settings, WorkCalendar.from_settings(settings), (now or datetime.now(tz)).astimezone(tz))
+    return _Context(session, settings, _calendar(settings.office_hours, settings.timezone),
+                    (now or datetime.now(tz)).astimezone(tz))
 
 
-@asynccontextmanager
-async def _transaction(session: AsyncSession, ticket_no: str | None = None) -> AsyncIterator[None]:
-    """Commit what the block did, or roll all of it back; a lost optimistic-lock race is a VersionConflict.
+@lru_cache(maxsize=8)
+def _calendar(office_hours: OfficeHours, timezone: str) -> WorkCalendar:
+    """One calendar per configuration, so its cache of working days outlives a single call."""
+    return WorkCalendar(office_hours, ZoneInfo(timezone))
 
-    After a refusal the acted-on ticket is re-read, so the caller's copy shows the stored state instead of
-    being expired.
+
+async def _in_transaction(session: AsyncSession, work: Callable[[], Awaitable[_T]],
+                          ticket_no: str | None = None) -> _T:
+    """Run ``work`` and commit, or roll all of it back; a lost optimistic-lock race is a VersionConflict.
+
+    A connection that the server dropped (a restarted or failed-over database) fails ``work`` before anything
+    is written: it is retried once on a fresh connection. A failure during the commit is not retried (whether
+    it was written is unknown). After a refusal the acted-on ticket is re-read, so the caller's copy shows the
+    stored state instead of being expired.
     """
-    try:
-        yield
-        await session.commit()
-    except Exception as exc:
-        await session.rollback()
-        if ticket_no is not None:
-            with suppress(NotFound):
-                await _load(session, ticket_no)
+    retry = True
+    while True:
+        try:
+            result = await work()
+        except DBAPIError as exc:
+            if retry and exc.connection_invalidated:
+                retry = False
+                await session.rollback()
+                continue
+            await _undo(session, ticket_no, exc)
+        except BaseException as exc:
+            await _undo(session, ticket_no, exc)
+        try:
             await session.commit()
-        if isinstance(exc, StaleDataError):
-            raise VersionConflict("工单已被他人修改，请刷新后重试") from None
-        raise
-    except BaseException:
-        await session.rollback()
-        raise
+        except BaseException as exc:
+            await _undo(session, ticket_no, exc)
+        return result
+
+
+async def _undo(session: AsyncSession, ticket_no: str | None, exc: BaseException) -> NoReturn:
+    await session.rollback()
+    if ticket_no is not None and isinstance(exc, Exception):
+        with suppress(NotFound):
+            await _load(session, ticket_no)
+        await session.commit()
+    if isinstance(exc, StaleDataError):
+        raise VersionConflict("工单已被他人修改，请刷新后重试") from None
+    raise exc
 
 
 async def _load(session: AsyncSession, ticket_no: str) -> Ticket:
@@ -290,40 +317,29 @@ async def _transition(ctx: _Context, ticket: Ticket, action: str, actor: Actor, 
     return ticket
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.get_bind().dialect.name
-
-
 async def _intake(ctx: _Context, draft: TicketDraft, actor: Actor) -> Ticket:
     check_actor(actor)
     step = check(None, "create", actor.role)
     tier = _tier(ctx.settings, draft.kind, draft.urgency)
     tokens = repeats.tokenize(draft.content)
-    # The day's counter row serialises creators until commit (tickets.numbering). SQLite needs its upsert as the
-    # transaction's first write; on PostgreSQL it comes after the reads, so the lock is held only for the inserts.
-    tz = ZoneInfo(ctx.settings.timezone)
-    ticket_no = await next_ticket_no(ctx.session, ctx.now, tz) if _dialect(ctx.session) == "sqlite" else None
+    # Checked input only takes a number: on PostgreSQL it is committed on its own (a failure later leaves a gap),
+    # on SQLite it is the transaction's first write (tickets.numbering).
+    ticket_no = await next_ticket_no(ctx.session, ctx.now, ZoneInfo(ctx.settings.timezone))
     matches = await repeats.find_repeats(
         ctx.session, caller_phone=draft.caller_phone, district=draft.district, tokens=tokens, now=ctx.now,
         settings=ctx.settings.repeat,
     )
     ticket = Ticket(
-        **draft.model_dump(), content_tokens=" ".join(tokens),
+        **draft.model_dump(), ticket_no=ticket_no, content_tokens=" ".join(tokens),
         token_norm=repeats.TokenBag.of(tokens).norm, deadline_tier=tier.name,
         due_at=deadlines.due_at(tier, ctx.now, ctx.calendar), state=step.leads_to(None).value,
         is_repeat=bool(matches), callback_attempts=0, redispatch_count=0, return_count=0, extension_count=0,
         created_at=ctx.now, updated_at=ctx.now,
         co_departments=[],
     )
-    ticket.ticket_no = ticket_no or await next_ticket_no(ctx.session, ctx.now, tz)
     ctx.session.add(ticket)
     await ctx.session.flush()
-    # A caller may have up to max_candidates earlier tickets: one bulk INSERT, not one ORM object each.
-    links = [{"ticket_id": ticket.id, "earlier_id": r.earlier_id, "reason": r.reason, "similarity": r.similarity}
-             for r in matches]
-    if links:
-        await ctx.session.execute(insert(TicketRepeat), links)
-    set_committed_value(ticket, "repeat_links", [TicketRepeat(**link) for link in links])
+    set_committed_value(ticket, "repeat_links", await repeats.save_links(ctx.session, ticket.id, matches))
     payload = {"channel": draft.channel, "repeat_of": [r.earlier_id for r in matches]}
     _record(ctx, ticket, actor, "create", None, "", payload)
     return ticket
@@ -336,9 +352,7 @@ async def create_ticket(session: AsyncSession, draft: TicketDraft, actor: Actor,
                         settings: Settings | None = None) -> Ticket:
     """受理: a new ticket in state ``accepted`` with its number, deadline and repeat links."""
     ctx = _context(session, settings, now)
-    async with _transaction(session):
-        ticket = await _intake(ctx, draft, actor)
-    return ticket
+    return await _in_transaction(session, lambda: _intake(ctx, draft, actor))
 
 
 async def close_instant(session: AsyncSession, draft: TicketDraft, answer: str, actor: Actor, *,
@@ -346,10 +360,13 @@ async def close_instant(session: AsyncSession, draft: TicketDraft, answer: str, 
     """即办: create the ticket and close it with the answer given on the spot, in one transaction."""
     ctx = _context(session, settings, now)
     check(State.ACCEPTED, "close_instant", actor.role)
-    async with _transaction(session):
+    parse_fields("close_instant", {"answer": answer})  # a bad answer must not take a ticket number
+
+    async def work() -> Ticket:
         ticket = await _intake(ctx, draft, actor)
-        await _transition(ctx, ticket, "close_instant", actor, "", {"answer": answer})
-    return ticket
+        return await _transition(ctx, ticket, "close_instant", actor, "", {"answer": answer})
+
+    return await _in_transaction(session, work)
 
 
 async def apply(session: AsyncSession, ticket_no: str, action: str, actor: Actor, *, expected_version: int,
@@ -362,14 +379,16 @@ async def apply(session: AsyncSession, ticket_no: str, action: str, actor: Actor
     callback_close(satisfaction). ``return``, ``reject_reply`` and ``request_extension`` need a ``note``.
     """
     ctx = _context(session, settings, now)
-    async with _transaction(session, ticket_no):
+
+    async def work() -> Ticket:
         ticket = await _load(session, ticket_no)
         if ticket.version != expected_version:
             raise VersionConflict(
                 f"工单 {ticket_no} 已被他人修改（当前版本 {ticket.version}，您的版本 {expected_version}），请刷新后重试"
             )
-        await _transition(ctx, ticket, action, actor, note, fields)
-    return ticket
+        return await _transition(ctx, ticket, action, actor, note, fields)
+
+    return await _in_transaction(session, work, ticket_no)
 
 
 async def record_callback(session: AsyncSession, ticket_no: str, result: str, actor: Actor, *,
@@ -380,7 +399,8 @@ async def record_callback(session: AsyncSession, ticket_no: str, result: str, ac
         raise InvalidInput(f"未知的回访结果：{result!r}（可选：{'、'.join(CALLBACK_RESULTS)}）",
                            code="ticket.invalid_choice", field="result")
     ctx = _context(session, settings, now)
-    async with _transaction(session, ticket_no):
+
+    async def work() -> Ticket:
         ticket = await _load(session, ticket_no)
         fields: dict[str, Any] = {}
         if result == "unsatisfied":
@@ -389,8 +409,9 @@ async def record_callback(session: AsyncSession, ticket_no: str, result: str, ac
             action = "callback_retry"
         else:
             action, fields = "callback_close", {"satisfaction": result}
-        await _transition(ctx, ticket, action, actor, "", fields)
-    return ticket
+        return await _transition(ctx, ticket, action, actor, "", fields)
+
+    return await _in_transaction(session, work, ticket_no)
 
 
 async def get_ticket(session: AsyncSession, ticket_no: str) -> Ticket:
@@ -447,11 +468,14 @@ async def upsert_departments(session: AsyncSession, departments: Iterable[tuple[
     for code, name in pairs:
         if not 0 < len(code) <= m.DEPT_CODE_MAX or not 0 < len(name) <= m.DEPT_NAME_MAX:
             raise InvalidInput(f"承办单位编码或名称长度不合法：{code!r} {name!r}", code="ticket.invalid_department")
-    async with _transaction(session):
+
+    async def work() -> int:
         existing = {d.code: d for d in (await session.execute(select(Department))).scalars()}
         for code, name in pairs:
             dept = existing.get(code) or Department(code=code)
             dept.name, dept.active = name, True
             session.add(dept)
             existing[code] = dept
-    return len(pairs)
+        return len(pairs)
+
+    return await _in_transaction(session, work)

@@ -91,3 +91,23 @@ async def test_ticket_numbers_unique_under_concurrent_creation(db, draft) -> Non
 
     numbers = await asyncio.gather(*(create(i) for i in range(50)))
     assert sorted(numbers) == [f"12345-20250303-{n:05d}" for n in range(1, 51)]
+
+
+async def test_creation_failing_after_its_number_leaves_a_gap_only_on_postgresql(engine, db, draft) -> None:
+    """PostgreSQL commits the number on its own (creators never wait on each other's transactions), so a
+    creation that fails later leaves a gap; on SQLite the number is part of the rolled-back transaction."""
+    class DiskFull(RuntimeError):
+        pass
+
+    def fail(*_args: object) -> None:
+        raise DiskFull
+
+    async with db() as s:
+        event.listen(s.sync_session, "before_flush", fail)
+        with pytest.raises(DiskFull):
+            await create_ticket(s, draft(), AGENT, now=MONDAY_10AM)
+        event.remove(s.sync_session, "before_flush", fail)
+        assert await event_count(s) == 0
+        t = await create_ticket(s, draft(), AGENT, now=MONDAY_10AM)
+    expected = "00002" if engine.dialect.name == "postgresql" else "00001"
+    assert t.ticket_no == f"12345-20250303-{expected}"

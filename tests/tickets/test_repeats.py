@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.tickets.loop_support import AGENT, MONDAY_10AM
+from tests.tickets.loop_support import AGENT, DISPATCHER, MONDAY_10AM, count, step
+from tickets.models import TicketRepeat
 from tickets.repeats import similarity, tokenize
-from tickets.services import create_ticket
+from tickets.services import close_instant, create_ticket, get_ticket
 
 GARBAGE = "幸福小区门口的垃圾堆积好几天了，一直没人清理，臭味很大"
 GARBAGE_AGAIN = "我们幸福小区门口垃圾好几天没人清理了，味道很臭"
@@ -61,3 +62,15 @@ async def test_only_a_bounded_set_of_recent_candidates_is_compared(session, draf
     unbounded = await create_ticket(session, draft(content=GARBAGE_AGAIN, caller_phone="13922222222"), AGENT,
                                     now=MONDAY_10AM + timedelta(hours=6), settings=settings)
     assert unbounded.is_repeat
+
+
+async def test_a_repeat_closed_at_intake_and_worked_on_keeps_one_link_each(session, draft) -> None:
+    """即办 and later actions flush the new ticket again in the same session: its links are stored once."""
+    first = await create_ticket(session, draft(content=GARBAGE), AGENT, now=MONDAY_10AM)
+    second = await create_ticket(session, draft(content=GARBAGE_AGAIN), AGENT, now=MONDAY_10AM)
+    instant = await close_instant(session, draft(content=GARBAGE), "已告知清运时间", AGENT, now=MONDAY_10AM)
+    assert instant.state == "closed" and sorted(instant.repeat_of) == sorted([first.id, second.id])
+    second = await step(session, second, "review", DISPATCHER)
+    assert await count(session, TicketRepeat) == 3  # second→first, instant→first, instant→second
+    again = await get_ticket(session, instant.ticket_no)
+    assert sorted(again.repeat_of) == sorted([first.id, second.id])
