@@ -3,22 +3,26 @@
     python -m bench.console --rows 1000000 --sessions 200
 
 Setup (not measured): a private PostgreSQL, ``--rows`` synthetic tickets bulk-loaded with ``bench.tickets``'
-loader (a year of tickets), one warning scan, the console app in this process on a loopback port, ``--sessions``
-dispatcher accounts (派单员: they may list, search and 审核) and one leader, each logged in with its own aiohttp
-ClientSession, and ``--rounds`` fresh accepted tickets per session to act on.
+loader (a year of tickets), one warning scan, the console app in this process on a loopback port (its cockpit
+warmer starts with it, as in production), ``--sessions`` dispatcher accounts (派单员: they may list, search and
+审核) and one leader, and ``--rounds`` fresh accepted tickets per session to act on.
 
-Measured, per request from the client's side:
+Measured, per request from the client's side. The clients run in a second process (the staff's browsers are
+other machines; in one event loop the server would also wait on 200 clients' own work), each logged in with
+its own aiohttp ClientSession:
 
 - baseline: one session alone does ``--rounds`` rounds of list (newest 50), search (a common place name in the
   content, and a caller's number), and update (审核 through the action API, after reading the ticket's version);
 - load: all sessions do the same at once (each on its own tickets, pausing ``--think-s`` seconds on average
   between requests as people read their screens), while the leader reopens the cockpit as often;
-- cockpit: the page and its ten panel APIs as a browser loads them (6 connections), cold (first load, empty
-  caches) and warm; the load's own cockpit reloads are reported separately.
+- cockpit: the page and its nine panel APIs as a browser loads them (6 connections): the leader's first load
+  after the console started (the warmer has filled the caches by then: how long that took is reported), then
+  warm reloads; the load's own cockpit reloads are reported separately. What each panel costs to compute (what
+  a request would wait for without the warmer) is measured apart, in the server process.
 
-Targets: list/search/update p95 ≤ 100 ms under load; cockpit page with its panels ≤ 500 ms. The client shares
-the event loop and the two cores with the server and PostgreSQL, so absolute figures are pessimistic: compare
-the load/baseline ratios. Results: bench/results/console.json and console.md.
+Targets: list/search/update p95 ≤ 100 ms under load; cockpit page with its panels ≤ 500 ms. Clients, server and
+PostgreSQL share two cores, so absolute figures are pessimistic: compare the load/baseline ratios. Results:
+bench/results/console.json and console.md.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import random
 import re
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +52,8 @@ from agent_console.app import create_app
 from agent_console.auth import Accounts, Origin
 from agent_console.roles import Role
 from agent_console.schemas import UserCreate
+from agent_console.views.cockpit import COCKPIT
+from agent_console.views.cockpit_panels import PANELS, Cockpit
 from bench.tickets import Generator, bulk_load
 from config import Settings, load_settings
 from hotline.db import create_schema, make_engine, make_sessionmaker
@@ -188,51 +196,26 @@ async def _fresh_tickets(sm: async_sessionmaker[AsyncSession], settings: Setting
     return list(await asyncio.gather(*(one(i) for i in range(n))))
 
 
-async def run(rows: int, sessions: int, rounds: int, cockpit_loads: int, think_s: float) -> dict[str, Any]:
-    base_settings = load_settings()
-    settings = base_settings.model_copy(update={"console": base_settings.console.model_copy(update=FAST_ARGON2)})
-    tz = ZoneInfo(settings.timezone)
-    report: dict[str, Any] = {"rows": rows, "sessions": sessions, "rounds": rounds, "think_s": think_s,
-                              "started": datetime.now(tz).isoformat(), "database": "PostgreSQL (local, fsync=off)"}
-    server = LocalPostgres.start()
-    runner: web.AppRunner | None = None
-    staff: list[Staff] = []
-    try:
-        admin = make_engine(server.url())
-        async with admin.connect() as conn:
-            await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(text("CREATE DATABASE console"))
-        await admin.dispose()
-        engine = make_engine(server.url("console"), pool_size=40)
-        sm = make_sessionmaker(engine)
-        await create_schema(engine)
-        catalogue = load_catalogue(settings)
-        async with sm() as db:
-            await seed_departments(db, catalogue)
-        gen = Generator(rows, datetime.now(tz), catalogue)
-        report["load"] = await bulk_load(engine, gen)
-        print("loaded", json.dumps(report["load"], ensure_ascii=False), flush=True)
-        t0 = time.perf_counter()
-        async with sm() as db:
-            scan = await scan_warnings(db, settings=settings)
-        report["warning_scan_s"] = round(time.perf_counter() - t0, 1)
-        report["open_warnings_raised"] = scan.to_json()
-        async with engine.connect() as conn:
-            report["server_version"] = (await conn.execute(text("SHOW server_version"))).scalar_one()
+@dataclass(frozen=True)
+class ClientPlan:
+    """What the client process needs: where the console is, who logs in, which tickets each session works."""
 
-        accounts = Accounts(settings.console)
-        app = create_app(settings, sm, accounts=accounts)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        base = f"http://127.0.0.1:{port}"
-        names = [f"d{i:03d}" for i in range(sessions)]
-        await _users(sm, accounts, [*names, "baseline"], Role.DISPATCHER)
-        await _users(sm, accounts, ["leader"], Role.LEADER)
-        tickets = await _fresh_tickets(sm, settings, (sessions + 1) * rounds)
-        phone = gen.callers[0]
-        staff = [Staff(base, n) for n in [*names, "baseline", "leader"]]
+    base: str
+    names: list[str]
+    tickets: list[str]
+    phone: str
+    rounds: int
+    cockpit_loads: int
+    think_s: float
+    started_at: float  # time.time() when the console started
+
+
+async def measure(plan: ClientPlan) -> dict[str, Any]:
+    """The client side of the benchmark (in its own process): logins, cockpit, baseline, load."""
+    sessions, rounds, think_s, tickets = len(plan.names), plan.rounds, plan.think_s, plan.tickets
+    staff = [Staff(plan.base, n) for n in [*plan.names, "baseline", "leader"]]
+    out: dict[str, Any] = {}
+    try:
         gate = asyncio.Semaphore(20)
 
         async def login(s: Staff) -> None:
@@ -241,11 +224,11 @@ async def run(rows: int, sessions: int, rounds: int, cockpit_loads: int, think_s
 
         await asyncio.gather(*(login(s) for s in staff))
         crowd, single, leader = staff[:sessions], staff[sessions], staff[sessions + 1]
-        print("setup done; measuring", flush=True)
 
         cockpit = Samples()
-        await cockpit.time("cockpit_cold", lambda: load_cockpit(leader))
-        for _ in range(cockpit_loads):
+        out["first_cockpit_after_start_s"] = round(time.time() - plan.started_at, 1)
+        await cockpit.time("cockpit_first", lambda: load_cockpit(leader))
+        for _ in range(plan.cockpit_loads):
             await cockpit.time("cockpit_warm", lambda: load_cockpit(leader))
         for panel in COCKPIT_PANELS:
             for _ in range(5):
@@ -254,7 +237,7 @@ async def run(rows: int, sessions: int, rounds: int, cockpit_loads: int, think_s
             await cockpit.time("me (trivial authenticated request)", lambda: leader.get_json("/api/v1/me"))
 
         baseline = Samples()
-        await work_rounds(single, tickets[-rounds:], phone, baseline)
+        await work_rounds(single, tickets[-rounds:], plan.phone, baseline)
 
         loaded = Samples()
         during = Samples()
@@ -268,17 +251,93 @@ async def run(rows: int, sessions: int, rounds: int, cockpit_loads: int, think_s
 
         watcher = asyncio.create_task(leader_loop())
         t0 = time.perf_counter()
-        await asyncio.gather(*(work_rounds(s, tickets[i * rounds:(i + 1) * rounds], phone, loaded, think_s=think_s,
-                                           seed=i) for i, s in enumerate(crowd)))
+        await asyncio.gather(*(work_rounds(s, tickets[i * rounds:(i + 1) * rounds], plan.phone, loaded,
+                                           think_s=think_s, seed=i) for i, s in enumerate(crowd)))
         wall = time.perf_counter() - t0
         stop.set()
         await watcher
         requests = sum(len(v) for v in loaded.by_op.values())
-        report["baseline_one_session"] = baseline.summary()
-        report["under_load"] = loaded.summary() | {"wall_s": round(wall, 1), "requests": requests,
-                                                   "throughput_rps": round(requests / wall, 1)}
-        report["cockpit"] = cockpit.summary() | during.summary()
-        report["errors"] = baseline.errors | loaded.errors | cockpit.errors | during.errors
+        out["baseline_one_session"] = baseline.summary()
+        out["under_load"] = loaded.summary() | {"wall_s": round(wall, 1), "requests": requests,
+                                                "throughput_rps": round(requests / wall, 1)}
+        out["cockpit"] = cockpit.summary() | during.summary()
+        out["errors"] = baseline.errors | loaded.errors | cockpit.errors | during.errors
+    finally:
+        for s in staff:
+            await s.close()
+    return out
+
+
+def client_process(plan: ClientPlan) -> dict[str, Any]:
+    return asyncio.run(measure(plan))
+
+
+async def panel_compute_ms(cockpit: Cockpit, repeat: int = 3) -> dict[str, dict[str, float]]:
+    """What computing each panel (default period) costs, uncached: what a request waits for without the warmer."""
+    now = cockpit.clock()
+    out = {}
+    for name, panel in PANELS.items():
+        period = "month" if "month" in panel.periods else None
+        samples = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            await panel.compute(cockpit.source, now, period)
+            samples.append(time.perf_counter() - t0)
+        out[f"{name}{f'?period={period}' if period else ''}"] = _ms(samples)
+    return out
+
+
+async def run(rows: int, sessions: int, rounds: int, cockpit_loads: int, think_s: float) -> dict[str, Any]:
+    base_settings = load_settings()
+    settings = base_settings.model_copy(update={"console": base_settings.console.model_copy(update=FAST_ARGON2)})
+    tz = ZoneInfo(settings.timezone)
+    report: dict[str, Any] = {"rows": rows, "sessions": sessions, "rounds": rounds, "think_s": think_s,
+                              "started": datetime.now(tz).isoformat(), "database": "PostgreSQL (local, fsync=off)"}
+    server = LocalPostgres.start()
+    runner: web.AppRunner | None = None
+    try:
+        admin = make_engine(server.url())
+        async with admin.connect() as conn:
+            await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(text("CREATE DATABASE console"))
+        await admin.dispose()
+        engine = make_engine(server.url("console"), pool_size=40)
+        sm = make_sessionmaker(engine)
+        await create_schema(engine)
+        catalogue = load_catalogue(settings)
+        async with sm() as db:
+            await seed_departments(db, catalogue)
+        gen = Generator(rows, datetime.now(tz), catalogue)
+        report["load"] = await bulk_load(engine, gen, settings)
+        print("loaded", json.dumps(report["load"], ensure_ascii=False), flush=True)
+        t0 = time.perf_counter()
+        async with sm() as db:
+            scan = await scan_warnings(db, settings=settings)
+        report["warning_scan_s"] = round(time.perf_counter() - t0, 1)
+        report["open_warnings_raised"] = scan.to_json()
+        async with engine.connect() as conn:
+            report["server_version"] = (await conn.execute(text("SHOW server_version"))).scalar_one()
+
+        accounts = Accounts(settings.console)
+        app = create_app(settings, sm, accounts=accounts)
+        runner = web.AppRunner(app, access_log=None)
+        started_at, t0 = time.time(), time.perf_counter()
+        await runner.setup()  # starts the cockpit warmer
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        cockpit = app[COCKPIT]
+        if cockpit.rounds == 0:
+            await cockpit.next_round()
+        report["cockpit_warm_up_s"] = round(time.perf_counter() - t0, 2)
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        names = [f"d{i:03d}" for i in range(sessions)]
+        await _users(sm, accounts, [*names, "baseline"], Role.DISPATCHER)
+        await _users(sm, accounts, ["leader"], Role.LEADER)
+        tickets = await _fresh_tickets(sm, settings, (sessions + 1) * rounds)
+        plan = ClientPlan(base, names, tickets, gen.callers[0], rounds, cockpit_loads, think_s, started_at)
+        print("setup done; measuring", flush=True)
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as clients:
+            report |= await asyncio.get_running_loop().run_in_executor(clients, client_process, plan)
+        report["panel_compute"] = await panel_compute_ms(cockpit)
         ops = ("list", "search_text", "search_phone", "update")
         report["ratios_load_over_baseline_p95"] = {
             op: round(report["under_load"][op]["p95_ms"] / max(report["baseline_one_session"][op]["p95_ms"], 0.1), 1)
@@ -287,12 +346,12 @@ async def run(rows: int, sessions: int, rounds: int, cockpit_loads: int, think_s
             "ops_p95_ms": TARGET_OPS_P95_MS, "cockpit_ms": TARGET_COCKPIT_MS,
             "ops_met_under_load": {op: report["under_load"][op]["p95_ms"] <= TARGET_OPS_P95_MS for op in ops},
             "cockpit_warm_p95_met": report["cockpit"]["cockpit_warm"]["p95_ms"] <= TARGET_COCKPIT_MS,
-            "cockpit_cold_met": report["cockpit"]["cockpit_cold"]["p50_ms"] <= TARGET_COCKPIT_MS,
+            "cockpit_first_met": report["cockpit"]["cockpit_first"]["p50_ms"] <= TARGET_COCKPIT_MS,
         }
+        await runner.cleanup()
+        runner = None
         await engine.dispose()
     finally:
-        for s in staff:
-            await s.close()
         if runner is not None:
             await runner.cleanup()
         server.stop()
@@ -308,8 +367,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"({r['database']} {r.get('server_version', '')})",
         "",
         f"Run {r['started']}; bulk load (setup) {r['load']['seconds']} s, tickets table "
-        f"{r['load']['tickets_table_size']}; {r['rounds']} rounds per session. Client, console and PostgreSQL share "
-        "one event loop / two cores: compare ratios, not absolutes.",
+        f"{r['load']['tickets_table_size']}; {r['rounds']} rounds per session. The clients run in their own "
+        "process; clients, console and PostgreSQL share two cores: compare ratios, not absolutes.",
         "",
         "| request | 1 session p50 | 1 session p95 | under load p50 | under load p95 | p99 | load/1 (p95) | target |",
         "|---|---|---|---|---|---|---|---|",
@@ -327,8 +386,9 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "| cockpit (page + 9 panel APIs, 6 connections) | n | p50 ms | p95 ms | target |",
         "|---|---|---|---|---|",
-        f"| first load, caches cold | 1 | {cock['cockpit_cold']['p50_ms']} | – | ≤ {TARGET_COCKPIT_MS:.0f} "
-        f"{'✔' if r['targets']['cockpit_cold_met'] else '✘'} |",
+        f"| a leader's first load, {r['first_cockpit_after_start_s']} s after the console started | 1 | "
+        f"{cock['cockpit_first']['p50_ms']} | – | ≤ {TARGET_COCKPIT_MS:.0f} "
+        f"{'✔' if r['targets']['cockpit_first_met'] else '✘'} |",
         f"| warm (cached panels) | {cock['cockpit_warm']['n']} | {cock['cockpit_warm']['p50_ms']} | "
         f"{cock['cockpit_warm']['p95_ms']} | ≤ {TARGET_COCKPIT_MS:.0f} "
         f"{'✔' if r['targets']['cockpit_warm_p95_met'] else '✘'} |",
@@ -336,7 +396,17 @@ def markdown(r: dict[str, Any]) -> str:
     if "cockpit_under_load" in cock:
         u = cock["cockpit_under_load"]
         lines.append(f"| while {r['sessions']} sessions work | {u['n']} | {u['p50_ms']} | {u['p95_ms']} | – |")
-    lines += ["", "| single request | p50 ms | p95 ms |", "|---|---|---|"]
+    lines += [
+        "",
+        f"The console computes every panel when it starts (all of them, in the background, took "
+        f"{r['cockpit_warm_up_s']} s here) and recomputes each shortly before it expires, so the first load "
+        "above is served from the caches like any other. Without the warmer a first load waits for the "
+        "computations below (they run in the background now; they are the cost of one refresh):",
+        "",
+        "| panel computed without cache (server side) | p50 ms | p95 ms |", "|---|---|---|"]
+    for name, v in r["panel_compute"].items():
+        lines.append(f"| {name} | {v['p50_ms']} | {v['p95_ms']} |")
+    lines += ["", "| single request (served from cache) | p50 ms | p95 ms |", "|---|---|---|"]
     for name, v in cock.items():
         if name.startswith(("panel ", "me ")):
             lines.append(f"| {name} | {v['p50_ms']} | {v['p95_ms']} |")

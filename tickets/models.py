@@ -26,6 +26,7 @@ NOTE_MAX = 1000
 DEPT_CODE_MAX = 32
 DEPT_NAME_MAX = 100
 FILE_NAME_MAX = 200  # attachment file names
+GRID_MAX = 128  # 网格 name
 
 
 class Base(DeclarativeBase):
@@ -61,6 +62,7 @@ class Ticket(Base):
         Index("ix_tickets_state_due_at", "state", "due_at"),
         Index("ix_tickets_state_sign_for_due", "state", "sign_for_due"),  # 签收 warnings
         Index("ix_tickets_lead_department_created_at", "lead_department", "created_at"),  # lists by department
+        Index("ix_tickets_grid_created_at", "grid", "created_at"),  # a grid worker's list (网格员)
         # ticket_no prefix search (LIKE 'p%') in any collation; SQLite searches by range on the unique index.
         Index("ix_tickets_ticket_no_pattern", "ticket_no", postgresql_ops={"ticket_no": "text_pattern_ops"}).ddl_if(
             dialect="postgresql"
@@ -78,6 +80,7 @@ class Ticket(Base):
     address: Mapped[str | None] = mapped_column(String(ADDRESS_MAX))
     district: Mapped[str | None] = mapped_column(String(PLACE_MAX))  # 区县
     street: Mapped[str | None] = mapped_column(String(PLACE_MAX))  # 街道/乡镇
+    grid: Mapped[str | None] = mapped_column(String(GRID_MAX))  # 网格: filed by that grid's worker (网格员)
     category: Mapped[str | None] = mapped_column(String(CATEGORY_MAX))  # 诉求分类 "一级/二级"
     kind: Mapped[str] = mapped_column(String(8))  # 诉求类型: 咨询 求助 投诉 举报 建议 表扬
     content: Mapped[str] = mapped_column(Text)

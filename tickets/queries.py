@@ -34,7 +34,8 @@ _NEWEST_FIRST = (Ticket.created_at.desc(), Ticket.id.desc())
 
 SUMMARY_COLUMNS = (Ticket.id, Ticket.ticket_no, Ticket.created_at, Ticket.state, Ticket.channel, Ticket.kind,
                    Ticket.urgency, Ticket.category, Ticket.district, Ticket.caller_phone, Ticket.caller_name,
-                   Ticket.content, Ticket.lead_department, Ticket.due_at, Ticket.is_repeat)
+                   Ticket.content, Ticket.lead_department, Ticket.due_at, Ticket.is_repeat, Ticket.version,
+                   Ticket.sign_for_due, Ticket.return_count, Ticket.extension_requested_until)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ class TicketSummary:
     due_at: datetime | None
     is_repeat: bool  # 重复件
     warning: str | None  # highest open warning: "red" 红牌 / "yellow" 黄牌
+    # What the desks show beside a line (so they need not load each ticket); not part of to_json().
+    version: int = 0
+    sign_for_due: datetime | None = None  # 签收时限
+    return_count: int = 0  # 退回次数
+    extension_requested_until: datetime | None = None  # 待审批的延期申请
 
     @property
     def state_label(self) -> str:
@@ -136,7 +142,8 @@ async def list_tickets(
     session: AsyncSession, *, state: str | None = None, states: Iterable[str] | None = None,
     department: str | None = None, caller_phone: str | None = None, text: str | None = None,
     ticket_no: str | None = None, district: str | None = None, category: str | None = None,
-    warning: str | None = None, created_from: datetime | None = None, created_to: datetime | None = None,
+    grid: str | None = None, warning: str | None = None, created_from: datetime | None = None,
+    created_to: datetime | None = None,
     limit: int = 50, cursor: str | None = None,
 ) -> Page:
     """Tickets matching every given filter, newest first, ``limit`` per page.
@@ -144,7 +151,7 @@ async def list_tickets(
     ``department`` matches the lead or a co-handling department; ``caller_phone`` is normalised first;
     ``ticket_no`` is a prefix; ``text`` a substring of the content; ``category`` a first-level name (its
     children included) or a full ``一级/二级`` path; ``warning`` is ``yellow``, ``red`` or ``any`` open warning;
-    ``created_from`` ≤ created_at < ``created_to``.
+    ``created_from`` ≤ created_at < ``created_to``; ``grid`` the 网格 the ticket was filed from.
     """
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"每页条数须在 1–{MAX_LIMIT} 之间", code="ticket.invalid_limit", field="limit")
@@ -159,6 +166,8 @@ async def list_tickets(
         conds.append(_ticket_no_prefix(ticket_no.strip(), session.get_bind().dialect.name))
     if district:
         conds.append(Ticket.district == district)
+    if grid:
+        conds.append(Ticket.grid == grid)
     if category:
         conds.append(or_(Ticket.category == category,
                          Ticket.category.like(_like_escape(category) + SEPARATOR + "%", escape="\\")))
@@ -219,7 +228,9 @@ async def _summaries(session: AsyncSession, rows: list[Any]) -> list[TicketSumma
             ticket_no=r.ticket_no, created_at=r.created_at, state=r.state, channel=r.channel, kind=r.kind,
             urgency=r.urgency, category=r.category, district=r.district, caller_phone=r.caller_phone,
             caller_name=r.caller_name, summary=summarise(r.content, SUMMARY_CHARS), lead_department=r.lead_department,
-            due_at=r.due_at, is_repeat=r.is_repeat, warning=levels.get(r.id),
+            due_at=r.due_at, is_repeat=r.is_repeat, warning=levels.get(r.id), version=r.version,
+            sign_for_due=r.sign_for_due, return_count=r.return_count,
+            extension_requested_until=r.extension_requested_until,
         )
         for r in rows
     ]

@@ -105,7 +105,7 @@ class TicketDraft(_Input):
 
     OPTIONAL_TEXT: ClassVar[tuple[str, ...]] = (
         "caller_name", "address", "district", "street", "category", "transcript", "recording", "call_id",
-        "leader_name", "knowledge_id",
+        "leader_name", "knowledge_id", "grid",
     )
 
     channel: Channel
@@ -123,6 +123,7 @@ class TicketDraft(_Input):
     call_id: _text(m.KEY_MAX) | None = None  # type: ignore[valid-type]
     leader_name: _text(m.NAME_MAX) | None = None  # type: ignore[valid-type]
     knowledge_id: _text(m.KEY_MAX) | None = None  # type: ignore[valid-type]
+    grid: _text(m.GRID_MAX) | None = None  # type: ignore[valid-type]  # 网格 of the grid worker who filed it
 
     @field_validator("caller_phone")
     @classmethod

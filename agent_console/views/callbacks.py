@@ -16,8 +16,8 @@ from agent_console.views.tickets_deps import services_of, settings_of
 from agent_console.views.tickets_schemas import Accepted, CallbackResultIn, TicketList, TicketOut
 from agent_console.views.tickets_view import actor_of, field_errors, local, page_out, ticket_out, visible_ticket
 from tickets.errors import IllegalTransition, TicketError, VersionConflict
-from tickets.queries import list_tickets
-from tickets.services import get_ticket, record_callback
+from tickets.queries import Page, list_tickets
+from tickets.services import record_callback
 from tickets.states import State
 
 routes = RouteTable("callbacks")
@@ -28,10 +28,13 @@ RESULTS = {"satisfied": "满意", "basically_satisfied": "基本满意", "unsati
 LIST_LIMIT = 100
 
 
-async def waiting(call: Call[Any]) -> TicketList:
+async def waiting_page(call: Call[Any]) -> Page:
     async with call.db() as db:
-        page = await list_tickets(db, states=[s.value for s in WAITING], limit=LIST_LIMIT)
-    return page_out(page, call.user.role)
+        return await list_tickets(db, states=[s.value for s in WAITING], limit=LIST_LIMIT)
+
+
+async def waiting(call: Call[Any]) -> TicketList:
+    return page_out(await waiting_page(call), call.user.role)
 
 
 async def start(call: Call[Any], ticket_no: str) -> None:
@@ -74,9 +77,8 @@ async def callbacks_api_result(call: Call[CallbackResultIn]) -> TicketOut:
 
 
 async def _page(call: Call[Any], *, error: str | None = None, status: int = 200) -> web.Response:
-    result = await waiting(call)
-    async with call.db() as db:
-        versions = {t.ticket_no: (await get_ticket(db, t.ticket_no)).version for t in result.tickets}
+    page = await waiting_page(call)
+    result, versions = page_out(page, call.user.role), {r.ticket_no: r.version for r in page.items}
     context = {"result": result, "versions": versions, "results": RESULTS, "error": error,
                "started": call.request.query.get("started", ""), "may_record": call.role in RECORDERS,
                "tz": ZoneInfo(settings_of(call.app).timezone), "local": local}

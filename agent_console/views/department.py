@@ -19,7 +19,6 @@ from agent_console.views.tickets_view import actor_of, field_errors, local, summ
 from tickets.attachments import ATTACHABLE_STATES, add_attachment
 from tickets.errors import Forbidden, IllegalTransition
 from tickets.queries import list_tickets
-from tickets.services import get_ticket
 from tickets.states import State
 
 routes = RouteTable("department")
@@ -60,9 +59,8 @@ async def department_page(call: Call[None]) -> dict[str, Any]:
         async with call.db() as db:
             page = await list_tickets(db, department=department, states=[s.value for s in INBOX_STATES],
                                       limit=INBOX_LIMIT)
-            for r in page.items:
-                t = await get_ticket(db, r.ticket_no)
-                rows[r.state].append({"s": summary_out(r, role), "version": t.version, "sign_for_due": t.sign_for_due,
-                                      "lead": t.lead_department == department,
-                                      "extension": t.extension_requested_until})
+        for r in page.items:
+            rows[r.state].append({"s": summary_out(r, role), "version": r.version, "sign_for_due": r.sign_for_due,
+                                  "lead": r.lead_department == department,
+                                  "extension": r.extension_requested_until})
     return {"rows": rows, "department": department, "tz": ZoneInfo(settings_of(call.app).timezone), "local": local}

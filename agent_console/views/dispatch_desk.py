@@ -18,7 +18,6 @@ from agent_console.views.tickets_schemas import SuperviseIn, TicketOut
 from agent_console.views.tickets_view import actor_of, field_errors, local, summary_out, ticket_out, visible_ticket
 from tickets.errors import TicketError
 from tickets.queries import list_tickets
-from tickets.services import get_ticket
 from tickets.states import State
 from tickets.supervision import supervise
 
@@ -67,12 +66,9 @@ async def dispatch_page(call: Call[None]) -> dict[str, Any]:
         to_dispatch = await list_tickets(db, state=State.REVIEWED.value, limit=QUEUE_LIMIT)
         to_verify = await list_tickets(db, state=State.REPLIED.value, limit=QUEUE_LIMIT)
         working = await list_tickets(db, states=[State.SIGNED.value, State.IN_PROGRESS.value], limit=QUEUE_LIMIT)
-        returned = {r.ticket_no for r in to_dispatch.items if (await get_ticket(db, r.ticket_no)).return_count}
-        extensions = []
-        for r in working.items:
-            t = await get_ticket(db, r.ticket_no)
-            if t.extension_requested_until is not None:
-                extensions.append((summary_out(r, role), t.extension_requested_until))
+    returned = {r.ticket_no for r in to_dispatch.items if r.return_count}
+    extensions = [(summary_out(r, role), r.extension_requested_until) for r in working.items
+                  if r.extension_requested_until is not None]
     return {
         "review": [summary_out(r, role) for r in review.items],
         "to_dispatch": [summary_out(r, role) for r in to_dispatch.items], "returned": returned,

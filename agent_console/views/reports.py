@@ -33,9 +33,9 @@ from agent_console.roles import Role
 from agent_console.routing import Call, RouteTable
 from agent_console.schemas import Model
 from agent_console.security import SECURITY_HEADERS
-from agent_console.views.cockpit import composite
+from agent_console.views.cockpit_panels import composite
 from agent_console.views.tickets_schemas import TicketQuery
-from agent_console.views.tickets_view import TICKET_READERS, field_errors, list_scope
+from agent_console.views.tickets_view import TICKET_READERS, field_errors, scope_filters
 from tickets.metrics import metrics
 from tickets.queries import MAX_LIMIT, list_tickets
 from tickets.supervision import department_names
@@ -240,7 +240,7 @@ async def tickets_xlsx(call: Call[None]) -> web.StreamResponse:
         async with call.db() as db:
             with field_errors():
                 page = await list_tickets(
-                    db, state=q.state.value if q.state else None, department=list_scope(call, q.department),
+                    db, state=q.state.value if q.state else None, **scope_filters(call, q.department),
                     caller_phone=q.phone or None, text=q.text, ticket_no=q.ticket_no, district=q.district,
                     category=q.category, warning=q.warning, created_from=created_from, created_to=created_to,
                     limit=limit, cursor=cursor)

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import Field, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_console import keys
 from agent_console.errors import ConsoleError, InvalidInput, NotFound, invalid_input
@@ -29,13 +30,14 @@ from agent_console.views.tickets_view import (
     actor_of,
     audit_view,
     field_errors,
-    list_scope,
     local,
     may_see,
     page_out,
+    scope_filters,
     ticket_out,
     visible_ticket,
 )
+from tickets import errors as ticket_errors
 from tickets import models as m
 from tickets.attachments import get_attachment
 from tickets.errors import TicketError
@@ -61,13 +63,13 @@ def _day_start(value: Any, tz: ZoneInfo) -> datetime | None:
 
 
 async def search(call: Call[Any], q: TicketQuery) -> TicketList:
-    if call.scope.nothing:  # a handler without a department sees no ticket
+    if call.scope.nothing:  # a handler without a department (a grid worker without a grid) sees no ticket
         return TicketList(tickets=[], next_cursor=None)
     tz = ZoneInfo(settings_of(call.app).timezone)
     async with call.db() as db:
         with field_errors():
             page = await list_tickets(
-                db, state=q.state.value if q.state else None, department=list_scope(call, q.department),
+                db, state=q.state.value if q.state else None, **scope_filters(call, q.department),
                 caller_phone=q.phone or None, text=q.text, ticket_no=q.ticket_no, district=q.district,
                 category=q.category, warning=q.warning, created_from=_day_start(q.created_from, tz),
                 created_to=_day_start(q.created_to + timedelta(days=1), tz) if q.created_to else None,
@@ -75,14 +77,18 @@ async def search(call: Call[Any], q: TicketQuery) -> TicketList:
     return page_out(page, call.user.role)
 
 
-async def perform(call: Call[Any], ticket_no: str, req: ActionRequest) -> Any:
-    """Apply one action for the logged-in user on a ticket they may see (404 otherwise)."""
+async def perform(call: Call[Any], db: AsyncSession, ticket_no: str, req: ActionRequest) -> m.Ticket:
+    """Apply one action for the logged-in user on a ticket they may see (404 otherwise). Only a restricted
+    user's ticket is read first: for the others ``apply``'s own read is the check."""
     fields = {k: getattr(req, k) for k in ACTION_FIELDS.get(req.action, ()) if getattr(req, k) is not None}
-    async with call.db() as db:
+    if not call.scope.unrestricted:
         await visible_ticket(call, db, ticket_no)
+    try:
         with field_errors():
             return await apply(db, ticket_no, req.action, actor_of(call), expected_version=req.expected_version,
                                note=req.note, now=call.now, settings=settings_of(call.app), **fields)
+    except ticket_errors.NotFound:
+        raise NotFound(f"工单 {ticket_no} 不存在") from None
 
 
 # --- JSON API ---------------------------------------------------------------------------------------------
@@ -99,9 +105,9 @@ async def tickets_api_list(call: Call[None]) -> TicketList:
 async def tickets_api_get(call: Call[None]) -> TicketOut:
     ticket_no = call.request.match_info["ticket_no"]
     async with call.db() as db:
-        ticket = await visible_ticket(call, db, ticket_no)
+        out = await ticket_out(call, db, await visible_ticket(call, db, ticket_no))
         await audit_view(call, db, ticket_no)
-        return await ticket_out(call, db, ticket)
+    return out
 
 
 @routes.api("POST", "/api/v1/console/tickets/{ticket_no}/actions",
@@ -109,8 +115,8 @@ async def tickets_api_get(call: Call[None]) -> TicketOut:
             roles=TICKET_READERS, request=ActionRequest, response=TicketOut, errors=(409,))
 async def tickets_api_act(call: Call[ActionRequest]) -> TicketOut:
     ticket_no = call.request.match_info["ticket_no"]
-    ticket = await perform(call, ticket_no, call.body)  # shown even if it just left the user's scope (退回)
     async with call.db() as db:
+        ticket = await perform(call, db, ticket_no, call.body)  # shown even if it just left the user's scope (退回)
         return await ticket_out(call, db, ticket)
 
 
@@ -176,9 +182,9 @@ async def detail_context(call: Call[Any], ticket_no: str) -> dict[str, Any]:
     settings = settings_of(call.app)
     async with call.db() as db:
         ticket = await visible_ticket(call, db, ticket_no)
-        await audit_view(call, db, ticket_no)
         out = await ticket_out(call, db, ticket)
         departments = await department_names(db)
+        await audit_view(call, db, ticket_no)
     suggestions = []
     if any(a.action == "dispatch" for a in out.actions):
         services = services_of(call.app)
@@ -218,7 +224,8 @@ async def ticket_act(call: Call[ActionForm]) -> web.Response:
         if call.invalid is not None:
             raise call.invalid
         req = call.body.as_request(ZoneInfo(settings_of(call.app).timezone))
-        ticket = await perform(call, ticket_no, req)
+        async with call.db() as db:
+            ticket = await perform(call, db, ticket_no, req)
     except (ConsoleError, TicketError) as exc:
         async with call.db() as db:
             await visible_ticket(call, db, ticket_no)  # never tell an outsider more than 404

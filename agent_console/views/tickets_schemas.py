@@ -101,6 +101,7 @@ class TicketOut(TicketSummary):
     return_count: int
     address: str | None
     street: str | None
+    grid: str | None = Field(description="网格（网格员受理的工单）")
     transcript: str | None
     dispatch_mode: str | None
     co_departments: list[str]

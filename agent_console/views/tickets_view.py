@@ -1,7 +1,7 @@
 """What every ticket screen shares: who acts, which tickets a user may see, and the ticket as shown to a role.
 
-A handler (承办人) sees only tickets its department leads or co-handles; for anything else every route answers
-404, exactly as for a ticket that does not exist.
+A handler (承办人) sees only tickets its department leads or co-handles, a grid worker (网格员) only those filed
+from its grid; for anything else every route answers 404, exactly as for a ticket that does not exist.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from tickets.services import get_ticket, ticket_events
 from tickets.states import ROLE_LABELS, STATE_LABELS, TRANSITIONS, State, allowed_actions
 from tickets.warnings import LEVEL_LABELS, Level, reason_label, warnings_of
 
-# Roles that work with tickets in the console (a grid worker only files new ones).
-TICKET_READERS = frozenset({Role.AGENT, Role.DISPATCHER, Role.HANDLER, Role.LEADER, Role.ADMIN})
+# Roles that work with tickets in the console (a grid worker reads its grid's; the loop's actions are not its).
+TICKET_READERS = frozenset({Role.AGENT, Role.DISPATCHER, Role.HANDLER, Role.LEADER, Role.ADMIN, Role.GRID})
 EXTRA_ACTION_LABELS = {"create": "受理", "supervise": "督办"}
 WARNING_RANK = {"yellow": 1, "red": 2}
 
@@ -52,8 +52,10 @@ def may_see(call: Call[Any], ticket: m.Ticket) -> bool:
     scope = call.scope
     if scope.unrestricted:
         return True
-    if scope.department is None:
+    if scope.nothing:
         return False
+    if scope.grid is not None:
+        return ticket.grid == scope.grid
     return scope.department in (ticket.lead_department, *ticket.co_department_codes)
 
 
@@ -68,9 +70,11 @@ async def visible_ticket(call: Call[Any], db: AsyncSession, ticket_no: str) -> m
     return ticket
 
 
-def list_scope(call: Call[Any], department: str | None) -> str | None:
-    """The department filter a list must use: a handler's own, whatever was asked."""
-    return call.scope.department if call.scope.department is not None else department
+def scope_filters(call: Call[Any], department: str | None) -> dict[str, str | None]:
+    """The ``list_tickets`` filters a list must use: a handler's own department and a grid worker's own grid,
+    whatever was asked."""
+    scope = call.scope
+    return {"department": scope.department if scope.department is not None else department, "grid": scope.grid}
 
 
 @contextmanager
@@ -84,7 +88,8 @@ def field_errors() -> Iterator[None]:
 
 
 async def audit_view(call: Call[Any], db: AsyncSession, ticket_no: str) -> None:
-    """Views of a ticket (with the caller's personal data) go to the console audit trail."""
+    """Views of a ticket (with the caller's personal data) go to the console audit trail (this commits: call it
+    last, so one transaction holds the reads and the record)."""
     await record_audit(db, call.origin, "ticket.view", ticket_no, call.now, role=call.user.role)
     await db.commit()
 
@@ -137,7 +142,7 @@ async def ticket_out(call: Call[Any], db: AsyncSession, ticket: m.Ticket) -> Tic
         extension_requested_until=ticket.extension_requested_until, created_at=ticket.created_at,
         updated_at=ticket.updated_at, is_repeat=ticket.is_repeat, return_count=ticket.return_count,
         warning=level, warning_reasons=[_warning_text(w) for w in warnings], version=ticket.version,
-        address=ticket.address, street=ticket.street, transcript=ticket.transcript,
+        address=ticket.address, street=ticket.street, grid=ticket.grid, transcript=ticket.transcript,
         dispatch_mode=ticket.dispatch_mode, co_departments=ticket.co_department_codes, answer=ticket.answer,
         reply=ticket.reply, satisfaction=ticket.satisfaction, callback_attempts=ticket.callback_attempts,
         dispatched_at=ticket.dispatched_at, signed_at=ticket.signed_at, replied_at=ticket.replied_at,

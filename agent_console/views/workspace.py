@@ -87,8 +87,11 @@ async def set_state(call: Call[Any], state: AgentState) -> AgentStateOut:
 
 
 async def file_ticket(call: Call[Any], body: TicketCreate) -> Any:
-    """受理 the ticket, or create and close it at once (即办) when an answer was given on the spot."""
+    """受理 the ticket, or create and close it at once (即办) when an answer was given on the spot. A grid
+    worker's ticket records its grid (网格), so the worker can follow it."""
     fields = body.model_dump(exclude={"answer"})
+    if call.role == Role.GRID:
+        fields["grid"] = call.user.grid
     settings = settings_of(call.app)
     async with call.db() as db:
         with field_errors():

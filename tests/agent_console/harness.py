@@ -30,8 +30,12 @@ def password_of(username: str) -> str:
     return f"pw-{username}-2024!"
 
 
-def console_settings(settings: Settings, **console: Any) -> Settings:
-    return settings.model_copy(update={"console": settings.console.model_copy(update=FAST_ARGON2 | console)})
+def console_settings(settings: Settings, *, warm_cockpit: bool = False, **console: Any) -> Settings:
+    """Fast password hashing; the cockpit's panels computed on request (tests seed data after start-up) unless
+    ``warm_cockpit``."""
+    return settings.model_copy(update={
+        "console": settings.console.model_copy(update=FAST_ARGON2 | console),
+        "cockpit": settings.cockpit.model_copy(update={"warm_up": warm_cockpit})})
 
 
 class SteppingClock:
@@ -48,11 +52,13 @@ class SteppingClock:
 
 
 class Browser:
-    """One user agent with its own cookie jar, talking HTTP to the test server (redirects not followed)."""
+    """One user agent with its own cookie jar, talking HTTP to the test server (redirects not followed), from
+    ``source`` (another loopback address, e.g. ``127.0.0.7``, to stand for another machine) if given."""
 
-    def __init__(self, server: TestServer) -> None:
+    def __init__(self, server: TestServer, source: str | None = None) -> None:
         self.server = server
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        connector = aiohttp.TCPConnector(local_addr=(source, 0)) if source else None
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), connector=connector)
 
     def url(self, path: str) -> str:
         return str(self.server.make_url(path))
@@ -103,8 +109,8 @@ class Console:
     def app(self) -> Any:
         return self.server.app
 
-    def browser(self) -> Browser:
-        b = Browser(self.server)
+    def browser(self, source: str | None = None) -> Browser:
+        b = Browser(self.server, source)
         self.browsers.append(b)
         return b
 

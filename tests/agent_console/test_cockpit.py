@@ -7,13 +7,16 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_console.geo import LayoutError, layout_path, load_layout
-from agent_console.views.cockpit import QueueSnapshot, TtlCache, snapshot_of
-from config import load_settings
+from agent_console.views.cockpit import COCKPIT, QueueSnapshot, snapshot_of
+from agent_console.views.cockpit_panels import PANELS, TtlCache
+from config import Settings, load_settings
 from ivr.state import Call, HotlineState, Member
-from tests.agent_console.harness import Browser, Console
-from tests.agent_console.seed_cockpit import NOW, move_console_to, seed_cockpit
+from tests.agent_console.harness import Browser, Console, console_settings, start_console, stop_console
+from tests.agent_console.seed_cockpit import AGENT, NOW, draft, move_console_to, seed_cockpit
+from tickets.services import create_ticket
 
 
 @pytest.fixture
@@ -161,6 +164,32 @@ async def test_cache_serves_the_stale_value_while_it_refreshes() -> None:
         await refreshed.wait()
     assert await cache.get("k", compute) == 2
     await cache.close()
+
+
+async def test_the_warmer_computes_every_panel_before_a_leader_asks_and_keeps_today_fresh(
+        settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """With ``warm_up`` the console computes every panel and period in the background: a leader's first request
+    finds them computed, and today's counts follow new tickets within ``live_ttl_s`` without anyone asking."""
+    await seed_cockpit(sessionmaker)
+    live = settings.model_copy(update={"cockpit": settings.cockpit.model_copy(update={"live_ttl_s": 1})})
+    console = await start_console(console_settings(live, warm_cockpit=True), sessionmaker)
+    try:
+        move_console_to(console, NOW)
+        cockpit = console.app[COCKPIT]
+        async with asyncio.timeout(20):
+            await cockpit.next_round()
+            await cockpit.next_round()  # one whole round at NOW
+        assert all(cockpit.is_cached(name, console.clock(), period)
+                   for name, p in PANELS.items() for period in p.periods)
+        leader = await console.logged_in("leader")
+        assert (await get(leader, "/api/v1/cockpit/today"))["received"] == 3
+        async with sessionmaker() as db:
+            await create_ticket(db, draft("东岗街道路灯不亮", "13900001111", kind="求助"), AGENT, now=NOW)
+        async with asyncio.timeout(20):
+            while (await get(leader, "/api/v1/cockpit/today"))["received"] != 4:
+                await cockpit.next_round()
+    finally:
+        await stop_console(console)
 
 
 def test_a_city_layout_is_checked_when_loaded(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -87,6 +87,26 @@ async def test_abuse_limit_per_address(desk: Console) -> None:
     assert status == 201
 
 
+async def test_abuse_limit_per_phone_whatever_the_address(desk: Console) -> None:
+    """One number submitting from many machines is refused past the limit; other numbers are not."""
+    limit = desk.settings.console.public_rate_per_minute
+    phone = "13700009999"
+    for n in range(limit):
+        status, _ = await submit(desk.browser(f"127.0.0.{10 + n}"), SUBMISSION | {"caller_phone": phone,
+                                                                                  "content": f"第{n}次：路灯不亮"})
+        assert status == 201
+    elsewhere = desk.browser("127.0.0.200")
+    status, body = await submit(elsewhere, SUBMISSION | {"caller_phone": phone, "content": "又一次：路灯不亮"})
+    assert status == 429 and body["error"]["message"] == "请求过于频繁，请一分钟后再试"
+    status, _ = await submit(elsewhere, SUBMISSION | {"caller_phone": "13700008888"})
+    assert status == 201  # the address itself is not over its limit
+    listed = await json_of(await desk.logged_in("dispatcher"), "GET", f"/api/v1/console/tickets?phone={phone}")
+    assert len(listed["tickets"]) == limit  # the refused one was not filed
+    desk.clock.advance(61)  # a new minute: allowed again
+    status, _ = await submit(desk.browser("127.0.0.201"), SUBMISSION | {"caller_phone": phone, "content": "新的一分钟"})
+    assert status == 201
+
+
 async def test_bad_input_is_422_with_the_field_and_nothing_is_filed(desk: Console) -> None:
     citizen = desk.browser()
     status, body = await submit(citizen, SUBMISSION | {"content": "长" * 4001})

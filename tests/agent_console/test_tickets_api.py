@@ -117,6 +117,40 @@ async def test_a_handler_never_sees_another_departments_ticket_on_any_route(desk
     assert unchanged["state"] == "dispatched" and unchanged["version"] == theirs["version"]
 
 
+async def test_a_grid_worker_files_and_follows_only_its_own_grids_tickets(desk: Console) -> None:
+    """网格员: the ticket it files records its grid; it lists and opens that grid's tickets and nothing else (404
+    on every ticket route, as for a ticket that does not exist); the loop's actions are not its."""
+    await desk.add_user("grid_b", Role.GRID, grid="拱星墩街道第一网格")
+    grid, grid_b, agent = [await desk.logged_in(u) for u in ("grid", "grid_b", "agent")]
+    mine = await json_of(grid, "POST", "/api/v1/console/tickets",
+                         draft(channel="grid", content="东岗街道幸福小区井盖缺失"), status=201)
+    theirs = await json_of(grid_b, "POST", "/api/v1/console/tickets", draft(channel="grid"), status=201)
+    by_phone = await json_of(agent, "POST", "/api/v1/console/tickets", draft(), status=201)
+    assert mine["grid"] == "东岗街道第三网格"  # the worker's own grid
+    assert (theirs["grid"], by_phone["grid"]) == ("拱星墩街道第一网格", None)
+    listed = await json_of(grid, "GET", "/api/v1/console/tickets")
+    assert [t["ticket_no"] for t in listed["tickets"]] == [mine["ticket_no"]]
+    assert listed["tickets"][0]["caller_phone"] == "138****5678"
+    assert (await json_of(grid, "GET", f"/api/v1/console/tickets/{mine['ticket_no']}"))["state"] == "accepted"
+    routes = [r for r in RouteRegistry.of(FEATURES).routes
+              if "{ticket_no}" in r.path and not r.public and r.allows(Role.GRID)]
+    assert len(routes) >= 4
+    for other in (theirs, by_phone):
+        for route in routes:
+            path = route.path.replace("{ticket_no}", other["ticket_no"]).replace("{attachment_id}", "1")
+            kw: dict = {}
+            if route.method != "GET":
+                kw = {"headers": {"X-CSRF-Token": await grid.csrf()}}
+                kw["json" if route.kind == "api" else "data"] = {"action": "review",
+                                                                 "expected_version": other["version"]}
+            resp = await grid.request(route.method, path, **kw)
+            assert resp.status == 404, f"{route.method} {path}: {resp.status}"
+            assert "幸福小区" not in await resp.text()
+    await act(grid, mine, "review", status=403)
+    dispatcher = await desk.logged_in("dispatcher")
+    assert (await json_of(dispatcher, "GET", f"/api/v1/console/tickets/{mine['ticket_no']}"))["version"] == 1
+
+
 async def test_views_of_a_ticket_are_audited(desk: Console) -> None:
     t = await dispatched_ticket(desk)
     leader = await desk.logged_in("leader")

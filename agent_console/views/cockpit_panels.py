@@ -1,0 +1,461 @@
+"""The leader cockpit's panels (领导驾驶舱) as computations that need no request, their cache, and the warmer.
+
+Each panel is a function of a :class:`PanelSource` (database, settings, district layout), the time and, for
+some, a period. :class:`Cockpit` serves them from two caches — today's counts and the warnings for
+``[cockpit] live_ttl_s`` seconds, the panels over long periods for ``cache_ttl_s`` — keyed by panel, period
+and local day, so a new day (or a moved clock) never reuses yesterday's figures. With ``warm_up`` on,
+:meth:`Cockpit.keep_warm` (an aiohttp cleanup context) computes every panel when the console starts and
+recomputes each shortly before it expires, so a leader's page is always served from memory: no request
+waits for a computation and a wall of cockpit screens costs the database one computation per panel and
+period. Every figure is city-wide and aggregated in SQL (``tickets.metrics``, ``tickets.dashboard``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agent_console.geo import DistrictLayout
+from agent_console.schemas import Model
+from config import Settings
+from tickets import dashboard, hot_topics
+from tickets.metrics import metrics
+
+log = logging.getLogger(__name__)
+Period = Literal["today", "week", "month", "30d"]
+PERIOD_LABELS: dict[str, str] = {"today": "今日", "week": "本周", "month": "本月", "30d": "近30天"}
+
+
+# --- the cache ------------------------------------------------------------------------------------------------
+
+
+class TtlCache:
+    """Values recomputed at most once per ``ttl_s`` per key. Only the very first ask waits for the computation
+    (concurrent first askers share it); later, a stale value is served at once while it is recomputed in the
+    background, so no page waits on an expired cache. :meth:`warm` computes a value ahead of any ask. Values
+    expired for longer than ``ttl_s`` are dropped (keys name a day: yesterday's go)."""
+
+    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._values: dict[Any, tuple[float, Any]] = {}
+        self._locks: dict[Any, asyncio.Lock] = {}
+        self._refreshing: dict[Any, asyncio.Task[None]] = {}
+
+    async def get(self, key: Any, compute: Callable[[], Awaitable[Any]]) -> Any:
+        hit = self._values.get(key)
+        if hit is None:
+            async with self._locks.setdefault(key, asyncio.Lock()):
+                if key not in self._values:
+                    await self._store(key, compute)
+            return self._values[key][1]
+        if hit[0] <= self.clock() and key not in self._refreshing:
+            task = asyncio.create_task(self._refresh(key, compute), name=f"cockpit-refresh-{key}")
+            self._refreshing[key] = task
+        return hit[1]
+
+    async def warm(self, key: Any, compute: Callable[[], Awaitable[Any]], *, margin_s: float) -> bool:
+        """Compute the value now if it is missing or expires within ``margin_s``; whether it was computed."""
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            hit = self._values.get(key)
+            if hit is not None and hit[0] - self.clock() > margin_s:
+                return False
+            await self._store(key, compute)
+            return True
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._values
+
+    async def _store(self, key: Any, compute: Callable[[], Awaitable[Any]]) -> None:
+        value = await compute()
+        now = self.clock()
+        self._values[key] = (now + self.ttl_s, value)
+        for old in [k for k, (expires, _) in self._values.items() if expires + self.ttl_s < now]:
+            if old not in self._refreshing:
+                del self._values[old]
+
+    async def _refresh(self, key: Any, compute: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await self._store(key, compute)
+        except Exception:
+            log.exception("驾驶舱数据刷新失败（%s），继续显示上次的结果", key)
+        finally:
+            self._refreshing.pop(key, None)
+
+    async def close(self) -> None:
+        """Stop background refreshes."""
+        for task in list(self._refreshing.values()):
+            task.cancel()
+        await asyncio.gather(*self._refreshing.values(), return_exceptions=True)
+
+
+# --- periods --------------------------------------------------------------------------------------------------
+
+
+def _midnight(day: date, tz: ZoneInfo) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=tz)
+
+
+def period_range(period: str, now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """``[start, now)`` of a named period in local time (the week starts on Monday)."""
+    today = now.astimezone(tz).date()
+    first = {"today": today, "week": today - timedelta(days=today.weekday()), "month": today.replace(day=1),
+             "30d": today - timedelta(days=29)}[period]
+    return _midnight(first, tz), now
+
+
+class Span(Model):
+    """The period a panel covers: ``[start, end)``."""
+
+    start: datetime
+    end: datetime
+    label: str
+
+
+@dataclass(frozen=True)
+class PanelSource:
+    """What every panel computation reads from."""
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+    settings: Settings
+    layout: DistrictLayout
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.settings.timezone)
+
+    def db(self) -> AsyncSession:
+        return self.sessionmaker()
+
+
+# --- panels ---------------------------------------------------------------------------------------------------
+
+
+class TodayOut(Model):
+    day: date
+    received: int = Field(description="今日受理")
+    instant: int = Field(description="今日即办")
+    closed: int = Field(description="今日受理且已办结")
+    instant_rate: float | None
+    open: int = Field(description="在办工单（全部）")
+    overdue: int = Field(description="超期在办（全部）")
+
+
+async def today_panel(src: PanelSource, now: datetime, _period: Period | None = None) -> TodayOut:
+    start, end = period_range("today", now, src.tz)
+    async with src.db() as db:
+        m = (await metrics(db, start, end, now=now, settings=src.settings))["total"]
+        b = await dashboard.backlog(db, now)
+    return TodayOut(day=start.date(), received=m["received"], instant=m["instant"], closed=m["closed"],
+                    instant_rate=m["instant_rate"], open=b.open, overdue=b.overdue)
+
+
+class DayOut(Model):
+    day: date
+    received: int
+    closed: int = Field(description="当日受理且已办结")
+
+
+class TrendOut(Model):
+    span: Span
+    days: list[DayOut]
+
+
+async def trend_panel(src: PanelSource, now: datetime, _period: Period | None = None) -> TrendOut:
+    tz = src.tz
+    today = now.astimezone(tz).date()
+    days = src.settings.cockpit.trend_days
+    start, end = _midnight(today - timedelta(days=days - 1), tz), _midnight(today + timedelta(days=1), tz)
+    async with src.db() as db:
+        rows = await dashboard.daily_counts(db, start, end, tz)
+    return TrendOut(span=Span(start=start, end=end, label=f"近{days}天"),
+                    days=[DayOut(day=r.day, received=r.received, closed=r.closed) for r in rows])
+
+
+class CategoryOut(Model):
+    name: str
+    received: int
+    closed: int
+    closure_rate: float | None
+
+
+class CategoriesOut(Model):
+    span: Span
+    categories: list[CategoryOut]
+
+
+async def categories_panel(src: PanelSource, now: datetime, period: Period | None = "month") -> CategoriesOut:
+    period = period or "month"
+    start, end = period_range(period, now, src.tz)
+    async with src.db() as db:
+        m = await metrics(db, start, end, by="category", now=now, settings=src.settings)
+    return CategoriesOut(span=Span(start=start, end=end, label=PERIOD_LABELS[period]),
+                         categories=[CategoryOut(name=g["label"], received=g["received"], closed=g["closed"],
+                                                 closure_rate=g["closure_rate"]) for g in m["groups"]])
+
+
+class DepartmentOut(Model):
+    code: str
+    name: str
+    received: int
+    closed: int
+    response_rate: float | None = Field(description="响应率（按时签收）")
+    closure_rate: float | None = Field(description="办结率")
+    on_time_rate: float | None = Field(description="按期办结率")
+    satisfaction_rate: float | None = Field(description="满意率")
+    composite: float | None = Field(description="综合得分：三率平均（缺项不计）")
+
+
+class DepartmentsOut(Model):
+    span: Span
+    departments: list[DepartmentOut] = Field(description="按综合得分从高到低")
+
+
+def composite(*rates: float | None) -> float | None:
+    known = [r for r in rates if r is not None]
+    return round(sum(known) / len(known), 4) if known else None
+
+
+def ranking(groups: list[dict[str, Any]]) -> list[DepartmentOut]:
+    """Departments (not the undispatched group) by composite score, best first."""
+    out = [DepartmentOut(code=g["key"], name=g["label"], received=g["received"], closed=g["closed"],
+                         response_rate=g["response_rate"], closure_rate=g["closure_rate"],
+                         on_time_rate=g["on_time_rate"], satisfaction_rate=g["satisfaction_rate"],
+                         composite=composite(g["response_rate"], g["closure_rate"], g["satisfaction_rate"]))
+           for g in groups if g["key"] is not None]
+    out.sort(key=lambda d: (d.composite is None, -(d.composite or 0), -d.received, d.code))
+    return out
+
+
+async def departments_panel(src: PanelSource, now: datetime, period: Period | None = "month") -> DepartmentsOut:
+    period = period or "month"
+    start, end = period_range(period, now, src.tz)
+    async with src.db() as db:
+        m = await metrics(db, start, end, by="department", now=now, settings=src.settings)
+    return DepartmentsOut(span=Span(start=start, end=end, label=PERIOD_LABELS[period]),
+                          departments=ranking(m["groups"]))
+
+
+class TopicOut(Model):
+    keyword: str
+    weight: float
+    tickets: int
+
+
+class HotTopicsOut(Model):
+    span: Span
+    tickets_read: int = Field(description="参与分析的最新工单数")
+    topics: list[TopicOut]
+
+
+async def hot_topics_panel(src: PanelSource, now: datetime, _period: Period | None = None) -> HotTopicsOut:
+    cfg = src.settings.cockpit
+    start = now - timedelta(days=cfg.hot_topics_days)
+    async with src.db() as db:
+        found = await hot_topics.hot_topics(db, start, now, count=cfg.hot_topics_count, sample=cfg.hot_topics_sample)
+    return HotTopicsOut(span=Span(start=start, end=now, label=f"近{cfg.hot_topics_days}天"),
+                        tickets_read=found.tickets_read,
+                        topics=[TopicOut(keyword=t.keyword, weight=t.weight, tickets=t.tickets) for t in found.topics])
+
+
+class ProblemOut(Model):
+    category: str
+    tickets: int
+    repeats: int = Field(description="其中重复件")
+    repeat_rate: float
+    keywords: list[str]
+
+
+class ProblemsOut(Model):
+    span: Span
+    problems: list[ProblemOut] = Field(description="本月工单最多的诉求分类（每月一题候选）")
+
+
+async def frequent_problems_panel(src: PanelSource, now: datetime, _period: Period | None = None) -> ProblemsOut:
+    start, end = period_range("month", now, src.tz)
+    async with src.db() as db:
+        found = await hot_topics.frequent_problems(db, start, end)
+    return ProblemsOut(span=Span(start=start, end=end, label="本月"), problems=[
+        ProblemOut(category=p.category, tickets=p.tickets, repeats=p.repeats, repeat_rate=round(p.repeat_rate, 4),
+                   keywords=[k.keyword for k in p.keywords]) for p in found])
+
+
+class StreetHeat(Model):
+    name: str
+    cell: tuple[int, int]
+    tickets: int
+
+
+class DistrictHeat(Model):
+    name: str
+    tickets: int = Field(description="该区县全部工单（含未填或未知街道）")
+    streets: list[StreetHeat]
+
+
+class HeatmapOut(Model):
+    span: Span
+    city: str
+    columns: int
+    rows: int
+    districts: list[DistrictHeat]
+    unplaced: int = Field(description="未填区县或区县不在布局中的工单")
+
+
+def heatmap(layout: DistrictLayout, counts: list[dashboard.PlaceCount], span: Span) -> HeatmapOut:
+    """The layout with each district's and street's ticket count."""
+    by_place = {(c.district, c.street): c.tickets for c in counts}
+    by_district: dict[str | None, int] = {}
+    for c in counts:
+        by_district[c.district] = by_district.get(c.district, 0) + c.tickets
+    districts = [DistrictHeat(name=d.name, tickets=by_district.get(d.name, 0),
+                              streets=[StreetHeat(name=s.name, cell=s.cell, tickets=by_place.get((d.name, s.name), 0))
+                                       for s in d.streets])
+                 for d in layout.districts]
+    known = {d.name for d in layout.districts}
+    unplaced = sum(n for d, n in by_district.items() if d not in known)
+    return HeatmapOut(span=span, city=layout.city, columns=layout.columns, rows=layout.rows, districts=districts,
+                      unplaced=unplaced)
+
+
+async def heatmap_panel(src: PanelSource, now: datetime, period: Period | None = "month") -> HeatmapOut:
+    period = period or "month"
+    start, end = period_range(period, now, src.tz)
+    async with src.db() as db:
+        counts = await dashboard.place_counts(db, start, end)
+    return heatmap(src.layout, counts, Span(start=start, end=end, label=PERIOD_LABELS[period]))
+
+
+class WarningOut(Model):
+    ticket_no: str
+    level: Literal["red", "yellow"]
+    reason: str
+    reason_label: str
+    raised_at: datetime
+    deadline: datetime | None
+    department: str | None
+    category: str | None
+    summary: str
+
+
+class WarningsOut(Model):
+    red: int = Field(description="红牌（未解除）")
+    yellow: int = Field(description="黄牌（未解除）")
+    items: list[WarningOut]
+
+
+async def warnings_panel(src: PanelSource, _now: datetime, _period: Period | None = None) -> WarningsOut:
+    async with src.db() as db:
+        counts = await dashboard.warning_counts(db)
+        items = await dashboard.open_warnings(db, limit=src.settings.cockpit.warnings_listed)
+    return WarningsOut(red=counts["red"], yellow=counts["yellow"], items=[
+        WarningOut(ticket_no=w.ticket_no, level=w.level, reason=w.reason, reason_label=w.reason_label,  # type: ignore[arg-type]
+                   raised_at=w.raised_at, deadline=w.deadline, department=w.department, category=w.category,
+                   summary=w.summary) for w in items])
+
+
+# --- the cockpit: cached panels, kept warm ---------------------------------------------------------------------
+
+PanelCompute = Callable[[PanelSource, datetime, Any], Awaitable[Model]]
+ALL_PERIODS: tuple[Period, ...] = ("today", "week", "month", "30d")
+
+
+@dataclass(frozen=True)
+class Panel:
+    compute: PanelCompute
+    live: bool = False  # today's figures: the short time-to-live
+    periods: tuple[Period | None, ...] = (None,)
+
+
+PANELS: dict[str, Panel] = {
+    "today": Panel(today_panel, live=True),
+    "warnings": Panel(warnings_panel, live=True),
+    "trend": Panel(trend_panel),
+    "categories": Panel(categories_panel, periods=ALL_PERIODS),
+    "departments": Panel(departments_panel, periods=ALL_PERIODS),
+    "heatmap": Panel(heatmap_panel, periods=ALL_PERIODS),
+    "hot_topics": Panel(hot_topics_panel),
+    "frequent_problems": Panel(frequent_problems_panel),
+}
+
+
+class Cockpit:
+    """The panels served from their caches (see the module docstring)."""
+
+    def __init__(self, source: PanelSource, clock: Callable[[], datetime], *,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        cfg = source.settings.cockpit
+        self.source, self.clock = source, clock
+        self.live = TtlCache(cfg.live_ttl_s, monotonic)
+        self.slow = TtlCache(cfg.cache_ttl_s, monotonic)
+        # A round recomputes what would expire before the round after next: requests never meet an expired value
+        # (as long as a computation takes less than a round), and each value is recomputed about once per TTL.
+        self.interval_s = min(cfg.live_ttl_s, cfg.cache_ttl_s) / 4
+        self.rounds = 0
+        self._round_done = asyncio.Condition()
+
+    def _cache(self, name: str) -> TtlCache:
+        return self.live if PANELS[name].live else self.slow
+
+    def _key(self, name: str, now: datetime, period: Period | None) -> tuple[str, str | None, date]:
+        return name, period, now.astimezone(self.source.tz).date()
+
+    def _compute(self, name: str, now: datetime, period: Period | None) -> Callable[[], Awaitable[Model]]:
+        return lambda: PANELS[name].compute(self.source, now, period)
+
+    async def get(self, name: str, now: datetime, period: Period | None = None) -> Any:
+        """A panel's figures for ``now`` (cached)."""
+        return await self._cache(name).get(self._key(name, now, period), self._compute(name, now, period))
+
+    def is_cached(self, name: str, now: datetime, period: Period | None = None) -> bool:
+        return self._key(name, now, period) in self._cache(name)
+
+    async def warm(self) -> int:
+        """Compute every panel and period that is missing or expires before the next round; how many were."""
+        now, computed = self.clock(), 0
+        for name, panel in PANELS.items():
+            for period in panel.periods:
+                try:
+                    computed += await self._cache(name).warm(self._key(name, now, period),
+                                                             self._compute(name, now, period),
+                                                             margin_s=self.interval_s * 1.5)
+                except Exception:
+                    log.exception("驾驶舱预计算失败（%s %s），请求时再计算", name, period or "")
+        return computed
+
+    async def next_round(self) -> int:
+        """Wait for the warmer's next completed round; the number of rounds done so far."""
+        async with self._round_done:
+            await self._round_done.wait()
+            return self.rounds
+
+    async def _keep_warm(self) -> None:
+        while True:
+            await self.warm()
+            self.rounds += 1
+            async with self._round_done:
+                self._round_done.notify_all()
+            await asyncio.sleep(self.interval_s)
+
+    async def keep_warm(self, _app: web.Application) -> AsyncIterator[None]:
+        """aiohttp cleanup context: warm the caches while the app runs (if ``[cockpit] warm_up``)."""
+        task = None
+        if self.source.settings.cockpit.warm_up:
+            task = asyncio.create_task(self._keep_warm(), name="cockpit-warmer")
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.live.close()
+        await self.slow.close()
