@@ -51,9 +51,10 @@ BOT_ACTOR = tickets.Actor(name="语音机器人", role="bot")
 
 
 def live_settings(settings: Settings) -> Settings:
-    """The recogniser settings for live calls: the bot's beam width and end-of-utterance pause."""
+    """The recogniser settings for live calls: the bot's beam width, end-of-utterance and speculative pauses."""
     a = settings.asr
-    asr = a.model_copy(update={"beam_size": a.bot_beam_size, "vad_min_silence_ms": a.bot_vad_min_silence_ms})
+    asr = a.model_copy(update={"beam_size": a.bot_beam_size, "vad_min_silence_ms": a.bot_vad_min_silence_ms,
+                               "vad_speculative_ms": a.bot_vad_speculative_ms})
     return settings.model_copy(update={"asr": asr})
 
 

@@ -11,7 +11,11 @@ silence outright, which keeps Whisper from hallucinating text on them.
 
 :class:`Endpointer` turns the probabilities into utterances: :class:`Started` as soon as speech has lasted
 ``start_ms`` (barge-in, 打断), :class:`Ended` with the padded audio once ``min_silence_ms`` of silence follows,
-or :class:`Dropped` when the burst was too short to be speech.
+or :class:`Dropped` when the burst was too short to be speech. With ``speculative_ms`` set (shorter than
+``min_silence_ms``), a shorter pause first gives :class:`Paused` with the audio the utterance would have if it
+ended there, so its decoding can start early; :class:`Resumed` follows if the caller speaks on. The
+:class:`Ended` of the same pause has the same ``start`` and ``speech_end`` (its audio may hold more of the trailing
+silence when ``speculative_ms`` < ``pad_ms``).
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ class VadParams:
     min_speech_ms: int = 200
     pad_ms: int = 200
     max_utterance_s: float = 20.0
+    speculative_ms: int = 0  # 0 = no Paused events
+
 
     @classmethod
     def from_settings(cls, a: AsrSettings) -> VadParams:
@@ -74,6 +80,7 @@ class VadParams:
             min_speech_ms=a.vad_min_speech_ms,
             pad_ms=a.vad_pad_ms,
             max_utterance_s=a.max_utterance_s,
+            speculative_ms=a.vad_speculative_ms,
         )
 
 
@@ -87,6 +94,22 @@ class Ended:
     start: int  # padded bounds, 16 kHz stream positions
     end: int
     audio: np.ndarray  # float32 16 kHz samples start:end
+    speech_end: int  # where the speech stopped (end without the trailing pad)
+
+
+@dataclass(frozen=True)
+class Paused:
+    """A short pause inside an utterance: what :class:`Ended` would carry if the pause lasts (投机解码)."""
+
+    start: int
+    end: int
+    audio: np.ndarray
+    speech_end: int
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """Speech again after :class:`Paused`: that guess is stale."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +117,7 @@ class Dropped:
     """A burst that set off :class:`Started` but was too short to be speech."""
 
 
-VadEvent = Started | Ended | Dropped
+VadEvent = Started | Ended | Dropped | Paused | Resumed
 
 
 class Endpointer:
@@ -107,6 +130,8 @@ class Endpointer:
         ms = VAD_RATE // 1000
         self._start_windows = max(1, -(-params.start_ms * ms // WINDOW))
         self._silence_windows = max(1, -(-params.min_silence_ms * ms // WINDOW))
+        early = -(-params.speculative_ms * ms // WINDOW)
+        self._paused_windows = early if 0 < early < self._silence_windows else 0
         self._pad = params.pad_ms * ms
         self._min_speech = params.min_speech_ms * ms
         self._max_utterance = int(params.max_utterance_s * VAD_RATE)
@@ -116,6 +141,7 @@ class Endpointer:
         self._run = 0  # consecutive speech windows while idle
         self._start: int | None = None  # stream position of the current utterance's speech start
         self._silence = 0  # trailing silent windows inside an utterance
+        self._paused = False  # Paused given for the current pause
 
     @property
     def in_speech(self) -> bool:
@@ -148,11 +174,20 @@ class Endpointer:
             return [Started(self._start)]
         if prob >= self.params.threshold:
             self._silence = 0
+            if self._paused:
+                self._paused = False
+                return [Resumed()]
         elif prob < self._neg or self._silence:
             self._silence += 1
         end = pos + WINDOW
         if self._silence >= self._silence_windows:
             return [self._close(end - self._silence * WINDOW, pad_end=True)]
+        speech_end = end - self._silence * WINDOW
+        long_enough = speech_end - self._start >= self._min_speech
+        if self._paused_windows and self._silence == self._paused_windows and long_enough:
+            self._paused = True
+            lo, hi = self._bounds(speech_end, pad_end=True)
+            return [Paused(lo, hi, self._audio[lo - self._offset : hi - self._offset].copy(), speech_end)]
         if end - self._start >= self._max_utterance:
             # Too long for one Whisper window: cut here and carry on as a new utterance.
             cut = self._close(end, pad_end=False)
@@ -163,14 +198,20 @@ class Endpointer:
     def _close(self, speech_end: int, *, pad_end: bool) -> VadEvent:
         start = self._start
         assert start is not None
-        self._start, self._run, self._silence = None, 0, 0
+        lo, hi = self._bounds(speech_end, pad_end=pad_end)
+        self._start, self._run, self._silence, self._paused = None, 0, 0, False
         if speech_end - start < self._min_speech:
             return Dropped()
-        lo = max(self._offset, start - self._pad)
-        hi = min(self._offset + len(self._audio), speech_end + (self._pad if pad_end else 0))
         audio = self._audio[lo - self._offset : hi - self._offset].copy()
         self._trim(hi)
-        return Ended(lo, hi, audio)
+        return Ended(lo, hi, audio, speech_end)
+
+    def _bounds(self, speech_end: int, *, pad_end: bool) -> tuple[int, int]:
+        """Stream positions of the current utterance's padded audio if its speech ended at ``speech_end``."""
+        assert self._start is not None
+        lo = max(self._offset, self._start - self._pad)
+        hi = min(self._offset + len(self._audio), speech_end + (self._pad if pad_end else 0))
+        return lo, hi
 
     def _trim(self, keep_from: int) -> None:
         drop = keep_from - self._offset

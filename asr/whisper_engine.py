@@ -1,65 +1,38 @@
-"""Whisper engine: Silero VAD cuts the call into utterances, faster-whisper decodes each one in the pool.
+"""Whisper engine: Silero VAD cuts the call into utterances, faster-whisper decodes each one on the decode threads.
 
 Whisper is not a streaming model, so this engine gives no Partial events: it reports SpeechStart as soon as the
 VAD has heard ``vad_start_ms`` of speech, and one Final per utterance once the caller pauses. Output is converted
-to Simplified Chinese with OpenCC (Whisper often writes traditional characters for Mandarin).
+to Simplified Chinese with OpenCC (Whisper often writes traditional characters for Mandarin). Decoding is fitted
+to the utterance's length and batched across calls (asr.whisper_decoder). With ``vad_speculative_ms`` set, the
+decode starts at a short pause and its text is kept if the pause becomes the end of the utterance (投机解码);
+if the caller speaks on, it is cancelled (or, when already running, ignored). Guesses are made only while no
+utterance waits for a decode thread: under load they would delay the calls whose caller has finished.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from faster_whisper import WhisperModel
-from opencc import OpenCC
 
 from asr.model_install import whisper_model_dir
 from asr.recognizer import AsrError, Event, Final, PcmInput, SpeechStart, pool_size
-from asr.vad import VAD_RATE, Dropped, Ended, Endpointer, Started, VadEvent, VadParams
+from asr.vad import VAD_RATE, Dropped, Ended, Endpointer, Paused, Resumed, Started, VadEvent, VadParams
+from asr.whisper_decoder import DecodeOptions, DecodeQueue, Transcript, WhisperDecoder
 from config import Settings
 
 log = logging.getLogger(__name__)
-FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    """How each utterance is decoded (see ``[asr]`` in config/hotline.toml)."""
-
-    beam_size: int = 5
-    initial_prompt: str = ""
-    hotwords: str = ""
-    temperature_fallback: bool = False
-
-    def kwargs(self) -> dict[str, object]:
-        return {
-            "language": "zh",
-            "beam_size": self.beam_size,
-            "temperature": list(FALLBACK_TEMPERATURES) if self.temperature_fallback else 0.0,
-            "condition_on_previous_text": False,
-            "initial_prompt": self.initial_prompt or None,
-            "hotwords": self.hotwords or None,
-            "without_timestamps": True,
-            "vad_filter": False,
-        }
-
-
-@dataclass(frozen=True)
-class Transcript:
-    text: str
-    confidence: float | None
 
 
 class WhisperEngine:
-    """One Whisper model and one decoding pool per process; ``engine(sample_rate)`` makes a call's session."""
+    """One Whisper model and its decode threads per process; ``engine(sample_rate)`` makes a call's session."""
 
     name = "whisper"
 
@@ -72,17 +45,18 @@ class WhisperEngine:
         compute_type: str,
         decode: DecodeOptions,
         vad: VadParams,
+        max_batch: int = 1,
     ) -> None:
         if not (model_dir / "model.bin").is_file():
             raise AsrError("asr.model_missing", f"Whisper 模型不存在：{model_dir}，请先运行 hotline asr install-model")
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every utterance at INFO
         self.decode_options = decode
         self.vad_params = vad
-        self._model = WhisperModel(
+        model = WhisperModel(
             str(model_dir), device="cpu", compute_type=compute_type, cpu_threads=cpu_threads, num_workers=workers
         )
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asr-whisper")
-        self._t2s = OpenCC("t2s")
+        self._decoder = WhisperDecoder(model, decode)
+        self._queue = DecodeQueue(self._decoder, workers=workers, max_batch=max_batch)
 
     @classmethod
     def from_settings(cls, settings: Settings, hotwords: Sequence[str] = ()) -> WhisperEngine:
@@ -92,34 +66,37 @@ class WhisperEngine:
             initial_prompt=a.initial_prompt,
             hotwords="、".join(dict.fromkeys(w.strip() for w in hotwords if w.strip())),
             temperature_fallback=a.temperature_fallback,
+            window_pad_s=a.whisper_window_pad_s,
         )
+        workers = pool_size(settings)
         return cls(
             whisper_model_dir(settings),
-            workers=pool_size(settings),
-            cpu_threads=a.whisper_cpu_threads or os.cpu_count() or 1,
+            workers=workers,
+            cpu_threads=a.whisper_cpu_threads or max(1, (os.cpu_count() or 1) // workers),
             compute_type=a.compute_type,
             decode=decode,
             vad=VadParams.from_settings(a),
+            max_batch=a.whisper_max_batch,
         )
 
     def __call__(self, sample_rate: int = 8000) -> WhisperSession:
         return WhisperSession(self, sample_rate)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._queue.close()
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
-        """Decode one utterance of 16 kHz float samples (blocking: runs on a pool thread)."""
-        segments, _info = self._model.transcribe(audio, **self.decode_options.kwargs())  # type: ignore[arg-type]
-        segments = list(segments)
-        text = self._t2s.convert("".join(s.text for s in segments).strip())
-        if not segments or not any(ch.isalnum() for ch in text):
-            return Transcript("", None)
-        confidence = math.exp(sum(s.avg_logprob for s in segments) / len(segments))
-        return Transcript(text, round(confidence, 3))
+        """Decode one utterance of 16 kHz float samples here and now (blocking; calls use :meth:`decode`)."""
+        return self._decoder.decode([audio])[0]
 
-    async def decode(self, audio: np.ndarray) -> Transcript:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self.transcribe, audio)
+    @property
+    def busy(self) -> bool:
+        """An utterance waits for a decode thread."""
+        return self._queue.waiting > 0
+
+    def decode(self, audio: np.ndarray) -> asyncio.Future[Transcript]:
+        """Queue one utterance for the decode threads; cancelling the future drops it if not yet taken."""
+        return asyncio.wrap_future(self._queue.submit(audio))
 
 
 @dataclass
@@ -127,10 +104,11 @@ class _Utterance:
     future: asyncio.Future[Transcript]
     start_s: float
     end_s: float
+    speech_end: int = 0  # VAD stream position where the speech stopped
 
 
 class WhisperSession:
-    """One call: VAD inline, decoding of finished utterances in the engine's pool (see asr.recognizer)."""
+    """One call: VAD inline, decoding of utterances on the engine's decode threads (see asr.recognizer)."""
 
     def __init__(self, engine: WhisperEngine, sample_rate: int) -> None:
         self._engine = engine
@@ -138,6 +116,7 @@ class WhisperSession:
         self.sample_rate = self._pcm.rate
         self._vad = Endpointer(engine.vad_params)
         self._pending: deque[_Utterance] = deque()
+        self._guess: _Utterance | None = None  # speculative decode started at a short pause
 
     async def feed(self, pcm: bytes) -> list[Event]:
         events = self._ready()
@@ -156,17 +135,40 @@ class WhisperSession:
         for ev in vad_events:
             if isinstance(ev, Started):
                 out.append(SpeechStart(round(ev.sample / VAD_RATE, 3)))
+            elif isinstance(ev, Paused):
+                self._drop_guess()
+                if self._engine.busy:
+                    continue
+                self._guess = _Utterance(self._engine.decode(ev.audio), ev.start / VAD_RATE, ev.end / VAD_RATE,
+                                         ev.speech_end)
             elif isinstance(ev, Ended):
-                future = asyncio.ensure_future(self._engine.decode(ev.audio))
-                self._pending.append(_Utterance(future, ev.start / VAD_RATE, ev.end / VAD_RATE))
-            else:
-                assert isinstance(ev, Dropped)
+                self._pending.append(self._take_guess(ev))
+            elif isinstance(ev, Resumed | Dropped):
+                self._drop_guess()
         return out
+
+    def _take_guess(self, ev: Ended) -> _Utterance:
+        """The speculative decode if it heard the same speech (only less of the trailing pause), else a new one."""
+        start_s, end_s = ev.start / VAD_RATE, ev.end / VAD_RATE
+        guess, self._guess = self._guess, None
+        if guess is not None and (guess.start_s, guess.speech_end) == (start_s, ev.speech_end):
+            guess.end_s = end_s
+            return guess
+        if guess is not None:
+            guess.future.cancel()
+        return _Utterance(self._engine.decode(ev.audio), start_s, end_s)
+
+    def _drop_guess(self) -> None:
+        if self._guess is not None:
+            self._guess.future.cancel()
+            self._guess = None
 
     def _ready(self) -> list[Event]:
         out: list[Event] = []
         while self._pending and self._pending[0].future.done():
             u = self._pending.popleft()
+            if u.future.cancelled():
+                continue
             try:
                 t = u.future.result()
             except Exception:

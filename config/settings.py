@@ -194,7 +194,7 @@ class AsrSettings(Section):
     vad_pad_ms: int = Field(200, ge=0)
     max_utterance_s: float = Field(20.0, gt=1, le=30)
     vad_speculative_ms: int = Field(0, ge=0)
-    whisper_window_pad_s: float = Field(3.0, ge=0, le=30)
+    whisper_window_pad_s: float = Field(5.0, ge=0, le=30)
     whisper_max_batch: int = Field(4, ge=1)
     audiosocket_host: str = "127.0.0.1"
     audiosocket_port: int = Field(19092, ge=1, le=65535)
@@ -206,7 +206,7 @@ class AsrSettings(Section):
     bot_prompts: str = "bot_prompts.toml"
     bot_beam_size: int = Field(1, ge=1)
     bot_vad_min_silence_ms: int = Field(400, ge=100)
-    bot_vad_speculative_ms: int = Field(200, ge=0)
+    bot_vad_speculative_ms: int = Field(120, ge=0)
     bot_hotwords_max: int = Field(30, ge=0)
     bot_silence_timeout_s: float = Field(8.0, gt=0)
     bot_max_silences: int = Field(2, ge=1)

@@ -10,7 +10,7 @@ from faster_whisper.vad import get_vad_model
 
 from asr.evaluate import read_wav
 from asr.recognizer import AsrError, PcmInput, make_recognizer_factory
-from asr.vad import WINDOW, Dropped, Ended, Endpointer, SileroStream, Started, VadParams
+from asr.vad import WINDOW, Dropped, Ended, Endpointer, Paused, Resumed, SileroStream, Started, VadParams
 from config import Settings
 
 RATE16 = 16000
@@ -75,6 +75,51 @@ def test_endpointer_cuts_speech_and_ignores_silence(shared_dir: Path) -> None:
     assert isinstance(first, Ended)
     assert 0.7 * RATE16 < first.start < 1.6 * RATE16
     assert len(first.audio) == first.end - first.start
+
+
+def speech_with_gaps(shared_dir: Path, *gaps_s: float) -> np.ndarray:
+    pcm, _ = read_wav(shared_dir / "speech" / "wav16k" / "BAC009S0724W0121.wav")
+    speech = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+    scored = np.flatnonzero(SileroStream().push(speech) >= 0.5)
+    speech = speech[scored[0] * WINDOW : (scored[-1] + 1) * WINDOW]  # the gaps are the test's own
+    parts = [np.zeros(RATE16, dtype=np.float32)]
+    for gap in gaps_s:
+        parts += [speech, np.zeros(int(gap * RATE16), dtype=np.float32)]
+    return np.concatenate(parts)
+
+
+def endpoint(audio: np.ndarray, params: VadParams) -> list[object]:
+    ep = Endpointer(params)
+    return [e for i in range(0, len(audio), 320) for e in ep.push(audio[i : i + 320])] + ep.finish()
+
+
+def test_a_short_pause_gives_the_utterance_early_and_the_end_confirms_it(shared_dir: Path) -> None:
+    events = endpoint(speech_with_gaps(shared_dir, 1.0), VadParams(min_silence_ms=400, speculative_ms=200))
+    ended = [e for e in events if isinstance(e, Ended)]
+    paused = [e for e in events if isinstance(e, Paused)]
+    assert len(ended) == 1 and paused
+    last = paused[-1]
+    assert events.index(last) < events.index(ended[0])
+    assert not [e for e in events[events.index(last):] if isinstance(e, Resumed)]
+    # the guess heard exactly the speech that was then ended: its decode can be kept
+    assert (last.start, last.speech_end) == (ended[0].start, ended[0].speech_end)
+    assert last.end <= ended[0].end and np.array_equal(last.audio, ended[0].audio[: len(last.audio)])
+
+
+def test_speech_after_a_short_pause_makes_the_guess_stale(shared_dir: Path) -> None:
+    # a 0.3 s pause inside the utterance: longer than the speculative pause, shorter than the end pause
+    events = endpoint(speech_with_gaps(shared_dir, 0.3, 1.0), VadParams(min_silence_ms=500, speculative_ms=200))
+    kinds = [type(e) for e in events if not isinstance(e, Dropped)]
+    assert kinds.count(Ended) == 1  # one utterance, not cut at the pause
+    first_resume = kinds.index(Resumed)
+    assert Paused in kinds[:first_resume] and kinds[-2:] == [Paused, Ended]
+    ended = next(e for e in events if isinstance(e, Ended))
+    assert len(ended.audio) > 2 * len(speech_with_gaps(shared_dir)) - RATE16  # both halves of the speech
+
+
+def test_no_guesses_without_a_speculative_pause(shared_dir: Path) -> None:
+    events = endpoint(speech_with_gaps(shared_dir, 0.3, 1.0), VadParams(min_silence_ms=500))
+    assert not [e for e in events if isinstance(e, Paused | Resumed)]
 
 
 def test_endpointer_hears_nothing_in_silence_or_white_noise() -> None:

@@ -1,0 +1,203 @@
+"""Whisper decoding fitted to short utterances and batched across calls (解码).
+
+faster-whisper pads every input to Whisper's 30 s window (3000 mel frames, ``pad_or_trim``) before the encoder,
+so a 4 s question costs as much as 30 s of speech. CTranslate2's Whisper encoder accepts fewer frames and its
+cost falls with them (measured: 3000 frames 0.62 s, 800 frames 0.06 s on 2 idle cores), so here an utterance is
+encoded with only ``window_pad_s`` of silence after it. The model must see silence after the speech to end its
+text: with under ~3 s it starts repeating itself. The silence is padded as Whisper was trained on it (that
+utterance's log-mel floor, its maximum − 8), not as faster-whisper's zeros, which measured worse on short windows.
+
+Utterances waiting at the same time are decoded as one batch (one encoder and one ``generate`` call). An output
+that looks wrong — gzip compression ratio above 2.4 (Whisper's own test for a repetition loop) or the token limit
+reached — and an uncertain one — no-speech probability above 0.6 or average log-probability below −1, the
+thresholds faster-whisper uses to drop silence and to retry — is decoded again by faster-whisper on the full 30 s
+window, which then decides as before (its silence test; temperature fallback when configured).
+``window_pad_s = 0`` decodes everything on the full window (the behaviour before this module).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import numpy as np
+from ctranslate2 import StorageView
+from faster_whisper import WhisperModel
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+from opencc import OpenCC
+
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+FULL_FRAMES = 3000  # Whisper's 30 s window in mel frames
+FRAMES_PER_S = 100
+MAX_COMPRESSION = 2.4  # above: a repetition loop (faster-whisper's compression_ratio_threshold)
+NO_SPEECH_PROB, LOW_LOGPROB = 0.6, -1.0  # either: perhaps no speech, or a poor guess (faster-whisper's thresholds)
+TOKENS_PER_S, TOKENS_MIN = 15, 16  # token budget of a fitted decode; fast Mandarin is ~6 characters a second
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How each utterance is decoded (see ``[asr]`` in config/hotline.toml)."""
+
+    beam_size: int = 5
+    initial_prompt: str = ""
+    hotwords: str = ""
+    temperature_fallback: bool = False
+    window_pad_s: float = 5.0  # silence after the speech in a fitted window; 0 = the full 30 s window
+
+    def kwargs(self) -> dict[str, object]:
+        """faster-whisper ``transcribe`` arguments for the full-window decode."""
+        return {
+            "language": "zh",
+            "beam_size": self.beam_size,
+            "temperature": list(FALLBACK_TEMPERATURES) if self.temperature_fallback else 0.0,
+            "condition_on_previous_text": False,
+            "initial_prompt": self.initial_prompt or None,
+            "hotwords": self.hotwords or None,
+            "without_timestamps": True,
+            "vad_filter": False,
+        }
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    confidence: float | None
+
+
+class WhisperDecoder:
+    """Decodes batches of utterances (16 kHz float samples, ≤ 30 s each); blocking, for the decode threads."""
+
+    def __init__(self, model: WhisperModel, options: DecodeOptions) -> None:
+        self.model = model
+        self.options = options
+        self._t2s = OpenCC("t2s")
+        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language="zh")
+        self._tokenizer = tokenizer
+        previous = tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
+        self._prompt = model.get_prompt(tokenizer, previous, without_timestamps=True,
+                                        hotwords=options.hotwords or None)
+        self._suppress = get_suppressed_tokens(tokenizer, [-1])
+
+    def decode(self, audios: list[np.ndarray]) -> list[Transcript]:
+        if self.options.window_pad_s <= 0:
+            return [self.full_window(a) for a in audios]
+        return [t if t is not None else self.full_window(a) for a, t in zip(audios, self.fitted(audios), strict=True)]
+
+    def full_window(self, audio: np.ndarray) -> Transcript:
+        """faster-whisper's own decode: the 30 s window, its temperature fallback and silence test."""
+        segments = list(self.model.transcribe(audio, **self.options.kwargs())[0])  # type: ignore[arg-type]
+        if not segments:
+            return Transcript("", None)
+        confidence = math.exp(sum(s.avg_logprob for s in segments) / len(segments))
+        return self._transcript("".join(s.text for s in segments), confidence)
+
+    def fitted(self, audios: list[np.ndarray]) -> list[Transcript | None]:
+        """One batch on windows fitted to the longest utterance; None where the full window must decide."""
+        features = [self._features(a) for a in audios]
+        frames = min(FULL_FRAMES, max(f.shape[-1] for f in features) + round(self.options.window_pad_s * FRAMES_PER_S))
+        batch = np.stack([_pad_with_floor(f, frames) for f in features])
+        encoded = self.model.model.encode(StorageView.from_array(np.ascontiguousarray(batch)))
+        longest_s = max(len(a) for a in audios) / self.model.feature_extractor.sampling_rate
+        budget = TOKENS_MIN + math.ceil(TOKENS_PER_S * longest_s)
+        results = self.model.model.generate(
+            encoded, [self._prompt] * len(audios), beam_size=self.options.beam_size,
+            max_length=min(self.model.max_length, len(self._prompt) + budget), return_scores=True,
+            return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
+        )
+        out: list[Transcript | None] = []
+        for result in results:
+            tokens = result.sequences_ids[0]
+            text = self._tokenizer.decode(tokens).strip()
+            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)  # as faster-whisper (length penalty 1)
+            suspect = result.no_speech_prob > NO_SPEECH_PROB or avg_logprob < LOW_LOGPROB
+            if suspect or len(tokens) >= budget or get_compression_ratio(text) > MAX_COMPRESSION:
+                out.append(None)
+            else:
+                out.append(self._transcript(text, math.exp(avg_logprob)))
+        return out
+
+    def _features(self, audio: np.ndarray) -> np.ndarray:
+        features = self.model.feature_extractor(audio)
+        return features[:, : min(FULL_FRAMES, features.shape[-1] - 1)]  # the last frame is STFT padding
+
+    def _transcript(self, text: str, confidence: float) -> Transcript:
+        text = self._t2s.convert(text.strip())
+        if not any(ch.isalnum() for ch in text):
+            return Transcript("", None)
+        return Transcript(text, round(confidence, 3))
+
+
+def _pad_with_floor(features: np.ndarray, frames: int) -> np.ndarray:
+    """``features`` followed by silence up to ``frames``: the normalised log-mel floor (max − 8, as Whisper)."""
+    floor = (float(features.max()) - 8.0 + 4.0) / 4.0
+    return np.pad(features, ((0, 0), (0, frames - features.shape[-1])), constant_values=floor).astype(np.float32)
+
+
+class DecodeQueue:
+    """Decode threads; each takes every waiting utterance (up to ``max_batch``) as one batch.
+
+    A job cancelled before a thread takes it is skipped (a stale speculative decode costs nothing then).
+    """
+
+    def __init__(self, decoder: WhisperDecoder, *, workers: int, max_batch: int) -> None:
+        self._decoder = decoder
+        self._max_batch = max_batch
+        self._jobs: deque[tuple[np.ndarray, Future[Transcript]]] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._threads = [threading.Thread(target=self._work, name=f"asr-whisper-{i}", daemon=True)
+                         for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    @property
+    def waiting(self) -> int:
+        """Utterances queued and not yet taken by a decode thread."""
+        return len(self._jobs)
+
+    def submit(self, audio: np.ndarray) -> Future[Transcript]:
+        future: Future[Transcript] = Future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("decode queue closed")
+            self._jobs.append((audio, future))
+            self._cond.notify()
+        return future
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            while self._jobs:
+                self._jobs.popleft()[1].cancel()
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join()  # a batch under way finishes first (CTranslate2 must not be torn down mid-call)
+
+    def _take(self) -> list[tuple[np.ndarray, Future[Transcript]]]:
+        with self._cond:
+            while not self._jobs and not self._closed:
+                self._cond.wait()
+            batch = []
+            while self._jobs and len(batch) < self._max_batch:
+                audio, future = self._jobs.popleft()
+                if future.set_running_or_notify_cancel():
+                    batch.append((audio, future))
+            return batch
+
+    def _work(self) -> None:
+        while not self._closed:
+            batch = self._take()
+            if not batch:
+                continue
+            try:
+                results = self._decoder.decode([audio for audio, _ in batch])
+            except Exception as exc:  # reported to every waiting session, which logs and drops the utterance
+                for _, future in batch:
+                    future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                future.set_result(result)
