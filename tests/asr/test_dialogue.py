@@ -26,7 +26,7 @@ from asr.audiosocket import FramePacer, Kind, audio_frame, encode
 from asr.audiosocket_client import AudioSocketClient
 from asr.bot import SpeechBot, build_bot, live_settings
 from asr.dialogue import BotOutcome
-from asr.evaluate import cer
+from asr.evaluate import cer, load_references
 from asr.model_install import install_whisper_model, whisper_model_dir
 from asr.whisper_engine import WhisperEngine
 from config import Settings
@@ -63,10 +63,7 @@ def whisper(bot_settings: Settings) -> Iterator[WhisperEngine]:
 @pytest.fixture(scope="module")
 def speech(shared_dir: Path) -> dict[str, tuple[bytes, str]]:
     """8 kHz slin and reference text of the utterances used here."""
-    lines = (shared_dir / "speech" / "transcripts.tsv").read_text(encoding="utf-8").splitlines()
-    header = lines[0].split("\t")
-    rows = [dict(zip(header, line.split("\t"), strict=False)) for line in lines[1:]]
-    refs = {r["utt_id"]: r["text_norm"] for r in rows}
+    refs = dict(load_references(shared_dir / "speech" / "transcripts.tsv"))
     folder = shared_dir / "speech" / "wav8k_telephone_sim"
     return {u: (audio.read_wav_slin8k(folder / f"{u}.wav"), refs[u]) for u in (KB_UTT, OTHER_UTT, MATTER_UTT)}
 

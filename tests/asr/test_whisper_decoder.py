@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from rapidfuzz import fuzz
 
-from asr.evaluate import cer, read_wav
+from asr.evaluate import cer, load_references, read_wav
 from asr.model_install import install_whisper_model, whisper_model_dir
 from asr.recognizer import Final, PcmInput
 from asr.vad import VAD_RATE, WINDOW, SileroStream
@@ -67,9 +67,7 @@ def engine(settings: Settings) -> Iterator[WhisperEngine]:
 
 @pytest.fixture(scope="module")
 def speech(shared_dir: Path) -> dict[str, tuple[bytes, str]]:
-    lines = (shared_dir / "speech" / "transcripts.tsv").read_text(encoding="utf-8").splitlines()
-    header = lines[0].split("\t")
-    refs = {r["utt_id"]: r["text_norm"] for r in (dict(zip(header, ln.split("\t"), strict=False)) for ln in lines[1:])}
+    refs = dict(load_references(shared_dir / "speech" / "transcripts.tsv"))
     folder = shared_dir / "speech" / "wav8k_telephone_sim"
     return {u: (read_wav(folder / f"{u}.wav")[0], refs[u]) for u in UTTERANCES}
 

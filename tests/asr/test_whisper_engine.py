@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asr.evaluate import edits, read_wav
+from asr.evaluate import edits, load_references, read_wav
 from asr.model_install import install_whisper_model, whisper_model_dir
 from asr.recognizer import AsrError, Event, Final, SpeechStart
 from asr.whisper_engine import WhisperEngine
@@ -37,10 +37,7 @@ def telephone(shared_dir: Path) -> Path:
 
 
 def references(shared_dir: Path) -> dict[str, str]:
-    lines = (shared_dir / "speech" / "transcripts.tsv").read_text(encoding="utf-8").splitlines()
-    header = lines[0].split("\t")
-    rows = [dict(zip(header, line.split("\t"), strict=False)) for line in lines[1:]]
-    return {r["utt_id"]: r["text_norm"] for r in rows}
+    return dict(load_references(shared_dir / "speech" / "transcripts.tsv"))
 
 
 @dataclass
