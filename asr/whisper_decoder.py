@@ -181,7 +181,7 @@ class DecodeQueue:
         with self._cond:
             while not self._jobs and not self._closed:
                 self._cond.wait()
-            batch = []
+            batch: list[tuple[np.ndarray, Future[Transcript]]] = []
             while self._jobs and len(batch) < self._max_batch:
                 audio, future = self._jobs.popleft()
                 if future.set_running_or_notify_cancel():

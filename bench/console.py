@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
+import os
 import random
 import re
 import time
@@ -70,6 +71,7 @@ BROWSER_CONNECTIONS = 6
 COCKPIT_PANELS = ("queue", "today", "trend", "categories?period=month", "hot-topics", "departments?period=month",
                   "heatmap?period=month", "warnings", "frequent-problems")
 SEARCH_WORD = "幸福小区"  # one of bench.tickets' places: in about an eighth of the contents
+LOAD_SAMPLE_S = 5.0  # how often the machine's load average is sampled while measuring
 PASSWORD = "bench-password-2024!"
 # Logging in is not measured: cheap password hashing keeps the setup of hundreds of accounts short.
 FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 64, "argon2_parallelism": 1}
@@ -272,6 +274,15 @@ def client_process(plan: ClientPlan) -> dict[str, Any]:
     return asyncio.run(measure(plan))
 
 
+async def sample_load_average(stop: asyncio.Event, samples: list[float]) -> None:
+    """The machine's 1-minute load average every LOAD_SAMPLE_S seconds until ``stop``: the machine may be shared,
+    and a load above the number of cores means the figures include waiting for another program's CPU."""
+    while not stop.is_set():
+        samples.append(os.getloadavg()[0])
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), LOAD_SAMPLE_S)
+
+
 async def panel_compute_ms(cockpit: Cockpit, repeat: int = 3) -> dict[str, dict[str, float]]:
     """What computing each panel (default period) costs, uncached: what a request waits for without the warmer."""
     now = cockpit.clock()
@@ -335,8 +346,15 @@ async def run(rows: int, sessions: int, rounds: int, cockpit_loads: int, think_s
         tickets = await _fresh_tickets(sm, settings, (sessions + 1) * rounds)
         plan = ClientPlan(base, names, tickets, gen.callers[0], rounds, cockpit_loads, think_s, started_at)
         print("setup done; measuring", flush=True)
+        stop_sampling, loads = asyncio.Event(), [os.getloadavg()[0]]
+        sampler = asyncio.create_task(sample_load_average(stop_sampling, loads))
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as clients:
             report |= await asyncio.get_running_loop().run_in_executor(clients, client_process, plan)
+        stop_sampling.set()
+        await sampler
+        report["load_average_while_measuring"] = {
+            "cores": os.cpu_count(), "samples": len(loads), "min": round(min(loads), 2),
+            "mean": round(sum(loads) / len(loads), 2), "max": round(max(loads), 2)}
         report["panel_compute"] = await panel_compute_ms(cockpit)
         ops = ("list", "search_text", "search_phone", "update")
         report["ratios_load_over_baseline_p95"] = {
@@ -410,10 +428,39 @@ def markdown(r: dict[str, Any]) -> str:
     for name, v in cock.items():
         if name.startswith(("panel ", "me ")):
             lines.append(f"| {name} | {v['p50_ms']} | {v['p95_ms']} |")
+    if "before" in r:
+        lines += before_after(r)
     if r["errors"]:
         lines += ["", "Errors: " + "; ".join(f"{k} ×{v}" for k, v in r["errors"].items())]
     lines.append("")
     return "\n".join(lines)
+
+
+def _load_line(r: dict[str, Any]) -> str:
+    la = r.get("load_average_while_measuring")
+    if la is None:
+        return "not recorded"
+    return f"{la['mean']} mean ({la['min']}–{la['max']}) on {la['cores']} cores"
+
+
+def before_after(r: dict[str, Any]) -> list[str]:
+    """The under-load figures beside those of the earlier run kept under ``before``."""
+    old = r["before"]
+    lines = ["", f"Compared with the earlier run of {old['started']} (load average while measuring: "
+             f"{_load_line(old)}; this run: {_load_line(r)}):", "",
+             "| request | before: 1 session p50 | now | before: under load p95 | now |", "|---|---|---|---|---|"]
+    for op in ("list", "search_text", "search_phone", "detail", "update"):
+        b0, u0 = old["baseline_one_session"].get(op, {}), old["under_load"].get(op, {})
+        b1, u1 = r["baseline_one_session"][op], r["under_load"][op]
+        lines.append(f"| {op} | {b0.get('p50_ms', '–')} | {b1['p50_ms']} | {u0.get('p95_ms', '–')} | {u1['p95_ms']} |")
+    return lines
+
+
+def earlier(path: Path) -> dict[str, Any]:
+    """The figures of an earlier console.json worth comparing with (not its own "before")."""
+    old = json.loads(path.read_text(encoding="utf-8"))
+    keep = ("started", "baseline_one_session", "under_load", "cockpit", "load_average_while_measuring", "notes")
+    return {k: old[k] for k in keep if k in old}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -425,8 +472,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--think-s", type=float, default=10.0,
                         help="mean pause between a session's requests under load (0: back to back)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for console.json and console.md")
+    parser.add_argument("--before", type=Path, help="an earlier console.json: its figures are kept under "
+                        '"before" and compared in console.md')
     args = parser.parse_args(argv)
+    before = earlier(args.before) if args.before else None
     report = asyncio.run(run(args.rows, args.sessions, args.rounds, args.cockpit_loads, args.think_s))
+    if before is not None:
+        report["before"] = before
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "console.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     (args.out / "console.md").write_text(markdown(report), encoding="utf-8")

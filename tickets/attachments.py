@@ -43,16 +43,17 @@ async def add_attachment(session: AsyncSession, ticket_no: str, actor: Actor, *,
     return row
 
 
-async def attachments_of(session: AsyncSession, ticket_no: str) -> list[TicketAttachment]:
-    """The ticket's attachments, oldest first."""
-    ticket = await get_ticket(session, ticket_no)
+async def attachments_of(session: AsyncSession, ticket: str | m.Ticket) -> list[TicketAttachment]:
+    """The attachments of a ticket (by number, or the ticket already loaded: not read again), oldest first."""
+    if isinstance(ticket, str):
+        ticket = await get_ticket(session, ticket, repeat_links=False)
     rows = await session.execute(
         select(TicketAttachment).where(TicketAttachment.ticket_id == ticket.id).order_by(TicketAttachment.id))
     return list(rows.scalars())
 
 
 async def get_attachment(session: AsyncSession, ticket_no: str, attachment_id: int) -> TicketAttachment:
-    ticket = await get_ticket(session, ticket_no)
+    ticket = await get_ticket(session, ticket_no, repeat_links=False)
     row = await session.get(TicketAttachment, attachment_id)
     if row is None or row.ticket_id != ticket.id:
         raise NotFound(f"工单 {ticket_no} 没有编号为 {attachment_id} 的附件")

@@ -83,7 +83,7 @@ def group_keys(dialect: str) -> dict[str, ColumnElement[Any]]:
     else:
         cut = func.instr(Ticket.category, SEPARATOR)
         category = func.nullif(case((cut > 0, func.substr(Ticket.category, 1, cut - 1)), else_=Ticket.category), "")
-    return {"department": Ticket.lead_department, "category": category, "area": Ticket.district}
+    return {"department": Ticket.lead_department.expression, "category": category, "area": Ticket.district.expression}
 
 
 def _seconds(a: Any, b: Any, dialect: str) -> ColumnElement[Any]:
@@ -112,7 +112,7 @@ def conditions(now: datetime | None) -> dict[str, ColumnElement[bool]]:
         "closed_on_time": closed & (Ticket.due_at.is_(None) | (Ticket.closed_at <= Ticket.due_at)),
         "instant": closed & Ticket.answer.is_not(None),
         "satisfied": Ticket.satisfaction.in_(SATISFIED),
-        "repeats": Ticket.is_repeat,
+        "repeats": Ticket.is_repeat.expression,
         "handled_closed": closed & Ticket.answer.is_(None),
     }
 

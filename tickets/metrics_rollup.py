@@ -14,14 +14,17 @@ bypassed the services, or a change of ``timezone`` (the day is the local date in
 from __future__ import annotations
 
 import time as clock
+import typing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ColumnElement,
+    CursorResult,
     Date,
     Select,
+    Table,
     case,
     cast,
     delete,
@@ -142,7 +145,7 @@ async def rebuild(session: AsyncSession, settings: Settings) -> dict[str, Any]:
     dialect = session.get_bind().dialect.name
     tz = ZoneInfo(settings.timezone)
     try:
-        table = Ticket.__table__
+        table = typing.cast(Table, Ticket.__table__)
         marked = await session.execute(update(table).where(~table.c.rolled_up, settled()).values(rolled_up=True))
         if dialect == "postgresql":  # settling transactions after this point wait, then add to the new rows
             await session.execute(text("LOCK TABLE ticket_metrics_daily IN SHARE ROW EXCLUSIVE MODE"))
@@ -152,7 +155,7 @@ async def rebuild(session: AsyncSession, settings: Settings) -> dict[str, Any]:
         rows = 0
         if first is not None:
             day = _local_day(dialect, tz, first, last)
-            for grouped in _per_grouping(dialect, day, Ticket.rolled_up, grouped=True):
+            for grouped in _per_grouping(dialect, day, Ticket.rolled_up.expression, grouped=True):
                 await session.execute(_insert(dialect, grouped, add=False))
             rows = (await session.execute(select(func.count()).select_from(TicketMetricsDaily))).scalar_one()
         await session.commit()
@@ -162,4 +165,5 @@ async def rebuild(session: AsyncSession, settings: Settings) -> dict[str, Any]:
     if dialect == "postgresql":  # fresh planner statistics: the live tickets are now a small set
         await session.execute(text("ANALYZE tickets, ticket_metrics_daily"))
         await session.commit()
-    return {"newly_settled": marked.rowcount, "rows": rows, "seconds": round(clock.perf_counter() - started, 3)}
+    settled_now = typing.cast(CursorResult[Any], marked).rowcount
+    return {"newly_settled": settled_now, "rows": rows, "seconds": round(clock.perf_counter() - started, 3)}

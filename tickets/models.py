@@ -90,9 +90,10 @@ class Ticket(Base):
     deadline_tier: Mapped[str] = mapped_column(String(32))
     due_at: Mapped[datetime | None] = mapped_column(AwareDateTime)  # 办理时限
     sign_for_due: Mapped[datetime | None] = mapped_column(AwareDateTime)  # 签收时限
-    state: Mapped[str] = mapped_column(String(16), index=True)
+    state: Mapped[str] = mapped_column(String(16))  # indexed first in ix_tickets_state_due_at
     dispatch_mode: Mapped[str | None] = mapped_column(String(16))  # direct 直派 / joint 双派 / first_receiver 首接负责
-    lead_department: Mapped[str | None] = mapped_column(ForeignKey("departments.code"), index=True)  # 主办单位
+    # 主办单位; indexed first in ix_tickets_lead_department_created_at
+    lead_department: Mapped[str | None] = mapped_column(ForeignKey("departments.code"))
     transcript: Mapped[str | None] = mapped_column(Text)
     recording: Mapped[str | None] = mapped_column(String(REFERENCE_MAX))
     knowledge_id: Mapped[str | None] = mapped_column(String(KEY_MAX))

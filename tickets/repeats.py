@@ -13,7 +13,7 @@ import logging
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -24,16 +24,19 @@ import jieba
 from sqlalchemy import (
     ColumnElement,
     Float,
+    FromClause,
     Insert,
     Integer,
     Select,
     String,
+    Subquery,
     Table,
     bindparam,
     func,
     insert,
     literal,
     select,
+    true,
     union_all,
 )
 from sqlalchemy.dialects import postgresql
@@ -107,15 +110,51 @@ def _candidates(reason: str, match: ColumnElement[bool]) -> Select[Any]:
 
 
 @lru_cache(maxsize=2)
-def _query(with_district: bool) -> Select[Any]:
-    """The candidates, same caller first (SAME_CALLER sorts before SIMILAR_CONTENT), then newest first. Built
-    once: only the parameters change from one ticket to the next."""
+def candidates(with_district: bool) -> Subquery:
+    """Every candidate (columns id, content_tokens, token_norm, reason, at), unordered; parameters ``phone``,
+    ``since``, ``limit`` and, ``with_district``, ``district`` (see :func:`candidate_params`). Built once: only
+    the parameters change from one ticket to the next."""
     parts = [_candidates(SAME_CALLER, _tickets.caller_phone == bindparam("phone"))]
     if with_district:
         parts.append(_candidates(SIMILAR_CONTENT, _tickets.district == bindparam("district")))
-    union = union_all(*(select(p.subquery()) for p in parts)).subquery()
+    return union_all(*(select(p.subquery()) for p in parts)).subquery()
+
+
+def in_order(union: Subquery) -> tuple[ColumnElement[Any], ...]:
+    """The order :func:`matching` expects: same caller first (SAME_CALLER sorts before SIMILAR_CONTENT), then
+    newest first."""
+    return union.c.reason, union.c.at.desc()
+
+
+@lru_cache(maxsize=2)
+def _query(with_district: bool) -> Select[Any]:
+    union = candidates(with_district)
     return select(union.c.id, union.c.content_tokens, union.c.token_norm, union.c.reason).order_by(
-        union.c.reason, union.c.at.desc())
+        *in_order(union))
+
+
+def candidate_params(caller_phone: str, district: str | None, tokens: Sequence[str], now: datetime,
+                     settings: RepeatSettings) -> tuple[bool, dict[str, Any]]:
+    """Whether the district's tickets are candidates too (a district and some content words), and the
+    parameters of :func:`candidates`."""
+    with_district = bool(district and tokens)
+    params = {"phone": caller_phone, "since": now - timedelta(days=settings.window_days),
+              "limit": settings.max_candidates} | ({"district": district} if with_district else {})
+    return with_district, params
+
+
+def matching(rows: Iterable[Sequence[Any]], tokens: Sequence[str], settings: RepeatSettings) -> list[RepeatMatch]:
+    """The repeats among candidate rows ``(id, content_tokens, token_norm, reason)`` in :func:`in_order`
+    (rows whose id is NULL are skipped), each listed once (same caller wins)."""
+    bag = TokenBag.of(tokens)
+    matches: dict[int, RepeatMatch] = {}
+    for row_id, stored_tokens, stored_norm, reason in rows:
+        if row_id is None or row_id in matches:
+            continue
+        score = bag.cosine(stored_tokens, stored_norm)
+        if reason == SAME_CALLER or score >= settings.similarity:
+            matches[row_id] = RepeatMatch(row_id, reason, score)
+    return list(matches.values())
 
 
 async def find_repeats(
@@ -128,46 +167,53 @@ async def find_repeats(
     settings: RepeatSettings,
 ) -> list[RepeatMatch]:
     """Earlier tickets that the new one repeats, newest first, each listed once (same caller wins)."""
-    bag = TokenBag.of(tokens)
-    with_district = bool(district and tokens)
-    params = {"phone": caller_phone, "since": now - timedelta(days=settings.window_days),
-              "limit": settings.max_candidates} | ({"district": district} if with_district else {})
-    matches: dict[int, RepeatMatch] = {}
-    for row_id, stored_tokens, stored_norm, reason in await session.execute(_query(with_district), params):
-        if row_id in matches:
-            continue
-        score = bag.cosine(stored_tokens, stored_norm)
-        if reason == SAME_CALLER or score >= settings.similarity:
-            matches[row_id] = RepeatMatch(row_id, reason, score)
-    return list(matches.values())
+    with_district, params = candidate_params(caller_phone, district, tokens, now, settings)
+    return matching(await session.execute(_query(with_district), params), tokens, settings)
 
 
-@lru_cache(maxsize=1)
-def _unnested_links() -> Insert:
-    """PostgreSQL: all links of a ticket as three arrays that the server unnests — one execution however many."""
+def unnested_links(ticket_id: ColumnElement[int], ticket: FromClause | None = None) -> Insert:
+    """PostgreSQL: all links of the ticket ``ticket_id`` (a parameter, or the id column of ``ticket``, a
+    statement that inserts it) from three arrays that the server unnests (:func:`unnested_link_params`) — one
+    execution however many."""
     rows = func.unnest(bindparam("earlier", type_=postgresql.ARRAY(Integer)),
                        bindparam("reasons", type_=postgresql.ARRAY(String)),
                        bindparam("similarities", type_=postgresql.ARRAY(Float))).table_valued(
         "earlier_id", "reason", "similarity").render_derived(name="link")
-    return insert(_LINKS).from_select(
-        ["ticket_id", "earlier_id", "reason", "similarity"],
-        select(bindparam("ticket_id", type_=Integer), rows.c.earlier_id, rows.c.reason, rows.c.similarity))
+    query = select(ticket_id, rows.c.earlier_id, rows.c.reason, rows.c.similarity)
+    if ticket is not None:
+        query = query.select_from(ticket.join(rows, true()))
+    return insert(_LINKS).from_select(["ticket_id", "earlier_id", "reason", "similarity"], query)
+
+
+def unnested_link_params(matches: Sequence[RepeatMatch]) -> dict[str, list[Any]]:
+    return {"earlier": [r.earlier_id for r in matches], "reasons": [r.reason for r in matches],
+            "similarities": [r.similarity for r in matches]}
+
+
+@lru_cache(maxsize=1)
+def _unnested_links() -> Insert:
+    return unnested_links(bindparam("ticket_id", type_=Integer))
 
 
 async def save_links(session: AsyncSession, ticket_id: int, matches: Sequence[RepeatMatch]) -> list[TicketRepeat]:
     """Store the 重复件 links of a new ticket (a busy caller's may number ``max_candidates``) in one statement;
     returns them as objects for the ticket's ``repeat_links``."""
-    links = [{"ticket_id": ticket_id, "earlier_id": r.earlier_id, "reason": r.reason, "similarity": r.similarity}
-             for r in matches]
-    if not links:
+    if not matches:
         return []
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(_unnested_links(), {
-            "ticket_id": ticket_id, "earlier": [r.earlier_id for r in matches],
-            "reasons": [r.reason for r in matches], "similarities": [r.similarity for r in matches]})
+        await session.execute(_unnested_links(), {"ticket_id": ticket_id, **unnested_link_params(matches)})
     else:
-        await session.execute(insert(_LINKS), links)
-    return [_link_object(link) for link in links]
+        await session.execute(insert(_LINKS), [_link_values(ticket_id, r) for r in matches])
+    return link_objects(ticket_id, matches)
+
+
+def link_objects(ticket_id: int, matches: Sequence[RepeatMatch]) -> list[TicketRepeat]:
+    """The stored links of ``ticket_id`` as objects for its ``repeat_links``."""
+    return [_link_object(_link_values(ticket_id, r)) for r in matches]
+
+
+def _link_values(ticket_id: int, r: RepeatMatch) -> dict[str, Any]:
+    return {"ticket_id": ticket_id, "earlier_id": r.earlier_id, "reason": r.reason, "similarity": r.similarity}
 
 
 _new_link = TicketRepeat.__mapper__.class_manager.new_instance

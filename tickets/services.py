@@ -4,7 +4,8 @@ Each call is one transaction: it applies a transition of :mod:`tickets.states`, 
 event per state change, and commits; on any error it rolls back and nothing is written. Concurrent edits are
 caught by the ticket's version (optimistic lock): the loser gets :class:`VersionConflict`. A call whose
 connection the database dropped before the commit is run again once on a fresh one. On PostgreSQL a new
-ticket's number is committed before its transaction (:mod:`tickets.numbering`: no waiting, possible gaps).
+ticket's number is committed before its transaction (:mod:`tickets.numbering`: no waiting, possible gaps), and
+``create_ticket`` writes the ticket, its event and its links as one statement (:mod:`tickets.intake_pg`).
 Sessions should come from ``hotline.db.make_sessionmaker`` (``expire_on_commit=False``).
 ``settings`` defaults to ``config.load_settings()``, read once (:mod:`tickets.settings_cache`).
 """
@@ -21,17 +22,18 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import configure_mappers, make_transient_to_detached, raiseload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from config import Settings
 from config.settings import DeadlineTier, OfficeHours
-from tickets import deadlines, metrics_rollup, repeats
+from tickets import deadlines, intake_pg, metrics_rollup, repeats
 from tickets import models as m
 from tickets.errors import IllegalTransition, InvalidInput, NotFound, VersionConflict
 from tickets.models import Department, Ticket, TicketCoDepartment, TicketEvent
-from tickets.numbering import next_ticket_no
+from tickets.numbering import format_ticket_no, local_day, next_ticket_no
 from tickets.schemas import (
     Actor,
     CallbackCloseFields,
@@ -317,31 +319,101 @@ async def _transition(ctx: _Context, ticket: Ticket, action: str, actor: Actor, 
     return ticket
 
 
-async def _intake(ctx: _Context, draft: TicketDraft, actor: Actor) -> Ticket:
+@dataclass(frozen=True)
+class _Checked:
+    """What intake decides before anything is written: the first state, the deadline tier, the content words."""
+
+    state: str
+    tier: DeadlineTier
+    tokens: list[str]
+
+
+def _check_intake(ctx: _Context, actor: Actor, draft: TicketDraft) -> _Checked:
     check_actor(actor)
     step = check(None, "create", actor.role)
-    tier = _tier(ctx.settings, draft.kind, draft.urgency)
-    tokens = repeats.tokenize(draft.content)
+    return _Checked(step.leads_to(None).value, _tier(ctx.settings, draft.kind, draft.urgency),
+                    repeats.tokenize(draft.content))
+
+
+def _ticket_values(ctx: _Context, draft: TicketDraft, checked: _Checked, ticket_no: str,
+                   matches: list[repeats.RepeatMatch]) -> dict[str, Any]:
+    tokens = checked.tokens
+    return {
+        **draft.model_dump(), "ticket_no": ticket_no, "content_tokens": " ".join(tokens),
+        "token_norm": repeats.TokenBag.of(tokens).norm, "deadline_tier": checked.tier.name,
+        "due_at": deadlines.due_at(checked.tier, ctx.now, ctx.calendar), "state": checked.state,
+        "is_repeat": bool(matches), "callback_attempts": 0, "redispatch_count": 0, "return_count": 0,
+        "extension_count": 0, "created_at": ctx.now, "updated_at": ctx.now,
+    }
+
+
+def _created_payload(draft: TicketDraft, matches: list[repeats.RepeatMatch]) -> dict[str, Any]:
+    return {"channel": draft.channel, "repeat_of": [r.earlier_id for r in matches]}
+
+
+async def _intake(ctx: _Context, draft: TicketDraft, actor: Actor) -> Ticket:
+    """受理 inside the session's transaction (SQLite, a session bound to a connection, and 即办)."""
+    checked = _check_intake(ctx, actor, draft)
     # Checked input only takes a number: on PostgreSQL it is committed on its own (a failure later leaves a gap),
     # on SQLite it is the transaction's first write (tickets.numbering).
     ticket_no = await next_ticket_no(ctx.session, ctx.now, ZoneInfo(ctx.settings.timezone))
     matches = await repeats.find_repeats(
-        ctx.session, caller_phone=draft.caller_phone, district=draft.district, tokens=tokens, now=ctx.now,
+        ctx.session, caller_phone=draft.caller_phone, district=draft.district, tokens=checked.tokens, now=ctx.now,
         settings=ctx.settings.repeat,
     )
-    ticket = Ticket(
-        **draft.model_dump(), ticket_no=ticket_no, content_tokens=" ".join(tokens),
-        token_norm=repeats.TokenBag.of(tokens).norm, deadline_tier=tier.name,
-        due_at=deadlines.due_at(tier, ctx.now, ctx.calendar), state=step.leads_to(None).value,
-        is_repeat=bool(matches), callback_attempts=0, redispatch_count=0, return_count=0, extension_count=0,
-        created_at=ctx.now, updated_at=ctx.now,
-        co_departments=[],
-    )
+    ticket = Ticket(**_ticket_values(ctx, draft, checked, ticket_no, matches), co_departments=[])
     ctx.session.add(ticket)
     await ctx.session.flush()
     set_committed_value(ticket, "repeat_links", await repeats.save_links(ctx.session, ticket.id, matches))
-    payload = {"channel": draft.channel, "repeat_of": [r.earlier_id for r in matches]}
-    _record(ctx, ticket, actor, "create", None, "", payload)
+    _record(ctx, ticket, actor, "create", None, "", _created_payload(draft, matches))
+    return ticket
+
+
+async def _intake_on_server(ctx: _Context, engine: AsyncEngine, draft: TicketDraft, actor: Actor) -> Ticket:
+    """受理 on PostgreSQL in two autocommitted statements on one connection (:mod:`tickets.intake_pg`): the
+    number with the repeat candidates, then the ticket with its audit event and links. A connection the server
+    dropped fails the first statement, which is run again once on a fresh one; the second is not retried
+    (whether it was written is unknown). The ticket comes back attached to ``ctx.session`` as if loaded."""
+    checked = _check_intake(ctx, actor, draft)
+    day = local_day(ctx.now, ZoneInfo(ctx.settings.timezone))
+    with_district, params = repeats.candidate_params(draft.caller_phone, draft.district, checked.tokens, ctx.now,
+                                                     ctx.settings.repeat)
+    retry = True
+    while True:
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                seq, rows = await intake_pg.number_and_candidates(conn, day, with_district, params)
+            except DBAPIError as exc:
+                if retry and exc.connection_invalidated:
+                    retry = False
+                    continue
+                raise
+            matches = repeats.matching(rows, checked.tokens, ctx.settings.repeat)
+            values = dict.fromkeys(intake_pg.TICKET_COLUMNS) | _ticket_values(
+                ctx, draft, checked, format_ticket_no(day, seq), matches) | {"version": 1, "rolled_up": False}
+            event = {"at": ctx.now, "actor": actor.name, "role": actor.role, "department": actor.department,
+                     "action": "create", "from_state": None, "to_state": checked.state, "note": "",
+                     "payload": _created_payload(draft, matches)}
+            ticket_id = await intake_pg.insert_ticket(conn, values, event, matches)
+        break
+    return _attach_as_loaded(ctx.session, values | {"id": ticket_id}, repeats.link_objects(ticket_id, matches))
+
+
+_new_ticket = Ticket.__mapper__.class_manager.new_instance
+
+
+def _attach_as_loaded(session: AsyncSession, values: dict[str, Any], links: list[m.TicketRepeat]) -> Ticket:
+    """A Ticket holding ``values`` (every column) and ``links``, in ``session`` as if just loaded: no INSERT
+    at the next flush, no per-attribute events on the way."""
+    if not Ticket.__mapper__.configured:  # the constructor would have configured it (a fresh process)
+        configure_mappers()
+    ticket = _new_ticket()
+    ticket.__dict__.update(values)
+    make_transient_to_detached(ticket)
+    session.add(ticket)  # after this, so that the links are not cascaded into the session as new rows
+    set_committed_value(ticket, "co_departments", [])
+    set_committed_value(ticket, "repeat_links", links)
     return ticket
 
 
@@ -352,6 +424,11 @@ async def create_ticket(session: AsyncSession, draft: TicketDraft, actor: Actor,
                         settings: Settings | None = None) -> Ticket:
     """受理: a new ticket in state ``accepted`` with its number, deadline and repeat links."""
     ctx = _context(session, settings, now)
+    engine = session.bind
+    if isinstance(engine, AsyncEngine) and engine.dialect.name == "postgresql":
+        ticket = await _intake_on_server(ctx, engine, draft, actor)
+        await session.commit()  # what else the caller had pending, as before
+        return ticket
     return await _in_transaction(session, lambda: _intake(ctx, draft, actor))
 
 
@@ -414,14 +491,23 @@ async def record_callback(session: AsyncSession, ticket_no: str, result: str, ac
     return await _in_transaction(session, work, ticket_no)
 
 
-async def get_ticket(session: AsyncSession, ticket_no: str) -> Ticket:
-    """The ticket as stored now (NotFound if there is none)."""
-    return await _load(session, ticket_no)
+async def get_ticket(session: AsyncSession, ticket_no: str, *, repeat_links: bool = True) -> Ticket:
+    """The ticket as stored now (NotFound if there is none). A screen that does not show the repeat links
+    (重复件关联) passes ``repeat_links=False``: one query less, and reading them is then an error."""
+    if repeat_links:
+        return await _load(session, ticket_no)
+    stmt = (select(Ticket).where(Ticket.ticket_no == ticket_no).options(raiseload(Ticket.repeat_links))
+            .execution_options(populate_existing=True))
+    ticket = (await session.execute(stmt)).scalar_one_or_none()
+    if ticket is None:
+        raise NotFound(f"工单 {ticket_no} 不存在")
+    return ticket
 
 
-async def ticket_events(session: AsyncSession, ticket_no: str) -> list[TicketEvent]:
-    """The audit trail of a ticket, oldest first."""
-    ticket = await _load(session, ticket_no)
+async def ticket_events(session: AsyncSession, ticket: str | Ticket) -> list[TicketEvent]:
+    """The audit trail of a ticket (by number, or the ticket already loaded: not read again), oldest first."""
+    if isinstance(ticket, str):
+        ticket = await _load(session, ticket)
     rows = await session.execute(select(TicketEvent).where(TicketEvent.ticket_id == ticket.id).order_by(TicketEvent.id))
     return list(rows.scalars())
 

@@ -217,9 +217,9 @@ async def scan_warnings(session: AsyncSession, *, now: datetime | None = None, s
         existing = {(w.ticket_id, w.reason): w for w in (await session.execute(
             select(TicketWarning).where(TicketWarning.cleared_at.is_(None)))).scalars()}
         cleared = 0
-        for key, warning in existing.items():
+        for key, stale in existing.items():
             if key not in wanted:
-                warning.cleared_at = now
+                stale.cleared_at = now
                 cleared += 1
         fresh: list[TicketWarning] = []  # new, or upgraded to red: to notify
         raised = changed = 0
@@ -289,11 +289,16 @@ async def _notify(session: AsyncSession, fresh: list[TicketWarning], *, now: dat
     return len(by_ticket), letters
 
 
-async def warnings_of(session: AsyncSession, ticket_no: str, *, include_cleared: bool = False) -> list[TicketWarning]:
-    """The ticket's open warnings (or all of them), oldest first."""
-    ticket_id = (await session.execute(select(Ticket.id).where(Ticket.ticket_no == ticket_no))).scalar_one_or_none()
-    if ticket_id is None:
-        raise NotFound(f"工单 {ticket_no} 不存在")
+async def warnings_of(session: AsyncSession, ticket: str | Ticket, *, include_cleared: bool = False
+                      ) -> list[TicketWarning]:
+    """The open warnings (or all of them) of a ticket (by number, or the ticket already loaded: not looked up
+    again), oldest first."""
+    if isinstance(ticket, Ticket):
+        ticket_id: int | None = ticket.id
+    else:
+        ticket_id = (await session.execute(select(Ticket.id).where(Ticket.ticket_no == ticket))).scalar_one_or_none()
+        if ticket_id is None:
+            raise NotFound(f"工单 {ticket} 不存在")
     stmt = select(TicketWarning).where(TicketWarning.ticket_id == ticket_id).order_by(TicketWarning.id)
     if not include_cleared:
         stmt = stmt.where(TicketWarning.cleared_at.is_(None))

@@ -154,7 +154,7 @@ async def public_progress(call: Call[None]) -> PublicProgress:
         await _admit(call, db, LOOKUP, ticket_no, per_target=True)
         try:
             phone = normalise_phone(call.query.phone)
-            ticket = await get_ticket(db, ticket_no)
+            ticket = await get_ticket(db, ticket_no, repeat_links=False)
         except (ticket_errors.InvalidInput, ticket_errors.NotFound):
             raise NotFound(NOT_FOUND) from None
     if ticket.caller_phone != phone:

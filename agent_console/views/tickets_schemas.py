@@ -3,10 +3,10 @@ naming the field before anything is written."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Any, Literal
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, Field, model_validator
 
 from agent_console.schemas import Model
 from tickets import models as m
@@ -18,6 +18,15 @@ ActionName = Literal[
     "reply", "verify", "reject_reply", "withdraw",
 ]
 WarningLevel = Literal["yellow", "red"]  # 黄牌 红牌
+
+
+def _in_utc(value: datetime) -> datetime:
+    return value if value.tzinfo is None else value.astimezone(UTC)
+
+
+# A moment as the API shows it, in UTC: the same whether the ticket was read back from the database or has just
+# been changed in memory (where the services keep local time).
+Instant = Annotated[datetime, AfterValidator(_in_utc)]
 
 
 class TicketQuery(Model):
@@ -48,7 +57,7 @@ class ActionOut(Model):
 
 
 class EventOut(Model):
-    at: datetime
+    at: Instant
     actor: str
     role: str
     role_label: str
@@ -66,7 +75,7 @@ class AttachmentOut(Model):
     content_type: str
     size: int
     actor: str
-    at: datetime
+    at: Instant
     url: str
 
 
@@ -85,9 +94,9 @@ class TicketSummary(Model):
     caller_name: str | None
     summary: str
     lead_department: str | None
-    due_at: datetime | None
+    due_at: Instant | None
     is_repeat: bool
-    created_at: datetime
+    created_at: Instant
     warning: WarningLevel | None = Field(description="预警：yellow 黄牌 / red 红牌")
 
 
@@ -95,9 +104,9 @@ class TicketOut(TicketSummary):
     content: str
     version: int = Field(description="乐观锁版本号：执行操作时作为 expected_version 传回")
     warning_reasons: list[str]
-    sign_for_due: datetime | None
-    extension_requested_until: datetime | None
-    updated_at: datetime
+    sign_for_due: Instant | None
+    extension_requested_until: Instant | None
+    updated_at: Instant
     return_count: int
     address: str | None
     street: str | None
@@ -109,10 +118,10 @@ class TicketOut(TicketSummary):
     reply: str | None
     satisfaction: str | None
     callback_attempts: int
-    dispatched_at: datetime | None
-    signed_at: datetime | None
-    replied_at: datetime | None
-    closed_at: datetime | None
+    dispatched_at: Instant | None
+    signed_at: Instant | None
+    replied_at: Instant | None
+    closed_at: Instant | None
     actions: list[ActionOut] = Field(description="当前用户现在可执行的操作")
     events: list[EventOut] = Field(description="审计记录（全部状态变化）")
     attachments: list[AttachmentOut]

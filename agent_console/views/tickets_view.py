@@ -62,7 +62,7 @@ def may_see(call: Call[Any], ticket: m.Ticket) -> bool:
 async def visible_ticket(call: Call[Any], db: AsyncSession, ticket_no: str) -> m.Ticket:
     """The ticket, or 404 when it does not exist or lies outside the user's scope (indistinguishable)."""
     try:
-        ticket = await get_ticket(db, ticket_no)
+        ticket = await get_ticket(db, ticket_no, repeat_links=False)  # not shown on any ticket screen
     except ticket_errors.NotFound:
         raise NotFound(f"工单 {ticket_no} 不存在") from None
     if not may_see(call, ticket):
@@ -127,11 +127,12 @@ def actions_for(call: Call[Any], ticket: m.Ticket) -> list[ActionOut]:
 
 
 async def ticket_out(call: Call[Any], db: AsyncSession, ticket: m.Ticket) -> TicketOut:
-    """The full ticket as this user may see it: masked phone, audit trail, open warning, attachments."""
+    """The full ticket as this user may see it: masked phone, audit trail, open warning, attachments (three
+    queries: ``ticket`` as loaded is not read again)."""
     role = call.user.role
-    events = await ticket_events(db, ticket.ticket_no)
-    warnings = await warnings_of(db, ticket.ticket_no)
-    files = await attachments_of(db, ticket.ticket_no)
+    events = await ticket_events(db, ticket)
+    warnings = await warnings_of(db, ticket)
+    files = await attachments_of(db, ticket)
     level = max((w.level for w in warnings), key=lambda lv: WARNING_RANK.get(lv, 0), default=None)
     return TicketOut(
         ticket_no=ticket.ticket_no, state=State(ticket.state), state_label=STATE_LABELS[State(ticket.state)],

@@ -99,14 +99,15 @@ async def test_creation_failing_after_its_number_leaves_a_gap_only_on_postgresql
     class DiskFull(RuntimeError):
         pass
 
-    def fail(*_args: object) -> None:
-        raise DiskFull
+    def fail(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "INSERT INTO tickets (" in statement:  # the ticket's row, after the number was taken
+            raise DiskFull
 
     async with db() as s:
-        event.listen(s.sync_session, "before_flush", fail)
+        event.listen(engine.sync_engine, "before_cursor_execute", fail)
         with pytest.raises(DiskFull):
             await create_ticket(s, draft(), AGENT, now=MONDAY_10AM)
-        event.remove(s.sync_session, "before_flush", fail)
+        event.remove(engine.sync_engine, "before_cursor_execute", fail)
         assert await event_count(s) == 0
         t = await create_ticket(s, draft(), AGENT, now=MONDAY_10AM)
     expected = "00002" if engine.dialect.name == "postgresql" else "00001"

@@ -89,6 +89,7 @@ async def test_sign_for_deadline_yellow_red_then_cleared_by_signing(session, dra
     report = await scan(session, MONDAY_10AM + timedelta(minutes=70), catalogue)
     assert (report.cleared, report.open_warnings) == (1, 0)
     (warning,) = await warnings_of(session, t.ticket_no, include_cleared=True)
+    assert await warnings_of(session, t, include_cleared=True) == [warning]  # or given the ticket already loaded
     assert warning.cleared_at == MONDAY_10AM + timedelta(minutes=70)
     assert await warnings_of(session, t.ticket_no) == []
 
