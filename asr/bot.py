@@ -232,11 +232,13 @@ async def build_bot(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], *, on_outcome: OutcomeHandler | None = None,
     caller_for: CallLookup | None = None, recording_for: CallLookup | None = None,
     recognizers: RecognizerFactory | None = None, trace: Trace | None = None, host: str | None = None,
-    port: int | None = None,
+    port: int | None = None, suggester: DispatchSuggester | None = None,
 ) -> SpeechBot:
-    """The bot on the configured engine, TTS, prompts, knowledge base and dispatch suggester."""
+    """The bot on the configured engine, TTS, prompts, knowledge base and dispatch suggester (loaded from the
+    settings unless one already loaded is given)."""
     prompts = load_prompts(settings)
-    suggester = await asyncio.to_thread(DispatchSuggester.from_settings, settings)
+    if suggester is None:
+        suggester = await asyncio.to_thread(DispatchSuggester.from_settings, settings)
     desk = await HotlineDesk.load(settings, sessionmaker, suggester=suggester)
     owns = recognizers is None
     if recognizers is None:

@@ -68,13 +68,13 @@ async def _run_services(settings: Settings, sessionmaker: async_sessionmaker[Asy
     controller = build_controller(settings, sessionmaker)
     callbacks = CallbackScheduler(controller, sessionmaker, settings)
     feed = ConsoleFeed(controller, hub, sessionmaker, username_from_interface, lambda: datetime.now(UTC))
-    bot = await build_bot(settings, sessionmaker, **bot_hooks(controller, feed))
 
     async def knowledge_changed() -> None:
         await bot.desk.refresh()
 
     app = create_app(settings, sessionmaker, hub=hub, on_knowledge_change=knowledge_changed)
     desk = services_of(app)
+    bot = await build_bot(settings, sessionmaker, suggester=desk.suggester, **bot_hooks(controller, feed))
     desk.call_control = ControllerCallControl(controller, callbacks)
     desk.knowledge_ask = lambda text: bot.desk.index.ask(text)  # the bot swaps in a fresh index on changes
 
