@@ -171,17 +171,15 @@ async def find_repeats(
     return matching(await session.execute(_query(with_district), params), tokens, settings)
 
 
-def unnested_links(ticket_id: ColumnElement[int], ticket: FromClause | None = None) -> Insert:
-    """PostgreSQL: all links of the ticket ``ticket_id`` (a parameter, or the id column of ``ticket``, a
-    statement that inserts it) from three arrays that the server unnests (:func:`unnested_link_params`) — one
-    execution however many."""
+def unnested_links(ticket_id: ColumnElement[int], ticket: FromClause) -> Insert:
+    """PostgreSQL: all links of the ticket that ``ticket`` (a statement inserting it) returns as ``ticket_id``,
+    from three arrays that the server unnests (:func:`unnested_link_params`) — one execution however many."""
     rows = func.unnest(bindparam("earlier", type_=postgresql.ARRAY(Integer)),
                        bindparam("reasons", type_=postgresql.ARRAY(String)),
                        bindparam("similarities", type_=postgresql.ARRAY(Float))).table_valued(
         "earlier_id", "reason", "similarity").render_derived(name="link")
-    query = select(ticket_id, rows.c.earlier_id, rows.c.reason, rows.c.similarity)
-    if ticket is not None:
-        query = query.select_from(ticket.join(rows, true()))
+    query = select(ticket_id, rows.c.earlier_id, rows.c.reason, rows.c.similarity).select_from(
+        ticket.join(rows, true()))
     return insert(_LINKS).from_select(["ticket_id", "earlier_id", "reason", "similarity"], query)
 
 
@@ -190,19 +188,11 @@ def unnested_link_params(matches: Sequence[RepeatMatch]) -> dict[str, list[Any]]
             "similarities": [r.similarity for r in matches]}
 
 
-@lru_cache(maxsize=1)
-def _unnested_links() -> Insert:
-    return unnested_links(bindparam("ticket_id", type_=Integer))
-
-
 async def save_links(session: AsyncSession, ticket_id: int, matches: Sequence[RepeatMatch]) -> list[TicketRepeat]:
-    """Store the 重复件 links of a new ticket (a busy caller's may number ``max_candidates``) in one statement;
-    returns them as objects for the ticket's ``repeat_links``."""
-    if not matches:
-        return []
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(_unnested_links(), {"ticket_id": ticket_id, **unnested_link_params(matches)})
-    else:
+    """Store the 重复件 links of a ticket made inside a session's transaction (one executemany; a new ticket on
+    PostgreSQL writes its links with the ticket, :mod:`tickets.intake_pg`); returns them as objects for the
+    ticket's ``repeat_links``."""
+    if matches:
         await session.execute(insert(_LINKS), [_link_values(ticket_id, r) for r in matches])
     return link_objects(ticket_id, matches)
 

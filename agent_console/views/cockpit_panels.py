@@ -123,6 +123,13 @@ class Span(Model):
     label: str
 
 
+def period_span(period: Period | None, now: datetime, tz: ZoneInfo) -> Span:
+    """The span of a named period (this month when none is named), with its label."""
+    period = period or "month"
+    start, end = period_range(period, now, tz)
+    return Span(start=start, end=end, label=PERIOD_LABELS[period])
+
+
 @dataclass(frozen=True)
 class PanelSource:
     """What every panel computation reads from."""
@@ -196,11 +203,10 @@ class CategoriesOut(Model):
 
 
 async def categories_panel(src: PanelSource, now: datetime, period: Period | None = "month") -> CategoriesOut:
-    period = period or "month"
-    start, end = period_range(period, now, src.tz)
+    span = period_span(period, now, src.tz)
     async with src.db() as db:
-        m = await metrics(db, start, end, by="category", now=now, settings=src.settings)
-    return CategoriesOut(span=Span(start=start, end=end, label=PERIOD_LABELS[period]),
+        m = await metrics(db, span.start, span.end, by="category", now=now, settings=src.settings)
+    return CategoriesOut(span=span,
                          categories=[CategoryOut(name=g["label"], received=g["received"], closed=g["closed"],
                                                  closure_rate=g["closure_rate"]) for g in m["groups"]])
 
@@ -239,12 +245,10 @@ def ranking(groups: list[dict[str, Any]]) -> list[DepartmentOut]:
 
 
 async def departments_panel(src: PanelSource, now: datetime, period: Period | None = "month") -> DepartmentsOut:
-    period = period or "month"
-    start, end = period_range(period, now, src.tz)
+    span = period_span(period, now, src.tz)
     async with src.db() as db:
-        m = await metrics(db, start, end, by="department", now=now, settings=src.settings)
-    return DepartmentsOut(span=Span(start=start, end=end, label=PERIOD_LABELS[period]),
-                          departments=ranking(m["groups"]))
+        m = await metrics(db, span.start, span.end, by="department", now=now, settings=src.settings)
+    return DepartmentsOut(span=span, departments=ranking(m["groups"]))
 
 
 class TopicOut(Model):
@@ -329,11 +333,10 @@ def heatmap(layout: DistrictLayout, counts: list[dashboard.PlaceCount], span: Sp
 
 
 async def heatmap_panel(src: PanelSource, now: datetime, period: Period | None = "month") -> HeatmapOut:
-    period = period or "month"
-    start, end = period_range(period, now, src.tz)
+    span = period_span(period, now, src.tz)
     async with src.db() as db:
-        counts = await dashboard.place_counts(db, start, end)
-    return heatmap(src.layout, counts, Span(start=start, end=end, label=PERIOD_LABELS[period]))
+        counts = await dashboard.place_counts(db, span.start, span.end)
+    return heatmap(src.layout, counts, span)
 
 
 class WarningOut(Model):
