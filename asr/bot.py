@@ -58,6 +58,12 @@ def live_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"asr": asr})
 
 
+def hotwords_of(index: KnowledgeIndex, limit: int) -> list[str]:
+    """The recogniser's hot-words: entry keywords first, then the other domain words, at most ``limit``."""
+    words = [k for e in index.entries() for k in e.keywords] + index.vocabulary()
+    return list(dict.fromkeys(words))[:limit]
+
+
 class HotlineDesk:
     """The bot's view of the domain: answers from the knowledge index, misses and tickets via the services."""
 
@@ -91,9 +97,7 @@ class HotlineDesk:
         return True
 
     def hotwords(self, limit: int) -> list[str]:
-        """Entry keywords first, then the other domain words, at most ``limit``."""
-        words = [k for e in self.index.entries() for k in e.keywords] + self.index.vocabulary()
-        return list(dict.fromkeys(words))[:limit]
+        return hotwords_of(self.index, limit)
 
     async def ask(self, text: str) -> Answer:
         return await asyncio.to_thread(self.index.ask, text)

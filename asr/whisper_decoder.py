@@ -87,6 +87,12 @@ class WhisperDecoder:
             return [self.full_window(a) for a in audios]
         return [t if t is not None else self.full_window(a) for a, t in zip(audios, self.fitted(audios), strict=True)]
 
+    def guess(self, audios: list[np.ndarray]) -> list[Transcript | None]:
+        """A speculative decode: the fitted window only, None where it is doubtful (see :meth:`fitted`)."""
+        if self.options.window_pad_s <= 0:
+            return list(self.decode(audios))
+        return self.fitted(audios)
+
     def full_window(self, audio: np.ndarray) -> Transcript:
         """faster-whisper's own decode: the 30 s window, its temperature fallback and silence test."""
         segments = list(self.model.transcribe(audio, **self.options.kwargs())[0])  # type: ignore[arg-type]
@@ -137,18 +143,24 @@ def _pad_with_floor(features: np.ndarray, frames: int) -> np.ndarray:
     return np.pad(features, ((0, 0), (0, frames - features.shape[-1])), constant_values=floor).astype(np.float32)
 
 
+_Job = tuple[np.ndarray, Future[Transcript | None]]
+
+
 class DecodeQueue:
     """Decode threads; each takes every waiting utterance (up to ``max_batch``) as one batch.
 
-    A job cancelled before a thread takes it is skipped (a stale speculative decode costs nothing then).
+    Utterances the caller has finished go before speculative guesses and are never batched with them (a guess
+    is promoted when its pause becomes the end). A job cancelled before a thread takes it is skipped (a stale guess costs nothing then).
     """
 
     def __init__(self, decoder: WhisperDecoder, *, workers: int, max_batch: int) -> None:
         self._decoder = decoder
         self._max_batch = max_batch
-        self._jobs: deque[tuple[np.ndarray, Future[Transcript]]] = deque()
+        self._finished: deque[_Job] = deque()
+        self._guesses: deque[_Job] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._running = 0  # batches being decoded
         self._threads = [threading.Thread(target=self._work, name=f"asr-whisper-{i}", daemon=True)
                          for i in range(workers)]
         for t in self._threads:
@@ -157,47 +169,72 @@ class DecodeQueue:
     @property
     def waiting(self) -> int:
         """Utterances queued and not yet taken by a decode thread."""
-        return len(self._jobs)
+        return len(self._finished) + len(self._guesses)
 
-    def submit(self, audio: np.ndarray) -> Future[Transcript]:
-        future: Future[Transcript] = Future()
+    @property
+    def idle(self) -> bool:
+        """A decode thread is free and nothing waits for one."""
+        return self._running < len(self._threads) and not self.waiting
+
+    def submit(self, audio: np.ndarray, *, guess: bool = False) -> Future[Transcript | None]:
+        """Queue an utterance; a ``guess`` is decoded by :meth:`WhisperDecoder.guess` (None when doubtful)."""
+        future: Future[Transcript | None] = Future()
         with self._cond:
             if self._closed:
                 raise RuntimeError("decode queue closed")
-            self._jobs.append((audio, future))
+            (self._guesses if guess else self._finished).append((audio, future))
             self._cond.notify()
         return future
+
+    def promote(self, future: Future[Transcript | None]) -> None:
+        """A queued guess became a finished utterance: it goes before the other guesses."""
+        with self._cond:
+            for i, job in enumerate(self._guesses):
+                if job[1] is future:
+                    del self._guesses[i]
+                    self._finished.append(job)
+                    return
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
-            while self._jobs:
-                self._jobs.popleft()[1].cancel()
+            for jobs in (self._finished, self._guesses):
+                while jobs:
+                    jobs.popleft()[1].cancel()
             self._cond.notify_all()
         for t in self._threads:
             t.join()  # a batch under way finishes first (CTranslate2 must not be torn down mid-call)
 
-    def _take(self) -> list[tuple[np.ndarray, Future[Transcript]]]:
+    def _take(self) -> tuple[list[_Job], bool]:
+        """The next batch, and whether it is of guesses."""
         with self._cond:
-            while not self._jobs and not self._closed:
+            while not self.waiting and not self._closed:
                 self._cond.wait()
-            batch: list[tuple[np.ndarray, Future[Transcript]]] = []
-            while self._jobs and len(batch) < self._max_batch:
-                audio, future = self._jobs.popleft()
+            # A batch costs its members about the sum of their decodes: a guess never rides with a finished one.
+            guesses = not self._finished
+            jobs = self._guesses if guesses else self._finished
+            batch: list[_Job] = []
+            while jobs and len(batch) < self._max_batch:
+                audio, future = jobs.popleft()
                 if future.set_running_or_notify_cancel():
                     batch.append((audio, future))
-            return batch
+            self._running += bool(batch)
+            return batch, guesses
 
     def _work(self) -> None:
         while not self._closed:
-            batch = self._take()
+            batch, guesses = self._take()
             if not batch:
                 continue
+            audios = [audio for audio, _ in batch]
             try:
-                results = self._decoder.decode([audio for audio, _ in batch])
+                results = self._decoder.guess(audios) if guesses else list(self._decoder.decode(audios))
             except Exception as exc:  # reported to every waiting session, which logs and drops the utterance
                 for _, future in batch:
                     future.set_exception(exc)
                 continue
+            finally:
+                with self._cond:
+                    self._running -= 1
             for (_, future), result in zip(batch, results, strict=True):
                 future.set_result(result)

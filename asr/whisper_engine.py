@@ -5,8 +5,8 @@ VAD has heard ``vad_start_ms`` of speech, and one Final per utterance once the c
 to Simplified Chinese with OpenCC (Whisper often writes traditional characters for Mandarin). Decoding is fitted
 to the utterance's length and batched across calls (asr.whisper_decoder). With ``vad_speculative_ms`` set, the
 decode starts at a short pause and its text is kept if the pause becomes the end of the utterance (投机解码);
-if the caller speaks on, it is cancelled (or, when already running, ignored). Guesses are made only while no
-utterance waits for a decode thread: under load they would delay the calls whose caller has finished.
+if the caller speaks on, it is cancelled (or, when already running, ignored). Guesses are made only while a
+decode thread is free: under load they would delay the calls whose caller has finished.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,21 +91,39 @@ class WhisperEngine:
         return self._decoder.decode([audio])[0]
 
     @property
-    def busy(self) -> bool:
-        """An utterance waits for a decode thread."""
-        return self._queue.waiting > 0
+    def idle(self) -> bool:
+        """A decode thread is free and no utterance waits for one."""
+        return self._queue.idle
 
-    def decode(self, audio: np.ndarray) -> asyncio.Future[Transcript]:
-        """Queue one utterance for the decode threads; cancelling the future drops it if not yet taken."""
-        return asyncio.wrap_future(self._queue.submit(audio))
+    def decode(self, audio: np.ndarray, *, guess: bool = False) -> _Job:
+        """Queue one utterance (or a speculative ``guess``) for the decode threads."""
+        return _Job(self._queue, self._queue.submit(audio, guess=guess))
+
+
+class _Job:
+    """A queued decode: awaitable; cancelling drops it if no thread has taken it yet. A guess's result is None
+    when its fitted decode was doubtful (guesses never pay for the full-window fallback)."""
+
+    def __init__(self, queue: DecodeQueue, future: Future[Transcript | None]) -> None:
+        self._queue = queue
+        self._future = future
+        self.future: asyncio.Future[Transcript | None] = asyncio.wrap_future(future)
+
+    def promote(self) -> None:
+        """The guess's pause became the end of the utterance: decode it before the other guesses."""
+        self._queue.promote(self._future)
+
+    def cancel(self) -> None:
+        self.future.cancel()
 
 
 @dataclass
 class _Utterance:
-    future: asyncio.Future[Transcript]
+    job: _Job
     start_s: float
     end_s: float
     speech_end: int = 0  # VAD stream position where the speech stopped
+    audio: np.ndarray | None = None  # the finished utterance, kept for a doubtful guess to be decoded again
 
 
 class WhisperSession:
@@ -126,9 +145,10 @@ class WhisperSession:
     async def flush(self) -> list[Event]:
         events = self._ready()
         events += self._start(self._vad.push(_to_float(self._pcm.finish())) + self._vad.finish())
-        if self._pending:
-            await asyncio.wait([u.future for u in self._pending])
-        return events + self._ready()
+        while self._pending:
+            await asyncio.wait([u.job.future for u in self._pending])
+            events += self._ready()
+        return events
 
     def _start(self, vad_events: list[VadEvent]) -> list[Event]:
         out: list[Event] = []
@@ -137,10 +157,10 @@ class WhisperSession:
                 out.append(SpeechStart(round(ev.sample / VAD_RATE, 3)))
             elif isinstance(ev, Paused):
                 self._drop_guess()
-                if self._engine.busy:
+                if not self._engine.idle:
                     continue
-                self._guess = _Utterance(self._engine.decode(ev.audio), ev.start / VAD_RATE, ev.end / VAD_RATE,
-                                         ev.speech_end)
+                self._guess = _Utterance(self._engine.decode(ev.audio, guess=True), ev.start / VAD_RATE,
+                                         ev.end / VAD_RATE, ev.speech_end)
             elif isinstance(ev, Ended):
                 self._pending.append(self._take_guess(ev))
             elif isinstance(ev, Resumed | Dropped):
@@ -152,28 +172,34 @@ class WhisperSession:
         start_s, end_s = ev.start / VAD_RATE, ev.end / VAD_RATE
         guess, self._guess = self._guess, None
         if guess is not None and (guess.start_s, guess.speech_end) == (start_s, ev.speech_end):
-            guess.end_s = end_s
+            guess.end_s, guess.audio = end_s, ev.audio
+            guess.job.promote()
             return guess
         if guess is not None:
-            guess.future.cancel()
+            guess.job.cancel()
         return _Utterance(self._engine.decode(ev.audio), start_s, end_s)
 
     def _drop_guess(self) -> None:
         if self._guess is not None:
-            self._guess.future.cancel()
+            self._guess.job.cancel()
             self._guess = None
 
     def _ready(self) -> list[Event]:
         out: list[Event] = []
-        while self._pending and self._pending[0].future.done():
+        while self._pending and self._pending[0].job.future.done():
             u = self._pending.popleft()
-            if u.future.cancelled():
+            if u.job.future.cancelled():
                 continue
             try:
-                t = u.future.result()
+                t = u.job.future.result()
             except Exception:
                 log.exception("Whisper decoding failed; utterance %.2f–%.2f s dropped", u.start_s, u.end_s)
                 continue
+            if t is None:  # a doubtful guess: the utterance is decoded in full
+                assert u.audio is not None
+                u.job, u.audio = self._engine.decode(u.audio), None
+                self._pending.appendleft(u)
+                break
             if t.text:
                 out.append(Final(t.text, round(u.start_s, 3), round(u.end_s, 3), t.confidence))
         return out

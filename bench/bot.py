@@ -4,7 +4,8 @@ K emulated calls (asr.audiosocket_client, paced like Asterisk: a 20 ms frame eve
 talk to one bot over loopback AudioSocket. Each call waits for the greeting, then (after a random 0–1.5 s, so
 calls do not end their sentences in lock-step) says one real utterance from the shared telephone-band set over
 the greeting (barge-in). The knowledge base holds one entry per utterance (question = its reference text), so a
-well-recognised question is answered from it.
+well-recognised question is answered from it. Whisper gets the hot-words of the shipped sample knowledge base,
+as under ``hotline run``.
 
 Per turn, from the end of the caller's speech (the frame holding the last 32 ms window that Silero VAD scores as
 speech in the whole recording, so trailing silence or line noise of the file does not count as thinking time):
@@ -41,15 +42,17 @@ import numpy as np
 from asr import audio
 from asr.audiosocket import FramePacer, audio_frame
 from asr.audiosocket_client import AudioSocketClient
-from asr.bot import build_bot, live_settings
+from asr.bot import build_bot, hotwords_of, live_settings
 from asr.dialogue import BotOutcome, trim_silence
 from asr.evaluate import cer, edits, transcribe_pcm
 from asr.model_install import install_whisper_model, whisper_model_dir
 from asr.recognizer import PcmInput, RecognizerFactory
 from asr.vad import VAD_RATE, WINDOW, SileroStream, VadParams
-from config import Settings, load_settings
+from config import Settings, config_path, load_settings
 from hotline.db import create_schema, make_engine, make_sessionmaker
 from knowledge import services as kb
+from knowledge.io import indexed_from_file
+from knowledge.retrieval import KnowledgeIndex
 from knowledge.schemas import EntryContent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,7 +211,14 @@ def make_factory(engine: str, settings: Settings) -> RecognizerFactory:
     from asr.whisper_engine import WhisperEngine
 
     install_whisper_model(whisper_model_dir(settings))
-    return WhisperEngine.from_settings(live_settings(settings))
+    return WhisperEngine.from_settings(live_settings(settings), production_hotwords(settings))
+
+
+def production_hotwords(settings: Settings) -> list[str]:
+    """The hot-words ``hotline run`` gives Whisper with the shipped sample knowledge base (their length costs
+    decode time); not words of the bench's own entries, which are the test sentences."""
+    index = KnowledgeIndex.from_settings(settings, indexed_from_file(config_path(settings.knowledge.sample)))
+    return hotwords_of(index, settings.asr.bot_hotwords_max)
 
 
 async def run_engine(engine: str, settings: Settings, speech: list[Speech], levels: list[int],

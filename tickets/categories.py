@@ -56,10 +56,13 @@ class CategoryTree:
 
 
 @lru_cache(maxsize=4)
-def _parse(text: str) -> CategoryTree:
-    return CategoryTree.from_toml(text)
+def _parse(path: Path, mtime_ns: int, size: int) -> CategoryTree:
+    return CategoryTree.from_toml(path.read_text(encoding="utf-8"))
 
 
 def load_categories(path: Path | None = None) -> CategoryTree:
-    """The shipped tree (or the file at ``path``), read afresh so edits apply without a restart."""
-    return _parse((path or config_path("categories.toml")).read_text(encoding="utf-8"))
+    """The shipped tree (or the file at ``path``), read again when the file changed: edits apply without a
+    restart."""
+    path = path or config_path("categories.toml")
+    stat = path.stat()
+    return _parse(path, stat.st_mtime_ns, stat.st_size)

@@ -33,11 +33,16 @@ class CountingDecoder(WhisperDecoder):
         self.batches: list[int] = []
         self.full_windows = 0
         self.busy = threading.Event()  # set when a batch starts
+        self.hold = threading.Event()  # a batch starts only once this is set
+        self.hold.set()
+        self.order: list[int] = []  # id() of each audio, in the order decoded
 
-    def decode(self, audios: list[np.ndarray]) -> list[Transcript]:
+    def fitted(self, audios: list[np.ndarray]) -> list[Transcript | None]:
         self.batches.append(len(audios))
+        self.order.extend(id(a) for a in audios)
         self.busy.set()
-        return super().decode(audios)
+        self.hold.wait(30)
+        return super().fitted(audios)
 
     def full_window(self, audio: np.ndarray) -> Transcript:
         self.full_windows += 1
@@ -167,8 +172,49 @@ async def test_a_stale_guess_still_waiting_is_never_decoded(engine: WhisperEngin
     audio = samples16k(speech["BAC009S0764W0121"][0])
     first = engine.decode(audio)
     assert await asyncio.to_thread(decoder.busy.wait, 30)  # the decode thread is busy with it
-    stale = engine.decode(audio)
+    stale = engine.decode(audio, guess=True)
     stale.cancel()
-    await asyncio.wait_for(first, timeout=30)
-    await asyncio.wait_for(engine.decode(audio[: VAD_RATE]), timeout=30)  # the queue has moved past the stale one
+    await asyncio.wait_for(first.future, timeout=30)
+    await asyncio.wait_for(engine.decode(audio[: VAD_RATE]).future, timeout=30)  # the queue has moved past the stale one
     assert sum(decoder.batches) == 2
+
+
+async def test_a_doubtful_guess_is_not_decided_by_the_full_window(
+    settings: Settings, engine: WhisperEngine, shared_dir: Path
+) -> None:
+    # The same tight cut as above: the fitted window is doubtful at the pause and again at the end.
+    utt = "common_voice_zh-CN_18567452"
+    pcm, _ = read_wav(shared_dir / "speech" / "wav8k_telephone_sim" / f"{utt}.wav")
+    ref = dict(load_references(shared_dir / "speech" / "transcripts.tsv"))[utt]
+    tight = WhisperEngine.from_settings(live(settings, threads=1, whisper_window_pad_s=0.3))
+    try:
+        decoder = CountingDecoder(tight._decoder.model, tight._decoder.options)
+        tight._decoder = tight._queue._decoder = decoder
+        finals = await stream(tight, speech_only(pcm) + bytes(8000 * 2))
+    finally:
+        tight.close()
+    assert len(finals) == 1 and cer(ref, finals[0].text) < 0.5, finals
+    # The guess stopped at its fitted decode; only the finished utterance paid for the 30 s window.
+    assert decoder.batches == [1, 1] and decoder.full_windows == 1
+
+
+async def test_a_finished_utterance_is_decoded_before_waiting_guesses(
+    engine: WhisperEngine, speech: dict[str, tuple[bytes, str]]
+) -> None:
+    decoder = counting(engine)
+    audios = [samples16k(speech[u][0]) for u in UTTERANCES]
+    blocker, guess, finished = audios[0], audios[1], audios[2]
+    promoted_audio = guess[: VAD_RATE]
+    decoder.hold.clear()
+    first = engine.decode(blocker)
+    assert await asyncio.to_thread(decoder.busy.wait, 30)  # the only decode thread is held on the first
+    later_guess = engine.decode(guess, guess=True)
+    promoted = engine.decode(promoted_audio, guess=True)
+    done = engine.decode(finished)
+    promoted.promote()  # its pause became the end of that caller's utterance
+    assert not engine.idle
+    decoder.hold.set()
+    await asyncio.wait_for(asyncio.gather(first.future, later_guess.future, promoted.future, done.future), 60)
+    # The finished utterances first, in one batch; the other caller's guess after them and alone.
+    assert decoder.order[1:] == [id(finished), id(promoted_audio), id(guess)]
+    assert decoder.batches == [1, 2, 1]
