@@ -150,7 +150,8 @@ class DecodeQueue:
     """Decode threads; each takes every waiting utterance (up to ``max_batch``) as one batch.
 
     Utterances the caller has finished go before speculative guesses and are never batched with them (a guess
-    is promoted when its pause becomes the end). A job cancelled before a thread takes it is skipped (a stale guess costs nothing then).
+    is promoted when its pause becomes the end). A job cancelled before a thread takes it is skipped (a stale
+    guess costs nothing then).
     """
 
     def __init__(self, decoder: WhisperDecoder, *, workers: int, max_batch: int) -> None:

@@ -29,7 +29,6 @@ from agent_console.views.tickets_view import field_errors
 from tickets import errors as ticket_errors
 from tickets import models as m
 from tickets.phone import normalise_phone
-from tickets.queries import list_tickets
 from tickets.schemas import Actor, TicketDraft
 from tickets.services import create_ticket, get_ticket
 from tickets.states import STATE_LABELS, State
@@ -108,13 +107,13 @@ async def _earlier_by_key(db: AsyncSession, digest: str, now: datetime) -> str |
 
 async def _earlier_same(db: AsyncSession, body: PublicTicketIn, phone: str, now: datetime) -> str | None:
     """A ticket of this phone with the same content and channel filed within the replay window."""
-    page = await list_tickets(db, caller_phone=phone, created_from=now - REPLAY_WINDOW, limit=20)
-    for row in page.items:
-        if row.channel == body.channel:
-            ticket = await get_ticket(db, row.ticket_no)
-            if ticket.content == body.content and ticket.address == body.address:
-                return ticket.ticket_no
-    return None
+    t = m.Ticket
+    return await db.scalar(
+        select(t.ticket_no).where(
+            t.caller_phone == phone, t.created_at >= now - REPLAY_WINDOW, t.channel == body.channel,
+            t.content == body.content, t.address.is_not_distinct_from(body.address),
+        ).order_by(t.created_at.desc()).limit(1)
+    )
 
 
 @routes.api("POST", "/api/v1/tickets", summary="市民提交诉求（无需登录；可带 Idempotency-Key 头防重复）",

@@ -175,7 +175,8 @@ async def test_a_stale_guess_still_waiting_is_never_decoded(engine: WhisperEngin
     stale = engine.decode(audio, guess=True)
     stale.cancel()
     await asyncio.wait_for(first.future, timeout=30)
-    await asyncio.wait_for(engine.decode(audio[: VAD_RATE]).future, timeout=30)  # the queue has moved past the stale one
+    # The queue has moved past the stale one.
+    await asyncio.wait_for(engine.decode(audio[: VAD_RATE]).future, timeout=30)
     assert sum(decoder.batches) == 2
 
 
