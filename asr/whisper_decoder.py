@@ -143,7 +143,7 @@ def _pad_with_floor(features: np.ndarray, frames: int) -> np.ndarray:
     return np.pad(features, ((0, 0), (0, frames - features.shape[-1])), constant_values=floor).astype(np.float32)
 
 
-_Job = tuple[np.ndarray, Future[Transcript | None]]
+_Queued = tuple[np.ndarray, Future[Transcript | None]]
 
 
 class DecodeQueue:
@@ -157,8 +157,8 @@ class DecodeQueue:
     def __init__(self, decoder: WhisperDecoder, *, workers: int, max_batch: int) -> None:
         self._decoder = decoder
         self._max_batch = max_batch
-        self._finished: deque[_Job] = deque()
-        self._guesses: deque[_Job] = deque()
+        self._finished: deque[_Queued] = deque()
+        self._guesses: deque[_Queued] = deque()
         self._cond = threading.Condition()
         self._closed = False
         self._running = 0  # batches being decoded
@@ -206,7 +206,7 @@ class DecodeQueue:
         for t in self._threads:
             t.join()  # a batch under way finishes first (CTranslate2 must not be torn down mid-call)
 
-    def _take(self) -> tuple[list[_Job], bool]:
+    def _take(self) -> tuple[list[_Queued], bool]:
         """The next batch, and whether it is of guesses."""
         with self._cond:
             while not self.waiting and not self._closed:
@@ -214,7 +214,7 @@ class DecodeQueue:
             # A batch costs its members about the sum of their decodes: a guess never rides with a finished one.
             guesses = not self._finished
             jobs = self._guesses if guesses else self._finished
-            batch: list[_Job] = []
+            batch: list[_Queued] = []
             while jobs and len(batch) < self._max_batch:
                 audio, future = jobs.popleft()
                 if future.set_running_or_notify_cancel():
