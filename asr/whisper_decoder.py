@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from ctranslate2 import StorageView
+from ctranslate2.models import WhisperGenerationResult
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
@@ -36,6 +40,8 @@ FRAMES_PER_S = 100
 MAX_COMPRESSION = 2.4  # above: a repetition loop (faster-whisper's compression_ratio_threshold)
 NO_SPEECH_PROB, LOW_LOGPROB = 0.6, -1.0  # either: perhaps no speech, or a poor guess (faster-whisper's thresholds)
 TOKENS_PER_S, TOKENS_MIN = 15, 16  # token budget of a fitted decode; fast Mandarin is ~6 characters a second
+
+Wanted = Callable[[], Sequence[bool]]  # which utterances of a batch are still wanted
 
 
 @dataclass(frozen=True)
@@ -87,11 +93,12 @@ class WhisperDecoder:
             return [self.full_window(a) for a in audios]
         return [t if t is not None else self.full_window(a) for a, t in zip(audios, self.fitted(audios), strict=True)]
 
-    def guess(self, audios: list[np.ndarray]) -> list[Transcript | None]:
-        """A speculative decode: the fitted window only, None where it is doubtful (see :meth:`fitted`)."""
+    def guess(self, audios: list[np.ndarray], wanted: Wanted | None = None) -> list[Transcript | None]:
+        """A speculative decode: the fitted window only, None where it is doubtful or no longer ``wanted``
+        (see :meth:`fitted`)."""
         if self.options.window_pad_s <= 0:
             return list(self.decode(audios))
-        return self.fitted(audios)
+        return self.fitted(audios, wanted)
 
     def full_window(self, audio: np.ndarray) -> Transcript:
         """faster-whisper's own decode: the 30 s window, its temperature fallback and silence test."""
@@ -101,30 +108,40 @@ class WhisperDecoder:
         confidence = math.exp(sum(s.avg_logprob for s in segments) / len(segments))
         return self._transcript("".join(s.text for s in segments), confidence)
 
-    def fitted(self, audios: list[np.ndarray]) -> list[Transcript | None]:
-        """One batch on windows fitted to the longest utterance; None where the full window must decide."""
+    def fitted(self, audios: list[np.ndarray], wanted: Wanted | None = None) -> list[Transcript | None]:
+        """One batch on windows fitted to the longest utterance; None where the full window must decide.
+
+        ``wanted``, asked once the batch is encoded (about a third of the work), names the utterances still worth
+        generating text for: the others (a caller who spoke on after a guess's pause) get None at no further cost.
+        """
         features = [self._features(a) for a in audios]
         frames = min(FULL_FRAMES, max(f.shape[-1] for f in features) + round(self.options.window_pad_s * FRAMES_PER_S))
         batch = np.stack([_pad_with_floor(f, frames) for f in features])
         encoded = self.model.model.encode(StorageView.from_array(np.ascontiguousarray(batch)))
-        longest_s = max(len(a) for a in audios) / self.model.feature_extractor.sampling_rate
+        keep = list(wanted()) if wanted is not None else [True] * len(audios)
+        if not any(keep):
+            return [None] * len(audios)
+        if not all(keep):
+            encoded = StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[np.flatnonzero(keep)]))
+        longest = max(len(a) for a, k in zip(audios, keep, strict=True) if k)
+        longest_s = longest / self.model.feature_extractor.sampling_rate
         budget = TOKENS_MIN + math.ceil(TOKENS_PER_S * longest_s)
-        results = self.model.model.generate(
-            encoded, [self._prompt] * len(audios), beam_size=self.options.beam_size,
+        results = iter(self.model.model.generate(
+            encoded, [self._prompt] * sum(keep), beam_size=self.options.beam_size,
             max_length=min(self.model.max_length, len(self._prompt) + budget), return_scores=True,
             return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
-        )
-        out: list[Transcript | None] = []
-        for result in results:
-            tokens = result.sequences_ids[0]
-            text = self._tokenizer.decode(tokens).strip()
-            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)  # as faster-whisper (length penalty 1)
-            suspect = result.no_speech_prob > NO_SPEECH_PROB or avg_logprob < LOW_LOGPROB
-            if suspect or len(tokens) >= budget or get_compression_ratio(text) > MAX_COMPRESSION:
-                out.append(None)
-            else:
-                out.append(self._transcript(text, math.exp(avg_logprob)))
-        return out
+        ))
+        return [self._read(next(results), budget) if k else None for k in keep]
+
+    def _read(self, result: WhisperGenerationResult, budget: int) -> Transcript | None:
+        """A fitted decode's text, or None when it is doubtful."""
+        tokens = result.sequences_ids[0]
+        text = self._tokenizer.decode(tokens).strip()
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)  # as faster-whisper (length penalty 1)
+        suspect = result.no_speech_prob > NO_SPEECH_PROB or avg_logprob < LOW_LOGPROB
+        if suspect or len(tokens) >= budget or get_compression_ratio(text) > MAX_COMPRESSION:
+            return None
+        return self._transcript(text, math.exp(avg_logprob))
 
     def _features(self, audio: np.ndarray) -> np.ndarray:
         features = self.model.feature_extractor(audio)
@@ -150,8 +167,8 @@ class DecodeQueue:
     """Decode threads; each takes every waiting utterance (up to ``max_batch``) as one batch.
 
     Utterances the caller has finished go before speculative guesses and are never batched with them (a guess
-    is promoted when its pause becomes the end). A job cancelled before a thread takes it is skipped (a stale
-    guess costs nothing then).
+    is promoted when its pause becomes the end). A guess dropped before a thread takes it is skipped; one dropped
+    while its batch is being encoded gets no text generated (a stale guess costs little then).
     """
 
     def __init__(self, decoder: WhisperDecoder, *, workers: int, max_batch: int) -> None:
@@ -162,6 +179,8 @@ class DecodeQueue:
         self._cond = threading.Condition()
         self._closed = False
         self._running = 0  # batches being decoded
+        # Guesses no longer wanted, already being decoded (weak: forgotten with the job).
+        self._dropped: weakref.WeakSet[Future[Transcript | None]] = weakref.WeakSet()
         self._threads = [threading.Thread(target=self._work, name=f"asr-whisper-{i}", daemon=True)
                          for i in range(workers)]
         for t in self._threads:
@@ -196,6 +215,12 @@ class DecodeQueue:
                     self._finished.append(job)
                     return
 
+    def drop(self, future: Future[Transcript | None]) -> None:
+        """The caller spoke on after a guess's pause: skip it if it waits, stop it at the encoder if it runs."""
+        with self._cond:
+            if not future.cancel() and future.running():
+                self._dropped.add(future)
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -222,6 +247,10 @@ class DecodeQueue:
             self._running += bool(batch)
             return batch, guesses
 
+    def _wanted(self, batch: list[_Queued]) -> list[bool]:
+        with self._cond:
+            return [future not in self._dropped for _, future in batch]
+
     def _work(self) -> None:
         while not self._closed:
             batch, guesses = self._take()
@@ -229,7 +258,10 @@ class DecodeQueue:
                 continue
             audios = [audio for audio, _ in batch]
             try:
-                results = self._decoder.guess(audios) if guesses else list(self._decoder.decode(audios))
+                if guesses:
+                    results = self._decoder.guess(audios, partial(self._wanted, batch))
+                else:
+                    results = list(self._decoder.decode(audios))
             except Exception as exc:  # reported to every waiting session, which logs and drops the utterance
                 for _, future in batch:
                     future.set_exception(exc)

@@ -5,8 +5,9 @@ VAD has heard ``vad_start_ms`` of speech, and one Final per utterance once the c
 to Simplified Chinese with OpenCC (Whisper often writes traditional characters for Mandarin). Decoding is fitted
 to the utterance's length and batched across calls (asr.whisper_decoder). With ``vad_speculative_ms`` set, the
 decode starts at a short pause and its text is kept if the pause becomes the end of the utterance (投机解码);
-if the caller speaks on, it is cancelled (or, when already running, ignored). Guesses are made only while a
-decode thread is free: under load they would delay the calls whose caller has finished.
+if the caller speaks on, it is cancelled (or, when already running, stopped after its encoder). Guesses are
+made only while a decode thread is free: under load they would delay the calls whose caller has finished. A
+pause that found every thread busy gets its guess as soon as one is free, if the caller is still silent then.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class WhisperEngine:
 
 
 class _Job:
-    """A queued decode: awaitable; cancelling drops it if no thread has taken it yet. A guess's result is None
+    """A queued decode: awaitable; cancelling drops it (see :meth:`DecodeQueue.drop`). A guess's result is None
     when its fitted decode was doubtful (guesses never pay for the full-window fallback)."""
 
     def __init__(self, queue: DecodeQueue, future: Future[Transcript | None]) -> None:
@@ -114,6 +115,7 @@ class _Job:
         self._queue.promote(self._future)
 
     def cancel(self) -> None:
+        self._queue.drop(self._future)
         self.future.cancel()
 
 
@@ -136,10 +138,12 @@ class WhisperSession:
         self._vad = Endpointer(engine.vad_params)
         self._pending: deque[_Utterance] = deque()
         self._guess: _Utterance | None = None  # speculative decode started at a short pause
+        self._paused: Paused | None = None  # a short pause still waiting for a free decode thread to guess
 
     async def feed(self, pcm: bytes) -> list[Event]:
         events = self._ready()
         events += self._start(self._vad.push(_to_float(self._pcm.push(pcm))))
+        self._try_guess()
         return events
 
     async def flush(self) -> list[Event]:
@@ -157,15 +161,21 @@ class WhisperSession:
                 out.append(SpeechStart(round(ev.sample / VAD_RATE, 3)))
             elif isinstance(ev, Paused):
                 self._drop_guess()
-                if not self._engine.idle:
-                    continue
-                self._guess = _Utterance(self._engine.decode(ev.audio, guess=True), ev.start / VAD_RATE,
-                                         ev.end / VAD_RATE, ev.speech_end)
+                self._paused = ev
             elif isinstance(ev, Ended):
+                self._paused = None
                 self._pending.append(self._take_guess(ev))
             elif isinstance(ev, Resumed | Dropped):
                 self._drop_guess()
         return out
+
+    def _try_guess(self) -> None:
+        """Start the speculative decode of the current pause once a decode thread is free."""
+        ev = self._paused
+        if ev is not None and self._engine.idle:
+            self._paused = None
+            self._guess = _Utterance(self._engine.decode(ev.audio, guess=True), ev.start / VAD_RATE,
+                                     ev.end / VAD_RATE, ev.speech_end)
 
     def _take_guess(self, ev: Ended) -> _Utterance:
         """The speculative decode if it heard the same speech (only less of the trailing pause), else a new one."""
@@ -180,6 +190,7 @@ class WhisperSession:
         return _Utterance(self._engine.decode(ev.audio), start_s, end_s)
 
     def _drop_guess(self) -> None:
+        self._paused = None
         if self._guess is not None:
             self._guess.job.cancel()
             self._guess = None

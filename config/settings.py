@@ -207,7 +207,7 @@ class AsrSettings(Section):
     bot_beam_size: int = Field(1, ge=1)
     bot_vad_min_silence_ms: int = Field(400, ge=100)
     bot_vad_speculative_ms: int = Field(64, ge=0)
-    bot_hotwords_max: int = Field(30, ge=0)
+    bot_hotwords_max: int = Field(15, ge=0)
     bot_silence_timeout_s: float = Field(8.0, gt=0)
     bot_max_silences: int = Field(2, ge=1)
     bot_filler_after_ms: int = Field(300, ge=0)

@@ -5,19 +5,21 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
+from ctranslate2.models import WhisperGenerationResult
 from rapidfuzz import fuzz
 
 from asr.evaluate import cer, load_references, read_wav
 from asr.model_install import install_whisper_model, whisper_model_dir
 from asr.recognizer import Final, PcmInput
 from asr.vad import VAD_RATE, WINDOW, SileroStream
-from asr.whisper_decoder import DecodeOptions, Transcript, WhisperDecoder
+from asr.whisper_decoder import DecodeOptions, Transcript, Wanted, WhisperDecoder
 from asr.whisper_engine import WhisperEngine
 from config import Settings
 
@@ -26,23 +28,40 @@ FRAME = 320  # 20 ms at 8 kHz
 
 
 class CountingDecoder(WhisperDecoder):
-    """The real decoder, recording the size of every batch and every full-window decode."""
+    """The real decoder, recording every batch (its size and kind), every text generated and every full-window
+    decode; ``hold`` and ``encoded``/``resume`` let a test act while a batch waits to start or sits between its
+    encoder and its text generation."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.batches: list[int] = []
+        self.kinds: list[str] = []  # "guess" or "finished", per batch
+        self.generated = 0  # utterances text was generated for
         self.full_windows = 0
         self.busy = threading.Event()  # set when a batch starts
         self.hold = threading.Event()  # a batch starts only once this is set
         self.hold.set()
+        self.encoded = threading.Event()  # set when a batch of guesses is encoded
+        self.resume = threading.Event()  # its text is generated only once this is set
+        self.resume.set()
         self.order: list[int] = []  # id() of each audio, in the order decoded
 
-    def fitted(self, audios: list[np.ndarray]) -> list[Transcript | None]:
+    def fitted(self, audios: list[np.ndarray], wanted: Wanted | None = None) -> list[Transcript | None]:
         self.batches.append(len(audios))
+        self.kinds.append("finished" if wanted is None else "guess")
         self.order.extend(id(a) for a in audios)
         self.busy.set()
         self.hold.wait(30)
-        return super().fitted(audios)
+        return super().fitted(audios, None if wanted is None else partial(self._paused_before, wanted))
+
+    def _paused_before(self, wanted: Wanted) -> Sequence[bool]:
+        self.encoded.set()
+        self.resume.wait(30)
+        return wanted()
+
+    def _read(self, result: WhisperGenerationResult, budget: int) -> Transcript | None:
+        self.generated += 1
+        return super()._read(result, budget)
 
     def full_window(self, audio: np.ndarray) -> Transcript:
         self.full_windows += 1
@@ -195,8 +214,9 @@ async def test_a_doubtful_guess_is_not_decided_by_the_full_window(
     finally:
         tight.close()
     assert len(finals) == 1 and cer(ref, finals[0].text) < 0.5, finals
-    # The guess stopped at its fitted decode; only the finished utterance paid for the 30 s window.
-    assert decoder.batches == [1, 1] and decoder.full_windows == 1
+    # The guesses (one per pause) stopped at their fitted decode; only the finished utterance paid for the 30 s
+    # window.
+    assert decoder.kinds[-1] == "finished" and set(decoder.kinds[:-1]) == {"guess"} and decoder.full_windows == 1
 
 
 async def test_a_finished_utterance_is_decoded_before_waiting_guesses(
@@ -219,3 +239,57 @@ async def test_a_finished_utterance_is_decoded_before_waiting_guesses(
     # The finished utterances first, in one batch; the other caller's guess after them and alone.
     assert decoder.order[1:] == [id(finished), id(promoted_audio), id(guess)]
     assert decoder.batches == [1, 2, 1]
+
+
+async def test_a_guess_the_caller_spoke_over_while_it_was_encoded_gets_no_text(
+    engine: WhisperEngine, speech: dict[str, tuple[bytes, str]]
+) -> None:
+    decoder = counting(engine)
+    audios = [samples16k(speech[u][0]) for u in UTTERANCES[:2]]
+    decoder.hold.clear()
+    blocker = engine.decode(audios[0])
+    assert await asyncio.to_thread(decoder.busy.wait, 30)
+    decoder.resume.clear()
+    stale, kept = engine.decode(audios[0], guess=True), engine.decode(audios[1], guess=True)
+    decoder.hold.set()
+    await asyncio.wait_for(blocker.future, 30)
+    assert await asyncio.to_thread(decoder.encoded.wait, 30)  # both guesses encoded in one batch
+    stale.cancel()  # the first caller spoke on
+    decoder.resume.set()
+    transcript = await asyncio.wait_for(kept.future, 30)
+    assert decoder.kinds == ["finished", "guess"] and decoder.batches == [1, 2]
+    # Text for the blocker and the kept guess only; the kept guess reads as it would alone.
+    assert decoder.generated == 2
+    assert transcript is not None and cer(speech[UTTERANCES[1]][1], transcript.text) < 0.3, transcript
+    assert stale.future.cancelled()
+
+
+async def test_a_pause_that_found_every_thread_busy_is_guessed_once_one_is_free(
+    engine: WhisperEngine, speech: dict[str, tuple[bytes, str]]
+) -> None:
+    decoder = counting(engine)
+    pcm, ref = speech["BAC009S0764W0121"]
+    decoder.hold.clear()
+    blocker = engine.decode(samples16k(speech["magicdata_cs_000018"][0]))  # another caller's utterance
+    assert await asyncio.to_thread(decoder.busy.wait, 30)
+    session = engine(8000)
+    events: list[object] = []
+    tight = speech_only(pcm)
+    # The call up to the end of its speech, then 320 ms of silence: past the 200 ms guess pause, short of the end.
+    head = pcm[: pcm.find(tight) + len(tight)] + bytes(int(8000 * 0.32) * 2)
+    for i in range(0, len(head), FRAME):
+        events += await session.feed(head[i : i + FRAME])
+    assert session._paused is not None and engine._queue.waiting == 0  # the pause found no free thread
+    decoder.resume.clear()
+    decoder.hold.set()
+    await asyncio.wait_for(blocker.future, 30)
+    events += await session.feed(bytes(FRAME))  # the caller is still silent: 20 ms more
+    assert await asyncio.to_thread(decoder.encoded.wait, 30)  # the guess is under way before the pause ended
+    decoder.resume.set()
+    tail = bytes(8000 * 2)
+    for i in range(0, len(tail), FRAME):
+        events += await session.feed(tail[i : i + FRAME])
+    finals = [e for e in events + await session.flush() if isinstance(e, Final)]
+    assert len(finals) == 1 and cer(ref, finals[0].text) < 0.3, finals
+    # The utterance was decoded once, as the guess started when the thread came free, before the pause ended.
+    assert decoder.kinds == ["finished", "guess"] and decoder.batches == [1, 1]
