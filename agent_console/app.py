@@ -23,7 +23,7 @@ from agent_console.auth import Accounts
 from agent_console.hub import Hub
 from agent_console.masking import mask_phone
 from agent_console.metrics import ConsoleMetrics
-from agent_console.middleware import deny_unregistered, errors
+from agent_console.middleware import deny_unregistered, errors, rate_limits
 from agent_console.openapi import build_openapi
 from agent_console.routing import REGISTRY, RouteRegistry, RouteTable
 from agent_console.security import security_headers
@@ -106,13 +106,15 @@ def create_app(
     knowledge-base edit made in the console (the bot refreshes its index)."""
     registry = RouteRegistry.of(features)
     metrics = ConsoleMetrics()
-    app = web.Application(middlewares=[metrics.middleware(), security_headers, errors, deny_unregistered],
+    headers = security_headers(https=settings.console.secure_cookies)
+    app = web.Application(middlewares=[metrics.middleware(), headers, errors, deny_unregistered, rate_limits],
                           client_max_size=MAX_REQUEST_BYTES)
     app[keys.SETTINGS] = settings
     app[keys.SESSIONMAKER] = sessionmaker
     app[keys.CLOCK] = clock
     app[keys.ACCOUNTS] = accounts or Accounts(settings.console)
     app[keys.HUB] = hub or Hub(queue_size=settings.console.ws_queue_size)
+    app[keys.ACCOUNTS].on_revoke(app[keys.HUB].disconnect)  # a logout or account change closes its sockets
     app[keys.METRICS] = metrics
     app[REGISTRY] = registry
     app[keys.DOMAIN_ERRORS] = dict(domain_errors)

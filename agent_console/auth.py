@@ -1,6 +1,7 @@
 """Console accounts and login sessions: argon2 passwords, hashed session tokens, audit of every change.
 
-Each public coroutine is one transaction on the session it is given (it commits).
+Each public coroutine is one transaction on the session it is given (it commits); a login is two, with the
+password checked in between on threads of its own while no database connection is held.
 """
 
 from __future__ import annotations
@@ -8,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -21,16 +25,56 @@ from agent_console.errors import Conflict, ConsoleError, InvalidInput, NotFound
 from agent_console.models import AuditEntry, User, UserSession
 from agent_console.roles import Role
 from agent_console.schemas import UserCreate, UserUpdate
-from agent_console.security import LoginThrottle, new_token
+from agent_console.security import LoginLimits, LoginThrottle, new_token
 from config.settings import ConsoleSettings
 
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)  # last_seen_at is written at most this often per session
+T = TypeVar("T")
 
 
 class InvalidCredentials(ConsoleError):
     status = 401
     code = "invalid_credentials"
     default_message = "用户名或密码错误"
+
+
+class PasswordCheckBusy(ConsoleError):
+    status = 503
+    code = "password_check_busy"
+    default_message = "登录请求过多，请稍后再试"
+
+
+class RevocationListener(Protocol):
+    """Told after sessions were revoked: one session, or every session of one account."""
+
+    def __call__(self, *, user_id: int | None = None, session_id: int | None = None) -> object: ...
+
+
+class PasswordHashing:
+    """Argon2 on ``workers`` threads of its own, not the default executor the speech bot decodes on.
+
+    A login takes one of ``workers + queue`` places before it touches the database; beyond that it is
+    refused at once (:class:`PasswordCheckBusy`) instead of piling up. A cancelled login's hash leaves the
+    queue with it (one already running finishes on its thread).
+    """
+
+    def __init__(self, workers: int, queue: int) -> None:
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="console-argon2")
+        self._places = workers + queue
+        self._taken = 0
+
+    @contextmanager
+    def place(self) -> Iterator[None]:
+        if self._taken >= self._places:
+            raise PasswordCheckBusy()
+        self._taken += 1
+        try:
+            yield
+        finally:
+            self._taken -= 1
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
 
 @dataclass(frozen=True)
@@ -74,8 +118,18 @@ class Accounts:
                                      parallelism=settings.argon2_parallelism)
         self.min_password = settings.password_min_length
         self.session_ttl = timedelta(seconds=settings.session_ttl_s)
-        self.throttle = LoginThrottle(settings.login_attempts_per_minute)
+        self.throttle = LoginThrottle(LoginLimits.of(settings))
+        self.hashing = PasswordHashing(settings.login_hash_workers, settings.login_hash_queue)
         self._dummy_hash = self.hasher.hash(secrets.token_hex(16))  # equalises time for unknown usernames
+        self._revocation_listeners: list[RevocationListener] = []
+
+    def on_revoke(self, listener: RevocationListener) -> None:
+        """Call ``listener`` after sessions were revoked (logout, deactivation, role or placement change)."""
+        self._revocation_listeners.append(listener)
+
+    def _revoked(self, *, user_id: int | None = None, session_id: int | None = None) -> None:
+        for listener in self._revocation_listeners:
+            listener(user_id=user_id, session_id=session_id)
 
     # --- passwords -------------------------------------------------------------------------------------
     def check_password_rules(self, username: str, password: str) -> None:
@@ -87,11 +141,14 @@ class Accounts:
                                details=[{"field": "password", "code": "same_as_username", "message": "与用户名相同"}])
 
     async def _hash(self, password: str) -> str:
-        return await asyncio.to_thread(self.hasher.hash, password)
+        return await self.hashing.run(self.hasher.hash, password)
 
     async def _verify(self, stored: str, password: str) -> bool:
+        return await self.hashing.run(self._matches, stored, password)
+
+    def _matches(self, stored: str, password: str) -> bool:
         try:
-            return await asyncio.to_thread(self.hasher.verify, stored, password)
+            return self.hasher.verify(stored, password)
         except (VerificationError, InvalidHashError):
             return False
 
@@ -136,33 +193,49 @@ class Accounts:
         if not changed:
             return user
         user.updated_at = now
-        if set(changed) & {"role", "department", "grid", "password", "active"}:
+        revoke = bool(set(changed) & {"role", "department", "grid", "password", "active"})
+        if revoke:
             await self._revoke_all(db, user.id, now)
         await record_audit(db, origin, "user.update", user.username, now, fields=changed,
                            **{k: fields[k] for k in changed if k != "password"})
         await db.commit()
+        if revoke:
+            self._revoked(user_id=user.id)
         return user
 
     # --- sessions --------------------------------------------------------------------------------------
     async def login(self, db: AsyncSession, username: str, password: str, origin: Origin, now: datetime) -> Login:
-        """Check the password (throttled per username and address) and open a session.
+        """Count the attempt, check the password and open a session.
 
-        Raises TooManyRequests (429) past the limit, InvalidCredentials (401) on a wrong name or password.
+        The attempt is counted (committed) before the password is checked, and the database connection is
+        given back while Argon2 runs. Raises PasswordCheckBusy (503) at once when too many logins wait for a
+        hashing thread, TooManyRequests (429) past a limit (see :class:`~agent_console.security.LoginThrottle`),
+        InvalidCredentials (401) on a wrong name or password.
         """
+        with self.hashing.place():
+            return await self._login(db, username, password, origin, now)
+
+    async def _login(self, db: AsyncSession, username: str, password: str, origin: Origin, now: datetime) -> Login:
         username = username.strip().lower()
         ip = origin.ip or "unknown"
-        await self.throttle.check(db, username, ip, now)
         user = await find_user(db, username)
-        ok = await self._verify(user.password_hash if user else self._dummy_hash, password)
-        if user is None or not ok or not user.active:
-            await self.throttle.record_failure(db, username, ip, now)
-            reason = "unknown_user" if user is None else ("inactive" if ok else "wrong_password")
+        stored = user.password_hash if user else self._dummy_hash
+        attempt = await self.throttle.admit(db, username, ip, now)
+        await db.commit()  # no connection is held while the password is checked
+        ok = await self._verify(stored, password)
+        rehashed = await self._hash(password) if ok and self.hasher.check_needs_rehash(stored) else None
+        reason = "unknown_user" if user is None else None if ok else "wrong_password"
+        if user is not None and reason is None:
+            await db.refresh(user)  # deactivated, or given another password, while this one was checked?
+            reason = "inactive" if not user.active else None if user.password_hash == stored else "password_changed"
+        if user is None or reason is not None:
             await record_audit(db, Origin(None, origin.ip, origin.user_agent), "login.failure", username, now,
                                reason=reason)
             await db.commit()
             raise InvalidCredentials()
-        if self.hasher.check_needs_rehash(user.password_hash):
-            user.password_hash = await self._hash(password)
+        if rehashed is not None:
+            user.password_hash = rehashed
+        await self.throttle.succeeded(db, attempt)
         token = new_token()
         session = UserSession(token_hash=hash_token(token), csrf_token=new_token(), user_id=user.id, user=user,
                               created_at=now, expires_at=now + self.session_ttl, last_seen_at=now,
@@ -189,6 +262,7 @@ class Accounts:
                          .values(revoked_at=now))
         await record_audit(db, origin, "logout", origin.actor, now)
         await db.commit()
+        self._revoked(session_id=session_id)
 
     async def _revoke_all(self, db: AsyncSession, user_id: int, now: datetime) -> None:
         await db.execute(update(UserSession).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))

@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
+from tickets.text import CONTROL_CHARACTER, CONTROL_CHARACTER_MESSAGE, is_control_character_error
+
 _FIELD_MESSAGES = {
     "missing": "必填",
     "string_too_short": "太短",
@@ -41,6 +43,11 @@ class ConsoleError(Exception):
 
 class BadRequest(ConsoleError):
     pass
+
+
+class TooDeeplyNested(BadRequest):
+    code = "too_deeply_nested"
+    default_message = "请求体的 JSON 嵌套层数过多"
 
 
 class Unauthenticated(ConsoleError):
@@ -79,6 +86,12 @@ class Conflict(ConsoleError):
     default_message = "与现有数据冲突"
 
 
+class PayloadTooLarge(ConsoleError):
+    status = 413
+    code = "payload_too_large"
+    default_message = "请求体过大"
+
+
 class InvalidInput(ConsoleError):
     status = 422
     code = "invalid_input"
@@ -108,6 +121,9 @@ def invalid_input(exc: ValidationError) -> InvalidInput:
     details = []
     for err in exc.errors(include_url=False, include_input=False):
         field = ".".join(str(p) for p in err["loc"]) or "body"
+        if is_control_character_error(err):
+            details.append({"field": field, "code": CONTROL_CHARACTER, "message": CONTROL_CHARACTER_MESSAGE})
+            continue
         message = _FIELD_MESSAGES.get(err["type"]) or err["msg"].removeprefix("Value error, ")
         details.append({"field": field, "code": err["type"], "message": message})
     summary = "；".join(d["message"] if d["field"] == "body" else f"{d['field']} {d['message']}" for d in details)
@@ -116,5 +132,5 @@ def invalid_input(exc: ValidationError) -> InvalidInput:
 
 STATUS_ERRORS: dict[int, type[ConsoleError]] = {
     cls.status: cls for cls in (BadRequest, Unauthenticated, Forbidden, NotFound, MethodNotAllowed, Conflict,
-                                InvalidInput, TooManyRequests, Unavailable)
+                                PayloadTooLarge, InvalidInput, TooManyRequests, Unavailable)
 }

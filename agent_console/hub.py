@@ -4,6 +4,9 @@ Topics are ``name`` or ``name:argument`` (``user:zhang3``, later ``queue``, ``de
 subscribe is decided by a :class:`TopicRule` per name, deny by default. ``Hub.publish`` is the single entry
 for events: today producers in the same process call it; in a multi-worker deployment a PostgreSQL
 ``LISTEN`` task in each worker calls it for every ``NOTIFY`` so all browsers see the same events.
+
+A browser's subscription carries its :class:`Owner` (account and login session), so ``Hub.disconnect``
+ends at once the sockets of a session that was logged out, or of an account deactivated or changed.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from agent_console.roles import ALL_ROLES, Role, ScopedUser
@@ -55,21 +59,51 @@ def split_topic(topic: str) -> tuple[str, str | None]:
     return name, (argument if sep else None)
 
 
+class Ended(StrEnum):
+    """Why the hub dropped a subscription."""
+
+    TOO_SLOW = "too slow"  # the browser fell too far behind
+    SESSION_ENDED = "session ended"  # logged out, deactivated, or the account's role or placement changed
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose browser a subscription serves: the account and the login session."""
+
+    user_id: int
+    session_id: int
+
+
 @dataclass(eq=False)
 class Subscription:
     """One browser connection's topics and its bounded queue of events."""
 
     hub: Hub
-    queue: asyncio.Queue[Event]
+    queue: asyncio.Queue[Event | None]
+    owner: Owner | None = None  # None for in-process listeners (e.g. the cockpit's queue board)
     topics: set[str] = field(default_factory=set)
-    overflowed: bool = False
+    ended: Ended | None = None
+
+    @property
+    def overflowed(self) -> bool:
+        return self.ended is Ended.TOO_SLOW
 
     async def next(self) -> Event | None:
-        """The next event, or None once the subscriber fell too far behind (the connection should close)."""
-        if self.overflowed:
+        """The next event, or None once the hub dropped this subscription (the connection should close)."""
+        if self.ended is not None:
             return None
         event = await self.queue.get()
-        return None if self.overflowed else event
+        return None if self.ended is not None else event
+
+    def end(self, why: Ended) -> None:
+        """Drop this subscription and wake its reader, which then sees ``ended``."""
+        if self.ended is not None:
+            return
+        self.ended = why
+        self.close()
+        if self.queue.full():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
 
     def close(self) -> None:
         self.hub._subscribers.discard(self)
@@ -86,10 +120,18 @@ class Hub:
         rule = self.rules.get(name)
         return rule is not None and rule.allows(user, argument)
 
-    def subscribe(self) -> Subscription:
-        sub = Subscription(self, asyncio.Queue(self.queue_size))
+    def subscribe(self, owner: Owner | None = None) -> Subscription:
+        sub = Subscription(self, asyncio.Queue(self.queue_size), owner)
         self._subscribers.add(sub)
         return sub
+
+    def disconnect(self, *, user_id: int | None = None, session_id: int | None = None) -> int:
+        """End the subscriptions of one login session or of every session of one account; returns how many."""
+        ended = [s for s in self._subscribers if s.owner is not None
+                 and (s.owner.user_id == user_id or s.owner.session_id == session_id)]
+        for sub in ended:
+            sub.end(Ended.SESSION_ENDED)
+        return len(ended)
 
     @property
     def subscriber_count(self) -> int:
@@ -107,8 +149,5 @@ class Hub:
                 sub.queue.put_nowait(event)
                 delivered += 1
             except asyncio.QueueFull:
-                sub.overflowed = True
-                sub.close()
-                sub.queue.get_nowait()
-                sub.queue.put_nowait(event)  # wake the waiting sender so it sees the overflow
+                sub.end(Ended.TOO_SLOW)
         return delivered

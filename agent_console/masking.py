@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 from agent_console.roles import CALLING_ROLES, Role
+from config.pii import mask_phone as masked
 from tickets.errors import InvalidInput
 from tickets.phone import normalise_phone
-
-_SHORTEST_PERSONAL = 7  # shorter numbers are service numbers (12345, 110, 95588) and shown as they are
-
-
-def _keep_last4(digits: str) -> str:
-    return "*" * (len(digits) - 4) + digits[-4:]
 
 
 def mask_phone(phone: str | None, role: Role | str) -> str:
@@ -26,11 +19,6 @@ def mask_phone(phone: str | None, role: Role | str) -> str:
     if role in CALLING_ROLES:
         return phone
     try:
-        number = normalise_phone(phone)
+        return masked(normalise_phone(phone))
     except InvalidInput:
-        digits = re.sub(r"\D", "", phone)
-        return phone if len(digits) < _SHORTEST_PERSONAL else _keep_last4(digits)
-    area, dash, local = number.rpartition("-")
-    if dash:
-        return f"{area}-{_keep_last4(local)}"
-    return f"{number[:3]}****{number[-4:]}"
+        return masked(phone)

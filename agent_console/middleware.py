@@ -1,4 +1,5 @@
-"""Request middlewares: errors as JSON or an error page, and refusal of anything not in the route registry."""
+"""Request middlewares: errors as JSON or an error page, refusal of anything not in the route registry, and the
+rate limits of the citizens' API."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from aiohttp.typedefs import Handler
 
 from agent_console import keys
 from agent_console.errors import STATUS_ERRORS, ConsoleError, Forbidden, InternalError
+from agent_console.public_limits import RATE_LIMITS, admit
 from agent_console.routing import is_registered, json_response, render_error
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ def _as_console_error(request: web.Request, exc: Exception) -> ConsoleError | No
         return exc
     if isinstance(exc, web.HTTPException):
         cls = STATUS_ERRORS.get(exc.status)
-        return cls() if cls else ConsoleError(exc.reason)
+        return cls() if cls else DomainError(exc.status, "http_error", exc.reason)
     for exc_type, status in request.app[keys.DOMAIN_ERRORS].items():
         if isinstance(exc, exc_type):
             return DomainError(status, str(getattr(exc, "code", "domain_error")), str(getattr(exc, "message", exc)))
@@ -67,4 +69,16 @@ async def deny_unregistered(request: web.Request, handler: Handler) -> web.Strea
     if match.http_exception is None and not isinstance(match.route.resource, web.StaticResource) \
             and not is_registered(match.handler):
         raise Forbidden()
+    return await handler(request)
+
+
+@web.middleware
+async def rate_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Admit a request to a route with a :class:`~agent_console.public_limits.RateLimit` before its handler runs
+    (429 past the limit)."""
+    limits = request.app.get(RATE_LIMITS, {})
+    route = getattr(request.match_info.handler, "__console_route__", None)
+    limit = limits.get(route.name) if route is not None else None
+    if limit is not None:
+        await admit(request, limit, {each.action for each in limits.values()})
     return await handler(request)

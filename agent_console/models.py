@@ -52,7 +52,8 @@ class UserSession(Base):
 
 
 class LoginFailure(Base):
-    """One failed login, counted per username and per address for throttling (kept about a minute)."""
+    """A login attempt that has not succeeded: written before its password is checked, deleted if it logs in;
+    counted per username and per address for throttling (``agent_console.security.LoginThrottle``)."""
 
     __tablename__ = "console_login_failures"
     __table_args__ = (Index("ix_console_login_failures_at", "at"),)

@@ -33,12 +33,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_console import keys
 from agent_console.auth import Origin
+from agent_console.client import client_address
 from agent_console.errors import (
     BadRequest,
     ConsoleError,
     Forbidden,
     InvalidInput,
     NotFound,
+    TooDeeplyNested,
     Unauthenticated,
     invalid_input,
 )
@@ -51,6 +53,7 @@ Kind = Literal["api", "page", "socket", "ops"]
 Csrf = Literal["session", "login", "none"]  # a write needs the session's token, or the login form's double-submit
 # cookie; "none" only for public API routes that ignore cookies altogether (the citizens' API)
 PUBLIC: frozenset[Role] = frozenset()  # marker: no login needed (only login, health, metrics, API document)
+MAX_JSON_DEPTH = 32  # arrays and objects inside each other in a request body
 
 B = TypeVar("B")
 
@@ -92,7 +95,7 @@ class Call(Generic[B]):
     @property
     def origin(self) -> Origin:
         user = self.session.user.username if self.session else None
-        return Origin(user, self.request.remote, self.request.headers.get("User-Agent"))
+        return Origin(user, client_address(self.request), self.request.headers.get("User-Agent"))
 
     @property
     def app(self) -> web.Application:
@@ -265,16 +268,38 @@ async def _read_form(route: Route, request: web.Request) -> tuple[Any, dict[str,
         return None, form, exc
 
 
-async def _read_body(route: Route, request: web.Request) -> Any:
-    if route.request is None:
-        return None
+def _nesting_depth(data: Any) -> int:
+    """How many arrays and objects lie inside each other in ``data`` (iterative: any depth is safe)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request's JSON body: BadRequest when it is not JSON or nested deeper than ``MAX_JSON_DEPTH``,
+    PayloadTooLarge (413) past the app's ``client_max_size``."""
     if request.content_type != "application/json":
         raise BadRequest("请求体须为 JSON（Content-Type: application/json）")
     try:
         data = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise BadRequest("请求体不是有效的 JSON") from None
-    return _parse(route.request, data)
+    except RecursionError:  # the decoder's own limit, far beyond MAX_JSON_DEPTH
+        raise TooDeeplyNested() from None
+    if _nesting_depth(data) > MAX_JSON_DEPTH:
+        raise TooDeeplyNested()
+    return data
+
+
+async def _read_body(route: Route, request: web.Request) -> Any:
+    if route.request is None:
+        return None
+    return _parse(route.request, await read_json(request))
 
 
 def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

@@ -8,6 +8,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent_console.roles import Role
+from tickets.text import Line
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{2,64}$"
 
@@ -36,8 +37,8 @@ class _Placement(Model):
     """Role with its department (handler) or grid (grid worker)."""
 
     role: Role
-    department: str | None = Field(default=None, max_length=128, description="承办单位（承办人必填）")
-    grid: str | None = Field(default=None, max_length=128, description="网格（网格员必填）")
+    department: Line | None = Field(default=None, max_length=128, description="承办单位（承办人必填）")
+    grid: Line | None = Field(default=None, max_length=128, description="网格（网格员必填）")
 
     @model_validator(mode="after")
     def _placement_fits_role(self) -> Self:
@@ -50,17 +51,17 @@ class _Placement(Model):
 
 class UserCreate(_Placement):
     username: str = Field(pattern=USERNAME_PATTERN, description="登录名（字母、数字、_ . @ -）")
-    display_name: str = Field(min_length=1, max_length=64, description="姓名")
+    display_name: Line = Field(min_length=1, max_length=64, description="姓名")
     password: str = Field(min_length=1, max_length=256)
 
 
 class UserUpdate(Model):
     """Fields to change; omitted ones stay. Changing role, placement, password or active ends the user's sessions."""
 
-    display_name: str | None = Field(default=None, min_length=1, max_length=64)
+    display_name: Line | None = Field(default=None, min_length=1, max_length=64)
     role: Role | None = None
-    department: str | None = Field(default=None, max_length=128)
-    grid: str | None = Field(default=None, max_length=128)
+    department: Line | None = Field(default=None, max_length=128)
+    grid: Line | None = Field(default=None, max_length=128)
     password: str | None = Field(default=None, min_length=1, max_length=256)
     active: bool | None = None
 

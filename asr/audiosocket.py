@@ -58,6 +58,7 @@ class ErrorCode(IntEnum):
     FRAME_FORWARDING = 0x02
     MEMORY = 0x04
     PROTOCOL = 0x80  # this server: the peer broke the protocol (e.g. no UUID first)
+    BUSY = 0x81  # this server: as many calls as it may serve are in progress
 
 
 class ProtocolError(HotlineError):

@@ -5,11 +5,17 @@ The application (the bot's dialogue) is ``async def handler(session)``. It reads
 ``await session.play(pcm)``, interrupts itself with ``session.stop_playback()`` (barge-in) and ends the call
 with ``await session.hangup()``. When the handler returns or raises while the caller is still connected, the
 server sends a hangup frame so Asterisk leaves ``AudioSocket()`` and the dialplan continues.
+
+Only peers in ``allow`` (addresses or networks; loopback by default) may connect, and at most ``max_sessions``
+calls are served at once. Anyone else is refused with a WARNING naming the peer and the reason: a peer not
+allowed is closed without a word; a call over the cap gets an error frame, so ``AudioSocket()`` fails and the
+dialplan sends the caller back to the queue (``config/asterisk/extensions.conf``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 import uuid
@@ -271,6 +277,7 @@ class AudioSocketServer:
     def __init__(
         self, handler: Handler, *, host: str = "127.0.0.1", port: int = 0, queue_frames: int = 250,
         max_payload: int = DEFAULT_MAX_PAYLOAD, uuid_timeout_s: float = 5.0, handler_grace_s: float = 5.0,
+        allow: Iterable[str] = ("127.0.0.0/8", "::1"), max_sessions: int = 16,
     ) -> None:
         self.host = host
         self._port = port
@@ -278,6 +285,8 @@ class AudioSocketServer:
         self.max_payload = max_payload
         self.uuid_timeout_s = uuid_timeout_s
         self.handler_grace_s = handler_grace_s
+        self.allow = tuple(ipaddress.ip_network(network, strict=False) for network in allow)
+        self.max_sessions = max_sessions
         self.stats = ServerStats()
         self._handler = handler
         self._server: asyncio.Server | None = None
@@ -292,6 +301,7 @@ class AudioSocketServer:
             handler, host=settings.audiosocket_host, port=settings.audiosocket_port,
             queue_frames=settings.audiosocket_queue_frames, max_payload=settings.audiosocket_max_payload,
             uuid_timeout_s=settings.audiosocket_uuid_timeout_s, handler_grace_s=settings.audiosocket_handler_grace_s,
+            allow=settings.audiosocket_allow, max_sessions=settings.audiosocket_max_sessions,
         )
 
     @property
@@ -313,6 +323,10 @@ class AudioSocketServer:
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._on_connection, self.host, self._port)
         log.info("AudioSocket server listening on %s:%s", self.host, self.port)
+        bound = [ipaddress.ip_address(str(s.getsockname()[0]).split("%", 1)[0]) for s in self._server.sockets]
+        if any(not a.is_loopback for a in bound) and all(n.is_loopback for n in self.allow):
+            log.warning("AudioSocket server on %s accepts loopback peers only: list the Asterisk hosts in "
+                        "asr.audiosocket_allow", self.host)
 
     async def wait_idle(self) -> None:
         """Until no connection is open (every session torn down)."""
@@ -352,7 +366,18 @@ class AudioSocketServer:
             if not self._connections:
                 self._idle.set()
 
+    def _allowed(self, writer: asyncio.StreamWriter) -> bool:
+        """The peer's address is in ``allow``."""
+        peer = writer.get_extra_info("peername")
+        if not peer:
+            return False
+        address = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])  # an IPv6 peer may carry a %scope
+        return any(address in network for network in self.allow)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self._allowed(writer):
+            await self._refuse(writer, "audiosocket.peer_not_allowed", send_error=False)
+            return
         parser = FrameParser(self.max_payload)
         try:
             async with asyncio.timeout(self.uuid_timeout_s):
@@ -371,6 +396,10 @@ class AudioSocketServer:
         if call_id in self._sessions:
             await self._refuse(writer, "audiosocket.duplicate_uuid")
             return
+        if len(self._sessions) >= self.max_sessions:
+            await self._refuse(writer, "audiosocket.session_cap", code=ErrorCode.BUSY,
+                               detail=f"call {call_id}, {len(self._sessions)} calls in progress")
+            return
         await self._run_session(
             AudioSocketSession(call_id, reader, writer, parser, self.stats, self.queue_frames), rest
         )
@@ -388,12 +417,14 @@ class AudioSocketServer:
             if frames:
                 return frames[0], frames[1:]
 
-    async def _refuse(self, writer: asyncio.StreamWriter, reason: str, *, send_error: bool = True) -> None:
-        """Not a call we can serve (never happens with a real Asterisk): an error frame, then close."""
+    async def _refuse(self, writer: asyncio.StreamWriter, reason: str, *, send_error: bool = True,
+                      code: ErrorCode = ErrorCode.PROTOCOL, detail: str = "") -> None:
+        """Not a call we serve: an error frame (unless ``send_error`` is off), then close."""
         self.stats.refused += 1
-        log.warning("AudioSocket connection from %s refused: %s", writer.get_extra_info("peername"), reason)
+        log.warning("AudioSocket connection from %s refused: %s%s", writer.get_extra_info("peername"), reason,
+                    f" ({detail})" if detail else "")
         if send_error and not writer.is_closing():
-            writer.write(error_frame(ErrorCode.PROTOCOL))
+            writer.write(error_frame(code))
         writer.close()
         with suppress(TimeoutError, OSError):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):

@@ -12,6 +12,11 @@ can set ``BOT_NEXT=hangup`` first (for ``queue`` it leaves BOT_NEXT unset and th
 ``caller_for(call_uuid)`` / ``recording_for(call_uuid)`` give the caller's number and the call's recording
 file name when the controller knows them (the dialplan hands the bot only the UUID).
 
+Ticket writes outlive the call: the AudioSocket server cancels a call's dialogue ``audiosocket_handler_grace_s``
+after the caller hung up, but a ticket it is writing then (SQLite may wait 30 s for a lock) is finished in the
+background (:class:`TicketWrites`); one that fails after its call ended is logged as an error with the call's
+id, and :meth:`SpeechBot.close` waits for the writes in progress.
+
 Dispatch suggestion: the best category of the dispatch suggester is stored on the ticket (``category``) when it
 is a category of the category tree; the department is not stored (tickets get a department only when a
 dispatcher dispatches them, and the console shows the suggester's ranking then) — it is not written into the
@@ -22,10 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import jieba
@@ -64,6 +71,50 @@ def hotwords_of(index: KnowledgeIndex, limit: int) -> list[str]:
     return list(dict.fromkeys(words))[:limit]
 
 
+class TicketWrites:
+    """Ticket writes of the bot's calls, run apart from the calls: a write the call's dialogue stops waiting for
+    (the server cancels it after the caller left) goes on, bounded by ``timeout_s``, and its outcome is logged."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._pending: set[asyncio.Task[str]] = set()
+
+    @property
+    def pending(self) -> int:
+        """Writes in progress."""
+        return len(self._pending)
+
+    async def run(self, call_id: str, write: Coroutine[Any, Any, str]) -> str:
+        """The ticket number ``write`` returns; if the caller of ``run`` is cancelled, the write is not."""
+        task = asyncio.create_task(self._bounded(write), name=f"bot-ticket-{call_id}")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(functools.partial(_report_orphan, call_id))
+            raise
+
+    async def drain(self) -> None:
+        """Until every write in progress has finished (shutdown)."""
+        await asyncio.gather(*self._pending, return_exceptions=True)
+
+    async def _bounded(self, write: Coroutine[Any, Any, str]) -> str:
+        async with asyncio.timeout(self.timeout_s):
+            return await write
+
+
+def _report_orphan(call_id: str, task: asyncio.Task[str]) -> None:
+    """The outcome of a ticket write whose call had already ended: nobody else reports it."""
+    error = None if task.cancelled() else task.exception()
+    if task.cancelled() or error is not None:
+        # The exception's class only: its text may quote the caller's words or number.
+        log.error("bot call %s: the ticket could not be filed after the call ended (%s)", call_id,
+                  "cancelled" if error is None else type(error).__name__)
+    else:
+        log.info("bot call %s: ticket %s filed after the call ended", call_id, task.result())
+
+
 class HotlineDesk:
     """The bot's view of the domain: answers from the knowledge index, misses and tickets via the services."""
 
@@ -74,6 +125,7 @@ class HotlineDesk:
         self.index = index
         self.suggester = suggester
         self.tz = ZoneInfo(settings.timezone)
+        self.writes = TicketWrites(settings.asr.bot_ticket_write_timeout_s)
         self._stamp: tuple[tuple[int, datetime | None], date] | None = None
 
     @classmethod
@@ -107,13 +159,19 @@ class HotlineDesk:
             await kb.record_miss(session, text, answer.answer_id, answer.score, reason)
 
     async def close_instant(self, intake: Intake, answer: Answer) -> str:
+        return await self.writes.run(intake.call_id, self._close_instant(intake, answer))
+
+    async def create_ticket(self, intake: Intake) -> str:
+        return await self.writes.run(intake.call_id, self._create_ticket(intake))
+
+    async def _close_instant(self, intake: Intake, answer: Answer) -> str:
         draft = await self._draft(intake, knowledge_id=str(answer.answer_id))
         async with self.sessionmaker() as session:
             ticket = await tickets.close_instant(session, draft, answer.answer_text or answer.answer, BOT_ACTOR,
                                                  settings=self.settings)
             return ticket.ticket_no
 
-    async def create_ticket(self, intake: Intake) -> str:
+    async def _create_ticket(self, intake: Intake) -> str:
         draft = await self._draft(intake)
         async with self.sessionmaker() as session:
             ticket = await tickets.create_ticket(session, draft, BOT_ACTOR, settings=self.settings)
@@ -187,6 +245,7 @@ class SpeechBot:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.server.close()
+        await self.desk.writes.drain()  # tickets of calls that ended (or were just hung up) are still filed
         if self._owns_recognizers:
             self.recognizers.close()
 

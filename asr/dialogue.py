@@ -41,6 +41,7 @@ from asr.audiosocket_server import Audio, AudioSocketSession, Dtmf
 from asr.prompts import Prompts
 from asr.recognizer import Final, RecognizerSession, SpeechStart
 from asr.tts import CachedTts, digits_for_speech
+from config.pii import mask_phone
 from config.settings import AsrSettings
 from knowledge.retrieval import Answer
 from tickets.errors import InvalidInput
@@ -460,7 +461,8 @@ class Dialogue:
                 self.caller_phone = normalise_phone(known)
                 return self.caller_phone
             except InvalidInput:
-                log.info("call %s: caller id %r is not a callback number; asking for one", self.call_id, known)
+                log.info("call %s: caller id %s is not a callback number; asking for one", self.call_id,
+                         mask_phone(known))
         prompt = self.prompts.ask_phone
         for _ in range(self.cfg.phone_attempts):
             await self.say(prompt, mark="ask_phone")
@@ -500,8 +502,8 @@ class Dialogue:
                 try:
                     self.ticket_no = await self.desk.create_ticket(await self._intake(phone))
                 except Exception:
-                    log.exception("call %s: ticket for a caller who left failed; transcript: %s", self.call_id,
-                                  self.transcript.text())
+                    log.exception("call %s: ticket for a caller who left failed (transcript of %d characters)",
+                                  self.call_id, len(self.transcript.text()))
             else:
                 log.warning("call %s: caller left without a callback number; kept as a knowledge miss", self.call_id)
                 await self._miss("；".join(self.transcript.caller_words), self.answer,

@@ -7,14 +7,23 @@ A bad value fails at load time with the key's dotted name and what was expected.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
 from datetime import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 SHIPPED_TOML = Path(__file__).with_name("hotline.toml")
 ENV_PREFIX = "HOTLINE_"
@@ -92,6 +101,8 @@ class WarningSettings(Section):
     centre_leader: str = Field("12345热线中心主任", min_length=1)
     outbox_max_attempts: int = Field(5, ge=1)
     outbox_batch: int = Field(100, ge=1)
+    outbox_send_timeout_s: float = Field(30.0, gt=0)
+    outbox_retry_s: int = Field(60, ge=1)
 
 
 class RepeatSettings(Section):
@@ -177,6 +188,32 @@ class CallbackSettings(Section):
     tick_s: float = Field(30.0, gt=0)
 
 
+class CallLogSettings(Section):
+    """The call log's spool (ivr/calllog.py): records the database did not take wait there, in order; and the
+    service levels computed from the log (ivr/service_levels.py)."""
+
+    spool_path: str = "var/ivr-calllog-spool.jsonl"
+    spool_max_bytes: int = Field(64_000_000, ge=4096)
+    retry_min_s: float = Field(0.5, gt=0)
+    retry_max_s: float = Field(30.0, gt=0)
+    service_level_s: float = Field(15.0, gt=0)  # answered within this many seconds of queueing (GB/T 33358: 15 s)
+
+
+def _comma_separated(value: Any) -> Any:
+    """A list from an environment variable, ``HOTLINE_…=a,b``; a TOML list stays as it is."""
+    return tuple(p.strip() for p in value.split(",") if p.strip()) if isinstance(value, str) else value
+
+
+def _networks(value: tuple[str, ...]) -> tuple[str, ...]:
+    for network in value:
+        ipaddress.ip_network(network, strict=False)  # ValueError names the bad entry
+    return value
+
+
+# Addresses or CIDR networks (``10.0.0.5``, ``10.1.0.0/16``, ``::1``).
+Networks = Annotated[tuple[str, ...], BeforeValidator(_comma_separated), AfterValidator(_networks)]
+
+
 class AsrSettings(Section):
     engine: Literal["whisper", "vosk"] = "whisper"
     model_cache: str = "var/models"
@@ -202,6 +239,9 @@ class AsrSettings(Section):
     audiosocket_max_payload: int = Field(8000, ge=320, le=65535)
     audiosocket_uuid_timeout_s: float = Field(5.0, gt=0)
     audiosocket_handler_grace_s: float = Field(5.0, gt=0)
+    audiosocket_allow: Networks = ("127.0.0.0/8", "::1")  # peers (Asterisk) allowed to connect
+    audiosocket_max_sessions: int = Field(16, ge=1)
+    bot_ticket_write_timeout_s: float = Field(60.0, gt=0)
     # The speech bot's dialogue (asr/dialogue.py, asr/bot.py).
     bot_prompts: str = "bot_prompts.toml"
     bot_beam_size: int = Field(1, ge=1)
@@ -243,13 +283,21 @@ class ConsoleSettings(Section):
     session_ttl_s: int = Field(8 * 3600, ge=60)
     secure_cookies: bool = False
     login_attempts_per_minute: int = Field(5, ge=1)
+    login_attempts_per_address_per_minute: int = Field(20, ge=1)
+    login_attempts_per_account_per_minute: int = Field(30, ge=1)
+    login_hash_workers: int = Field(2, ge=1)
+    login_hash_queue: int = Field(32, ge=0)
     public_rate_per_minute: int = Field(10, ge=1)
+    public_audit_retention_days: int = Field(30, ge=1)
+    trusted_proxies: Networks = ()  # addresses or CIDR networks of reverse proxies
     cookie_samesite: Literal["Strict", "Lax"] = "Strict"
     password_min_length: int = Field(10, ge=8)
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_kib: int = Field(65536, ge=8)
     argon2_parallelism: int = Field(4, ge=1)
     ws_queue_size: int = Field(256, ge=1)
+    ws_session_check_s: float = Field(15.0, gt=0)
+    metrics_token: str = ""
 
 
 class CockpitSettings(Section):
@@ -281,6 +329,7 @@ class Settings(Section):
     ami: AmiSettings = AmiSettings()
     overflow: OverflowSettings = OverflowSettings()
     callback: CallbackSettings = CallbackSettings()
+    calllog: CallLogSettings = CallLogSettings()
     asr: AsrSettings = AsrSettings()
     tts: TtsSettings = TtsSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from config import HotlineError, SettingsError, load_settings
+from config.pii import MaskPhones
 from hotline.commands import command_modules
 
 
@@ -20,11 +21,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(*, verbose: bool = False) -> None:
+    """Log to stderr, with every phone number in a record masked whatever code logged it (PIPL)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(MaskPhones())
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=[handler])
+    # Alembic's INFO lines (the schema check every command makes) are not a command's output; -v shows them.
+    logging.getLogger("alembic").setLevel(logging.NOTSET if verbose else logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_logging(verbose=args.verbose)
     try:
         settings = load_settings()
     except SettingsError as exc:

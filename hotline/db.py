@@ -32,6 +32,7 @@ def all_metadata() -> list[MetaData]:
 def make_engine(url: str, *, echo: bool = False, pool_size: int = 10,
                 ping_after_idle: float = PING_AFTER_IDLE_SECONDS) -> AsyncEngine:
     """An async engine; for SQLite the folder is created and foreign keys, WAL and a busy timeout are on.
+    Statement parameters (callers' numbers and words) are never put into error messages or the echo log.
 
     A pooled server connection that sat idle for more than ``ping_after_idle`` seconds is pinged before use and
     replaced if the server dropped it (:func:`_ping_when_idle`)."""
@@ -39,7 +40,7 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10,
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        engine = create_async_engine(url, echo=echo, hide_parameters=True, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -50,7 +51,7 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10,
             cur.close()
 
         return engine
-    engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_async_engine(url, echo=echo, hide_parameters=True, pool_size=pool_size, max_overflow=pool_size)
     _ping_when_idle(engine, ping_after_idle)
     return engine
 

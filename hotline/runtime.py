@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -13,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from config import Settings
 from hotline.db import make_engine, make_sessionmaker
-from hotline.migrate import head_revision, upgrade_engine
+from hotline.migrate import engine_revision, head_revision, upgrade_engine
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class SchemaOutdated(RuntimeError):
@@ -23,17 +25,16 @@ class SchemaOutdated(RuntimeError):
 
 
 async def ensure_schema(engine: AsyncEngine) -> None:
-    """SQLite (embedded, one process) is migrated in place; a shared PostgreSQL must be upgraded on purpose
-    (`hotline db upgrade`) so that several workers never race to migrate it."""
+    """SQLite (embedded, one process) is migrated in place when behind; a shared PostgreSQL must be upgraded on
+    purpose (`hotline db upgrade`) so that several workers never race to migrate it."""
+    current = await engine_revision(engine)
+    if current == head_revision():
+        return
     if engine.dialect.name == "sqlite":
         await upgrade_engine(engine)
+        log.info("database schema upgraded from %s to %s", current, head_revision())
         return
-    from alembic.runtime.migration import MigrationContext
-
-    async with engine.connect() as conn:
-        current = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
-    if current != head_revision():
-        raise SchemaOutdated(f"数据库结构版本 {current} 不是 {head_revision()}：请先运行 hotline db upgrade")
+    raise SchemaOutdated(f"数据库结构版本 {current} 不是 {head_revision()}：请先运行 hotline db upgrade")
 
 
 @asynccontextmanager

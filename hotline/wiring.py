@@ -19,10 +19,11 @@ from asr.dialogue import BotOutcome
 from ivr import events as ev
 from ivr.callbacks import CallbackScheduler
 from ivr.controller import HotlineController
+from ivr.state import WRAP_UP_REASON
 
 log = logging.getLogger(__name__)
 
-PAUSE_REASONS: dict[AgentState, str] = {"paused": "示忙", "wrap_up": "话后整理"}
+PAUSE_REASONS: dict[AgentState, str] = {"paused": "示忙", "wrap_up": WRAP_UP_REASON}  # wrap-up: counted by ivr.state
 QUEUE_EVENTS = (ev.CallerJoined, ev.CallerLeft, ev.CallerAbandoned, ev.AgentConnected, ev.AgentCompleted,
                 ev.MemberState, ev.BotStarted, ev.ChannelHungUp)
 TRANSCRIPTS_KEPT = 500  # bot hand-overs remembered for the agent's screen pop

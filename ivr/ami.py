@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -74,6 +75,36 @@ class AmiAuthError(AmiError):
 class AmiActionError(AmiError):
     code = "ami.action_failed"
     message = "AMI 操作被 Asterisk 拒绝"
+
+
+class AmiInvalidAction(AmiError):
+    code = "ami.invalid_action"
+    message = "AMI 操作含有换行或控制字符，已拒绝发送"
+
+
+# AMI is line-framed ("Key: value\r\n", a blank line ends the action): a CR or LF in a value would start a
+# header or an action of the caller's choosing. C0/C1 controls and Unicode line separators are refused too.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_HEADER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+_Scalar = str | int | float
+
+
+def has_control_characters(text: str) -> bool:
+    """True when ``text`` could break an AMI line: CR, LF, other C0/C1 controls, Unicode line separators."""
+    return _CONTROL.search(text) is not None
+
+
+def checked_action(action: Mapping[str, Any]) -> dict[str, Any]:
+    """The action as panoramisk will write it, or :class:`AmiInvalidAction` when a header name is not a plain
+    token or a value (or an item of a repeated header such as ``Variable``) is not a scalar free of control
+    characters. Every action goes through here (:meth:`AmiClient.action`): the one choke point."""
+    for key, value in action.items():
+        if not isinstance(key, str) or not _HEADER_NAME.fullmatch(key):
+            raise AmiInvalidAction(f"header name {key!r}")
+        for item in value if isinstance(value, list | tuple) else (value,):
+            if not isinstance(item, _Scalar) or (isinstance(item, str) and has_control_characters(item)):
+                raise AmiInvalidAction(f"{key}: {item!r}"[:200])
+    return dict(action)
 
 
 @dataclass
@@ -161,7 +192,7 @@ class HardenedAmiProtocol(AMIProtocol):
         except UnicodeDecodeError:
             self.stats.undecodable_frames += 1
             text = raw.decode("utf-8", errors="replace")
-            log.warning("AMI frame with non-UTF-8 bytes: %r", raw[:200])
+            log.warning("AMI frame with non-UTF-8 bytes (%d bytes)", len(raw))
         if text.startswith(BANNER):
             banner, _, text = text.partition("\r\n")
             if self.version is None:
@@ -172,7 +203,7 @@ class HardenedAmiProtocol(AMIProtocol):
             message = None
         if message is None or not _single_header(message, "event", "response"):
             self.stats.malformed_frames += 1
-            log.warning("malformed AMI frame ignored: %r", text[:200])
+            log.warning("malformed AMI frame ignored (%d bytes, starting %r)", len(text), _first_header(text))
             return
         message.seq = self.stats.frames  # stream order, across reconnects: resync snapshots compare against it
         if "event" in message:
@@ -181,7 +212,7 @@ class HardenedAmiProtocol(AMIProtocol):
             self.handle_message(message)
         except Exception:  # a failing callback must not kill the connection
             self.stats.callback_errors += 1
-            log.exception("AMI message handler failed for %r", message)
+            log.exception("AMI message handler failed for %s", describe(message))
 
     def close(self) -> None:
         """Close and fail every pending action (panoramisk would keep or replay them)."""
@@ -224,6 +255,17 @@ class AmiMessage(Message):
 
 
 _BODY_RESPONSES = ("Response: Follows", "Response: Fail")  # frames with a free-text body
+
+
+def describe(message: Message) -> str:
+    """A message for the log without the caller's number or name: its kind and the call it is about."""
+    kind = message.get("event") or f"Response {message.get('response', '')}"
+    return f"{kind} uniqueid={message.get('uniqueid', '-')} actionid={message.get('actionid', '-')}"
+
+
+def _first_header(text: str) -> str:
+    """The first header's name of a frame (its value may be personal data)."""
+    return text.lstrip().partition("\r\n")[0].partition(":")[0][:40]
 
 
 def parse_frame(text: str) -> Message | None:
@@ -346,7 +388,7 @@ class AmiClient:
                 callback(message)
             except Exception:  # one failing handler must not starve the others of the event
                 self.stats.callback_errors += 1
-                log.exception("AMI event handler %r failed for %r", callback, message)
+                log.exception("AMI event handler %r failed for %s", callback, describe(message))
 
         if any(c in pattern for c in "*?["):
             self._manager.register_event(pattern, guarded)
@@ -366,14 +408,16 @@ class AmiClient:
     async def action(
         self, action: Mapping[str, Any], *, as_list: bool = False, timeout_s: float | None = None
     ) -> Message | list[Message]:
-        """Send an action and wait for its answer; raises AmiNotConnected/AmiConnectionLost/AmiTimeout/
-        AmiActionError (``Response: Error``). Lists (``as_list=True``) end with their ``…Complete`` event.
+        """Send an action and wait for its answer; raises AmiInvalidAction (nothing sent), AmiNotConnected/
+        AmiConnectionLost/AmiTimeout/AmiActionError (``Response: Error``). Lists (``as_list=True``) end with
+        their ``…Complete`` event.
         ``as_list`` is always explicit: panoramisk otherwise guesses from the reply text and waits forever for
         a list after QueueAdd's "Added interface to queue"."""
+        checked = checked_action(action)
         protocol = self._protocol
         if protocol is None or protocol.closed:
             raise AmiNotConnected(str(action.get("Action", "")))
-        future = protocol.send(dict(action), as_list=as_list)
+        future = protocol.send(checked, as_list=as_list)
         try:
             result = await asyncio.wait_for(future, timeout_s or self.action_timeout_s)
         except TimeoutError:
@@ -433,21 +477,27 @@ class AmiClient:
                 log.warning("AMI connection lost; reconnecting in %.1fs", delay)
                 await asyncio.sleep(delay)
 
+    def attach(self, protocol: HardenedAmiProtocol) -> None:
+        """Make ``protocol``, whose transport is connected (``connection_made`` done), this client's connection:
+        its event filter, panoramisk's wiring (manager, UTF-8, our logger). :meth:`_open` calls it for every TCP
+        connection; tests replay recorded AMI streams through it on an in-memory transport."""
+        protocol.wanted = self._wanted()
+        protocol.factory = self._manager  # after connection_made, which resets factory and log
+        protocol.encoding = "utf-8"
+        protocol.log = log
+        self._manager.protocol = protocol
+        self._protocol = protocol
+
     async def _open(self) -> HardenedAmiProtocol:
         loop = asyncio.get_running_loop()
         def new_protocol() -> HardenedAmiProtocol:
             protocol = HardenedAmiProtocol(self.stats, self.max_frame_bytes)
             protocol.tap = self.tap  # from the first byte on: the banner too
-            protocol.wanted = self._wanted()
             return protocol
 
         _transport, protocol = await asyncio.wait_for(
             loop.create_connection(new_protocol, self.host, self.port), self.connect_timeout_s)
-        protocol.factory = self._manager
-        protocol.encoding = "utf-8"
-        protocol.log = log
-        self._manager.protocol = protocol
-        self._protocol = protocol
+        self.attach(protocol)
         try:
             if self.credentials is not None:
                 self.username, self.secret = self.credentials()

@@ -5,9 +5,15 @@ Every tick (:meth:`CallbackScheduler.run_once`), within the allowed hours, the t
 ``settings.callback.channel_template``, ``TICKET_NO`` as a channel variable). The dialplan reports the
 citizen's digit as ``UserEvent HotlineCallback`` and the result goes into the ticket through
 ``tickets.services.record_callback``: 1 满意 → 办结, 2 基本满意 → 办结, 3 不满意 → 二次派单. No answer, busy,
-no digit, an originate failure and an attempt that never reports (``attempt_timeout_s``) all count as one
-未接通 attempt; the ticket keeps the count (``callback_attempts``, ``last_callback_at``), so a restart resets
-nothing, and the last allowed attempt closes it as ``unreachable``.
+no digit and an originate failure count as one 未接通 attempt; the ticket keeps the count
+(``callback_attempts``, ``last_callback_at``), so a restart resets nothing, and the last allowed attempt closes
+it as ``unreachable``.
+
+The dialplan also stores the result in Asterisk's database (AstDB ``hotline-callback/<Uniqueid>``), so a
+result whose UserEvent was lost (AMI dropped, controller restarted) is not lost: it is read back after every
+(re)connect for the open attempts, and when a call-back hangs up without a result. An attempt whose outcome
+stays unknown is never counted: it stays open, and after ``attempt_timeout_s`` it is closed uncounted and the
+ticket is rung again.
 
 One number is never rung twice at once: an in-memory reservation (taken before any ``await``) guards this
 process, and the open-attempt row of ``ivr_callback_attempt`` (a partial unique index on the number) guards
@@ -21,7 +27,7 @@ import logging
 import re
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -33,6 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.errors import CodedError
+from config.pii import mask_phone
 from config.settings import Settings
 from ivr import events as ev
 from ivr.ami import AmiActionError, AmiError
@@ -49,6 +56,7 @@ SURVEY_RESULTS = frozenset({"satisfied", "basically_satisfied", "unsatisfied"}) 
 UNREACHABLE = "unreachable"  # 未接通
 SYSTEM_ACTOR = Actor(name="自动回访", role="system")
 _DIALLABLE = re.compile(r"^\+?[0-9]{3,32}$")
+RESULT_FAMILY = "hotline-callback"  # AstDB family of the dialplan's stored results, keyed by the attempt's Uniqueid
 
 
 class CallbackError(CodedError):
@@ -85,7 +93,7 @@ class Outcome:
     """How an attempt ended (kept in :attr:`CallbackScheduler.recent` for the console)."""
 
     ticket_no: str
-    result: str | None  # None: never sent (AMI not connected), not counted
+    result: str | None  # None: not counted (never sent, or the outcome stayed unknown)
     reason: str
     at: datetime
     ticket_state: str | None  # the ticket's state after the result was recorded
@@ -110,6 +118,7 @@ class CallbackScheduler:
         self.recent: deque[Outcome] = deque(maxlen=200)
         self._concluded = asyncio.Condition()
         controller.add_listener(self._on_event)
+        controller.add_resync_listener(self._reconcile)
         controller.on_originate_response(self._on_originate_response)
 
     # -- public API ------------------------------------------------------------------------------------------
@@ -200,7 +209,7 @@ class CallbackScheduler:
             await self._finish(attempt, UNREACHABLE, f"originate_refused: {exc.detail}"[:128])
         except AmiError as exc:  # never reached Asterisk (not connected, lost): not the citizen's attempt
             await self._finish(attempt, None, f"not_sent: {exc.code}")
-        log.info("call-back of ticket %s to %s placed (%s)", ticket_no, number, attempt.uniqueid)
+        log.info("call-back of ticket %s to %s placed (%s)", ticket_no, mask_phone(number), attempt.uniqueid)
         return True
 
     async def _claim(self, ticket_no: str, number: str, now: datetime) -> Attempt | None:
@@ -213,7 +222,7 @@ class CallbackScheduler:
                 await session.commit()
             except IntegrityError:
                 await session.rollback()
-                log.info("call-back of ticket %s skipped: %s is already being called", ticket_no, number)
+                log.info("call-back of ticket %s skipped: %s is already being called", ticket_no, mask_phone(number))
                 return None
             return Attempt(row.id, ticket_no, number, uniqueid, action_id=uniqueid)
 
@@ -223,30 +232,75 @@ class CallbackScheduler:
             attempt = self._by_uniqueid.get(event.chan.uniqueid) or next(
                 (a for a in self._by_uniqueid.values() if a.ticket_no == event.ticket_no), None)
             if attempt is not None:
-                result = event.result if event.result in SURVEY_RESULTS else UNREACHABLE
-                self._spawn(attempt, result, f"survey: {event.result}")
+                result, reason = _survey_result(event.result), f"survey: {event.result}"
+                self._spawn(attempt, lambda a: self._conclude(a.row_id, a.ticket_no, result, reason))
         elif isinstance(event, ev.ChannelHungUp):
             attempt = self._by_uniqueid.get(event.chan.uniqueid)
             if attempt is not None:
-                self._spawn(attempt, UNREACHABLE, f"hangup: {event.cause}"[:128])
+                self._spawn(attempt, lambda a: self._settle_hangup(a, f"hangup: {event.cause}"[:128]))
 
     def _on_originate_response(self, message: Message) -> None:
         attempt = self._by_action.get(str(message.get("ActionID", "")))
         if attempt is not None and str(message.get("Response", "")).lower() != "success":
-            reason = str(message.get("Reason", ""))
-            self._spawn(attempt, UNREACHABLE, f"originate: {_ORIGINATE_REASONS.get(reason, reason)}")
+            code = str(message.get("Reason", ""))
+            reason = f"originate: {_ORIGINATE_REASONS.get(code, code)}"
+            self._spawn(attempt, lambda a: self._conclude(a.row_id, a.ticket_no, UNREACHABLE, reason))
 
-    def _spawn(self, attempt: Attempt, result: str | None, reason: str) -> None:
+    def _spawn(self, attempt: Attempt, settle: Callable[[Attempt], Awaitable[None]]) -> None:
         if attempt.uniqueid not in self._by_uniqueid:
             return
         self._forget(attempt)  # at once: a later event of the same call (the hangup after the survey) is ignored
-        task = asyncio.ensure_future(self._conclude(attempt.row_id, attempt.ticket_no, result, reason))
+        task = asyncio.ensure_future(settle(attempt))
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
+
+    async def _settle_hangup(self, attempt: Attempt, reason: str) -> None:
+        """A call-back ended before its survey result arrived: the result the dialplan stored (its UserEvent was
+        lost), or — none stored — the citizen never answered (未接通). Unknown (AMI away): left open for
+        :meth:`_reconcile` or :meth:`_expire`."""
+        try:
+            stored = await self._stored_result(attempt.uniqueid)
+        except AmiError as exc:
+            log.warning("call-back attempt %s of ticket %s ended, result unknown (%s): kept open", attempt.uniqueid,
+                        attempt.ticket_no, exc.code)
+            return
+        if stored is None:
+            await self._conclude(attempt.row_id, attempt.ticket_no, UNREACHABLE, reason)
+        else:
+            await self._conclude(attempt.row_id, attempt.ticket_no, _survey_result(stored), f"stored: {stored}")
+
+    async def _stored_result(self, uniqueid: str) -> str | None:
+        """The result the dialplan stored for the attempt (None: none, the citizen never got to the survey)."""
+        return await self.controller.astdb_get(RESULT_FAMILY, uniqueid)
+
+    async def _reconcile(self, live: frozenset[str]) -> None:
+        """After every AMI (re)connect: open attempts (of any controller) no longer live whose result the dialplan
+        stored are concluded with it; the others stay open (a live call still reports, a lost one expires)."""
+        try:
+            async with self.sessionmaker() as session:
+                rows = (await session.execute(
+                    select(CallbackAttempt.id, CallbackAttempt.ticket_no, CallbackAttempt.uniqueid)
+                    .where(CallbackAttempt.ended_at.is_(None)))).all()
+            for row_id, ticket_no, uniqueid in rows:
+                if uniqueid in live:
+                    continue
+                stored = await self._stored_result(uniqueid)
+                if stored is not None:
+                    self._forget_uniqueid(uniqueid)
+                    log.info("call-back attempt %s of ticket %s: result %s recovered after a reconnect", uniqueid,
+                             ticket_no, stored)
+                    await self._conclude(row_id, ticket_no, _survey_result(stored), f"stored: {stored}")
+        except Exception:  # AMI or database away again: the next resync or the expiry tries again
+            log.exception("call-back reconciliation failed")
 
     async def _finish(self, attempt: Attempt, result: str | None, reason: str) -> None:
         self._forget(attempt)
         await self._conclude(attempt.row_id, attempt.ticket_no, result, reason)
+
+    def _forget_uniqueid(self, uniqueid: str) -> None:
+        mine = self._by_uniqueid.get(uniqueid)
+        if mine is not None:
+            self._forget(mine)
 
     def _forget(self, attempt: Attempt) -> None:
         self._by_uniqueid.pop(attempt.uniqueid, None)
@@ -279,19 +333,31 @@ class CallbackScheduler:
             self._concluded.notify_all()
 
     async def _expire(self, now: datetime) -> None:
-        """Attempts open longer than ``attempt_timeout_s`` (result lost, or their controller died) count as
-        未接通 — this process's as well as other processes'."""
+        """Attempts open longer than ``attempt_timeout_s`` (result lost, or their controller died) — this
+        process's as well as other processes' — end with the result the dialplan stored; with none, the outcome
+        is unknown: closed without counting, so the ticket is rung again. Not while AMI is away (the stored
+        result cannot be read): they stay open."""
+        if not self.controller.ami.connected.is_set():
+            return
         cutoff = now - timedelta(seconds=self.cfg.attempt_timeout_s)
         async with self.sessionmaker() as session:
             stale = (await session.execute(
                 select(CallbackAttempt.id, CallbackAttempt.ticket_no, CallbackAttempt.uniqueid)
                 .where(CallbackAttempt.ended_at.is_(None), CallbackAttempt.started_at < cutoff))).all()
         for row_id, ticket_no, uniqueid in stale:
-            mine = self._by_uniqueid.get(uniqueid)
-            if mine is not None:
-                self._forget(mine)
-            log.warning("call-back attempt %s of ticket %s never reported: counted as 未接通", uniqueid, ticket_no)
-            await self._conclude(row_id, ticket_no, UNREACHABLE, "timeout")
+            stored = await self._stored_result(uniqueid)
+            self._forget_uniqueid(uniqueid)
+            if stored is not None:
+                await self._conclude(row_id, ticket_no, _survey_result(stored), f"stored: {stored}")
+            else:
+                log.warning("call-back attempt %s of ticket %s never reported: outcome unknown, not counted",
+                            uniqueid, ticket_no)
+                await self._conclude(row_id, ticket_no, None, "unknown")
+
+
+def _survey_result(reported: str) -> str:
+    """The ticket's result for what the dialplan reported (a digit's meaning, or ``none``: 未接通)."""
+    return reported if reported in SURVEY_RESULTS else UNREACHABLE
 
 
 # OriginateResponse Reason: the AST_CONTROL_* cause of the failure.

@@ -13,6 +13,7 @@ import contextlib
 import inspect
 import json
 import logging
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
@@ -21,12 +22,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from panoramisk.message import Message
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import Settings
 from ivr import events as ev
-from ivr.ami import AmiActionError, AmiClient, AmiError, AmiNotConnected
-from ivr.calllog import close_unseen, upsert_calls
+from ivr.ami import AmiActionError, AmiClient, AmiError, AmiInvalidAction, AmiNotConnected, AmiTimeout
+from ivr.calllog import CallLogEntry, CallLogSpool, CallRows, CloseUnseen, call_rows, write_entry
 from ivr.estimator import HandleTimeAverage, WaitEstimate, estimate_wait
 from ivr.leaders import active_shifts, on_duty, plan, scheduled_interfaces
 from ivr.overflow import Decision, OverflowInputs, WaitingCaller, decide, in_office_hours, in_peak
@@ -36,11 +38,10 @@ log = logging.getLogger(__name__)
 decision_log = logging.getLogger("ivr.overflow.decisions")
 
 Listener = Callable[[ev.DomainEvent], Awaitable[None] | None]
+ResyncListener = Callable[[frozenset[str]], Awaitable[None]]
 ORIGINATE_RESPONSE_FILTER = "Event: OriginateResponse"  # results of originate() (call-backs 回访)
 _WAKING = (ev.MemberState, ev.MemberRemoved, ev.AsteriskBooted)  # events that re-decide without a call change
 _EVALUATION_GAP_S = 0.002  # at most one overflow evaluation per 2 ms: bounds its CPU, adds ≤ 2 ms of latency
-Job = Callable[[AsyncSession], Awaitable[Any]]
-_WRITE_ATTEMPTS = 3
 
 
 class HotlineController:
@@ -68,13 +69,21 @@ class HotlineController:
         self.resyncs = 0
         self.evaluations = 0  # overflow decisions taken (one per tick or wake-up)
         self._listeners: list[Listener] = []
-        self._jobs: asyncio.Queue[Job] = asyncio.Queue()
+        self._resync_listeners: list[ResyncListener] = []
+        self._jobs: asyncio.Queue[CallLogEntry] = asyncio.Queue()
+        self.spool = CallLogSpool.from_settings(settings.calllog)
+        self._spool_drained = asyncio.Event()  # set while nothing waits in the spool
+        if not self.spool.size:
+            self._spool_drained.set()
+        self.calllog_refused = 0  # records the database refused (not an outage): logged and dropped
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._resync_wanted = False
         self._listener_tasks: set[asyncio.Future[None]] = set()
         self._leader_interfaces: set[str] = set()  # endpoints ever scheduled or added as leaders by us
+        self._astdb_answers: dict[str, asyncio.Future[str]] = {}  # DBGet ActionID → its value
         ami.on_connected = self._on_connected
+        ami.on_event("DBGetResponse", self._on_astdb_value)
         ami.event_filters = [*ev.AMI_FILTERS, ORIGINATE_RESPONSE_FILTER]
         for name in ev.SUBSCRIBED:
             ami.on_event(name, self._on_message)
@@ -83,6 +92,10 @@ class HotlineController:
     def add_listener(self, listener: Listener) -> None:
         """Receive every domain event after the state has taken it (sync or async callable)."""
         self._listeners.append(listener)
+
+    def add_resync_listener(self, listener: ResyncListener) -> None:
+        """Be called after every resync (each AMI (re)connect) with the Uniqueids of the live calls."""
+        self._resync_listeners.append(listener)
 
     async def start(self) -> None:
         self._tasks = [
@@ -94,7 +107,7 @@ class HotlineController:
 
     async def stop(self) -> None:
         await self.ami.stop()
-        await self.flush()
+        await self._jobs.join()  # written, or spooled while the database is away (the next start writes them)
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -102,8 +115,9 @@ class HotlineController:
         self._tasks = []
 
     async def flush(self) -> None:
-        """Wait until every call-log write queued so far is in the database."""
+        """Wait until every call-log write queued so far is in the database (spooled ones included)."""
         await self._jobs.join()
+        await self._spool_drained.wait()
 
     async def originate(self, channel: str, context: str, exten: str = "s", *, variables: dict[str, str] | None = None,
                         caller_id: str = "", timeout_s: float = 30.0, channel_id: str = "", action_id: str = ""
@@ -123,6 +137,33 @@ class HotlineController:
         reply = await self.ami.action(action)
         assert isinstance(reply, Message)
         return reply
+
+    async def astdb_get(self, family: str, key: str) -> str | None:
+        """What Asterisk's own database (AstDB) holds under ``family/key``; None for nothing.
+
+        AMI DBGet (Getvar of ``DB()`` is refused without the "system" right): sent as a single action, since
+        its "not found" error would never complete a list, and its value taken from the DBGetResponse event
+        that follows the reply."""
+        action_id = f"astdb-{uuid.uuid4()}"
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._astdb_answers[action_id] = answer
+        try:
+            await self.ami.action({"Action": "DBGet", "Family": family, "Key": key, "ActionID": action_id})
+            async with asyncio.timeout(self.ami.action_timeout_s):
+                return await answer
+        except AmiActionError as exc:
+            if "not found" in exc.detail.lower():
+                return None
+            raise
+        except TimeoutError:
+            raise AmiTimeout(f"DBGet {family}/{key}: no DBGetResponse") from None
+        finally:
+            del self._astdb_answers[action_id]
+
+    def _on_astdb_value(self, message: Message) -> None:
+        answer = self._astdb_answers.get(str(message.get("ActionID", "")))
+        if answer is not None and not answer.done():
+            answer.set_result(str(message.get("Val", "")))
 
     def on_originate_response(self, callback: Callable[[Message], None]) -> None:
         """Receive the OriginateResponse event of every Originate (``Response`` Success/Failure, ``Reason``)."""
@@ -165,6 +206,8 @@ class HotlineController:
         est = self.estimate()
         return {
             "connected": self.ami.connected.is_set(), "ami": self.ami.stats.as_dict(), "resyncs": self.resyncs,
+            "calllog": {"spooled_bytes": self.spool.size, "dropped": self.spool.dropped,
+                        "refused": self.calllog_refused},
             "waiting": [{"uniqueid": c.uniqueid, "caller": c.caller_number, "wait_s": round(c.wait_so_far(now), 1),
                          "from_bot": c.from_bot} for c in self.state.waiting_calls()],
             "members": [{"interface": m.interface, "name": m.name, "penalty": m.penalty, "paused": m.paused,
@@ -199,31 +242,87 @@ class HotlineController:
             self._queue_write(update.calls)
 
     def _queue_write(self, calls: Iterable[Call]) -> None:
-        batch = list(calls)
-        self._jobs.put_nowait(lambda session: upsert_calls(session, batch, now=self.clock()))
+        self._enqueue(CallRows(tuple(call_rows(calls, self.clock()))))
+
+    def _enqueue(self, entry: CallLogEntry) -> None:
+        if self.spool.size:  # the database is away: behind what waits in the spool, in order
+            self._spool([entry])
+        else:
+            self._jobs.put_nowait(entry)
 
     async def _writer(self) -> None:
+        """Write the call log in order: straight to the database, or — while it is away — through the spool,
+        replayed with backoff (a spool left by a previous run first)."""
         while True:
-            job = await self._jobs.get()
+            if self.spool.size:
+                await self._replay_spool()
+                continue
+            entry = await self._jobs.get()
             try:
-                for attempt in range(1, _WRITE_ATTEMPTS + 1):
-                    try:
-                        async with self.sessionmaker() as session:
-                            await job(session)
-                        break
-                    except Exception:  # the database may be briefly unavailable: retry, then log
-                        log.exception("call-log write failed (attempt %d/%d)", attempt, _WRITE_ATTEMPTS)
-                        await asyncio.sleep(0.5 * attempt)
+                await self._write(entry)
+            except Exception as exc:  # _write raises only for an outage
+                log.warning("call-log database unavailable (%s): records go to the spool %s", exc, self.spool.path)
+                self._spool([entry, *self._take_queued()])
             finally:
                 self._jobs.task_done()
+
+    def _spool(self, entries: list[CallLogEntry]) -> None:
+        self.spool.append(entries)
+        if self.spool.size:
+            self._spool_drained.clear()
+
+    async def _replay_spool(self) -> None:
+        delay = self.settings.calllog.retry_min_s
+        while True:
+            try:
+                await self.spool.replay(self._write)
+            except Exception as exc:  # _write raises only for an outage
+                log.warning("call-log database still unavailable (%s): %d bytes spooled, retry in %.1fs", exc,
+                            self.spool.size, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.calllog.retry_max_s)
+                continue
+            log.info("call-log spool written to the database")
+            self._spool_drained.set()
+            return
+
+    def _take_queued(self) -> list[CallLogEntry]:
+        taken: list[CallLogEntry] = []
+        while not self._jobs.empty():
+            taken.append(self._jobs.get_nowait())
+            self._jobs.task_done()
+        return taken
+
+    async def _write(self, entry: CallLogEntry) -> None:
+        """Write one entry; a record the database refuses (not an outage) is logged and dropped, an outage
+        raises."""
+        try:
+            async with self.sessionmaker() as session:
+                closed = await write_entry(session, entry)
+        except (IntegrityError, DataError):
+            self._refused(entry)
+            return
+        except (DBAPIError, OSError, TimeoutError):
+            raise
+        except Exception:  # a record that can never be written must not hold up those behind it
+            self._refused(entry)
+            return
+        if closed:
+            log.warning("closed %d call(s) that ended while the controller was not listening: %s",
+                        len(closed), ", ".join(closed))
+
+    def _refused(self, entry: CallLogEntry) -> None:
+        self.calllog_refused += 1
+        what = ", ".join(r["uniqueid"] for r in entry.rows) if isinstance(entry, CallRows) else "close-out"
+        log.exception("call-log record refused, dropped: %s", what)
 
     # -- resync after every (re)connect ---------------------------------------------------------------------------
     async def _on_connected(self, ami: AmiClient) -> None:
         await self._resync()
 
     async def _resync(self) -> None:
-        """Rebuild calls and queue from CoreShowChannels + QueueStatus, close calls that ended unseen, and put
-        the leader members right."""
+        """Rebuild calls and queue from CoreShowChannels + QueueStatus, close calls that ended unseen, tell the
+        resync listeners (call-back reconciliation) and put the leader members right."""
         channels = await self.ami.action({"Action": "CoreShowChannels"}, as_list=True)
         queue = await self.ami.action({"Action": "QueueStatus", "Queue": self.cfg.queue}, as_list=True)
         assert isinstance(channels, list) and isinstance(queue, list)
@@ -241,18 +340,16 @@ class HotlineController:
         if self.state.asterisk_talk_time_s:
             self.handle_time.seed(self.state.asterisk_talk_time_s)
         live = frozenset(self.state.calls)
-        self._jobs.put_nowait(lambda session: self._close_unseen(session, live, now))
+        self._enqueue(CloseUnseen(live, now))
         self.resyncs += 1
         log.info("resync #%d: %d live calls, %d waiting, %d members", self.resyncs, len(live),
                  len(self.state.waiting_calls()), len(self.state.members))
+        for listener in self._resync_listeners:
+            task = asyncio.ensure_future(listener(live))
+            self._listener_tasks.add(task)
+            task.add_done_callback(self._listener_tasks.discard)
         await self._reconcile_leaders()
         self._wake.set()
-
-    async def _close_unseen(self, session: AsyncSession, live: frozenset[str], now: datetime) -> None:
-        closed = await close_unseen(session, live, now)
-        if closed:
-            log.warning("closed %d call(s) that ended while the controller was not listening: %s",
-                        len(closed), ", ".join(closed))
 
     # -- periodic work ---------------------------------------------------------------------------------------------
     async def _ticker(self) -> None:
@@ -297,29 +394,37 @@ class HotlineController:
             shifts = await active_shifts(session, now, self.tz)
             known = await scheduled_interfaces(session, now, self.tz)
         duty = on_duty(shifts)
-        self.state.set_leaders((d.interface, d.leader_name) for d in duty)
+        self.state.set_leaders((d.interface, d.leader_name, d.account) for d in duty)
         self._leader_interfaces |= known | {d.interface for d in duty}
         changes = plan(duty, self.state.members, self.cfg.leader_penalty, self._leader_interfaces)
         for interface in changes.remove:
             log.info("leader window closed: removing %s from queue %s", interface, self.cfg.queue)
-            await self._queue_member_action({"Action": "QueueRemove", "Queue": self.cfg.queue,
-                                             "Interface": interface})
-            self.state.apply(ev.MemberRemoved(self.clock(), self.cfg.queue, interface), self.ami.stats.frames)
+            if await self._queue_member_action({"Action": "QueueRemove", "Queue": self.cfg.queue,
+                                                "Interface": interface}):
+                self.state.apply(ev.MemberRemoved(self.clock(), self.cfg.queue, interface),
+                                 self.ami.stats.frames)
         for d in changes.add:
             log.info("leader window open: adding %s (%s) to queue %s", d.interface, d.member_name, self.cfg.queue)
-            await self._queue_member_action({"Action": "QueueAdd", "Queue": self.cfg.queue, "Interface": d.interface,
-                                             "Penalty": self.cfg.leader_penalty, "MemberName": d.member_name,
-                                             "StateInterface": d.interface})
-            self.state.apply(ev.MemberState(self.clock(), self.cfg.queue, d.interface, d.member_name, d.interface,
-                                            self.cfg.leader_penalty, False, 0, False), self.ami.stats.frames)
+            added = await self._queue_member_action({
+                "Action": "QueueAdd", "Queue": self.cfg.queue, "Interface": d.interface,
+                "Penalty": self.cfg.leader_penalty, "MemberName": d.member_name, "StateInterface": d.interface})
+            if added:
+                self.state.apply(ev.MemberState(self.clock(), self.cfg.queue, d.interface, d.member_name, d.interface,
+                                                self.cfg.leader_penalty, False, 0, False), self.ami.stats.frames)
 
-    async def _queue_member_action(self, action: dict[str, Any]) -> None:
+    async def _queue_member_action(self, action: dict[str, Any]) -> bool:
+        """False when the action could not be sent at all; Asterisk's refusals ("Already there" / "Not there") mean
+        the state was stale and count as done: the next event fixes the state."""
         try:
             await self.ami.action(action)
         except AmiNotConnected:
             raise
-        except AmiError as exc:  # "Already there" / "Not there": the state was stale, the next event fixes it
+        except AmiInvalidAction as exc:  # a schedule row that slipped past validation: never sent, never retried
+            log.error("%s refused before sending: %s", action["Action"], exc.detail)
+            return False
+        except AmiError as exc:
             log.info("%s %s: %s", action["Action"], action["Interface"], exc.detail)
+        return True
 
     async def _overflow(self) -> None:
         now = self.clock()

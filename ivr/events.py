@@ -15,9 +15,9 @@ from typing import Any
 # AMI event names the controller subscribes to (also the Filter regexes sent at login).
 SUBSCRIBED = (
     "Newchannel", "Newstate", "Hangup", "QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon",
-    "AgentCalled", "AgentConnect", "AgentComplete", "BridgeEnter", "QueueMemberStatus", "QueueMemberAdded",
-    "QueueMemberRemoved", "QueueMemberPause", "QueueMemberPenalty", "UserEvent", "VarSet", "MixMonitorStart",
-    "FullyBooted", "Shutdown",
+    "AgentCalled", "AgentRingNoAnswer", "AgentConnect", "AgentComplete", "BridgeEnter", "QueueMemberStatus",
+    "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberPause", "QueueMemberPenalty", "UserEvent", "VarSet",
+    "MixMonitorStart", "FullyBooted", "Shutdown",
 )
 # Channel variables worth a VarSet event; everything else is filtered out by Asterisk.
 WATCHED_VARIABLES = ("BOT_UUID", "MIXMONITOR_FILENAME", "HOTLINE_MENU", "HOTLINE_RECORDING")
@@ -113,6 +113,17 @@ class AgentRinging:
 
 
 @dataclass(frozen=True)
+class AgentNoAnswer:
+    """AgentRingNoAnswer: the agent rang without answering (ring timeout, busy); the caller waits on. Asterisk
+    sends none when the caller hangs up during the ring."""
+
+    at: datetime
+    chan: ChannelInfo
+    queue: str
+    interface: str
+
+
+@dataclass(frozen=True)
 class AgentConnected:
     at: datetime
     chan: ChannelInfo
@@ -182,6 +193,7 @@ class MemberState:
     paused: bool
     status: int
     in_call: bool
+    paused_reason: str = ""  # QueuePause reason: 示忙, 话后整理 (wrap-up) …
 
 
 @dataclass(frozen=True)
@@ -231,8 +243,8 @@ class ChannelSnapshot:
 
 DomainEvent = (
     ChannelCreated | ChannelState | ChannelHungUp | CallerJoined | CallerLeft | CallerAbandoned | AgentRinging
-    | AgentConnected | AgentCompleted | BridgeEntered | BotStarted | VariableSet | CallbackResult | MemberState
-    | MemberRemoved | AsteriskBooted | RecordingStarted
+    | AgentNoAnswer | AgentConnected | AgentCompleted | BridgeEntered | BotStarted | VariableSet | CallbackResult
+    | MemberState | MemberRemoved | AsteriskBooted | RecordingStarted
 )
 
 
@@ -301,7 +313,7 @@ def _member(h: Mapping[str, Any], at: datetime) -> MemberState | None:
         name=_get(h, "MemberName") or _get(h, "Name") or interface,
         state_interface=_get(h, "StateInterface") or interface,
         penalty=int(_num(h, "Penalty")), paused=_get(h, "Paused") in ("1", "true", "yes"),
-        status=int(_num(h, "Status")), in_call=_get(h, "InCall") == "1",
+        status=int(_num(h, "Status")), in_call=_get(h, "InCall") == "1", paused_reason=_get(h, "PausedReason"),
     )
 
 
@@ -339,6 +351,8 @@ def parse_event(h: Mapping[str, Any], received: datetime) -> DomainEvent | None:
             return CallerAbandoned(at, chan, queue, hold_s=_num(h, "HoldTime"))
         case "AgentCalled":
             return AgentRinging(at, chan, queue, interface=_get(h, "Interface"))
+        case "AgentRingNoAnswer":
+            return AgentNoAnswer(at, chan, queue, interface=_get(h, "Interface"))
         case "AgentConnect":
             return AgentConnected(at, chan, queue, _get(h, "Interface"), _get(h, "MemberName"), _num(h, "HoldTime"))
         case "AgentComplete":

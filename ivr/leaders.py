@@ -19,10 +19,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.errors import CodedError
+from ivr.ami import has_control_characters
 from ivr.models import LeaderShift
 from ivr.state import Member
 
-INTERFACE_RE = re.compile(r"^(PJSIP|SIP|IAX2|DAHDI|Local)/[^\s,|]+$")
+INTERFACE_RE = re.compile(r"(PJSIP|SIP|IAX2|DAHDI|Local)/[^\s,|\x00-\x1f\x7f-\x9f]+")
+ACCOUNT_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")  # a console username
 
 
 class LeaderScheduleError(CodedError):
@@ -52,23 +54,31 @@ class ShiftInput:
     interface: str
     title: str = ""
     department: str = ""
+    account: str = ""  # the leader's console account, whose 领导接听 page shows the calls of this window
 
 
-def _validate(shift: ShiftInput) -> ShiftInput:
-    name = shift.leader_name.strip()
-    interface = shift.interface.strip()
+def validate_shift(shift: ShiftInput) -> ShiftInput:
+    """Trimmed fields, or InvalidShift. Names reach Asterisk as the queue's MemberName: no line breaks or other
+    control characters (the AMI client refuses them too)."""
+    name, title, department = shift.leader_name.strip(), shift.title.strip(), shift.department.strip()
+    interface, account = shift.interface.strip(), shift.account.strip()
     if not name:
         raise InvalidShift("领导姓名不能为空")
-    if not INTERFACE_RE.match(interface):
+    for label, value in (("领导姓名", name), ("职务", title), ("所在单位", department)):
+        if has_control_characters(value):
+            raise InvalidShift(f"{label}含有换行或控制字符")
+    if account and not ACCOUNT_RE.fullmatch(account):
+        raise InvalidShift(f"控制台账号格式不正确：{shift.account!r}")
+    if not INTERFACE_RE.fullmatch(interface):
         raise InvalidShift(f"接听终端格式不正确：{shift.interface!r}（例如 PJSIP/6009 或 Local/6009@test-agent/n）")
     if shift.end <= shift.start:
         raise InvalidShift(f"结束时间 {shift.end:%H:%M} 必须晚于开始时间 {shift.start:%H:%M}")
-    return ShiftInput(shift.day, shift.start, shift.end, name, interface, shift.title.strip(), shift.department.strip())
+    return ShiftInput(shift.day, shift.start, shift.end, name, interface, title, department, account)
 
 
 async def add_shift(session: AsyncSession, shift: ShiftInput, *, now: datetime | None = None) -> LeaderShift:
     """Add a window; refuses end ≤ start, a bad interface, and overlap with another window of the same endpoint."""
-    shift = _validate(shift)
+    shift = validate_shift(shift)
     clash = await session.scalar(
         select(LeaderShift).where(
             LeaderShift.day == shift.day, LeaderShift.interface == shift.interface,
@@ -80,7 +90,7 @@ async def add_shift(session: AsyncSession, shift: ShiftInput, *, now: datetime |
             f"{shift.interface} 在 {shift.day} {clash.start:%H:%M}–{clash.end:%H:%M} 已安排 {clash.leader_name} 接听"
         )
     row = LeaderShift(day=shift.day, start=shift.start, end=shift.end, leader_name=shift.leader_name,
-                      title=shift.title, department=shift.department, interface=shift.interface,
+                      account=shift.account, title=shift.title, department=shift.department, interface=shift.interface,
                       created_at=now or datetime.now(UTC))
     session.add(row)
     await session.commit()
@@ -133,6 +143,7 @@ class LeaderOnDuty:
     interface: str
     member_name: str  # MemberName shown in the queue: "张三（区长）"
     leader_name: str
+    account: str = ""
 
 
 @dataclass(frozen=True)
@@ -147,7 +158,7 @@ def on_duty(shifts: Iterable[LeaderShift]) -> list[LeaderOnDuty]:
     seen: dict[str, LeaderOnDuty] = {}
     for s in shifts:
         label = f"{s.leader_name}（{s.title}）" if s.title else s.leader_name
-        seen.setdefault(s.interface, LeaderOnDuty(s.interface, label, s.leader_name))
+        seen.setdefault(s.interface, LeaderOnDuty(s.interface, label, s.leader_name, s.account))
     return list(seen.values())
 
 

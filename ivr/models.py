@@ -38,12 +38,21 @@ class CallRecord(Base):
     agent_interface: Mapped[str | None] = mapped_column(String(128), nullable=True)
     agent_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
     leader_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    leader_account: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)  # console username
     bot_uuid: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     redirected_to_bot: Mapped[bool] = mapped_column(Boolean, default=False)
     recording: Mapped[str | None] = mapped_column(String(255), nullable=True)
     ticket_no: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     # the end was not seen live: the call was absent from the channel list after a reconnect or restart
     closed_by_resync: Mapped[bool] = mapped_column(Boolean, default=False)
+    # service levels (ivr.service_levels): the queue it waited in, where an abandon happened (menu 菜单 /
+    # queue 排队 / ringing 振铃), a bot caller who asked for a person (requeued), the end of the agent's part
+    # (AgentComplete) and the agent's wrap-up (话后整理) after it
+    queue: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    abandoned_in: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    from_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+    talk_ended_at: Mapped[datetime | None] = mapped_column(AwareDateTime(), nullable=True)
+    wrap_up_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(AwareDateTime())
 
 
@@ -57,6 +66,7 @@ class LeaderShift(Base):
     start: Mapped[time] = mapped_column(Time)
     end: Mapped[time] = mapped_column(Time)
     leader_name: Mapped[str] = mapped_column(String(64))
+    account: Mapped[str] = mapped_column(String(64), default="")  # the leader's console username ("" for none)
     title: Mapped[str] = mapped_column(String(64), default="")
     department: Mapped[str] = mapped_column(String(128), default="")
     interface: Mapped[str] = mapped_column(String(128), index=True)
@@ -84,6 +94,7 @@ class CallbackAttempt(Base):
     uniqueid: Mapped[str] = mapped_column(String(64), unique=True)  # ChannelId of the originated channel
     started_at: Mapped[datetime] = mapped_column(AwareDateTime(), index=True)
     ended_at: Mapped[datetime | None] = mapped_column(AwareDateTime(), nullable=True)
-    # satisfied 满意 / basically_satisfied 基本满意 / unsatisfied 不满意 / unreachable 未接通; NULL: not sent
+    # satisfied 满意 / basically_satisfied 基本满意 / unsatisfied 不满意 / unreachable 未接通; NULL: not counted
+    # (never sent, or the outcome stayed unknown)
     result: Mapped[str | None] = mapped_column(String(24), nullable=True)
     reason: Mapped[str] = mapped_column(String(128), default="")  # how it ended: digit, no_answer, busy …

@@ -21,6 +21,8 @@ from typing import Literal
 from ivr import events as ev
 
 Outcome = Literal["agent", "bot", "leader", "abandoned", "callback"]
+AbandonStage = Literal["menu", "queue", "ringing"]  # where an abandoned call ended: 菜单 / 排队 / 振铃
+WRAP_UP_REASON = "话后整理"  # the QueuePause reason of an agent's wrap-up (the console's 话后整理 button)
 CALLBACK_CONTEXT = "hotline-callback"
 CALLBACK_ID_PREFIX = "callback-"  # Uniqueid (Originate ChannelId) of call-backs placed by ivr.callbacks
 REQUEUE_EXTEN = "requeue"
@@ -47,6 +49,7 @@ class Call:
     agent_name: str | None = None
     answered_by: Literal["agent", "leader"] | None = None
     leader_name: str | None = None
+    leader_account: str | None = None  # the leader's console account: the leader line (领导接听) finds the call by it
     bot_uuid: str | None = None
     from_bot: bool = False  # came back from the bot (requeue): never overflowed again
     redirected_at: datetime | None = None  # the controller sent it to the bot
@@ -54,6 +57,10 @@ class Call:
     recording: str | None = None
     menu: str | None = None
     closed_by_resync: bool = False
+    ringing: frozenset[str] = frozenset()  # members being rung for this caller now (AgentCalled, no answer yet)
+    left_ringing: bool = False  # an agent was ringing when the caller last left the queue
+    talk_ended_at: datetime | None = None  # AgentComplete: the agent's or leader's part of the call ended
+    wrap_up_s: float | None = None  # the answering agent's wrap-up (话后整理) after this call
 
     @property
     def outcome(self) -> Outcome | None:
@@ -65,6 +72,15 @@ class Call:
         if self.bot_uuid is not None:
             return "bot"
         return "abandoned" if self.ended_at is not None else None
+
+    @property
+    def abandoned_in(self) -> AbandonStage | None:
+        """Where an abandoned call was given up: before any queue (menu), waiting, or while an agent rang."""
+        if self.outcome != "abandoned":
+            return None
+        if self.queue is None:
+            return "menu"
+        return "ringing" if self.left_ringing else "queue"
 
     @property
     def waiting(self) -> bool:
@@ -90,6 +106,12 @@ class Member:
     status: int
     in_call: bool
     seq: int = 0
+    paused_reason: str = ""
+
+    @property
+    def wrapping_up(self) -> bool:
+        """Paused for wrap-up (话后整理) after a call."""
+        return self.paused and self.paused_reason == WRAP_UP_REASON
 
     @property
     def available(self) -> bool:
@@ -130,10 +152,13 @@ class HotlineState:
         self.queue = queue
         self.calls: dict[str, Call] = {}
         self.members: dict[str, Member] = {}
-        self.leaders: dict[str, str] = {}  # interface → leader name, for the windows active now
+        # interface → (leader name, console account), for the windows active now
+        self.leaders: dict[str, tuple[str, str]] = {}
         self.asterisk_talk_time_s: float | None = None
         self._ended: OrderedDict[str, int] = OrderedDict()  # tombstones: uniqueid → seq of its end
         self._bots: OrderedDict[str, Call] = OrderedDict()  # bot session uuid → its call, kept after the call ends
+        self._last_call: dict[str, Call] = {}  # member interface → the call it last completed (its wrap-up's call)
+        self._wrap_since: dict[str, datetime] = {}  # member interface → start of its wrap-up now
 
     # -- queries -----------------------------------------------------------------------------------------------
     def waiting_calls(self) -> list[Call]:
@@ -174,8 +199,10 @@ class HotlineState:
         call, created = self._call(event.chan, event.at, seq)
         changed = self._annotate(call, event)
         update = Update(calls=[copy(call)] if (created or changed) else [])  # copy: faster than replace
-        if isinstance(event, ev.AgentCompleted) and event.queue == self.queue and event.talk_s > 0:
-            update.talk_s = event.talk_s
+        if isinstance(event, ev.AgentCompleted) and event.queue == self.queue:
+            self._last_call[event.interface] = call
+            if event.talk_s > 0:
+                update.talk_s = event.talk_s
         return update
 
     def _call(self, chan: ev.ChannelInfo, at: datetime, seq: int) -> tuple[Call, bool]:
@@ -218,6 +245,17 @@ class HotlineState:
                 return True
             case ev.CallerLeft(at=at) | ev.CallerAbandoned(at=at):
                 return self._leave_queue(call, at)
+            case ev.AgentRinging(interface=interface) if call.waiting:
+                call.ringing |= {interface}
+                return False
+            case ev.AgentNoAnswer(interface=interface):
+                call.ringing -= {interface}
+                return False
+            case ev.AgentCompleted(at=at):
+                if call.talk_ended_at is not None or call.answered_at is None:
+                    return False
+                call.talk_ended_at = at
+                return True
             case ev.AgentConnected(at=at, queue=queue, interface=interface, member_name=name):
                 if call.answered_at is not None and call.agent_interface == interface:
                     return False
@@ -225,7 +263,7 @@ class HotlineState:
                 call.answered_at, call.agent_interface, call.agent_name = at, interface, name or interface
                 leader = self.leaders.get(interface)
                 call.answered_by = "leader" if leader else "agent"
-                call.leader_name = leader
+                call.leader_name, call.leader_account = leader if leader else (None, None)
                 return True
             case ev.BotStarted(bot_uuid=bot_uuid):
                 if call.bot_uuid == bot_uuid:
@@ -250,6 +288,7 @@ class HotlineState:
             return False
         call.queue_wait_s += max(0.0, (at - call.queue_joined_at).total_seconds())
         call.queue_joined_at = None
+        call.left_ringing, call.ringing = bool(call.ringing), frozenset()
         return True
 
     def _hangup(self, event: ev.ChannelHungUp, seq: int) -> Update:
@@ -274,9 +313,28 @@ class HotlineState:
         old = self.members.get(event.interface)
         if old is not None and old.seq > seq:
             return Update()
-        self.members[event.interface] = Member(event.interface, event.name, event.state_interface, event.penalty,
-                                               event.paused, event.status, event.in_call, seq)
-        return Update(members_changed=old is None or old.penalty != event.penalty or old.name != event.name)
+        member = Member(event.interface, event.name, event.state_interface, event.penalty, event.paused,
+                        event.status, event.in_call, seq, event.paused_reason)
+        self.members[event.interface] = member
+        update = Update(members_changed=old is None or old.penalty != event.penalty or old.name != event.name)
+        update.calls = self._wrap_up(member, event.at)
+        return update
+
+    def _wrap_up(self, member: Member, at: datetime) -> list[Call]:
+        """Follow a member into and out of wrap-up; when it ends, the time is added to the member's last call
+        (counted from the end of its talk at the earliest). Returns that call to write, if any."""
+        if member.wrapping_up:
+            self._wrap_since.setdefault(member.interface, at)
+            return []
+        since = self._wrap_since.pop(member.interface, None)
+        call = self._last_call.get(member.interface)
+        if since is None or call is None or call.talk_ended_at is None:
+            return []
+        seconds = (at - max(since, call.talk_ended_at)).total_seconds()
+        if seconds <= 0:
+            return []
+        call.wrap_up_s = round((call.wrap_up_s or 0.0) + seconds, 3)
+        return [copy(call)]
 
     # -- resync ------------------------------------------------------------------------------------------------
     def resync(self, snap: Resync, now: datetime) -> Update:
@@ -319,6 +377,6 @@ class HotlineState:
             if p.queue == self.queue and p.completed > 0 and p.talk_time_s > 0:
                 self.asterisk_talk_time_s = p.talk_time_s
 
-    def set_leaders(self, leaders: Iterable[tuple[str, str]]) -> None:
-        """The leaders whose answering window is open now: (interface, name) pairs."""
-        self.leaders = dict(leaders)
+    def set_leaders(self, leaders: Iterable[tuple[str, str, str]]) -> None:
+        """The leaders whose answering window is open now: (interface, name, console account; "" for none)."""
+        self.leaders = {interface: (name, account) for interface, name, account in leaders}

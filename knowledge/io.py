@@ -25,7 +25,7 @@ from knowledge import services
 from knowledge.errors import ImportRejected, InvalidInput, RowProblem
 from knowledge.models import KnowledgeEntry
 from knowledge.retrieval import IndexedEntry
-from knowledge.schemas import MAX_SPEECH, EntryContent, validate_content
+from knowledge.schemas import MAX_SPEECH, MAX_TEXT, EntryContent, validate_content
 
 FORMATS = (".csv", ".xlsx", ".jsonl")
 LIST_FIELDS = ("alt_questions", "keywords")
@@ -34,6 +34,10 @@ KNOWN = ("question", "answer", "answer_speech", "answer_text", "department", "al
 EXPORT_COLUMNS = ("question", "answer", "answer_speech", "department", "alt_questions", "keywords", "source",
                   "valid_from", "valid_to")
 SEPARATOR = "|"
+# Longest cell of any format: four times the longest text an entry holds (answer_text), so whatever the entry
+# rules accept fits (30 alternative questions joined by "|" stay near 6,000 characters), and a broken file is
+# refused by row. Python's csv reader itself stops at 131,072 characters (csv.field_size_limit).
+MAX_FIELD_CHARS = 4 * MAX_TEXT
 
 
 @dataclass(frozen=True)
@@ -75,11 +79,15 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield no, row
     elif fmt == ".csv":
         reader = csv.DictReader(io.StringIO(_decode(path), newline=""))
-        for row in reader:
-            if None in row:
-                raise _Bad(reader.line_num, "列数多于表头")
-            if any((v or "").strip() for v in row.values()):
-                yield reader.line_num, {k.strip(): v for k, v in row.items() if k}
+        try:
+            for row in reader:
+                if None in row:
+                    raise _Bad(reader.line_num, "列数多于表头")
+                if any((v or "").strip() for v in row.values()):
+                    yield reader.line_num, {k.strip(): v for k, v in row.items() if k}
+        except csv.Error:  # non-strict dialect: only a field beyond csv.field_size_limit()
+            row_no = reader.reader.line_num  # DictReader's own line_num is still that of the last good row
+            raise _Bad(row_no, f"有字段超过 {MAX_FIELD_CHARS} 字，文件可能已损坏") from None
     else:
         try:
             book = openpyxl.load_workbook(path, read_only=True, data_only=True)
@@ -129,6 +137,9 @@ def _date(value: Any) -> str | date | None:
 
 def content_from_row(row: dict[str, Any], *, max_speech: int = MAX_SPEECH) -> EntryContent:
     """Map one raw row onto an entry's content; raises InvalidInput with a Chinese message."""
+    for name, value in row.items():
+        if len(value if isinstance(value, str) else str(value)) > MAX_FIELD_CHARS:
+            raise InvalidInput("kb_invalid_entry", f"字段 {name} 超过 {MAX_FIELD_CHARS} 字，文件可能已损坏")
     answer = _text(row.get("answer"))
     if not _text(row.get("question")):
         raise InvalidInput("kb_invalid_entry", "缺少必填字段 question（问题）")

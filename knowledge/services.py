@@ -11,9 +11,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from config.pii import mask_phones
 from knowledge.errors import DuplicateQuestion, IllegalStatus, InvalidInput, NotFound, VersionConflict
 from knowledge.models import MISS_REASONS, KnowledgeEntry, KnowledgeMiss, KnowledgeRevision
 from knowledge.retrieval import IndexedEntry, KnowledgeIndex
@@ -215,25 +216,42 @@ async def change_stamp(session: AsyncSession) -> tuple[int, datetime | None]:
 @_transaction
 async def record_miss(session: AsyncSession, question_text: str, best_entry_id: int | None, score: float | None,
                       reason: str, *, now: datetime | None = None) -> KnowledgeMiss:
-    """Remember a question the bot failed on: ``reason`` is unanswered, low_confidence or not_solved."""
+    """Remember a question the bot failed on: ``reason`` is unanswered, low_confidence or not_solved.
+
+    The caller's words are kept with every phone number in them masked (editors need the question, not who
+    asked it)."""
     if reason not in MISS_REASONS:
         raise InvalidInput("kb_bad_miss_reason", f"未知的失败原因：{reason}（应为 {'、'.join(MISS_REASONS)}）")
     if not question_text.strip():
         raise InvalidInput("kb_empty_question", "问题内容不能为空")
-    miss = KnowledgeMiss(question_text=question_text.strip(), best_entry_id=best_entry_id, score=score, reason=reason,
-                         at=_now(now))
+    miss = KnowledgeMiss(question_text=mask_phones(question_text.strip()), best_entry_id=best_entry_id, score=score,
+                         reason=reason, at=_now(now))
     session.add(miss)
     await session.commit()
     return miss
 
 
-async def list_misses(session: AsyncSession, *, reason: str | None = None, since: datetime | None = None,
-                      limit: int = 100, offset: int = 0) -> list[KnowledgeMiss]:
-    """Questions the bot failed on, newest first."""
+def _misses_of(department: str | None) -> Select[KnowledgeMiss]:
+    """All misses, or with ``department`` only those whose closest entry belongs to that department."""
     query = select(KnowledgeMiss)
+    if department is None:
+        return query
+    return query.join(KnowledgeEntry, KnowledgeEntry.id == KnowledgeMiss.best_entry_id).where(
+        KnowledgeEntry.department == department)
+
+
+async def list_misses(session: AsyncSession, *, reason: str | None = None, since: datetime | None = None,
+                      department: str | None = None, limit: int = 100, offset: int = 0) -> list[KnowledgeMiss]:
+    """Questions the bot failed on, newest first; ``department`` keeps those nearest its entries."""
+    query = _misses_of(department)
     if reason:
         query = query.where(KnowledgeMiss.reason == reason)
     if since:
         query = query.where(KnowledgeMiss.at >= since)
     query = query.order_by(KnowledgeMiss.at.desc(), KnowledgeMiss.id.desc()).limit(limit).offset(offset)
     return list((await session.execute(query)).scalars())
+
+
+async def get_miss(session: AsyncSession, miss_id: int, *, department: str | None = None) -> KnowledgeMiss | None:
+    """One miss; None when there is none, or (with ``department``) it is not one :func:`list_misses` gives."""
+    return (await session.execute(_misses_of(department).where(KnowledgeMiss.id == miss_id))).scalar_one_or_none()

@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -16,7 +17,22 @@ from hotline.db import create_schema, make_engine, make_sessionmaker
 from hotline.local_postgres import LocalPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
+# Property tests judge behaviour, not speed: on a shared 2-core machine an example may take long.
+hypothesis.settings.register_profile("hotline", deadline=None,
+                                     suppress_health_check=[hypothesis.HealthCheck.too_slow])
+hypothesis.settings.load_profile("hotline")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+LONG_TIMEOUT_S = 900
+"""Timeout of a test marked pbx, slow or browser: the first start of the local PBX builds its Debian root,
+and the SIP load and `hotline run` tests wait up to 300 s for calls on a busy 2-core machine."""
+LONG_MARKERS = ("pbx", "slow", "browser")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A long test gets LONG_TIMEOUT_S unless it names its own; every other test keeps the default."""
+    for item in items:
+        if item.get_closest_marker("timeout") is None and any(item.get_closest_marker(m) for m in LONG_MARKERS):
+            item.add_marker(pytest.mark.timeout(LONG_TIMEOUT_S))
 
 
 def missing(reason: str) -> None:

@@ -275,6 +275,12 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(ERROR_MAX))
     sent_at: Mapped[datetime | None] = mapped_column(AwareDateTime)
+    # Handed to the gateway with every attempt, so it can drop a repeat of a message it already delivered.
+    message_key: Mapped[str] = mapped_column(String(KEY_MAX), unique=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(AwareDateTime)  # not retried before (backoff)
+    # The deliverer sending it now (claimed in a committed transaction); free again after lease_until.
+    lease_owner: Mapped[str | None] = mapped_column(String(KEY_MAX))
+    lease_until: Mapped[datetime | None] = mapped_column(AwareDateTime)
 
 
 class TicketAttachment(Base):

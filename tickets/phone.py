@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from tickets.errors import InvalidInput
 
-_SEPARATORS = re.compile(r"[\s\-()（）]")
-_MOBILE = re.compile(r"1[3-9]\d{9}")
+# After NFKC (full-width digits, spaces, dashes and brackets become ASCII) only ASCII digits are accepted:
+# other Unicode digits (Arabic-Indic, Devanagari …) would defeat per-phone limits, repeat detection and dialling.
+_SEPARATORS = re.compile(r"[\s\-()]", re.ASCII)
+_MOBILE = re.compile(r"1[3-9][0-9]{9}")
 # Area codes: 010 and 02x are three digits with an 8-digit local number; others are four digits (03xx–09xx)
 # with a 7- or 8-digit local number. Local numbers never start with 0.
-_LANDLINE_3 = re.compile(r"(010|02\d)([1-9]\d{7})")
-_LANDLINE_4 = re.compile(r"(0[3-9]\d{2})([1-9]\d{6,7})")
+_LANDLINE_3 = re.compile(r"(010|02[0-9])([1-9][0-9]{7})")
+_LANDLINE_4 = re.compile(r"(0[3-9][0-9]{2})([1-9][0-9]{6,7})")
 
 
 def normalise_phone(raw: str) -> str:
-    """``13812345678`` for mobiles, ``0931-1234567`` / ``010-12345678`` for landlines.
+    """``13812345678`` for mobiles, ``0931-1234567`` / ``010-12345678`` for landlines (always ASCII).
 
-    Spaces, dashes and brackets are ignored; a ``+86`` / ``0086`` / ``86`` country prefix is stripped.
-    Anything else raises :class:`InvalidInput` (code ``ticket.invalid_phone``).
+    Full-width characters count as their ASCII forms (NFKC); spaces, dashes and brackets are ignored; a
+    ``+86`` / ``0086`` / ``86`` country prefix is stripped. Anything else (any other digit script included)
+    raises :class:`InvalidInput` (code ``ticket.invalid_phone``).
     """
-    digits = _SEPARATORS.sub("", raw.strip())
+    digits = _SEPARATORS.sub("", unicodedata.normalize("NFKC", raw).strip())
     candidates = [digits]
     for prefix in ("+86", "0086"):
         if digits.startswith(prefix):

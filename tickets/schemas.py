@@ -16,6 +16,7 @@ from tickets import models as m
 from tickets.categories import load_categories
 from tickets.errors import InvalidInput
 from tickets.phone import normalise_phone
+from tickets.text import CONTROL_CHARACTER_MESSAGE, Line, Text, has_control_character, is_control_character_error
 
 Channel = Literal["phone", "bot", "web", "wechat", "grid", "leader-line"]  # 电话 机器人 网站 微信 网格 领导专线
 Kind = Literal["咨询", "求助", "投诉", "举报", "建议", "表扬"]
@@ -50,8 +51,9 @@ FIELD_LABELS: dict[str, str] = {
 }
 
 
-def _text(max_length: int) -> Any:
-    return Annotated[str, Field(min_length=1, max_length=max_length)]
+def _text(max_length: int, kind: Any = Line) -> Any:
+    """A required text of at most ``max_length`` characters: one line, or several with ``kind=Text``."""
+    return Annotated[kind, Field(min_length=1, max_length=max_length)]
 
 
 def invalid_input_from(exc: ValidationError) -> InvalidInput:
@@ -69,6 +71,8 @@ def invalid_input_from(exc: ValidationError) -> InvalidInput:
     if kind == "literal_error":
         choices = str(ctx.get("expected", "")).replace(" or ", ", ")
         return InvalidInput(f"{label}取值无效：{value!r}（可选：{choices}）", code="ticket.invalid_choice", field=field)
+    if is_control_character_error(err):
+        return InvalidInput(f"{label}{CONTROL_CHARACTER_MESSAGE}", code="ticket.control_character", field=field)
     if kind == "extra_forbidden":
         return InvalidInput(f"不接受的字段：{field}", code="ticket.unknown_field", field=field)
     return InvalidInput(f"{label}格式不正确：{err['msg']}", code="ticket.invalid_input", field=field)
@@ -110,7 +114,7 @@ class TicketDraft(_Input):
 
     channel: Channel
     caller_phone: str
-    content: _text(m.CONTENT_MAX)  # type: ignore[valid-type]
+    content: _text(m.CONTENT_MAX, Text)  # type: ignore[valid-type]
     caller_name: _text(m.NAME_MAX) | None = None  # type: ignore[valid-type]
     address: _text(m.ADDRESS_MAX) | None = None  # type: ignore[valid-type]
     district: _text(m.PLACE_MAX) | None = None  # type: ignore[valid-type]
@@ -118,7 +122,7 @@ class TicketDraft(_Input):
     category: _text(m.CATEGORY_MAX) | None = None  # type: ignore[valid-type]
     kind: Kind = "咨询"
     urgency: Urgency = "normal"
-    transcript: _text(m.TRANSCRIPT_MAX) | None = None  # type: ignore[valid-type]
+    transcript: _text(m.TRANSCRIPT_MAX, Text) | None = None  # type: ignore[valid-type]
     recording: _text(m.REFERENCE_MAX) | None = None  # type: ignore[valid-type]
     call_id: _text(m.KEY_MAX) | None = None  # type: ignore[valid-type]
     leader_name: _text(m.NAME_MAX) | None = None  # type: ignore[valid-type]
@@ -141,7 +145,7 @@ class NoFields(_Input):
 
 
 class InstantFields(_Input):
-    answer: _text(m.ANSWER_MAX)  # type: ignore[valid-type]
+    answer: _text(m.ANSWER_MAX, Text)  # type: ignore[valid-type]
 
 
 class DispatchFields(_Input):
@@ -161,7 +165,7 @@ class DispatchFields(_Input):
 
 
 class ReplyFields(_Input):
-    reply: _text(m.ANSWER_MAX)  # type: ignore[valid-type]
+    reply: _text(m.ANSWER_MAX, Text)  # type: ignore[valid-type]
 
 
 class ExtensionRequestFields(_Input):
@@ -194,6 +198,8 @@ def parse_fields(action: str, fields: dict[str, Any]) -> _Input:
 def check_note(note: str) -> str:
     if len(note) > m.NOTE_MAX:
         raise InvalidInput(f"备注过长：最多 {m.NOTE_MAX} 字，实际 {len(note)} 字", code="ticket.too_long", field="note")
+    if has_control_character(note, multiline=True):
+        raise InvalidInput(f"备注{CONTROL_CHARACTER_MESSAGE}", code="ticket.control_character", field="note")
     return note.strip()
 
 

@@ -347,11 +347,12 @@ def _ticket_values(ctx: _Context, draft: TicketDraft, checked: _Checked, ticket_
     }
 
 
-def _created_payload(draft: TicketDraft, matches: list[repeats.RepeatMatch]) -> dict[str, Any]:
-    return {"channel": draft.channel, "repeat_of": [r.earlier_id for r in matches]}
+def _created_payload(draft: TicketDraft, matches: list[repeats.RepeatMatch], key: str | None) -> dict[str, Any]:
+    payload: dict[str, Any] = {"channel": draft.channel, "repeat_of": [r.earlier_id for r in matches]}
+    return (payload | {"submission_key": key}) if key else payload
 
 
-async def _intake(ctx: _Context, draft: TicketDraft, actor: Actor) -> Ticket:
+async def _intake(ctx: _Context, draft: TicketDraft, actor: Actor, key: str | None = None) -> Ticket:
     """受理 inside the session's transaction (SQLite, a session bound to a connection, and 即办)."""
     checked = _check_intake(ctx, actor, draft)
     # Checked input only takes a number: on PostgreSQL it is committed on its own (a failure later leaves a gap),
@@ -365,11 +366,12 @@ async def _intake(ctx: _Context, draft: TicketDraft, actor: Actor) -> Ticket:
     ctx.session.add(ticket)
     await ctx.session.flush()
     set_committed_value(ticket, "repeat_links", await repeats.save_links(ctx.session, ticket.id, matches))
-    _record(ctx, ticket, actor, "create", None, "", _created_payload(draft, matches))
+    _record(ctx, ticket, actor, "create", None, "", _created_payload(draft, matches, key))
     return ticket
 
 
-async def _intake_on_server(ctx: _Context, engine: AsyncEngine, draft: TicketDraft, actor: Actor) -> Ticket:
+async def _intake_on_server(ctx: _Context, engine: AsyncEngine, draft: TicketDraft, actor: Actor,
+                            key: str | None) -> Ticket:
     """受理 on PostgreSQL in two autocommitted statements on one connection (:mod:`tickets.intake_pg`): the
     number with the repeat candidates, then the ticket with its audit event and links. A connection the server
     dropped fails the first statement, which is run again once on a fresh one; the second is not retried
@@ -394,7 +396,7 @@ async def _intake_on_server(ctx: _Context, engine: AsyncEngine, draft: TicketDra
                 ctx, draft, checked, format_ticket_no(day, seq), matches) | {"version": 1, "rolled_up": False}
             event = {"at": ctx.now, "actor": actor.name, "role": actor.role, "department": actor.department,
                      "action": "create", "from_state": None, "to_state": checked.state, "note": "",
-                     "payload": _created_payload(draft, matches)}
+                     "payload": _created_payload(draft, matches, key)}
             ticket_id = await intake_pg.insert_ticket(conn, values, event, matches)
         break
     return _attach_as_loaded(ctx.session, values | {"id": ticket_id}, repeats.link_objects(ticket_id, matches))
@@ -421,15 +423,16 @@ def _attach_as_loaded(session: AsyncSession, values: dict[str, Any], links: list
 
 
 async def create_ticket(session: AsyncSession, draft: TicketDraft, actor: Actor, *, now: datetime | None = None,
-                        settings: Settings | None = None) -> Ticket:
-    """受理: a new ticket in state ``accepted`` with its number, deadline and repeat links."""
+                        settings: Settings | None = None, submission_key: str | None = None) -> Ticket:
+    """受理: a new ticket in state ``accepted`` with its number, deadline and repeat links. A
+    ``submission_key`` is kept in the creation event (see :mod:`tickets.intake`)."""
     ctx = _context(session, settings, now)
     engine = session.bind
     if isinstance(engine, AsyncEngine) and engine.dialect.name == "postgresql":
-        ticket = await _intake_on_server(ctx, engine, draft, actor)
+        ticket = await _intake_on_server(ctx, engine, draft, actor, submission_key)
         await session.commit()  # what else the caller had pending, as before
         return ticket
-    return await _in_transaction(session, lambda: _intake(ctx, draft, actor))
+    return await _in_transaction(session, lambda: _intake(ctx, draft, actor, submission_key))
 
 
 async def close_instant(session: AsyncSession, draft: TicketDraft, answer: str, actor: Actor, *,
@@ -459,19 +462,25 @@ async def apply(session: AsyncSession, ticket_no: str, action: str, actor: Actor
 
     async def work() -> Ticket:
         ticket = await _load(session, ticket_no)
-        if ticket.version != expected_version:
-            raise VersionConflict(
-                f"工单 {ticket_no} 已被他人修改（当前版本 {ticket.version}，您的版本 {expected_version}），请刷新后重试"
-            )
+        _require_version(ticket, expected_version)
         return await _transition(ctx, ticket, action, actor, note, fields)
 
     return await _in_transaction(session, work, ticket_no)
 
 
+def _require_version(ticket: Ticket, expected_version: int) -> None:
+    if ticket.version != expected_version:
+        raise VersionConflict(f"工单 {ticket.ticket_no} 已被他人修改（当前版本 {ticket.version}，"
+                              f"您的版本 {expected_version}），请刷新后重试")
+
+
 async def record_callback(session: AsyncSession, ticket_no: str, result: str, actor: Actor, *,
-                          now: datetime | None = None, settings: Settings | None = None) -> Ticket:
+                          expected_version: int | None = None, now: datetime | None = None,
+                          settings: Settings | None = None) -> Ticket:
     """回访 result: satisfied / basically_satisfied → 办结; unsatisfied → 二次派单; unreachable → another
-    attempt later, or 办结 as "unreachable" once ``settings.callback.max_attempts`` attempts failed."""
+    attempt later, or 办结 as "unreachable" once ``settings.callback.max_attempts`` attempts failed.
+    ``expected_version``: the version a person's form was read at (a stale one is a VersionConflict); None for
+    the automatic call-back, which acts on the ticket as it is."""
     if result not in CALLBACK_RESULTS:
         raise InvalidInput(f"未知的回访结果：{result!r}（可选：{'、'.join(CALLBACK_RESULTS)}）",
                            code="ticket.invalid_choice", field="result")
@@ -479,6 +488,8 @@ async def record_callback(session: AsyncSession, ticket_no: str, result: str, ac
 
     async def work() -> Ticket:
         ticket = await _load(session, ticket_no)
+        if expected_version is not None:
+            _require_version(ticket, expected_version)
         fields: dict[str, Any] = {}
         if result == "unsatisfied":
             action = "callback_redispatch"

@@ -315,8 +315,7 @@ async def run_warning_scans(sessionmaker: async_sessionmaker[AsyncSession], sett
         try:
             async with sessionmaker() as session:
                 report = await scan_warnings(session, settings=settings, catalogue=catalogue)
-                delivery = await outbox.deliver_outbox(session, sender, now=report.now,
-                                                       max_attempts=rules.outbox_max_attempts, limit=rules.outbox_batch)
+                delivery = await outbox.deliver_outbox(session, sender, now=report.now, rules=rules)
             _log.info("预警扫描：%s；通知：%s", report.to_json(), delivery.to_json())
         except Exception:
             _log.exception("预警扫描失败，%d 秒后重试", rules.scan_interval_s)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -26,11 +27,13 @@ from agent_console import keys
 from agent_console.geo import layout_from_settings
 from agent_console.hub import TopicRule
 from agent_console.masking import mask_phone
+from agent_console.metrics import ConsoleMetrics
 from agent_console.roles import Role
 from agent_console.routing import Call, RouteTable
 from agent_console.schemas import Model
 from agent_console.views.cockpit_panels import (
     PERIOD_LABELS,
+    CallsTodayOut,
     CategoriesOut,
     Cockpit,
     DepartmentsOut,
@@ -67,7 +70,8 @@ class WaitingCaller(Model):
 class AgentCounts(Model):
     available: int = Field(0, ge=0, description="空闲坐席")
     busy: int = Field(0, ge=0, description="通话中坐席")
-    paused: int = Field(0, ge=0, description="示忙坐席")
+    wrap_up: int = Field(0, ge=0, description="话后整理坐席")
+    paused: int = Field(0, ge=0, description="示忙坐席（话后整理除外）")
     unavailable: int = Field(0, ge=0, description="未登录或不可达")
 
 
@@ -76,6 +80,7 @@ class QueueSnapshot(Model):
 
     at: datetime | None = Field(None, description="快照时间；为空表示尚未收到话务数据")
     waiting: list[WaitingCaller] = Field(default_factory=list)
+    longest_wait_s: float = Field(0.0, ge=0, description="最长等待秒数")
     agents: AgentCounts = Field(default_factory=AgentCounts)
     bot_calls: int = Field(0, ge=0, description="正在与智能机器人通话")
     leader_calls: int = Field(0, ge=0, description="领导正在接听")
@@ -91,7 +96,9 @@ def snapshot_of(state: HotlineState, now: datetime) -> QueueSnapshot:
     for m in state.members.values():
         if m.interface in state.leaders:
             continue
-        if m.paused:
+        if m.wrapping_up:
+            agents.wrap_up += 1
+        elif m.paused:
             agents.paused += 1
         elif not m.available:
             agents.unavailable += 1
@@ -101,7 +108,7 @@ def snapshot_of(state: HotlineState, now: datetime) -> QueueSnapshot:
             agents.available += 1
     live = [c for c in state.calls.values() if c.ended_at is None]
     return QueueSnapshot(
-        at=now, waiting=waiting, agents=agents,
+        at=now, waiting=waiting, longest_wait_s=max((w.wait_s for w in waiting), default=0.0), agents=agents,
         bot_calls=sum(1 for c in live if c.bot_uuid is not None and c.answered_by is None and not c.waiting),
         leader_calls=sum(1 for c in live if c.answered_by == "leader"),
         talking=sum(1 for c in live if c.answered_by is not None),
@@ -146,6 +153,19 @@ def _setup(app: web.Application) -> None:
     app.cleanup_ctx.append(app[BOARD].follow)
     app.cleanup_ctx.append(app[COCKPIT].keep_warm)
 
+    async def service_gauges(metrics: ConsoleMetrics) -> None:
+        """Today's service levels and the live queue as Prometheus gauges (hotline_calls_today, hotline_queue_now)."""
+        today: CallsTodayOut = await app[COCKPIT].get("calls", app[keys.CLOCK]())
+        for name, value in today.model_dump(exclude={"day"}).items():
+            metrics.calls_today.labels(name).set(math.nan if value is None else value)
+        snap = app[BOARD].latest
+        live = {"waiting": len(snap.waiting), "longest_wait_s": snap.longest_wait_s, "bot_calls": snap.bot_calls,
+                "leader_calls": snap.leader_calls, **{f"agents_{k}": v for k, v in snap.agents.model_dump().items()}}
+        for name, value in live.items():
+            metrics.queue_now.labels(name).set(value)
+
+    app[keys.METRICS].refreshers.append(service_gauges)
+
 
 class PeriodQuery(Model):
     period: Period = Field("month", description="统计区间：today 今日、week 本周、month 本月、30d 近30天")
@@ -158,6 +178,12 @@ async def panel(call: Call[Any], name: str, period: Period | None = None) -> Any
 @routes.api("GET", "/api/v1/cockpit/today", summary="驾驶舱：今日概况", roles=COCKPIT_ROLES, response=TodayOut)
 async def today_api(call: Call[None]) -> TodayOut:
     return await panel(call, "today")
+
+
+@routes.api("GET", "/api/v1/cockpit/calls", summary="驾驶舱：今日话务服务水平（接通率、15秒接通率、放弃）",
+            roles=COCKPIT_ROLES, response=CallsTodayOut)
+async def calls_api(call: Call[None]) -> CallsTodayOut:
+    return await panel(call, "calls")
 
 
 @routes.api("GET", "/api/v1/cockpit/trend", summary="驾驶舱：近30天受理与办结趋势", roles=COCKPIT_ROLES,

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agent_console.geo import DistrictLayout
 from agent_console.schemas import Model
 from config import Settings
+from ivr.service_levels import service_levels
 from tickets import dashboard, hot_topics
 from tickets.metrics import metrics
 
@@ -367,6 +368,33 @@ async def warnings_panel(src: PanelSource, _now: datetime, _period: Period | Non
                    summary=w.summary) for w in items])
 
 
+class CallsTodayOut(Model):
+    """Today's service levels from the call log (see :mod:`ivr.service_levels` for the definitions)."""
+
+    day: date
+    service_level_s: float = Field(description="及时接通时限（秒）")
+    offered: int = Field(description="今日呼入")
+    answered: int = Field(description="接通（人工、领导、机器人）")
+    abandoned: int = Field(description="放弃")
+    abandoned_menu: int = Field(description="菜单中放弃")
+    abandoned_queue: int = Field(description="排队中放弃")
+    abandoned_ringing: int = Field(description="振铃中放弃")
+    connection_rate: float | None = Field(description="接通率")
+    service_level_rate: float | None = Field(description="15秒接通率（时限内接通 ÷ 呼入）")
+    avg_wait_s: float | None = Field(description="平均等待（秒）")
+    p90_wait_s: float | None = Field(description="P90 等待（秒）")
+    bot_sessions: int = Field(description="机器人接听")
+    bot_transfers: int = Field(description="机器人转人工")
+
+
+async def calls_panel(src: PanelSource, now: datetime, _period: Period | None = None) -> CallsTodayOut:
+    start, end = period_range("today", now, src.tz)
+    async with src.db() as db:
+        result = await service_levels(db, start, end, settings=src.settings)
+    figures = {k: v for k, v in result["total"].items() if k in CallsTodayOut.model_fields}
+    return CallsTodayOut(day=start.date(), service_level_s=result["service_level_s"], **figures)
+
+
 # --- the cockpit: cached panels, kept warm ---------------------------------------------------------------------
 
 PanelCompute = Callable[[PanelSource, datetime, Any], Awaitable[Model]]
@@ -382,6 +410,7 @@ class Panel:
 
 PANELS: dict[str, Panel] = {
     "today": Panel(today_panel, live=True),
+    "calls": Panel(calls_panel, live=True),
     "warnings": Panel(warnings_panel, live=True),
     "trend": Panel(trend_panel),
     "categories": Panel(categories_panel, periods=ALL_PERIODS),

@@ -1,8 +1,8 @@
 """Leader answering days (领导接听日): the schedule page and API, and the leader's call view.
 
 The schedule (``ivr.leaders``) is edited by administrators and dispatchers (the centre's duty office) and read
-by leaders. The call view shows a leader the call they are on now — found in the call log by the leader's
-name, so a leader's console account must carry the same 姓名 as the schedule — with the caller's number
+by leaders. The call view shows a leader the call they are on now — found in the call log by the console
+account the answering window names (names are not unique; accounts are) — with the caller's number
 masked (leaders never need the full number: a ticket they open takes it from the call log), the caller's
 earlier tickets, and a ticket form on channel ``leader-line`` (领导专线).
 """
@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_console import keys
+from agent_console.auth import find_user
 from agent_console.errors import NotFound
 from agent_console.masking import mask_phone
 from agent_console.middleware import DomainError
@@ -34,6 +35,7 @@ from ivr.models import CallRecord, LeaderShift
 from tickets.errors import TicketError
 from tickets.queries import caller_history
 from tickets.services import Actor, TicketDraft, create_ticket
+from tickets.text import Line
 
 routes = RouteTable("leaders")
 VIEWERS = frozenset({Role.LEADER, Role.ADMIN, Role.DISPATCHER})
@@ -48,10 +50,11 @@ class ShiftIn(Model):
     day: date = Field(description="接听日期")
     start: time = Field(description="开始时间（当地时间，HH:MM）")
     end: time = Field(description="结束时间（当地时间，HH:MM）")
-    leader_name: str = Field(min_length=1, max_length=64, description="领导姓名（与其控制台账号姓名一致）")
-    title: str = Field("", max_length=64, description="职务")
-    department: str = Field("", max_length=128, description="所在单位")
-    interface: str = Field(min_length=1, max_length=128, description="接听终端，如 PJSIP/6009")
+    leader_name: Line = Field(min_length=1, max_length=64, description="领导姓名")
+    title: Line = Field("", max_length=64, description="职务")
+    department: Line = Field("", max_length=128, description="所在单位")
+    interface: Line = Field(min_length=1, max_length=128, description="接听终端，如 PJSIP/6009")
+    account: Line = Field("", max_length=64, description="领导的控制台账号（用户名）：其「领导接听」页显示本时段的来电")
 
     @field_validator("start", "end")
     @classmethod
@@ -70,6 +73,7 @@ class ShiftOut(Model):
     title: str
     department: str
     interface: str
+    account: str
     on_duty: bool = Field(description="此刻是否在接听时段内")
 
 
@@ -90,6 +94,7 @@ class ShiftForm(Model):
     title: str = ""
     department: str = ""
     interface: str = ""
+    account: str = ""
 
 
 @asynccontextmanager
@@ -108,7 +113,7 @@ def shift_out(row: LeaderShift, now: datetime, tz: ZoneInfo) -> ShiftOut:
     local = now.astimezone(tz)
     on_duty = row.day == local.date() and row.start <= local.time().replace(tzinfo=None) < row.end
     return ShiftOut(id=row.id, day=row.day, start=row.start, end=row.end, leader_name=row.leader_name, title=row.title,
-                    department=row.department, interface=row.interface, on_duty=on_duty)
+                    department=row.department, interface=row.interface, account=row.account, on_duty=on_duty)
 
 
 def _shift_id(call: Call[Any]) -> int:
@@ -119,9 +124,13 @@ def _shift_id(call: Call[Any]) -> int:
 
 
 async def _add(call: Call[Any], body: ShiftIn) -> LeaderShift:
-    shift = schedule.ShiftInput(body.day, body.start, body.end, body.leader_name, body.interface, body.title,
-                                body.department)
     async with schedule_errors(), call.db() as db:
+        shift = schedule.validate_shift(schedule.ShiftInput(body.day, body.start, body.end, body.leader_name,
+                                                            body.interface, body.title, body.department, body.account))
+        if shift.account:
+            user = await find_user(db, shift.account)
+            if user is None or not user.active or Role(user.role) not in LINE_ROLES:
+                raise schedule.InvalidShift(f"控制台账号 {shift.account!r} 不存在或不是领导账号")
         return await schedule.add_shift(db, shift, now=call.now)
 
 
@@ -231,10 +240,11 @@ class LineTicketOut(Model):
     state: str
 
 
-async def current_call(db: AsyncSession, leader_name: str) -> CallRecord | None:
-    """The newest answered, unfinished call the leader took (the call log written by the AMI controller)."""
+async def current_call(db: AsyncSession, account: str) -> CallRecord | None:
+    """The newest answered, unfinished call the leader with this console account took (the call log written by
+    the AMI controller)."""
     return await db.scalar(
-        select(CallRecord).where(CallRecord.leader_name == leader_name, CallRecord.answered_at.is_not(None),
+        select(CallRecord).where(CallRecord.leader_account == account, CallRecord.answered_at.is_not(None),
                                  CallRecord.ended_at.is_(None))
         .order_by(CallRecord.answered_at.desc()).limit(1)
     )
@@ -242,7 +252,7 @@ async def current_call(db: AsyncSession, leader_name: str) -> CallRecord | None:
 
 async def _line_view(call: Call[Any]) -> LineView:
     async with call.db() as db:
-        record = await current_call(db, call.user.display_name)
+        record = await current_call(db, call.user.username)
         earlier = await caller_history(db, record.caller_number, HISTORY_SIZE) if record and record.caller_number \
             else []
     if record is None:
@@ -262,7 +272,7 @@ async def line_api(call: Call[None]) -> LineView:
 
 async def _line_ticket(call: Call[Any], body: LineTicketIn) -> LineTicketOut:
     async with call.db() as db:
-        record = await current_call(db, call.user.display_name)
+        record = await current_call(db, call.user.username)
         if record is None or record.uniqueid != body.call_id:
             raise NotFound("该来电已结束或不是您正在接听的来电")
         draft = TicketDraft(channel="leader-line", caller_phone=record.caller_number, content=body.content,

@@ -2,8 +2,10 @@
 
 Client → server: ``{"type": "subscribe" | "unsubscribe", "topics": [...]}``, ``{"type": "ping"}``.
 Server → client: ``hello`` (auto-subscribed topics), ``subscribed``, ``unsubscribed``, ``event``
-(``topic``, ``data``), ``pong``, ``error`` (``code``, ``message``). The socket closes when the session ends
-(checked every ``SESSION_RECHECK_S``) or when the browser falls too far behind.
+(``topic``, ``data``), ``pong``, ``error`` (``code``, ``message``). The socket closes at once when its session
+is logged out or its account deactivated or changed in this worker (``Hub.disconnect``), when a check every
+``console.ws_session_check_s`` seconds, whatever the traffic, finds the session expired or revoked elsewhere,
+and when the browser falls too far behind.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from agent_console import keys
 from agent_console.errors import Forbidden
-from agent_console.hub import Subscription
+from agent_console.hub import Ended, Owner, Subscription
 from agent_console.routing import SESSION_COOKIE, Call, RouteTable
 
 routes = RouteTable("live")
-SESSION_RECHECK_S = 60.0
 MAX_TOPICS = 32
+CLOSE_CODES = {Ended.TOO_SLOW: WSCloseCode.TRY_AGAIN_LATER, Ended.SESSION_ENDED: WSCloseCode.POLICY_VIOLATION}
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -29,22 +31,24 @@ def _same_origin(request: web.Request) -> bool:
     return origin is None or urlsplit(origin).netloc == request.host
 
 
-async def _pump(ws: web.WebSocketResponse, sub: Subscription, call: Call[None]) -> None:
-    """Forward events to the browser; close on overflow or once the session is no longer valid."""
+async def _pump(ws: web.WebSocketResponse, sub: Subscription) -> None:
+    """Forward events to the browser; close once the hub dropped the subscription (why: ``sub.ended``)."""
+    while (event := await sub.next()) is not None:
+        await ws.send_json({"type": "event", "topic": event.topic, "data": event.data})
+    assert sub.ended is not None
+    await ws.close(code=CLOSE_CODES[sub.ended], message=sub.ended.value.encode())
+
+
+async def _watch_session(sub: Subscription, call: Call[None]) -> None:
+    """End the subscription once the session is no longer valid, checked on a timer whatever the traffic."""
     accounts, sessionmaker, clock = call.app[keys.ACCOUNTS], call.app[keys.SESSIONMAKER], call.app[keys.CLOCK]
     token = call.request.cookies.get(SESSION_COOKIE, "")
-    while not ws.closed:
-        try:
-            event = await asyncio.wait_for(sub.next(), SESSION_RECHECK_S)
-        except TimeoutError:
-            async with sessionmaker() as db:
-                if await accounts.resolve(db, token, clock()) is None:
-                    await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"session ended")
-            continue
-        if event is None:
-            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow")
-            return
-        await ws.send_json({"type": "event", "topic": event.topic, "data": event.data})
+    every = call.app[keys.SETTINGS].console.ws_session_check_s
+    while sub.ended is None:
+        await asyncio.sleep(every)
+        async with sessionmaker() as db:
+            if await accounts.resolve(db, token, clock()) is None:
+                sub.end(Ended.SESSION_ENDED)
 
 
 async def _on_message(ws: web.WebSocketResponse, sub: Subscription, call: Call[None], raw: str) -> None:
@@ -79,19 +83,20 @@ async def live(call: Call[None]) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(call.request)
     hub, gauge = call.app[keys.HUB], call.app[keys.METRICS].websockets
-    sub = hub.subscribe()
+    assert call.session is not None
+    sub = hub.subscribe(Owner(user_id=call.user.id, session_id=call.session.id))
     sub.topics.update({"broadcast", f"user:{call.user.username}"})
     gauge.inc()
-    pump: asyncio.Task[None] | None = None
+    tasks: list[asyncio.Task[None]] = []
     try:
         await ws.send_json({"type": "hello", "topics": sorted(sub.topics)})
-        pump = asyncio.create_task(_pump(ws, sub, call))
+        tasks = [asyncio.create_task(_pump(ws, sub)), asyncio.create_task(_watch_session(sub, call))]
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
                 await _on_message(ws, sub, call, msg.data)
     finally:
-        if pump is not None:
-            pump.cancel()
+        for task in tasks:
+            task.cancel()
         sub.close()
         gauge.dec()
     return ws

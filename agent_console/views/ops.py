@@ -10,11 +10,18 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent_console import keys
+from agent_console.errors import Unauthenticated
 from agent_console.routing import Call, RouteTable, json_response
 from agent_console.schemas import Health
+from agent_console.security import bearer_matches
 
 routes = RouteTable("ops")
 HEALTH_DB_TIMEOUT_S = 5.0
+
+
+class MetricsTokenRequired(Unauthenticated):
+    code = "metrics_token_required"
+    default_message = "需要指标访问令牌（Authorization: Bearer）"
 
 
 class OpenApiDocument(BaseModel):
@@ -37,8 +44,14 @@ async def healthz(call: Call[None]) -> web.Response:
     return json_response(Health(status="ok", database="ok").model_dump())
 
 
-@routes.ops("GET", "/metrics", summary="Prometheus 指标")
+@routes.ops("GET", "/metrics", summary="Prometheus 指标（设置 console.metrics_token 后需 Bearer 令牌）")
 async def metrics(call: Call[None]) -> web.Response:
+    token = call.app[keys.SETTINGS].console.metrics_token
+    if token and not bearer_matches(call.request, token):
+        refused = json_response(MetricsTokenRequired().body(), status=401)
+        refused.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return refused
+    await call.app[keys.METRICS].refresh()
     body, content_type = call.app[keys.METRICS].exposition()
     return web.Response(body=body, headers={"Content-Type": content_type})
 

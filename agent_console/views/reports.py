@@ -1,5 +1,5 @@
-"""Reports: the weekly public disclosure per department (公示: XLSX and a printable page) and the ticket-list
-export to XLSX.
+"""Reports: the weekly public disclosure per department (公示: XLSX and a printable page), the ticket-list
+export to XLSX and the call service levels (话务服务水平, :mod:`ivr.service_levels`) to XLSX.
 
 Disclosure figures are :mod:`tickets.metrics` by lead department for the tickets received in the week
 (Monday 00:00 to the next Monday 00:00, local time), ranked like the cockpit (mean of 响应率, 办结率, 满意率).
@@ -9,6 +9,9 @@ numbers as the role sees them, and escapes cells that a spreadsheet would run as
 ``= + - @``, tab or carriage return gets a leading apostrophe). It reads the list page by page (keyset
 pagination), writes rows with openpyxl's write-only workbook off the event loop into a temporary file that
 spills to disk, then streams the file, so memory stays flat however many rows are exported.
+
+Every download (export and disclosure) is written to the console audit trail before it is sent: who, from
+where, the filters applied and how many rows.
 """
 
 from __future__ import annotations
@@ -17,17 +20,18 @@ import asyncio
 import tempfile
 from datetime import date, datetime, time, timedelta
 from io import BytesIO
-from typing import IO, Any
+from typing import IO, Any, Literal
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, WriteOnlyCell
 from openpyxl.styles import Font
 from pydantic import Field
 
 from agent_console import keys
+from agent_console.auth import record_audit
 from agent_console.masking import mask_phone
 from agent_console.roles import Role
 from agent_console.routing import Call, RouteTable
@@ -36,7 +40,9 @@ from agent_console.security import SECURITY_HEADERS
 from agent_console.views.cockpit_panels import composite
 from agent_console.views.tickets_schemas import TicketQuery
 from agent_console.views.tickets_view import TICKET_READERS, field_errors, scope_filters
-from tickets.metrics import metrics
+from config import pii
+from ivr import service_levels as sl
+from tickets.metrics import day_range, metrics
 from tickets.queries import MAX_LIMIT, list_tickets
 from tickets.supervision import department_names
 
@@ -144,6 +150,13 @@ def _filename_header(name: str) -> str:
     return f"attachment; filename*=UTF-8''{quote(name)}"
 
 
+async def audit_export(call: Call[Any], action: str, name: str, rows: int, **detail: Any) -> None:
+    """One console audit row per download: who, from where, which file, how many rows and ``detail``."""
+    async with call.db() as db:
+        await record_audit(db, call.origin, action, name[:128], call.now, role=call.user.role, rows=rows, **detail)
+        await db.commit()
+
+
 @routes.api("GET", "/api/v1/reports/disclosure", summary="承办单位周公示数据", roles=DISCLOSURE_ROLES,
             query=WeekQuery, response=Disclosure)
 async def disclosure_api(call: Call[None]) -> Disclosure:
@@ -172,6 +185,7 @@ async def disclosure_xlsx_download(call: Call[None]) -> web.Response:
     report = await disclosure(call, call.query.week)
     body = await asyncio.to_thread(disclosure_xlsx, report)
     name = f"承办单位公示-{report.week_start:%Y%m%d}-{report.week_end:%Y%m%d}.xlsx"
+    await audit_export(call, "export.disclosure", name, len(report.rows), week=report.week_start.isoformat())
     return web.Response(body=body, headers={"Content-Type": XLSX, "Content-Disposition": _filename_header(name)})
 
 
@@ -214,6 +228,15 @@ class TicketExport:
 EARLIEST, LATEST = date(1900, 1, 1), date(9998, 12, 31)  # dates beyond these mean "no bound"
 
 
+def _export_filters(call: Call[Any], q: TicketQuery) -> dict[str, Any]:
+    """The filters an export ran with, as the audit keeps them: the department and grid actually applied, and
+    a searched phone number masked."""
+    asked = q.model_dump(mode="json", exclude_none=True, exclude={"limit", "cursor"})
+    if "phone" in asked:
+        asked["phone"] = pii.mask_phone(asked["phone"])
+    return asked | {k: v for k, v in scope_filters(call, q.department).items() if v is not None}
+
+
 def _created_range(q: TicketQuery, tz: ZoneInfo) -> tuple[datetime | None, datetime | None]:
     """``[created_from 00:00, the day after created_to 00:00)`` in local time."""
     start = end = None
@@ -254,6 +277,8 @@ async def tickets_xlsx(call: Call[None]) -> web.StreamResponse:
     file = await asyncio.to_thread(export.save)
     try:
         name = f"工单导出-{call.now.astimezone(tz):%Y%m%d-%H%M}.xlsx"
+        await audit_export(call, "export.tickets", name, export.rows, truncated=truncated,
+                           filters=_export_filters(call, q))
         response = web.StreamResponse(headers={**SECURITY_HEADERS, "Content-Type": XLSX,
                                                "Content-Disposition": _filename_header(name),
                                                "X-Export-Rows": str(export.rows),
@@ -265,3 +290,54 @@ async def tickets_xlsx(call: Call[None]) -> web.StreamResponse:
     finally:
         file.close()
     return response
+
+
+# --- call service levels --------------------------------------------------------------------------------------
+
+
+class CallsReportQuery(Model):
+    date_from: date | None = Field(None, ge=date(2000, 1, 1), le=date(2100, 12, 31),
+                                   description="开始日期（含）；默认本月1日")
+    date_to: date | None = Field(None, ge=date(2000, 1, 1), le=date(2100, 12, 31),
+                                 description="结束日期（含）；默认今天")
+    by: Literal["hour", "day", "queue", "agent"] | None = Field(None, description="分组：小时、日、队列、坐席")
+
+
+def calls_xlsx(result: dict[str, Any], first: date, last: date) -> bytes:
+    """The figures as one sheet: a title, the column titles, the total, then one row per group."""
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet("话务服务水平")
+    ws.append([f"12345 热线话务服务水平（{first} 至 {last}，及时接通：等待不超过 {result['service_level_s']:g} 秒）"])
+    ws.append(["分组", *(label for _, label in sl.COLUMNS)])
+    for label, figures in [("合计", result["total"]), *((g["label"], g) for g in result.get("groups", []))]:
+        ws.append([safe_cell(label), *(_figure_cell(ws, key, figures[key]) for key, _ in sl.COLUMNS)])
+    out = BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+def _figure_cell(ws: Any, key: str, value: Any) -> Any:
+    if value is None or not key.endswith("_rate"):
+        return value
+    cell = WriteOnlyCell(ws, value=value)
+    cell.number_format = "0.0%"
+    return cell
+
+
+@routes.page("GET", "/reports/calls.xlsx", title="话务服务水平（Excel）", roles=DISCLOSURE_ROLES,
+             query=CallsReportQuery, name="calls_xlsx", errors=(422,))
+async def calls_xlsx_download(call: Call[None]) -> web.Response:
+    q: CallsReportQuery = call.query
+    settings = call.app[keys.SETTINGS]
+    tz = ZoneInfo(settings.timezone)
+    today = call.now.astimezone(tz).date()
+    first, last = q.date_from or today.replace(day=1), q.date_to or today
+    async with call.db() as db:
+        with field_errors():
+            start, end = day_range(first, last, tz)
+            result = await sl.service_levels(db, start, end, settings=settings, by=q.by)
+    body = await asyncio.to_thread(calls_xlsx, result, first, last)
+    name = f"话务服务水平-{first:%Y%m%d}-{last:%Y%m%d}.xlsx"
+    await audit_export(call, "export.calls", name, 1 + len(result.get("groups", [])),
+                       filters={"from": first.isoformat(), "to": last.isoformat(), "by": q.by})
+    return web.Response(body=body, headers={"Content-Type": XLSX, "Content-Disposition": _filename_header(name)})

@@ -21,7 +21,7 @@ from agent_console.errors import ConsoleError, InvalidInput, NotFound, invalid_i
 from agent_console.roles import Role
 from agent_console.routing import Call, RouteTable, render_page
 from agent_console.schemas import Model
-from agent_console.views.session import safe_next, see_other
+from agent_console.views.session import next_page, see_other
 from agent_console.views.tickets_deps import attachments_dir, services_of, settings_of, setup_ticket_services
 from agent_console.views.tickets_files import file_response
 from agent_console.views.tickets_schemas import ActionRequest, TicketList, TicketOut, TicketQuery
@@ -232,4 +232,4 @@ async def ticket_act(call: Call[ActionForm]) -> web.Response:
         return await render_detail(call, ticket_no, error=exc.message, status=status_of(call, exc))
     if not may_see(call, ticket):  # e.g. returned (退回): no longer this department's
         return see_other("/department" if call.role == Role.HANDLER else "/")
-    return see_other(safe_next(call.body.next) if call.body.next else f"/tickets/{ticket_no}")
+    return see_other(next_page(call, call.body.next) if call.body.next else f"/tickets/{ticket_no}")

@@ -12,6 +12,7 @@ from agent_console.schemas import Model
 from tickets import models as m
 from tickets.schemas import CallbackResult, Channel, DispatchMode, Kind, Urgency
 from tickets.states import State
+from tickets.text import Line, Text
 
 ActionName = Literal[
     "review", "dispatch", "return", "sign", "start", "request_extension", "approve_extension", "reject_extension",
@@ -38,17 +39,17 @@ class TicketQuery(Model):
         return {k: v for k, v in data.items() if v != ""} if isinstance(data, dict) else data
 
     state: State | None = None
-    department: str | None = Field(default=None, max_length=m.DEPT_CODE_MAX, description="主办单位")
-    phone: str | None = Field(default=None, max_length=m.PHONE_MAX, description="来电号码")
-    text: str | None = Field(default=None, max_length=100, description="诉求内容关键词")
-    ticket_no: str | None = Field(default=None, max_length=20)
-    district: str | None = Field(default=None, max_length=m.PLACE_MAX)
-    category: str | None = Field(default=None, max_length=m.CATEGORY_MAX)
+    department: Line | None = Field(default=None, max_length=m.DEPT_CODE_MAX, description="主办单位")
+    phone: Line | None = Field(default=None, max_length=m.PHONE_MAX, description="来电号码")
+    text: Line | None = Field(default=None, max_length=100, description="诉求内容关键词")
+    ticket_no: Line | None = Field(default=None, max_length=20)
+    district: Line | None = Field(default=None, max_length=m.PLACE_MAX)
+    category: Line | None = Field(default=None, max_length=m.CATEGORY_MAX)
     warning: WarningLevel | None = None
     created_from: date | None = None
     created_to: date | None = None
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: str | None = Field(default=None, max_length=200, description="上一页返回的 next_cursor")
+    cursor: Line | None = Field(default=None, max_length=200, description="上一页返回的 next_cursor")
 
 
 class ActionOut(Model):
@@ -136,19 +137,19 @@ class TicketCreate(Model):
     """受理 (intake). With ``answer`` the ticket is closed on the spot (即办)."""
 
     channel: Channel = "phone"
-    caller_phone: str = Field(min_length=1, max_length=m.PHONE_MAX)
-    content: str = Field(min_length=1, max_length=m.CONTENT_MAX)
-    caller_name: str | None = Field(default=None, max_length=m.NAME_MAX)
-    address: str | None = Field(default=None, max_length=m.ADDRESS_MAX)
-    district: str | None = Field(default=None, max_length=m.PLACE_MAX)
-    street: str | None = Field(default=None, max_length=m.PLACE_MAX)
-    category: str | None = Field(default=None, max_length=m.CATEGORY_MAX)
+    caller_phone: Line = Field(min_length=1, max_length=m.PHONE_MAX)
+    content: Text = Field(min_length=1, max_length=m.CONTENT_MAX)
+    caller_name: Line | None = Field(default=None, max_length=m.NAME_MAX)
+    address: Line | None = Field(default=None, max_length=m.ADDRESS_MAX)
+    district: Line | None = Field(default=None, max_length=m.PLACE_MAX)
+    street: Line | None = Field(default=None, max_length=m.PLACE_MAX)
+    category: Line | None = Field(default=None, max_length=m.CATEGORY_MAX)
     kind: Kind = "咨询"
     urgency: Urgency = "normal"
-    transcript: str | None = Field(default=None, max_length=m.TRANSCRIPT_MAX)
-    call_id: str | None = Field(default=None, max_length=m.KEY_MAX)
-    knowledge_id: str | None = Field(default=None, max_length=m.KEY_MAX)
-    answer: str | None = Field(default=None, max_length=m.ANSWER_MAX, description="即办答复（当场办结）")
+    transcript: Text | None = Field(default=None, max_length=m.TRANSCRIPT_MAX)
+    call_id: Line | None = Field(default=None, max_length=m.KEY_MAX)
+    knowledge_id: Line | None = Field(default=None, max_length=m.KEY_MAX)
+    answer: Text | None = Field(default=None, max_length=m.ANSWER_MAX, description="即办答复（当场办结）")
 
 
 class ActionRequest(Model):
@@ -156,11 +157,11 @@ class ActionRequest(Model):
 
     action: ActionName
     expected_version: int = Field(ge=1)
-    note: str = Field(default="", max_length=m.NOTE_MAX)
-    lead_department: str | None = Field(default=None, max_length=m.DEPT_CODE_MAX, description="派单：主办单位")
-    co_departments: list[str] | None = Field(default=None, max_length=10, description="双派：协办单位")
+    note: Text = Field(default="", max_length=m.NOTE_MAX)
+    lead_department: Line | None = Field(default=None, max_length=m.DEPT_CODE_MAX, description="派单：主办单位")
+    co_departments: list[Line] | None = Field(default=None, max_length=10, description="双派：协办单位")
     mode: DispatchMode | None = Field(default=None, description="direct 直派 / joint 双派 / first_receiver 首接负责")
-    reply: str | None = Field(default=None, max_length=m.ANSWER_MAX, description="反馈内容")
+    reply: Text | None = Field(default=None, max_length=m.ANSWER_MAX, description="反馈内容")
     until: AwareDatetime | None = Field(default=None, description="延期至")
 
 
@@ -170,7 +171,7 @@ class CallbackResultIn(Model):
 
 
 class SuperviseIn(Model):
-    note: str = Field(default="", max_length=m.NOTE_MAX)
+    note: Text = Field(default="", max_length=m.NOTE_MAX)
 
 
 class Accepted(Model):

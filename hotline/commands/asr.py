@@ -7,7 +7,6 @@ import asyncio
 import json
 from pathlib import Path
 
-from asr.evaluate import evaluate, read_wav, transcribe_pcm
 from asr.model_install import (
     VOSK_MODELS,
     fetch_vosk_model,
@@ -15,8 +14,8 @@ from asr.model_install import (
     model_cache,
     whisper_model_dir,
 )
-from asr.recognizer import make_recognizer_factory
 from config import Settings
+from hotline.commands import loading
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -69,6 +68,11 @@ def _with_engine(settings: Settings, engine: str | None) -> Settings:
 
 
 def _transcribe(settings: Settings, args: argparse.Namespace) -> int:
+    from asr.evaluate import read_wav, transcribe_pcm
+    from asr.recognizer import make_recognizer_factory
+
+    loading("语音识别模型")
+
     async def run() -> str:
         pcm, rate = read_wav(args.wav)
         factory = make_recognizer_factory(_with_engine(settings, args.engine))
@@ -83,6 +87,11 @@ def _transcribe(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
+    from asr.evaluate import evaluate
+    from asr.recognizer import make_recognizer_factory
+
+    loading("语音识别模型")
+
     async def run() -> dict[str, float | int]:
         factory = make_recognizer_factory(_with_engine(settings, args.engine))
         try:

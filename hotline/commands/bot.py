@@ -13,11 +13,7 @@ import asyncio
 import logging
 import sys
 
-from asr.bot import build_bot
 from config import Settings
-from hotline.runtime import database, until_signalled
-from hotline.wiring import bot_hooks
-from ivr.controller import build_controller
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +34,11 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from asr.bot import build_bot
+    from hotline.runtime import database, until_signalled
+    from hotline.wiring import bot_hooks
+    from ivr.controller import build_controller
+
     async with database(settings) as sessionmaker:
         controller = build_controller(settings, sessionmaker) if args.with_ivr else None
         hooks = bot_hooks(controller) if controller else {}

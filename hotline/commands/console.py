@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
-from aiohttp import web
-
-from agent_console.app import create_app
-from agent_console.assets import AssetsError, install_assets
 from config import Settings
-from hotline.db import make_engine, make_sessionmaker
-from hotline.runtime import ensure_schema
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 async def _app(settings: Settings) -> web.Application:
+    from agent_console.app import create_app
+    from hotline.db import make_engine, make_sessionmaker
+    from hotline.runtime import ensure_schema
+
     engine = make_engine(settings.database.url, echo=settings.database.echo, pool_size=settings.database.pool_size)
     await ensure_schema(engine)
 
@@ -40,13 +42,22 @@ async def _app(settings: Settings) -> web.Application:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from agent_console.access_log import PathAccessLogger
+    from agent_console.security import warn_if_plain_http
+
     host, port = args.host or settings.console.host, args.port or settings.console.port
     log.info("console on http://%s:%d/", host, port)
-    web.run_app(_app(settings), host=host, port=port, print=None, access_log=log)
+    warn_if_plain_http(host, settings.console)
+    web.run_app(_app(settings), host=host, port=port, print=None, access_log=log,
+                access_log_class=PathAccessLogger)
     return 0
 
 
 def _install_assets(_settings: Settings, _args: argparse.Namespace) -> int:
+    from agent_console.assets import AssetsError, install_assets
+
     try:
         install_assets()
     except AssetsError as exc:

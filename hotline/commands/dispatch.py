@@ -8,11 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from config import Settings
-from tickets.dispatch_catalogue import catalogue_file, load_catalogue
-from tickets.dispatch_data import read_examples
-from tickets.dispatch_eval import evaluate
-from tickets.dispatch_suggest import DispatchSuggester
-from tickets.dispatch_training import train_and_store
+from hotline.commands import loading
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -40,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _train(settings: Settings, args: argparse.Namespace) -> int:
+    from tickets.dispatch_training import train_and_store
+
     model = train_and_store(settings, args.file)
     labels = "、".join(model.classifier.labels)
     print(f"已训练派单模型：{model.samples} 条样本，{len(model.classifier.labels)} 个标签（{labels}），"
@@ -48,6 +46,9 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _suggest(settings: Settings, args: argparse.Namespace) -> int:
+    from tickets.dispatch_suggest import DispatchSuggester
+
+    loading("派单模型")
     suggestions = DispatchSuggester.from_settings(settings).suggest(args.text, args.k, district=args.district)
     if args.json:
         _print_json({"suggestions": [s.to_json() for s in suggestions]})
@@ -62,6 +63,10 @@ def _suggest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
+    from tickets.dispatch_catalogue import load_catalogue
+    from tickets.dispatch_data import read_examples
+    from tickets.dispatch_eval import evaluate
+
     report = evaluate(read_examples(args.file), load_catalogue(settings),
                       keyword_weight=settings.dispatch.keyword_weight, seed=args.seed, test_share=args.test_share,
                       folds=args.folds)
@@ -76,6 +81,8 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _catalogue(settings: Settings, args: argparse.Namespace) -> int:
+    from tickets.dispatch_catalogue import catalogue_file, load_catalogue
+
     catalogue = load_catalogue(settings)
     if args.json:
         _print_json({"districts": list(catalogue.districts),

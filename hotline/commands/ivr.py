@@ -7,9 +7,6 @@ import asyncio
 from datetime import date, time
 
 from config import Settings
-from hotline.runtime import database, until_signalled, with_session
-from ivr.controller import build_controller, resolve_ami_credentials
-from ivr.leaders import ShiftInput, add_shift, list_shifts, remove_shift
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -26,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add.add_argument("--title", default="", help="title, e.g. 区长")
     add.add_argument("--department", default="", help="department, e.g. 区政府")
     add.add_argument("--interface", required=True, help="endpoint, e.g. PJSIP/6009 or Local/6009@test-agent/n")
+    add.add_argument("--account", default="", help="the leader's console username (their 领导接听 page)")
     add.set_defaults(handler=_add)
     ls = cmds.add_parser("list", help="list scheduled windows")
     ls.add_argument("--from", dest="day_from", type=date.fromisoformat, default=None)
@@ -41,6 +39,9 @@ def _run(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 async def _serve(settings: Settings) -> int:
+    from hotline.runtime import database, until_signalled
+    from ivr.controller import build_controller, resolve_ami_credentials
+
     resolve_ami_credentials(settings)  # fail now, with a clear message, when there is nothing to log in with
     async with database(settings) as sessionmaker:
         controller = build_controller(settings, sessionmaker)
@@ -53,13 +54,20 @@ async def _serve(settings: Settings) -> int:
 
 
 def _add(settings: Settings, args: argparse.Namespace) -> int:
-    shift = ShiftInput(args.date, args.start, args.end, args.name, args.interface, args.title, args.department)
+    from hotline.runtime import with_session
+    from ivr.leaders import ShiftInput, add_shift
+
+    shift = ShiftInput(args.date, args.start, args.end, args.name, args.interface, args.title, args.department,
+                       args.account)
     row = with_session(settings, lambda s: add_shift(s, shift))
     print(f"#{row.id} {row.day} {row.start:%H:%M}–{row.end:%H:%M} {row.leader_name} {row.title} {row.interface}")
     return 0
 
 
 def _list(settings: Settings, args: argparse.Namespace) -> int:
+    from hotline.runtime import with_session
+    from ivr.leaders import list_shifts
+
     rows = with_session(settings, lambda s: list_shifts(s, day_from=args.day_from, day_to=args.day_to))
     for row in rows:
         print(f"#{row.id}\t{row.day}\t{row.start:%H:%M}–{row.end:%H:%M}\t{row.leader_name}\t{row.title}\t"
@@ -68,6 +76,9 @@ def _list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _remove(settings: Settings, args: argparse.Namespace) -> int:
+    from hotline.runtime import with_session
+    from ivr.leaders import remove_shift
+
     row = with_session(settings, lambda s: remove_shift(s, args.id))
     print(f"removed #{row.id} {row.day} {row.leader_name}")
     return 0

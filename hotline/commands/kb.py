@@ -7,14 +7,14 @@ import asyncio
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from config import Settings
-from hotline.runtime import in_session
-from knowledge import bench, services
-from knowledge.evaluation import evaluate_splits, figures_json, load_eval_set
-from knowledge.io import export_file, import_file, indexed_from_file
-from knowledge.retrieval import KnowledgeIndex
+from hotline.commands import loading
+
+if TYPE_CHECKING:
+    from knowledge.retrieval import KnowledgeIndex
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -50,6 +50,12 @@ def _run(fn):  # type: ignore[no-untyped-def]
 
 
 async def _index(settings: Settings, kb: Path | None) -> KnowledgeIndex:
+    from hotline.runtime import in_session
+    from knowledge import services
+    from knowledge.io import indexed_from_file
+    from knowledge.retrieval import KnowledgeIndex
+
+    loading("知识库检索")
     if kb is not None:
         return KnowledgeIndex.from_settings(settings, indexed_from_file(kb))
     index = KnowledgeIndex.from_settings(settings)
@@ -59,6 +65,9 @@ async def _index(settings: Settings, kb: Path | None) -> KnowledgeIndex:
 
 
 async def _import(settings: Settings, args: argparse.Namespace) -> int:
+    from hotline.runtime import in_session
+    from knowledge.io import import_file
+
     report = await in_session(settings, lambda s: import_file(
         s, args.file, args.actor, publish=args.publish, max_speech=settings.knowledge.max_speech_chars))
     print(f"新增 {report.created} 条，更新 {report.updated} 条，未变 {report.unchanged} 条，发布 {report.published} 条")
@@ -66,6 +75,9 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _export(settings: Settings, args: argparse.Namespace) -> int:
+    from hotline.runtime import in_session
+    from knowledge.io import export_file
+
     n = await in_session(settings, lambda s: export_file(s, args.file, status=args.status))
     print(f"已导出 {n} 条到 {args.file}")
     return 0
@@ -84,6 +96,10 @@ async def _ask(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _eval(settings: Settings, args: argparse.Namespace) -> int:
+    from knowledge import bench
+    from knowledge.evaluation import evaluate_splits, figures_json, load_eval_set
+    from knowledge.io import indexed_from_file
+
     items = load_eval_set(args.file)
     index = await _index(settings, args.kb)
     figures = figures_json(evaluate_splits(index, items, index.confidence_threshold))
@@ -102,6 +118,9 @@ async def _eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _misses(settings: Settings, args: argparse.Namespace) -> int:
+    from hotline.runtime import in_session
+    from knowledge import services
+
     misses = await in_session(settings, lambda s: services.list_misses(s, limit=args.limit))
     for m in misses:
         print(f"{m.at:%Y-%m-%d %H:%M} {m.reason:15s} {m.score if m.score is not None else '-':>6} {m.question_text}")

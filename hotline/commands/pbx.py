@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 from config import Settings
-from hotline.runtime import database
 from ivr.pbx import LocalPbx, PbxError, PbxInfo
-from ivr.pbx.testcall import CALL_CONTEXTS, CallReport, place_call
+from ivr.pbx.testcall import CALL_CONTEXTS, CallReport
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -91,6 +90,9 @@ def _call(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _place(settings: Settings, info: PbxInfo, args: argparse.Namespace) -> CallReport:
     """The call; with --wait the database is opened to report the ticket made from it."""
+    from hotline.runtime import database
+    from ivr.pbx.testcall import place_call
+
     options = {"caller": args.caller, "dtmf": args.dtmf, "context": args.context, "audio_at": args.audio_at,
                "caller_wait_s": args.caller_wait, "wait": args.wait}
     if not args.wait:

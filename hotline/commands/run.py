@@ -8,25 +8,12 @@ import argparse
 import asyncio
 import logging
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from agent_console.app import create_app
-from agent_console.hub import Hub
-from agent_console.views.tickets_deps import services_of
-from asr.bot import build_bot
 from config import Settings, config_path
-from hotline.runtime import database, until_signalled
-from hotline.wiring import ConsoleFeed, ControllerCallControl, bot_hooks, username_from_interface
-from ivr.callbacks import CallbackScheduler
-from ivr.controller import build_controller
-from ivr.pbx.harness import LocalPbx
-from knowledge import services as kb
-from knowledge.io import import_file
-from tickets.dispatch_catalogue import load_catalogue
-from tickets.seed import seed_departments
-from tickets.warnings import run_warning_scans
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 async def prepare_data(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     """Departments from the dispatch catalogue; the sample knowledge base into an empty one."""
+    from knowledge import services as kb
+    from knowledge.io import import_file
+    from tickets.dispatch_catalogue import load_catalogue
+    from tickets.seed import seed_departments
+
     async with sessionmaker() as session:
         await seed_departments(session, load_catalogue(settings))
         if (await kb.change_stamp(session))[0] == 0:
@@ -48,6 +40,9 @@ async def prepare_data(settings: Settings, sessionmaker: async_sessionmaker[Asyn
 
 
 async def _serve(settings: Settings, *, start_pbx: bool) -> int:
+    from hotline.runtime import database
+    from ivr.pbx.harness import LocalPbx
+
     pbx = LocalPbx(settings) if start_pbx and not settings.ami.username else None
     ours = pbx is not None and pbx.status() is None  # stop at the end only a PBX this run started
     if pbx is not None:
@@ -64,6 +59,20 @@ async def _serve(settings: Settings, *, start_pbx: bool) -> int:
 
 
 async def _run_services(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    from aiohttp import web
+
+    from agent_console.app import create_app
+    from agent_console.hub import Hub
+    from agent_console.public_limits import run_public_pruning
+    from agent_console.security import warn_if_plain_http
+    from agent_console.views.tickets_deps import services_of
+    from asr.bot import build_bot
+    from hotline.runtime import until_signalled
+    from hotline.wiring import ConsoleFeed, ControllerCallControl, bot_hooks, username_from_interface
+    from ivr.callbacks import CallbackScheduler
+    from ivr.controller import build_controller
+    from tickets.warnings import run_warning_scans
+
     hub = Hub()
     controller = build_controller(settings, sessionmaker)
     callbacks = CallbackScheduler(controller, sessionmaker, settings)
@@ -85,9 +94,12 @@ async def _run_services(settings: Settings, sessionmaker: async_sessionmaker[Asy
     await bot.start()
     await web.TCPSite(runner, settings.console.host, settings.console.port).start()
     background = [asyncio.create_task(callbacks.run(), name="callbacks"),
-                  asyncio.create_task(run_warning_scans(sessionmaker, settings, stop), name="warnings")]
+                  asyncio.create_task(run_warning_scans(sessionmaker, settings, stop), name="warnings"),
+                  asyncio.create_task(run_public_pruning(sessionmaker, settings, stop, lambda: datetime.now(UTC)),
+                                      name="public-pruning")]
     log.info("12345 hotline running: console http://%s:%d/, bot on %s:%d", settings.console.host,
              settings.console.port, settings.asr.audiosocket_host, bot.port)
+    warn_if_plain_http(settings.console.host, settings.console)
     try:
         await until_signalled()
     finally:

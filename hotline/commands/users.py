@@ -6,17 +6,13 @@ import argparse
 import getpass
 import sys
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from pydantic import ValidationError
-from sqlalchemy.exc import OperationalError, ProgrammingError
-
-from agent_console.auth import Accounts, Origin, list_users
-from agent_console.errors import ConsoleError, invalid_input
 from agent_console.roles import ROLE_LABELS, Role
-from agent_console.schemas import UserCreate
 from config import Settings
-from hotline.runtime import with_session
+
+if TYPE_CHECKING:
+    from agent_console.errors import ConsoleError
 
 T = TypeVar("T")
 
@@ -48,6 +44,14 @@ def _read_password(args: argparse.Namespace) -> str | None:
 
 
 def _add(settings: Settings, args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from agent_console.auth import Accounts, Origin
+    from agent_console.errors import ConsoleError, invalid_input
+    from agent_console.schemas import UserCreate
+    from hotline.runtime import with_session
+
     password = _read_password(args)
     if password is None:
         return 1
@@ -68,6 +72,9 @@ def _add(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _list(settings: Settings, _args: argparse.Namespace) -> int:
+    from agent_console.auth import list_users
+    from hotline.runtime import with_session
+
     users = with_session(settings, list_users)
     for u in users:
         place = u.department or u.grid or ""

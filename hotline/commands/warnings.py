@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from config import Settings
-from hotline.runtime import with_session
 from tickets.errors import TicketError
-from tickets.outbox import LogSender, deliver_outbox
-from tickets.warnings import scan_warnings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 T = TypeVar("T")
 
@@ -46,6 +44,9 @@ def _print(data: dict[str, Any]) -> None:
 
 
 def _scan(settings: Settings, args: argparse.Namespace) -> int:
+    from hotline.runtime import with_session
+    from tickets.warnings import scan_warnings
+
     now = parse_when(args.now, settings)
 
     async def work(session: AsyncSession) -> dict[str, Any]:
@@ -60,6 +61,8 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _deliver(settings: Settings, _args: argparse.Namespace) -> int:
+    from hotline.runtime import with_session
+
     async def work(session: AsyncSession) -> dict[str, Any]:
         return (await _drain(session, settings, datetime.now(ZoneInfo(settings.timezone)))).to_json()
 
@@ -68,6 +71,6 @@ def _deliver(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 async def _drain(session: AsyncSession, settings: Settings, now: datetime) -> Any:
-    rules = settings.warnings
-    return await deliver_outbox(session, LogSender(), now=now, max_attempts=rules.outbox_max_attempts,
-                                limit=rules.outbox_batch)
+    from tickets.outbox import LogSender, deliver_outbox
+
+    return await deliver_outbox(session, LogSender(), now=now, rules=settings.warnings)

@@ -22,7 +22,7 @@ from ivr.pbx.errors import PbxError
 from ivr.pbx.filelock import locked
 from ivr.pbx.mirror import debian_mirror
 from ivr.pbx.prompts import hold_sound, install_prompts
-from ivr.pbx.render import RenderValues, render_all
+from ivr.pbx.render import RenderValues, render_all, write_private
 from ivr.pbx.rootfs import ensure_root, root_path
 
 log = logging.getLogger(__name__)
@@ -217,12 +217,8 @@ class LocalPbx:
         for stale in (self.root / ETC).iterdir():  # Debian's sample files: only ours (and tones) are read
             if stale.is_file() and stale.name not in rendered and stale.name not in KEEP_DEBIAN_CONFIG:
                 stale.unlink()
-        for name, text in rendered.items():
-            path = self.root / ETC / name
-            tmp = path.with_name(name + ".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            _chown_to(tmp, uid, gid, 0o640)
-            tmp.replace(path)
+        for name, text in rendered.items():  # manager.conf and pjsip.conf hold the AMI secret, SIP passwords
+            write_private(self.root / ETC / name, text, 0o640, (uid, gid))
 
     def _spawn(self) -> int:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -295,11 +291,7 @@ class LocalPbx:
         return info
 
     def _write_info(self, info: PbxInfo) -> None:
-        tmp = self.info_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the AMI secret
-        with os.fdopen(fd, "w") as out:
-            out.write(info.to_json())
-        tmp.replace(self.info_file)
+        write_private(self.info_file, info.to_json(), 0o600)  # holds the AMI secret
 
     def _log_tail(self, lines: int = 20) -> str:
         try:

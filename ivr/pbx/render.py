@@ -7,7 +7,10 @@ can never run with a default or blank AMI secret or SIP password.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,3 +87,23 @@ def render_all(values: Mapping[str, Any], template_dir: Path = TEMPLATE_DIR) -> 
         except jinja2.UndefinedError as exc:
             raise PbxError("pbx_template_value_missing", f"配置模板 {name} 缺少取值", str(exc)) from None
     return out
+
+
+def write_private(path: Path, text: str, mode: int, owner: tuple[int, int] | None = None) -> None:
+    """Replace *path* with *text* (secrets inside) through a file that is never more open than *mode*.
+
+    The text goes into a fresh temporary file beside *path*, created exclusively with mode 0600 whatever the
+    umask (no stale temporary file is reused), given *owner* (uid, gid) and *mode*, then renamed over *path*.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            if owner is not None:
+                os.fchown(out.fileno(), *owner)
+            os.fchmod(out.fileno(), mode)
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

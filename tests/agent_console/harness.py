@@ -13,6 +13,7 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agent_console.access_log import PathAccessLogger
 from agent_console.app import FEATURES, create_app
 from agent_console.auth import Accounts, Origin
 from agent_console.hub import Hub
@@ -53,12 +54,15 @@ class SteppingClock:
 
 class Browser:
     """One user agent with its own cookie jar, talking HTTP to the test server (redirects not followed), from
-    ``source`` (another loopback address, e.g. ``127.0.0.7``, to stand for another machine) if given."""
+    ``source`` (another loopback address, e.g. ``127.0.0.7``, to stand for another machine) if given; behind a
+    reverse proxy, ``forwarded_for`` is the address the proxy reports in ``X-Forwarded-For``."""
 
-    def __init__(self, server: TestServer, source: str | None = None) -> None:
+    def __init__(self, server: TestServer, source: str | None = None, forwarded_for: str | None = None) -> None:
         self.server = server
         connector = aiohttp.TCPConnector(local_addr=(source, 0)) if source else None
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), connector=connector)
+        headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else None
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), connector=connector,
+                                          headers=headers)
 
     def url(self, path: str) -> str:
         return str(self.server.make_url(path))
@@ -109,8 +113,8 @@ class Console:
     def app(self) -> Any:
         return self.server.app
 
-    def browser(self, source: str | None = None) -> Browser:
-        b = Browser(self.server, source)
+    def browser(self, source: str | None = None, forwarded_for: str | None = None) -> Browser:
+        b = Browser(self.server, source, forwarded_for)
         self.browsers.append(b)
         return b
 
@@ -134,7 +138,7 @@ async def start_console(settings: Settings, sessionmaker: async_sessionmaker[Asy
     clock, hub, accounts = SteppingClock(), Hub(), Accounts(settings.console)
     app = create_app(settings, sessionmaker, hub=hub, accounts=accounts, clock=clock, features=features, **deps)
     server = TestServer(app, host="127.0.0.1", port=port)
-    await server.start_server()
+    await server.start_server(access_log_class=PathAccessLogger)  # the console's own access log
     console = Console(server, settings, sessionmaker, clock, hub, accounts)
     if seed:
         for role in Role:

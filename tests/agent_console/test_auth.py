@@ -1,15 +1,37 @@
-"""Logging in and out, throttling, session expiry, CSRF, cookie flags, security headers, audit."""
+"""Logging in and out, where a login leads, throttling, session expiry, CSRF, cookie flags, security headers
+(HSTS), the plain-HTTP warning, audit."""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import re
 from http.cookies import SimpleCookie
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
+import pytest
+from aiohttp import web
+from hypothesis import example, given
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from agent_console.models import AuditEntry, User
 from agent_console.routing import SESSION_COOKIE
-from agent_console.security import LOGIN_CSRF_COOKIE
+from agent_console.security import LOGIN_CSRF_COOKIE, tokens_match, warn_if_plain_http
+from agent_console.views.session import safe_next
+from hotline.commands import console as console_command
 from tests.agent_console.harness import Console, console_settings, password_of, start_console, stop_console
+
+CONSOLE_ORIGIN = "https://console.example"
+EVIL_NEXT = [
+    "//evil.example", "///evil.example", "/\\evil.example", "\\\\evil.example", "/\t/evil.example",
+    "/\n/evil.example", "/\r\n/evil.example", "\t//evil.example", " //evil.example", "/%09/evil.example",
+    "/%5Cevil.example", "/%5cevil.example", "/%2F/evil.example", "/%2f%2fevil.example", "/%250a/evil.example",
+    "/%25255Cevil.example", "/%0d%0a/evil.example", "/tickets\\..\\..\\evil.example", "/..//evil.example",
+    "/./%2e%2e//evil.example", "https://evil.example", "http:evil.example", "javascript:alert(1)",
+    "evil.example", "/\u2028/evil.example", "/\u200b/evil.example", "/\x00/evil.example",
+    "/tickets\r\nSet-Cookie: a=b",
+]
 
 
 def set_cookie(resp, name: str):  # type: ignore[no-untyped-def]
@@ -46,6 +68,63 @@ async def test_login_redirects_back_to_the_page_asked_for_but_never_off_site(con
     assert 'name="next" value="/"' in await page.text()
 
 
+def browser_resolves(target: str) -> str:
+    """What a browser on a console page makes of ``target`` (WHATWG: tab, CR and LF dropped, leading and
+    trailing C0 controls and spaces stripped, ``\\`` read as ``/`` in http(s) URLs)."""
+    cleaned = re.sub(r"[\t\r\n]", "", target).strip("".join(map(chr, range(0x21)))).replace("\\", "/")
+    return urljoin(CONSOLE_ORIGIN + "/login", cleaned)
+
+
+def same_origin(url: str) -> bool:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" == CONSOLE_ORIGIN
+
+
+SEPARATORS = st.sampled_from(["/", "\\", "\t", "\n", "\r", " ", "\x00", "\u3000", "\u2028", "%09", "%0a", "%5C",
+                              "%2F", "%2e", "%25", "%", ".", "..", ":", "@", "?", "#"])
+WORDS = st.sampled_from(["evil.example", "http:", "https:", "javascript:", "tickets", "users"])
+# A lead, separators, a host: the shapes of the known tricks, recombined.
+AIMED = st.builds(lambda lead, separators, host: lead + "".join(separators) + host,
+                  st.sampled_from(["", "/", "http:", "https:"]), st.lists(SEPARATORS, min_size=1, max_size=4),
+                  st.sampled_from(["evil.example", "evil.example/x?y#z", "@evil.example"]))
+
+
+@given(st.one_of(st.text(), st.lists(st.one_of(SEPARATORS, WORDS), max_size=8).map("".join), AIMED))
+@example("/\t/evil.example")
+@example("/%09/evil.example")
+@example("/%5Cevil.example")
+@example("/%255C%255Cevil.example")
+def test_whatever_safe_next_returns_stays_on_the_site(target: str) -> None:
+    result = safe_next(target)
+    assert result in ("/", target)
+    layer = result
+    for _ in range(6):  # and so does each percent-decoding of it (a server may decode it before redirecting)
+        assert same_origin(browser_resolves(layer)), (target, layer)
+        layer = unquote(layer)
+
+
+@pytest.mark.parametrize("target", EVIL_NEXT)
+def test_safe_next_refuses_ways_off_the_site(target: str) -> None:
+    assert safe_next(target) == "/"
+
+
+async def test_login_leads_only_to_pages_of_this_console(console: Console) -> None:
+    for target in [*EVIL_NEXT, "/nothing-here", "/static/css/console.css", "/api/v1/me", "/login"]:
+        page = await console.browser().request("GET", f"/login?next={quote(target, safe='')}")
+        assert 'name="next" value="/"' in await page.text(), target
+        b = console.browser()
+        await b.login("agent")
+        resp = await b.request("GET", f"/login?next={quote(target, safe='')}")  # already logged in
+        assert resp.headers["Location"] == "/", target
+    for target in ("/tickets?state=accepted", "/tickets/12345-20261201-00001", "/knowledge/7", "/cockpit"):
+        b = console.browser()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', await (await b.request("GET", "/login")).text())
+        assert token
+        resp = await b.request("POST", "/login", data={"csrf_token": token.group(1), "username": "leader",
+                                                      "password": password_of("leader"), "next": target})
+        assert resp.status == 303 and resp.headers["Location"] == target
+
+
 async def test_wrong_password_is_refused_without_a_session(console: Console) -> None:
     b = console.browser()
     resp = await b.login("agent", "not-the-password")
@@ -72,9 +151,10 @@ async def test_sixth_wrong_attempt_in_a_minute_is_throttled(console: Console) ->
 
 async def test_throttling_counts_per_address_across_usernames(console: Console) -> None:
     b = console.browser()
-    for name in ("a1", "a2", "a3", "a4", "a5"):
-        assert (await b.login(name, "wrong-password")).status == 401
+    for n in range(console.settings.console.login_attempts_per_address_per_minute):
+        assert (await b.login(f"a{n}", "wrong-password")).status == 401
     assert (await b.login("leader")).status == 429
+    assert (await console.browser("127.0.0.5").login("leader")).status == 303  # another address is not
 
 
 async def test_logout_revokes_the_session_on_the_server(console: Console) -> None:
@@ -165,6 +245,43 @@ async def test_security_headers_on_pages_api_errors_and_static(console: Console)
         assert resp.headers["X-Frame-Options"] == "DENY"
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
         assert resp.headers["Referrer-Policy"] == "same-origin"
+
+
+async def test_hsts_only_behind_https(console: Console, settings, sessionmaker) -> None:  # type: ignore[no-untyped-def]
+    assert "Strict-Transport-Security" not in (await console.browser().request("GET", "/login")).headers
+    c = await start_console(console_settings(settings, secure_cookies=True), sessionmaker, seed=False)
+    try:
+        for path in ("/login", "/api/v1/nothing", "/static/css/console.css", "/healthz"):
+            resp = await c.browser().request("GET", path)
+            assert resp.headers["Strict-Transport-Security"] == "max-age=31536000", path
+    finally:
+        await stop_console(c)
+
+
+@pytest.mark.parametrize(("host", "secure", "warned"), [
+    ("0.0.0.0", False, True), ("", False, True), ("::", False, True), ("10.1.2.3", False, True),
+    ("console.example", False, True), ("0.0.0.0", True, False), ("127.0.0.1", False, False),
+    ("::1", False, False), ("localhost", False, False),
+])
+def test_plain_http_beyond_loopback_is_warned_at_start(settings, caplog, host: str, secure: bool,  # type: ignore[no-untyped-def]
+                                                        warned: bool) -> None:
+    with caplog.at_level(logging.WARNING, logger="agent_console.security"):
+        warn_if_plain_http(host, console_settings(settings, secure_cookies=secure).console)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert bool(warnings) == warned
+    assert not warned or "secure_cookies = true" in warnings[0]
+
+
+def test_console_command_warns_when_listening_beyond_loopback(settings, caplog, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(web, "run_app", lambda app, **_kw: app.close())
+    with caplog.at_level(logging.WARNING, logger="agent_console.security"):
+        console_command._serve(settings, argparse.Namespace(host="0.0.0.0", port=None))
+    assert any("secure_cookies = true" in r.getMessage() for r in caplog.records)
+
+
+def test_secrets_compare_in_constant_time_whatever_their_characters() -> None:
+    assert tokens_match("令牌-1", "令牌-1") and not tokens_match("令牌-1", "令牌-2")
+    assert not tokens_match("", "") and not tokens_match("x", None)
 
 
 async def test_pages_have_no_inline_script(console: Console) -> None:

@@ -5,21 +5,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from agent_console.views import tickets_files
-from tests.agent_console.harness import Browser, Console
-from tests.agent_console.tickets_support import DEPT_B, act, dispatched_ticket, json_of
-
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-
-
-async def upload(b: Browser, ticket_no: str, name: str, data: bytes) -> aiohttp.ClientResponse:
-    form = aiohttp.FormData()
-    form.add_field("file", data, filename=name, content_type="application/octet-stream")
-    return await b.request("POST", f"/api/v1/console/tickets/{ticket_no}/attachments", data=form,
-                           headers={"X-CSRF-Token": await b.csrf()})
+from tests.agent_console.harness import Console
+from tests.agent_console.tickets_support import DEPT_B, PNG, act, dispatched_ticket, json_of, upload
 
 
 async def test_inbox_shows_own_tickets_with_countdown_and_signs_by_form(desk: Console) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from config import Settings
 from knowledge import services as kb
 from knowledge.retrieval import KnowledgeIndex
+from knowledge.schemas import validate_content
 from tests.agent_console.harness import Console, console_settings, start_console, stop_console
 
 OWN = "市城市管理局"  # the handler's department (tests.agent_console.harness.PLACEMENT)
@@ -142,7 +143,8 @@ async def test_pages_create_publish_and_show_history(kb_console: Console) -> Non
 
 async def test_misses_page_offers_an_entry_from_the_question(kb_console: Console) -> None:
     async with kb_console.sessionmaker() as db:
-        miss = await kb.record_miss(db, "垃圾清运车早上五点就来太吵了", None, 0.31, "low_confidence")
+        refuse = await kb.create_entry(db, validate_content(entry("垃圾清运时间", department=OWN)), "admin")
+        miss = await kb.record_miss(db, "垃圾清运车早上五点就来太吵了", refuse.id, 0.31, "low_confidence")
     handler = await kb_console.logged_in("handler")
     page = await (await handler.request("GET", "/knowledge/misses")).text()
     assert "垃圾清运车早上五点就来太吵了" in page and f"/knowledge/new?miss={miss.id}" in page
@@ -153,3 +155,28 @@ async def test_misses_page_offers_an_entry_from_the_question(kb_console: Console
     api = await (await handler.request("GET", "/api/v1/knowledge/misses?reason=low_confidence")).json()
     assert [m["question_text"] for m in api["misses"]] == ["垃圾清运车早上五点就来太吵了"]
     assert (await (await kb_console.logged_in("agent")).request("GET", "/knowledge/misses")).status == 403
+
+
+async def test_misses_are_read_only_by_their_curators_with_numbers_masked(kb_console: Console) -> None:
+    """A handler sees the misses whose closest entry is their department's, an administrator all; a
+    dispatcher, who does not edit the knowledge base, none (the callers' words are personal data)."""
+    async with kb_console.sessionmaker() as db:
+        own = await kb.create_entry(db, validate_content(entry("占道经营怎么投诉", department=OWN)), "admin")
+        other = await kb.create_entry(db, validate_content(entry("低保怎么申请", department=OTHER)), "admin")
+        mine = await kb.record_miss(db, "我是13812345678，门口有人占道摆摊", own.id, 0.4, "low_confidence")
+        theirs = await kb.record_miss(db, "我妈住幸福路十八号，低保怎么办", other.id, 0.4, "low_confidence")
+        nobodys = await kb.record_miss(db, "我家猫丢了", None, None, "unanswered")
+    handler = await kb_console.logged_in("handler")
+    listed = (await (await handler.request("GET", "/api/v1/knowledge/misses")).json())["misses"]
+    assert [m["question_text"] for m in listed] == ["我是138****5678，门口有人占道摆摊"]
+    page = await (await handler.request("GET", "/knowledge/misses")).text()
+    assert "138****5678" in page and "幸福路" not in page and "猫" not in page
+    for other_miss in (theirs, nobodys):
+        assert (await handler.request("GET", f"/knowledge/new?miss={other_miss.id}")).status == 404
+    admin = await kb_console.logged_in("admin")
+    every = (await (await admin.request("GET", "/api/v1/knowledge/misses")).json())["misses"]
+    assert {m["id"] for m in every} == {mine.id, theirs.id, nobodys.id}
+    assert (await admin.request("GET", f"/knowledge/new?miss={theirs.id}")).status == 200
+    dispatcher = await kb_console.logged_in("dispatcher")
+    assert (await dispatcher.request("GET", "/api/v1/knowledge/misses")).status == 403
+    assert 'href="/knowledge/misses"' not in await (await dispatcher.request("GET", "/knowledge")).text()

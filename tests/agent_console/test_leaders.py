@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, timedelta
 
+from agent_console.roles import Role
 from ivr.calllog import get_call
 from ivr.models import CallRecord
 from tests.agent_console.harness import Console
@@ -13,7 +14,7 @@ from tests.agent_console.seed_cockpit import NOW, move_console_to, seed_cockpit
 from tickets.services import get_ticket
 
 SHIFT = {"day": "2025-03-19", "start": "14:00", "end": "16:00", "leader_name": "领导leader", "title": "副市长",
-         "department": "市政府", "interface": "PJSIP/6009"}
+         "department": "市政府", "interface": "PJSIP/6009", "account": "leader"}
 
 
 async def test_schedule_is_edited_by_the_duty_office_and_read_by_leaders(console: Console) -> None:
@@ -30,7 +31,8 @@ async def test_schedule_is_edited_by_the_duty_office_and_read_by_leaders(console
 
     leader = await console.logged_in("leader")
     listed = await (await leader.request("GET", "/api/v1/leader-shifts?day_from=2025-03-19&day_to=2025-03-19")).json()
-    assert [(s["leader_name"], s["interface"]) for s in listed["shifts"]] == [("领导leader", "PJSIP/6009")]
+    assert [(s["leader_name"], s["interface"], s["account"]) for s in listed["shifts"]] == [
+        ("领导leader", "PJSIP/6009", "leader")]
     page = await (await leader.request("GET", "/leaders")).text()
     assert "副市长" in page and "接听中" in page and 'id="shift-form"' not in page
     assert (await leader.write("POST", "/api/v1/leader-shifts", SHIFT | {"day": "2025-03-21"})).status == 403
@@ -41,6 +43,13 @@ async def test_schedule_is_edited_by_the_duty_office_and_read_by_leaders(console
     assert added.status == 303
     bad = await dispatcher.request("POST", "/leaders", data={"csrf_token": token, **SHIFT, "interface": "电话"})
     assert bad.status == 422 and "接听终端格式不正确" in await bad.text()
+    for account in ("nobody", "agent"):  # the window's account must be a leader's (or an admin's) login
+        refused = await dispatcher.write("POST", "/api/v1/leader-shifts", SHIFT | {"day": "2025-03-22",
+                                                                                 "account": account})
+        assert refused.status == 422 and (await refused.json())["error"]["code"] == "leader.invalid_shift"
+    injected = await dispatcher.write("POST", "/api/v1/leader-shifts", SHIFT | {
+        "day": "2025-03-23", "leader_name": "李明\r\n\r\nAction: Hangup\r\nChannel: /./"})
+    assert injected.status == 422 and "控制字符" in await injected.text()
     removed = await dispatcher.request("DELETE", f"/api/v1/leader-shifts/{shift['id']}",
                                        headers={"X-CSRF-Token": await dispatcher.csrf()})
     assert removed.status == 200
@@ -61,7 +70,8 @@ async def test_leader_on_the_line_sees_a_masked_caller_and_opens_a_ticket(consol
     async with console.sessionmaker() as db:  # the AMI controller's call-log row of the call the leader answered
         db.add(CallRecord(uniqueid="1742367420.7", linkedid="1742367420.7", caller_number="13900000001",
                           dialled_number="12345", started_at=started, answered_at=started + timedelta(seconds=20),
-                          outcome="leader", answered_by="leader", leader_name="领导leader", updated_at=started))
+                          outcome="leader", answered_by="leader", leader_name="领导leader", leader_account="leader",
+                          updated_at=started))
         await db.commit()
     view = await (await leader.request("GET", "/api/v1/leader-line/current")).json()
     assert view["call"]["caller"] == "139****0001"
@@ -83,4 +93,8 @@ async def test_leader_on_the_line_sees_a_masked_caller_and_opens_a_ticket(consol
     assert wrong.status == 404
     admin_view = await (await (await console.logged_in("admin")).request("GET", "/api/v1/leader-line/current")).json()
     assert admin_view["call"] is None  # the view is per leader: the admin is on no call
+    # another leader with the same 姓名 is not on this call: the call log names the account, not the name
+    await console.add_user("leader2", Role.LEADER, display_name="领导leader")
+    namesake = await (await (await console.logged_in("leader2")).request("GET", "/api/v1/leader-line/current")).json()
+    assert namesake["call"] is None
     assert (await (await console.logged_in("agent")).request("GET", "/leader-line")).status == 403

@@ -43,6 +43,23 @@ async def test_metrics_count_requests_and_logins(console: Console) -> None:
     assert 'console_logins_total{outcome="invalid_credentials"} 1.0' in text
 
 
+async def test_metrics_need_the_bearer_token_once_one_is_set(settings, sessionmaker) -> None:  # type: ignore[no-untyped-def]
+    c = await start_console(console_settings(settings, metrics_token="m3trics-令牌-secret"), sessionmaker, seed=False)
+    try:
+        b = c.browser()
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic bTNOcmljcw=="},
+                        {"Authorization": "Bearer"}):
+            refused = await b.request("GET", "/metrics", headers=headers)
+            assert refused.status == 401, headers
+            assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+            assert (await refused.json())["error"]["code"] == "metrics_token_required"
+        ok = await b.request("GET", "/metrics", headers={"Authorization": "Bearer m3trics-令牌-secret"})
+        assert ok.status == 200 and "console_http_requests_total" in await ok.text()
+        assert (await b.request("GET", "/healthz")).status == 200  # health stays open
+    finally:
+        await stop_console(c)
+
+
 extra = RouteTable("example")
 
 

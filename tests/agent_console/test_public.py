@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from tests.agent_console.harness import Browser, Console
-from tests.agent_console.tickets_support import DEPT_A, act, json_of
-
-SUBMISSION = {"channel": "web", "caller_phone": "13700001234", "content": "东湖路路灯连续三晚不亮，夜里行人不安全",
-              "address": "城东区东湖路"}
-
-
-async def submit(b: Browser, body: dict[str, Any], **headers: str) -> tuple[int, dict[str, Any]]:
-    resp = await b.request("POST", "/api/v1/tickets", json=body, headers=headers)
-    return resp.status, await resp.json()
+from tests.agent_console.harness import Console
+from tests.agent_console.tickets_support import DEPT_A, SUBMISSION, act, json_of, submit
 
 
 async def test_citizen_files_and_follows_a_request_without_login(desk: Console) -> None:

@@ -10,8 +10,7 @@ from typing import Any
 from sqlalchemy import event
 
 from tests.agent_console.harness import Browser, Console
-from tests.agent_console.test_department import PNG, upload
-from tests.agent_console.tickets_support import DEPT_A, DEPT_B, act, draft, json_of
+from tests.agent_console.tickets_support import DEPT_A, DEPT_B, PNG, act, draft, json_of, upload
 
 # Whole requests, the login-session lookup and the view audit record included. Raise only with a reason.
 DETAIL_QUERIES = 7

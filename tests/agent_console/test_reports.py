@@ -7,8 +7,10 @@ from io import BytesIO
 
 import openpyxl
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agent_console.models import AuditEntry
 from agent_console.roles import Role
 from agent_console.views.reports import safe_cell
 from config import Settings
@@ -100,6 +102,25 @@ async def test_export_stops_at_the_row_limit(settings: Settings,
         assert len(sheet) == 6 and headers["X-Export-Truncated"] == "true"
     finally:
         await stop_console(console)
+
+
+async def audit_rows(console: Console, action: str) -> list[AuditEntry]:
+    async with console.sessionmaker() as db:
+        return list((await db.scalars(select(AuditEntry).where(AuditEntry.action == action))).all())
+
+
+async def test_every_export_is_audited_with_its_actor_filters_and_rows(seeded: Console) -> None:
+    await seeded.add_user("hbj_handler", Role.HANDLER, department="hbj")
+    handler = await seeded.logged_in("hbj_handler")
+    _, headers = await xlsx(handler, "/reports/tickets.xlsx?department=zjj&phone=13900000001&created_from=2025-03-01")
+    [row] = await audit_rows(seeded, "export.tickets")
+    assert (row.actor, row.ip) == ("hbj_handler", "127.0.0.1")
+    assert row.target.startswith("工单导出-") and row.target.endswith(".xlsx")
+    assert row.detail == {"role": "handler", "rows": int(headers["X-Export-Rows"]), "truncated": False,
+                          "filters": {"department": "hbj", "phone": "139****0001", "created_from": "2025-03-01"}}
+    await xlsx(await seeded.logged_in("leader"), "/reports/disclosure.xlsx?week=2025-03-12")
+    [disclosed] = await audit_rows(seeded, "export.disclosure")
+    assert (disclosed.actor, disclosed.detail) == ("leader", {"role": "leader", "rows": 2, "week": "2025-03-10"})
 
 
 def test_formula_like_text_is_escaped() -> None:

@@ -66,6 +66,12 @@ def test_account_management_is_for_administrators_only() -> None:
     assert users and all(r.roles == {Role.ADMIN} for r in users)
 
 
+def test_callers_words_left_with_the_bot_are_for_knowledge_editors_only() -> None:
+    """The knowledge misses keep what callers said: only those who curate the knowledge base read them."""
+    misses = [r for r in ROUTES if "/misses" in r.path]
+    assert misses and all(r.roles == {Role.HANDLER, Role.ADMIN} for r in misses)
+
+
 async def test_unregistered_routes_are_refused(settings, sessionmaker) -> None:  # type: ignore[no-untyped-def]
     async def sneaky(_request):  # type: ignore[no-untyped-def]
         raise AssertionError("must not run")

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,6 +22,9 @@ DEPT_A = "市城市管理局"  # the harness's handler belongs here
 DEPT_B = "市住房和城乡建设局"
 DEPARTMENTS = [(DEPT_A, DEPT_A), (DEPT_B, DEPT_B), ("市生态环境局", "市生态环境局")]
 PHONE = "13812345678"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64  # enough of a PNG for the attachment checks
+SUBMISSION = {"channel": "web", "caller_phone": "13700001234", "content": "东湖路路灯连续三晚不亮，夜里行人不安全",
+              "address": "城东区东湖路"}  # a citizen's request on the public API
 
 
 class RecordingCallControl:
@@ -82,3 +86,16 @@ async def dispatched_ticket(console: Console, department: str = DEPT_A, **over: 
     t = await json_of(agent, "POST", "/api/v1/console/tickets", draft(**over), 201)
     t = await act(dispatcher, t, "review")
     return await act(dispatcher, t, "dispatch", lead_department=department, mode="direct")
+
+
+async def upload(b: Browser, ticket_no: str, name: str, data: bytes) -> aiohttp.ClientResponse:
+    form = aiohttp.FormData()
+    form.add_field("file", data, filename=name, content_type="application/octet-stream")
+    return await b.request("POST", f"/api/v1/console/tickets/{ticket_no}/attachments", data=form,
+                           headers={"X-CSRF-Token": await b.csrf()})
+
+
+async def submit(b: Browser, body: dict[str, Any], **headers: str) -> tuple[int, dict[str, Any]]:
+    """POST a citizen's request to the public API: (status, JSON body)."""
+    resp = await b.request("POST", "/api/v1/tickets", json=body, headers=headers)
+    return resp.status, await resp.json()

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,10 +32,10 @@ WAIT = 5.0  # generous upper bound for anything that should happen promptly
 
 
 @asynccontextmanager
-async def serving(handler: Callable[[AudioSocketSession], Awaitable[None]], **options: float) -> AsyncIterator[
+async def serving(handler: Callable[[AudioSocketSession], Awaitable[None]], **options: Any) -> AsyncIterator[
     AudioSocketServer
 ]:
-    server = AudioSocketServer(handler, host="127.0.0.1", port=0, **options)  # type: ignore[arg-type]
+    server = AudioSocketServer(handler, **{"host": "127.0.0.1", "port": 0, **options})
     async with server:
         yield server
 
@@ -348,3 +349,94 @@ def test_server_takes_its_address_and_limits_from_settings(settings: Settings) -
     assert (server.host, server.port) == (settings.asr.audiosocket_host, settings.asr.audiosocket_port)
     assert server.queue_frames == settings.asr.audiosocket_queue_frames
     assert server.max_payload == settings.asr.audiosocket_max_payload
+    assert server.max_sessions == settings.asr.audiosocket_max_sessions
+    assert [str(n) for n in server.allow] == ["127.0.0.0/8", "::1/128"]  # loopback only unless configured
+
+
+# --- who may connect, and how many ------------------------------------------------------------------------
+
+
+def refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "refused" in r.getMessage()]
+
+
+@pytest.mark.parametrize("allow", [("10.0.0.0/8",), ("192.168.1.7", "::1")])
+async def test_a_peer_not_in_the_allowlist_is_refused_without_a_session(
+    allow: tuple[str, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    called = asyncio.Event()
+
+    async def handler(session: AudioSocketSession) -> None:
+        called.set()
+
+    async with serving(handler, allow=allow) as server, AudioSocketClient("127.0.0.1", server.port) as client:
+        assert await client.wait_ended(WAIT) in ("closed", "reset")  # not a word to a stranger
+        await assert_torn_down(server)
+    assert not called.is_set() and server.stats.sessions_total == 0 and server.stats.refused == 1
+    [line] = refusals(caplog)
+    assert "127.0.0.1" in line and "audiosocket.peer_not_allowed" in line
+
+
+async def test_a_peer_in_an_allowed_network_is_served() -> None:
+    entered = asyncio.Event()
+
+    async def handler(session: AudioSocketSession) -> None:
+        entered.set()
+
+    async with serving(handler, allow=("10.0.0.0/8", "127.0.0.0/8")) as server:
+        async with AudioSocketClient("127.0.0.1", server.port):
+            await asyncio.wait_for(entered.wait(), WAIT)
+    assert server.stats.refused == 0
+
+
+async def test_listening_beyond_loopback_with_a_loopback_allowlist_is_warned_about(
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    async def handler(session: AudioSocketSession) -> None: ...
+
+    async with serving(handler, host="0.0.0.0"):
+        pass
+    async with serving(handler, host="0.0.0.0", allow=("10.1.2.3",)):
+        pass
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == ["AudioSocket server on 0.0.0.0 accepts loopback peers only: list the Asterisk hosts in "
+                      "asr.audiosocket_allow"]
+
+
+async def test_the_call_over_the_session_cap_is_refused_while_the_others_are_served(
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    serving_now: list[AudioSocketSession] = []
+    changed = asyncio.Event()
+
+    async def handler(session: AudioSocketSession) -> None:
+        serving_now.append(session)
+        changed.set()
+        await all_events(session)
+
+    async def until_serving(n: int) -> None:
+        async with asyncio.timeout(WAIT):
+            while len(serving_now) < n:
+                changed.clear()
+                await changed.wait()
+
+    async with serving(handler, max_sessions=2) as server:
+        first, second = AudioSocketClient("127.0.0.1", server.port), AudioSocketClient("127.0.0.1", server.port)
+        await first.connect()
+        await second.connect()
+        await until_serving(2)
+        async with AudioSocketClient("127.0.0.1", server.port) as third:
+            # an error frame: Asterisk's AudioSocket() fails and the dialplan requeues the caller
+            assert await third.wait_ended(WAIT) == "error:0x81"
+        assert set(server.sessions) == {first.call_id, second.call_id}
+        assert not first.ended.is_set() and not second.ended.is_set()
+        [line] = refusals(caplog)
+        assert "audiosocket.session_cap" in line and str(third.call_id) in line and "127.0.0.1" in line
+
+        await first.close()  # a place is free again
+        async with AudioSocketClient("127.0.0.1", server.port) as fourth:
+            await until_serving(3)
+            assert fourth.call_id in server.sessions
+        await second.close()
+        await assert_torn_down(server)
+    assert server.stats.refused == 1 and server.stats.sessions_total == 3

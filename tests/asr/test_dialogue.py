@@ -30,7 +30,6 @@ from asr.evaluate import cer, load_references
 from asr.model_install import install_whisper_model, whisper_model_dir
 from asr.whisper_engine import WhisperEngine
 from config import Settings
-from hotline.db import create_schema, make_engine, make_sessionmaker
 from knowledge import services as kb
 from knowledge.schemas import EntryContent
 from tickets import services as tickets
@@ -66,14 +65,6 @@ def speech(shared_dir: Path) -> dict[str, tuple[bytes, str]]:
     refs = dict(load_references(shared_dir / "speech" / "transcripts.tsv"))
     folder = shared_dir / "speech" / "wav8k_telephone_sim"
     return {u: (audio.read_wav_slin8k(folder / f"{u}.wav"), refs[u]) for u in (KB_UTT, OTHER_UTT, MATTER_UTT)}
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
-    await create_schema(engine)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
 
 
 async def seed_entry(db: async_sessionmaker[AsyncSession], question: str) -> int:

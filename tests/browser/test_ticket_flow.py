@@ -6,31 +6,17 @@ call the AMI controller makes when the agent answers (the emulated PBX call is c
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from agent_console.calls import publish_screen_pop
 from tests.agent_console.harness import Console
-from tests.agent_console.tickets_support import DEPT_A, prepare
+from tests.agent_console.tickets_support import DEPT_A, PNG, prepare
+from tests.browser.screen_pop import pop_when_subscribed
 
 pytestmark = pytest.mark.browser
 CALLER = "13812345678"
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-
-
-async def pop_when_subscribed(console: Console, username: str, caller: str, **kw: Any) -> None:
-    """Publish the screen pop once the page's subscription has reached the server (a pop before that is
-    delivered to nobody and published again), at most for 5 s."""
-    async def delivered() -> None:
-        # (ASYNC110) the hub offers no event for "someone subscribed"; delivery itself is the signal
-        while not await publish_screen_pop(console.hub, console.sessionmaker, username, caller, **kw):  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-
-    await asyncio.wait_for(delivered(), 5)
 
 
 async def test_screen_pop_intake_dispatch_sign_and_reply(page_for, live_console: Console,  # type: ignore[no-untyped-def]

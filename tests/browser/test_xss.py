@@ -8,7 +8,7 @@ from playwright.async_api import Dialog
 
 from tests.agent_console.harness import Console
 from tests.agent_console.tickets_support import DEPT_A, act, draft, json_of, prepare
-from tests.browser.test_ticket_flow import pop_when_subscribed
+from tests.browser.screen_pop import pop_when_subscribed
 
 pytestmark = pytest.mark.browser
 PAYLOAD = '<script>alert("s")</script><img src=x onerror=alert("i")><a href="javascript:alert(\'j\')">点我</a>'

@@ -3,6 +3,7 @@
 The PBX lives in the cache folder settings.pbx.cache_dir (default var/pbx under the project, or
 HOTLINE_PBX_CACHE_DIR), so the sid root is built once and shared by every run. It is stopped at the end
 only when this session started it (another process may be using an instance that was already running).
+One suite at a time uses it: every test starts on an empty queue without statistics (`known_queue`).
 """
 
 from __future__ import annotations
@@ -89,13 +90,55 @@ def ami_events(ami: Manager) -> AmiEvents:
     return AmiEvents(ami)
 
 
+QUEUE = "hotline"
+CLEAN_STATISTICS = {"Calls": "0", "Completed": "0", "Abandoned": "0", "Holdtime": "0", "TalkTime": "0"}
+
+
+async def _queue_status(ami: Manager) -> list[Message]:
+    """The queue's QueueParams (statistics), QueueMember and QueueEntry (waiting caller) records."""
+    reply = await asyncio.wait_for(ami.send_action({"Action": "QueueStatus", "Queue": QUEUE}), 10)
+    records = reply if isinstance(reply, list) else [reply]
+    return [m for m in records if m.event in ("QueueParams", "QueueMember", "QueueEntry")]
+
+
+def _left_queue(uniqueid: str) -> Callable[[Message], bool]:
+    return lambda e: e.event == "QueueCallerLeave" and e.get("Uniqueid") == uniqueid
+
+
 async def empty_queue(ami: Manager) -> None:
-    """Remove members other tests (or a controller) may have left in the shared PBX's queue."""
-    status = await asyncio.wait_for(ami.send_action({"Action": "QueueStatus", "Queue": "hotline"}), 10)
-    for member in status if isinstance(status, list) else []:
-        if member.event == "QueueMember":
-            await ami.send_action({"Action": "QueueRemove", "Queue": "hotline", "Interface": member.get("Location")},
-                                  as_list=False)
+    """Bring the shared PBX's queue to the state every test starts from, then check it: no member, no waiting
+    caller, no statistics.
+
+    Earlier tests (or a controller) leave members, maybe callers, and always Asterisk's averages behind. The
+    averages matter as much: a controller seeds its handle time with the queue's TalkTime at every resync, so
+    one short agent call of an earlier test would make every estimated wait about a second (no overflow).
+    """
+    events = AmiEvents(ami)  # before the snapshot: a waiting caller's QueueCallerLeave cannot be missed
+    before = await _queue_status(ami)
+    for member in (m for m in before if m.event == "QueueMember"):
+        await ami.send_action({"Action": "QueueRemove", "Queue": QUEUE, "Interface": member.get("Location")},
+                              as_list=False)
+    waiting = [m for m in before if m.event == "QueueEntry"]
+    for entry in waiting:  # (no member left: nobody can join any more)
+        await ami.send_action({"Action": "Hangup", "Channel": entry.get("Channel")}, as_list=False)
+    for entry in waiting:
+        await events.wait_for(_left_queue(entry.get("Uniqueid")), 10)
+    reset = await ami.send_action({"Action": "QueueReset", "Queue": QUEUE}, as_list=False)
+    assert reset.success, dict(reset)
+    after = await _queue_status(ami)
+    assert [m.event for m in after] == ["QueueParams"], [dict(m) for m in after]
+    assert {k: after[0].get(k) for k in CLEAN_STATISTICS} == CLEAN_STATISTICS, dict(after[0])
+
+
+@pytest.fixture(autouse=True)
+async def known_queue(pbx: PbxInfo, local_pbx: LocalPbx) -> None:
+    """Every test here starts on an empty queue without statistics (:func:`empty_queue`), over an AMI session
+    of its own that is closed before the test begins."""
+    manager = await ami_connect(local_pbx.status() or pbx)  # a restarted PBX has a new secret
+    try:
+        await empty_queue(manager)
+    finally:
+        manager.close()
 
 
 class RunningHotline(NamedTuple):

@@ -2,7 +2,7 @@
 
 Emulated parties: callers are ``Local/s@test-caller/n`` originated into hotline-inbound (DTMF 0 = straight to
 the queue); agents and leaders are ``Local/68xx@test-agent/n`` queue members (extensions 68xx are reserved for
-these tests so parallel suites on the same PBX do not collide).
+these tests). Each test starts on an empty queue without statistics (``known_queue`` in conftest.py).
 """
 
 from __future__ import annotations
@@ -126,23 +126,21 @@ async def test_waiting_caller_with_no_free_agent_is_redirected_to_the_bot_once(
     start_controller: Callable[..., Any], ami_session: AmiClient, database: Any
 ) -> None:
     ctrl = await start_controller()
+    # the estimate starts from the configured handle time, not from calls of earlier tests (known_queue)
+    assert ctrl.handle_time.value == ctrl.cfg.default_talk_time_s
     seen = Events(ctrl)
     agent = "Local/6811@test-agent/n"
     await ctrl.add_agent(agent, "测试坐席")
     await seen.wait(lambda e: isinstance(e, ev.MemberState) and e.interface == agent)
+    assert list(ctrl.state.members) == [agent]  # the only agent (known_queue emptied the queue)
     channels: list[str] = []
     try:
-        # make every agent of the queue busy (other suites may have members in it too)
-        busy = [m.interface for m in ctrl.state.members.values() if m.available]
-        for _ in busy:
-            await place_call(ami_session)
-        for n in range(1, len(busy) + 1):
-            await seen.wait(lambda e, n=n: sum(isinstance(x, ev.AgentConnected) for x in seen.seen) >= n)
-        talking = {e.chan.uniqueid: e for e in seen.seen if isinstance(e, ev.AgentConnected)}
-        channels += [e.chan.channel for e in talking.values()]
-        first = next(e for e in talking.values() if e.interface == agent)
+        await place_call(ami_session)  # makes the agent busy
+        first = await seen.wait(lambda e: isinstance(e, ev.AgentConnected))
+        channels.append(first.chan.channel)
+        assert first.interface == agent
         await place_call(ami_session)
-        second = await seen.wait(lambda e: isinstance(e, ev.CallerJoined) and e.chan.uniqueid not in talking)
+        second = await seen.wait(lambda e: isinstance(e, ev.CallerJoined) and e.chan.uniqueid != first.chan.uniqueid)
         channels.append(second.chan.channel)
         bot = await seen.wait(lambda e: isinstance(e, ev.BotStarted) and e.chan.uniqueid == second.chan.uniqueid)
         assert isinstance(bot, ev.BotStarted) and bot.bot_uuid
@@ -218,7 +216,7 @@ async def test_ami_cut_mid_call_loses_no_call_and_duplicates_none(
     await ctrl.add_agent(agent, "测试坐席")
     try:
         await place_call(ami_session)
-        ends_in_gap = await seen.wait(lambda e: isinstance(e, ev.AgentConnected))  # ours or another suite's agent
+        ends_in_gap = await seen.wait(lambda e: isinstance(e, ev.AgentConnected))
         await place_call(ami_session)
         survives = await seen.wait(lambda e: isinstance(e, ev.CallerJoined)
                                    and e.chan.uniqueid != ends_in_gap.chan.uniqueid)

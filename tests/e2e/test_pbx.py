@@ -21,7 +21,8 @@ from hotline.cli import main as hotline_main
 from ivr.pbx import LocalPbx, PbxError, PbxInfo
 from ivr.pbx.render import TEMPLATE_DIR
 from ivr.pbx.testcall import ami_connect, place_call
-from tests.e2e.conftest import AmiEvents, empty_queue
+from tests.conftest import missing
+from tests.e2e.conftest import AmiEvents
 
 pytestmark = [pytest.mark.pbx]
 
@@ -88,7 +89,6 @@ def test_shipped_manager_conf_has_no_usable_secret(pbx: PbxInfo) -> None:
 
 async def test_emulated_agent_answers_an_inbound_call(pbx: PbxInfo, ami: Manager, ami_events: AmiEvents) -> None:
     agent = "Local/6001@test-agent/n"
-    await empty_queue(ami)
     async with _queue_member(ami, agent):
         # The caller presses 1 (政策咨询) during the welcome; the agent talks 1 s and hangs up.
         uniqueid = await _originate(ami, "hotline-inbound", "12345", "TEST_DTMF=1", "TEST_WAIT=60",
@@ -106,7 +106,6 @@ async def test_without_agents_the_caller_reaches_the_bot_and_is_not_left_in_sile
         ami: Manager, ami_events: AmiEvents) -> None:
     # No queue member and no bot listening: bot → requeue → apology → hang-up, long before the caller
     # would give up (TEST_WAIT=120).
-    await empty_queue(ami)
     uniqueid = await _originate(ami, "hotline-inbound", "12345", "TEST_DTMF=0", "TEST_WAIT=120")
     bot = await ami_events.wait_for(_user_event("HotlineBot", uniqueid), timeout_s=30)
     assert bot.get("Menu") == "human"
@@ -135,7 +134,7 @@ async def test_bot_session_then_hangup_when_the_controller_says_so(
     try:
         server = await asyncio.start_server(peer, pbx.ami_host, pbx.audiosocket_port)
     except OSError:
-        pytest.skip(f"AudioSocket port {pbx.audiosocket_port} is taken (a bot is running)")
+        missing(f"AudioSocket port {pbx.audiosocket_port} is taken (a bot is running)")
     async with server:
         uniqueid = await _originate(ami, "hotline-bot", "s", "TEST_WAIT=60")
         bot = await ami_events.wait_for(_user_event("HotlineBot", uniqueid), timeout_s=20)
@@ -160,7 +159,6 @@ async def test_place_call_reports_the_answering_agent(pbx: PbxInfo, ami: Manager
         out.setframerate(16000)
         out.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 16000)))
                                  for i in range(16000)))
-    await empty_queue(ami)
     async with _queue_member(ami, "Local/6002@test-agent/n"):
         report = await place_call(pbx, wav, dtmf="2", audio_at="start", caller_wait_s=5, wait=True, timeout_s=60)
     assert (report.answered_by, report.member) == ("agent", "Local/6002@test-agent/n")

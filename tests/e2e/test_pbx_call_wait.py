@@ -23,7 +23,7 @@ from hotline.db import create_schema, make_engine, make_sessionmaker
 from ivr.leaders import ShiftInput, add_shift
 from ivr.pbx import PbxInfo
 from ivr.pbx.testcall import place_call
-from tests.e2e.conftest import empty_queue
+from tests.conftest import missing
 from tests.e2e.test_pbx import _queue_member
 from tickets.services import Actor, TicketDraft, create_ticket
 
@@ -59,7 +59,6 @@ async def test_cli_reports_the_agent_who_answered(pbx: PbxInfo, ami: Manager, lo
     monkeypatch.setenv("HOTLINE_DATABASE_URL", db_url)
     monkeypatch.setenv("HOTLINE_PBX_CACHE_DIR", str(local_pbx.cache_dir))
     agent = "Local/6841@test-agent/n"
-    await empty_queue(ami)
     async with _queue_member(ami, agent):
         code = await asyncio.to_thread(hotline_main, ["pbx", "call", "--dtmf", "0", "--caller-wait", "4", "--wait"])
     assert code == 0
@@ -75,7 +74,6 @@ async def test_leader_on_duty_is_reported_as_leader(pbx: PbxInfo, ami: Manager, 
     now = datetime.now(ZoneInfo(settings.timezone))
     async with database() as session:  # 领导接听日: this endpoint is a leader's for the whole day
         await add_shift(session, ShiftInput(now.date(), time(0, 0), time(23, 59, 59), "李明", leader, "区长"))
-    await empty_queue(ami)
     async with _queue_member(ami, leader):
         report = await place_call(pbx, None, dtmf="0", caller_wait_s=4, wait=True, timeout_s=60,
                                   sessionmaker=database, timezone=settings.timezone)
@@ -83,14 +81,13 @@ async def test_leader_on_duty_is_reported_as_leader(pbx: PbxInfo, ami: Manager, 
 
 
 async def test_without_agent_or_bot_the_call_reaches_the_bot_and_ends_without_a_ticket(
-    pbx: PbxInfo, ami: Manager, database: Any
+    pbx: PbxInfo, database: Any
 ) -> None:
     """No queue member and nothing on the AudioSocket port: the dialplan sends the caller to hotline-bot
     (answered_by "bot"), AudioSocket fails (bot_status FAILED), the caller is queued again, the queue is still
     empty, so the apology plays and the PBX hangs up — long before the caller would (120 s). No ticket."""
     if not port_free(pbx.ami_host, pbx.audiosocket_port):
-        pytest.skip(f"AudioSocket port {pbx.audiosocket_port} is taken (a bot is running)")
-    await empty_queue(ami)
+        missing(f"AudioSocket port {pbx.audiosocket_port} is taken (a bot is running)")
     report = await place_call(pbx, None, dtmf="0", caller_wait_s=120, wait=True, timeout_s=60,
                               sessionmaker=database, ticket_wait_s=5)
     assert (report.answered_by, report.bot_status, report.member) == ("bot", "FAILED", None)
@@ -100,7 +97,7 @@ async def test_without_agent_or_bot_the_call_reaches_the_bot_and_ends_without_a_
     assert report.wait_s is not None and report.wait_s < 5  # joinempty: the empty queue is left at once
 
 
-async def test_bots_ticket_and_transcript_are_reported(pbx: PbxInfo, ami: Manager, database: Any) -> None:
+async def test_bots_ticket_and_transcript_are_reported(pbx: PbxInfo, database: Any) -> None:
     """A bot peer on the AudioSocket port takes the session and files a ticket under its session id (what
     asr/bot.py does), then hangs up the session; the report reads the ticket back from the database."""
 
@@ -119,8 +116,7 @@ async def test_bots_ticket_and_transcript_are_reported(pbx: PbxInfo, ami: Manage
     try:
         server = await asyncio.start_server(bot_peer, pbx.ami_host, pbx.audiosocket_port)
     except OSError:
-        pytest.skip(f"AudioSocket port {pbx.audiosocket_port} is taken (a bot is running)")
-    await empty_queue(ami)
+        missing(f"AudioSocket port {pbx.audiosocket_port} is taken (a bot is running)")
     async with server:
         report = await place_call(pbx, None, dtmf="0", caller_wait_s=60, wait=True, timeout_s=60,
                                   sessionmaker=database, ticket_wait_s=5)

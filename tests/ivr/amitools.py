@@ -24,6 +24,13 @@ def fixture_bytes(name: str, **action_ids: str) -> bytes:
     return text.replace("\n", "\r\n").encode("utf-8")
 
 
+def recorded_reply(name: str, placeholder: str, action_id: str, **values: str) -> bytes:
+    """The frames of a recorded stream that answer one action: those whose ActionID is ``{placeholder}``."""
+    frames = fixture_bytes(name, **{placeholder: action_id}, **values).split(b"\r\n\r\n")
+    mine = f"ActionID: {action_id}\r\n".encode()
+    return b"".join(frame + b"\r\n\r\n" for frame in frames if mine in frame + b"\r\n")
+
+
 class RecordingTransport(asyncio.Transport):
     """Transport end of an in-memory connection: keeps what the client wrote."""
 
@@ -46,14 +53,11 @@ class RecordingTransport(asyncio.Transport):
 
 
 def attach(client: AmiClient) -> tuple[HardenedAmiProtocol, RecordingTransport]:
-    """Connect a client's protocol to an in-memory transport (no socket), as the supervisor would."""
+    """Connect a client to an in-memory transport (no socket) through :meth:`AmiClient.attach`, as on a connect."""
     protocol = HardenedAmiProtocol(client.stats, client.max_frame_bytes)
     transport = RecordingTransport()
     protocol.connection_made(transport)
-    protocol.factory = client._manager
-    protocol.encoding = "utf-8"
-    client._manager.protocol = protocol
-    client._protocol = protocol
+    client.attach(protocol)
     return protocol, transport
 
 

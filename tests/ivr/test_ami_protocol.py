@@ -59,6 +59,7 @@ async def test_byte_by_byte_delivery_gives_the_same_events() -> None:
 async def test_malformed_frame_is_counted_and_the_next_event_still_arrives(garbage: bytes, counter: str | None) -> None:
     client = new_client(max_frame_bytes=1024)
     seen = collect(client, "HotlineProbe")
+    client.on_event("Newchannel", lambda _message: None)  # else its frames are dropped unparsed as unwanted
     protocol, transport = attach(client)
     protocol.data_received(garbage)
     protocol.data_received(VALID)
@@ -66,6 +67,21 @@ async def test_malformed_frame_is_counted_and_the_next_event_still_arrives(garba
     if counter is not None:
         assert getattr(client.stats, counter) == 1
     assert not transport.closed
+
+
+async def test_bad_frames_and_failing_handlers_are_logged_without_the_callers_number_or_name(
+        caplog: pytest.LogCaptureFixture) -> None:
+    client = new_client()
+    client.on_event("Newchannel", lambda _m: 1 / 0)
+    protocol, _ = attach(client)
+    with caplog.at_level("WARNING", logger="ivr.ami"):
+        protocol.data_received("CallerIDNum: 13912345678\r\nCallerIDName: 张三\r\n\r\n".encode())
+        protocol.data_received(b"Event: Newchannel\r\nCallerIDName: \xff\xfe\r\nCallerIDNum: 13912345678\r\n\r\n")
+        protocol.data_received("Event: Newchannel\r\nUniqueid: 1.5\r\nCallerIDNum: 13912345678\r\n"
+                               "CallerIDName: 张三\r\n\r\n".encode())
+    logged = caplog.text
+    assert "malformed AMI frame" in logged and "Newchannel uniqueid=1.5" in logged
+    assert "13912345678" not in logged and "张三" not in logged
 
 
 async def test_truncated_frame_waits_for_its_end_and_oversize_without_end_is_dropped() -> None:

@@ -7,6 +7,7 @@ AMI connection being down. The call flows themselves are tested against the real
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -19,7 +20,7 @@ from ivr.ami import AmiClient
 from ivr.callbacks import CallbackScheduler, NotWaitingForCallback, NumberBusy, OutsideCallbackHours
 from ivr.controller import HotlineController
 from ivr.models import CallbackAttempt
-from tests.ivr.amitools import RecordingTransport, attach, new_client
+from tests.ivr.amitools import RecordingTransport, attach, new_client, recorded_reply
 from tests.ivr.callback_support import MONDAY_10AM, verified_ticket
 from tickets.schemas import Actor, TicketDraft
 from tickets.services import create_ticket, get_ticket
@@ -28,17 +29,29 @@ NUMBER = "13912345678"
 
 
 class RecordedAsteriskReplies(RecordingTransport):
-    """Answers each action the way Asterisk 22 did (recorded replies), with ``originate_reply`` for Originate."""
+    """Answers each action the way Asterisk 22 did (recorded replies): ``originate_reply`` for Originate, DBGet
+    from ``astdb`` (the results the dialplan stored), the recorded resync lists for CoreShowChannels and
+    QueueStatus."""
 
-    def __init__(self, feed: Callable[[bytes], None], originate_reply: str) -> None:
+    def __init__(self, feed: Callable[[bytes], None], originate_reply: str, astdb: dict[str, str]) -> None:
         super().__init__()
         self.feed = feed
         self.originate_reply = originate_reply
+        self.astdb = astdb
         self.originates: list[dict[str, str]] = []
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         super().write(data)
         headers = dict(line.split(": ", 1) for line in bytes(data).decode().split("\r\n") if ": " in line)
+        action, action_id = headers.get("Action", ""), headers["ActionID"]
+        if action in RESYNC_LISTS:
+            self.feed(recorded_reply("resync_lists.ami", RESYNC_LISTS[action], action_id))
+            return
+        if action == "DBGet":
+            key = headers["Key"]
+            self.feed(recorded_reply("dbget.ami", "FOUND", action_id, KEY=key, VAL=self.astdb[key])
+                      if key in self.astdb else recorded_reply("dbget.ami", "MISSING", action_id))
+            return
         reply = "Response: Success\r\nMessage: Success"
         if headers.get("Action") == "Originate":
             self.originates.append(headers)
@@ -46,6 +59,7 @@ class RecordedAsteriskReplies(RecordingTransport):
         self.feed(f"{reply}\r\nActionID: {headers['ActionID']}\r\n\r\n".encode())
 
 
+RESYNC_LISTS = {"CoreShowChannels": "CHANNELS", "QueueStatus": "QUEUE"}  # placeholders in resync_lists.ami
 QUEUED = "Response: Success\r\nMessage: Originate successfully queued"
 REFUSED = "Response: Error\r\nMessage: Originate failed"
 
@@ -56,12 +70,24 @@ def scheduler_for(settings: Settings, sessionmaker: async_sessionmaker[AsyncSess
     return CallbackScheduler(controller, sessionmaker, settings, clock=lambda: now)
 
 
-def connect(client: AmiClient, originate_reply: str = QUEUED) -> RecordedAsteriskReplies:
+def connect(client: AmiClient, originate_reply: str = QUEUED, astdb: dict[str, str] | None = None
+            ) -> RecordedAsteriskReplies:
     protocol, _ = attach(client)
-    transport = RecordedAsteriskReplies(protocol.data_received, originate_reply)
+    transport = RecordedAsteriskReplies(protocol.data_received, originate_reply, astdb or {})
     protocol.transport = transport
     client.connected.set()
     return transport
+
+
+async def ringing(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+                  ) -> tuple[str, AmiClient, RecordedAsteriskReplies, CallbackScheduler]:
+    """A ticket waiting for its call-back, and the scheduler that has just rung it at MONDAY_10AM."""
+    ticket_no = await verified_ticket(sessionmaker, NUMBER)
+    client = new_client()
+    sent = connect(client)
+    scheduler = scheduler_for(settings, sessionmaker, client, MONDAY_10AM)
+    await scheduler.run_once(MONDAY_10AM)
+    return ticket_no, client, sent, scheduler
 
 
 async def attempts(sessionmaker: async_sessionmaker[AsyncSession]) -> list[CallbackAttempt]:
@@ -89,11 +115,7 @@ async def test_originate_carries_the_ticket_and_the_channel_template(
 async def test_busy_originate_response_counts_as_an_attempt(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    ticket_no = await verified_ticket(sessionmaker, NUMBER)
-    client = new_client()
-    sent = connect(client)
-    scheduler = scheduler_for(settings, sessionmaker, client, MONDAY_10AM)
-    await scheduler.run_once(MONDAY_10AM)
+    ticket_no, client, sent, scheduler = await ringing(settings, sessionmaker)
     action_id = sent.originates[0]["ActionID"]
     client._protocol.data_received(  # type: ignore[union-attr]
         f"Event: OriginateResponse\r\nActionID: {action_id}\r\nResponse: Failure\r\nChannel: PJSIP/{NUMBER}@trunk\r\n"
@@ -150,7 +172,7 @@ async def test_attempt_held_by_another_controller_blocks_the_number(
     assert sent.originates == [] and scheduler.in_flight == []
 
 
-async def test_attempt_of_a_dead_controller_counts_after_the_timeout(
+async def test_attempt_of_a_dead_controller_ends_with_its_stored_result_after_the_timeout(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     ticket_no = await verified_ticket(sessionmaker, NUMBER)
@@ -159,14 +181,64 @@ async def test_attempt_of_a_dead_controller_counts_after_the_timeout(
         session.add(CallbackAttempt(ticket_no=ticket_no, number=NUMBER, uniqueid="callback-lost", started_at=started))
         await session.commit()
     client = new_client()
-    sent = connect(client)
+    sent = connect(client, astdb={"callback-lost": "unsatisfied"})  # the citizen pressed 3 before it died
     scheduler = scheduler_for(settings, sessionmaker, client, MONDAY_10AM)
-    assert await scheduler.run_once(MONDAY_10AM) == []  # counted now; the retry waits for the interval
+    assert await scheduler.run_once(MONDAY_10AM) == []
     [row] = await attempts(sessionmaker)
-    assert (row.result, row.reason) == ("unreachable", "timeout")
+    assert (row.result, row.reason) == ("unsatisfied", "stored: unsatisfied")
     async with sessionmaker() as session:
         ticket = await get_ticket(session, ticket_no)
-    assert (ticket.state, ticket.callback_attempts) == ("callback", 1) and sent.originates == []
+    assert (ticket.state, ticket.redispatch_count) == ("dispatched", 1) and sent.originates == []  # 二次派单
+
+
+async def test_result_of_a_call_back_answered_while_ami_was_down_is_recovered_on_reconnect(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    ticket_no, client, sent, scheduler = await ringing(settings, sessionmaker)
+    [originate] = sent.originates
+    client._protocol.abort()  # type: ignore[union-attr]  # AMI drops; the citizen presses 1, the UserEvent is lost
+    connect(client, astdb={originate["ChannelId"]: "satisfied"})  # what the dialplan stored meanwhile
+    assert client.on_connected is not None
+    await client.on_connected(client)  # the resync after the reconnect: the call-back is no longer live
+    [outcome] = await scheduler.wait_outcomes(ticket_no, timeout_s=5)
+    assert (outcome.result, outcome.reason, outcome.ticket_state) == ("satisfied", "stored: satisfied", "closed")
+    async with sessionmaker() as session:
+        ticket = await get_ticket(session, ticket_no)
+    assert (ticket.satisfaction, ticket.callback_attempts) == ("satisfied", 1) and scheduler.in_flight == []
+
+
+async def test_hangup_after_a_lost_survey_event_records_the_stored_result(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    ticket_no, client, sent, scheduler = await ringing(settings, sessionmaker)
+    channel_id = sent.originates[0]["ChannelId"]
+    sent.astdb[channel_id] = "basically_satisfied"  # the survey ended; its UserEvent never arrived, the hangup does
+    client._protocol.data_received(  # type: ignore[union-attr]
+        f"Event: Hangup\r\nPrivilege: call,all\r\nChannel: Local/{NUMBER}@test-citizen-00000001;1\r\n"
+        f"ChannelState: 6\r\nContext: hotline-callback\r\nExten: s\r\nPriority: 17\r\nUniqueid: {channel_id}\r\n"
+        f"Linkedid: {channel_id}\r\nCause: 16\r\nCause-txt: Normal Clearing\r\n\r\n".encode())
+    [outcome] = await scheduler.wait_outcomes(ticket_no, timeout_s=5)
+    assert (outcome.result, outcome.ticket_state) == ("basically_satisfied", "closed")
+
+
+async def test_call_back_whose_outcome_stays_unknown_is_not_counted_and_is_rung_again(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    ticket_no, client, sent, scheduler = await ringing(settings, sessionmaker)
+    client._protocol.abort()  # type: ignore[union-attr]  # AMI drops while it rings: no event, nothing stored
+    back = connect(client)
+    assert client.on_connected is not None
+    await client.on_connected(client)
+    [row] = await attempts(sessionmaker)
+    assert row.ended_at is None  # unknown: kept open for reconciliation, not counted
+    later = MONDAY_10AM + timedelta(seconds=settings.callback.attempt_timeout_s + 1)
+    assert await scheduler.run_once(later) == [ticket_no]  # expired uncounted: rung again at once
+    first, second = await attempts(sessionmaker)
+    assert (first.result, first.reason, second.ended_at) == (None, "unknown", None)
+    async with sessionmaker() as session:
+        ticket = await get_ticket(session, ticket_no)
+    assert (ticket.state, ticket.callback_attempts) == ("verified", 0)
+    assert len(sent.originates) == 1 and len(back.originates) == 1
 
 
 async def test_console_start_is_refused_with_a_reason(
@@ -190,3 +262,20 @@ async def test_console_start_is_refused_with_a_reason(
         await scheduler.start_callback(ticket_no)
     assert scheduler.originated == 1
 
+
+
+async def test_call_back_logs_mask_the_citizen_number(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Placing a call-back and skipping a number another controller is calling log the number masked (PIPL)."""
+    ticket_no = await verified_ticket(sessionmaker, NUMBER)
+    client = new_client()
+    connect(client)
+    with caplog.at_level(logging.INFO, logger="ivr.callbacks"):
+        assert await scheduler_for(settings, sessionmaker, client, MONDAY_10AM).run_once(MONDAY_10AM) == [ticket_no]
+        # a second controller finds the number being called: the open attempt row refuses its claim
+        other = scheduler_for(settings, sessionmaker, client, MONDAY_10AM)
+        assert await other._claim(ticket_no, NUMBER, MONDAY_10AM) is None
+    placed, skipped = (r.getMessage() for r in caplog.records if r.name == "ivr.callbacks")
+    assert "139****5678 placed" in placed and "skipped: 139****5678 is already being called" in skipped
+    assert NUMBER not in caplog.text

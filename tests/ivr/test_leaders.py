@@ -119,3 +119,17 @@ async def test_on_duty_names_members_after_the_leader(sessionmaker: async_sessio
         await add_shift(s, shift("09:00", "11:00"))
         rows = await list_shifts(s)
     assert on_duty(rows) == [LeaderOnDuty("PJSIP/6009", "李明（区长）", "李明")]
+
+
+@pytest.mark.parametrize("bad", [
+    shift("09:00", "10:00", name="李明\r\n\r\nAction: Hangup\r\nChannel: /./"),
+    ShiftInput(DAY, time(9), time(10), "李明", "PJSIP/6009", "区\n长", "区政府"),
+    ShiftInput(DAY, time(9), time(10), "李明", "PJSIP/6009\x00", "区长", "区政府"),
+    ShiftInput(DAY, time(9), time(10), "李明", "PJSIP/6009", "区长", "区政府", "li ming"),
+])
+async def test_names_that_would_break_an_ami_line_are_refused(sessionmaker: async_sessionmaker[AsyncSession],
+                                                               bad: ShiftInput) -> None:
+    async with sessionmaker() as s:
+        with pytest.raises(InvalidShift):
+            await add_shift(s, bad)
+        assert await list_shifts(s) == []

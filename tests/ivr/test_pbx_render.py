@@ -1,16 +1,20 @@
-"""Local PBX without Asterisk: template rendering, refused empty secrets, prompts data, apt mirror parsing."""
+"""Local PBX without Asterisk: template rendering, refused empty secrets, private config files, prompts data,
+apt mirror parsing."""
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from config import Settings
-from ivr.pbx import PbxError
+from ivr.pbx import LocalPbx, PbxError, PbxInfo
 from ivr.pbx.mirror import debian_mirror, parse_deb822, parse_one_line, pick_debian_archive
 from ivr.pbx.prompts import PROMPTS_FILE
 from ivr.pbx.render import TEMPLATE_DIR, RenderValues, render_all, template_names
@@ -61,6 +65,59 @@ def test_missing_value_is_refused(values: RenderValues) -> None:
     with pytest.raises(PbxError) as err:
         render_all(context)
     assert err.value.code == "pbx_template_value_missing"
+
+
+@pytest.fixture
+def created_modes(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[int, int]]:
+    """With umask 0: inode → permission bits at creation of every file made through ``os.open``."""
+    modes: dict[int, int] = {}
+    real_open = os.open
+
+    def spy(path: str | Path, flags: int, mode: int = 0o777, *args: object, **kwargs: object) -> int:
+        fd = real_open(path, flags, mode, *args, **kwargs)  # type: ignore[arg-type]
+        if flags & os.O_CREAT:
+            info = os.fstat(fd)
+            modes.setdefault(info.st_ino, stat.S_IMODE(info.st_mode))
+        return fd
+
+    monkeypatch.setattr(os, "open", spy)
+    old_umask = os.umask(0)
+    try:
+        yield modes
+    finally:
+        os.umask(old_umask)
+
+
+def fake_root(cache: Path) -> Path:
+    """The parts of a PBX root that writing the configuration needs; asterisk is the current user."""
+    etc = cache / "root" / "etc"
+    (etc / "asterisk").mkdir(parents=True)
+    (etc / "passwd").write_text(f"asterisk:x:{os.getuid()}:{os.getgid()}::/var/lib/asterisk:/bin/false\n")
+    return etc / "asterisk"
+
+
+def test_config_with_secrets_is_never_readable_by_others(
+        settings: Settings, values: RenderValues, tmp_path: Path, created_modes: dict[int, int]) -> None:
+    etc = fake_root(tmp_path)
+    LocalPbx(settings, tmp_path)._write_config(values)
+    for name in ("manager.conf", "pjsip.conf"):
+        info = (etc / name).stat()
+        assert stat.S_IMODE(info.st_mode) == 0o640, name
+        assert created_modes.get(info.st_ino) == 0o600, name  # created private, not chmod-ed afterwards
+    assert values.ami_secret in (etc / "manager.conf").read_text()
+
+
+def test_pbx_json_is_private_even_over_a_stale_temporary_file(
+        settings: Settings, values: RenderValues, tmp_path: Path, created_modes: dict[int, int]) -> None:
+    stale = tmp_path / "pbx.tmp"
+    stale.write_text("{}")
+    stale.chmod(0o644)
+    pbx = LocalPbx(settings, tmp_path)
+    pbx._write_info(PbxInfo(1, "127.0.0.1", 5038, "hotline", values.ami_secret, 5060, 9092, tmp_path, tmp_path,
+                            tmp_path))
+    info = pbx.info_file.stat()
+    assert stat.S_IMODE(info.st_mode) == 0o600 and created_modes.get(info.st_ino) == 0o600
+    assert values.ami_secret in pbx.info_file.read_text()
 
 
 def test_shipped_manager_conf_has_no_default_secret_and_least_privilege() -> None:

@@ -58,11 +58,12 @@ async def test_requeued_caller_is_not_eligible_for_overflow(client: AmiClient) -
 
 async def test_leader_answered_call_and_abandoned_call(replay: Replay) -> None:
     state = HotlineState("hotline")
-    state.set_leaders([("PJSIP/6009", "李明")])
+    state.set_leaders([("PJSIP/6009", "李明", "liming")])
     r = replay("leader_and_abandon.ami", state)
     calls = {c.uniqueid: c for u in r.updates for c in u.calls if c.ended_at is not None}
     leader_call, gave_up = calls["1741053700.20"], calls["1741053701.22"]
     assert leader_call.outcome == "leader" and leader_call.leader_name == "李明"
+    assert leader_call.leader_account == "liming"
     assert leader_call.agent_interface == "PJSIP/6009" and leader_call.queue_wait_s == pytest.approx(6)
     assert gave_up.outcome == "abandoned" and gave_up.queue_wait_s == pytest.approx(20)
     assert state.members["PJSIP/6009"].penalty == 0

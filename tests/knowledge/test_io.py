@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import csv
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import openpyxl
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from hotline.cli import main
 from knowledge import services
 from knowledge.errors import ImportRejected
-from knowledge.io import export_file, import_file
+from knowledge.io import MAX_FIELD_CHARS, export_file, import_file
+from knowledge.schemas import MAX_QUESTION, MAX_TEXT
 
 HEADER = "question,answer,department,alt_questions,keywords,source,valid_from,valid_to,priority\n"
 GOOD_CSV = HEADER + (
@@ -25,6 +29,20 @@ def write_xlsx(path: Path, rows: list[list[object]]) -> Path:
     for row in rows:
         book.active.append(row)
     book.save(path)
+    return path
+
+
+def write_rows(path: Path, rows: Sequence[Mapping[str, object]]) -> Path:
+    """The rows as CSV, XLSX or JSONL, after the extension (CSV and XLSX get a header row)."""
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    elif path.suffix == ".csv":
+        with path.open("w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        write_xlsx(path, [[*rows[0]], *[[*r.values()] for r in rows]])
     return path
 
 
@@ -187,3 +205,46 @@ async def test_history_rows_cannot_be_changed(sessionmaker: async_sessionmaker[A
         history[0].actor = "篡改者"
         with pytest.raises(PermissionError):
             await s.flush()
+
+
+@pytest.mark.parametrize("ext", [".csv", ".xlsx", ".jsonl"])
+async def test_the_longest_fields_the_entry_rules_allow_are_imported(
+        ext: str, sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path) -> None:
+    alternatives = [f"{i:02d}" + "问" * (MAX_QUESTION - 2) for i in range(30)]
+    row = {"question": "低保怎么申请", "answer": "文" * MAX_TEXT, "answer_speech": "向乡镇街道提出书面申请。",
+           "alt_questions": "|".join(alternatives)}
+    path = write_rows(tmp_path / f"long{ext}", [row])
+    async with sessionmaker() as s:
+        assert (await import_file(s, path, "甲")).created == 1
+        entry = await services.find_by_question(s, "低保怎么申请")
+    assert entry is not None and len(entry.answer_text) == MAX_TEXT and entry.alt_questions == alternatives
+
+
+@pytest.mark.parametrize(("ext", "size"), [(".csv", MAX_FIELD_CHARS + 1), (".csv", 200 * 1024),
+                                           (".xlsx", MAX_FIELD_CHARS + 1), (".jsonl", 200 * 1024)])
+async def test_a_field_too_long_for_any_entry_names_the_row_and_imports_nothing(
+        ext: str, size: int, sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path) -> None:
+    rows = [{"question": "护照怎么办", "answer": "办护照。", "备注": ""},
+            {"question": "社保卡怎么办", "answer": "办社保卡。", "备注": "长" * size}]
+    path = write_rows(tmp_path / f"huge{ext}", rows)
+    row = 2 if ext == ".jsonl" else 3  # CSV and XLSX count the header row
+    async with sessionmaker() as s:
+        with pytest.raises(ImportRejected) as err:
+            await import_file(s, path, "甲")
+        assert [p.row for p in err.value.problems] == [row]
+        assert f"超过 {MAX_FIELD_CHARS} 字" in err.value.problems[0].message
+        assert f"第 {row} 行" in err.value.message
+        assert await count(s) == 0
+
+
+def test_cli_refuses_a_csv_field_beyond_the_csv_limit_by_row_without_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("HOTLINE_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}")
+    path = write_rows(tmp_path / "huge.csv", [{"question": "护照怎么办", "answer": "办护照。"},
+                                              {"question": "社保卡怎么办", "answer": "长" * (200 * 1024)}])
+    assert main(["kb", "import", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "kb_import_rejected" in err and "第 3 行" in err and "未导入任何内容" in err
+    assert "Traceback" not in err
+    assert main(["kb", "export", str(tmp_path / "out.jsonl")]) == 0
+    assert (tmp_path / "out.jsonl").read_text(encoding="utf-8") == ""

@@ -124,3 +124,30 @@ async def test_missed_questions_are_recorded_and_listed(sessionmaker: async_sess
             ("护照咋整", entry.id, "low_confidence"), ("我家猫丢了", None, "unanswered")]
         assert [m.question_text for m in await services.list_misses(s, reason="unanswered")] == ["我家猫丢了"]
         assert misses[0].at == datetime(2025, 3, 3, 10, 0, tzinfo=UTC)
+
+
+async def test_missed_questions_keep_no_phone_number(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async with sessionmaker() as s:
+        miss = await services.record_miss(
+            s, "我电话13812345678，座机0931-1234567，就是一三九一二三四五六七八，护照丢了", None, None, "unanswered")
+        [stored] = await services.list_misses(s)
+    assert stored.id == miss.id
+    assert stored.question_text == "我电话138****5678，座机0931-***4567，就是一三九****五六七八，护照丢了"
+
+
+async def test_missed_questions_by_the_department_of_their_closest_entry(
+        sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async with sessionmaker() as s:
+        passport = await services.create_entry(s, content(), "甲")
+        pension = await services.create_entry(s, content("养老保险怎么交", department="市人社局"), "甲")
+        near_passport = await services.record_miss(s, "护照咋整", passport.id, 0.41, "low_confidence", now=T0)
+        near_pension = await services.record_miss(s, "养老金咋交", pension.id, 0.38, "low_confidence", now=T0)
+        nowhere = await services.record_miss(s, "我家猫丢了", None, None, "unanswered", now=T0)
+        police = "市公安局出入境管理支队"
+        assert [m.id for m in await services.list_misses(s, department=police)] == [near_passport.id]
+        assert [m.id for m in await services.list_misses(s, department="市民政局")] == []
+        assert {m.id for m in await services.list_misses(s)} == {near_passport.id, near_pension.id, nowhere.id}
+        assert await services.get_miss(s, near_passport.id, department=police) is not None
+        assert await services.get_miss(s, near_pension.id, department=police) is None
+        assert await services.get_miss(s, nowhere.id, department=police) is None
+        assert (await services.get_miss(s, nowhere.id)) is not None

@@ -1,8 +1,13 @@
-"""Fixtures of the tests in tests/tickets/ (shared folder: add your own fixtures below, keep these)."""
+"""Fixtures of the tests in tests/tickets/: the ticket core's (departments, drafts, a session) from loop_support,
+and a dispatch catalogue for the warnings, supervision, metrics and query tests."""
 
-from tests.tickets.loop_support import db, draft, session  # noqa: F401 - ticket-core fixtures: departments, drafts, a session
+from __future__ import annotations
 
-# --- warnings, supervision, metrics and queries (tests/tickets/test_warnings*.py and friends) ---------------
+import pytest
+
+from tests.tickets.loop_support import db, draft, session  # noqa: F401 - fixtures, re-exported for pytest
+from tickets.dispatch_catalogue import Catalogue, parse_catalogue
+
 # A catalogue naming the sample departments of loop_support by name (matched through departments.name).
 SAMPLE_CATALOGUE = """
 districts = ["城关区", "七里河区"]
@@ -31,10 +36,6 @@ person = "刘城管"
 person_title = "执法队队长"
 keywords = ["占道"]
 """
-
-import pytest  # noqa: E402 - appended section
-
-from tickets.dispatch_catalogue import Catalogue, parse_catalogue  # noqa: E402
 
 
 @pytest.fixture

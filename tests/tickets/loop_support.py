@@ -25,6 +25,10 @@ OTHER_HANDLER = Actor("钱承办", "handler", department="hbj")  # 环保局
 SYSTEM = Actor("回访机器人", "system")
 CALLER = Actor("孙女士", "caller")
 DEPARTMENTS = [("zjj", "区住房和城乡建设局"), ("hbj", "区生态环境局"), ("cgj", "区城市管理局")]
+# Requests for the repeat (重复件) checks: the same matter in other words, and another matter.
+GARBAGE = "幸福小区门口的垃圾堆积好几天了，一直没人清理，臭味很大"
+GARBAGE_AGAIN = "我们幸福小区门口垃圾好几天没人清理了，味道很臭"
+NOISE = "附近工地夜间施工噪音太大，严重影响休息"
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, insert, select
 
 from tests.tickets.loop_support import AGENT, CALLER, DISPATCHER, HANDLER, OTHER_HANDLER, SYSTEM, TZ, step
-from tests.tickets.test_metrics import MARCH, NOW, build_march
+from tests.tickets.metrics_support import MARCH, NOW, build_march
 from tickets.metrics import GROUPINGS, metrics, reference_metrics
 from tickets.metrics_rollup import is_settled, rebuild
 from tickets.models import Ticket, TicketMetricsDaily

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.tickets.loop_support import AGENT, DISPATCHER, MONDAY_10AM, count, step
+from tests.tickets.loop_support import AGENT, DISPATCHER, GARBAGE, GARBAGE_AGAIN, MONDAY_10AM, NOISE, count, step
 from tickets.models import TicketRepeat
 from tickets.repeats import similarity, tokenize
 from tickets.services import close_instant, create_ticket, get_ticket
-
-GARBAGE = "幸福小区门口的垃圾堆积好几天了，一直没人清理，臭味很大"
-GARBAGE_AGAIN = "我们幸福小区门口垃圾好几天没人清理了，味道很臭"
-NOISE = "附近工地夜间施工噪音太大，严重影响休息"
 
 
 def test_similar_wording_scores_high_and_other_matters_low() -> None:

@@ -7,8 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from tests.tickets.loop_support import AGENT, MONDAY_10AM
-from tests.tickets.test_repeats import GARBAGE, GARBAGE_AGAIN, NOISE
+from tests.tickets.loop_support import AGENT, GARBAGE, GARBAGE_AGAIN, MONDAY_10AM, NOISE
 from tickets import settings_cache
 from tickets.models import Ticket
 from tickets.repeats import TokenBag, similarity, tokenize

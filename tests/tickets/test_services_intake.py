@@ -6,8 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import event, select
 
-from tests.tickets.loop_support import AGENT, DISPATCHER, MONDAY_10AM, count, step
-from tests.tickets.test_repeats import GARBAGE, GARBAGE_AGAIN
+from tests.tickets.loop_support import AGENT, DISPATCHER, GARBAGE, GARBAGE_AGAIN, MONDAY_10AM, count, step
 from tickets.models import Ticket, TicketEvent, TicketRepeat
 from tickets.services import create_ticket, get_ticket, replay_ticket, ticket_events
 

@@ -5,9 +5,11 @@
 
 (function () {
   const REFRESH_MS = 60000;
+  const CALLS_REFRESH_MS = 10000; // today's service levels follow the live queue, at most this often
   const COLORS = ["#1f4e8c", "#c8161d", "#1d7a46", "#b7791f", "#6b4fa0", "#2b8a9e", "#8c5a1f", "#5b6474"];
   const charts = {};
   let departments = [];
+  let callsLoadedAt = 0;
 
   const $ = (id) => document.getElementById(id);
   const pct = (v) => (v === null || v === undefined ? "—" : `${(v * 100).toFixed(1)}%`);
@@ -40,9 +42,10 @@
       const timeZone = $("cockpit").dataset.tz;
       setText("queue-at", data.at ? `更新于 ${new Date(data.at).toLocaleTimeString("zh-CN", { timeZone })}` : "等待话务数据");
       setText("queue-waiting", data.waiting.length);
-      setText("queue-longest", data.waiting.length ? Math.round(Math.max(...data.waiting.map((w) => w.wait_s))) : 0);
+      setText("queue-longest", Math.round(data.longest_wait_s));
       setText("queue-available", data.agents.available);
       setText("queue-busy", data.agents.busy);
+      setText("queue-wrap-up", data.agents.wrap_up);
       setText("queue-paused", data.agents.paused);
       setText("queue-bot", data.bot_calls);
       setText("queue-leader", data.leader_calls);
@@ -50,6 +53,18 @@
       list.replaceChildren(...data.waiting.map((w) => listItem([
         [`${w.position}.`, "muted"], [w.caller, null], [`等待 ${Math.round(w.wait_s)} 秒`, "muted"],
         [w.menu ? `菜单 ${w.menu}` : "", "muted"]])));
+    },
+    calls(data) {
+      callsLoadedAt = Date.now();
+      setText("calls-threshold", `及时接通：等待不超过 ${data.service_level_s} 秒`);
+      setText("calls-offered", data.offered);
+      setText("calls-connection-rate", pct(data.connection_rate));
+      setText("calls-service-level-rate", pct(data.service_level_rate));
+      setText("calls-abandoned", data.abandoned);
+      setText("calls-abandoned-detail",
+        `菜单 ${data.abandoned_menu} · 排队 ${data.abandoned_queue} · 振铃 ${data.abandoned_ringing}`);
+      setText("calls-avg-wait", data.avg_wait_s === null ? null : data.avg_wait_s.toFixed(1));
+      setText("calls-bot", `${data.bot_sessions} / ${data.bot_transfers}`);
     },
     today(data) {
       for (const key of ["received", "instant", "closed", "open", "overdue"]) setText(`today-${key}`, data[key]);
@@ -228,6 +243,10 @@
       if (ev.detail.topic === "queue") {
         render.queue(ev.detail.data);
         $("panel-queue").dataset.state = "ready";
+        if (Date.now() - callsLoadedAt > CALLS_REFRESH_MS) {
+          callsLoadedAt = Date.now();
+          load($("panel-calls"));
+        }
       }
     });
     $("cockpit-period").addEventListener("change", () => loadAll(true));

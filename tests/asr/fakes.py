@@ -1,0 +1,113 @@
+"""Stand-ins for the bot's dialogue without a call: the caller's line, the recogniser, the speech synthesiser and
+the desk (knowledge base and ticket services). The dialogue runs on them in milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator
+
+from asr.audio import FRAME_BYTES
+from asr.audiosocket_server import Audio, Dtmf
+from asr.dialogue import Dialogue, DialogueConfig, Intake
+from asr.prompts import load_prompts
+from asr.recognizer import Final
+from config import Settings
+from knowledge.retrieval import Answer
+
+NO_ANSWER = Answer(None, "", "", "", "", 0.0, False)
+
+
+class FakeLine:
+    """The caller's side of a call as the AudioSocket server gives it: one frame per sentence, then the keys in
+    ``keys`` once the bot asks for a number (:meth:`asked_for_number`), then the caller hangs up or stays on.
+    With ``connected`` False nobody hears the bot (nothing is synthesised)."""
+
+    def __init__(self, sentences: int, *, hang_up: bool, keys: str = "", connected: bool = False) -> None:
+        self.call_id = uuid.uuid4()
+        self.sentences = sentences
+        self.hang_up = hang_up
+        self.keys = keys
+        self.connected = connected
+        self.asked = asyncio.Event()
+
+    def asked_for_number(self, _call_id: str, mark: str, _when: float) -> None:
+        """A dialogue ``trace``: the keys are pressed when the bot asks for the number."""
+        if mark == "ask_phone":
+            self.asked.set()
+
+    async def events(self) -> AsyncIterator[Audio | Dtmf]:
+        for _ in range(self.sentences):
+            yield Audio(b"\0" * FRAME_BYTES)
+        if self.keys:
+            await self.asked.wait()
+            for digit in self.keys:
+                yield Dtmf(digit)
+        if not self.hang_up:
+            await asyncio.Event().wait()
+
+    async def play(self, _pcm: bytes) -> bool:
+        return True
+
+    def stop_playback(self) -> None:
+        pass
+
+
+class FakeRecogniser:
+    """A recogniser that hears the next scripted sentence in each frame, or fails on the first one (``broken``)."""
+
+    sample_rate = 8000
+
+    def __init__(self, *sentences: str, broken: bool = False) -> None:
+        self.sentences = deque(sentences)
+        self.broken = broken
+
+    async def feed(self, _pcm: bytes) -> list[Final]:
+        if self.broken:
+            raise RuntimeError("decoder crashed")
+        return [Final(self.sentences.popleft(), 0.0, 1.0)] if self.sentences else []
+
+    async def flush(self) -> list[Final]:
+        return []
+
+
+class FakeTts:
+    """Speech synthesis that takes no time and produces no sound."""
+
+    async def asynthesize(self, _text: str) -> bytes:
+        return b""
+
+
+class FakeDesk:
+    """A knowledge base that knows nothing, and ticket services that file tickets or are down."""
+
+    def __init__(self, *, tickets_down: bool = False) -> None:
+        self.tickets_down = tickets_down
+        self.misses: list[str] = []
+        self.tickets: list[Intake] = []
+
+    async def ask(self, text: str) -> Answer:
+        return NO_ANSWER
+
+    async def record_miss(self, text: str, answer: Answer, reason: str) -> None:
+        self.misses.append(text)
+
+    async def close_instant(self, intake: Intake, answer: Answer) -> str:
+        raise AssertionError("nothing was answered")
+
+    async def create_ticket(self, intake: Intake) -> str:
+        if self.tickets_down:
+            raise ConnectionError("ticket services unavailable")
+        self.tickets.append(intake)
+        return f"12345-20250303-{len(self.tickets):05d}"
+
+
+def fake_dialogue(settings: Settings, line: FakeLine, recogniser: FakeRecogniser, *, desk: FakeDesk,
+                  caller_id: str | None, cfg: DialogueConfig) -> Dialogue:
+    """A dialogue on the fakes; the AMI controller knows ``caller_id`` as the caller's number."""
+    async def caller_for(_call_id: str) -> str | None:
+        return caller_id
+
+    return Dialogue(line, recogniser, tts=FakeTts(), desk=desk, prompts=load_prompts(settings),  # type: ignore[arg-type]
+                    cfg=cfg, caller_for=caller_for, trace=line.asked_for_number)
