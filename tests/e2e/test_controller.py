@@ -142,7 +142,11 @@ async def test_waiting_caller_with_no_free_agent_is_redirected_to_the_bot_once(
         await place_call(ami_session)
         second = await seen.wait(lambda e: isinstance(e, ev.CallerJoined) and e.chan.uniqueid != first.chan.uniqueid)
         channels.append(second.chan.channel)
-        bot = await seen.wait(lambda e: isinstance(e, ev.BotStarted) and e.chan.uniqueid == second.chan.uniqueid)
+        try:
+            bot = await seen.wait(lambda e: isinstance(e, ev.BotStarted) and e.chan.uniqueid == second.chan.uniqueid)
+        except TimeoutError:  # say why: the controller's last decisions and what it knew of the queue
+            pytest.fail(f"no redirect; decisions {[d.as_log() for d in list(ctrl.decisions)[-5:]]}; members "
+                        f"{ctrl.state.members}; events {[type(e).__name__ for e in seen.seen]}")
         assert isinstance(bot, ev.BotStarted) and bot.bot_uuid
         redirects = [d for d in ctrl.decisions if any(c.uniqueid == second.chan.uniqueid for c in d.redirect)]
         assert [d.reason for d in redirects] == ["wait_over_limit"]
