@@ -8,7 +8,7 @@ declarations.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -36,6 +36,7 @@ from agent_console.views import (
     knowledge,
     leaders,
     live,
+    missed_calls,
     ops,
     public,
     reports,
@@ -44,9 +45,7 @@ from agent_console.views import (
     users,
     workspace,
 )
-from config import HotlineError, Settings
-from ivr.ami import AmiError
-from tickets import errors as ticket_errors
+from config import Settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = PACKAGE_DIR / "templates"
@@ -60,20 +59,8 @@ FEATURES: tuple[RouteTable, ...] = (
     leaders.routes,
     reports.routes,
     tickets.routes, workspace.routes, dispatch_desk.routes, department.routes, callbacks.routes, public.routes,
+    missed_calls.routes,
 )
-
-# Ticket-domain errors keep their own code and Chinese message; this picks the HTTP status (first match wins).
-TICKET_ERROR_STATUSES: dict[type[Exception], int] = {
-    ticket_errors.InvalidInput: 422,
-    ticket_errors.NotFound: 404,
-    ticket_errors.Forbidden: 403,
-    ticket_errors.IllegalTransition: 409,
-    ticket_errors.VersionConflict: 409,
-    ticket_errors.TicketError: 400,
-    AmiError: 503,  # the telephone system is unreachable: try again
-    HotlineError: 409,  # any other refusal (e.g. a call-back outside the allowed hours)
-}
-
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -97,7 +84,6 @@ def create_app(
     hub: Hub | None = None,
     accounts: Accounts | None = None,
     features: Sequence[RouteTable] = FEATURES,
-    domain_errors: Mapping[type[Exception], int] = TICKET_ERROR_STATUSES,
     clock: Callable[[], datetime] = utc_now,
     on_knowledge_change: Callable[[], Awaitable[None]] | None = None,
 ) -> web.Application:
@@ -117,7 +103,6 @@ def create_app(
     app[keys.ACCOUNTS].on_revoke(app[keys.HUB].disconnect)  # a logout or account change closes its sockets
     app[keys.METRICS] = metrics
     app[REGISTRY] = registry
-    app[keys.DOMAIN_ERRORS] = dict(domain_errors)
     app[keys.OPENAPI] = build_openapi(registry, version=_version())
     app[keys.KNOWLEDGE_CHANGED] = on_knowledge_change or _nothing
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True,

@@ -34,13 +34,13 @@ T = TypeVar("T")
 
 class InvalidCredentials(ConsoleError):
     status = 401
-    code = "invalid_credentials"
+    code = "console.invalid_credentials"
     default_message = "用户名或密码错误"
 
 
 class PasswordCheckBusy(ConsoleError):
     status = 503
-    code = "password_check_busy"
+    code = "console.password_check_busy"
     default_message = "登录请求过多，请稍后再试"
 
 

@@ -1,6 +1,9 @@
 """Errors of the console: a stable code, a Chinese message and an HTTP status.
 
 The API answers ``{"error": {"code": "...", "message": "中文", "details": [...]}}``; pages show the message.
+Every code reads ``area.reason``: ``console.*`` for the console's own refusals, the domain's area for a domain
+refusal (``ticket.*``, ``kb.*``, ``leader.*``, ``callback.*``, ``ami.*`` …), whose HTTP status comes from the one
+table :data:`DOMAIN_STATUSES`.
 """
 
 from __future__ import annotations
@@ -9,6 +12,11 @@ from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
+from config.errors import HotlineError
+from ivr import leaders
+from ivr.ami import AmiError
+from knowledge import errors as kb_errors
+from tickets import errors as ticket_errors
 from tickets.text import CONTROL_CHARACTER, CONTROL_CHARACTER_MESSAGE, is_control_character_error
 
 _FIELD_MESSAGES = {
@@ -26,7 +34,7 @@ class ConsoleError(Exception):
     """Base of every error the console reports to a user."""
 
     status: ClassVar[int] = 400
-    code: ClassVar[str] = "bad_request"
+    code: ClassVar[str] = "console.bad_request"
     default_message: ClassVar[str] = "请求有误"
 
     def __init__(self, message: str | None = None, *, details: list[dict[str, Any]] | None = None) -> None:
@@ -46,73 +54,73 @@ class BadRequest(ConsoleError):
 
 
 class TooDeeplyNested(BadRequest):
-    code = "too_deeply_nested"
+    code = "console.too_deeply_nested"
     default_message = "请求体的 JSON 嵌套层数过多"
 
 
 class Unauthenticated(ConsoleError):
     status = 401
-    code = "unauthenticated"
+    code = "console.unauthenticated"
     default_message = "请先登录"
 
 
 class Forbidden(ConsoleError):
     status = 403
-    code = "forbidden"
+    code = "console.forbidden"
     default_message = "无权访问"
 
 
 class CsrfFailed(ConsoleError):
     status = 403
-    code = "csrf_failed"
+    code = "console.csrf_failed"
     default_message = "页面已过期或来源不明，请刷新后重试"
 
 
 class NotFound(ConsoleError):
     status = 404
-    code = "not_found"
+    code = "console.not_found"
     default_message = "找不到该资源"
 
 
 class MethodNotAllowed(ConsoleError):
     status = 405
-    code = "method_not_allowed"
+    code = "console.method_not_allowed"
     default_message = "不支持该请求方法"
 
 
 class Conflict(ConsoleError):
     status = 409
-    code = "conflict"
+    code = "console.conflict"
     default_message = "与现有数据冲突"
 
 
 class PayloadTooLarge(ConsoleError):
     status = 413
-    code = "payload_too_large"
+    code = "console.payload_too_large"
     default_message = "请求体过大"
 
 
 class InvalidInput(ConsoleError):
     status = 422
-    code = "invalid_input"
+    code = "console.invalid_input"
     default_message = "输入有误"
 
 
 class TooManyRequests(ConsoleError):
     status = 429
-    code = "too_many_requests"
+    code = "console.too_many_requests"
     default_message = "尝试次数过多，请一分钟后再试"
 
 
 class InternalError(ConsoleError):
     status = 500
-    code = "internal_error"
+    code = "console.internal_error"
     default_message = "服务器内部错误"
 
 
 class Unavailable(ConsoleError):
     status = 503
-    code = "unavailable"
+    code = "console.unavailable"
     default_message = "服务暂不可用"
 
 
@@ -128,6 +136,73 @@ def invalid_input(exc: ValidationError) -> InvalidInput:
         details.append({"field": field, "code": err["type"], "message": message})
     summary = "；".join(d["message"] if d["field"] == "body" else f"{d['field']} {d['message']}" for d in details)
     return InvalidInput(f"输入有误：{summary}", details=details)
+
+
+class DomainError(ConsoleError):
+    """A domain refusal (:class:`config.errors.HotlineError`) with its own code and Chinese message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status  # type: ignore[misc]
+        self.code = code  # type: ignore[misc]
+
+
+DOMAIN_STATUSES: tuple[tuple[type[HotlineError], int], ...] = (
+    (ticket_errors.InvalidInput, 422),
+    (ticket_errors.NotFound, 404),
+    (ticket_errors.Forbidden, 403),
+    (ticket_errors.IllegalTransition, 409),
+    (ticket_errors.VersionConflict, 409),
+    (ticket_errors.TicketError, 400),
+    (kb_errors.InvalidInput, 422),
+    (kb_errors.NotFound, 404),
+    (kb_errors.VersionConflict, 409),
+    (kb_errors.IllegalStatus, 409),
+    (kb_errors.DuplicateQuestion, 409),
+    (kb_errors.KnowledgeError, 400),
+    (leaders.InvalidShift, 422),
+    (leaders.OverlappingShift, 409),
+    (leaders.ShiftNotFound, 404),
+    (leaders.LeaderScheduleError, 400),
+    (AmiError, 503),  # the telephone system is unreachable: try again
+    (HotlineError, 409),  # any other refusal (e.g. a call-back outside the allowed hours: callback.*)
+)
+"""The HTTP status of every domain refusal, the first matching class wins; the code and message are the error's."""
+
+
+def domain_status(error_type: type[HotlineError]) -> int:
+    """The status :data:`DOMAIN_STATUSES` gives a domain error class."""
+    return next(status for cls, status in DOMAIN_STATUSES if issubclass(error_type, cls))
+
+
+def console_error(exc: ConsoleError | HotlineError) -> ConsoleError:
+    """``exc`` as the console reports it (a domain refusal at its status from :data:`DOMAIN_STATUSES`)."""
+    if isinstance(exc, ConsoleError):
+        return exc
+    return DomainError(domain_status(type(exc)), exc.code, exc.message)
+
+
+def _with_subclasses(cls: type[Any]) -> list[type[Any]]:
+    """``cls`` and the subclasses defined in its module (a loaded plug-in's subclass does not change the list)."""
+    found = [cls]
+    for sub in cls.__subclasses__():
+        if sub.__module__.split(".")[0] == cls.__module__.split(".")[0]:
+            found += _with_subclasses(sub)
+    return found
+
+
+def error_codes() -> dict[int, list[str]]:
+    """HTTP status → the codes answered with it: the console's refusals and the domain classes of
+    :data:`DOMAIN_STATUSES` that name one (a refusal may carry a more precise code of the same area)."""
+    codes: dict[int, set[str]] = {}
+    for cls in _with_subclasses(ConsoleError):
+        if cls is not DomainError:
+            codes.setdefault(cls.status, set()).add(cls.code)
+    for domain_cls, _ in DOMAIN_STATUSES:
+        for cls in _with_subclasses(domain_cls) if domain_cls is not HotlineError else []:
+            if isinstance(cls.__dict__.get("code"), str):
+                codes.setdefault(domain_status(cls), set()).add(cls.code)
+    return {status: sorted(found) for status, found in sorted(codes.items())}
 
 
 STATUS_ERRORS: dict[int, type[ConsoleError]] = {

@@ -21,9 +21,6 @@ CLOCK = web.AppKey[Callable[[], datetime]]("clock")
 ACCOUNTS = web.AppKey("accounts", Accounts)
 HUB = web.AppKey("hub", Hub)
 METRICS = web.AppKey("metrics", ConsoleMetrics)
-# Domain exception class → HTTP status (e.g. tickets' VersionConflict → 409); the exception's .code/.message are shown.
-DOMAIN_ERRORS = web.AppKey[dict[type[Exception], int]]("domain_errors")
-
 # The session of the request's cookie once looked up (None: no valid session).
 SESSION = web.RequestKey[UserSession | None]("console_session")
 OPENAPI = web.AppKey[dict[str, Any]]("openapi")

@@ -9,36 +9,25 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from agent_console import keys
-from agent_console.errors import STATUS_ERRORS, ConsoleError, Forbidden, InternalError
+from agent_console.errors import STATUS_ERRORS, ConsoleError, DomainError, Forbidden, InternalError, console_error
 from agent_console.public_limits import RATE_LIMITS, admit
 from agent_console.routing import is_registered, json_response, render_error
+from config.errors import HotlineError
 
 log = logging.getLogger(__name__)
 JSON_PATHS = frozenset({"/ws", "/healthz", "/metrics"})  # besides /api/…: machine endpoints answer errors in JSON
-
-
-class DomainError(ConsoleError):
-    """A domain exception (e.g. a ticket's illegal transition) shown with its own code and message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status  # type: ignore[misc]
-        self.code = code  # type: ignore[misc]
 
 
 def _wants_json(request: web.Request) -> bool:
     return request.path.startswith("/api/") or request.path in JSON_PATHS
 
 
-def _as_console_error(request: web.Request, exc: Exception) -> ConsoleError | None:
-    if isinstance(exc, ConsoleError):
-        return exc
+def _as_console_error(exc: Exception) -> ConsoleError | None:
+    if isinstance(exc, ConsoleError | HotlineError):
+        return console_error(exc)
     if isinstance(exc, web.HTTPException):
         cls = STATUS_ERRORS.get(exc.status)
-        return cls() if cls else DomainError(exc.status, "http_error", exc.reason)
-    for exc_type, status in request.app[keys.DOMAIN_ERRORS].items():
-        if isinstance(exc, exc_type):
-            return DomainError(status, str(getattr(exc, "code", "domain_error")), str(getattr(exc, "message", exc)))
+        return cls() if cls else DomainError(exc.status, "console.http_error", exc.reason)
     return None
 
 
@@ -50,9 +39,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        error = _as_console_error(request, exc)
+        error = _as_console_error(exc)
     except Exception as exc:
-        error = _as_console_error(request, exc)
+        error = _as_console_error(exc)
         if error is None:
             log.exception("unhandled error on %s %s", request.method, request.path)
             error = InternalError()

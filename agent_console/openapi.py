@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from agent_console.errors import STATUS_ERRORS
+from agent_console.errors import STATUS_ERRORS, error_codes
 from agent_console.routing import Route, RouteRegistry
 from agent_console.schemas import ErrorBody
 from agent_console.security import UNSAFE_METHODS
@@ -28,6 +28,17 @@ def _models(registry: RouteRegistry) -> list[type[BaseModel]]:
             if m is not None:
                 found.setdefault(m.__name__, m)
     return list(found.values())
+
+
+def _document_error_codes(schemas: dict[str, Any]) -> None:
+    """List every error code, by HTTP status, on ``ErrorInfo.code``."""
+    codes = error_codes()
+    listing = "；".join(f"{status}：{'、'.join(found)}" for status, found in codes.items())
+    prop = schemas["ErrorInfo"]["properties"]["code"]
+    prop["description"] = (f"{prop['description']}。console.* 为控制台自身的拒绝，其余为业务领域的拒绝（ticket 工单、"
+                           "kb 知识库、leader 领导接听日、callback 回访、ami 电话系统 …），可带同一领域更具体的错误码"
+                           f"（如 ticket.naive_time、kb.invalid_entry）。按 HTTP 状态：{listing}")
+    prop["examples"] = sorted({code for found in codes.values() for code in found})
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -98,6 +109,7 @@ def build_openapi(registry: RouteRegistry, *, version: str) -> dict[str, Any]:
     """The document for every registered route, with the schemas of their models under components."""
     _, defs = models_json_schema([(m, "validation") for m in _models(registry)], ref_template=REF)
     schemas: dict[str, Any] = defs.get("$defs", {})
+    _document_error_codes(schemas)
     paths: dict[str, dict[str, Any]] = {}
     for route in registry.routes:
         path = _PATH_PARAM.sub(r"{\1}", route.path)

@@ -23,8 +23,11 @@ class ErrorDetail(Model):
     message: str
 
 
+ERROR_CODE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$"
+
+
 class ErrorInfo(Model):
-    code: str = Field(description="稳定的机器可读错误码")
+    code: str = Field(pattern=ERROR_CODE_PATTERN, description="稳定的机器可读错误码（area.reason）")
     message: str = Field(description="中文错误说明")
     details: list[ErrorDetail] = []
 

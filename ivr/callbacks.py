@@ -18,6 +18,10 @@ ticket is rung again.
 One number is never rung twice at once: an in-memory reservation (taken before any ``await``) guards this
 process, and the open-attempt row of ``ivr_callback_attempt`` (a partial unique index on the number) guards
 every controller sharing the database.
+
+What is rung and where its result goes is the scheduler's :class:`CallbackJob`: :class:`SurveyJob` (回访, the
+default) or :class:`MissedCallJob` (漏接电话回拨, :mod:`ivr.missed_calls`, dialplan ``hotline-missed-callback``). A
+process runs one scheduler per job; each concludes only its own kind of attempt, and both share the number lease.
 """
 
 from __future__ import annotations
@@ -30,11 +34,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
 from panoramisk.message import Message
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import ColumnElement, CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -42,10 +46,11 @@ from config.errors import CodedError
 from config.pii import mask_phone
 from config.settings import Settings
 from ivr import events as ev
+from ivr import missed_calls
 from ivr.ami import AmiActionError, AmiError
 from ivr.controller import HotlineController
 from ivr.models import CallbackAttempt
-from ivr.state import CALLBACK_CONTEXT, CALLBACK_ID_PREFIX
+from ivr.state import CALLBACK_CONTEXT, CALLBACK_ID_PREFIX, MISSED_CALLBACK_CONTEXT
 from tickets.errors import TicketError
 from tickets.services import Actor, due_for_callback, get_ticket, record_callback
 from tickets.states import State
@@ -77,9 +82,111 @@ class NotWaitingForCallback(CallbackError):
     code = "callback.not_due"
 
 
+class CallbackJob(Protocol):
+    """What a scheduler rings (keys and numbers), into which dialplan context, and where results go."""
+
+    kind: str  # ivr_callback_attempt.kind of its attempts
+    context: str  # the dialplan context the citizen's leg runs
+
+    async def due(self, session: AsyncSession, now: datetime) -> list[tuple[str, str]]:
+        """``(key, number)`` to ring now (inside the call-back hours)."""
+
+    async def number_for(self, session: AsyncSession, key: str) -> str:
+        """The number to ring for ``key`` at once (the console's button); raises :class:`CallbackError`."""
+
+    def variables(self, key: str, number: str) -> dict[str, str]:
+        """Channel variables of the Originate."""
+
+    def result_of(self, reported: str) -> str:
+        """The result for what the dialplan reported (UserEvent or AstDB)."""
+
+    async def claimed(self, session: AsyncSession, key: str, now: datetime) -> None:
+        """An attempt for ``key`` is being written (same transaction)."""
+
+    async def record(self, session: AsyncSession, attempt: Attempt, result: str | None, reason: str,
+                     now: datetime) -> str | None:
+        """Record how an attempt ended (``result`` None: not counted); returns the key's state after it."""
+
+
+class SurveyJob:
+    """Satisfaction call-backs (回访) of tickets waiting for one; the result goes into the ticket."""
+
+    kind, context = "survey", CALLBACK_CONTEXT
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def due(self, session: AsyncSession, now: datetime) -> list[tuple[str, str]]:
+        return [(t.ticket_no, t.caller_phone) for t in await due_for_callback(session, now, settings=self.settings)]
+
+    async def number_for(self, session: AsyncSession, key: str) -> str:
+        ticket = await get_ticket(session, key)
+        if ticket.state not in (State.VERIFIED, State.CALLBACK):
+            raise NotWaitingForCallback(f"工单 {key} 不在待回访状态")
+        return ticket.caller_phone
+
+    def variables(self, key: str, number: str) -> dict[str, str]:
+        return {"TICKET_NO": key}
+
+    def result_of(self, reported: str) -> str:
+        return reported if reported in SURVEY_RESULTS else UNREACHABLE
+
+    async def claimed(self, session: AsyncSession, key: str, now: datetime) -> None:
+        """Nothing: the ticket keeps its state until the result."""
+
+    async def record(self, session: AsyncSession, attempt: Attempt, result: str | None, reason: str,
+                     now: datetime) -> str | None:
+        if result is None:
+            return None
+        try:
+            ticket = await record_callback(session, attempt.ticket_no, result, SYSTEM_ACTOR, now=now,
+                                           settings=self.settings)
+        except TicketError as exc:  # the ticket moved on meanwhile (withdrawn, recorded by hand)
+            log.warning("call-back result %s of ticket %s not recorded: %s", result, attempt.ticket_no, exc)
+            return None
+        log.info("call-back of ticket %s: %s (%s) → %s, attempt %d", attempt.ticket_no, result, reason,
+                 ticket.state, ticket.callback_attempts)
+        return ticket.state
+
+
+class MissedCallJob:
+    """Missed-call call-backs (漏接电话回拨, :mod:`ivr.missed_calls`): the citizen is queued for an agent."""
+
+    kind, context = "missed", MISSED_CALLBACK_CONTEXT
+
+    def __init__(self, settings: Settings) -> None:
+        self.cfg = settings.callback
+
+    async def due(self, session: AsyncSession, now: datetime) -> list[tuple[str, str]]:
+        return await missed_calls.due_tasks(session, now)
+
+    async def number_for(self, session: AsyncSession, key: str) -> str:
+        number = await missed_calls.ringable_number(session, key)
+        if number is None:
+            raise NotWaitingForCallback(f"漏接来电 {key} 不在待回拨状态")
+        return number
+
+    def variables(self, key: str, number: str) -> dict[str, str]:
+        return {"MISSED_CALL": key, "CITIZEN_NUMBER": number}  # the agent's screen pop shows the citizen
+
+    def result_of(self, reported: str) -> str:
+        return reported if reported in missed_calls.ATTEMPT_RESULTS else UNREACHABLE
+
+    async def claimed(self, session: AsyncSession, key: str, now: datetime) -> None:
+        await missed_calls.mark_ringing(session, key, now)
+
+    async def record(self, session: AsyncSession, attempt: Attempt, result: str | None, reason: str,
+                     now: datetime) -> str | None:
+        state = await missed_calls.record_attempt(
+            session, attempt.ticket_no, attempt.uniqueid, result, reason, now, max_attempts=self.cfg.max_attempts,
+            retry=timedelta(minutes=self.cfg.retry_interval_minutes))
+        log.info("missed-call call-back %s: %s (%s) → %s", attempt.ticket_no, result, reason, state)
+        return state
+
+
 @dataclass(frozen=True)
 class Attempt:
-    """A call-back call in flight, placed by this process."""
+    """A call-back call in flight, placed by this process (``ticket_no``: the job's key)."""
 
     row_id: int
     ticket_no: str
@@ -92,19 +199,21 @@ class Attempt:
 class Outcome:
     """How an attempt ended (kept in :attr:`CallbackScheduler.recent` for the console)."""
 
-    ticket_no: str
+    ticket_no: str  # the job's key
     result: str | None  # None: not counted (never sent, or the outcome stayed unknown)
     reason: str
     at: datetime
-    ticket_state: str | None  # the ticket's state after the result was recorded
+    ticket_state: str | None  # the ticket's (the task's) state after the result was recorded
 
 
 class CallbackScheduler:
     """Places call-backs and records their results; ``run()`` ticks forever, ``run_once(now)`` once."""
 
     def __init__(self, controller: HotlineController, sessionmaker: async_sessionmaker[AsyncSession],
-                 settings: Settings, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 settings: Settings, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 job: CallbackJob | None = None) -> None:
         self.controller = controller
+        self.job: CallbackJob = job or SurveyJob(settings)
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.cfg = settings.callback
@@ -146,8 +255,7 @@ class CallbackScheduler:
         if not self.in_allowed_hours(now) or not self.controller.ami.connected.is_set():
             return []
         async with self.sessionmaker() as session:
-            due = [(t.ticket_no, t.caller_phone)
-                   for t in await due_for_callback(session, now, settings=self.settings)]
+            due = await self.job.due(session, now)
         rung: list[str] = []
         for ticket_no, number in due:
             if len(self._by_number) >= self.cfg.max_concurrent:
@@ -157,17 +265,14 @@ class CallbackScheduler:
         return rung
 
     async def start_callback(self, ticket_no: str) -> None:
-        """Ring one ticket now (the console's 发起自动回访 button); refused outside the hours, for a ticket not
+        """Ring one key now (the console's 发起自动回访 button); refused outside the hours, for a key not
         waiting for a call-back, or while its number is being called."""
         now = self.clock()
         if not self.in_allowed_hours(now):
             raise OutsideCallbackHours(
                 f"当前不在回访时段（{self.cfg.allowed_start:%H:%M}–{self.cfg.allowed_end:%H:%M}）")
         async with self.sessionmaker() as session:
-            ticket = await get_ticket(session, ticket_no)
-            state, number = ticket.state, ticket.caller_phone
-        if state not in (State.VERIFIED, State.CALLBACK):
-            raise NotWaitingForCallback(f"工单 {ticket_no} 不在待回访状态")
+            number = await self.job.number_for(session, ticket_no)
         if not await self._ring(ticket_no, number, now):
             raise NumberBusy(f"号码 {number} 正在回访中，请稍后再试")
 
@@ -201,8 +306,9 @@ class CallbackScheduler:
         self.originated += 1
         try:
             await self.controller.originate(
-                self.cfg.channel_template.format(number=number), CALLBACK_CONTEXT, "s",
-                variables={"TICKET_NO": ticket_no}, caller_id=self.cfg.caller_id, timeout_s=self.cfg.ring_timeout_s,
+                self.cfg.channel_template.format(number=number), self.job.context, "s",
+                variables=self.job.variables(ticket_no, number), caller_id=self.cfg.caller_id,
+                timeout_s=self.cfg.ring_timeout_s,
                 channel_id=attempt.uniqueid, action_id=attempt.action_id,
             )
         except AmiActionError as exc:  # Asterisk refused the call: an attempt like any unanswered one
@@ -215,9 +321,11 @@ class CallbackScheduler:
     async def _claim(self, ticket_no: str, number: str, now: datetime) -> Attempt | None:
         """Write the open attempt; None when another one is open for this number or ticket (any process)."""
         uniqueid = f"{CALLBACK_ID_PREFIX}{uuid.uuid4()}"
-        row = CallbackAttempt(ticket_no=ticket_no, number=number, uniqueid=uniqueid, started_at=now)
+        row = CallbackAttempt(kind=self.job.kind, ticket_no=ticket_no, number=number, uniqueid=uniqueid,
+                              started_at=now)
         async with self.sessionmaker() as session:
             session.add(row)
+            await self.job.claimed(session, ticket_no, now)
             try:
                 await session.commit()
             except IntegrityError:
@@ -232,8 +340,8 @@ class CallbackScheduler:
             attempt = self._by_uniqueid.get(event.chan.uniqueid) or next(
                 (a for a in self._by_uniqueid.values() if a.ticket_no == event.ticket_no), None)
             if attempt is not None:
-                result, reason = _survey_result(event.result), f"survey: {event.result}"
-                self._spawn(attempt, lambda a: self._conclude(a.row_id, a.ticket_no, result, reason))
+                result, reason = self.job.result_of(event.result), f"{self.job.kind}: {event.result}"
+                self._spawn(attempt, lambda a: self._conclude(a, result, reason))
         elif isinstance(event, ev.ChannelHungUp):
             attempt = self._by_uniqueid.get(event.chan.uniqueid)
             if attempt is not None:
@@ -244,7 +352,7 @@ class CallbackScheduler:
         if attempt is not None and str(message.get("Response", "")).lower() != "success":
             code = str(message.get("Reason", ""))
             reason = f"originate: {_ORIGINATE_REASONS.get(code, code)}"
-            self._spawn(attempt, lambda a: self._conclude(a.row_id, a.ticket_no, UNREACHABLE, reason))
+            self._spawn(attempt, lambda a: self._conclude(a, UNREACHABLE, reason))
 
     def _spawn(self, attempt: Attempt, settle: Callable[[Attempt], Awaitable[None]]) -> None:
         if attempt.uniqueid not in self._by_uniqueid:
@@ -265,9 +373,9 @@ class CallbackScheduler:
                         attempt.ticket_no, exc.code)
             return
         if stored is None:
-            await self._conclude(attempt.row_id, attempt.ticket_no, UNREACHABLE, reason)
+            await self._conclude(attempt, UNREACHABLE, reason)
         else:
-            await self._conclude(attempt.row_id, attempt.ticket_no, _survey_result(stored), f"stored: {stored}")
+            await self._conclude(attempt, self.job.result_of(stored), f"stored: {stored}")
 
     async def _stored_result(self, uniqueid: str) -> str | None:
         """The result the dialplan stored for the attempt (None: none, the citizen never got to the survey)."""
@@ -277,25 +385,21 @@ class CallbackScheduler:
         """After every AMI (re)connect: open attempts (of any controller) no longer live whose result the dialplan
         stored are concluded with it; the others stay open (a live call still reports, a lost one expires)."""
         try:
-            async with self.sessionmaker() as session:
-                rows = (await session.execute(
-                    select(CallbackAttempt.id, CallbackAttempt.ticket_no, CallbackAttempt.uniqueid)
-                    .where(CallbackAttempt.ended_at.is_(None)))).all()
-            for row_id, ticket_no, uniqueid in rows:
-                if uniqueid in live:
+            for attempt in await self._open_attempts(CallbackAttempt.ended_at.is_(None)):
+                if attempt.uniqueid in live:
                     continue
-                stored = await self._stored_result(uniqueid)
+                stored = await self._stored_result(attempt.uniqueid)
                 if stored is not None:
-                    self._forget_uniqueid(uniqueid)
-                    log.info("call-back attempt %s of ticket %s: result %s recovered after a reconnect", uniqueid,
-                             ticket_no, stored)
-                    await self._conclude(row_id, ticket_no, _survey_result(stored), f"stored: {stored}")
+                    self._forget_uniqueid(attempt.uniqueid)
+                    log.info("call-back attempt %s of %s: result %s recovered after a reconnect", attempt.uniqueid,
+                             attempt.ticket_no, stored)
+                    await self._conclude(attempt, self.job.result_of(stored), f"stored: {stored}")
         except Exception:  # AMI or database away again: the next resync or the expiry tries again
             log.exception("call-back reconciliation failed")
 
     async def _finish(self, attempt: Attempt, result: str | None, reason: str) -> None:
         self._forget(attempt)
-        await self._conclude(attempt.row_id, attempt.ticket_no, result, reason)
+        await self._conclude(attempt, result, reason)
 
     def _forget_uniqueid(self, uniqueid: str) -> None:
         mine = self._by_uniqueid.get(uniqueid)
@@ -308,28 +412,19 @@ class CallbackScheduler:
         if self._by_number.get(attempt.number) is attempt:
             del self._by_number[attempt.number]
 
-    async def _conclude(self, row_id: int, ticket_no: str, result: str | None, reason: str) -> None:
-        """Close the attempt row (once, whoever gets there first) and record the result in the ticket."""
+    async def _conclude(self, attempt: Attempt, result: str | None, reason: str) -> None:
+        """Close the attempt row (once, whoever gets there first) and record the result through the job."""
         now = self.clock()
-        state: str | None = None
-        try:
-            async with self.sessionmaker() as session:
-                closed = await session.execute(
-                    update(CallbackAttempt).where(CallbackAttempt.id == row_id, CallbackAttempt.ended_at.is_(None))
-                    .values(ended_at=now, result=result, reason=reason))
-                await session.commit()
-                if not cast(CursorResult[Any], closed).rowcount:
-                    return
-                if result is not None:
-                    ticket = await record_callback(session, ticket_no, result, SYSTEM_ACTOR, now=now,
-                                                   settings=self.settings)
-                    state = ticket.state
-                    log.info("call-back of ticket %s: %s (%s) → %s, attempt %d", ticket_no, result, reason,
-                             ticket.state, ticket.callback_attempts)
-        except TicketError as exc:  # the ticket moved on meanwhile (withdrawn, recorded by hand)
-            log.warning("call-back result %s of ticket %s not recorded: %s", result, ticket_no, exc)
+        async with self.sessionmaker() as session:
+            closed = await session.execute(
+                update(CallbackAttempt).where(CallbackAttempt.id == attempt.row_id, CallbackAttempt.ended_at.is_(None))
+                .values(ended_at=now, result=result, reason=reason))
+            await session.commit()
+            if not cast(CursorResult[Any], closed).rowcount:
+                return
+            state = await self.job.record(session, attempt, result, reason, now)
         async with self._concluded:
-            self.recent.append(Outcome(ticket_no, result, reason, now, state))
+            self.recent.append(Outcome(attempt.ticket_no, result, reason, now, state))
             self._concluded.notify_all()
 
     async def _expire(self, now: datetime) -> None:
@@ -340,24 +435,24 @@ class CallbackScheduler:
         if not self.controller.ami.connected.is_set():
             return
         cutoff = now - timedelta(seconds=self.cfg.attempt_timeout_s)
-        async with self.sessionmaker() as session:
-            stale = (await session.execute(
-                select(CallbackAttempt.id, CallbackAttempt.ticket_no, CallbackAttempt.uniqueid)
-                .where(CallbackAttempt.ended_at.is_(None), CallbackAttempt.started_at < cutoff))).all()
-        for row_id, ticket_no, uniqueid in stale:
-            stored = await self._stored_result(uniqueid)
-            self._forget_uniqueid(uniqueid)
+        stale = await self._open_attempts(CallbackAttempt.ended_at.is_(None), CallbackAttempt.started_at < cutoff)
+        for attempt in stale:
+            stored = await self._stored_result(attempt.uniqueid)
+            self._forget_uniqueid(attempt.uniqueid)
             if stored is not None:
-                await self._conclude(row_id, ticket_no, _survey_result(stored), f"stored: {stored}")
+                await self._conclude(attempt, self.job.result_of(stored), f"stored: {stored}")
             else:
-                log.warning("call-back attempt %s of ticket %s never reported: outcome unknown, not counted",
-                            uniqueid, ticket_no)
-                await self._conclude(row_id, ticket_no, None, "unknown")
+                log.warning("call-back attempt %s of %s never reported: outcome unknown, not counted",
+                            attempt.uniqueid, attempt.ticket_no)
+                await self._conclude(attempt, None, "unknown")
 
-
-def _survey_result(reported: str) -> str:
-    """The ticket's result for what the dialplan reported (a digit's meaning, or ``none``: 未接通)."""
-    return reported if reported in SURVEY_RESULTS else UNREACHABLE
+    async def _open_attempts(self, *where: ColumnElement[bool]) -> list[Attempt]:
+        """This job's attempt rows matching ``where`` (of any controller)."""
+        async with self.sessionmaker() as session:
+            rows = (await session.execute(
+                select(CallbackAttempt.id, CallbackAttempt.ticket_no, CallbackAttempt.number, CallbackAttempt.uniqueid)
+                .where(CallbackAttempt.kind == self.job.kind, *where))).all()
+        return [Attempt(row_id, key, number, uniqueid, action_id=uniqueid) for row_id, key, number, uniqueid in rows]
 
 
 # OriginateResponse Reason: the AST_CONTROL_* cause of the failure.

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import CursorResult, Table, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.database import AwareDateTime
 from config.settings import CallLogSettings
+from ivr.missed_calls import note_calls
 from ivr.models import CallRecord
 from ivr.state import Call
 
@@ -137,12 +139,17 @@ CallLogEntry = CallRows | CloseUnseen
 _TIMES = frozenset(c.name for c in CallRecord.__table__.columns if isinstance(c.type, AwareDateTime))
 
 
-async def write_entry(session: AsyncSession, entry: CallLogEntry) -> list[str]:
-    """Write one entry in one transaction; returns the Uniqueids a close-out ended."""
+async def write_entry(session: AsyncSession, entry: CallLogEntry, tz: ZoneInfo, now: datetime) -> list[str]:
+    """Write one entry in one transaction, then note its settled calls in the missed-call tasks
+    (:mod:`ivr.missed_calls`, local days in ``tz``); returns the Uniqueids a close-out ended."""
+    closed: list[str] = []
     if isinstance(entry, CallRows):
         await upsert_rows(session, entry.rows)
-        return []
-    return await close_unseen(session, entry.live, entry.at)
+        settled = [r["uniqueid"] for r in entry.rows if r["outcome"] is not None]
+    else:
+        closed = settled = await close_unseen(session, entry.live, entry.at)
+    await note_calls(session, settled, tz, now)
+    return closed
 
 
 def encode_entry(entry: CallLogEntry) -> bytes:

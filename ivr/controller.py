@@ -298,7 +298,7 @@ class HotlineController:
         raises."""
         try:
             async with self.sessionmaker() as session:
-                closed = await write_entry(session, entry)
+                closed = await write_entry(session, entry, self.tz, self.clock())
         except (IntegrityError, DataError):
             self._refused(entry)
             return

@@ -1,11 +1,11 @@
-"""Tables of this package: the call log (通话记录), the leader answering-day schedule (领导接听日) and the
-call-back attempts (回访外呼)."""
+"""Tables of this package: the call log (通话记录), the leader answering-day schedule (领导接听日), the
+call-back attempts (回访外呼) and the missed-call call-back tasks (漏接电话回拨)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, time
 
-from sqlalchemy import Boolean, Date, Float, Index, Integer, String, Time, text
+from sqlalchemy import Boolean, Date, Float, Index, Integer, String, Time, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from config.database import AwareDateTime, new_metadata
@@ -53,6 +53,8 @@ class CallRecord(Base):
     from_bot: Mapped[bool] = mapped_column(Boolean, default=False)
     talk_ended_at: Mapped[datetime | None] = mapped_column(AwareDateTime(), nullable=True)
     wrap_up_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # the missed-call task (ivr_missed_call) this abandoned call was counted in: counted once, whatever replays
+    missed_call_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(AwareDateTime())
 
 
@@ -89,6 +91,8 @@ class CallbackAttempt(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # survey 回访 (ticket_no: the ticket) / missed 漏接回拨 (ticket_no: the task's key, ``missed-<id>``)
+    kind: Mapped[str] = mapped_column(String(16), default="survey", server_default="survey")
     ticket_no: Mapped[str] = mapped_column(String(32), index=True)
     number: Mapped[str] = mapped_column(String(64))
     uniqueid: Mapped[str] = mapped_column(String(64), unique=True)  # ChannelId of the originated channel
@@ -98,3 +102,29 @@ class CallbackAttempt(Base):
     # (never sent, or the outcome stayed unknown)
     result: Mapped[str | None] = mapped_column(String(24), nullable=True)
     reason: Mapped[str] = mapped_column(String(128), default="")  # how it ended: digit, no_answer, busy …
+
+
+class MissedCall(Base):
+    """A missed-call call-back task (漏接电话回拨): the callers of one number who hung up unanswered on one local
+    day, without a ticket. ``number`` is normalised; "" gathers the day's withheld or invalid numbers (counted,
+    never called)."""
+
+    __tablename__ = "ivr_missed_call"
+    __table_args__ = (UniqueConstraint("number", "day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(64))
+    day: Mapped[date] = mapped_column(Date, index=True)
+    first_call: Mapped[str] = mapped_column(String(64))  # Uniqueid of the day's first abandoned call
+    first_call_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    calls: Mapped[int] = mapped_column(Integer, default=0)  # abandoned calls counted in this task
+    # open 待回拨 / ringing 回拨中 / answered 已接听 / reached_agent 已转坐席 / unreachable 未接通 /
+    # closed_by_recall 来电人已再次来电 / withheld 未显示号码（不回拨）
+    state: Mapped[str] = mapped_column(String(24), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(AwareDateTime(), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(128), default="")  # how the last attempt ended (no_answer …)
+    # the call-back that reached an agent: the ticket the agent filed carries it as its call_id
+    reached_call: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    updated_at: Mapped[datetime] = mapped_column(AwareDateTime())

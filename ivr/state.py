@@ -24,7 +24,9 @@ Outcome = Literal["agent", "bot", "leader", "abandoned", "callback"]
 AbandonStage = Literal["menu", "queue", "ringing"]  # where an abandoned call ended: 菜单 / 排队 / 振铃
 WRAP_UP_REASON = "话后整理"  # the QueuePause reason of an agent's wrap-up (the console's 话后整理 button)
 CALLBACK_CONTEXT = "hotline-callback"
+MISSED_CALLBACK_CONTEXT = "hotline-missed-callback"  # missed-call call-backs (漏接电话回拨)
 CALLBACK_ID_PREFIX = "callback-"  # Uniqueid (Originate ChannelId) of call-backs placed by ivr.callbacks
+_CALLBACK_CONTEXTS = (CALLBACK_CONTEXT, MISSED_CALLBACK_CONTEXT)
 REQUEUE_EXTEN = "requeue"
 _TOMBSTONES = 10_000
 
@@ -213,7 +215,7 @@ class HotlineState:
             self.calls[chan.uniqueid] = call
         call.seq = max(call.seq, seq)
         # an originated call shows its dialplan context only once answered; an unanswered one only its id
-        if chan.context == CALLBACK_CONTEXT or chan.uniqueid.startswith(CALLBACK_ID_PREFIX):
+        if chan.context in _CALLBACK_CONTEXTS or chan.uniqueid.startswith(CALLBACK_ID_PREFIX):
             call.is_callback = True
         if not call.dialled_number and chan.exten.isdigit():
             call.dialled_number = chan.exten

@@ -51,7 +51,7 @@ class ImportReport:
 def _format(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
-        raise InvalidInput("kb_bad_format", f"不支持的文件格式 {suffix or '(无扩展名)'}，请用 CSV、XLSX 或 JSONL")
+        raise InvalidInput("kb.bad_format", f"不支持的文件格式 {suffix or '(无扩展名)'}，请用 CSV、XLSX 或 JSONL")
     return suffix
 
 
@@ -139,16 +139,16 @@ def content_from_row(row: dict[str, Any], *, max_speech: int = MAX_SPEECH) -> En
     """Map one raw row onto an entry's content; raises InvalidInput with a Chinese message."""
     for name, value in row.items():
         if len(value if isinstance(value, str) else str(value)) > MAX_FIELD_CHARS:
-            raise InvalidInput("kb_invalid_entry", f"字段 {name} 超过 {MAX_FIELD_CHARS} 字，文件可能已损坏")
+            raise InvalidInput("kb.invalid_entry", f"字段 {name} 超过 {MAX_FIELD_CHARS} 字，文件可能已损坏")
     answer = _text(row.get("answer"))
     if not _text(row.get("question")):
-        raise InvalidInput("kb_invalid_entry", "缺少必填字段 question（问题）")
+        raise InvalidInput("kb.invalid_entry", "缺少必填字段 question（问题）")
     if not answer:
-        raise InvalidInput("kb_invalid_entry", "缺少必填字段 answer（答案）")
+        raise InvalidInput("kb.invalid_entry", "缺少必填字段 answer（答案）")
     try:
         lists = {f: _list(row.get(f), f) for f in LIST_FIELDS}
     except ValueError as exc:
-        raise InvalidInput("kb_invalid_entry", str(exc)) from None
+        raise InvalidInput("kb.invalid_entry", str(exc)) from None
     data = {
         "question": _text(row.get("question")),
         "answer_speech": _text(row.get("answer_speech")) or answer,
@@ -170,7 +170,7 @@ def _jsonable(value: Any) -> Any:
 def parse_file(path: Path, *, max_speech: int = MAX_SPEECH) -> list[EntryContent]:
     """Every row's content, or :class:`ImportRejected` listing every bad row."""
     if not path.is_file():
-        raise InvalidInput("kb_file_not_found", f"找不到文件 {path}")
+        raise InvalidInput("kb.file_not_found", f"找不到文件 {path}")
     contents: list[EntryContent] = []
     problems: list[RowProblem] = []
     seen: dict[str, int] = {}

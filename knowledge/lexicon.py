@@ -25,7 +25,7 @@ class Lexicon:
         canonical: dict[str, str] = {}
         for group in data.get("groups", []) or []:
             if not isinstance(group, list) or not group or not all(isinstance(t, str) and t for t in group):
-                raise InvalidInput("kb_bad_lexicon", f"同义词组格式错误：{group!r}")
+                raise InvalidInput("kb.bad_lexicon", f"同义词组格式错误：{group!r}")
             for term in group:
                 canonical[term] = group[0]
         fillers = tuple(sorted(set(data.get("fillers", []) or []), key=len, reverse=True))
@@ -40,7 +40,7 @@ def load_lexicon(path: Path) -> Lexicon:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidInput("kb_bad_lexicon", f"无法读取检索词表 {path}：{exc}") from exc
+        raise InvalidInput("kb.bad_lexicon", f"无法读取检索词表 {path}：{exc}") from exc
     return Lexicon.from_data(data)
 
 

@@ -85,9 +85,9 @@ def validate_content(data: dict[str, Any], *, max_speech: int = MAX_SPEECH) -> E
     try:
         content = EntryContent.model_validate(data)
     except ValidationError as exc:
-        raise InvalidInput("kb_invalid_entry", describe(exc)) from None
+        raise InvalidInput("kb.invalid_entry", describe(exc)) from None
     if len(content.answer_speech) > max_speech:
-        raise InvalidInput("kb_invalid_entry", f"语音答案超过 {max_speech} 字，请精简")
+        raise InvalidInput("kb.invalid_entry", f"语音答案超过 {max_speech} 字，请精简")
     return content
 
 

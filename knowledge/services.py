@@ -221,9 +221,9 @@ async def record_miss(session: AsyncSession, question_text: str, best_entry_id: 
     The caller's words are kept with every phone number in them masked (editors need the question, not who
     asked it)."""
     if reason not in MISS_REASONS:
-        raise InvalidInput("kb_bad_miss_reason", f"未知的失败原因：{reason}（应为 {'、'.join(MISS_REASONS)}）")
+        raise InvalidInput("kb.bad_miss_reason", f"未知的失败原因：{reason}（应为 {'、'.join(MISS_REASONS)}）")
     if not question_text.strip():
-        raise InvalidInput("kb_empty_question", "问题内容不能为空")
+        raise InvalidInput("kb.empty_question", "问题内容不能为空")
     miss = KnowledgeMiss(question_text=mask_phones(question_text.strip()), best_entry_id=best_entry_id, score=score,
                          reason=reason, at=_now(now))
     session.add(miss)

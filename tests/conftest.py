@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from config import Settings, load_settings
+from config import Settings
 from hotline.db import create_schema, make_engine, make_sessionmaker
 from hotline.local_postgres import LocalPostgres
+from tests.settings_support import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 # Property tests judge behaviour, not speed: on a shared 2-core machine an example may take long.
@@ -44,7 +45,7 @@ def missing(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return load_settings()
+    return SETTINGS
 
 
 @pytest.fixture(scope="session")

@@ -45,7 +45,7 @@ def submission_key(key: str) -> str:
 
 
 async def file_submission(session: AsyncSession, draft: TicketDraft, actor: Actor, *, key: str | None,
-                          now: datetime, settings: Settings | None = None) -> Submission:
+                          now: datetime, settings: Settings) -> Submission:
     """The ticket of this submission: an earlier one of the same phone (same key, or same content lately), or
     a new one (:func:`tickets.services.create_ticket`) remembering the key."""
     digest = submission_key(key) if key else None

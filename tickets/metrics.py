@@ -48,7 +48,6 @@ from config import Settings
 from tickets.categories import SEPARATOR
 from tickets.errors import InvalidInput
 from tickets.models import Department, Ticket, TicketEvent, TicketMetricsDaily
-from tickets.settings_cache import default_settings
 from tickets.states import State
 
 GroupBy = Literal["department", "category", "area"]
@@ -229,13 +228,12 @@ async def _report(session: AsyncSession, start: datetime, end: datetime, by: str
 
 
 async def metrics(session: AsyncSession, start: datetime, end: datetime, by: str | None = None,
-                  now: datetime | None = None, *, settings: Settings | None = None) -> dict[str, Any]:
+                  now: datetime | None = None, *, settings: Settings) -> dict[str, Any]:
     """The metrics of the tickets received in ``[start, end)``, in total and per group of ``by``.
 
     Whole local days come from the rollup plus their unsettled tickets; the partial days at the edges from the
     tickets table."""
     _check(start, end, now, by)
-    settings = settings or default_settings()
     tz = ZoneInfo(settings.timezone)
     now = now or datetime.now(tz)
     first, stop = _full_days(start, end, tz)
@@ -253,11 +251,10 @@ async def metrics(session: AsyncSession, start: datetime, end: datetime, by: str
 
 
 async def reference_metrics(session: AsyncSession, start: datetime, end: datetime, by: str | None = None,
-                            now: datetime | None = None, *, settings: Settings | None = None) -> dict[str, Any]:
+                            now: datetime | None = None, *, settings: Settings) -> dict[str, Any]:
     """:func:`metrics` computed directly over every ticket of the cohort (no rollup): the reference it must
     equal, and the way to check the rollup (``hotline metrics --check``)."""
     _check(start, end, now, by)
-    settings = settings or default_settings()
     now = now or datetime.now(ZoneInfo(settings.timezone))
     rows = await _ticket_rows(session, (Ticket.created_at >= start) & (Ticket.created_at < end), by, now,
                               join_events=True)

@@ -234,3 +234,13 @@ async def _summaries(session: AsyncSession, rows: list[Any]) -> list[TicketSumma
         )
         for r in rows
     ]
+
+
+async def tickets_of_calls(session: AsyncSession, call_ids: Iterable[str]) -> dict[str, str]:
+    """Call id (Asterisk Uniqueid) → the number of the first ticket filed from that call."""
+    ids = [c for c in call_ids if c]
+    if not ids:
+        return {}
+    rows = (await session.execute(select(Ticket.call_id, Ticket.ticket_no).where(Ticket.call_id.in_(ids))
+                                  .order_by(Ticket.id.desc()))).all()
+    return {call_id: ticket_no for call_id, ticket_no in rows if call_id}

@@ -7,7 +7,7 @@ connection the database dropped before the commit is run again once on a fresh o
 ticket's number is committed before its transaction (:mod:`tickets.numbering`: no waiting, possible gaps), and
 ``create_ticket`` writes the ticket, its event and its links as one statement (:mod:`tickets.intake_pg`).
 Sessions should come from ``hotline.db.make_sessionmaker`` (``expire_on_commit=False``).
-``settings`` defaults to ``config.load_settings()``, read once (:mod:`tickets.settings_cache`).
+``settings`` comes from the caller (the composition root loads it once).
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ from tickets.schemas import (
     check_note,
     parse_fields,
 )
-from tickets.settings_cache import default_settings
 from tickets.states import State, check
 from tickets.states import replay as replay_steps
 from tickets.worktime import WorkCalendar
@@ -82,8 +81,7 @@ class _Context:
     now: datetime
 
 
-def _context(session: AsyncSession, settings: Settings | None, now: datetime | None) -> _Context:
-    settings = settings or default_settings()
+def _context(session: AsyncSession, settings: Settings, now: datetime | None) -> _Context:
     tz = ZoneInfo(settings.timezone)
     if now is not None and now.tzinfo is None:
         raise InvalidInput("时间必须带时区", code="ticket.naive_time", field="now")
@@ -423,7 +421,7 @@ def _attach_as_loaded(session: AsyncSession, values: dict[str, Any], links: list
 
 
 async def create_ticket(session: AsyncSession, draft: TicketDraft, actor: Actor, *, now: datetime | None = None,
-                        settings: Settings | None = None, submission_key: str | None = None) -> Ticket:
+                        settings: Settings, submission_key: str | None = None) -> Ticket:
     """受理: a new ticket in state ``accepted`` with its number, deadline and repeat links. A
     ``submission_key`` is kept in the creation event (see :mod:`tickets.intake`)."""
     ctx = _context(session, settings, now)
@@ -436,7 +434,7 @@ async def create_ticket(session: AsyncSession, draft: TicketDraft, actor: Actor,
 
 
 async def close_instant(session: AsyncSession, draft: TicketDraft, answer: str, actor: Actor, *,
-                        now: datetime | None = None, settings: Settings | None = None) -> Ticket:
+                        now: datetime | None = None, settings: Settings) -> Ticket:
     """即办: create the ticket and close it with the answer given on the spot, in one transaction."""
     ctx = _context(session, settings, now)
     check(State.ACCEPTED, "close_instant", actor.role)
@@ -450,7 +448,7 @@ async def close_instant(session: AsyncSession, draft: TicketDraft, answer: str, 
 
 
 async def apply(session: AsyncSession, ticket_no: str, action: str, actor: Actor, *, expected_version: int,
-                note: str = "", now: datetime | None = None, settings: Settings | None = None,
+                note: str = "", now: datetime | None = None, settings: Settings,
                 **fields: Any) -> Ticket:
     """Perform ``action`` (see ``tickets.states.TRANSITIONS``) on the ticket read at ``expected_version``.
 
@@ -476,7 +474,7 @@ def _require_version(ticket: Ticket, expected_version: int) -> None:
 
 async def record_callback(session: AsyncSession, ticket_no: str, result: str, actor: Actor, *,
                           expected_version: int | None = None, now: datetime | None = None,
-                          settings: Settings | None = None) -> Ticket:
+                          settings: Settings) -> Ticket:
     """回访 result: satisfied / basically_satisfied → 办结; unsatisfied → 二次派单; unreachable → another
     attempt later, or 办结 as "unreachable" once ``settings.callback.max_attempts`` attempts failed.
     ``expected_version``: the version a person's form was read at (a stale one is a VersionConflict); None for
@@ -541,7 +539,7 @@ def record_note(session: AsyncSession, *, ticket_id: int, state: str, action: st
                             payload=payload or {}))
 
 
-async def due_for_callback(session: AsyncSession, now: datetime, *, settings: Settings | None = None) -> list[Ticket]:
+async def due_for_callback(session: AsyncSession, now: datetime, *, settings: Settings) -> list[Ticket]:
     """Tickets to call back now: verified ones, and those whose last unanswered attempt is old enough.
 
     Empty outside the allowed call-back hours (``settings.callback``)."""

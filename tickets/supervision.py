@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from config import Settings, load_settings
+from config import Settings
 from config.settings import SHIPPED_TOML
 from tickets import outbox
 from tickets.categories import SEPARATOR
@@ -148,10 +148,9 @@ def add_supervision(session: AsyncSession, ticket: Ticket, responsible: Responsi
 
 
 async def supervise(session: AsyncSession, ticket_no: str, actor: Actor, *, note: str = "",
-                    now: datetime | None = None, settings: Settings | None = None,
+                    now: datetime | None = None, settings: Settings,
                     catalogue: Catalogue | None = None) -> TicketSupervision:
     """督办 by hand: a leader, dispatcher or admin presses the ticket's department; one transaction."""
-    settings = settings or load_settings()
     check_actor(actor)
     if actor.role not in SUPERVISORS:
         raise Forbidden(f"{ROLE_LABELS.get(actor.role, actor.role)}无权督办工单", code="ticket.role_forbidden")

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from config import Settings, load_settings
+from config import Settings
 from config.settings import OfficeHours
 from tickets import outbox, supervision
 from tickets.deadlines import remaining_share
@@ -198,10 +198,9 @@ def _now(now: datetime | None, settings: Settings) -> datetime:
     return (now or datetime.now(ZoneInfo(settings.timezone))).astimezone(ZoneInfo(settings.timezone))
 
 
-async def scan_warnings(session: AsyncSession, *, now: datetime | None = None, settings: Settings | None = None,
+async def scan_warnings(session: AsyncSession, *, now: datetime | None = None, settings: Settings,
                         catalogue: Catalogue | None = None) -> ScanReport:
     """Bring the warnings table in line with the open tickets at ``now``; one transaction."""
-    settings = settings or load_settings()
     now = _now(now, settings)
     cal = ScanCalendar.from_settings(settings)
     wall_clock_tiers = frozenset(t.name for t in settings.deadlines.tiers if t.hours)

@@ -11,8 +11,7 @@ content.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Any, Literal
 
@@ -20,8 +19,7 @@ from aiohttp import web
 from pydantic import Field, ValidationError, model_validator
 
 from agent_console import keys
-from agent_console.errors import Forbidden, NotFound
-from agent_console.middleware import DomainError
+from agent_console.errors import Forbidden, NotFound, console_error
 from agent_console.roles import ALL_ROLES, Role
 from agent_console.routing import Call, RouteTable, render_page
 from agent_console.schemas import Model
@@ -43,9 +41,6 @@ Status = Literal["draft", "published", "archived"]
 MissReason = Literal["unanswered", "low_confidence", "not_solved"]
 ACTION_LABELS = {"create": "新建", "update": "修改", "publish": "发布", "archive": "归档"}
 MISS_LABELS = {"unanswered": "未找到答案", "low_confidence": "置信度低", "not_solved": "来电人称未解决"}
-# Knowledge error code → HTTP status (the code and the Chinese message are shown as they are).
-ERROR_STATUSES = {"kb_not_found": 404, "kb_version_conflict": 409, "kb_illegal_status": 409,
-                  "kb_duplicate_question": 409}
 assert set(STATUSES) == set(Status.__args__) and set(MISS_REASONS) == set(MissReason.__args__)  # type: ignore[attr-defined]
 
 
@@ -206,17 +201,6 @@ def entry_out(call: Call[Any], e: KnowledgeEntry) -> EntryOut:
                     editable=may_edit(call, e.department))
 
 
-@asynccontextmanager
-async def knowledge_errors() -> AsyncIterator[None]:
-    """Knowledge-service refusals as console errors with their own code and Chinese message."""
-    try:
-        yield
-    except KnowledgeInvalid as exc:
-        raise DomainError(422, exc.code, exc.message) from None
-    except KnowledgeError as exc:
-        raise DomainError(ERROR_STATUSES.get(exc.code, 400), exc.code, exc.message) from None
-
-
 def _entry_id(call: Call[Any]) -> int:
     raw = call.request.match_info["entry_id"]
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
@@ -239,14 +223,14 @@ def _content(call: Call[Any], body: EntryIn, extra: dict[str, Any]) -> EntryCont
 
 
 async def _create(call: Call[Any], body: EntryIn) -> KnowledgeEntry:
-    async with knowledge_errors(), call.db() as db:
+    async with call.db() as db:
         entry = await kb.create_entry(db, _content(call, body, {}), call.user.username, now=call.now)
     await _changed(call)
     return entry
 
 
 async def _update(call: Call[Any], entry_id: int, body: EntryIn, expected_version: int) -> KnowledgeEntry:
-    async with knowledge_errors(), call.db() as db:
+    async with call.db() as db:
         current = await kb.get_entry(db, entry_id)
         _require_edit(call, current)
         content = _content(call, body, dict(current.extra or {}))
@@ -261,7 +245,7 @@ STATUS_SERVICES: dict[str, StatusService] = {"publish": kb.publish_entry, "archi
 
 
 async def _set_status(call: Call[Any], entry_id: int, action: str, expected_version: int) -> KnowledgeEntry:
-    async with knowledge_errors(), call.db() as db:
+    async with call.db() as db:
         _require_edit(call, await kb.get_entry(db, entry_id))
         entry = await STATUS_SERVICES[action](db, entry_id, call.user.username, expected_version=expected_version,
                                               now=call.now)
@@ -290,7 +274,7 @@ async def entry_create_api(call: Call[EntryIn]) -> EntryOut:
 
 @routes.api("GET", "/api/v1/knowledge/entries/{entry_id}", summary="知识条目详情", roles=READERS, response=EntryOut)
 async def entry_api(call: Call[None]) -> EntryOut:
-    async with knowledge_errors(), call.db() as db:
+    async with call.db() as db:
         return entry_out(call, await kb.get_entry(db, _entry_id(call)))
 
 
@@ -321,7 +305,7 @@ def _revisions(rows: list[Any]) -> list[RevisionOut]:
             response=RevisionList)
 async def entry_history_api(call: Call[None]) -> RevisionList:
     entry_id = _entry_id(call)
-    async with knowledge_errors(), call.db() as db:
+    async with call.db() as db:
         await kb.get_entry(db, entry_id)
         return RevisionList(revisions=_revisions(await kb.entry_history(db, entry_id)))
 
@@ -362,7 +346,7 @@ def _form_body(form: EntryForm) -> EntryIn:
     try:
         return EntryIn.model_validate(data)
     except ValidationError as exc:
-        raise KnowledgeInvalid("kb_invalid_entry", describe(exc)) from None
+        raise KnowledgeInvalid("kb.invalid_entry", describe(exc)) from None
 
 
 def _form_of(entry: KnowledgeEntry | None) -> dict[str, str]:
@@ -431,13 +415,10 @@ async def knowledge_create(call: Call[EntryForm]) -> web.Response:
                                  status=422)
     try:
         entry = await _create(call, _form_body(call.body))
-    except (DomainError, KnowledgeInvalid, Forbidden) as exc:
-        return await _entry_page(call, None, form=call.form, error=exc.message, status=_status(exc))
+    except (KnowledgeError, Forbidden) as exc:
+        refusal = console_error(exc)
+        return await _entry_page(call, None, form=call.form, error=refusal.message, status=refusal.status)
     return see_other(f"/knowledge/{entry.id}?saved=1")
-
-
-def _status(exc: Exception) -> int:
-    return getattr(exc, "status", 422)
 
 
 class SavedQuery(Model):
@@ -448,17 +429,25 @@ class SavedQuery(Model):
              name="knowledge_entry_page", errors=(404,))
 async def knowledge_entry_page(call: Call[None]) -> web.Response:
     entry_id = _entry_id(call)
-    async with knowledge_errors(), call.db() as db:
+    async with call.db() as db:
         entry = await kb.get_entry(db, entry_id)
         history = _revisions(await kb.entry_history(db, entry_id))
     return await _entry_page(call, entry, history=history, saved=bool(call.query.saved))
 
 
 async def _reload_page(call: Call[Any], entry_id: int, error: str, status: int) -> web.Response:
-    async with knowledge_errors(), call.db() as db:
+    async with call.db() as db:
         entry = await kb.get_entry(db, entry_id)
         history = _revisions(await kb.entry_history(db, entry_id))
     return await _entry_page(call, entry, form=call.form or None, error=error, status=status, history=history)
+
+
+async def _refused(call: Call[Any], entry_id: int, exc: KnowledgeError | Forbidden) -> web.Response:
+    """The entry page again with the refusal; a missing entry stays a 404."""
+    refusal = console_error(exc)
+    if refusal.status == 404:
+        raise exc
+    return await _reload_page(call, entry_id, refusal.message, refusal.status)
 
 
 @routes.page("POST", "/knowledge/{entry_id}", title="修改知识条目", roles=EDITORS, form=EntryForm,
@@ -470,10 +459,8 @@ async def knowledge_update(call: Call[EntryForm]) -> web.Response:
                                   422)
     try:
         await _update(call, entry_id, _form_body(call.body), call.body.expected_version)
-    except (DomainError, KnowledgeInvalid, Forbidden) as exc:
-        if _status(exc) == 404:
-            raise
-        return await _reload_page(call, entry_id, exc.message, _status(exc))
+    except (KnowledgeError, Forbidden) as exc:
+        return await _refused(call, entry_id, exc)
     return see_other(f"/knowledge/{entry_id}?saved=1")
 
 
@@ -483,10 +470,8 @@ async def _status_form(call: Call[StatusForm], action: str) -> web.Response:
         return await _reload_page(call, entry_id, call.invalid.message if call.invalid else "输入有误", 422)
     try:
         await _set_status(call, entry_id, action, call.body.expected_version)
-    except (DomainError, Forbidden) as exc:
-        if _status(exc) == 404:
-            raise
-        return await _reload_page(call, entry_id, exc.message, _status(exc))
+    except (KnowledgeError, Forbidden) as exc:
+        return await _refused(call, entry_id, exc)
     return see_other(f"/knowledge/{entry_id}?saved=1")
 
 

@@ -9,8 +9,6 @@ earlier tickets, and a ticket form on channel ``leader-line`` (领导专线).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -22,9 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_console import keys
 from agent_console.auth import find_user
-from agent_console.errors import NotFound
+from agent_console.errors import NotFound, console_error
 from agent_console.masking import mask_phone
-from agent_console.middleware import DomainError
 from agent_console.roles import Role
 from agent_console.routing import Call, RouteTable, render_page
 from agent_console.schemas import Model
@@ -41,7 +38,6 @@ routes = RouteTable("leaders")
 VIEWERS = frozenset({Role.LEADER, Role.ADMIN, Role.DISPATCHER})
 EDITORS = frozenset({Role.ADMIN, Role.DISPATCHER})
 LINE_ROLES = frozenset({Role.LEADER, Role.ADMIN})
-ERROR_STATUSES = {schedule.InvalidShift: 422, schedule.OverlappingShift: 409, schedule.ShiftNotFound: 404}
 HISTORY_SIZE = 10
 PAST_DAYS, FUTURE_DAYS = 7, 60  # the page shows this window around today
 
@@ -97,14 +93,6 @@ class ShiftForm(Model):
     account: str = ""
 
 
-@asynccontextmanager
-async def schedule_errors() -> AsyncIterator[None]:
-    try:
-        yield
-    except schedule.LeaderScheduleError as exc:
-        raise DomainError(ERROR_STATUSES.get(type(exc), 400), exc.code, exc.message) from None
-
-
 def _tz(call: Call[Any]) -> ZoneInfo:
     return ZoneInfo(call.app[keys.SETTINGS].timezone)
 
@@ -124,7 +112,7 @@ def _shift_id(call: Call[Any]) -> int:
 
 
 async def _add(call: Call[Any], body: ShiftIn) -> LeaderShift:
-    async with schedule_errors(), call.db() as db:
+    async with call.db() as db:
         shift = schedule.validate_shift(schedule.ShiftInput(body.day, body.start, body.end, body.leader_name,
                                                             body.interface, body.title, body.department, body.account))
         if shift.account:
@@ -152,7 +140,7 @@ async def shift_create_api(call: Call[ShiftIn]) -> ShiftOut:
 @routes.api("DELETE", "/api/v1/leader-shifts/{shift_id}", summary="取消领导接听安排", roles=EDITORS,
             response=ShiftOut)
 async def shift_delete_api(call: Call[None]) -> ShiftOut:
-    async with schedule_errors(), call.db() as db:
+    async with call.db() as db:
         row = await schedule.remove_shift(db, _shift_id(call))
     return shift_out(row, call.now, _tz(call))
 
@@ -185,15 +173,16 @@ async def leaders_add(call: Call[ShiftForm]) -> web.Response:
         return await _schedule_page(call, error="请填写日期、开始与结束时间、领导姓名和接听终端", status=422)
     try:
         row = await _add(call, body)
-    except DomainError as exc:
-        return await _schedule_page(call, error=exc.message, status=exc.status)
+    except schedule.LeaderScheduleError as exc:
+        refusal = console_error(exc)
+        return await _schedule_page(call, error=refusal.message, status=refusal.status)
     return see_other(f"/leaders?added={row.id}")
 
 
 @routes.page("POST", "/leaders/{shift_id}/delete", title="取消领导接听安排", roles=EDITORS, name="leaders_delete",
              errors=(404,))
 async def leaders_delete(call: Call[None]) -> web.Response:
-    async with schedule_errors(), call.db() as db:
+    async with call.db() as db:
         await schedule.remove_shift(db, _shift_id(call))
     return see_other("/leaders")
 
@@ -326,5 +315,6 @@ async def leader_line_ticket(call: Call[LineForm]) -> web.Response:
     except ValueError:
         return await _line_page(call, error="请填写诉求内容并选择诉求类型", status=422)
     except (TicketError, NotFound) as exc:
-        return await _line_page(call, error=exc.message, status=getattr(exc, "status", 422))
+        refusal = console_error(exc)
+        return await _line_page(call, error=refusal.message, status=refusal.status)
     return see_other(f"/leader-line?created={created.ticket_no}")

@@ -56,7 +56,7 @@ async def _on_message(ws: web.WebSocketResponse, sub: Subscription, call: Call[N
         msg = json.loads(raw)
         kind, topics = msg.get("type"), msg.get("topics", [])
     except (json.JSONDecodeError, AttributeError):
-        await ws.send_json({"type": "error", "code": "bad_message", "message": "消息不是有效的 JSON 对象"})
+        await ws.send_json({"type": "error", "code": "console.bad_message", "message": "消息不是有效的 JSON 对象"})
         return
     if kind == "ping":
         await ws.send_json({"type": "pong"})
@@ -67,13 +67,13 @@ async def _on_message(ws: web.WebSocketResponse, sub: Subscription, call: Call[N
             return
         refused = [t for t in topics if not call.app[keys.HUB].may_subscribe(call.user, t)]
         if refused or len(sub.topics | set(topics)) > MAX_TOPICS:
-            await ws.send_json({"type": "error", "code": "forbidden_topic", "message": "无权订阅该频道",
+            await ws.send_json({"type": "error", "code": "console.forbidden_topic", "message": "无权订阅该频道",
                                 "topics": refused})
             return
         sub.topics.update(topics)
         await ws.send_json({"type": "subscribed", "topics": topics})
     else:
-        await ws.send_json({"type": "error", "code": "bad_message", "message": "不支持的消息类型"})
+        await ws.send_json({"type": "error", "code": "console.bad_message", "message": "不支持的消息类型"})
 
 
 @routes.socket("/ws", summary="实时推送（WebSocket，按频道订阅）", name="live")

@@ -20,7 +20,7 @@ HEALTH_DB_TIMEOUT_S = 5.0
 
 
 class MetricsTokenRequired(Unauthenticated):
-    code = "metrics_token_required"
+    code = "console.metrics_token_required"
     default_message = "需要指标访问令牌（Authorization: Bearer）"
 
 

@@ -218,6 +218,10 @@ class TicketExport:
                 "是" if t.is_repeat else "", WARNING_LABELS.get(t.warning or "", ""))])
         self.rows += len(items)
 
+    def discard(self) -> None:
+        """Close the sheet's writer of an export that will not be saved (a refused query)."""
+        self.ws.close()
+
     def save(self) -> IO[bytes]:
         out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # closed by the caller
         self.wb.save(out)
@@ -247,16 +251,10 @@ def _created_range(q: TicketQuery, tz: ZoneInfo) -> tuple[datetime | None, datet
     return start, end
 
 
-@routes.page("GET", "/reports/tickets.xlsx", title="工单导出（Excel）", roles=EXPORT_ROLES, query=TicketQuery,
-             name="tickets_xlsx", errors=(422,))
-async def tickets_xlsx(call: Call[None]) -> web.StreamResponse:
-    q: TicketQuery = call.query
+async def _fill(call: Call[Any], q: TicketQuery, export: TicketExport, created_from: datetime | None,
+                created_to: datetime | None) -> bool:
+    """Add the tickets the query selects, page by page, up to the export limit; True when it cut the list."""
     settings = call.app[keys.SETTINGS]
-    tz = ZoneInfo(settings.timezone)
-    created_from, created_to = _created_range(q, tz)
-    async with call.db() as db:
-        names = await department_names(db)
-    export = TicketExport(call.role, tz, names)
     cursor, truncated = None, False
     while not call.scope.nothing:
         limit = min(MAX_LIMIT, settings.cockpit.export_max_rows - export.rows)
@@ -274,6 +272,24 @@ async def tickets_xlsx(call: Call[None]) -> web.StreamResponse:
         if export.rows >= settings.cockpit.export_max_rows:
             truncated = True
             break
+    return truncated
+
+
+@routes.page("GET", "/reports/tickets.xlsx", title="工单导出（Excel）", roles=EXPORT_ROLES, query=TicketQuery,
+             name="tickets_xlsx", errors=(422,))
+async def tickets_xlsx(call: Call[None]) -> web.StreamResponse:
+    q: TicketQuery = call.query
+    settings = call.app[keys.SETTINGS]
+    tz = ZoneInfo(settings.timezone)
+    created_from, created_to = _created_range(q, tz)
+    async with call.db() as db:
+        names = await department_names(db)
+    export = TicketExport(call.role, tz, names)
+    try:
+        truncated = await _fill(call, q, export, created_from, created_to)
+    except BaseException:
+        export.discard()
+        raise
     file = await asyncio.to_thread(export.save)
     try:
         name = f"工单导出-{call.now.astimezone(tz):%Y%m%d-%H%M}.xlsx"

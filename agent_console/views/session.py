@@ -115,7 +115,7 @@ async def login_submit(call: Call[LoginForm]) -> web.StreamResponse:
             login = await call.app[keys.ACCOUNTS].login(db, call.body.username, call.body.password, call.origin,
                                                         call.now)
     except (InvalidCredentials, TooManyRequests, PasswordCheckBusy) as exc:
-        metrics.logins.labels(exc.code).inc()
+        metrics.logins.labels(exc.code.removeprefix("console.")).inc()  # outcome labels stay short
         return _login_form(call, token=token, error=exc.message, status=exc.status)
     metrics.logins.labels("success").inc()
     settings = call.app[keys.SETTINGS].console

@@ -16,8 +16,7 @@ from aiohttp import web
 from pydantic import Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agent_console import keys
-from agent_console.errors import ConsoleError, InvalidInput, NotFound, invalid_input
+from agent_console.errors import ConsoleError, InvalidInput, NotFound, console_error, invalid_input
 from agent_console.roles import Role
 from agent_console.routing import Call, RouteTable, render_page
 from agent_console.schemas import Model
@@ -37,6 +36,7 @@ from agent_console.views.tickets_view import (
     ticket_out,
     visible_ticket,
 )
+from config.errors import HotlineError
 from tickets import errors as ticket_errors
 from tickets import models as m
 from tickets.attachments import get_attachment
@@ -198,11 +198,9 @@ async def detail_context(call: Call[Any], ticket_no: str) -> dict[str, Any]:
             "may_upload": call.role == Role.HANDLER and any(a.action == "reply" for a in out.actions)}
 
 
-def status_of(call: Call[Any], exc: Exception) -> int:
-    """The HTTP status the API would answer for ``exc``."""
-    if isinstance(exc, ConsoleError):
-        return exc.status
-    return next((status for cls, status in call.app[keys.DOMAIN_ERRORS].items() if isinstance(exc, cls)), 400)
+def status_of(_call: Call[Any], exc: ConsoleError | HotlineError) -> int:
+    """The HTTP status the API would answer for ``exc`` (:func:`agent_console.errors.console_error`)."""
+    return console_error(exc).status
 
 
 async def render_detail(call: Call[Any], ticket_no: str, *, error: str | None = None, status: int = 200

@@ -82,7 +82,7 @@ def _restart(settings: Settings, _args: argparse.Namespace) -> int:
 def _call(settings: Settings, args: argparse.Namespace) -> int:
     info = LocalPbx(settings).status()
     if info is None:
-        raise PbxError("pbx_not_running", "本地 PBX 未运行，请先执行 hotline pbx start")
+        raise PbxError("pbx.not_running", "本地 PBX 未运行，请先执行 hotline pbx start")
     report = asyncio.run(_place(settings, info, args))
     print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     return 0

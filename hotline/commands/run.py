@@ -69,13 +69,14 @@ async def _run_services(settings: Settings, sessionmaker: async_sessionmaker[Asy
     from asr.bot import build_bot
     from hotline.runtime import until_signalled
     from hotline.wiring import ConsoleFeed, ControllerCallControl, bot_hooks, username_from_interface
-    from ivr.callbacks import CallbackScheduler
+    from ivr.callbacks import CallbackScheduler, MissedCallJob
     from ivr.controller import build_controller
     from tickets.warnings import run_warning_scans
 
     hub = Hub()
     controller = build_controller(settings, sessionmaker)
     callbacks = CallbackScheduler(controller, sessionmaker, settings)
+    missed_calls = CallbackScheduler(controller, sessionmaker, settings, job=MissedCallJob(settings))
     feed = ConsoleFeed(controller, hub, sessionmaker, username_from_interface, lambda: datetime.now(UTC))
 
     async def knowledge_changed() -> None:
@@ -94,6 +95,7 @@ async def _run_services(settings: Settings, sessionmaker: async_sessionmaker[Asy
     await bot.start()
     await web.TCPSite(runner, settings.console.host, settings.console.port).start()
     background = [asyncio.create_task(callbacks.run(), name="callbacks"),
+                  asyncio.create_task(missed_calls.run(), name="missed-call-callbacks"),
                   asyncio.create_task(run_warning_scans(sessionmaker, settings, stop), name="warnings"),
                   asyncio.create_task(run_public_pruning(sessionmaker, settings, stop, lambda: datetime.now(UTC)),
                                       name="public-pruning")]

@@ -72,7 +72,7 @@ class PbxInfo:
 
 def _require_root() -> None:
     if os.geteuid() != 0:
-        raise PbxError("pbx_needs_root", "本地 PBX 需要 root 权限 (debootstrap、chroot、mount)")
+        raise PbxError("pbx.needs_root", "本地 PBX 需要 root 权限 (debootstrap、chroot、mount)")
 
 
 def _alive_in(pid: int, root: Path) -> bool:
@@ -112,7 +112,7 @@ def _asterisk_ids(root: Path) -> tuple[int, int]:
         parts = line.split(":")
         if parts[0] == "asterisk":
             return int(parts[2]), int(parts[3])
-    raise PbxError("pbx_root_broken", "Asterisk 运行环境不完整 (缺少 asterisk 用户)")
+    raise PbxError("pbx.root_broken", "Asterisk 运行环境不完整 (缺少 asterisk 用户)")
 
 
 class LocalPbx:
@@ -194,9 +194,9 @@ class LocalPbx:
             proc = subprocess.run(["chroot", str(self.root), *ASTERISK, "-rx", command],
                                   capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
-            raise PbxError("pbx_cli_timeout", "Asterisk 控制台命令超时", command) from None
+            raise PbxError("pbx.cli_timeout", "Asterisk 控制台命令超时", command) from None
         if proc.returncode != 0:
-            raise PbxError("pbx_cli_failed", "Asterisk 控制台命令失败", f"{command}: {proc.stderr.strip()}")
+            raise PbxError("pbx.cli_failed", "Asterisk 控制台命令失败", f"{command}: {proc.stderr.strip()}")
         return proc.stdout
 
     # ---- steps ------------------------------------------------------------------------------------------
@@ -236,9 +236,9 @@ class LocalPbx:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise PbxError("pbx_boot_timeout", "Asterisk 启动超时", self._log_tail())
+                raise PbxError("pbx.boot_timeout", "Asterisk 启动超时", self._log_tail())
             if not _alive_in(pid, self.root) and _wait_exit(pid, 0):
-                raise PbxError("pbx_start_failed", "Asterisk 启动失败", self._log_tail())
+                raise PbxError("pbx.start_failed", "Asterisk 启动失败", self._log_tail())
             try:
                 if "fully booted" in self.rx("core waitfullybooted", timeout=remaining).lower():
                     break
@@ -253,9 +253,9 @@ class LocalPbx:
             with socket.create_connection((host, port), timeout=5) as sock:
                 banner = sock.makefile("rb").readline(200)
         except OSError as exc:
-            raise PbxError("pbx_ami_unreachable", "Asterisk 管理接口 (AMI) 无法连接", f"{host}:{port}: {exc}") from None
+            raise PbxError("pbx.ami_unreachable", "Asterisk 管理接口 (AMI) 无法连接", f"{host}:{port}: {exc}") from None
         if not banner.startswith(b"Asterisk Call Manager"):
-            raise PbxError("pbx_ami_unreachable", "AMI 端口被其他程序占用", f"{host}:{port}: {banner!r}")
+            raise PbxError("pbx.ami_unreachable", "AMI 端口被其他程序占用", f"{host}:{port}: {banner!r}")
 
     def _terminate(self, pid: int) -> None:
         for sig in (signal.SIGTERM, signal.SIGKILL):

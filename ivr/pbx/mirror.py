@@ -120,6 +120,6 @@ def debian_mirror(configured: str = "", sources_list: Path = APT_SOURCES_LIST,
         return configured.rstrip("/")
     uri = pick_debian_archive(read_apt_sources(sources_list, sources_dir))
     if uri is None:
-        raise PbxError("pbx_mirror_not_found", "在本机 apt 源中找不到 Debian 主仓库，请设置 HOTLINE_PBX_MIRROR",
+        raise PbxError("pbx.mirror_not_found", "在本机 apt 源中找不到 Debian 主仓库，请设置 HOTLINE_PBX_MIRROR",
                        f"searched {sources_list} and {sources_dir}")
     return uri

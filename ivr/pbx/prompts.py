@@ -23,20 +23,20 @@ STAMP = ".prompts.sha256"
 def _require(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        raise PbxError("pbx_tool_missing", f"缺少系统工具 {tool}，请安装 Debian 软件包 {tool}", tool)
+        raise PbxError("pbx.tool_missing", f"缺少系统工具 {tool}，请安装 Debian 软件包 {tool}", tool)
     return path
 
 
 def _run(cmd: list[str]) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise PbxError("pbx_audio_failed", "语音文件生成失败", f"{' '.join(cmd)}: {proc.stderr.strip()}")
+        raise PbxError("pbx.audio_failed", "语音文件生成失败", f"{' '.join(cmd)}: {proc.stderr.strip()}")
 
 
 def to_asterisk_wav(source: Path, target: Path) -> None:
     """Any audio file sox reads → 8 kHz mono 16-bit WAV (what format_wav plays without transcoding)."""
     if not source.is_file():
-        raise PbxError("pbx_audio_missing", f"音频文件不存在：{source}", str(source))
+        raise PbxError("pbx.audio_missing", f"音频文件不存在：{source}", str(source))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp.wav")
     _run([_require("sox"), "-G", str(source), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", str(tmp)])

@@ -63,14 +63,14 @@ def template_names(template_dir: Path = TEMPLATE_DIR) -> list[str]:
 
 def _check(values: Mapping[str, Any]) -> None:
     if not str(values.get("ami_secret", "")).strip():
-        raise PbxError("pbx_empty_secret", "AMI 密码为空，拒绝生成配置")
+        raise PbxError("pbx.empty_secret", "AMI 密码为空，拒绝生成配置")
     if not str(values.get("ami_username", "")).strip():
-        raise PbxError("pbx_empty_secret", "AMI 用户名为空，拒绝生成配置")
+        raise PbxError("pbx.empty_secret", "AMI 用户名为空，拒绝生成配置")
     for ext, password in dict(values.get("agents", {})).items():
         if not str(password).strip():
-            raise PbxError("pbx_empty_secret", f"分机 {ext} 的 SIP 密码为空，拒绝生成配置")
+            raise PbxError("pbx.empty_secret", f"分机 {ext} 的 SIP 密码为空，拒绝生成配置")
     if values.get("rtp_start", 0) > values.get("rtp_end", 0):
-        raise PbxError("pbx_bad_ports", "RTP 端口范围无效 (rtp_start > rtp_end)")
+        raise PbxError("pbx.bad_ports", "RTP 端口范围无效 (rtp_start > rtp_end)")
 
 
 def render_all(values: Mapping[str, Any], template_dir: Path = TEMPLATE_DIR) -> dict[str, str]:
@@ -85,7 +85,7 @@ def render_all(values: Mapping[str, Any], template_dir: Path = TEMPLATE_DIR) -> 
         try:
             out[name] = env.get_template(name).render(**values)
         except jinja2.UndefinedError as exc:
-            raise PbxError("pbx_template_value_missing", f"配置模板 {name} 缺少取值", str(exc)) from None
+            raise PbxError("pbx.template_value_missing", f"配置模板 {name} 缺少取值", str(exc)) from None
     return out
 
 

@@ -56,7 +56,7 @@ def ensure_root(cache_dir: Path, suite: str, mirror: str) -> Path:
 def _debootstrap(target: Path, suite: str, mirror: str) -> None:
     for tool in ("debootstrap", "unshare", "chroot"):
         if shutil.which(tool) is None:
-            raise PbxError("pbx_tool_missing", f"缺少系统工具 {tool}，请安装 Debian 软件包 debootstrap", tool)
+            raise PbxError("pbx.tool_missing", f"缺少系统工具 {tool}，请安装 Debian 软件包 debootstrap", tool)
     cmd = ["unshare", "--mount", "--", "debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}"]
     # Verified download: the Debian archive keyring of this machine also signs sid's Release file.
     if KEYRING.is_file():
@@ -67,5 +67,5 @@ def _debootstrap(target: Path, suite: str, mirror: str) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
-        raise PbxError("pbx_build_failed", "构建 Asterisk 运行环境失败 (debootstrap)", tail)
+        raise PbxError("pbx.build_failed", "构建 Asterisk 运行环境失败 (debootstrap)", tail)
     log.info("Asterisk root built in %.0f s", time.monotonic() - started)

@@ -43,10 +43,10 @@ async def ami_connect(info: PbxInfo, *, secret: str | None = None, timeout_s: fl
         response = await asyncio.wait_for(login, timeout_s) if login is not None else None
     except (OSError, TimeoutError) as exc:
         manager.close()
-        raise PbxError("pbx_ami_unreachable", "无法连接 Asterisk 管理接口 (AMI)", str(exc)) from None
+        raise PbxError("pbx.ami_unreachable", "无法连接 Asterisk 管理接口 (AMI)", str(exc)) from None
     if response is None or not response.success:
         manager.close()
-        raise PbxError("pbx_ami_login_failed", "AMI 登录失败 (用户名或密码错误)", str(getattr(response, "message", "")))
+        raise PbxError("pbx.ami_login_failed", "AMI 登录失败 (用户名或密码错误)", str(getattr(response, "message", "")))
     return manager
 
 
@@ -175,9 +175,9 @@ async def place_call(info: PbxInfo, audio: Path | None, *, caller: str = "138001
     With *sessionmaker* the ticket made from the call is looked up once it has ended.
     """
     if context not in CALL_CONTEXTS:
-        raise PbxError("pbx_bad_context", f"不支持的呼入上下文：{context}", ", ".join(CALL_CONTEXTS))
+        raise PbxError("pbx.bad_context", f"不支持的呼入上下文：{context}", ", ".join(CALL_CONTEXTS))
     if dtmf and not all(c in "0123456789*#" for c in dtmf):
-        raise PbxError("pbx_bad_dtmf", f"按键只能是 0-9、* 和 #：{dtmf}")
+        raise PbxError("pbx.bad_dtmf", f"按键只能是 0-9、* 和 #：{dtmf}")
     name = await asyncio.to_thread(install_test_audio, info, audio) if audio else ""
     variables = [f"TEST_WAIT={caller_wait_s}"]
     if name:
@@ -200,13 +200,13 @@ async def place_call(info: PbxInfo, audio: Path | None, *, caller: str = "138001
         }), timeout_s)
         final = response[-1] if isinstance(response, list) else response
         if final.get("Response") != "Success":
-            raise PbxError("pbx_originate_failed", "模拟呼叫发起失败", str(dict(final)))
+            raise PbxError("pbx.originate_failed", "模拟呼叫发起失败", str(dict(final)))
         report.channel = final.get("Channel") or "Local/s@test-caller/n"
         if wait:
             try:
                 await asyncio.wait_for(follower.hung_up.wait(), timeout_s)
             except TimeoutError:
-                raise PbxError("pbx_call_timeout", "等待通话结束超时", uniqueid) from None
+                raise PbxError("pbx.call_timeout", "等待通话结束超时", uniqueid) from None
             report.duration_s = round(time.monotonic() - started, 2)
             await follower.finish(sessionmaker, ticket_wait_s, ZoneInfo(timezone))
     finally:

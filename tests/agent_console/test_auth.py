@@ -185,7 +185,7 @@ async def test_writes_without_or_with_a_wrong_csrf_token_are_refused(console: Co
     for headers in ({}, {"X-CSRF-Token": "forged"}):
         resp = await b.request("POST", "/api/v1/users", json=body, headers=headers)
         assert resp.status == 403
-        assert (await resp.json())["error"]["code"] == "csrf_failed"
+        assert (await resp.json())["error"]["code"] == "console.csrf_failed"
     form = await b.request("POST", "/logout", data={"csrf_token": "forged"})
     assert form.status == 403
     assert (await b.request("GET", "/api/v1/me")).status == 200  # still logged in
@@ -313,7 +313,7 @@ async def test_short_password_is_refused(console: Console) -> None:
                                                    "password": "short"})
     assert resp.status == 422
     err = (await resp.json())["error"]
-    assert err["code"] == "invalid_input" and "至少需要 10 个字符" in err["message"]
+    assert err["code"] == "console.invalid_input" and "至少需要 10 个字符" in err["message"]
 
 
 async def test_deactivating_a_user_ends_their_sessions(console: Console) -> None:

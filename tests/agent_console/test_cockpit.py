@@ -184,7 +184,8 @@ async def test_the_warmer_computes_every_panel_before_a_leader_asks_and_keeps_to
         leader = await console.logged_in("leader")
         assert (await get(leader, "/api/v1/cockpit/today"))["received"] == 3
         async with sessionmaker() as db:
-            await create_ticket(db, draft("东岗街道路灯不亮", "13900001111", kind="求助"), AGENT, now=NOW)
+            await create_ticket(db, draft("东岗街道路灯不亮", "13900001111", kind="求助"), AGENT, now=NOW,
+                                settings=settings)
         async with asyncio.timeout(20):
             while (await get(leader, "/api/v1/cockpit/today"))["received"] != 4:
                 await cockpit.next_round()

@@ -93,13 +93,13 @@ async def test_update_conflict_history_and_archive(kb_console: Console, bot_inde
     assert (await changed.json())["version"] == 3
     stale = await handler.write("PUT", f"/api/v1/knowledge/entries/{eid}", entry("井盖", expected_version=2))
     assert stale.status == 409
-    assert (await stale.json())["error"]["code"] == "kb_version_conflict"
+    assert (await stale.json())["error"]["code"] == "kb.version_conflict"
     assert bot_index.ask("井盖丢失找哪个部门").answer_id == eid
     archived = await handler.write("POST", f"/api/v1/knowledge/entries/{eid}/archive", {"expected_version": 3})
     assert archived.status == 200
     assert bot_index.ask("井盖丢失找哪个部门").answer_id is None  # archived entries leave the bot's index
     again = await handler.write("POST", f"/api/v1/knowledge/entries/{eid}/archive", {"expected_version": 4})
-    assert again.status == 409 and (await again.json())["error"]["code"] == "kb_illegal_status"
+    assert again.status == 409 and (await again.json())["error"]["code"] == "kb.illegal_status"
     history = await (await handler.request("GET", f"/api/v1/knowledge/entries/{eid}/history")).json()
     assert [(r["version"], r["action"]) for r in history["revisions"]] == [
         (1, "create"), (2, "publish"), (3, "update"), (4, "archive")]

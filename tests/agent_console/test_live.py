@@ -52,11 +52,11 @@ async def test_subscribing_to_a_topic_the_role_may_not_hear_is_refused(console: 
     for topic in ("user:agent", "queue", "nonsense:1"):
         await ws.send_json({"type": "subscribe", "topics": [topic]})
         reply = await ws.receive_json(timeout=5)
-        assert reply["type"] == "error" and reply["code"] == "forbidden_topic", topic
+        assert reply["type"] == "error" and reply["code"] == "console.forbidden_topic", topic
     await ws.send_json({"type": "ping"})
     assert (await ws.receive_json(timeout=5)) == {"type": "pong"}
     await ws.send_str("not json")
-    assert (await ws.receive_json(timeout=5))["code"] == "bad_message"
+    assert (await ws.receive_json(timeout=5))["code"] == "console.bad_message"
     await ws.close()
 
 

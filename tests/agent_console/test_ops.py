@@ -52,7 +52,7 @@ async def test_metrics_need_the_bearer_token_once_one_is_set(settings, sessionma
             refused = await b.request("GET", "/metrics", headers=headers)
             assert refused.status == 401, headers
             assert refused.headers["WWW-Authenticate"].startswith("Bearer")
-            assert (await refused.json())["error"]["code"] == "metrics_token_required"
+            assert (await refused.json())["error"]["code"] == "console.metrics_token_required"
         ok = await b.request("GET", "/metrics", headers={"Authorization": "Bearer m3trics-令牌-secret"})
         assert ok.status == 200 and "console_http_requests_total" in await ok.text()
         assert (await b.request("GET", "/healthz")).status == 200  # health stays open

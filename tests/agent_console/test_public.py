@@ -29,7 +29,7 @@ async def test_wrong_phone_looks_exactly_like_an_unknown_ticket(desk: Console) -
     malformed = await citizen.request("GET", f"/api/v1/tickets/{out['ticket_no']}?phone=abc")
     bodies = [await r.json() for r in (wrong, unknown, malformed)]
     assert [r.status for r in (wrong, unknown, malformed)] == [404, 404, 404]
-    expected = {"error": {"code": "not_found", "message": "未找到该工单，请核对工单编号和手机号码"}}
+    expected = {"error": {"code": "console.not_found", "message": "未找到该工单，请核对工单编号和手机号码"}}
     assert bodies[0] == bodies[1] == bodies[2] == expected
 
 

@@ -177,14 +177,14 @@ async def raw_post(b: Browser, body: bytes) -> tuple[int, dict[str, Any]]:
 async def test_deeply_nested_json_is_a_clean_400(desk: Console) -> None:
     citizen = desk.browser()
     status, body = await raw_post(citizen, b"[" * 100_000 + b"]" * 100_000)
-    assert status == 400 and body["error"]["code"] == "too_deeply_nested"
+    assert status == 400 and body["error"]["code"] == "console.too_deeply_nested"
     status, body = await raw_post(citizen, b'{"content": ' + b"[" * 40 + b"]" * 40 + b"}")
-    assert status == 400 and body["error"]["code"] == "too_deeply_nested"
+    assert status == 400 and body["error"]["code"] == "console.too_deeply_nested"
 
 
 async def test_a_body_over_the_limit_is_413_in_json(desk: Console) -> None:
     status, body = await raw_post(desk.browser(), b'{"content": "' + b"x" * (1024 * 1024 + 1) + b'"}')
-    assert status == 413 and body["error"]["code"] == "payload_too_large"
+    assert status == 413 and body["error"]["code"] == "console.payload_too_large"
 
 
 @pytest.mark.parametrize(("field", "value"), [("content", "路灯\x00不亮"), ("content", "路灯\x1b[31m不亮"),

@@ -40,7 +40,7 @@ async def attempt(b: Browser, route: Route, *, logged_in: bool) -> tuple[int, st
 def refused(status: int, body: str, *, anonymous: bool) -> bool:
     if anonymous:
         return status == 401 or (status == 303 and body.startswith("/login?next="))
-    return status == 403 and ('"forbidden"' in body or "无权访问" in body)
+    return status == 403 and ('"console.forbidden"' in body or "无权访问" in body)
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=[f"{r.method} {r.path}" for r in ROUTES])

@@ -33,7 +33,7 @@ async def test_admin_creates_lists_and_updates_users(console: Console) -> None:
     moved = await admin.write("PATCH", "/api/v1/users/wang.fang", {"department": "市水务局"})
     assert (await moved.json())["department"] == "市水务局"
     missing = await admin.write("PATCH", "/api/v1/users/nobody", {"active": False})
-    assert missing.status == 404 and (await missing.json())["error"]["code"] == "not_found"
+    assert missing.status == 404 and (await missing.json())["error"]["code"] == "console.not_found"
 
 
 async def test_handler_needs_a_department_and_grid_worker_a_grid(console: Console) -> None:
@@ -42,7 +42,7 @@ async def test_handler_needs_a_department_and_grid_worker_a_grid(console: Consol
         resp = await admin.write("POST", "/api/v1/users", {
             "username": f"no-{role}", "display_name": "某人", "role": role, "password": "long-enough-pw"})
         assert resp.status == 422
-        assert (await resp.json())["error"]["code"] == "invalid_input"
+        assert (await resp.json())["error"]["code"] == "console.invalid_input"
 
 
 async def test_bad_json_is_a_400_in_chinese(console: Console) -> None:
@@ -50,7 +50,7 @@ async def test_bad_json_is_a_400_in_chinese(console: Console) -> None:
     resp = await admin.request("POST", "/api/v1/users", data="{not json", headers={
         "X-CSRF-Token": await admin.csrf(), "Content-Type": "application/json"})
     assert resp.status == 400
-    assert (await resp.json())["error"] == {"code": "bad_request", "message": "请求体不是有效的 JSON"}
+    assert (await resp.json())["error"] == {"code": "console.bad_request", "message": "请求体不是有效的 JSON"}
 
 
 async def test_admin_page_form_creates_a_user_and_keeps_input_on_error(console: Console) -> None:

@@ -42,7 +42,7 @@ async def test_screen_pop_reaches_only_that_agent_with_history_and_transcript(de
     ws = await _subscribed(agent, "screenpop:agent")
     assert (await ws.receive_json(timeout=5))["type"] == "subscribed"  # type: ignore[attr-defined]
     snoop = await _subscribed(await desk.logged_in("dispatcher"), "screenpop:agent")
-    assert (await snoop.receive_json(timeout=5))["code"] == "forbidden_topic"  # type: ignore[attr-defined]
+    assert (await snoop.receive_json(timeout=5))["code"] == "console.forbidden_topic"  # type: ignore[attr-defined]
     delivered = await publish_screen_pop(desk.hub, desk.sessionmaker, "agent", PHONE, call_id="1700000000.42",
                                          transcript=["我要投诉小区垃圾没人清理", "我要转人工"], from_bot=True)
     assert delivered == 1

@@ -29,6 +29,7 @@ from ivr.pbx.testcall import place_call
 from tests.agent_console.harness import Console
 from tests.browser.conftest import UserPage, chromium, chromium_path, live_console, page_for  # noqa: F401 - fixtures
 from tests.e2e.test_controller import Events, e2e_settings
+from tests.settings_support import SETTINGS
 from tickets.services import Actor, TicketDraft, create_ticket
 
 pytestmark = [pytest.mark.pbx, pytest.mark.slow]
@@ -76,7 +77,7 @@ async def test_a_real_call_pops_the_caller_and_earlier_tickets_on_the_agents_wor
     async with live_console.sessionmaker() as db:
         earlier = await create_ticket(db, TicketDraft(channel="phone", caller_phone=CALLER, kind="投诉",
                                                       content="东岗街道幸福小区门口路灯连续三晚不亮"),
-                                      Actor("王话务", "agent"))
+                                      Actor("王话务", "agent"), settings=SETTINGS)
     ConsoleFeed(controller, live_console.hub, live_console.sessionmaker, {AGENT_INTERFACE: "agent"}.get,
                 live_console.clock)
     agent = await page_for("agent")

@@ -76,7 +76,7 @@ async def test_wrong_or_empty_secret_is_refused(pbx: PbxInfo) -> None:
     for secret in ("wrong-" + pbx.ami_secret, ""):
         with pytest.raises(PbxError) as err:
             await ami_connect(pbx, secret=secret)
-        assert err.value.code == "pbx_ami_login_failed"
+        assert err.value.code == "pbx.ami_login_failed"
 
 
 def test_shipped_manager_conf_has_no_usable_secret(pbx: PbxInfo) -> None:
@@ -197,7 +197,7 @@ async def test_stop_then_status_then_restart(
     manager.close()
     with pytest.raises(PbxError) as err:
         await ami_connect(fresh, secret=old_secret)
-    assert err.value.code == "pbx_ami_login_failed"
+    assert err.value.code == "pbx.ami_login_failed"
     assert local_pbx.start().pid == fresh.pid  # idempotent: an already running PBX is reused
 
     restarted = local_pbx.restart()  # keeps credentials, so connected clients simply log in again

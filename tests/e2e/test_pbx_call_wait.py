@@ -25,6 +25,7 @@ from ivr.pbx import PbxInfo
 from ivr.pbx.testcall import place_call
 from tests.conftest import missing
 from tests.e2e.test_pbx import _queue_member
+from tests.settings_support import SETTINGS
 from tickets.services import Actor, TicketDraft, create_ticket
 
 pytestmark = [pytest.mark.pbx, pytest.mark.slow]
@@ -108,7 +109,8 @@ async def test_bots_ticket_and_transcript_are_reported(pbx: PbxInfo, database: A
         async with database() as session:
             await create_ticket(session, TicketDraft(
                 channel="bot", caller_phone="13800138000", content="咨询居住证办理需要哪些材料",
-                transcript="我想问一下居住证怎么办理", call_id=session_id), Actor("语音机器人", "bot"))
+                transcript="我想问一下居住证怎么办理", call_id=session_id), Actor("语音机器人", "bot"),
+                settings=SETTINGS)
         writer.write(b"\x00\x00\x00")  # hangup frame: the session is over
         await writer.drain()
         writer.close()

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tests.settings_support import SETTINGS
 from tickets.services import Actor, TicketDraft, apply, create_ticket, upsert_departments
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -24,10 +25,11 @@ async def verified_ticket(sessionmaker: async_sessionmaker[AsyncSession], phone:
         await upsert_departments(session, [("zjj", "区住房和城乡建设局")])
         draft = TicketDraft(channel="phone", caller_phone=phone, content="小区门口路灯坏了一个月没人修",
                             kind="求助", district="城关区")
-        t = await create_ticket(session, draft, AGENT, now=now)
+        t = await create_ticket(session, draft, AGENT, now=now, settings=SETTINGS)
         for action, actor, fields in (
             ("review", DISPATCHER, {}), ("dispatch", DISPATCHER, {"lead_department": "zjj"}),
             ("sign", HANDLER, {}), ("reply", HANDLER, {"reply": "路灯已修复"}), ("verify", DISPATCHER, {}),
         ):
-            t = await apply(session, t.ticket_no, action, actor, expected_version=t.version, now=now, **fields)
+            t = await apply(session, t.ticket_no, action, actor, expected_version=t.version, now=now,
+                            settings=SETTINGS, **fields)
         return t.ticket_no

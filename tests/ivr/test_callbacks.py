@@ -254,7 +254,7 @@ async def test_console_start_is_refused_with_a_reason(
     scheduler = scheduler_for(settings, sessionmaker, client, MONDAY_10AM)
     async with sessionmaker() as session:
         draft = TicketDraft(channel="phone", caller_phone="13900000000", content="想问一下办理居住证需要哪些材料")
-        fresh = await create_ticket(session, draft, Actor("王话务", "agent"), now=MONDAY_10AM)
+        fresh = await create_ticket(session, draft, Actor("王话务", "agent"), now=MONDAY_10AM, settings=settings)
     with pytest.raises(NotWaitingForCallback):
         await scheduler.start_callback(fresh.ticket_no)
     await scheduler.start_callback(ticket_no)

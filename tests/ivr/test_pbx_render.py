@@ -50,13 +50,13 @@ def test_each_start_gets_fresh_secrets(settings: Settings) -> None:
 def test_empty_ami_secret_is_refused(values: RenderValues, secret: str) -> None:
     with pytest.raises(PbxError) as err:
         render_all(replace(values, ami_secret=secret).as_context())
-    assert err.value.code == "pbx_empty_secret"
+    assert err.value.code == "pbx.empty_secret"
 
 
 def test_empty_sip_password_is_refused(values: RenderValues) -> None:
     with pytest.raises(PbxError) as err:
         render_all(replace(values, agents={"6001": ""}).as_context())
-    assert err.value.code == "pbx_empty_secret"
+    assert err.value.code == "pbx.empty_secret"
 
 
 def test_missing_value_is_refused(values: RenderValues) -> None:
@@ -64,7 +64,7 @@ def test_missing_value_is_refused(values: RenderValues) -> None:
     del context["sip_port"]
     with pytest.raises(PbxError) as err:
         render_all(context)
-    assert err.value.code == "pbx_template_value_missing"
+    assert err.value.code == "pbx.template_value_missing"
 
 
 @pytest.fixture
@@ -199,4 +199,4 @@ def test_mirror_from_files_or_setting(tmp_path: Path) -> None:
     (sources_dir / "debian.sources").unlink()
     with pytest.raises(PbxError) as err:
         debian_mirror("", missing_list, sources_dir)
-    assert err.value.code == "pbx_mirror_not_found"
+    assert err.value.code == "pbx.mirror_not_found"

@@ -108,7 +108,7 @@ async def test_bad_file_names_the_row_and_imports_nothing(name: str, sessionmake
     async with sessionmaker() as s:
         with pytest.raises(ImportRejected) as err:
             await import_file(s, path, "甲")
-        assert err.value.code == "kb_import_rejected"
+        assert err.value.code == "kb.import_rejected"
         assert [p.row for p in err.value.problems] == [row]
         assert words in err.value.problems[0].message
         assert f"第 {row} 行" in err.value.message
@@ -244,7 +244,7 @@ def test_cli_refuses_a_csv_field_beyond_the_csv_limit_by_row_without_a_traceback
                                               {"question": "社保卡怎么办", "answer": "长" * (200 * 1024)}])
     assert main(["kb", "import", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "kb_import_rejected" in err and "第 3 行" in err and "未导入任何内容" in err
+    assert "kb.import_rejected" in err and "第 3 行" in err and "未导入任何内容" in err
     assert "Traceback" not in err
     assert main(["kb", "export", str(tmp_path / "out.jsonl")]) == 0
     assert (tmp_path / "out.jsonl").read_text(encoding="utf-8") == ""

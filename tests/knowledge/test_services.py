@@ -53,7 +53,7 @@ async def test_stale_update_is_a_version_conflict_and_changes_nothing(
     async with sessionmaker() as s:
         with pytest.raises(VersionConflict) as err:
             await services.update_entry(s, entry.id, content(answer_text="乙的修改"), "乙", expected_version=1)
-        assert err.value.code == "kb_version_conflict" and "版本" in err.value.message
+        assert err.value.code == "kb.version_conflict" and "版本" in err.value.message
     async with sessionmaker() as s:
         fresh = await services.get_entry(s, entry.id)
         assert (fresh.answer_text, fresh.version) == ("甲的修改", 2)
@@ -64,14 +64,14 @@ async def test_errors_have_codes(sessionmaker: async_sessionmaker[AsyncSession])
     async with sessionmaker() as s:
         with pytest.raises(NotFound) as nf:
             await services.get_entry(s, 999)
-        assert nf.value.code == "kb_not_found"
+        assert nf.value.code == "kb.not_found"
         entry_id = (await services.create_entry(s, content(), "甲")).id
         with pytest.raises(DuplicateQuestion):
             await services.create_entry(s, content(), "甲")
         await services.publish_entry(s, entry_id, "甲")
         with pytest.raises(IllegalStatus) as ill:
             await services.publish_entry(s, entry_id, "甲")
-        assert ill.value.code == "kb_illegal_status"
+        assert ill.value.code == "kb.illegal_status"
         assert (await services.get_entry(s, entry_id)).version == 2
 
 
@@ -118,7 +118,7 @@ async def test_missed_questions_are_recorded_and_listed(sessionmaker: async_sess
                                    now=datetime(2025, 3, 3, 10, 0, tzinfo=UTC))
         with pytest.raises(InvalidInput) as bad:
             await services.record_miss(s, "问题", None, None, "bored")
-        assert bad.value.code == "kb_bad_miss_reason"
+        assert bad.value.code == "kb.bad_miss_reason"
         misses = await services.list_misses(s)
         assert [(m.question_text, m.best_entry_id, m.reason) for m in misses] == [
             ("护照咋整", entry.id, "low_confidence"), ("我家猫丢了", None, "unanswered")]

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tests.settings_support import SETTINGS
 from tickets.models import Ticket, TicketEvent
 from tickets.services import Actor, TicketDraft, apply, upsert_departments
 
@@ -67,6 +68,7 @@ def draft() -> Callable[..., TicketDraft]:
 async def step(session: AsyncSession, ticket: Ticket, action: str, actor: Actor, **kw: Any) -> Ticket:
     """Apply ``action`` at the ticket's current version."""
     kw.setdefault("now", MONDAY_10AM)
+    kw.setdefault("settings", SETTINGS)
     return await apply(session, ticket.ticket_no, action, actor, expected_version=ticket.version, **kw)
 
 

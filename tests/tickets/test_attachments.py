@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import InvalidRequestError
 
+from tests.settings_support import SETTINGS
 from tests.tickets.loop_support import AGENT, DISPATCHER, HANDLER, MONDAY_10AM, OTHER_HANDLER, step
 from tickets.attachments import add_attachment, attachments_of, get_attachment
 from tickets.errors import Forbidden, IllegalTransition, NotFound
@@ -17,7 +18,7 @@ SHA = "0" * 64
 
 
 async def signed(session, draft):
-    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM)
+    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     t = await step(session, t, "review", DISPATCHER)
     t = await step(session, t, "dispatch", DISPATCHER, lead_department="zjj")
     return t
@@ -39,7 +40,8 @@ async def test_only_the_lead_department_attaches_and_only_while_working_on_it(se
     second = await attach(session, no, name="整改后.png")
     assert [f.file_name for f in await attachments_of(session, no)] == ["现场.png", "整改后.png"]
     assert (await get_attachment(session, no, second.id)).id == second.id
-    other = (await create_ticket(session, draft(caller_phone="13900000002"), AGENT, now=MONDAY_10AM)).ticket_no
+    other = (await create_ticket(session, draft(caller_phone="13900000002"), AGENT, now=MONDAY_10AM,
+                                 settings=SETTINGS)).ticket_no
     with pytest.raises(NotFound):  # a file of another ticket is not reachable through this one
         await get_attachment(session, other, first.id)
     with pytest.raises(NotFound):
@@ -71,8 +73,8 @@ async def test_a_loaded_ticket_is_not_read_again_for_its_files_events_and_warnin
 
 
 async def test_a_ticket_read_without_its_repeat_links_refuses_to_show_them(session, draft) -> None:
-    await create_ticket(session, draft(), AGENT, now=MONDAY_10AM)
-    repeat = await create_ticket(session, draft(content="垃圾还是没人清理"), AGENT, now=MONDAY_10AM)
+    await create_ticket(session, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
+    repeat = await create_ticket(session, draft(content="垃圾还是没人清理"), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     light = await get_ticket(session, repeat.ticket_no, repeat_links=False)
     assert light.is_repeat
     with pytest.raises(InvalidRequestError):  # never silently empty

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from sqlalchemy import event, text
 
+from tests.settings_support import SETTINGS
 from tests.tickets.loop_support import AGENT, DISPATCHER, MONDAY_10AM, event_count, step
 from tickets.errors import VersionConflict
 from tickets.services import Actor, apply, create_ticket, get_ticket, ticket_events
@@ -14,14 +15,15 @@ from tickets.services import Actor, apply, create_ticket, get_ticket, ticket_eve
 
 async def test_concurrent_edits_at_same_version_one_wins(db, draft) -> None:
     async with db() as s:
-        t = await create_ticket(s, draft(), AGENT, now=MONDAY_10AM)
+        t = await create_ticket(s, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
         t = await step(s, t, "review", DISPATCHER)
     dispatchers = [Actor(f"派单员{i}", "dispatcher") for i in range(4)]
     departments = ["zjj", "hbj", "cgj", "zjj"]
 
     async def dispatch(actor: Actor, dept: str) -> str:
         async with db() as s:
-            await apply(s, t.ticket_no, "dispatch", actor, expected_version=2, lead_department=dept, now=MONDAY_10AM)
+            await apply(s, t.ticket_no, "dispatch", actor, expected_version=2, lead_department=dept, now=MONDAY_10AM,
+                        settings=SETTINGS)
             return actor.name
 
     results = await asyncio.gather(*(dispatch(a, d) for a, d in zip(dispatchers, departments, strict=True)),
@@ -40,7 +42,7 @@ async def test_concurrent_edits_at_same_version_one_wins(db, draft) -> None:
 
 async def test_stale_version_is_refused_and_ticket_stays_usable(db, draft) -> None:
     async with db() as first, db() as second:
-        t1 = await create_ticket(first, draft(), AGENT, now=MONDAY_10AM)
+        t1 = await create_ticket(first, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
         t2 = await get_ticket(second, t1.ticket_no)
         await step(first, t1, "review", DISPATCHER)
         with pytest.raises(VersionConflict, match="已被他人修改"):
@@ -52,7 +54,7 @@ async def test_stale_version_is_refused_and_ticket_stays_usable(db, draft) -> No
 async def test_race_lost_at_write_time_is_a_version_conflict(engine, db, draft) -> None:
     """Both contenders pass the version check before either writes; the database decides the winner."""
     async with db() as s:
-        t = await create_ticket(s, draft(), AGENT, now=MONDAY_10AM)
+        t = await create_ticket(s, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     both_checked = asyncio.Event()
     checked: list[str] = []
 
@@ -64,7 +66,8 @@ async def test_race_lost_at_write_time_is_a_version_conflict(engine, db, draft) 
                     both_checked.set()
 
             event.listen(s.sync_session, "before_flush", flushing)
-            await apply(s, t.ticket_no, "review", Actor(name, "dispatcher"), expected_version=1, now=MONDAY_10AM)
+            await apply(s, t.ticket_no, "review", Actor(name, "dispatcher"), expected_version=1, now=MONDAY_10AM,
+                        settings=SETTINGS)
             return name
 
     async with engine.connect() as blocker:  # holds the write lock until both have checked
@@ -86,7 +89,8 @@ async def test_race_lost_at_write_time_is_a_version_conflict(engine, db, draft) 
 async def test_ticket_numbers_unique_under_concurrent_creation(db, draft) -> None:
     async def create(i: int) -> str:
         async with db() as s:
-            t = await create_ticket(s, draft(caller_phone=f"139{i:08d}", district=f"区{i}"), AGENT, now=MONDAY_10AM)
+            t = await create_ticket(s, draft(caller_phone=f"139{i:08d}", district=f"区{i}"), AGENT, now=MONDAY_10AM,
+                                    settings=SETTINGS)
             return t.ticket_no
 
     numbers = await asyncio.gather(*(create(i) for i in range(50)))
@@ -106,9 +110,9 @@ async def test_creation_failing_after_its_number_leaves_a_gap_only_on_postgresql
     async with db() as s:
         event.listen(engine.sync_engine, "before_cursor_execute", fail)
         with pytest.raises(DiskFull):
-            await create_ticket(s, draft(), AGENT, now=MONDAY_10AM)
+            await create_ticket(s, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
         event.remove(engine.sync_engine, "before_cursor_execute", fail)
         assert await event_count(s) == 0
-        t = await create_ticket(s, draft(), AGENT, now=MONDAY_10AM)
+        t = await create_ticket(s, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     expected = "00002" if engine.dialect.name == "postgresql" else "00001"
     assert t.ticket_no == f"12345-20250303-{expected}"

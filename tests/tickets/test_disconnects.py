@@ -7,6 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hotline.db import make_engine
+from tests.settings_support import SETTINGS
 from tests.tickets.loop_support import AGENT, DISPATCHER, MONDAY_10AM, event_count, step
 from tickets.services import create_ticket, get_ticket, ticket_events
 
@@ -40,10 +41,10 @@ async def test_intake_and_actions_survive_dropped_connections(engine, db, draft)
     """The pooled connections were used a moment ago (so not pinged): the first statement on each fails as a
     disconnect and the service retries once on a fresh connection — one ticket, one number, one event."""
     async with db() as s:
-        first = await create_ticket(s, draft(), AGENT, now=MONDAY_10AM)
+        first = await create_ticket(s, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     assert await _drop_connections(engine) >= 1
     async with db() as s:
-        second = await create_ticket(s, draft(caller_phone="13900000001"), AGENT, now=MONDAY_10AM)
+        second = await create_ticket(s, draft(caller_phone="13900000001"), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     assert await _drop_connections(engine) >= 1
     async with db() as s:
         reviewed = await step(s, first, "review", DISPATCHER)

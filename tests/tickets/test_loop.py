@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.settings_support import SETTINGS
 from tests.tickets.loop_support import AGENT, CALLER, DISPATCHER, HANDLER, LEADER, MONDAY_10AM, SYSTEM, step
 from tickets.services import (
     close_instant,
@@ -18,13 +19,13 @@ from tickets.services import (
 
 
 async def dispatched(session, draft):
-    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM)
+    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     t = await step(session, t, "review", DISPATCHER)
     return await step(session, t, "dispatch", DISPATCHER, lead_department="zjj")
 
 
 async def test_whole_loop_to_closed_with_audit_trail(session, draft) -> None:
-    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM)
+    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     assert t.ticket_no == "12345-20250303-00001"
     assert (t.state, t.version, t.deadline_tier) == ("accepted", 1, "5wd")  # 投诉 → 5 个工作日
     assert t.due_at == MONDAY_10AM + timedelta(days=7)  # Monday + 5 working days = next Monday
@@ -37,7 +38,7 @@ async def test_whole_loop_to_closed_with_audit_trail(session, draft) -> None:
     t = await step(session, t, "reply", HANDLER, reply="已协调环卫清运完毕")
     t = await step(session, t, "verify", DISPATCHER)
     assert t.state == "verified"
-    t = await record_callback(session, t.ticket_no, "basically_satisfied", SYSTEM, now=MONDAY_10AM)
+    t = await record_callback(session, t.ticket_no, "basically_satisfied", SYSTEM, now=MONDAY_10AM, settings=SETTINGS)
     assert (t.state, t.satisfaction, t.callback_attempts, t.version) == ("closed", "basically_satisfied", 1, 8)
     assert t.closed_at == MONDAY_10AM
 
@@ -61,7 +62,8 @@ async def test_whole_loop_to_closed_with_audit_trail(session, draft) -> None:
 
 
 async def test_instant_answer_closes_at_intake(session, draft) -> None:
-    t = await close_instant(session, draft(kind="咨询"), "医保报销请携带身份证到区医保中心办理", AGENT, now=MONDAY_10AM)
+    t = await close_instant(session, draft(kind="咨询"), "医保报销请携带身份证到区医保中心办理", AGENT, now=MONDAY_10AM,
+                            settings=SETTINGS)
     assert (t.state, t.answer, t.closed_at) == ("closed", "医保报销请携带身份证到区医保中心办理", MONDAY_10AM)
     events = await ticket_events(session, t.ticket_no)
     assert [(e.action, e.to_state) for e in events] == [("create", "accepted"), ("close_instant", "closed")]
@@ -105,7 +107,7 @@ async def test_unsatisfied_callback_redispatches_to_same_department(session, dra
     t = await step(session, t, "reply", HANDLER, reply="已处理")
     t = await step(session, t, "verify", DISPATCHER)
     later = MONDAY_10AM + timedelta(days=1)
-    t = await record_callback(session, t.ticket_no, "unsatisfied", SYSTEM, now=later)
+    t = await record_callback(session, t.ticket_no, "unsatisfied", SYSTEM, now=later, settings=SETTINGS)
     assert (t.state, t.lead_department, t.redispatch_count, t.reply, t.signed_at) == (
         "dispatched", "zjj", 1, None, None
     )
@@ -118,7 +120,7 @@ async def test_unsatisfied_callback_redispatches_to_same_department(session, dra
     t = await step(session, t, "sign", HANDLER)
     t = await step(session, t, "reply", HANDLER, reply="已彻底清理并加派保洁")
     t = await step(session, t, "verify", DISPATCHER)
-    t = await record_callback(session, t.ticket_no, "satisfied", SYSTEM)
+    t = await record_callback(session, t.ticket_no, "satisfied", SYSTEM, settings=SETTINGS)
     assert (t.state, t.satisfaction, t.redispatch_count) == ("closed", "satisfied", 1)
 
 
@@ -134,9 +136,9 @@ async def test_unreachable_callback_retries_then_closes(session, draft, settings
     t = await step(session, t, "reply", HANDLER, reply="已处理")
     t = await step(session, t, "verify", DISPATCHER)
     for attempt in range(1, settings.callback.max_attempts):
-        t = await record_callback(session, t.ticket_no, "unreachable", SYSTEM)
+        t = await record_callback(session, t.ticket_no, "unreachable", SYSTEM, settings=settings)
         assert (t.state, t.callback_attempts) == ("callback", attempt)
-    t = await record_callback(session, t.ticket_no, "unreachable", SYSTEM)
+    t = await record_callback(session, t.ticket_no, "unreachable", SYSTEM, settings=settings)
     assert (t.state, t.satisfaction, t.callback_attempts) == ("closed", "unreachable", settings.callback.max_attempts)
 
 
@@ -149,7 +151,7 @@ async def test_caller_withdraws_open_ticket(session, draft) -> None:
 
 
 async def test_audit_events_cannot_be_changed_or_deleted(session, draft) -> None:
-    no = (await create_ticket(session, draft(), AGENT, now=MONDAY_10AM)).ticket_no
+    no = (await create_ticket(session, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)).ticket_no
     (created,) = await ticket_events(session, no)
     created.note = "篡改"
     with pytest.raises(RuntimeError, match="immutable"):

@@ -12,6 +12,7 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.settings_support import SETTINGS
 from tests.tickets.loop_support import AGENT, CALLER, DISPATCHER, HANDLER, LEADER, MONDAY_10AM, OTHER_HANDLER, SYSTEM
 from tickets.errors import TicketError
 from tickets.services import apply, create_ticket, get_ticket, replay_ticket, ticket_events
@@ -45,7 +46,7 @@ def check_consistent(t: Any) -> None:
 @given(data=st.data())
 async def test_random_operations_keep_ticket_consistent_and_replayable(db, draft, data) -> None:
     async with db() as s:
-        t = await create_ticket(s, draft(), AGENT, now=MONDAY_10AM)
+        t = await create_ticket(s, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
         for _ in range(data.draw(st.integers(min_value=0, max_value=24), label="steps")):
             actor, action = data.draw(st.sampled_from(ACTORS), label="actor"), None
             onward = [(a, act) for a in ACTORS for act in allowed_actions(
@@ -57,7 +58,7 @@ async def test_random_operations_keep_ticket_consistent_and_replayable(db, draft
             before = (t.version, t.state, len(await ticket_events(s, t.ticket_no)))
             try:
                 t = await apply(s, t.ticket_no, action, actor, expected_version=t.version, note="原因",
-                                now=MONDAY_10AM, **fields_for(action, t))
+                                now=MONDAY_10AM, settings=SETTINGS, **fields_for(action, t))
             except TicketError:
                 t = await get_ticket(s, t.ticket_no)
                 assert (t.version, t.state, len(await ticket_events(s, t.ticket_no))) == before

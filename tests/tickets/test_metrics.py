@@ -8,6 +8,7 @@ import pytest
 
 from hotline.db import create_schema, make_engine, make_sessionmaker
 from tests.cli_support import run_cli
+from tests.settings_support import SETTINGS
 from tests.tickets.loop_support import DEPARTMENTS
 from tests.tickets.metrics_support import MARCH, NOW, at, build_march
 from tickets.errors import InvalidInput
@@ -25,21 +26,23 @@ EXPECTED_TOTAL = {
 
 async def test_totals_match_the_hand_computed_fixture(session, draft) -> None:
     await build_march(session, draft)
-    result = await metrics(session, *MARCH, now=NOW)
+    result = await metrics(session, *MARCH, now=NOW, settings=SETTINGS)
     assert result["total"] == EXPECTED_TOTAL
     assert "groups" not in result and result["from"] == "2025-03-01T00:00:00+08:00"
 
 
 async def test_overdue_and_sign_for_depend_on_now(session, draft) -> None:
     await build_march(session, draft)
-    early = await metrics(session, *MARCH, now=at(5, 10, 30))  # D's sign-for and handling deadlines not yet passed
+    early = await metrics(session, *MARCH, now=at(5, 10, 30),
+                          settings=SETTINGS)  # D's sign-for and handling deadlines not yet passed
     assert (early["total"]["overdue"], early["total"]["sign_for_decided"], early["total"]["response_rate"]) == (
         0, 3, 1.0)
 
 
 async def test_by_department(session, draft) -> None:
     await build_march(session, draft)
-    groups = {g["key"]: g for g in (await metrics(session, *MARCH, by="department", now=NOW))["groups"]}
+    groups = {g["key"]: g for g in (await metrics(session, *MARCH, by="department", now=NOW,
+                                                  settings=SETTINGS))["groups"]}
     assert set(groups) == {"zjj", "hbj", None}
     zjj, hbj, none = groups["zjj"], groups["hbj"], groups[None]
     assert (zjj["label"], none["label"]) == (dict(DEPARTMENTS)["zjj"], "（未派发）")
@@ -53,21 +56,22 @@ async def test_by_department(session, draft) -> None:
 
 async def test_by_category_and_area(session, draft) -> None:
     await build_march(session, draft)
-    by_cat = {g["key"]: g["received"] for g in (await metrics(session, *MARCH, by="category", now=NOW))["groups"]}
+    by_cat = {g["key"]: g["received"] for g in (await metrics(session, *MARCH, by="category", now=NOW,
+                                                              settings=SETTINGS))["groups"]}
     assert by_cat == {"住房安居": 2, "生态环境": 1, "健康医疗": 1, None: 2}
     by_area = {g["key"]: (g["received"], g["closed"])
-               for g in (await metrics(session, *MARCH, by="area", now=NOW))["groups"]}
+               for g in (await metrics(session, *MARCH, by="area", now=NOW, settings=SETTINGS))["groups"]}
     assert by_area == {"城关区": (2, 2), "七里河区": (2, 1), None: (2, 1)}
 
 
 async def test_empty_window_has_no_rates_and_bad_input_is_refused(session) -> None:
-    result = await metrics(session, *MARCH, by="department", now=NOW)
+    result = await metrics(session, *MARCH, by="department", now=NOW, settings=SETTINGS)
     assert result["total"]["received"] == 0 and result["total"]["closure_rate"] is None and result["groups"] == []
     with pytest.raises(InvalidInput) as err:
-        await metrics(session, *MARCH, by="street")
+        await metrics(session, *MARCH, by="street", settings=SETTINGS)
     assert err.value.code == "metrics.bad_group"
     with pytest.raises(InvalidInput):
-        await metrics(session, MARCH[1], MARCH[0])
+        await metrics(session, MARCH[1], MARCH[0], settings=SETTINGS)
 
 
 @pytest.mark.slow

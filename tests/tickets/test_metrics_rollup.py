@@ -13,6 +13,7 @@ from hypothesis import settings as examples
 from hypothesis import strategies as st
 from sqlalchemy import func, insert, select
 
+from tests.settings_support import SETTINGS
 from tests.tickets.loop_support import AGENT, CALLER, DISPATCHER, HANDLER, OTHER_HANDLER, SYSTEM, TZ, step
 from tests.tickets.metrics_support import MARCH, NOW, build_march
 from tickets.metrics import GROUPINGS, metrics, reference_metrics
@@ -41,8 +42,8 @@ def same(fast: dict[str, Any], ref: dict[str, Any]) -> None:
 
 async def assert_fast_equals_reference(session, start: datetime, end: datetime, now: datetime) -> None:
     for by in (None, *GROUPINGS):
-        same(await metrics(session, start, end, by=by, now=now),
-             await reference_metrics(session, start, end, by=by, now=now))
+        same(await metrics(session, start, end, by=by, now=now, settings=SETTINGS),
+             await reference_metrics(session, start, end, by=by, now=now, settings=SETTINGS))
 
 
 async def rollup_is_the_settled_tickets(session) -> None:
@@ -82,13 +83,13 @@ async def live(session, t: Ticket, fate: str, dept: str, at: datetime, gap: time
     t = await step(session, t, "reply", handler, reply="已处理", now=next(clock))
     t = await step(session, t, "verify", DISPATCHER, now=next(clock))
     if fate == "unsatisfied_then_closed":
-        t = await record_callback(session, t.ticket_no, "unsatisfied", SYSTEM, now=next(clock))
+        t = await record_callback(session, t.ticket_no, "unsatisfied", SYSTEM, now=next(clock), settings=SETTINGS)
         t = await step(session, t, "sign", handler, now=next(clock))
         t = await step(session, t, "reply", handler, reply="已再次处理", now=next(clock))
         t = await step(session, t, "verify", DISPATCHER, now=next(clock))
     results = ["unreachable"] * 3 if fate == "unreachable" else ["basically_satisfied"]
     for result in results:
-        t = await record_callback(session, t.ticket_no, result, SYSTEM, now=next(clock))
+        t = await record_callback(session, t.ticket_no, result, SYSTEM, now=next(clock), settings=SETTINGS)
 
 
 TICKET = st.fixed_dictionaries({
@@ -110,9 +111,9 @@ async def test_fast_path_equals_reference_for_random_lives(db, draft, lives, cut
             at = BASE + timedelta(hours=life["hours"])
             d = draft(caller_phone=life["caller"], category=life["category"], district=life["district"])
             if life["fate"] == "instant":
-                await close_instant(s, d, "已当场答复", AGENT, now=at)
+                await close_instant(s, d, "已当场答复", AGENT, now=at, settings=SETTINGS)
                 continue
-            t = await create_ticket(s, d, AGENT, now=at)
+            t = await create_ticket(s, d, AGENT, now=at, settings=SETTINGS)
             await live(s, t, life["fate"], life["dept"], at, timedelta(minutes=life["gap_minutes"]))
         await rollup_is_the_settled_tickets(s)
         now = BASE + timedelta(hours=probe_hours)
@@ -141,21 +142,22 @@ async def test_concurrent_transitions_on_postgresql_lose_no_count(engine, db, dr
     async with db() as s:
         verified = []
         for i in range(12):
-            t = await create_ticket(s, draft(caller_phone=f"1390000{i:04d}"), AGENT, now=at)
+            t = await create_ticket(s, draft(caller_phone=f"1390000{i:04d}"), AGENT, now=at, settings=settings)
             t = await step(s, t, "review", DISPATCHER, now=at)
             t = await step(s, t, "dispatch", DISPATCHER, lead_department="zjj", now=at)
             t = await step(s, t, "sign", HANDLER, now=at)
             t = await step(s, t, "reply", HANDLER, reply="已处理", now=at)
             verified.append(await step(s, t, "verify", DISPATCHER, now=at))
-        to_withdraw = [await create_ticket(s, draft(caller_phone=f"1380000{i:04d}"), AGENT, now=at) for i in range(4)]
+        to_withdraw = [await create_ticket(s, draft(caller_phone=f"1380000{i:04d}"), AGENT, now=at,
+                                           settings=settings) for i in range(4)]
 
     async def close(no: str) -> None:
         async with db() as s:
-            await record_callback(s, no, "satisfied", SYSTEM, now=at + timedelta(hours=2))
+            await record_callback(s, no, "satisfied", SYSTEM, now=at + timedelta(hours=2), settings=SETTINGS)
 
     async def instant(i: int) -> None:
         async with db() as s:
-            await close_instant(s, draft(caller_phone=f"1370000{i:04d}"), "已答复", AGENT, now=at)
+            await close_instant(s, draft(caller_phone=f"1370000{i:04d}"), "已答复", AGENT, now=at, settings=SETTINGS)
 
     async def withdraw(t: Ticket) -> None:
         async with db() as s:

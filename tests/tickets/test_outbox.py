@@ -211,7 +211,8 @@ def test_recipients_are_masked_for_log_lines() -> None:
 
 async def test_periodic_scan_raises_warnings_and_delivers_until_stopped(db, draft, settings, catalogue) -> None:
     async with db() as session:
-        await create_ticket(session, draft(), AGENT, now=MONDAY_10AM - timedelta(days=30))  # long overdue
+        await create_ticket(session, draft(), AGENT, now=MONDAY_10AM - timedelta(days=30),
+                            settings=settings)  # long overdue
     delivered = asyncio.Event()
 
     class SignallingSender:

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.settings_support import SETTINGS
 from tests.tickets.loop_support import AGENT, DISPATCHER, MONDAY_10AM, step
 from tickets.errors import InvalidInput
 from tickets.queries import caller_history, list_tickets
@@ -32,7 +33,7 @@ async def seven(session, draft) -> list:
     ]
     out = []
     for i, spec in enumerate(specs):
-        out.append(await create_ticket(session, draft(**spec), AGENT, now=MONDAY_10AM + i * HOUR))
+        out.append(await create_ticket(session, draft(**spec), AGENT, now=MONDAY_10AM + i * HOUR, settings=SETTINGS))
     for t, lead, co in ((out[1], "hbj", []), (out[4], "zjj", ["hbj"]), (out[6], "cgj", [])):
         t = await step(session, t, "review", DISPATCHER, now=t.created_at)
         await step(session, t, "dispatch", DISPATCHER, lead_department=lead, co_departments=co,
@@ -94,7 +95,8 @@ async def test_filters(session, draft) -> None:
 
 async def test_warning_filter_and_level(session, draft, catalogue) -> None:
     t = await seven(session, draft)
-    await scan_warnings(session, now=MONDAY_10AM + 6 * HOUR + 50 * timedelta(minutes=1), catalogue=catalogue)
+    await scan_warnings(session, now=MONDAY_10AM + 6 * HOUR + 50 * timedelta(minutes=1), catalogue=catalogue,
+                        settings=SETTINGS)
     # Signing was due at 12:00 (no[1]) and 15:00 (no[4]): red; no[6], dispatched at 16:00, is in the last quarter
     # of its sign-for hour: yellow; no[2] repeats a complaint of the same caller: red.
     red = await list_tickets(session, warning="red")

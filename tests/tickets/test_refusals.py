@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.settings_support import SETTINGS
 from tests.tickets.loop_support import (
     AGENT,
     CALLER,
@@ -45,7 +46,7 @@ async def assert_unchanged(session, ticket_no: str, version: int, state: str, ev
     ],
 )
 async def test_refused_action_on_new_ticket_changes_nothing(session, draft, action, actor, code) -> None:
-    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM)
+    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     with pytest.raises(TicketError) as err:
         await step(session, t, action, actor, lead_department="zjj", reply="x", answer="x")
     assert err.value.code == code and err.value.message
@@ -53,7 +54,7 @@ async def test_refused_action_on_new_ticket_changes_nothing(session, draft, acti
 
 
 async def test_handler_of_other_department_is_forbidden(session, draft) -> None:
-    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM)
+    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     t = await step(session, t, "review", DISPATCHER)
     t = await step(session, t, "dispatch", DISPATCHER, lead_department="zjj")
     for action in ("sign", "return"):
@@ -67,18 +68,18 @@ async def test_handler_of_other_department_is_forbidden(session, draft) -> None:
 
 
 async def test_closed_ticket_accepts_nothing(session, draft) -> None:
-    t = await close_instant(session, draft(), "已当场答复", AGENT, now=MONDAY_10AM)
+    t = await close_instant(session, draft(), "已当场答复", AGENT, now=MONDAY_10AM, settings=SETTINGS)
     for action, actor in (("withdraw", CALLER), ("review", DISPATCHER), ("callback_retry", SYSTEM)):
         with pytest.raises(IllegalTransition) as err:
             await step(session, t, action, actor)
         assert "办结" in err.value.message
     with pytest.raises(IllegalTransition):
-        await record_callback(session, t.ticket_no, "satisfied", SYSTEM)
+        await record_callback(session, t.ticket_no, "satisfied", SYSTEM, settings=SETTINGS)
     await assert_unchanged(session, t.ticket_no, 2, "closed", 2)
 
 
 async def test_action_fields_are_checked(session, draft) -> None:
-    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM)
+    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     t = await step(session, t, "review", DISPATCHER)
     cases = [
         ({"lead_department": "nope"}, "ticket.unknown_department"),
@@ -117,7 +118,7 @@ async def test_deactivated_department_cannot_be_dispatched_to(session, draft) ->
     dept = await session.get(Department, "cgj")
     dept.active = False
     await session.commit()
-    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM)
+    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     t = await step(session, t, "review", DISPATCHER)
     with pytest.raises(InvalidInput, match="cgj"):
         await step(session, t, "dispatch", DISPATCHER, lead_department="cgj")
@@ -149,24 +150,24 @@ def test_bad_draft_is_refused_with_chinese_message(draft, overrides, code, field
 
 async def test_refused_intake_writes_no_rows(session, draft) -> None:
     with pytest.raises(InvalidInput):
-        await create_ticket(session, draft(), Actor("名" * 51, "agent"), now=MONDAY_10AM)
+        await create_ticket(session, draft(), Actor("名" * 51, "agent"), now=MONDAY_10AM, settings=SETTINGS)
     with pytest.raises(Forbidden):
-        await create_ticket(session, draft(), Actor("承办人", "handler", "zjj"), now=MONDAY_10AM)
+        await create_ticket(session, draft(), Actor("承办人", "handler", "zjj"), now=MONDAY_10AM, settings=SETTINGS)
     with pytest.raises(InvalidInput):
-        await close_instant(session, draft(), "", AGENT, now=MONDAY_10AM)  # empty answer
+        await close_instant(session, draft(), "", AGENT, now=MONDAY_10AM, settings=SETTINGS)  # empty answer
     with pytest.raises(InvalidInput):
-        await close_instant(session, draft(), "答" * 4001, AGENT, now=MONDAY_10AM)
+        await close_instant(session, draft(), "答" * 4001, AGENT, now=MONDAY_10AM, settings=SETTINGS)
     assert (await count(session, Ticket), await count(session, TicketCounter), await event_count(session)) == (0, 0, 0)
-    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM)
+    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     assert t.ticket_no.endswith("-00001")  # the refused attempts consumed no number
 
 
 async def test_unknown_ticket_and_bad_callback_result(session) -> None:
     with pytest.raises(NotFound) as err:
-        await apply(session, "12345-20250303-99999", "review", DISPATCHER, expected_version=1)
+        await apply(session, "12345-20250303-99999", "review", DISPATCHER, expected_version=1, settings=SETTINGS)
     assert err.value.code == "ticket.not_found"
     with pytest.raises(InvalidInput):
-        await record_callback(session, "12345-20250303-99999", "meh", SYSTEM)
+        await record_callback(session, "12345-20250303-99999", "meh", SYSTEM, settings=SETTINGS)
 
 
 async def test_bad_department_rows_are_refused(session) -> None:

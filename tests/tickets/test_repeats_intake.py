@@ -1,4 +1,4 @@
-"""What intake stores for cheap repeat detection, and the settings it uses when given none."""
+"""What intake stores for cheap repeat detection."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
+from tests.settings_support import SETTINGS
 from tests.tickets.loop_support import AGENT, GARBAGE, GARBAGE_AGAIN, MONDAY_10AM, NOISE
-from tickets import settings_cache
 from tickets.models import Ticket
 from tickets.repeats import TokenBag, similarity, tokenize
 from tickets.services import create_ticket
@@ -25,22 +25,10 @@ def test_token_bag_cosine_is_the_bag_similarity() -> None:
 
 
 async def test_intake_stores_the_token_norm_and_old_rows_without_one_still_match(session, draft) -> None:
-    first = await create_ticket(session, draft(content=GARBAGE), AGENT, now=MONDAY_10AM)
+    first = await create_ticket(session, draft(content=GARBAGE), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     assert first.token_norm == TokenBag.of(first.content_tokens.split()).norm > 0
     await session.execute(update(Ticket).where(Ticket.id == first.id).values(token_norm=None))  # a pre-norm row
     await session.commit()
     other = await create_ticket(session, draft(content=GARBAGE_AGAIN, caller_phone="0931-7654321"), AGENT,
-                                now=MONDAY_10AM + timedelta(hours=1))
+                                now=MONDAY_10AM + timedelta(hours=1), settings=SETTINGS)
     assert other.repeat_of == [first.id] and other.repeat_links[0].similarity >= 0.6
-
-
-def test_default_settings_are_read_once_until_the_environment_changes(monkeypatch) -> None:
-    reads = []
-    real = settings_cache.load_settings
-    monkeypatch.setattr(settings_cache, "load_settings", lambda: reads.append(1) or real())
-    monkeypatch.setenv("HOTLINE_TIMEZONE", "Asia/Shanghai")
-    first = settings_cache.default_settings()
-    assert settings_cache.default_settings() is first and len(reads) == 1
-    monkeypatch.setenv("HOTLINE_TIMEZONE", "Asia/Urumqi")
-    changed = settings_cache.default_settings()
-    assert changed.timezone == "Asia/Urumqi" and len(reads) == 2

@@ -6,14 +6,16 @@ from datetime import timedelta
 
 from sqlalchemy import event, select
 
+from tests.settings_support import SETTINGS
 from tests.tickets.loop_support import AGENT, DISPATCHER, GARBAGE, GARBAGE_AGAIN, MONDAY_10AM, count, step
 from tickets.models import Ticket, TicketEvent, TicketRepeat
 from tickets.services import create_ticket, get_ticket, replay_ticket, ticket_events
 
 
 async def test_new_ticket_is_stored_once_with_its_event_and_links_and_works_on(session, draft) -> None:
-    first = await create_ticket(session, draft(content=GARBAGE), AGENT, now=MONDAY_10AM)
-    again = await create_ticket(session, draft(content=GARBAGE_AGAIN), AGENT, now=MONDAY_10AM + timedelta(hours=1))
+    first = await create_ticket(session, draft(content=GARBAGE), AGENT, now=MONDAY_10AM, settings=SETTINGS)
+    again = await create_ticket(session, draft(content=GARBAGE_AGAIN), AGENT, now=MONDAY_10AM + timedelta(hours=1),
+                                settings=SETTINGS)
     # everything the console shows is there without another query
     assert (again.version, again.state, again.is_repeat, again.repeat_of) == (1, "accepted", True, [first.id])
     assert (again.co_department_codes, again.closed_at, again.rolled_up) == ([], None, False)
@@ -38,10 +40,11 @@ async def test_intake_on_postgresql_takes_two_statements(engine, session, draft)
     def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
         seen.append(statement.split()[0])
 
-    first = await create_ticket(session, draft(content=GARBAGE), AGENT, now=MONDAY_10AM)
+    first = await create_ticket(session, draft(content=GARBAGE), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     event.listen(engine.sync_engine, "before_cursor_execute", record)
     try:
-        await create_ticket(session, draft(content=GARBAGE_AGAIN), AGENT, now=MONDAY_10AM + timedelta(hours=1))
+        await create_ticket(session, draft(content=GARBAGE_AGAIN), AGENT, now=MONDAY_10AM + timedelta(hours=1),
+                            settings=SETTINGS)
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
     if engine.dialect.name == "postgresql":

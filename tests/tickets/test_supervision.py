@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from config import load_settings
+from tests.settings_support import SETTINGS
 from tests.tickets.loop_support import AGENT, CALLER, DISPATCHER, HANDLER, LEADER, MONDAY_10AM, step
 from tickets.errors import Forbidden, IllegalTransition, TicketError
 from tickets.models import OutboxMessage
@@ -19,12 +20,13 @@ LATE = MONDAY_10AM + timedelta(days=8)  # a day past the 5-working-day deadline
 
 async def test_leader_supervises_by_hand_with_a_letter_to_the_departments_leader(session, draft, catalogue) -> None:
     t = await create_ticket(session, draft(content="幸福小区物业不作为，楼道垃圾堆积", category="住房安居/物业服务"),
-                            AGENT, now=MONDAY_10AM)
+                            AGENT, now=MONDAY_10AM, settings=SETTINGS)
     t = await step(session, t, "review", DISPATCHER)
     t = await step(session, t, "dispatch", DISPATCHER, lead_department="zjj")
     version = t.version
 
-    row = await supervise(session, t.ticket_no, LEADER, note="请本周内办结", now=LATE, catalogue=catalogue)
+    row = await supervise(session, t.ticket_no, LEADER, note="请本周内办结", now=LATE, catalogue=catalogue,
+                          settings=SETTINGS)
     assert (row.actor, row.role, row.reason, row.department) == ("赵主任", "leader", "manual", "zjj")
     assert row.leader == "区住房和城乡建设局 张建设（副局长）"  # the catalogue entry of the ticket's category
     for expected in (t.ticket_no, "区住房和城乡建设局 张建设（副局长）", "幸福小区物业不作为", "2025年03月10日 10:00",
@@ -44,13 +46,13 @@ async def test_leader_supervises_by_hand_with_a_letter_to_the_departments_leader
 
 
 async def test_only_supervisors_may_supervise_and_only_open_tickets(session, draft, catalogue) -> None:
-    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM)
+    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     with pytest.raises(Forbidden) as err:
-        await supervise(session, t.ticket_no, HANDLER, now=LATE, catalogue=catalogue)
+        await supervise(session, t.ticket_no, HANDLER, now=LATE, catalogue=catalogue, settings=SETTINGS)
     assert err.value.code == "ticket.role_forbidden"
     await step(session, t, "withdraw", CALLER)
     with pytest.raises(IllegalTransition) as err:
-        await supervise(session, t.ticket_no, LEADER, now=LATE, catalogue=catalogue)
+        await supervise(session, t.ticket_no, LEADER, now=LATE, catalogue=catalogue, settings=SETTINGS)
     assert err.value.code == "ticket.supervise_closed"
     assert (await session.execute(select(OutboxMessage))).first() is None
 

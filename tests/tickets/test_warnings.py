@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from tests.settings_support import SETTINGS
 from tests.tickets.loop_support import AGENT, CALLER, DISPATCHER, HANDLER, MONDAY_10AM, SYSTEM, TZ, step
 from tickets.models import OutboxMessage, TicketEvent, TicketSupervision, TicketWarning
 from tickets.services import create_ticket, record_callback, replay_ticket
@@ -29,17 +30,17 @@ async def rows(session, model) -> int:
 
 
 async def scan(session, now, catalogue):
-    return await scan_warnings(session, now=now, catalogue=catalogue)
+    return await scan_warnings(session, now=now, catalogue=catalogue, settings=SETTINGS)
 
 
 async def dispatched(session, draft, **kw):
-    t = await create_ticket(session, draft(**kw), AGENT, now=MONDAY_10AM)
+    t = await create_ticket(session, draft(**kw), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     t = await step(session, t, "review", DISPATCHER)
     return await step(session, t, "dispatch", DISPATCHER, lead_department="zjj")
 
 
 async def test_handling_deadline_turns_yellow_then_red_and_rescans_change_nothing(session, draft, catalogue) -> None:
-    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM)
+    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     assert t.due_at == NEXT_MONDAY_10AM
 
     report = await scan(session, THURSDAY_10AM, catalogue)
@@ -95,12 +96,12 @@ async def test_sign_for_deadline_yellow_red_then_cleared_by_signing(session, dra
 
 
 async def test_repeat_complaint_is_red_but_a_repeated_enquiry_is_not(session, draft, catalogue) -> None:
-    first = await create_ticket(session, draft(content="小区垃圾没人清理"), AGENT, now=MONDAY_10AM)
-    repeat = await create_ticket(session, draft(content="垃圾还是没人清理"), AGENT, now=MONDAY_10AM)
+    first = await create_ticket(session, draft(content="小区垃圾没人清理"), AGENT, now=MONDAY_10AM, settings=SETTINGS)
+    repeat = await create_ticket(session, draft(content="垃圾还是没人清理"), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     enquiry = await create_ticket(session, draft(caller_phone="13900000001", kind="咨询", content="垃圾分类怎么分"),
-                                  AGENT, now=MONDAY_10AM)
+                                  AGENT, now=MONDAY_10AM, settings=SETTINGS)
     enquiry2 = await create_ticket(session, draft(caller_phone="13900000001", kind="咨询", content="垃圾分类时间"),
-                                   AGENT, now=MONDAY_10AM)
+                                   AGENT, now=MONDAY_10AM, settings=SETTINGS)
     assert (first.is_repeat, repeat.is_repeat, enquiry2.is_repeat) == (False, True, True)
     report = await scan(session, MONDAY_10AM, catalogue)
     assert await open_warnings(session) == [("repeat_complaint", "red", str(repeat.id))]
@@ -113,7 +114,7 @@ async def test_unsatisfied_callback_is_red(session, draft, catalogue) -> None:
     for action, kw in (("sign", {}), ("reply", {"reply": "已清运"})):
         t = await step(session, t, action, HANDLER, **kw)
     t = await step(session, t, "verify", DISPATCHER)
-    t = await record_callback(session, t.ticket_no, "unsatisfied", SYSTEM, now=MONDAY_10AM)
+    t = await record_callback(session, t.ticket_no, "unsatisfied", SYSTEM, now=MONDAY_10AM, settings=SETTINGS)
     assert (t.state, t.redispatch_count) == ("dispatched", 1)
     await scan(session, MONDAY_10AM + timedelta(minutes=5), catalogue)
     assert await open_warnings(session) == [("unsatisfied", "red", str(t.id))]
@@ -135,7 +136,7 @@ async def test_extension_is_red_and_moves_the_handling_deadline(session, draft, 
 
 
 async def test_closed_and_withdrawn_tickets_lose_their_warnings(session, draft, catalogue) -> None:
-    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM)
+    t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     await scan(session, NEXT_MONDAY_10AM + timedelta(hours=1), catalogue)
     assert len(await open_warnings(session)) == 1
     await step(session, t, "withdraw", CALLER, now=NEXT_MONDAY_10AM + timedelta(hours=2))
@@ -144,7 +145,7 @@ async def test_closed_and_withdrawn_tickets_lose_their_warnings(session, draft, 
 
 
 async def test_hour_tier_uses_wall_clock_time(session, draft, catalogue) -> None:
-    t = await create_ticket(session, draft(urgency="urgent"), AGENT, now=MONDAY_10AM)  # 24 小时
+    t = await create_ticket(session, draft(urgency="urgent"), AGENT, now=MONDAY_10AM, settings=SETTINGS)  # 24 小时
     assert t.due_at == MONDAY_10AM + timedelta(hours=24)
     assert (await scan(session, MONDAY_10AM + timedelta(hours=17), catalogue)).open_warnings == 0
     await scan(session, MONDAY_10AM + timedelta(hours=19), catalogue)  # 5 of 24 hours left (the night counts)
