@@ -2,8 +2,8 @@
 
 Topics are ``name`` or ``name:argument`` (``user:zhang3``, later ``queue``, ``dept:城管局``). Who may
 subscribe is decided by a :class:`TopicRule` per name, deny by default. ``Hub.publish`` is the single entry
-for events: today producers in the same process call it; in a multi-worker deployment a PostgreSQL
-``LISTEN`` task in each worker calls it for every ``NOTIFY`` so all browsers see the same events.
+for events, called by producers in the same process: one process sees only its own events (``hotline run``).
+Events across several console workers need a PostgreSQL LISTEN/NOTIFY backend, which does not exist yet.
 
 A browser's subscription carries its :class:`Owner` (account and login session), so ``Hub.disconnect``
 ends at once the sockets of a session that was logged out, or of an account deactivated or changed.

@@ -1,9 +1,10 @@
 """The AMI controller: AMI events → state → call log, overflow to the bot, leader answering windows.
 
-Wiring only: the connection is :mod:`ivr.ami`, the state :mod:`ivr.state`, decisions :mod:`ivr.overflow`
-and :mod:`ivr.leaders`, storage :mod:`ivr.calllog`. Plug-ins (the call-back scheduler) use
-:meth:`HotlineController.add_listener` to receive domain events (``CallbackResult`` …) and
-:meth:`HotlineController.originate` to place calls.
+It runs the loops that tie the parts together (the tick that decides on overflow, the leader windows, the
+call-log writer with its spool); the parts are elsewhere: the connection :mod:`ivr.ami`, the state
+:mod:`ivr.state`, decisions :mod:`ivr.overflow` and :mod:`ivr.leaders`, storage :mod:`ivr.calllog`.
+Plug-ins (the call-back schedulers) use :meth:`HotlineController.add_listener` to receive domain events
+(``CallbackResult`` …) and :meth:`HotlineController.originate` to place calls.
 """
 
 from __future__ import annotations

@@ -147,6 +147,11 @@ class Update:
     members_changed: bool = False
 
 
+# Asterisk's running average talk time seeds the controller's handle time after a (re)connect only when it
+# rests on this many calls: one short call must not make every wait look short (and stop overflow).
+MIN_CALLS_FOR_TALK_TIME = 5
+
+
 class HotlineState:
     """Calls by Uniqueid and the watched queue's members; ``apply`` is the only way in besides ``resync``."""
 
@@ -376,7 +381,7 @@ class HotlineState:
         for m in members.values():
             self._member(m, snap.queue_seq)
         for p in snap.params:
-            if p.queue == self.queue and p.completed > 0 and p.talk_time_s > 0:
+            if p.queue == self.queue and p.completed >= MIN_CALLS_FOR_TALK_TIME and p.talk_time_s > 0:
                 self.asterisk_talk_time_s = p.talk_time_s
 
     def set_leaders(self, leaders: Iterable[tuple[str, str, str]]) -> None:

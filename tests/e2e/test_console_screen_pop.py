@@ -28,7 +28,7 @@ from ivr.pbx import LocalPbx, PbxInfo
 from ivr.pbx.testcall import place_call
 from tests.agent_console.harness import Console
 from tests.browser.conftest import UserPage, chromium, chromium_path, live_console, page_for  # noqa: F401 - fixtures
-from tests.e2e.test_controller import Events, e2e_settings
+from tests.e2e.controller_support import Events, e2e_settings
 from tests.settings_support import SETTINGS
 from tickets.services import Actor, TicketDraft, create_ticket
 

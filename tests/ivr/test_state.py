@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +11,7 @@ import pytest
 
 from ivr import events as ev
 from ivr.ami import AmiClient
-from ivr.state import HotlineState, Resync
+from ivr.state import MIN_CALLS_FOR_TALK_TIME, HotlineState, Resync
 from tests.ivr.amitools import RECEIVED, Replayer, attach, fixture_bytes
 
 Replay = Callable[[str, HotlineState], Replayer]
@@ -121,6 +122,17 @@ async def test_resync_rebuilds_calls_queue_and_members_and_ends_vanished_calls(c
     assert set(state.members) == {"Local/6001@test-agent/n", "PJSIP/6002"}
     assert state.members["PJSIP/6002"].paused and not state.members["PJSIP/6002"].available
     assert state.asterisk_talk_time_s == 150
+
+
+async def test_asterisk_talk_time_of_a_few_calls_does_not_seed_the_handle_time(client: AmiClient) -> None:
+    """One short call (an e2e test's, or the first of the day) must not make every estimated wait look short."""
+    now = T0 + timedelta(minutes=10)
+    snap = await resync_from_fixture(client, HotlineState("hotline"), now)
+    few = dataclasses.replace(snap, params=[dataclasses.replace(p, completed=MIN_CALLS_FOR_TALK_TIME - 1)
+                                            for p in snap.params])
+    state = HotlineState("hotline")
+    state.resync(few, now)
+    assert state.asterisk_talk_time_s is None
 
 
 async def test_events_newer_than_the_snapshot_win_over_it(client: AmiClient) -> None:
