@@ -1,5 +1,6 @@
 """`hotline db upgrade` builds exactly the schema the models declare, on SQLite and PostgreSQL."""
 
+import asyncio
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
@@ -42,3 +43,22 @@ async def test_upgrade_engine_on_fresh_file_creates_tables(tmp_path: Path) -> No
         assert {"tickets", "ticket_events", "kb_entries", "console_users"} <= set(names)
     finally:
         await eng.dispose()
+
+
+def test_missed_questions_stored_before_masking_are_masked_by_the_upgrade(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+    assert upgrade(url, "0006") == 0
+
+    async def stored(sql: str, **params: object) -> list[str]:
+        engine = make_engine(url)
+        try:
+            async with engine.begin() as conn:
+                result = await conn.execute(text(sql), params)
+                return [r[0] for r in result] if result.returns_rows else []
+        finally:
+            await engine.dispose()
+
+    asyncio.run(stored("INSERT INTO kb_misses (question_text, reason, at) VALUES (:q, 'unanswered', '2026-12-01')",
+                       q="我的电话13912345678，问一下社保卡"))
+    assert upgrade(url) == 0
+    assert asyncio.run(stored("SELECT question_text FROM kb_misses")) == ["我的电话139****5678，问一下社保卡"]
