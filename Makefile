@@ -18,7 +18,7 @@ bench: system venv models assets
 	$(BIN)/python -m bench
 
 lint: venv
-	$(BIN)/ruff check . && $(BIN)/mypy config tickets knowledge asr ivr agent_console hotline
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy config language tickets knowledge asr ivr agent_console hotline
 
 # Debian packages, installed only when one is missing.
 system:

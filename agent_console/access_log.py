@@ -13,8 +13,15 @@ class PathAccessLogger(AbstractAccessLogger):
     citizen's personal data, so neither is logged."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        self.logger.info('%s "%s %s" %d %d %.3fs', request.remote, request.method, request.path, response.status,
-                         response.body_length, time)
+        self.logger.info(
+            '%s "%s %s" %d %d %.3fs',
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            response.body_length,
+            time,
+        )
 
     @property
     def enabled(self) -> bool:

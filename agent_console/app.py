@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_console import keys
 from agent_console.auth import Accounts
+from agent_console.desk.services import DESK_SERVICES, DeskServices
 from agent_console.hub import Hub
 from agent_console.masking import mask_phone
 from agent_console.metrics import ConsoleMetrics
@@ -53,14 +54,24 @@ STATIC_DIR = PACKAGE_DIR / "static"
 MAX_REQUEST_BYTES = 1024 * 1024
 
 FEATURES: tuple[RouteTable, ...] = (
-    home.routes, session.routes, users.routes, live.routes, ops.routes,
+    home.routes,
+    session.routes,
+    users.routes,
+    live.routes,
+    ops.routes,
     knowledge.routes,
     cockpit.routes,
     leaders.routes,
     reports.routes,
-    tickets.routes, workspace.routes, dispatch_desk.routes, department.routes, callbacks.routes, public.routes,
+    tickets.routes,
+    workspace.routes,
+    dispatch_desk.routes,
+    department.routes,
+    callbacks.routes,
+    public.routes,
     missed_calls.routes,
 )
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -86,27 +97,41 @@ def create_app(
     features: Sequence[RouteTable] = FEATURES,
     clock: Callable[[], datetime] = utc_now,
     on_knowledge_change: Callable[[], Awaitable[None]] | None = None,
+    desk: DeskServices | None = None,
 ) -> web.Application:
     """The console application. ``hub`` is shared with in-process producers of live events; ``clock`` lets
     tests move time (session expiry, throttling windows). ``on_knowledge_change`` is awaited after every
-    knowledge-base edit made in the console (the bot refreshes its index)."""
+    knowledge-base edit made in the console (the bot refreshes its index). ``desk``: the ticket screens'
+    telephony, knowledge lookup and dispatch suggester (default: unwired, see
+    :mod:`agent_console.desk.services`)."""
     registry = RouteRegistry.of(features)
     metrics = ConsoleMetrics()
     headers = security_headers(https=settings.console.secure_cookies)
-    app = web.Application(middlewares=[metrics.middleware(), headers, errors, deny_unregistered, rate_limits],
-                          client_max_size=MAX_REQUEST_BYTES)
+    app = web.Application(
+        middlewares=[metrics.middleware(), headers, errors, deny_unregistered, rate_limits],
+        client_max_size=MAX_REQUEST_BYTES,
+    )
     app[keys.SETTINGS] = settings
     app[keys.SESSIONMAKER] = sessionmaker
     app[keys.CLOCK] = clock
     app[keys.ACCOUNTS] = accounts or Accounts(settings.console)
     app[keys.HUB] = hub or Hub(queue_size=settings.console.ws_queue_size)
-    app[keys.ACCOUNTS].on_revoke(app[keys.HUB].disconnect)  # a logout or account change closes its sockets
+    app[keys.ACCOUNTS].on_revoke(
+        app[keys.HUB].disconnect
+    )  # a logout or account change closes its sockets
     app[keys.METRICS] = metrics
     app[REGISTRY] = registry
     app[keys.OPENAPI] = build_openapi(registry, version=_version())
     app[keys.KNOWLEDGE_CHANGED] = on_knowledge_change or _nothing
-    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True,
-                         undefined=jinja2.StrictUndefined, filters={"mask_phone": mask_phone})
+    if desk is not None:
+        app[DESK_SERVICES] = desk
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        filters={"mask_phone": mask_phone},
+    )
     registry.install(app)
     for feature in features:
         for setup in feature.setups:

@@ -20,8 +20,10 @@ VENDOR_FILES: dict[str, str] = {
     "echarts/LICENSE": "echarts.LICENSE.txt",
 }
 
-NPM_MISSING = ("npm 未安装，无法下载前端资源。Debian/Ubuntu：sudo apt-get install -y nodejs npm；"
-               "或从 Node.js 官方发行版安装 Node 18 以上（自带 npm）。")
+NPM_MISSING = (
+    "npm 未安装，无法下载前端资源。Debian/Ubuntu：sudo apt-get install -y nodejs npm；"
+    "或从 Node.js 官方发行版安装 Node 18 以上（自带 npm）。"
+)
 
 
 class AssetsError(RuntimeError):
@@ -39,12 +41,20 @@ def _fingerprint(frontend: Path) -> str:
 
 def is_installed(frontend: Path = FRONTEND_DIR, vendor: Path = VENDOR_DIR) -> bool:
     stamp = vendor / STAMP_NAME
-    return (stamp.exists() and stamp.read_text().strip() == _fingerprint(frontend)
-            and all((vendor / name).exists() for name in VENDOR_FILES.values()))
+    return (
+        stamp.exists()
+        and stamp.read_text().strip() == _fingerprint(frontend)
+        and all((vendor / name).exists() for name in VENDOR_FILES.values())
+    )
 
 
-def install_assets(frontend: Path = FRONTEND_DIR, vendor: Path = VENDOR_DIR, *, npm: str | None = None,
-                   say: Callable[[str], None] = print) -> bool:
+def install_assets(
+    frontend: Path = FRONTEND_DIR,
+    vendor: Path = VENDOR_DIR,
+    *,
+    npm: str | None = None,
+    say: Callable[[str], None] = print,
+) -> bool:
     """Run ``npm ci`` (``npm install`` without a lock file) and copy the files; False when already up to date."""
     if is_installed(frontend, vendor):
         say(f"前端资源已是最新：{vendor}")
@@ -53,12 +63,21 @@ def install_assets(frontend: Path = FRONTEND_DIR, vendor: Path = VENDOR_DIR, *, 
     if npm is None:
         raise AssetsError(NPM_MISSING)
     verb = "ci" if (frontend / "package-lock.json").exists() else "install"
-    cmd = [npm, verb, "--no-audit", "--no-fund", "--ignore-scripts", "--omit-lockfile-registry-resolved",
-           "--loglevel=error"]
+    cmd = [
+        npm,
+        verb,
+        "--no-audit",
+        "--no-fund",
+        "--ignore-scripts",
+        "--omit-lockfile-registry-resolved",
+        "--loglevel=error",
+    ]
     say(f"运行 {' '.join(cmd)}（{frontend}）")
     result = subprocess.run(cmd, cwd=frontend, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise AssetsError(f"npm {verb} 失败（退出码 {result.returncode}）：{result.stderr.strip()[-2000:]}")
+        raise AssetsError(
+            f"npm {verb} 失败（退出码 {result.returncode}）：{result.stderr.strip()[-2000:]}"
+        )
     vendor.mkdir(parents=True, exist_ok=True)
     for source, name in VENDOR_FILES.items():
         path = frontend / "node_modules" / source

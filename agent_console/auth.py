@@ -28,7 +28,9 @@ from agent_console.schemas import UserCreate, UserUpdate
 from agent_console.security import LoginLimits, LoginThrottle, new_token
 from config.settings import ConsoleSettings
 
-LAST_SEEN_RESOLUTION = timedelta(minutes=1)  # last_seen_at is written at most this often per session
+LAST_SEEN_RESOLUTION = timedelta(
+    minutes=1
+)  # last_seen_at is written at most this often per session
 T = TypeVar("T")
 
 
@@ -97,9 +99,14 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def record_audit(db: AsyncSession, origin: Origin, action: str, target: str | None, now: datetime,
-                       **detail: Any) -> None:
-    db.add(AuditEntry(at=now, actor=origin.actor, action=action, target=target, ip=origin.ip, detail=detail))
+async def record_audit(
+    db: AsyncSession, origin: Origin, action: str, target: str | None, now: datetime, **detail: Any
+) -> None:
+    db.add(
+        AuditEntry(
+            at=now, actor=origin.actor, action=action, target=target, ip=origin.ip, detail=detail
+        )
+    )
 
 
 async def find_user(db: AsyncSession, username: str) -> User | None:
@@ -114,13 +121,18 @@ class Accounts:
     """Account and session services, configured by the ``[console]`` settings."""
 
     def __init__(self, settings: ConsoleSettings) -> None:
-        self.hasher = PasswordHasher(time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib,
-                                     parallelism=settings.argon2_parallelism)
+        self.hasher = PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+        )
         self.min_password = settings.password_min_length
         self.session_ttl = timedelta(seconds=settings.session_ttl_s)
         self.throttle = LoginThrottle(LoginLimits.of(settings))
         self.hashing = PasswordHashing(settings.login_hash_workers, settings.login_hash_queue)
-        self._dummy_hash = self.hasher.hash(secrets.token_hex(16))  # equalises time for unknown usernames
+        self._dummy_hash = self.hasher.hash(
+            secrets.token_hex(16)
+        )  # equalises time for unknown usernames
         self._revocation_listeners: list[RevocationListener] = []
 
     def on_revoke(self, listener: RevocationListener) -> None:
@@ -134,11 +146,17 @@ class Accounts:
     # --- passwords -------------------------------------------------------------------------------------
     def check_password_rules(self, username: str, password: str) -> None:
         if len(password) < self.min_password:
-            raise InvalidInput(f"密码至少需要 {self.min_password} 个字符",
-                               details=[{"field": "password", "code": "too_short", "message": "太短"}])
+            raise InvalidInput(
+                f"密码至少需要 {self.min_password} 个字符",
+                details=[{"field": "password", "code": "too_short", "message": "太短"}],
+            )
         if password.strip().lower() == username.lower():
-            raise InvalidInput("密码不能与用户名相同",
-                               details=[{"field": "password", "code": "same_as_username", "message": "与用户名相同"}])
+            raise InvalidInput(
+                "密码不能与用户名相同",
+                details=[
+                    {"field": "password", "code": "same_as_username", "message": "与用户名相同"}
+                ],
+            )
 
     async def _hash(self, password: str) -> str:
         return await self.hashing.run(self.hasher.hash, password)
@@ -153,22 +171,42 @@ class Accounts:
             return False
 
     # --- accounts --------------------------------------------------------------------------------------
-    async def create_user(self, db: AsyncSession, new: UserCreate, origin: Origin, now: datetime) -> User:
+    async def create_user(
+        self, db: AsyncSession, new: UserCreate, origin: Origin, now: datetime
+    ) -> User:
         username = new.username.lower()
         self.check_password_rules(username, new.password)
         if await find_user(db, username) is not None:
             raise Conflict(f"用户名 {username} 已存在")
-        user = User(username=username, display_name=new.display_name, role=new.role.value,
-                    department=new.department or None, grid=new.grid or None,
-                    password_hash=await self._hash(new.password), active=True, created_at=now, updated_at=now)
+        user = User(
+            username=username,
+            display_name=new.display_name,
+            role=new.role.value,
+            department=new.department or None,
+            grid=new.grid or None,
+            password_hash=await self._hash(new.password),
+            active=True,
+            created_at=now,
+            updated_at=now,
+        )
         db.add(user)
-        await record_audit(db, origin, "user.create", username, now, role=user.role, department=user.department,
-                           grid=user.grid, display_name=user.display_name)
+        await record_audit(
+            db,
+            origin,
+            "user.create",
+            username,
+            now,
+            role=user.role,
+            department=user.department,
+            grid=user.grid,
+            display_name=user.display_name,
+        )
         await db.commit()
         return user
 
-    async def update_user(self, db: AsyncSession, username: str, changes: UserUpdate, origin: Origin,
-                          now: datetime) -> User:
+    async def update_user(
+        self, db: AsyncSession, username: str, changes: UserUpdate, origin: Origin, now: datetime
+    ) -> User:
         user = await find_user(db, username.lower())
         if user is None:
             raise NotFound(f"用户 {username} 不存在")
@@ -196,15 +234,24 @@ class Accounts:
         revoke = bool(set(changed) & {"role", "department", "grid", "password", "active"})
         if revoke:
             await self._revoke_all(db, user.id, now)
-        await record_audit(db, origin, "user.update", user.username, now, fields=changed,
-                           **{k: fields[k] for k in changed if k != "password"})
+        await record_audit(
+            db,
+            origin,
+            "user.update",
+            user.username,
+            now,
+            fields=changed,
+            **{k: fields[k] for k in changed if k != "password"},
+        )
         await db.commit()
         if revoke:
             self._revoked(user_id=user.id)
         return user
 
     # --- sessions --------------------------------------------------------------------------------------
-    async def login(self, db: AsyncSession, username: str, password: str, origin: Origin, now: datetime) -> Login:
+    async def login(
+        self, db: AsyncSession, username: str, password: str, origin: Origin, now: datetime
+    ) -> Login:
         """Count the attempt, check the password and open a session.
 
         The attempt is counted (committed) before the password is checked, and the database connection is
@@ -215,7 +262,9 @@ class Accounts:
         with self.hashing.place():
             return await self._login(db, username, password, origin, now)
 
-    async def _login(self, db: AsyncSession, username: str, password: str, origin: Origin, now: datetime) -> Login:
+    async def _login(
+        self, db: AsyncSession, username: str, password: str, origin: Origin, now: datetime
+    ) -> Login:
         username = username.strip().lower()
         ip = origin.ip or "unknown"
         user = await find_user(db, username)
@@ -223,25 +272,51 @@ class Accounts:
         attempt = await self.throttle.admit(db, username, ip, now)
         await db.commit()  # no connection is held while the password is checked
         ok = await self._verify(stored, password)
-        rehashed = await self._hash(password) if ok and self.hasher.check_needs_rehash(stored) else None
+        rehashed = (
+            await self._hash(password) if ok and self.hasher.check_needs_rehash(stored) else None
+        )
         reason = "unknown_user" if user is None else None if ok else "wrong_password"
         if user is not None and reason is None:
-            await db.refresh(user)  # deactivated, or given another password, while this one was checked?
-            reason = "inactive" if not user.active else None if user.password_hash == stored else "password_changed"
+            await db.refresh(
+                user
+            )  # deactivated, or given another password, while this one was checked?
+            reason = (
+                "inactive"
+                if not user.active
+                else None
+                if user.password_hash == stored
+                else "password_changed"
+            )
         if user is None or reason is not None:
-            await record_audit(db, Origin(None, origin.ip, origin.user_agent), "login.failure", username, now,
-                               reason=reason)
+            await record_audit(
+                db,
+                Origin(None, origin.ip, origin.user_agent),
+                "login.failure",
+                username,
+                now,
+                reason=reason,
+            )
             await db.commit()
             raise InvalidCredentials()
         if rehashed is not None:
             user.password_hash = rehashed
         await self.throttle.succeeded(db, attempt)
         token = new_token()
-        session = UserSession(token_hash=hash_token(token), csrf_token=new_token(), user_id=user.id, user=user,
-                              created_at=now, expires_at=now + self.session_ttl, last_seen_at=now,
-                              ip=origin.ip, user_agent=(origin.user_agent or "")[:512] or None)
+        session = UserSession(
+            token_hash=hash_token(token),
+            csrf_token=new_token(),
+            user_id=user.id,
+            user=user,
+            created_at=now,
+            expires_at=now + self.session_ttl,
+            last_seen_at=now,
+            ip=origin.ip,
+            user_agent=(origin.user_agent or "")[:512] or None,
+        )
         db.add(session)
-        await record_audit(db, Origin(user.username, origin.ip, origin.user_agent), "login", user.username, now)
+        await record_audit(
+            db, Origin(user.username, origin.ip, origin.user_agent), "login", user.username, now
+        )
         await db.commit()
         return Login(user=user, session=session, token=token)
 
@@ -249,21 +324,34 @@ class Accounts:
         """The live session of a cookie token, or None when unknown, expired, revoked or its user inactive."""
         stmt = select(UserSession).where(UserSession.token_hash == hash_token(token))
         session = (await db.execute(stmt)).scalar_one_or_none()
-        if session is None or session.revoked_at is not None or session.expires_at <= now or not session.user.active:
+        if (
+            session is None
+            or session.revoked_at is not None
+            or session.expires_at <= now
+            or not session.user.active
+        ):
             return None
         if now - session.last_seen_at >= LAST_SEEN_RESOLUTION:
             session.last_seen_at = now
             await db.commit()
         return session
 
-    async def logout(self, db: AsyncSession, session_id: int, origin: Origin, now: datetime) -> None:
+    async def logout(
+        self, db: AsyncSession, session_id: int, origin: Origin, now: datetime
+    ) -> None:
         """Revoke one session server-side; its cookie is worthless afterwards."""
-        await db.execute(update(UserSession).where(UserSession.id == session_id, UserSession.revoked_at.is_(None))
-                         .values(revoked_at=now))
+        await db.execute(
+            update(UserSession)
+            .where(UserSession.id == session_id, UserSession.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
         await record_audit(db, origin, "logout", origin.actor, now)
         await db.commit()
         self._revoked(session_id=session_id)
 
     async def _revoke_all(self, db: AsyncSession, user_id: int, now: datetime) -> None:
-        await db.execute(update(UserSession).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
-                         .values(revoked_at=now))
+        await db.execute(
+            update(UserSession)
+            .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )

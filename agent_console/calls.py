@@ -66,9 +66,15 @@ def screenpop_topic(username: str) -> str:
     return f"{SCREENPOP}:{username}"
 
 
-async def screen_pop_payload(session: AsyncSession, caller: str, *, call_id: str | None = None,
-                             transcript: Sequence[str] | str | None = None, from_bot: bool = False,
-                             limit: int = HISTORY_LIMIT) -> dict[str, Any]:
+async def screen_pop_payload(
+    session: AsyncSession,
+    caller: str,
+    *,
+    call_id: str | None = None,
+    transcript: Sequence[str] | str | None = None,
+    from_bot: bool = False,
+    limit: int = HISTORY_LIMIT,
+) -> dict[str, Any]:
     """What the agent sees when the call rings through: the number, the caller's earlier tickets (a repeat
     warning when any is still open) and what the bot heard before handing over."""
     try:
@@ -76,20 +82,38 @@ async def screen_pop_payload(session: AsyncSession, caller: str, *, call_id: str
     except InvalidInput:  # withheld or odd numbers still pop, without history
         phone = None
     history = await caller_history(session, phone, limit) if phone else []
-    earlier = [{"ticket_no": t.ticket_no, "state": t.state, "state_label": STATE_LABELS[State(t.state)],
-                "created_at": t.created_at.isoformat(), "summary": t.summary, "category": t.category,
-                "warning": t.warning}
-               for t in history]
+    earlier = [
+        {
+            "ticket_no": t.ticket_no,
+            "state": t.state,
+            "state_label": STATE_LABELS[State(t.state)],
+            "created_at": t.created_at.isoformat(),
+            "summary": t.summary,
+            "category": t.category,
+            "warning": t.warning,
+        }
+        for t in history
+    ]
     open_count = sum(1 for t in history if State(t.state) not in (State.CLOSED, State.WITHDRAWN))
     lines = [transcript] if isinstance(transcript, str) else list(transcript or [])
-    return {"caller": caller, "phone": phone, "call_id": call_id, "from_bot": from_bot,
-            "transcript": "\n".join(lines), "earlier": earlier,
-            "repeat_warning": (f"该来电人近期已有 {len(history)} 件工单，其中 {open_count} 件未办结，请核对是否重复诉求"
-                               if history else "")}
+    return {
+        "caller": caller,
+        "phone": phone,
+        "call_id": call_id,
+        "from_bot": from_bot,
+        "transcript": "\n".join(lines),
+        "earlier": earlier,
+        "repeat_warning": (
+            f"该来电人近期已有 {len(history)} 件工单，其中 {open_count} 件未办结，请核对是否重复诉求"
+            if history
+            else ""
+        ),
+    }
 
 
-async def publish_screen_pop(hub: Hub, sessionmaker: async_sessionmaker[AsyncSession], username: str, caller: str,
-                             **kw: Any) -> int:
+async def publish_screen_pop(
+    hub: Hub, sessionmaker: async_sessionmaker[AsyncSession], username: str, caller: str, **kw: Any
+) -> int:
     """Build the screen pop for ``caller`` and push it to ``username``'s browsers; returns how many got it."""
     async with sessionmaker() as session:
         payload = await screen_pop_payload(session, caller, **kw)

@@ -38,5 +38,9 @@ def client_address(request: web.Request) -> str:
     networks = _networks(request.app[keys.SETTINGS].console.trusted_proxies)
     if not _trusted(peer, networks):
         return peer
-    hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
+    hops = [
+        h.strip()
+        for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")
+        if h.strip()
+    ]
     return next((h for h in reversed(hops) if not _trusted(h, networks)), hops[0] if hops else peer)

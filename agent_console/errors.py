@@ -37,7 +37,9 @@ class ConsoleError(Exception):
     code: ClassVar[str] = "console.bad_request"
     default_message: ClassVar[str] = "请求有误"
 
-    def __init__(self, message: str | None = None, *, details: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, message: str | None = None, *, details: list[dict[str, Any]] | None = None
+    ) -> None:
         self.message = message or self.default_message
         self.details = details or []
         super().__init__(self.message)
@@ -130,11 +132,15 @@ def invalid_input(exc: ValidationError) -> InvalidInput:
     for err in exc.errors(include_url=False, include_input=False):
         field = ".".join(str(p) for p in err["loc"]) or "body"
         if is_control_character_error(err):
-            details.append({"field": field, "code": CONTROL_CHARACTER, "message": CONTROL_CHARACTER_MESSAGE})
+            details.append(
+                {"field": field, "code": CONTROL_CHARACTER, "message": CONTROL_CHARACTER_MESSAGE}
+            )
             continue
         message = _FIELD_MESSAGES.get(err["type"]) or err["msg"].removeprefix("Value error, ")
         details.append({"field": field, "code": err["type"], "message": message})
-    summary = "；".join(d["message"] if d["field"] == "body" else f"{d['field']} {d['message']}" for d in details)
+    summary = "；".join(
+        d["message"] if d["field"] == "body" else f"{d['field']} {d['message']}" for d in details
+    )
     return InvalidInput(f"输入有误：{summary}", details=details)
 
 
@@ -165,7 +171,10 @@ DOMAIN_STATUSES: tuple[tuple[type[HotlineError], int], ...] = (
     (leaders.ShiftNotFound, 404),
     (leaders.LeaderScheduleError, 400),
     (AmiError, 503),  # the telephone system is unreachable: try again
-    (HotlineError, 409),  # any other refusal (e.g. a call-back outside the allowed hours: callback.*)
+    (
+        HotlineError,
+        409,
+    ),  # any other refusal (e.g. a call-back outside the allowed hours: callback.*)
 )
 """The HTTP status of every domain refusal, the first matching class wins; the code and message are the error's."""
 
@@ -206,6 +215,17 @@ def error_codes() -> dict[int, list[str]]:
 
 
 STATUS_ERRORS: dict[int, type[ConsoleError]] = {
-    cls.status: cls for cls in (BadRequest, Unauthenticated, Forbidden, NotFound, MethodNotAllowed, Conflict,
-                                PayloadTooLarge, InvalidInput, TooManyRequests, Unavailable)
+    cls.status: cls
+    for cls in (
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        MethodNotAllowed,
+        Conflict,
+        PayloadTooLarge,
+        InvalidInput,
+        TooManyRequests,
+        Unavailable,
+    )
 }

@@ -55,9 +55,13 @@ class DistrictLayout(_Frozen):
             for s in d.streets:
                 x, y = s.cell
                 if not (0 <= x < self.columns and 0 <= y < self.rows):
-                    raise ValueError(f"{d.name}{s.name} 的格子 {list(s.cell)} 超出 {self.columns}×{self.rows} 的范围")
+                    raise ValueError(
+                        f"{d.name}{s.name} 的格子 {list(s.cell)} 超出 {self.columns}×{self.rows} 的范围"
+                    )
                 if s.cell in seen_cells:
-                    raise ValueError(f"{d.name}{s.name} 与 {seen_cells[s.cell]} 占用同一格子 {list(s.cell)}")
+                    raise ValueError(
+                        f"{d.name}{s.name} 与 {seen_cells[s.cell]} 占用同一格子 {list(s.cell)}"
+                    )
                 seen_cells[s.cell] = f"{d.name}{s.name}"
         return self
 
@@ -72,11 +76,15 @@ def load_layout(path: Path) -> DistrictLayout:
     except FileNotFoundError:
         raise LayoutError(f"找不到区县布局文件：{path}") from None
     except json.JSONDecodeError as exc:
-        raise LayoutError(f"区县布局文件 {path} 不是有效的 JSON：第 {exc.lineno} 行 {exc.msg}") from None
+        raise LayoutError(
+            f"区县布局文件 {path} 不是有效的 JSON：第 {exc.lineno} 行 {exc.msg}"
+        ) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise LayoutError(f"区县布局文件 {path} 有误：{where} {first['msg'].removeprefix('Value error, ')}") from None
+        raise LayoutError(
+            f"区县布局文件 {path} 有误：{where} {first['msg'].removeprefix('Value error, ')}"
+        ) from None
 
 
 def layout_path(settings: Settings) -> Path:

@@ -31,8 +31,12 @@ class Event:
 class TopicRule:
     """Who may subscribe to topics named ``name``: the roles, and an optional check of the argument."""
 
-    def __init__(self, name: str, roles: Iterable[Role],
-                 argument: Callable[[Any, str | None], bool] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        roles: Iterable[Role],
+        argument: Callable[[Any, str | None], bool] | None = None,
+    ) -> None:
         self.name = name
         self.roles = frozenset(roles)
         self.argument = argument
@@ -63,7 +67,9 @@ class Ended(StrEnum):
     """Why the hub dropped a subscription."""
 
     TOO_SLOW = "too slow"  # the browser fell too far behind
-    SESSION_ENDED = "session ended"  # logged out, deactivated, or the account's role or placement changed
+    SESSION_ENDED = (
+        "session ended"  # logged out, deactivated, or the account's role or placement changed
+    )
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,9 @@ class Subscription:
 
 
 class Hub:
-    def __init__(self, rules: Iterable[TopicRule] = DEFAULT_TOPICS, *, queue_size: int = 256) -> None:
+    def __init__(
+        self, rules: Iterable[TopicRule] = DEFAULT_TOPICS, *, queue_size: int = 256
+    ) -> None:
         self.rules = {r.name: r for r in rules}
         self.queue_size = queue_size
         self._subscribers: set[Subscription] = set()
@@ -127,8 +135,12 @@ class Hub:
 
     def disconnect(self, *, user_id: int | None = None, session_id: int | None = None) -> int:
         """End the subscriptions of one login session or of every session of one account; returns how many."""
-        ended = [s for s in self._subscribers if s.owner is not None
-                 and (s.owner.user_id == user_id or s.owner.session_id == session_id)]
+        ended = [
+            s
+            for s in self._subscribers
+            if s.owner is not None
+            and (s.owner.user_id == user_id or s.owner.session_id == session_id)
+        ]
         for sub in ended:
             sub.end(Ended.SESSION_ENDED)
         return len(ended)

@@ -9,13 +9,22 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from agent_console import keys
-from agent_console.errors import STATUS_ERRORS, ConsoleError, DomainError, Forbidden, InternalError, console_error
+from agent_console.errors import (
+    STATUS_ERRORS,
+    ConsoleError,
+    DomainError,
+    Forbidden,
+    InternalError,
+    console_error,
+)
 from agent_console.public_limits import RATE_LIMITS, admit
 from agent_console.routing import is_registered, json_response, render_error
 from config.errors import HotlineError
 
 log = logging.getLogger(__name__)
-JSON_PATHS = frozenset({"/ws", "/healthz", "/metrics"})  # besides /api/…: machine endpoints answer errors in JSON
+JSON_PATHS = frozenset(
+    {"/ws", "/healthz", "/metrics"}
+)  # besides /api/…: machine endpoints answer errors in JSON
 
 
 def _wants_json(request: web.Request) -> bool:
@@ -55,8 +64,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def deny_unregistered(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Deny by default: a route that did not come through the registry (with its role rule) is refused."""
     match = request.match_info
-    if match.http_exception is None and not isinstance(match.route.resource, web.StaticResource) \
-            and not is_registered(match.handler):
+    if (
+        match.http_exception is None
+        and not isinstance(match.route.resource, web.StaticResource)
+        and not is_registered(match.handler)
+    ):
         raise Forbidden()
     return await handler(request)
 

@@ -35,9 +35,11 @@ def _document_error_codes(schemas: dict[str, Any]) -> None:
     codes = error_codes()
     listing = "；".join(f"{status}：{'、'.join(found)}" for status, found in codes.items())
     prop = schemas["ErrorInfo"]["properties"]["code"]
-    prop["description"] = (f"{prop['description']}。console.* 为控制台自身的拒绝，其余为业务领域的拒绝（ticket 工单、"
-                           "kb 知识库、leader 领导接听日、callback 回访、ami 电话系统 …），可带同一领域更具体的错误码"
-                           f"（如 ticket.naive_time、kb.invalid_entry）。按 HTTP 状态：{listing}")
+    prop["description"] = (
+        f"{prop['description']}。console.* 为控制台自身的拒绝，其余为业务领域的拒绝（ticket 工单、"
+        "kb 知识库、leader 领导接听日、callback 回访、ami 电话系统 …），可带同一领域更具体的错误码"
+        f"（如 ticket.naive_time、kb.invalid_entry）。按 HTTP 状态：{listing}"
+    )
     prop["examples"] = sorted({code for found in codes.values() for code in found})
 
 
@@ -46,13 +48,17 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 
 def _parameters(route: Route, schemas: dict[str, Any]) -> list[dict[str, Any]]:
-    params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-              for n in _PATH_PARAM.findall(route.path)]
+    params = [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+        for n in _PATH_PARAM.findall(route.path)
+    ]
     if route.query is not None:
         q = schemas[route.query.__name__]
         required = set(q.get("required", []))
-        params += [{"name": name, "in": "query", "required": name in required, "schema": prop}
-                   for name, prop in q.get("properties", {}).items()]
+        params += [
+            {"name": name, "in": "query", "required": name in required, "schema": prop}
+            for name, prop in q.get("properties", {}).items()
+        ]
     return params
 
 
@@ -72,15 +78,28 @@ def _error_statuses(route: Route) -> list[int]:
 def _success(route: Route) -> dict[str, Any]:
     if route.kind == "page":
         if route.method == "GET":
-            return {"200": {"description": "HTML 页面", "content": {"text/html": {"schema": {"type": "string"}}}}}
+            return {
+                "200": {
+                    "description": "HTML 页面",
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                }
+            }
         return {"303": {"description": "处理后跳转"}}
     if route.kind == "socket":
         return {"101": {"description": "WebSocket 连接（实时推送）"}}
     if route.response is None:
-        return {str(route.status): {"description": route.summary,
-                                    "content": {"text/plain": {"schema": {"type": "string"}}}}}
-    return {str(route.status): {"description": route.summary,
-                                "content": {"application/json": {"schema": _ref(route.response)}}}}
+        return {
+            str(route.status): {
+                "description": route.summary,
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        }
+    return {
+        str(route.status): {
+            "description": route.summary,
+            "content": {"application/json": {"schema": _ref(route.response)}},
+        }
+    }
 
 
 def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
@@ -100,8 +119,10 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
         media = "application/x-www-form-urlencoded" if route.kind == "page" else "application/json"
         op["requestBody"] = {"required": True, "content": {media: {"schema": _ref(route.request)}}}
     for status in _error_statuses(route):
-        op["responses"][str(status)] = {"description": _ERROR_DESCRIPTIONS[status],
-                                        "content": {"application/json": {"schema": _ref(ErrorBody)}}}
+        op["responses"][str(status)] = {
+            "description": _ERROR_DESCRIPTIONS[status],
+            "content": {"application/json": {"schema": _ref(ErrorBody)}},
+        }
     return op
 
 
@@ -116,14 +137,21 @@ def build_openapi(registry: RouteRegistry, *, version: str) -> dict[str, Any]:
         paths.setdefault(path, {})[route.method.lower()] = _operation(route, schemas)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "12345 热线坐席控制台 API", "version": version,
-                 "description": "接诉即办坐席、派单、承办、领导驾驶舱的接口。写操作需带 X-CSRF-Token 头。"},
+        "info": {
+            "title": "12345 热线坐席控制台 API",
+            "version": version,
+            "description": "接诉即办坐席、派单、承办、领导驾驶舱的接口。写操作需带 X-CSRF-Token 头。",
+        },
         "paths": paths,
         "components": {
             "schemas": schemas,
             "securitySchemes": {
-                "session": {"type": "apiKey", "in": "cookie", "name": "hotline_session",
-                            "description": "登录后的会话 Cookie；写操作另需 X-CSRF-Token 头（见 /api/v1/me）"},
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "hotline_session",
+                    "description": "登录后的会话 Cookie；写操作另需 X-CSRF-Token 头（见 /api/v1/me）",
+                },
             },
         },
     }

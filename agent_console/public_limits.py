@@ -43,7 +43,9 @@ class RateLimit:
     per client address (over every limited route together) and per target."""
 
     action: str  # the audit action of an admitted request, ``public.<what>``
-    target: Callable[[web.Request], Awaitable[str | None]]  # the phone or ticket number asked for, if any
+    target: Callable[
+        [web.Request], Awaitable[str | None]
+    ]  # the phone or ticket number asked for, if any
 
 
 # Route name → its limit; features add theirs at set-up (RouteTable.on_setup), the middleware applies them.
@@ -55,7 +57,9 @@ def add_rate_limits(app: web.Application, limits: dict[str, RateLimit]) -> None:
 
 
 async def _count(db: AsyncSession, *conds: Any) -> int:
-    return (await db.execute(select(func.count()).select_from(AuditEntry).where(*conds))).scalar_one()
+    return (
+        await db.execute(select(func.count()).select_from(AuditEntry).where(*conds))
+    ).scalar_one()
 
 
 async def admit(request: web.Request, limit: RateLimit, actions: Iterable[str]) -> None:
@@ -68,9 +72,19 @@ async def admit(request: web.Request, limit: RateLimit, actions: Iterable[str]) 
     target = await limit.target(request)
     target = target[:TARGET_MAX] if target else None
     async with request.app[keys.SESSIONMAKER]() as db:
-        by_ip = await _count(db, AuditEntry.at >= since, AuditEntry.action.in_(list(actions)), AuditEntry.ip == ip)
-        by_target = 0 if target is None else await _count(
-            db, AuditEntry.at >= since, AuditEntry.action == limit.action, AuditEntry.target == target)
+        by_ip = await _count(
+            db, AuditEntry.at >= since, AuditEntry.action.in_(list(actions)), AuditEntry.ip == ip
+        )
+        by_target = (
+            0
+            if target is None
+            else await _count(
+                db,
+                AuditEntry.at >= since,
+                AuditEntry.action == limit.action,
+                AuditEntry.target == target,
+            )
+        )
         if max(by_ip, by_target) >= per_minute:
             raise TooManyRequests(TOO_MANY)
         await record_audit(db, Origin(None, ip, None), limit.action, target, now)
@@ -79,20 +93,30 @@ async def admit(request: web.Request, limit: RateLimit, actions: Iterable[str]) 
 
 async def prune_public_records(db: AsyncSession, now: datetime, retention_days: int) -> int:
     """Delete the citizens' API request rows older than ``retention_days``; the number deleted."""
-    result = await db.execute(delete(AuditEntry).where(
-        AuditEntry.action.like(PUBLIC_ACTIONS), AuditEntry.at < now - timedelta(days=retention_days)))
+    result = await db.execute(
+        delete(AuditEntry).where(
+            AuditEntry.action.like(PUBLIC_ACTIONS),
+            AuditEntry.at < now - timedelta(days=retention_days),
+        )
+    )
     await db.commit()
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def run_public_pruning(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings,
-                             stop: asyncio.Event, clock: Callable[[], datetime]) -> None:
+async def run_public_pruning(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    stop: asyncio.Event,
+    clock: Callable[[], datetime],
+) -> None:
     """Prune every ``PRUNE_EVERY_S`` until ``stop`` is set (run by ``hotline run``); a failure is logged and
     retried at the next round."""
     while not stop.is_set():
         try:
             async with sessionmaker() as db:
-                pruned = await prune_public_records(db, clock(), settings.console.public_audit_retention_days)
+                pruned = await prune_public_records(
+                    db, clock(), settings.console.public_audit_retention_days
+                )
             log.info("市民接口访问记录清理：删除 %d 条", pruned)
         except Exception:
             log.exception("市民接口访问记录清理失败，%d 秒后重试", PRUNE_EVERY_S)

@@ -50,9 +50,13 @@ from agent_console.security import CSRF_FIELD, LOGIN_CSRF_COOKIE, UNSAFE_METHODS
 
 SESSION_COOKIE = "hotline_session"
 Kind = Literal["api", "page", "socket", "ops"]
-Csrf = Literal["session", "login", "none"]  # a write needs the session's token, or the login form's double-submit
+Csrf = Literal[
+    "session", "login", "none"
+]  # a write needs the session's token, or the login form's double-submit
 # cookie; "none" only for public API routes that ignore cookies altogether (the citizens' API)
-PUBLIC: frozenset[Role] = frozenset()  # marker: no login needed (only login, health, metrics, API document)
+PUBLIC: frozenset[Role] = (
+    frozenset()
+)  # marker: no login needed (only login, health, metrics, API document)
 MAX_JSON_DEPTH = 32  # arrays and objects inside each other in a request body
 
 B = TypeVar("B")
@@ -68,8 +72,12 @@ class Call(Generic[B]):
     query: Any
     body: B
     now: datetime
-    form: dict[str, str] = field(default_factory=dict)  # a page form's raw fields (to show them again)
-    invalid: InvalidInput | None = None  # a page form that failed validation: body is None, show the errors
+    form: dict[str, str] = field(
+        default_factory=dict
+    )  # a page form's raw fields (to show them again)
+    invalid: InvalidInput | None = (
+        None  # a page form that failed validation: body is None, show the errors
+    )
 
     @property
     def user(self) -> User:
@@ -125,7 +133,9 @@ class Route:
     csrf: Csrf = "session"
     template: str | None = None
     nav: str | None = None  # label in the navigation bar (pages), shown to the roles allowed
-    errors: tuple[int, ...] = ()  # error statuses beyond those implied by the declaration (e.g. 409, 429)
+    errors: tuple[
+        int, ...
+    ] = ()  # error statuses beyond those implied by the declaration (e.g. 409, 429)
     tags: tuple[str, ...] = ()
 
     @property
@@ -142,50 +152,128 @@ class RouteTable:
     def __init__(self, tag: str | None = None) -> None:
         self.tag = tag
         self.routes: list[Route] = []
-        self.setups: list[Callable[[web.Application], None]] = []  # run by the app factory (caches, tasks)
+        self.setups: list[
+            Callable[[web.Application], None]
+        ] = []  # run by the app factory (caches, tasks)
 
     def on_setup(self, fn: Callable[[web.Application], None]) -> Callable[[web.Application], None]:
         """Register ``fn(app)``, called once by ``create_app`` before the app starts (e.g. to add a cache)."""
         self.setups.append(fn)
         return fn
 
-    def _add(self, method: str, path: str, *, kind: Kind, summary: str, roles: Iterable[Role], name: str | None,
-             **extra: Any) -> Callable[[Handler], Handler]:
+    def _add(
+        self,
+        method: str,
+        path: str,
+        *,
+        kind: Kind,
+        summary: str,
+        roles: Iterable[Role],
+        name: str | None,
+        **extra: Any,
+    ) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
-            self.routes.append(Route(method=method.upper(), path=path, name=name or handler.__name__,
-                                     summary=summary, kind=kind, roles=frozenset(roles), handler=handler,
-                                     tags=(self.tag,) if self.tag else (), **extra))
+            self.routes.append(
+                Route(
+                    method=method.upper(),
+                    path=path,
+                    name=name or handler.__name__,
+                    summary=summary,
+                    kind=kind,
+                    roles=frozenset(roles),
+                    handler=handler,
+                    tags=(self.tag,) if self.tag else (),
+                    **extra,
+                )
+            )
             return handler
 
         return decorate
 
-    def api(self, method: str, path: str, *, summary: str, roles: Iterable[Role],
-            request: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
-            response: type[BaseModel] | None = None, status: int = 200, name: str | None = None,
-            errors: Iterable[int] = (), csrf: Csrf = "session") -> Callable[[Handler], Handler]:
+    def api(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        roles: Iterable[Role],
+        request: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        response: type[BaseModel] | None = None,
+        status: int = 200,
+        name: str | None = None,
+        errors: Iterable[int] = (),
+        csrf: Csrf = "session",
+    ) -> Callable[[Handler], Handler]:
         """A JSON route; the handler returns an instance of ``response`` (or a web response)."""
-        return self._add(method, path, kind="api", summary=summary, roles=roles, name=name, request=request,
-                         query=query, response=response, status=status, csrf=csrf, errors=tuple(errors))
+        return self._add(
+            method,
+            path,
+            kind="api",
+            summary=summary,
+            roles=roles,
+            name=name,
+            request=request,
+            query=query,
+            response=response,
+            status=status,
+            csrf=csrf,
+            errors=tuple(errors),
+        )
 
-    def page(self, method: str, path: str, *, title: str, roles: Iterable[Role], template: str | None = None,
-             form: type[BaseModel] | None = None, query: type[BaseModel] | None = None, nav: str | None = None,
-             name: str | None = None, errors: Iterable[int] = (), csrf: Csrf = "session",
-             ) -> Callable[[Handler], Handler]:
+    def page(
+        self,
+        method: str,
+        path: str,
+        *,
+        title: str,
+        roles: Iterable[Role],
+        template: str | None = None,
+        form: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        nav: str | None = None,
+        name: str | None = None,
+        errors: Iterable[int] = (),
+        csrf: Csrf = "session",
+    ) -> Callable[[Handler], Handler]:
         """An HTML page (GET) or form target (POST); the handler returns the template's context or a response.
 
         A form that fails validation still reaches the handler, with ``call.invalid`` set and ``call.body`` None.
         """
-        return self._add(method, path, kind="page", summary=title, roles=roles, name=name, template=template,
-                         request=form, query=query, nav=nav, csrf=csrf, errors=tuple(errors))
+        return self._add(
+            method,
+            path,
+            kind="page",
+            summary=title,
+            roles=roles,
+            name=name,
+            template=template,
+            request=form,
+            query=query,
+            nav=nav,
+            csrf=csrf,
+            errors=tuple(errors),
+        )
 
-    def socket(self, path: str, *, summary: str, roles: Iterable[Role] = ALL_ROLES,
-               name: str | None = None) -> Callable[[Handler], Handler]:
+    def socket(
+        self, path: str, *, summary: str, roles: Iterable[Role] = ALL_ROLES, name: str | None = None
+    ) -> Callable[[Handler], Handler]:
         return self._add("GET", path, kind="socket", summary=summary, roles=roles, name=name)
 
-    def ops(self, method: str, path: str, *, summary: str, roles: Iterable[Role] = PUBLIC,
-            response: type[BaseModel] | None = None, name: str | None = None) -> Callable[[Handler], Handler]:
+    def ops(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        roles: Iterable[Role] = PUBLIC,
+        response: type[BaseModel] | None = None,
+        name: str | None = None,
+    ) -> Callable[[Handler], Handler]:
         """Machine endpoints (health, metrics, the API document)."""
-        return self._add(method, path, kind="ops", summary=summary, roles=roles, name=name, response=response)
+        return self._add(
+            method, path, kind="ops", summary=summary, roles=roles, name=name, response=response
+        )
 
 
 @dataclass
@@ -256,7 +344,9 @@ def _parse(model: type[BaseModel] | None, data: Any) -> Any:
         raise invalid_input(exc) from None
 
 
-async def _read_form(route: Route, request: web.Request) -> tuple[Any, dict[str, str], InvalidInput | None]:
+async def _read_form(
+    route: Route, request: web.Request
+) -> tuple[Any, dict[str, str], InvalidInput | None]:
     try:
         posted = await request.post()
     except ValueError:  # e.g. multipart/form-data without a boundary
@@ -273,7 +363,13 @@ def _nesting_depth(data: Any) -> int:
     deepest, stack = 0, [(data, 1)]
     while stack:
         value, depth = stack.pop()
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        children = (
+            value.values()
+            if isinstance(value, dict)
+            else value
+            if isinstance(value, list)
+            else None
+        )
         if children is not None:
             deepest = max(deepest, depth)
             stack.extend((child, depth + 1) for child in children)
@@ -313,8 +409,11 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
             if session.user.role not in route.roles:
                 raise Forbidden()
         if request.method in UNSAFE_METHODS and not (route.csrf == "none" and route.public):
-            expected = request.cookies.get(LOGIN_CSRF_COOKIE) if route.csrf == "login" else (
-                session.csrf_token if session else None)
+            expected = (
+                request.cookies.get(LOGIN_CSRF_COOKIE)
+                if route.csrf == "login"
+                else (session.csrf_token if session else None)
+            )
             await require_csrf(request, expected)
         query = _parse(route.query, dict(request.query)) if route.query else None
         now = request.app[keys.CLOCK]()
@@ -341,18 +440,35 @@ def page_context(request: web.Request, session: UserSession | None, title: str) 
     registry = request.app[REGISTRY]
     user = session.user if session else None
     role = Role(user.role) if user else None
-    nav = [{"label": r.nav, "path": r.path, "active": r.path == request.path}
-           for r in registry.nav_for(role)] if role else []
-    return {"title": title, "user": user, "role": role, "role_label": role.label if role else "",
-            "nav": nav, "csrf_token": session.csrf_token if session else "", "static": _static_url(request)}
+    nav = (
+        [
+            {"label": r.nav, "path": r.path, "active": r.path == request.path}
+            for r in registry.nav_for(role)
+        ]
+        if role
+        else []
+    )
+    return {
+        "title": title,
+        "user": user,
+        "role": role,
+        "role_label": role.label if role else "",
+        "nav": nav,
+        "csrf_token": session.csrf_token if session else "",
+        "static": _static_url(request),
+    }
 
 
-def render_page(call: Call[Any], template: str, context: Mapping[str, Any], *, status: int = 200) -> web.Response:
+def render_page(
+    call: Call[Any], template: str, context: Mapping[str, Any], *, status: int = 200
+) -> web.Response:
     full = page_context(call.request, call.session, call.route.summary) | dict(context)
     return aiohttp_jinja2.render_template(template, call.request, full, status=status)
 
 
-def render_error(request: web.Request, session: UserSession | None, error: ConsoleError) -> web.Response:
+def render_error(
+    request: web.Request, session: UserSession | None, error: ConsoleError
+) -> web.Response:
     context = page_context(request, session, error.message) | {"error": error}
     return aiohttp_jinja2.render_template("error.html", request, context, status=error.status)
 

@@ -40,7 +40,9 @@ class _Placement(Model):
     """Role with its department (handler) or grid (grid worker)."""
 
     role: Role
-    department: Line | None = Field(default=None, max_length=128, description="承办单位（承办人必填）")
+    department: Line | None = Field(
+        default=None, max_length=128, description="承办单位（承办人必填）"
+    )
     grid: Line | None = Field(default=None, max_length=128, description="网格（网格员必填）")
 
     @model_validator(mode="after")
@@ -91,9 +93,17 @@ class UserOut(Model):
     @classmethod
     def of(cls, user: Any) -> UserOut:
         role = Role(user.role)
-        return cls(username=user.username, display_name=user.display_name, role=role, role_label=role.label,
-                   department=user.department, grid=user.grid, active=user.active,
-                   created_at=user.created_at, updated_at=user.updated_at)
+        return cls(
+            username=user.username,
+            display_name=user.display_name,
+            role=role,
+            role_label=role.label,
+            department=user.department,
+            grid=user.grid,
+            active=user.active,
+            created_at=user.created_at,
+            updated_at=user.updated_at,
+        )
 
 
 class UserList(Model):

@@ -26,18 +26,20 @@ LOGIN_CSRF_COOKIE = "hotline_login_csrf"  # double-submit token of the login for
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 # Scripts and styles only from files we serve: no inline script, no CDN, no external fonts.
-CONTENT_SECURITY_POLICY = "; ".join([
-    "default-src 'self'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self' data:",
-    "font-src 'self'",
-    "connect-src 'self'",
-    "object-src 'none'",
-    "base-uri 'none'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-])
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",
@@ -81,9 +83,12 @@ def is_loopback(host: str) -> bool:
 def warn_if_plain_http(host: str, settings: ConsoleSettings) -> None:
     """Say loudly at start when other machines can reach the console but its cookies may travel over plain HTTP."""
     if not settings.secure_cookies and not is_loopback(host):
-        log.warning("console listens on %r, reachable from other machines, with console.secure_cookies = false: "
-                    "session cookies can travel over plain HTTP. Serve it behind HTTPS and set "
-                    "secure_cookies = true in [console] (or HOTLINE_CONSOLE_SECURE_COOKIES=true)", host)
+        log.warning(
+            "console listens on %r, reachable from other machines, with console.secure_cookies = false: "
+            "session cookies can travel over plain HTTP. Serve it behind HTTPS and set "
+            "secure_cookies = true in [console] (or HOTLINE_CONSOLE_SECURE_COOKIES=true)",
+            host,
+        )
 
 
 def new_token() -> str:
@@ -92,7 +97,11 @@ def new_token() -> str:
 
 def tokens_match(expected: str | None, given: str | None) -> bool:
     """Constant-time comparison of two secrets (any characters; an empty one never matches)."""
-    return bool(expected) and bool(given) and hmac.compare_digest(str(expected).encode(), str(given).encode())
+    return (
+        bool(expected)
+        and bool(given)
+        and hmac.compare_digest(str(expected).encode(), str(given).encode())
+    )
 
 
 def bearer_matches(request: web.Request, token: str) -> bool:
@@ -123,12 +132,17 @@ class LoginLimits:
 
     per_account_and_address: int
     per_address: int  # over all accounts
-    per_account: int  # over all addresses; past it, only an address without failures of its own may try
+    per_account: (
+        int  # over all addresses; past it, only an address without failures of its own may try
+    )
 
     @classmethod
     def of(cls, settings: ConsoleSettings) -> LoginLimits:
-        return cls(settings.login_attempts_per_minute, settings.login_attempts_per_address_per_minute,
-                   settings.login_attempts_per_account_per_minute)
+        return cls(
+            settings.login_attempts_per_minute,
+            settings.login_attempts_per_address_per_minute,
+            settings.login_attempts_per_account_per_minute,
+        )
 
 
 class LoginThrottle:
@@ -167,11 +181,16 @@ class LoginThrottle:
         """Forget an attempt that logged in (in the caller's transaction)."""
         await db.execute(delete(LoginFailure).where(LoginFailure.id == attempt_id))
 
-    async def _counts(self, db: AsyncSession, username: str, ip: str, now: datetime) -> tuple[int, int, int]:
+    async def _counts(
+        self, db: AsyncSession, username: str, ip: str, now: datetime
+    ) -> tuple[int, int, int]:
         """Attempts in the window: of this account from this address, from this address, of this account."""
         by_user, by_ip = LoginFailure.username == username, LoginFailure.ip == ip
-        stmt = select(func.count().filter(and_(by_user, by_ip)), func.count().filter(by_ip),
-                      func.count().filter(by_user)).where(LoginFailure.at >= now - self.WINDOW, or_(by_user, by_ip))
+        stmt = select(
+            func.count().filter(and_(by_user, by_ip)),
+            func.count().filter(by_ip),
+            func.count().filter(by_user),
+        ).where(LoginFailure.at >= now - self.WINDOW, or_(by_user, by_ip))
         pair, address, account = (await db.execute(stmt)).one()
         return pair, address, account
 
@@ -179,6 +198,9 @@ class LoginThrottle:
         """``own``: how many of the counted attempts are this one's (0 before its row is written, then 1)."""
         pair, address, account = (n - own for n in counts)
         limits = self.limits
-        if pair >= limits.per_account_and_address or address >= limits.per_address \
-                or (account >= limits.per_account and address > 0):
+        if (
+            pair >= limits.per_account_and_address
+            or address >= limits.per_address
+            or (account >= limits.per_account and address > 0)
+        ):
             raise TooManyRequests("登录失败次数过多，请一分钟后再试")

@@ -63,9 +63,15 @@ def _samples_from_wav(data: bytes) -> tuple[np.ndarray, int]:
     elif width == 2:
         samples = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
     elif width == 3:
-        b = np.frombuffer(raw[: len(raw) - len(raw) % 3], dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        b = (
+            np.frombuffer(raw[: len(raw) - len(raw) % 3], dtype=np.uint8)
+            .reshape(-1, 3)
+            .astype(np.int32)
+        )
         ints = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-        samples = (np.where(ints >= 1 << 23, ints - (1 << 24), ints)).astype(np.float32) / float(1 << 23)
+        samples = (np.where(ints >= 1 << 23, ints - (1 << 24), ints)).astype(np.float32) / float(
+            1 << 23
+        )
     elif width == 4:
         samples = np.frombuffer(raw, dtype="<i4").astype(np.float32) / float(1 << 31)
     else:

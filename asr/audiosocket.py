@@ -33,11 +33,12 @@ from enum import IntEnum
 
 from asr.audio import FRAME_SECONDS
 from config.errors import HotlineError
+from config.settings import AudioSocketSettings
 
 HEADER_BYTES = 3
-# The protocol allows 65535 bytes; 20 ms of slin is 320. A bound well above any real frame (0.5 s of 8 kHz
-# audio) keeps a corrupt stream from being taken for a huge frame.
-DEFAULT_MAX_PAYLOAD = 8000
+# The protocol allows 65535 bytes; 20 ms of slin is 320. A bound well above any real frame (the server's
+# ``asr.audiosocket.max_payload``) keeps a corrupt stream from being taken for a huge frame.
+DEFAULT_MAX_PAYLOAD = AudioSocketSettings().max_payload
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
 
@@ -77,7 +78,9 @@ class Frame:
 def encode(kind: Kind, payload: bytes = b"") -> bytes:
     """One frame on the wire: header and payload together (send it with a single write)."""
     if len(payload) > 0xFFFF:
-        raise ProtocolError("audiosocket.payload_too_long", f"载荷长度 {len(payload)} 超过协议上限 65535 字节")
+        raise ProtocolError(
+            "audiosocket.payload_too_long", f"载荷长度 {len(payload)} 超过协议上限 65535 字节"
+        )
     return bytes((int(kind),)) + len(payload).to_bytes(2, "big") + payload
 
 
@@ -91,7 +94,9 @@ def uuid_frame(call_id: uuid.UUID) -> bytes:
 
 def audio_frame(pcm: bytes) -> bytes:
     if not pcm or len(pcm) % 2:
-        raise ProtocolError("audiosocket.bad_audio", f"音频帧长度 {len(pcm)} 必须为正偶数（16 位采样）")
+        raise ProtocolError(
+            "audiosocket.bad_audio", f"音频帧长度 {len(pcm)} 必须为正偶数（16 位采样）"
+        )
     return encode(Kind.AUDIO, pcm)
 
 
@@ -107,9 +112,13 @@ def error_frame(code: int) -> bytes:
 
 def _validate(kind: Kind, payload: bytes) -> None:
     if kind is Kind.UUID and len(payload) != 16:
-        raise ProtocolError("audiosocket.bad_uuid", f"UUID 帧载荷应为 16 字节，收到 {len(payload)} 字节")
+        raise ProtocolError(
+            "audiosocket.bad_uuid", f"UUID 帧载荷应为 16 字节，收到 {len(payload)} 字节"
+        )
     if kind is Kind.AUDIO and (not payload or len(payload) % 2):
-        raise ProtocolError("audiosocket.bad_audio", f"音频帧长度 {len(payload)} 必须为正偶数（16 位采样）")
+        raise ProtocolError(
+            "audiosocket.bad_audio", f"音频帧长度 {len(payload)} 必须为正偶数（16 位采样）"
+        )
     # Inbound keys are not limited to 0-9*#A-D: Asterisk forwards whatever its channel reports (e.g. a flash
     # hook), and an odd key must not cost the caller the call. The dialogue ignores keys it does not know.
     if kind is Kind.DTMF and (len(payload) != 1 or not 0x21 <= payload[0] <= 0x7E):
@@ -144,7 +153,8 @@ class FrameParser:
                 length = int.from_bytes(self._buffer[1:3], "big")
                 if length > self.max_payload:
                     raise ProtocolError(
-                        "audiosocket.payload_too_long", f"帧载荷 {length} 字节超过上限 {self.max_payload} 字节"
+                        "audiosocket.payload_too_long",
+                        f"帧载荷 {length} 字节超过上限 {self.max_payload} 字节",
                     )
                 end = HEADER_BYTES + length
                 if len(self._buffer) < end:
@@ -163,7 +173,9 @@ class FrameParser:
         if self._failed:
             raise self._failed
         if self._buffer:
-            raise ProtocolError("audiosocket.truncated", f"连接在帧中途结束（剩余 {len(self._buffer)} 字节）")
+            raise ProtocolError(
+                "audiosocket.truncated", f"连接在帧中途结束（剩余 {len(self._buffer)} 字节）"
+            )
 
     @staticmethod
     def _kind(byte: int) -> Kind:
@@ -195,7 +207,9 @@ class FramePacer:
     """
 
     def __init__(
-        self, interval: float = FRAME_SECONDS, max_lag: float = 3 * FRAME_SECONDS,
+        self,
+        interval: float = FRAME_SECONDS,
+        max_lag: float = 3 * FRAME_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.interval = interval

@@ -43,7 +43,12 @@ class AudioSocketClient:
     """One emulated call towards an AudioSocket server."""
 
     def __init__(
-        self, host: str, port: int, call_id: uuid.UUID | None = None, *, max_payload: int = DEFAULT_MAX_PAYLOAD
+        self,
+        host: str,
+        port: int,
+        call_id: uuid.UUID | None = None,
+        *,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         self.host = host
         self.port = port
@@ -70,7 +75,10 @@ class AudioSocketClient:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.close()
 
@@ -124,7 +132,9 @@ class AudioSocketClient:
         async with asyncio.timeout(within_s):
             while len(self.received_pcm) < nbytes:
                 if self.ended.is_set():
-                    raise ConnectionError(f"server ended the call ({self.end_reason}) before {nbytes} bytes arrived")
+                    raise ConnectionError(
+                        f"server ended the call ({self.end_reason}) before {nbytes} bytes arrived"
+                    )
                 self._arrived.clear()
                 await self._arrived.wait()
         return self.received_pcm

@@ -27,7 +27,6 @@ from types import MappingProxyType, TracebackType
 
 from asr import audio
 from asr.audiosocket import (
-    DEFAULT_MAX_PAYLOAD,
     ErrorCode,
     Frame,
     FramePacer,
@@ -41,7 +40,7 @@ from asr.audiosocket import (
     parse_error,
     parse_uuid,
 )
-from config.settings import AsrSettings
+from config.settings import AudioSocketSettings
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +48,10 @@ READ_BYTES = 4096
 # A peer that stops reading for this long while we play is treated as gone (the send buffer is full).
 DRAIN_TIMEOUT_S = 2.0
 CLOSE_TIMEOUT_S = 1.0
+# Asterisk's AudioSocket() gives up after 2 s without a frame either way ("Reached timeout after 2000 ms of no
+# activity") and the caller goes back to the queue. A caller's phone may send no RTP while silent (SIPp, or
+# silence suppression), so a bot with nothing to say sends a frame of silence at least this often.
+KEEPALIVE_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +102,13 @@ class AudioSocketSession:
     """One call on the AudioSocket: the caller's events in, the bot's audio out."""
 
     def __init__(
-        self, call_id: uuid.UUID, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-        parser: FrameParser, stats: ServerStats, queue_frames: int,
+        self,
+        call_id: uuid.UUID,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        parser: FrameParser,
+        stats: ServerStats,
+        queue_frames: int,
     ) -> None:
         self.call_id = call_id
         self.started_at = time.monotonic()
@@ -118,6 +126,7 @@ class AudioSocketSession:
         self._stop = asyncio.Event()
         self._play_lock = asyncio.Lock()
         self._closed = False
+        self._sent_at = time.monotonic()
         self.peer_gone = asyncio.Event()
 
     @property
@@ -140,8 +149,9 @@ class AudioSocketSession:
                 self._inbound.append(None)
                 return
 
-    async def play(self, pcm: bytes) -> bool:
+    async def play(self, pcm: bytes, *, on_first_frame: Callable[[], None] | None = None) -> bool:
         """Speak 8 kHz slin to the caller in real-time 20 ms frames; returns when it has played out.
+        ``on_first_frame`` is called once the first frame is sent (the caller starts hearing it).
 
         Returns False if it was interrupted by ``stop_playback()`` (also one called while this play was waiting
         for an earlier one), by the bot's hangup or by the caller leaving.
@@ -154,6 +164,9 @@ class AudioSocketSession:
                     return False
                 if not self._send(audio_frame(frame)):
                     return False
+                if on_first_frame is not None:
+                    on_first_frame()
+                    on_first_frame = None
                 self.frames_out += 1
                 self._stats.frames_out += 1
                 if not await self._drain():
@@ -185,7 +198,18 @@ class AudioSocketSession:
         if not self.connected or self._writer.is_closing():
             return False
         self._writer.write(data)
+        self._sent_at = time.monotonic()
         return True
+
+    async def _keep_alive(self, every_s: float = KEEPALIVE_S) -> None:
+        """While the bot is silent, a frame of silence every ``every_s``, so Asterisk never drops the call for
+        inactivity (:data:`KEEPALIVE_S`)."""
+        silence = audio_frame(bytes(audio.FRAME_BYTES))
+        while self.connected:
+            await asyncio.sleep(max(0.0, self._sent_at + every_s - time.monotonic()))
+            if time.monotonic() - self._sent_at >= every_s and self._send(silence):
+                if not await self._drain():
+                    return
 
     async def _drain(self) -> bool:
         try:
@@ -272,21 +296,18 @@ class AudioSocketSession:
 
 
 class AudioSocketServer:
-    """TCP server for Asterisk's ``AudioSocket()``; runs ``handler(session)`` once per call."""
+    """TCP server for Asterisk's ``AudioSocket()``; runs ``handler(session)`` once per call. ``config`` is
+    ``asr.audiosocket`` (port 0: any free port)."""
 
-    def __init__(
-        self, handler: Handler, *, host: str = "127.0.0.1", port: int = 0, queue_frames: int = 250,
-        max_payload: int = DEFAULT_MAX_PAYLOAD, uuid_timeout_s: float = 5.0, handler_grace_s: float = 5.0,
-        allow: Iterable[str] = ("127.0.0.0/8", "::1"), max_sessions: int = 16,
-    ) -> None:
-        self.host = host
-        self._port = port
-        self.queue_frames = queue_frames
-        self.max_payload = max_payload
-        self.uuid_timeout_s = uuid_timeout_s
-        self.handler_grace_s = handler_grace_s
-        self.allow = tuple(ipaddress.ip_network(network, strict=False) for network in allow)
-        self.max_sessions = max_sessions
+    def __init__(self, handler: Handler, config: AudioSocketSettings) -> None:
+        self.host = config.host
+        self._port = config.port
+        self.queue_frames = config.queue_frames
+        self.max_payload = config.max_payload
+        self.uuid_timeout_s = config.uuid_timeout_s
+        self.handler_grace_s = config.handler_grace_s
+        self.allow = tuple(ipaddress.ip_network(network, strict=False) for network in config.allow)
+        self.max_sessions = config.max_sessions
         self.stats = ServerStats()
         self._handler = handler
         self._server: asyncio.Server | None = None
@@ -294,15 +315,6 @@ class AudioSocketServer:
         self._connections: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
-
-    @classmethod
-    def from_settings(cls, settings: AsrSettings, handler: Handler) -> AudioSocketServer:
-        return cls(
-            handler, host=settings.audiosocket_host, port=settings.audiosocket_port,
-            queue_frames=settings.audiosocket_queue_frames, max_payload=settings.audiosocket_max_payload,
-            uuid_timeout_s=settings.audiosocket_uuid_timeout_s, handler_grace_s=settings.audiosocket_handler_grace_s,
-            allow=settings.audiosocket_allow, max_sessions=settings.audiosocket_max_sessions,
-        )
 
     @property
     def port(self) -> int:
@@ -323,10 +335,16 @@ class AudioSocketServer:
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._on_connection, self.host, self._port)
         log.info("AudioSocket server listening on %s:%s", self.host, self.port)
-        bound = [ipaddress.ip_address(str(s.getsockname()[0]).split("%", 1)[0]) for s in self._server.sockets]
+        bound = [
+            ipaddress.ip_address(str(s.getsockname()[0]).split("%", 1)[0])
+            for s in self._server.sockets
+        ]
         if any(not a.is_loopback for a in bound) and all(n.is_loopback for n in self.allow):
-            log.warning("AudioSocket server on %s accepts loopback peers only: list the Asterisk hosts in "
-                        "asr.audiosocket_allow", self.host)
+            log.warning(
+                "AudioSocket server on %s accepts loopback peers only: list the Asterisk hosts in "
+                "asr.audiosocket.allow",
+                self.host,
+            )
 
     async def wait_idle(self) -> None:
         """Until no connection is open (every session torn down)."""
@@ -347,11 +365,16 @@ class AudioSocketServer:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.close()
 
-    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
@@ -371,7 +394,9 @@ class AudioSocketServer:
         peer = writer.get_extra_info("peername")
         if not peer:
             return False
-        address = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])  # an IPv6 peer may carry a %scope
+        address = ipaddress.ip_address(
+            str(peer[0]).split("%", 1)[0]
+        )  # an IPv6 peer may carry a %scope
         return any(address in network for network in self.allow)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -397,8 +422,12 @@ class AudioSocketServer:
             await self._refuse(writer, "audiosocket.duplicate_uuid")
             return
         if len(self._sessions) >= self.max_sessions:
-            await self._refuse(writer, "audiosocket.session_cap", code=ErrorCode.BUSY,
-                               detail=f"call {call_id}, {len(self._sessions)} calls in progress")
+            await self._refuse(
+                writer,
+                "audiosocket.session_cap",
+                code=ErrorCode.BUSY,
+                detail=f"call {call_id}, {len(self._sessions)} calls in progress",
+            )
             return
         await self._run_session(
             AudioSocketSession(call_id, reader, writer, parser, self.stats, self.queue_frames), rest
@@ -417,12 +446,23 @@ class AudioSocketServer:
             if frames:
                 return frames[0], frames[1:]
 
-    async def _refuse(self, writer: asyncio.StreamWriter, reason: str, *, send_error: bool = True,
-                      code: ErrorCode = ErrorCode.PROTOCOL, detail: str = "") -> None:
+    async def _refuse(
+        self,
+        writer: asyncio.StreamWriter,
+        reason: str,
+        *,
+        send_error: bool = True,
+        code: ErrorCode = ErrorCode.PROTOCOL,
+        detail: str = "",
+    ) -> None:
         """Not a call we serve: an error frame (unless ``send_error`` is off), then close."""
         self.stats.refused += 1
-        log.warning("AudioSocket connection from %s refused: %s%s", writer.get_extra_info("peername"), reason,
-                    f" ({detail})" if detail else "")
+        log.warning(
+            "AudioSocket connection from %s refused: %s%s",
+            writer.get_extra_info("peername"),
+            reason,
+            f" ({detail})" if detail else "",
+        )
         if send_error and not writer.is_closing():
             writer.write(error_frame(code))
         writer.close()
@@ -438,24 +478,32 @@ class AudioSocketServer:
         pump = asyncio.create_task(session._pump(initial))
         handler = asyncio.create_task(self._run_handler(session))
         gone = asyncio.create_task(session.peer_gone.wait())
+        keep_alive = asyncio.create_task(session._keep_alive())
         try:
             await asyncio.wait({handler, gone}, return_when=asyncio.FIRST_COMPLETED)
             if not handler.done():
                 # The caller left: the dialogue gets a moment to file its ticket, then it is cancelled.
                 await asyncio.wait({handler}, timeout=self.handler_grace_s)
                 if not handler.done():
-                    log.warning("AudioSocket call %s: handler still running after the caller left; cancelled",
-                                session.call_id)
+                    log.warning(
+                        "AudioSocket call %s: handler still running after the caller left; cancelled",
+                        session.call_id,
+                    )
         finally:
-            for task in (handler, gone, pump):
+            for task in (handler, gone, pump, keep_alive):
                 task.cancel()
-            await asyncio.gather(handler, gone, pump, return_exceptions=True)
+            await asyncio.gather(handler, gone, pump, keep_alive, return_exceptions=True)
             await session.hangup()
             del self._sessions[session.call_id]
             self.stats.active_sessions -= 1
-            log.info("AudioSocket call %s ended after %.1f s (in %d, out %d, dropped %d frames)", session.call_id,
-                     time.monotonic() - session.started_at, session.frames_in, session.frames_out,
-                     session.frames_dropped)
+            log.info(
+                "AudioSocket call %s ended after %.1f s (in %d, out %d, dropped %d frames)",
+                session.call_id,
+                time.monotonic() - session.started_at,
+                session.frames_in,
+                session.frames_out,
+                session.frames_dropped,
+            )
 
     async def _run_handler(self, session: AudioSocketSession) -> None:
         try:

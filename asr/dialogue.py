@@ -6,6 +6,7 @@
         │                         │ not confident                          no/2/unclear ┐
         │ silence ×2 → human      └──► knowledge miss ──► "问题和具体地点" ──► ticket, number read back, goodbye
         └─ DTMF 0 or "人工" at any moment ──► outcome ``queue`` (the dialplan requeues to a human)
+        └─ DTMF 9 or "留言" at any moment ──► outcome ``message`` (the dialplan records a voice message)
 
 :class:`CallerInput` is the caller's side: it feeds every audio frame to the recogniser, turns Finals and keys
 into inputs, and stops the bot's speech when the caller talks over it (barge-in, 打断: SpeechStart from the
@@ -13,12 +14,12 @@ VAD, or an energy onset when the VAD is late). :class:`Dialogue` is the flow; it
 the ticket services only through a :class:`Desk`, and ends with a :class:`BotOutcome`.
 
 Decisions:
-* Silence: after ``bot_silence_timeout_s`` the bot asks again; after ``bot_max_silences`` silences in a row
-  the caller is routed on — to a ticket when they have said something (their words are never lost), to a
-  human when they have said nothing at all.
+* Silence (times and counts in ``asr.bot``): after ``silence_timeout_s`` the bot asks again; after
+  ``max_silences`` silences in a row the caller is routed on — to a ticket when they have said something (their
+  words are never lost), to a human when they have said nothing at all.
 * Unknown caller number (the AMI controller did not know it, or it is not a valid Chinese number): the ticket
   services accept no placeholder, so the caller keys in a callback number ending with # (also for a 即办
-  record); after ``bot_phone_attempts`` failures they go to a human.
+  record); after ``phone_attempts`` failures they go to a human.
 * The caller hangs up before the end: a ticket is still filed when they said something and their number is
   known; otherwise the question stays as a knowledge miss and the transcript goes out with the outcome.
 """
@@ -42,17 +43,20 @@ from asr.prompts import Prompts
 from asr.recognizer import Final, RecognizerSession, SpeechStart
 from asr.tts import CachedTts, digits_for_speech
 from config.pii import mask_phone
-from config.settings import AsrSettings
-from knowledge.retrieval import Answer
+from config.settings import BotSettings
+from knowledge.retrieval import NO_ANSWER, Answer
 from tickets.errors import InvalidInput
 from tickets.phone import normalise_phone
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-Next = Literal["hangup", "queue"]
+Next = Literal["hangup", "queue", "message"]
 CallLookup = Callable[[str], Awaitable[str | None]]
 Trace = Callable[[str, str, float], None]  # (call id, mark, time.monotonic())
+TurnObserver = Callable[
+    [float], None
+]  # seconds from the end of the caller's speech to the bot's first audio
 # How long after the caller went quiet an utterance still counts as being recognised (VAD end + decode).
 PENDING_GRACE_S = 3.0
 # Longest wait for the caller to finish speaking before an answer is played anyway.
@@ -66,7 +70,8 @@ CONTENT_MAX = 4000
 
 @dataclass(frozen=True)
 class BotOutcome:
-    """How the bot ended the call. ``next``: ``hangup`` (settled) or ``queue`` (back to a human).
+    """How the bot ended the call. ``next``: ``hangup`` (settled), ``queue`` (back to a human) or ``message``
+    (the caller would rather leave a voice message, 留言: said so or pressed 9).
 
     ``reason``: solved 即办 | ticket | human (asked for one) | silence | no_number | caller_gone | error.
     """
@@ -105,25 +110,32 @@ class Desk(Protocol):
 
 @dataclass(frozen=True)
 class DialogueConfig:
-    silence_timeout_s: float = 8.0
-    max_silences: int = 2
-    filler_after_s: float = 0.3
-    end_of_turn_s: float = 1.2
-    vad_min_silence_s: float = 0.4
-    barge_in_dbfs: float = -40.0
-    barge_in_window_s: float = 0.2
-    noisy_line_s: float = 3.0
-    dtmf_timeout_s: float = 10.0
-    phone_attempts: int = 2
+    """The dialogue's timings and limits in seconds, built from ``asr.bot`` (:meth:`from_settings`)."""
+
+    silence_timeout_s: float
+    max_silences: int
+    filler_after_s: float
+    end_of_turn_s: float
+    vad_min_silence_s: float
+    barge_in_dbfs: float
+    barge_in_window_s: float
+    noisy_line_s: float
+    dtmf_timeout_s: float
+    phone_attempts: int
 
     @classmethod
-    def from_settings(cls, a: AsrSettings) -> DialogueConfig:
+    def from_settings(cls, bot: BotSettings) -> DialogueConfig:
         return cls(
-            silence_timeout_s=a.bot_silence_timeout_s, max_silences=a.bot_max_silences,
-            filler_after_s=a.bot_filler_after_ms / 1000, end_of_turn_s=a.bot_end_of_turn_s,
-            vad_min_silence_s=a.bot_vad_min_silence_ms / 1000, barge_in_dbfs=a.bot_barge_in_dbfs,
-            barge_in_window_s=a.bot_barge_in_energy_ms / 1000, noisy_line_s=a.bot_noisy_line_s,
-            dtmf_timeout_s=a.bot_dtmf_timeout_s, phone_attempts=a.bot_phone_attempts,
+            silence_timeout_s=bot.silence_timeout_s,
+            max_silences=bot.max_silences,
+            filler_after_s=bot.filler_after_ms / 1000,
+            end_of_turn_s=bot.end_of_turn_s,
+            vad_min_silence_s=bot.vad_min_silence_ms / 1000,
+            barge_in_dbfs=bot.barge_in_dbfs,
+            barge_in_window_s=bot.barge_in_energy_ms / 1000,
+            noisy_line_s=bot.noisy_line_s,
+            dtmf_timeout_s=bot.dtmf_timeout_s,
+            phone_attempts=bot.phone_attempts,
         )
 
 
@@ -161,6 +173,10 @@ class HumanWanted(Exception):
     pass
 
 
+class MessageWanted(Exception):
+    pass
+
+
 class RecognizerBroken(Exception):
     pass
 
@@ -176,19 +192,31 @@ def frame_dbfs(pcm: bytes) -> float:
 class CallerInput:
     """Reads the call: audio → recogniser → :class:`Utterance`; keys → :class:`Key`; the end → :class:`Gone`."""
 
-    def __init__(self, session: AudioSocketSession, recogniser: RecognizerSession, cfg: DialogueConfig, *,
-                 mark: Callable[[str], None], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        session: AudioSocketSession,
+        recogniser: RecognizerSession,
+        cfg: DialogueConfig,
+        *,
+        mark: Callable[[str], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.session = session
         self.recogniser = recogniser
         self.cfg = cfg
         self.clock = clock
         self.playing = 0  # prompts being played now (set by the dialogue)
-        self.barge_ins: list[tuple[str, float]] = []  # (trigger, when) of each barge-in that stopped speech
+        self.barge_ins: list[
+            tuple[str, float]
+        ] = []  # (trigger, when) of each barge-in that stopped speech
         self.energy_barge_in = True  # off on a noisy line
         self._mark = mark
         self._inputs: deque[Input] = deque()
         self._changed = asyncio.Event()
         self._in_speech = False  # SpeechStart seen, its Final not yet
+        self._fed_s = 0.0  # seconds of audio given to the recogniser
+        # when (on ``clock``) the caller's last recognised speech ended, until the bot answers it (a turn)
+        self.turn_end: float | None = None
         self._last_voice_at = 0.0
         self._window: deque[bool] = deque(maxlen=max(1, round(cfg.barge_in_window_s / 0.02)))
         self._onset_fired = False
@@ -204,7 +232,10 @@ class CallerInput:
 
     def speech_pending(self, now: float) -> bool:
         """The caller is speaking, or finished an utterance whose text is still being recognised."""
-        return self._in_speech and now - self._last_voice_at < self.cfg.vad_min_silence_s + PENDING_GRACE_S
+        return (
+            self._in_speech
+            and now - self._last_voice_at < self.cfg.vad_min_silence_s + PENDING_GRACE_S
+        )
 
     def quiet_for(self, now: float) -> float:
         return now - self._last_voice_at
@@ -235,7 +266,7 @@ class CallerInput:
                     reason = getattr(event, "reason", "hangup")
             # The call ended: what the caller said last is decoded before the dialogue hears of the end.
             try:
-                self._recognised(await self.recogniser.flush())
+                self._recognised(await self.recogniser.flush(), self.clock())
             except Exception:
                 log.exception("call %s: recogniser flush failed", self.session.call_id)
         finally:
@@ -243,16 +274,20 @@ class CallerInput:
 
     async def _audio(self, pcm: bytes) -> bool:
         self._energy(pcm)
+        fed_at = self.clock()
+        self._fed_s += len(pcm) / (2 * SAMPLE_RATE)
         try:
             events = await self.recogniser.feed(pcm)
         except Exception:
             log.exception("call %s: recogniser failed", self.session.call_id)
             self._push(Broken())
             return False
-        self._recognised(events)
+        self._recognised(events, fed_at)
         return True
 
-    def _recognised(self, events: list[Any]) -> None:
+    def _recognised(self, events: list[Any], fed_at: float) -> None:
+        """``fed_at``: when the audio that gave ``events`` was fed (the speech of a Final ended that audio's
+        length minus its end before, as the VAD placed it)."""
         for ev in events:
             if isinstance(ev, SpeechStart):
                 self._in_speech = True
@@ -261,6 +296,7 @@ class CallerInput:
                 self._barge_in("vad")
             elif isinstance(ev, Final) and ev.text.strip():
                 self._in_speech = False
+                self.turn_end = fed_at - max(0.0, self._fed_s - ev.end_s)
                 self._mark("final")
                 self._push(Utterance(ev.text.strip()))
 
@@ -276,8 +312,12 @@ class CallerInput:
                 self._loud_without_speech += seconds
                 if self.energy_barge_in and self._loud_without_speech >= self.cfg.noisy_line_s:
                     self.energy_barge_in = False
-                    log.info("call %s: noisy line, energy barge-in off (VAD only)", self.session.call_id)
-        onset = len(self._window) == self._window.maxlen and sum(self._window) >= 0.75 * len(self._window)
+                    log.info(
+                        "call %s: noisy line, energy barge-in off (VAD only)", self.session.call_id
+                    )
+        onset = len(self._window) == self._window.maxlen and sum(self._window) >= 0.75 * len(
+            self._window
+        )
         if onset and not self._onset_fired and self.energy_barge_in:
             self._onset_fired = True
             self._barge_in("energy")
@@ -321,7 +361,9 @@ class Transcript:
 def trim_silence(pcm: bytes, keep_s: float = 0.06, floor_dbfs: float = -55.0) -> bytes:
     """Leading and trailing near-silence of a synthesised prompt cut to ``keep_s`` (less dead air)."""
     n = len(pcm) // FRAME_BYTES
-    loud = [i for i in range(n) if frame_dbfs(pcm[i * FRAME_BYTES:(i + 1) * FRAME_BYTES]) > floor_dbfs]
+    loud = [
+        i for i in range(n) if frame_dbfs(pcm[i * FRAME_BYTES : (i + 1) * FRAME_BYTES]) > floor_dbfs
+    ]
     if not loud:
         return pcm
     keep = round(keep_s / 0.02)
@@ -334,9 +376,18 @@ class Dialogue:
     """One call's conversation; :meth:`run` returns the outcome (it never raises but for cancellation)."""
 
     def __init__(
-        self, session: AudioSocketSession, recogniser: RecognizerSession, *, tts: CachedTts, desk: Desk,
-        prompts: Prompts, cfg: DialogueConfig, caller_for: CallLookup | None = None,
-        recording_for: CallLookup | None = None, trace: Trace | None = None,
+        self,
+        session: AudioSocketSession,
+        recogniser: RecognizerSession,
+        *,
+        tts: CachedTts,
+        desk: Desk,
+        prompts: Prompts,
+        cfg: DialogueConfig,
+        caller_for: CallLookup | None = None,
+        recording_for: CallLookup | None = None,
+        trace: Trace | None = None,
+        turns: TurnObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.call_id = str(session.call_id)
@@ -354,6 +405,7 @@ class Dialogue:
         self._caller_for = caller_for
         self._recording_for = recording_for
         self._trace = trace
+        self._turns = turns
         self._tasks: set[asyncio.Task[Any]] = set()
         self._missed = False
         self._filler_playing = False
@@ -365,6 +417,8 @@ class Dialogue:
         except HumanWanted:
             await self.say(self.prompts.to_human, skip_if_answered=False)
             return self._outcome("queue", "human")
+        except MessageWanted:  # the dialplan prompts for the message
+            return self._outcome("message", "message")
         except CallerGone:
             return await self._after_caller_left()
         except RecognizerBroken:
@@ -401,7 +455,9 @@ class Dialogue:
                 return self._outcome("hangup", "solved")
             await self._miss(question, answer, "not_solved")
         else:
-            await self._miss(question, answer, "unanswered" if answer.answer_id is None else "low_confidence")
+            await self._miss(
+                question, answer, "unanswered" if answer.answer_id is None else "low_confidence"
+            )
         return await self._take_ticket()
 
     async def _question(self) -> str | None:
@@ -436,7 +492,9 @@ class Dialogue:
             return self._outcome("queue", "no_number")
         self.ticket_no = await self._thinking(self._file(await self._intake(phone)))
         self._mark("ticket")
-        await self.say(self.prompts.ticket(digits_for_speech(self.ticket_no)), skip_if_answered=False)
+        await self.say(
+            self.prompts.ticket(digits_for_speech(self.ticket_no)), skip_if_answered=False
+        )
         await self.say(self.prompts.goodbye, skip_if_answered=False)
         return self._outcome("hangup", "ticket")
 
@@ -445,8 +503,12 @@ class Dialogue:
         prompt = self.prompts.ask_matter
         for _ in range(self.cfg.max_silences):
             await self.say(prompt, mark="ask_matter")
-            if isinstance(await self._listen(self.cfg.silence_timeout_s, want=Utterance), Utterance):
-                while isinstance(await self._listen(self.cfg.end_of_turn_s, want=Utterance), Utterance):
+            if isinstance(
+                await self._listen(self.cfg.silence_timeout_s, want=Utterance), Utterance
+            ):
+                while isinstance(
+                    await self._listen(self.cfg.end_of_turn_s, want=Utterance), Utterance
+                ):
                     pass
                 return
             prompt = self.prompts.reprompt_matter
@@ -461,8 +523,11 @@ class Dialogue:
                 self.caller_phone = normalise_phone(known)
                 return self.caller_phone
             except InvalidInput:
-                log.info("call %s: caller id %s is not a callback number; asking for one", self.call_id,
-                         mask_phone(known))
+                log.info(
+                    "call %s: caller id %s is not a callback number; asking for one",
+                    self.call_id,
+                    mask_phone(known),
+                )
         prompt = self.prompts.ask_phone
         for _ in range(self.cfg.phone_attempts):
             await self.say(prompt, mark="ask_phone")
@@ -502,17 +567,32 @@ class Dialogue:
                 try:
                     self.ticket_no = await self.desk.create_ticket(await self._intake(phone))
                 except Exception:
-                    log.exception("call %s: ticket for a caller who left failed (transcript of %d characters)",
-                                  self.call_id, len(self.transcript.text()))
+                    log.exception(
+                        "call %s: ticket for a caller who left failed (transcript of %d characters)",
+                        self.call_id,
+                        len(self.transcript.text()),
+                    )
             else:
-                log.warning("call %s: caller left without a callback number; kept as a knowledge miss", self.call_id)
-                await self._miss("；".join(self.transcript.caller_words), self.answer,
-                                 "not_solved" if self.answer and self.answer.confident else "unanswered")
+                log.warning(
+                    "call %s: caller left without a callback number; kept as a knowledge miss",
+                    self.call_id,
+                )
+                await self._miss(
+                    "；".join(self.transcript.caller_words),
+                    self.answer,
+                    "not_solved" if self.answer and self.answer.confident else "unanswered",
+                )
         return self._outcome("hangup", "caller_gone")
 
     # -- building blocks ----------------------------------------------------------------------------------
-    async def say(self, text: str, *, skip_if_answered: bool = True, when_busy: bool = False,
-                  mark: str | None = None) -> bool:
+    async def say(
+        self,
+        text: str,
+        *,
+        skip_if_answered: bool = True,
+        when_busy: bool = False,
+        mark: str | None = None,
+    ) -> bool:
         """Speak ``text``; False if interrupted or skipped.
 
         A question (``skip_if_answered``) is skipped when the caller already answered (an input waits); any
@@ -534,16 +614,22 @@ class Dialogue:
             self._mark(mark)
         self.caller.playing += 1
         try:
-            return await self.session.play(pcm)
+            return await self.session.play(pcm, on_first_frame=self._turn_answered)
         finally:
             self.caller.playing -= 1
+
+    def _turn_answered(self) -> None:
+        """The bot's first audio since the caller last spoke: the turn's latency goes to ``turns``."""
+        end, self.caller.turn_end = self.caller.turn_end, None
+        if end is not None and self._turns is not None:
+            self._turns(max(0.0, self.clock() - end))
 
     async def _listen(self, timeout_s: float, *, want: Any, keys_are_digits: bool = False) -> Any:
         """The next input of the kinds in ``want``, or None after ``timeout_s`` of silence.
 
-        DTMF 0 and "人工" raise :class:`HumanWanted` (0 is a digit while a number is keyed in); the caller's
-        hang-up raises :class:`CallerGone`. While the caller is speaking the silence clock stands still; when
-        the text is late (the recogniser still working) the filler is played once.
+        DTMF 0 and "人工" raise :class:`HumanWanted`, DTMF 9 and "留言" :class:`MessageWanted` (digits while a
+        number is keyed in); the caller's hang-up raises :class:`CallerGone`. While the caller is speaking the
+        silence clock stands still; when the text is late (the recogniser still working) the filler is played once.
         """
         deadline = self.clock() + timeout_s
         filler_played = keys_are_digits
@@ -557,8 +643,12 @@ class Dialogue:
                 self.transcript.caller(heard.text)
                 if intents.wants_human(heard.text):
                     raise HumanWanted()
+                if intents.wants_message(heard.text):
+                    raise MessageWanted()
             if isinstance(heard, Key) and heard.digit == "0" and not keys_are_digits:
                 raise HumanWanted()
+            if isinstance(heard, Key) and heard.digit == "9" and not keys_are_digits:
+                raise MessageWanted()
             if heard is not None and isinstance(heard, want):
                 return heard
             if heard is not None:
@@ -569,7 +659,10 @@ class Dialogue:
                 deadline = max(deadline, now + timeout_s)
                 wait = 0.05
                 # The caller went quiet (VAD end + filler delay ago) and the text is still not there.
-                late = self.caller.quiet_for(now) >= self.cfg.vad_min_silence_s + self.cfg.filler_after_s
+                late = (
+                    self.caller.quiet_for(now)
+                    >= self.cfg.vad_min_silence_s + self.cfg.filler_after_s
+                )
                 if late and not filler_played:
                     filler_played = True
                     self._background(self._filler())
@@ -588,7 +681,9 @@ class Dialogue:
     async def _filler(self) -> None:
         self._filler_playing = True
         try:
-            await self.say(self.prompts.filler, when_busy=True, skip_if_answered=False, mark="filler")
+            await self.say(
+                self.prompts.filler, when_busy=True, skip_if_answered=False, mark="filler"
+            )
         finally:
             self._filler_playing = False
 
@@ -616,7 +711,7 @@ class Dialogue:
             return
         self._missed = True
         try:
-            await self.desk.record_miss(text, answer or Answer(None, "", "", "", "", 0.0, False), reason)
+            await self.desk.record_miss(text, answer or NO_ANSWER, reason)
         except Exception:
             log.exception("call %s: recording the knowledge miss failed", self.call_id)
 
@@ -632,13 +727,25 @@ class Dialogue:
 
     async def _intake(self, phone: str) -> Intake:
         said = "；".join(self.transcript.caller_words)
-        return Intake(call_id=self.call_id, caller_phone=phone, content=said[:CONTENT_MAX] or "（来电人未说明）",
-                      transcript=self.transcript.text(), kind=intents.kind_of(said),
-                      recording=await self._lookup(self._recording_for))
+        return Intake(
+            call_id=self.call_id,
+            caller_phone=phone,
+            content=said[:CONTENT_MAX] or "（来电人未说明）",
+            transcript=self.transcript.text(),
+            kind=intents.kind_of(said),
+            recording=await self._lookup(self._recording_for),
+        )
 
     def _outcome(self, next_: Next, reason: str) -> BotOutcome:
         answer_id = self.answer.answer_id if self.answer and self.answer.confident else None
-        return BotOutcome(next_, reason, self.transcript.text(), self.ticket_no, answer_id, self.caller_phone)
+        return BotOutcome(
+            next=next_,
+            reason=reason,
+            transcript=self.transcript.text(),
+            ticket_no=self.ticket_no,
+            answer_id=answer_id,
+            caller=self.caller_phone,
+        )
 
     def _mark(self, name: str) -> None:
         if self._trace is not None:

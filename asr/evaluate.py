@@ -126,7 +126,9 @@ async def evaluate(
         t0 = time.perf_counter()
         hyp = await transcribe_pcm(factory, pcm, rate)
         seconds = time.perf_counter() - t0
-        results.append(Utterance(utt_id, reference, hyp, *edits(reference, hyp), len(pcm) / 2 / rate, seconds))
+        results.append(
+            Utterance(utt_id, reference, hyp, *edits(reference, hyp), len(pcm) / 2 / rate, seconds)
+        )
     chars = sum(u.ref_chars for u in results)
     audio = sum(u.audio_s for u in results)
     return EvalReport(

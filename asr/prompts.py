@@ -1,4 +1,4 @@
-"""The bot's sentences (话术) as data: ``config/bot_prompts.toml`` (or the file ``asr.bot_prompts`` names)."""
+"""The bot's sentences (话术) as data: ``config/bot_prompts.toml`` (or the file ``asr.bot.prompts`` names)."""
 
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ class Prompts(BaseModel):
 
 
 def prompts_file(settings: Settings) -> Path:
-    path = Path(settings.asr.bot_prompts)
-    return path if path.is_absolute() else config_path(settings.asr.bot_prompts)
+    path = Path(settings.asr.bot.prompts)
+    return path if path.is_absolute() else config_path(settings.asr.bot.prompts)
 
 
 def load_prompts(settings: Settings) -> Prompts:
@@ -65,8 +65,12 @@ def load_prompts(settings: Settings) -> Prompts:
     except FileNotFoundError:
         raise PromptsError("bot.prompts_missing", f"机器人话术文件不存在：{path}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise PromptsError("bot.prompts_invalid", f"机器人话术文件 {path} 格式错误：{exc}") from None
+        raise PromptsError(
+            "bot.prompts_invalid", f"机器人话术文件 {path} 格式错误：{exc}"
+        ) from None
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise PromptsError("bot.prompts_invalid", f"机器人话术文件 {path} 的 {where} 有误：{err['msg']}") from None
+        raise PromptsError(
+            "bot.prompts_invalid", f"机器人话术文件 {path} 的 {where} 有误：{err['msg']}"
+        ) from None

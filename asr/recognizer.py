@@ -90,7 +90,10 @@ def pool_size(settings: Settings) -> int:
 
 def check_sample_rate(sample_rate: int) -> int:
     if not MIN_RATE <= sample_rate <= MAX_RATE:
-        raise AsrError("asr.bad_sample_rate", f"不支持的采样率 {sample_rate} Hz（应在 {MIN_RATE}–{MAX_RATE} Hz 之间）")
+        raise AsrError(
+            "asr.bad_sample_rate",
+            f"不支持的采样率 {sample_rate} Hz（应在 {MIN_RATE}–{MAX_RATE} Hz 之间）",
+        )
     return sample_rate
 
 
@@ -106,7 +109,9 @@ class PcmInput:
         self.target_rate = target_rate
         self._carry = b""
         self._resampler = (
-            None if rate == target_rate else av.AudioResampler(format="s16", layout="mono", rate=target_rate)
+            None
+            if rate == target_rate
+            else av.AudioResampler(format="s16", layout="mono", rate=target_rate)
         )
 
     def push(self, pcm: bytes) -> np.ndarray:

@@ -45,7 +45,11 @@ class EspeakNg:
     """espeak-ng (Debian ``espeak-ng``) run as a subprocess that writes WAV to stdout."""
 
     def __init__(
-        self, voice: str = "cmn-latn-pinyin", *, speed_wpm: int = 150, timeout_s: float = 30.0,
+        self,
+        voice: str = "cmn-latn-pinyin",
+        *,
+        speed_wpm: int = 150,
+        timeout_s: float = 30.0,
         executable: str = "espeak-ng",
     ) -> None:
         self.voice = voice
@@ -63,7 +67,16 @@ class EspeakNg:
             self._check_voice()
         # The text goes on stdin, never on the command line: it cannot be read as an option.
         # Amplitude 75 of 200 (default 100) leaves headroom: at 100 the resampled peaks clip.
-        command = [self.executable, "-v", self.voice, "-s", str(self.speed_wpm), "-a", "75", "--stdout"]
+        command = [
+            self.executable,
+            "-v",
+            self.voice,
+            "-s",
+            str(self.speed_wpm),
+            "-a",
+            "75",
+            "--stdout",
+        ]
         wav = self._run(command, text.encode("utf-8"))
         try:
             return audio.wav_bytes_to_slin8k(wav)
@@ -72,14 +85,20 @@ class EspeakNg:
 
     def _run(self, command: list[str], stdin: bytes) -> bytes:
         try:
-            done = subprocess.run(command, input=stdin, capture_output=True, timeout=self.timeout_s, check=False)
+            done = subprocess.run(
+                command, input=stdin, capture_output=True, timeout=self.timeout_s, check=False
+            )
         except FileNotFoundError as exc:
-            raise TtsError("tts.engine_missing", f"未找到语音合成程序 {self.executable}（请安装 espeak-ng）") from exc
+            raise TtsError(
+                "tts.engine_missing", f"未找到语音合成程序 {self.executable}（请安装 espeak-ng）"
+            ) from exc
         except subprocess.TimeoutExpired as exc:
             raise TtsError("tts.timeout", f"语音合成超过 {self.timeout_s:g} 秒未完成") from exc
         if done.returncode != 0 or not done.stdout:
             detail = done.stderr.decode("utf-8", "replace").strip()
-            raise TtsError("tts.engine_failed", f"espeak-ng 合成失败（退出码 {done.returncode}）：{detail}")
+            raise TtsError(
+                "tts.engine_failed", f"espeak-ng 合成失败（退出码 {done.returncode}）：{detail}"
+            )
         return done.stdout
 
     def _check_voice(self) -> None:
@@ -89,7 +108,10 @@ class EspeakNg:
         known |= {name.rsplit("/", 1)[-1] for name in known}
         known |= {alias.lower() for alias in re.findall(r"\(([\w-]+) \d+\)", listing)}  # "(zh 5)"
         if self.voice.split("+", 1)[0].lower() not in known:
-            raise TtsError("tts.unknown_voice", f"espeak-ng 没有语音 {self.voice!r}（可用：espeak-ng --voices）")
+            raise TtsError(
+                "tts.unknown_voice",
+                f"espeak-ng 没有语音 {self.voice!r}（可用：espeak-ng --voices）",
+            )
         self._voice_checked = True
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from faster_whisper.vad import get_vad_model
 
-from config.settings import AsrSettings
+from config.settings import VadSettings
 
 VAD_RATE = 16000
 WINDOW = 512  # samples per Silero window at 16 kHz (32 ms)
@@ -56,32 +56,6 @@ class SileroStream:
         )
         self._context = windows[-1, -CONTEXT:].copy()
         return np.asarray(out, dtype=np.float32).reshape(-1)
-
-
-@dataclass(frozen=True)
-class VadParams:
-    """Endpointing knobs, in milliseconds unless named otherwise."""
-
-    threshold: float = 0.5
-    start_ms: int = 64
-    min_silence_ms: int = 500
-    min_speech_ms: int = 200
-    pad_ms: int = 200
-    max_utterance_s: float = 20.0
-    speculative_ms: int = 0  # 0 = no Paused events
-
-
-    @classmethod
-    def from_settings(cls, a: AsrSettings) -> VadParams:
-        return cls(
-            threshold=a.vad_threshold,
-            start_ms=a.vad_start_ms,
-            min_silence_ms=a.vad_min_silence_ms,
-            min_speech_ms=a.vad_min_speech_ms,
-            pad_ms=a.vad_pad_ms,
-            max_utterance_s=a.max_utterance_s,
-            speculative_ms=a.vad_speculative_ms,
-        )
 
 
 @dataclass(frozen=True)
@@ -123,7 +97,7 @@ VadEvent = Started | Ended | Dropped | Paused | Resumed
 class Endpointer:
     """Cuts a 16 kHz float stream into utterances (句子) with :class:`SileroStream`."""
 
-    def __init__(self, params: VadParams) -> None:
+    def __init__(self, params: VadSettings) -> None:
         self.params = params
         self._silero = SileroStream()
         self._neg = max(params.threshold - 0.15, 0.01)
@@ -135,7 +109,9 @@ class Endpointer:
         self._pad = params.pad_ms * ms
         self._min_speech = params.min_speech_ms * ms
         self._max_utterance = int(params.max_utterance_s * VAD_RATE)
-        self._audio = np.zeros(0, dtype=np.float32)  # kept audio; _offset is the stream position of _audio[0]
+        self._audio = np.zeros(
+            0, dtype=np.float32
+        )  # kept audio; _offset is the stream position of _audio[0]
         self._offset = 0
         self._windows = 0  # windows scored so far
         self._run = 0  # consecutive speech windows while idle
@@ -187,7 +163,11 @@ class Endpointer:
         if self._paused_windows and self._silence == self._paused_windows and long_enough:
             self._paused = True
             lo, hi = self._bounds(speech_end, pad_end=True)
-            return [Paused(lo, hi, self._audio[lo - self._offset : hi - self._offset].copy(), speech_end)]
+            return [
+                Paused(
+                    lo, hi, self._audio[lo - self._offset : hi - self._offset].copy(), speech_end
+                )
+            ]
         if end - self._start >= self._max_utterance:
             # Too long for one Whisper window: cut here and carry on as a new utterance.
             cut = self._close(end, pad_end=False)

@@ -23,8 +23,9 @@ import vosk
 
 from asr.model_install import VOSK_MODELS, model_cache
 from asr.recognizer import AsrError, Event, Final, Partial, PcmInput, SpeechStart, pool_size
-from asr.vad import VAD_RATE, Endpointer, Started, VadParams
+from asr.vad import VAD_RATE, Endpointer, Started
 from config import Settings
+from config.settings import VadSettings
 
 _CJK_GAP = re.compile(r"(?<=[\u3400-\u9fff])\s+(?=[\u3400-\u9fff])")
 
@@ -49,11 +50,11 @@ class VoskEngine:
 
     name = "vosk"
 
-    def __init__(self, model_dir: Path, *, workers: int, vad: VadParams) -> None:
+    def __init__(self, model_dir: Path, *, workers: int, vad: VadSettings) -> None:
         if not (model_dir / "am").is_dir() and not (model_dir / "conf").is_dir():
             raise AsrError(
                 "asr.model_missing",
-                f"Vosk 模型不存在：{model_dir}，请运行 hotline asr fetch-model vosk-cn 或设置 asr.vosk_model_path",
+                f"Vosk 模型不存在：{model_dir}，请运行 hotline asr fetch-model vosk-cn 或设置 asr.vosk.model_path",
             )
         vosk.SetLogLevel(-1)
         self.model_dir = model_dir
@@ -63,14 +64,18 @@ class VoskEngine:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asr-vosk")
         self._lock = threading.Lock()
         self._busy = 0
-        self.peak_concurrency = 0  # most chunks decoded at the same moment (a metric for the pool's use)
+        self.peak_concurrency = (
+            0  # most chunks decoded at the same moment (a metric for the pool's use)
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, hotwords: Sequence[str] = ()) -> VoskEngine:
         """Vosk ignores ``hotwords``: its small models take a closed grammar, not a bias list."""
-        a = settings.asr
-        path = Path(a.vosk_model_path) if a.vosk_model_path else model_cache(settings) / VOSK_MODELS["vosk-cn"].name
-        return cls(path, workers=pool_size(settings), vad=VadParams.from_settings(a))
+        configured = settings.asr.vosk.model_path
+        path = (
+            Path(configured) if configured else model_cache(settings) / VOSK_MODELS["vosk-cn"].name
+        )
+        return cls(path, workers=pool_size(settings), vad=settings.asr.vad)
 
     def __call__(self, sample_rate: int = 8000) -> VoskSession:
         return VoskSession(self, sample_rate)
@@ -133,7 +138,9 @@ class VoskSession:
         return endpoint, json.loads(self._rec.Result() if endpoint else self._rec.PartialResult())
 
     def _speech_start(self, samples: np.ndarray) -> list[Event]:
-        vad_events = self._vad.push(self._vad_pcm.push(samples.astype("<i2").tobytes()).astype(np.float32) / 32768.0)
+        vad_events = self._vad.push(
+            self._vad_pcm.push(samples.astype("<i2").tobytes()).astype(np.float32) / 32768.0
+        )
         started = [e for e in vad_events if isinstance(e, Started)]
         if started and not self._speaking:
             self._speaking = True

@@ -34,25 +34,43 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 from opencc import OpenCC
 
+from config.settings import WhisperSettings
+
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 FULL_FRAMES = 3000  # Whisper's 30 s window in mel frames
 FRAMES_PER_S = 100
 MAX_COMPRESSION = 2.4  # above: a repetition loop (faster-whisper's compression_ratio_threshold)
-NO_SPEECH_PROB, LOW_LOGPROB = 0.6, -1.0  # either: perhaps no speech, or a poor guess (faster-whisper's thresholds)
-TOKENS_PER_S, TOKENS_MIN = 15, 16  # token budget of a fitted decode; fast Mandarin is ~6 characters a second
+NO_SPEECH_PROB, LOW_LOGPROB = (
+    0.6,
+    -1.0,
+)  # either: perhaps no speech, or a poor guess (faster-whisper's thresholds)
+TOKENS_PER_S, TOKENS_MIN = (
+    15,
+    16,
+)  # token budget of a fitted decode; fast Mandarin is ~6 characters a second
 
 Wanted = Callable[[], Sequence[bool]]  # which utterances of a batch are still wanted
 
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """How each utterance is decoded (see ``[asr]`` in config/hotline.toml)."""
+    """How each utterance is decoded: ``[asr.whisper]`` in config/hotline.toml, and the recogniser's hot-words."""
 
-    beam_size: int = 5
-    initial_prompt: str = ""
+    beam_size: int
+    initial_prompt: str
+    temperature_fallback: bool
+    window_pad_s: float  # silence after the speech in a fitted window; 0 = the full 30 s window
     hotwords: str = ""
-    temperature_fallback: bool = False
-    window_pad_s: float = 5.0  # silence after the speech in a fitted window; 0 = the full 30 s window
+
+    @classmethod
+    def from_settings(cls, whisper: WhisperSettings, hotwords: Sequence[str] = ()) -> DecodeOptions:
+        return cls(
+            beam_size=whisper.beam_size,
+            initial_prompt=whisper.initial_prompt,
+            temperature_fallback=whisper.temperature_fallback,
+            window_pad_s=whisper.window_pad_s,
+            hotwords="、".join(dict.fromkeys(w.strip() for w in hotwords if w.strip())),
+        )
 
     def kwargs(self) -> dict[str, object]:
         """faster-whisper ``transcribe`` arguments for the full-window decode."""
@@ -81,19 +99,29 @@ class WhisperDecoder:
         self.model = model
         self.options = options
         self._t2s = OpenCC("t2s")
-        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language="zh")
+        tokenizer = Tokenizer(
+            model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language="zh"
+        )
         self._tokenizer = tokenizer
-        previous = tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
-        self._prompt = model.get_prompt(tokenizer, previous, without_timestamps=True,
-                                        hotwords=options.hotwords or None)
+        previous = (
+            tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
+        )
+        self._prompt = model.get_prompt(
+            tokenizer, previous, without_timestamps=True, hotwords=options.hotwords or None
+        )
         self._suppress = get_suppressed_tokens(tokenizer, [-1])
 
     def decode(self, audios: list[np.ndarray]) -> list[Transcript]:
         if self.options.window_pad_s <= 0:
             return [self.full_window(a) for a in audios]
-        return [t if t is not None else self.full_window(a) for a, t in zip(audios, self.fitted(audios), strict=True)]
+        return [
+            t if t is not None else self.full_window(a)
+            for a, t in zip(audios, self.fitted(audios), strict=True)
+        ]
 
-    def guess(self, audios: list[np.ndarray], wanted: Wanted | None = None) -> list[Transcript | None]:
+    def guess(
+        self, audios: list[np.ndarray], wanted: Wanted | None = None
+    ) -> list[Transcript | None]:
         """A speculative decode: the fitted window only, None where it is doubtful or no longer ``wanted``
         (see :meth:`fitted`)."""
         if self.options.window_pad_s <= 0:
@@ -108,36 +136,52 @@ class WhisperDecoder:
         confidence = math.exp(sum(s.avg_logprob for s in segments) / len(segments))
         return self._transcript("".join(s.text for s in segments), confidence)
 
-    def fitted(self, audios: list[np.ndarray], wanted: Wanted | None = None) -> list[Transcript | None]:
+    def fitted(
+        self, audios: list[np.ndarray], wanted: Wanted | None = None
+    ) -> list[Transcript | None]:
         """One batch on windows fitted to the longest utterance; None where the full window must decide.
 
         ``wanted``, asked once the batch is encoded (about a third of the work), names the utterances still worth
         generating text for: the others (a caller who spoke on after a guess's pause) get None at no further cost.
         """
         features = [self._features(a) for a in audios]
-        frames = min(FULL_FRAMES, max(f.shape[-1] for f in features) + round(self.options.window_pad_s * FRAMES_PER_S))
+        frames = min(
+            FULL_FRAMES,
+            max(f.shape[-1] for f in features) + round(self.options.window_pad_s * FRAMES_PER_S),
+        )
         batch = np.stack([_pad_with_floor(f, frames) for f in features])
         encoded = self.model.model.encode(StorageView.from_array(np.ascontiguousarray(batch)))
         keep = list(wanted()) if wanted is not None else [True] * len(audios)
         if not any(keep):
             return [None] * len(audios)
         if not all(keep):
-            encoded = StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[np.flatnonzero(keep)]))
+            encoded = StorageView.from_array(
+                np.ascontiguousarray(np.asarray(encoded)[np.flatnonzero(keep)])
+            )
         longest = max(len(a) for a, k in zip(audios, keep, strict=True) if k)
         longest_s = longest / self.model.feature_extractor.sampling_rate
         budget = TOKENS_MIN + math.ceil(TOKENS_PER_S * longest_s)
-        results = iter(self.model.model.generate(
-            encoded, [self._prompt] * sum(keep), beam_size=self.options.beam_size,
-            max_length=min(self.model.max_length, len(self._prompt) + budget), return_scores=True,
-            return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
-        ))
+        results = iter(
+            self.model.model.generate(
+                encoded,
+                [self._prompt] * sum(keep),
+                beam_size=self.options.beam_size,
+                max_length=min(self.model.max_length, len(self._prompt) + budget),
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=True,
+                suppress_tokens=self._suppress,
+            )
+        )
         return [self._read(next(results), budget) if k else None for k in keep]
 
     def _read(self, result: WhisperGenerationResult, budget: int) -> Transcript | None:
         """A fitted decode's text, or None when it is doubtful."""
         tokens = result.sequences_ids[0]
         text = self._tokenizer.decode(tokens).strip()
-        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)  # as faster-whisper (length penalty 1)
+        avg_logprob = (
+            result.scores[0] * len(tokens) / (len(tokens) + 1)
+        )  # as faster-whisper (length penalty 1)
         suspect = result.no_speech_prob > NO_SPEECH_PROB or avg_logprob < LOW_LOGPROB
         if suspect or len(tokens) >= budget or get_compression_ratio(text) > MAX_COMPRESSION:
             return None
@@ -145,7 +189,9 @@ class WhisperDecoder:
 
     def _features(self, audio: np.ndarray) -> np.ndarray:
         features = self.model.feature_extractor(audio)
-        return features[:, : min(FULL_FRAMES, features.shape[-1] - 1)]  # the last frame is STFT padding
+        return features[
+            :, : min(FULL_FRAMES, features.shape[-1] - 1)
+        ]  # the last frame is STFT padding
 
     def _transcript(self, text: str, confidence: float) -> Transcript:
         text = self._t2s.convert(text.strip())
@@ -157,7 +203,9 @@ class WhisperDecoder:
 def _pad_with_floor(features: np.ndarray, frames: int) -> np.ndarray:
     """``features`` followed by silence up to ``frames``: the normalised log-mel floor (max − 8, as Whisper)."""
     floor = (float(features.max()) - 8.0 + 4.0) / 4.0
-    return np.pad(features, ((0, 0), (0, frames - features.shape[-1])), constant_values=floor).astype(np.float32)
+    return np.pad(
+        features, ((0, 0), (0, frames - features.shape[-1])), constant_values=floor
+    ).astype(np.float32)
 
 
 _Queued = tuple[np.ndarray, Future[Transcript | None]]
@@ -181,8 +229,10 @@ class DecodeQueue:
         self._running = 0  # batches being decoded
         # Guesses no longer wanted, already being decoded (weak: forgotten with the job).
         self._dropped: weakref.WeakSet[Future[Transcript | None]] = weakref.WeakSet()
-        self._threads = [threading.Thread(target=self._work, name=f"asr-whisper-{i}", daemon=True)
-                         for i in range(workers)]
+        self._threads = [
+            threading.Thread(target=self._work, name=f"asr-whisper-{i}", daemon=True)
+            for i in range(workers)
+        ]
         for t in self._threads:
             t.start()
 
@@ -262,7 +312,9 @@ class DecodeQueue:
                     results = self._decoder.guess(audios, partial(self._wanted, batch))
                 else:
                     results = list(self._decoder.decode(audios))
-            except Exception as exc:  # reported to every waiting session, which logs and drops the utterance
+            except (
+                Exception
+            ) as exc:  # reported to every waiting session, which logs and drops the utterance
                 for _, future in batch:
                     future.set_exception(exc)
                 continue

@@ -1,9 +1,9 @@
 """Whisper engine: Silero VAD cuts the call into utterances, faster-whisper decodes each one on the decode threads.
 
 Whisper is not a streaming model, so this engine gives no Partial events: it reports SpeechStart as soon as the
-VAD has heard ``vad_start_ms`` of speech, and one Final per utterance once the caller pauses. Output is converted
+VAD has heard ``asr.vad.start_ms`` of speech, and one Final per utterance once the caller pauses. Output is converted
 to Simplified Chinese with OpenCC (Whisper often writes traditional characters for Mandarin). Decoding is fitted
-to the utterance's length and batched across calls (asr.whisper_decoder). With ``vad_speculative_ms`` set, the
+to the utterance's length and batched across calls (asr.whisper_decoder). With ``asr.vad.speculative_ms`` set, the
 decode starts at a short pause and its text is kept if the pause becomes the end of the utterance (投机解码);
 if the caller speaks on, it is cancelled (or, when already running, stopped after its encoder). Guesses are
 made only while a decode thread is free: under load they would delay the calls whose caller has finished. A
@@ -26,9 +26,10 @@ from faster_whisper import WhisperModel
 
 from asr.model_install import whisper_model_dir
 from asr.recognizer import AsrError, Event, Final, PcmInput, SpeechStart, pool_size
-from asr.vad import VAD_RATE, Dropped, Ended, Endpointer, Paused, Resumed, Started, VadEvent, VadParams
+from asr.vad import VAD_RATE, Dropped, Ended, Endpointer, Paused, Resumed, Started, VadEvent
 from asr.whisper_decoder import DecodeOptions, DecodeQueue, Transcript, WhisperDecoder
 from config import Settings
+from config.settings import VadSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,39 +47,41 @@ class WhisperEngine:
         cpu_threads: int,
         compute_type: str,
         decode: DecodeOptions,
-        vad: VadParams,
+        vad: VadSettings,
         max_batch: int = 1,
     ) -> None:
         if not (model_dir / "model.bin").is_file():
-            raise AsrError("asr.model_missing", f"Whisper 模型不存在：{model_dir}，请先运行 hotline asr install-model")
-        logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every utterance at INFO
+            raise AsrError(
+                "asr.model_missing",
+                f"Whisper 模型不存在：{model_dir}，请先运行 hotline asr install-model",
+            )
+        logging.getLogger("faster_whisper").setLevel(
+            logging.WARNING
+        )  # it logs every utterance at INFO
         self.decode_options = decode
         self.vad_params = vad
         model = WhisperModel(
-            str(model_dir), device="cpu", compute_type=compute_type, cpu_threads=cpu_threads, num_workers=workers
+            str(model_dir),
+            device="cpu",
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
+            num_workers=workers,
         )
         self._decoder = WhisperDecoder(model, decode)
         self._queue = DecodeQueue(self._decoder, workers=workers, max_batch=max_batch)
 
     @classmethod
     def from_settings(cls, settings: Settings, hotwords: Sequence[str] = ()) -> WhisperEngine:
-        a = settings.asr
-        decode = DecodeOptions(
-            beam_size=a.beam_size,
-            initial_prompt=a.initial_prompt,
-            hotwords="、".join(dict.fromkeys(w.strip() for w in hotwords if w.strip())),
-            temperature_fallback=a.temperature_fallback,
-            window_pad_s=a.whisper_window_pad_s,
-        )
+        whisper = settings.asr.whisper
         workers = pool_size(settings)
         return cls(
             whisper_model_dir(settings),
             workers=workers,
-            cpu_threads=a.whisper_cpu_threads or max(1, (os.cpu_count() or 1) // workers),
-            compute_type=a.compute_type,
-            decode=decode,
-            vad=VadParams.from_settings(a),
-            max_batch=a.whisper_max_batch,
+            cpu_threads=whisper.cpu_threads or max(1, (os.cpu_count() or 1) // workers),
+            compute_type=whisper.compute_type,
+            decode=DecodeOptions.from_settings(whisper, hotwords),
+            vad=settings.asr.vad,
+            max_batch=whisper.max_batch,
         )
 
     def __call__(self, sample_rate: int = 8000) -> WhisperSession:
@@ -125,7 +128,9 @@ class _Utterance:
     start_s: float
     end_s: float
     speech_end: int = 0  # VAD stream position where the speech stopped
-    audio: np.ndarray | None = None  # the finished utterance, kept for a doubtful guess to be decoded again
+    audio: np.ndarray | None = (
+        None  # the finished utterance, kept for a doubtful guess to be decoded again
+    )
 
 
 class WhisperSession:
@@ -138,7 +143,9 @@ class WhisperSession:
         self._vad = Endpointer(engine.vad_params)
         self._pending: deque[_Utterance] = deque()
         self._guess: _Utterance | None = None  # speculative decode started at a short pause
-        self._paused: Paused | None = None  # a short pause still waiting for a free decode thread to guess
+        self._paused: Paused | None = (
+            None  # a short pause still waiting for a free decode thread to guess
+        )
 
     async def feed(self, pcm: bytes) -> list[Event]:
         events = self._ready()
@@ -174,8 +181,12 @@ class WhisperSession:
         ev = self._paused
         if ev is not None and self._engine.idle:
             self._paused = None
-            self._guess = _Utterance(self._engine.decode(ev.audio, guess=True), ev.start / VAD_RATE,
-                                     ev.end / VAD_RATE, ev.speech_end)
+            self._guess = _Utterance(
+                self._engine.decode(ev.audio, guess=True),
+                ev.start / VAD_RATE,
+                ev.end / VAD_RATE,
+                ev.speech_end,
+            )
 
     def _take_guess(self, ev: Ended) -> _Utterance:
         """The speculative decode if it heard the same speech (only less of the trailing pause), else a new one."""
@@ -204,7 +215,9 @@ class WhisperSession:
             try:
                 t = u.job.future.result()
             except Exception:
-                log.exception("Whisper decoding failed; utterance %.2f–%.2f s dropped", u.start_s, u.end_s)
+                log.exception(
+                    "Whisper decoding failed; utterance %.2f–%.2f s dropped", u.start_s, u.end_s
+                )
                 continue
             if t is None:  # a doubtful guess: the utterance is decoded in full
                 assert u.audio is not None

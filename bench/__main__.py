@@ -36,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     unknown = sorted(set(args.names) - set(found))
     if unknown:
-        print(f"unknown benchmark(s): {', '.join(unknown)} (available: {', '.join(found)})", file=sys.stderr)
+        print(
+            f"unknown benchmark(s): {', '.join(unknown)} (available: {', '.join(found)})",
+            file=sys.stderr,
+        )
         return 2
     failed = 0
     for name in args.names or list(found):

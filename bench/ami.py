@@ -67,12 +67,21 @@ _IDS = re.compile(rb"(?<![\w.])(\d{10}\.\d+|bench-\d+-\d+)(?=;|\r|$)", re.M)
 
 def bench_settings(settings: Settings, host: str = "127.0.0.1", port: int = 1) -> Settings:
     """Overflow always in a peak window, a 1 s wait limit: busy agents send callers to the bot at once."""
-    return settings.model_copy(update={
-        "ami": settings.ami.model_copy(update={"host": host, "port": port}),
-        "overflow": settings.overflow.model_copy(update={
-            "peak_windows": [ALWAYS], "tick_s": 1.0, "off_hours_to_bot": False, "max_estimated_wait_s": 1.0,
-            "default_talk_time_s": 120.0, "enabled": True}),
-    })
+    return settings.model_copy(
+        update={
+            "ami": settings.ami.model_copy(update={"host": host, "port": port}),
+            "overflow": settings.overflow.model_copy(
+                update={
+                    "peak_windows": [ALWAYS],
+                    "tick_s": 1.0,
+                    "off_hours_to_bot": False,
+                    "max_estimated_wait_s": 1.0,
+                    "default_talk_time_s": 120.0,
+                    "enabled": True,
+                }
+            ),
+        }
+    )
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -109,8 +118,12 @@ class DecisionClock:
 
     def summary(self) -> dict[str, Any]:
         def stats(lat: list[float]) -> dict[str, Any]:
-            return {"redirects": len(lat), "p50_ms": _r(percentile(lat, 50)), "p99_ms": _r(percentile(lat, 99)),
-                    "max_ms": _r(max(lat) if lat else None)}
+            return {
+                "redirects": len(lat),
+                "p50_ms": _r(percentile(lat, 50)),
+                "p99_ms": _r(percentile(lat, 99)),
+                "max_ms": _r(max(lat) if lat else None),
+            }
 
         return {"first_evaluation": stats(self.first_ms), "all": stats(self.all_ms)}
 
@@ -127,12 +140,16 @@ async def record(settings: Settings, calls: int, pace_s: float) -> dict[str, Any
     engine = make_engine("sqlite+aiosqlite:///:memory:")
     await create_schema(engine)
     creds = (info.ami_username, info.ami_secret)
-    ctrl = HotlineController(bench_settings(settings, info.ami_host, info.ami_port), make_sessionmaker(engine),
-                             AmiClient(host=info.ami_host, port=info.ami_port, username=creds[0], secret=creds[1]),
-                             is_working_day=lambda _d: True)
+    ctrl = HotlineController(
+        bench_settings(settings, info.ami_host, info.ami_port),
+        make_sessionmaker(engine),
+        AmiClient(host=info.ami_host, port=info.ami_port, username=creds[0], secret=creds[1]),
+        is_working_day=lambda _d: True,
+    )
     received = bytearray()
     ctrl.ami.tap = received.extend
     clock = DecisionClock(lambda: ctrl.evaluations)
+    ctrl.subscribe()  # the AMI client's events to the controller (hotline.wiring.subscribe does this first)
     ctrl.add_listener(clock.on_event)
     send = ctrl.ami.action
 
@@ -142,7 +159,9 @@ async def record(settings: Settings, calls: int, pace_s: float) -> dict[str, Any
         return await send(action, **kw)
 
     ctrl.ami.action = timed_action  # type: ignore[method-assign]
-    caller_side = AmiClient(host=info.ami_host, port=info.ami_port, username=creds[0], secret=creds[1])
+    caller_side = AmiClient(
+        host=info.ami_host, port=info.ami_port, username=creds[0], secret=creds[1]
+    )
     ended: set[str] = set()
     all_ended = asyncio.Event()
     ids = [f"bench-{int(time.time())}-{n}" for n in range(calls)]
@@ -158,15 +177,26 @@ async def record(settings: Settings, calls: int, pace_s: float) -> dict[str, Any
     caller_side.start()
     started = time.perf_counter()
     try:
-        await asyncio.wait_for(asyncio.gather(ctrl.ami.connected.wait(), caller_side.connected.wait()), 20)
+        await asyncio.wait_for(
+            asyncio.gather(ctrl.ami.connected.wait(), caller_side.connected.wait()), 20
+        )
         for n, agent in enumerate(AGENTS):
             await ctrl.add_agent(agent, f"压测坐席{n + 1}")
         for uniqueid in ids:
             await asyncio.sleep(pace_s)
-            await caller_side.action({
-                "Action": "Originate", "Channel": "Local/s@test-caller/n", "Context": "hotline-inbound",
-                "Exten": "12345", "Priority": 1, "Async": "true", "CallerID": "13800138000", "ChannelId": uniqueid,
-                "Variable": ["TEST_WAIT=12", "TEST_DTMF=0", "__TEST_AGENT_WAIT=2"]})
+            await caller_side.action(
+                {
+                    "Action": "Originate",
+                    "Channel": "Local/s@test-caller/n",
+                    "Context": "hotline-inbound",
+                    "Exten": "12345",
+                    "Priority": 1,
+                    "Async": "true",
+                    "CallerID": "13800138000",
+                    "ChannelId": uniqueid,
+                    "Variable": ["TEST_WAIT=12", "TEST_DTMF=0", "__TEST_AGENT_WAIT=2"],
+                }
+            )
         await asyncio.wait_for(all_ended.wait(), 180)
     finally:
         for agent in AGENTS:
@@ -181,9 +211,16 @@ async def record(settings: Settings, calls: int, pace_s: float) -> dict[str, Any
         await engine.dispose()
     DATA.parent.mkdir(parents=True, exist_ok=True)
     DATA.write_bytes(bytes(received))
-    return {"calls": calls, "pace_s": pace_s, "agents": len(AGENTS), "seconds": round(elapsed, 1),
-            "bytes": len(received), "events": ctrl.ami.stats.events, "latency": clock.summary(),
-            "asterisk": _asterisk_version(bytes(received))}
+    return {
+        "calls": calls,
+        "pace_s": pace_s,
+        "agents": len(AGENTS),
+        "seconds": round(elapsed, 1),
+        "bytes": len(received),
+        "events": ctrl.ami.stats.events,
+        "latency": clock.summary(),
+        "asterisk": _asterisk_version(bytes(received)),
+    }
 
 
 def _asterisk_version(stream: bytes) -> str:
@@ -258,14 +295,18 @@ def paced_reads(stream: bytes, speedup: float) -> list[tuple[float, bytes]]:
     return [(t, bytes(b)) for t, b in out]
 
 
-async def replay(settings: Settings, reads: list[bytes], schedule: list[float] | None = None) -> dict[str, Any]:
+async def replay(
+    settings: Settings, reads: list[bytes], schedule: list[float] | None = None
+) -> dict[str, Any]:
     """The controller on the reads; at full speed, or each read at its ``schedule`` time (seconds)."""
     engine = make_engine("sqlite+aiosqlite:///:memory:")
     await create_schema(engine)
     client = AmiClient(host="127.0.0.1", port=1, username="bench", secret="bench")
-    ctrl = HotlineController(bench_settings(settings), make_sessionmaker(engine), client,
-                             is_working_day=lambda _d: True)
+    ctrl = HotlineController(
+        bench_settings(settings), make_sessionmaker(engine), client, is_working_day=lambda _d: True
+    )
     clock = DecisionClock(lambda: ctrl.evaluations)
+    ctrl.subscribe()  # the AMI client's events to the controller (hotline.wiring.subscribe does this first)
     ctrl.add_listener(clock.on_event)
     protocol = HardenedAmiProtocol(client.stats, client.max_frame_bytes)
     transport = AnsweringTransport(protocol, clock.redirected)
@@ -292,10 +333,17 @@ async def replay(settings: Settings, reads: list[bytes], schedule: list[float] |
             await task
     await engine.dispose()
     events = client.stats.events
-    return {"events": events, "seconds": round(elapsed, 3), "events_per_s": round(events / elapsed),
-            "frames": client.stats.frames, "malformed": client.stats.malformed_frames,
-            "unwanted_events": client.stats.unwanted_events,
-            "decisions": len(ctrl.decisions), "actions_sent": transport.actions, "latency": clock.summary()}
+    return {
+        "events": events,
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(events / elapsed),
+        "frames": client.stats.frames,
+        "malformed": client.stats.malformed_frames,
+        "unwanted_events": client.stats.unwanted_events,
+        "decisions": len(ctrl.decisions),
+        "actions_sent": transport.actions,
+        "latency": clock.summary(),
+    }
 
 
 # -- 3. panoramisk's bare parsing loop ------------------------------------------------------------------------------
@@ -319,7 +367,11 @@ def bare_panoramisk(reads: list[bytes]) -> dict[str, Any]:
     for chunk in reads:
         protocol.data_received(chunk)
     elapsed = time.perf_counter() - started
-    return {"events": factory.events, "seconds": round(elapsed, 3), "events_per_s": round(factory.events / elapsed)}
+    return {
+        "events": factory.events,
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(factory.events / elapsed),
+    }
 
 
 # -- report --------------------------------------------------------------------------------------------------------
@@ -328,57 +380,90 @@ def write_results(result: dict[str, Any]) -> None:
     (RESULTS / "ami.json").write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
     c, b, live = result["replay"], result["panoramisk"], result.get("live") or {}
     lines = [
-        "# AMI controller benchmark", "",
-        f"{result['at']} · {result['machine']} · Python {result['python']} · stream {result['stream']}", "",
+        "# AMI controller benchmark",
+        "",
+        f"{result['at']} · {result['machine']} · Python {result['python']} · stream {result['stream']}",
+        "",
         "| measure | controller | panoramisk bare parse | ratio | target |",
         "|---|---|---|---|---|",
         f"| events/s (replay, {c['events']:,} events) | {c['events_per_s']:,} | {b['events_per_s']:,} | "
         f"{result['ratio']:.2f} | ≥ {TARGET_EVENTS_PER_S:,} |",
-        "", "| overflow decision latency (QueueCallerJoin → Redirect sent) | redirects | p50 ms | p99 ms | max ms |",
+        "",
+        "| overflow decision latency (QueueCallerJoin → Redirect sent) | redirects | p50 ms | p99 ms | max ms |",
         "|---|---|---|---|---|",
     ]
     runs = [(f"replay paced at {SPEEDUP:g}× the recorded speed", result["paced_replay"]["latency"])]
     if live.get("latency"):
-        runs.append((f"real Asterisk, {live['calls']} calls every {live.get('pace_s', '?')} s, {live['agents']} agents",
-                     live["latency"]))
+        runs.append(
+            (
+                f"real Asterisk, {live['calls']} calls every {live.get('pace_s', '?')} s, {live['agents']} agents",
+                live["latency"],
+            )
+        )
     for name, lat in runs:
         for part, label in (("first_evaluation", "decided on joining"), ("all", "all redirects")):
             x = lat[part]
-            lines.append(f"| {name}: {label} | {x['redirects']} | {x['p50_ms']} | {x['p99_ms']} | {x['max_ms']} |")
-    lines += ["", f"Targets met: events/s {'yes' if result['met']['events_per_s'] else 'NO'}, "
-                  f"decision latency p99 {'yes' if result['met']['latency_p99'] else 'NO'} "
-                  f"(≤ {TARGET_P99_MS} ms, redirects decided on joining).", "",
-              "How: see the docstring of bench/ami.py. " + result.get("note", ""), ""]
+            lines.append(
+                f"| {name}: {label} | {x['redirects']} | {x['p50_ms']} | {x['p99_ms']} | {x['max_ms']} |"
+            )
+    lines += [
+        "",
+        f"Targets met: events/s {'yes' if result['met']['events_per_s'] else 'NO'}, "
+        f"decision latency p99 {'yes' if result['met']['latency_p99'] else 'NO'} "
+        f"(≤ {TARGET_P99_MS} ms, redirects decided on joining).",
+        "",
+        "How: see the docstring of bench/ami.py. " + result.get("note", ""),
+        "",
+    ]
     (RESULTS / "ami.md").write_text("\n".join(lines))
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = load_settings()
-    live = await record(settings, args.calls, args.pace) if args.record or not DATA.is_file() else None
+    live = (
+        await record(settings, args.calls, args.pace) if args.record or not DATA.is_file() else None
+    )
     stream = DATA.read_bytes()
     reads = rounds_of(stream, args.rounds)
     bare = bare_panoramisk(reads)
     controller = await replay(settings, reads)
     paced = paced_reads(stream, SPEEDUP)
     latency = await replay(settings, [r for _t, r in paced], [t for t, _r in paced])
-    p99s = [lat["first_evaluation"]["p99_ms"] for lat in (latency["latency"], (live or {}).get("latency"))
-            if lat and lat["first_evaluation"]["p99_ms"] is not None]
+    p99s = [
+        lat["first_evaluation"]["p99_ms"]
+        for lat in (latency["latency"], (live or {}).get("latency"))
+        if lat and lat["first_evaluation"]["p99_ms"] is not None
+    ]
     return {
-        "at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": f"{platform.machine()}",
-        "python": platform.python_version(), "stream": f"{DATA.relative_to(HERE.parent)} ({len(stream):,} bytes)",
-        "rounds": args.rounds, "read_size": READ_SIZE, "live": live, "replay": controller, "panoramisk": bare,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}",
+        "python": platform.python_version(),
+        "stream": f"{DATA.relative_to(HERE.parent)} ({len(stream):,} bytes)",
+        "rounds": args.rounds,
+        "read_size": READ_SIZE,
+        "live": live,
+        "replay": controller,
+        "panoramisk": bare,
         "paced_replay": {"speedup": SPEEDUP, **latency},
         "ratio": round(controller["events_per_s"] / bare["events_per_s"], 3),
-        "met": {"events_per_s": controller["events_per_s"] >= TARGET_EVENTS_PER_S,
-                "latency_p99": bool(p99s) and max(p99s) <= TARGET_P99_MS},
+        "met": {
+            "events_per_s": controller["events_per_s"] >= TARGET_EVENTS_PER_S,
+            "latency_p99": bool(p99s) and max(p99s) <= TARGET_P99_MS,
+        },
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.ami", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--record", action="store_true", help="record a new stream from the local PBX first")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ami", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--record", action="store_true", help="record a new stream from the local PBX first"
+    )
     parser.add_argument("--calls", type=int, default=60, help="emulated callers when recording")
-    parser.add_argument("--pace", type=float, default=0.1, help="seconds between two callers when recording")
+    parser.add_argument(
+        "--pace", type=float, default=0.1, help="seconds between two callers when recording"
+    )
     parser.add_argument("--rounds", type=int, default=20, help="times the stream is replayed")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

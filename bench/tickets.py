@@ -68,13 +68,33 @@ FREQUENT_CALLER_SCALE = 360
 # The heavy case: one number with at least max_candidates tickets in the repeat window (an auto-dialler, a
 # caller pressing the same matter every hour), so that each new ticket links max_candidates earlier ones.
 HEAVY_CALLER = "13812345678"
-IN_FLIGHT = 16  # paced creations under way at once, over all client processes (their connection pools)
+IN_FLIGHT = (
+    16  # paced creations under way at once, over all client processes (their connection pools)
+)
 AGENT = Actor("压测话务员", "agent")
 KINDS = (("咨询", 40), ("求助", 25), ("投诉", 25), ("举报", 4), ("建议", 5), ("表扬", 1))
 CHANNELS = (("phone", 70), ("bot", 12), ("web", 8), ("wechat", 7), ("grid", 2), ("leader-line", 1))
-STREETS = ("东岗街道", "拱星墩街道", "雁园街道", "西湖街道", "敦煌路街道", "秀川街道", "火车站街道", "白银路街道")
-PLACES = ("幸福小区", "阳光花园", "民主西路", "人民医院", "第十一中学", "南关十字", "东方红广场", "滨河路",
-          "安宁菜市场")
+STREETS = (
+    "东岗街道",
+    "拱星墩街道",
+    "雁园街道",
+    "西湖街道",
+    "敦煌路街道",
+    "秀川街道",
+    "火车站街道",
+    "白银路街道",
+)
+PLACES = (
+    "幸福小区",
+    "阳光花园",
+    "民主西路",
+    "人民医院",
+    "第十一中学",
+    "南关十字",
+    "东方红广场",
+    "滨河路",
+    "安宁菜市场",
+)
 PROBLEMS = {
     "住房安居": ("物业费上涨", "电梯经常故障", "楼顶漏水", "暖气不热", "不动产证办不下来"),
     "健康医疗": ("挂号难", "医保报销比例", "疫苗预约", "药价太高", "医生态度差"),
@@ -92,13 +112,54 @@ PROBLEMS = {
 }
 CLOSINGS = ("希望尽快处理", "多次反映未解决", "请相关部门核实", "咨询办理流程")
 TICKET_COLUMNS = (
-    "id", "ticket_no", "channel", "caller_phone", "district", "street", "category", "kind", "content",
-    "content_tokens", "token_norm", "urgency", "deadline_tier", "due_at", "sign_for_due", "state", "dispatch_mode",
-    "lead_department", "answer", "reply", "satisfaction", "callback_attempts", "last_callback_at", "redispatch_count",
-    "return_count", "extension_count", "is_repeat", "dispatched_at", "signed_at", "replied_at", "closed_at",
-    "created_at", "updated_at", "version", "rolled_up",
+    "id",
+    "ticket_no",
+    "channel",
+    "caller_phone",
+    "district",
+    "street",
+    "category",
+    "kind",
+    "content",
+    "content_tokens",
+    "token_norm",
+    "urgency",
+    "deadline_tier",
+    "due_at",
+    "sign_for_due",
+    "state",
+    "dispatch_mode",
+    "lead_department",
+    "answer",
+    "reply",
+    "satisfaction",
+    "callback_attempts",
+    "last_callback_at",
+    "redispatch_count",
+    "return_count",
+    "extension_count",
+    "is_repeat",
+    "dispatched_at",
+    "signed_at",
+    "replied_at",
+    "closed_at",
+    "created_at",
+    "updated_at",
+    "version",
+    "rolled_up",
 )
-EVENT_COLUMNS = ("id", "ticket_id", "at", "actor", "role", "action", "from_state", "to_state", "note", "payload")
+EVENT_COLUMNS = (
+    "id",
+    "ticket_id",
+    "at",
+    "actor",
+    "role",
+    "action",
+    "from_state",
+    "to_state",
+    "note",
+    "payload",
+)
 
 
 def _weighted(pairs: tuple[tuple[str, int], ...]) -> tuple[list[str], list[int]]:
@@ -112,11 +173,16 @@ class Generator:
         self.rows, self.now, self.rng = rows, now, random.Random(seed)
         self.tz = now.tzinfo
         tree = load_categories()
-        self.categories = [(top, kid) for top, kids in tree.children.items() for kid in (None, *kids)]
+        self.categories = [
+            (top, kid) for top, kids in tree.children.items() for kid in (None, *kids)
+        ]
         self.department_of = {e.name: e.department for e in catalogue.entries}
         self.departments = sorted(set(self.department_of.values()))
         self.districts = list(catalogue.districts)
-        self.callers = [f"1{self.rng.choice('3456789')}{self.rng.randrange(10**9):09d}" for _ in range(rows // 3 + 10)]
+        self.callers = [
+            f"1{self.rng.choice('3456789')}{self.rng.randrange(10**9):09d}"
+            for _ in range(rows // 3 + 10)
+        ]
         self.day_counts: Counter[str] = Counter()
         self.events: list[tuple[Any, ...]] = []
         self.callback_events: list[tuple[Any, ...]] = []
@@ -163,27 +229,65 @@ class Generator:
         kind = rng.choices(*_weighted(KINDS))[0]
         top, kid = rng.choice(self.categories)
         category = top if kid is None else f"{top}/{kid}"
-        district, street, place = rng.choice(self.districts), rng.choice(STREETS), rng.choice(PLACES)
+        district, street, place = (
+            rng.choice(self.districts),
+            rng.choice(STREETS),
+            rng.choice(PLACES),
+        )
         problem = rng.choice(PROBLEMS.get(top, ("问题",)))
         content = f"{district}{street}{place}{problem}，{rng.choice(CLOSINGS)}"
         tokens = " ".join((district, street, place, problem))
         urgency = rng.choices(("normal", "urgent", "very_urgent"), (96, 3, 1))[0]
-        tier, span = {"urgent": ("24h", timedelta(hours=24)), "very_urgent": ("3h", timedelta(hours=3))}.get(
-            urgency, ("3wd", timedelta(days=5)) if kind == "咨询" else ("5wd", timedelta(days=7)))
+        tier, span = {
+            "urgent": ("24h", timedelta(hours=24)),
+            "very_urgent": ("3h", timedelta(hours=3)),
+        }.get(urgency, ("3wd", timedelta(days=5)) if kind == "咨询" else ("5wd", timedelta(days=7)))
         due = c + span
         row: dict[str, Any] = dict(
-            id=ticket_id, ticket_no=ticket_no, channel=rng.choices(*_weighted(CHANNELS))[0], caller_phone=self.caller(),
-            district=district, street=street, category=category, kind=kind, content=content, content_tokens=tokens,
+            id=ticket_id,
+            ticket_no=ticket_no,
+            channel=rng.choices(*_weighted(CHANNELS))[0],
+            caller_phone=self.caller(),
+            district=district,
+            street=street,
+            category=category,
+            kind=kind,
+            content=content,
+            content_tokens=tokens,
             token_norm=TokenBag.of(tokens.split()).norm,
-            urgency=urgency, deadline_tier=tier, due_at=due, sign_for_due=None, state="accepted", dispatch_mode=None,
-            lead_department=None, answer=None, reply=None, satisfaction=None, callback_attempts=0,
-            last_callback_at=None, redispatch_count=0, return_count=0, extension_count=0,
-            is_repeat=rng.random() < 0.08, dispatched_at=None, signed_at=None, replied_at=None, closed_at=None,
-            created_at=c, updated_at=c, version=1,
+            urgency=urgency,
+            deadline_tier=tier,
+            due_at=due,
+            sign_for_due=None,
+            state="accepted",
+            dispatch_mode=None,
+            lead_department=None,
+            answer=None,
+            reply=None,
+            satisfaction=None,
+            callback_attempts=0,
+            last_callback_at=None,
+            redispatch_count=0,
+            return_count=0,
+            extension_count=0,
+            is_repeat=rng.random() < 0.08,
+            dispatched_at=None,
+            signed_at=None,
+            replied_at=None,
+            closed_at=None,
+            created_at=c,
+            updated_at=c,
+            version=1,
         )
-        self.events.append((None, ticket_id, c, AGENT.name, "agent", "create", None, "accepted", "", "{}"))
+        self.events.append(
+            (None, ticket_id, c, AGENT.name, "agent", "create", None, "accepted", "", "{}")
+        )
         if rng.random() < (0.6 if kind == "咨询" else 0.15):  # 即办
-            row.update(state="closed", answer="已当场答复", closed_at=c + timedelta(minutes=rng.uniform(2, 8)))
+            row.update(
+                state="closed",
+                answer="已当场答复",
+                closed_at=c + timedelta(minutes=rng.uniform(2, 8)),
+            )
             row["updated_at"], row["version"] = row["closed_at"], 2
             return self.record(row)
         if rng.random() < 0.02:
@@ -192,9 +296,13 @@ class Generator:
         if rng.random() < 0.03:  # extension granted
             row["extension_count"], row["due_at"] = 1, due + timedelta(days=5)
         t_dispatch = c + timedelta(minutes=rng.uniform(10, 120))
-        t_sign = t_dispatch + timedelta(minutes=rng.uniform(5, 55) if rng.random() < 0.9 else rng.uniform(60, 300))
+        t_sign = t_dispatch + timedelta(
+            minutes=rng.uniform(5, 55) if rng.random() < 0.9 else rng.uniform(60, 300)
+        )
         stuck = rng.random() < 0.005  # never replied: long overdue
-        t_reply = t_sign + timedelta(days=min(rng.lognormvariate(0.8, 0.7), 12)) if not stuck else None
+        t_reply = (
+            t_sign + timedelta(days=min(rng.lognormvariate(0.8, 0.7), 12)) if not stuck else None
+        )
         t_verify = t_reply + timedelta(hours=rng.uniform(1, 6)) if t_reply else None
         t_close = t_verify + timedelta(hours=rng.uniform(2, 30)) if t_verify else None
         lead = self.department_of.get(top) or rng.choice(self.departments)
@@ -202,35 +310,65 @@ class Generator:
         if now < t_dispatch:
             row["state"] = "reviewed" if now > c + (t_dispatch - c) / 2 else "accepted"
             return self.record(row)
-        row.update(dispatch_mode="direct", lead_department=lead, dispatched_at=t_dispatch,
-                   sign_for_due=t_dispatch + timedelta(hours=1), state="dispatched", version=3, updated_at=t_dispatch)
+        row.update(
+            dispatch_mode="direct",
+            lead_department=lead,
+            dispatched_at=t_dispatch,
+            sign_for_due=t_dispatch + timedelta(hours=1),
+            state="dispatched",
+            version=3,
+            updated_at=t_dispatch,
+        )
         if now < t_sign:
             return self.record(row)
         row.update(signed_at=t_sign, state="in_progress", version=5, updated_at=t_sign)
         if t_reply is None or now < t_reply:
             return self.record(row)
-        row.update(reply="已办理完毕", replied_at=t_reply, state="replied", version=6, updated_at=t_reply)
+        row.update(
+            reply="已办理完毕", replied_at=t_reply, state="replied", version=6, updated_at=t_reply
+        )
         if t_verify is None or now < t_verify:
             return self.record(row)
         row.update(state="verified", version=7, updated_at=t_verify)
         if t_close is None or now < t_close:
             return self.record(row)
-        result = rng.choices(("satisfied", "basically_satisfied", "unsatisfied", "unreachable"), (70, 15, 5, 10))[0]
+        result = rng.choices(
+            ("satisfied", "basically_satisfied", "unsatisfied", "unreachable"), (70, 15, 5, 10)
+        )[0]
         if result == "unsatisfied":  # 二次派单 earlier, then satisfied
             row["redispatch_count"] = 1
-            self.callback_events.append((None, ticket_id, t_verify, "回访机器人", "system", "callback_redispatch",
-                                         "verified", "dispatched", "", "{}"))
+            self.callback_events.append(
+                (
+                    None,
+                    ticket_id,
+                    t_verify,
+                    "回访机器人",
+                    "system",
+                    "callback_redispatch",
+                    "verified",
+                    "dispatched",
+                    "",
+                    "{}",
+                )
+            )
             result = "satisfied"
-        row.update(state="closed", satisfaction=result, closed_at=t_close, callback_attempts=1,
-                   last_callback_at=t_close, version=8, updated_at=t_close)
+        row.update(
+            state="closed",
+            satisfaction=result,
+            closed_at=t_close,
+            callback_attempts=1,
+            last_callback_at=t_close,
+            version=8,
+            updated_at=t_close,
+        )
         return self.record(row)
-
 
     @staticmethod
     def record(row: dict[str, Any]) -> tuple[Any, ...]:
         # settled (tickets.metrics_rollup): final state, not waiting on a sign-for deadline — as the services mark it
         row["rolled_up"] = row["state"] in ("closed", "withdrawn") and not (
-            row["dispatched_at"] is not None and row["signed_at"] is None)
+            row["dispatched_at"] is not None and row["signed_at"] is None
+        )
         return tuple(row[k] for k in TICKET_COLUMNS)
 
 
@@ -252,10 +390,13 @@ async def bulk_load(engine: AsyncEngine, gen: Generator, settings: Settings) -> 
                 event_id += 1
                 records.append((event_id, *e[1:]))
             await apg.copy_records_to_table("ticket_events", records=records, columns=EVENT_COLUMNS)
-        await apg.copy_records_to_table("ticket_counters", records=list(gen.day_counts.items()),
-                                        columns=("day", "last"))
+        await apg.copy_records_to_table(
+            "ticket_counters", records=list(gen.day_counts.items()), columns=("day", "last")
+        )
         for table in ("tickets", "ticket_events"):
-            await apg.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+            await apg.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+            )
         await conn.commit()
     loaded = time.perf_counter()
     async with make_sessionmaker(engine)() as session:
@@ -264,11 +405,18 @@ async def bulk_load(engine: AsyncEngine, gen: Generator, settings: Settings) -> 
     async with engine.connect() as conn:
         await (await _raw(conn)).execute("VACUUM ANALYZE")
     async with engine.connect() as conn:
-        size = (await conn.execute(text("SELECT pg_size_pretty(pg_total_relation_size('tickets'))"))).scalar_one()
+        size = (
+            await conn.execute(text("SELECT pg_size_pretty(pg_total_relation_size('tickets'))"))
+        ).scalar_one()
         by_state = await conn.execute(text("SELECT state, count(*) FROM tickets GROUP BY state"))
         states: dict[str, int] = {state: n for state, n in by_state}
-    return {"seconds": round(loaded - started, 1), "vacuum_analyze_seconds": round(time.perf_counter() - rebuilt, 1),
-            "rollup_rebuild": rollup, "tickets_table_size": size, "states": states}
+    return {
+        "seconds": round(loaded - started, 1),
+        "vacuum_analyze_seconds": round(time.perf_counter() - rebuilt, 1),
+        "rollup_rebuild": rollup,
+        "tickets_table_size": size,
+        "states": states,
+    }
 
 
 def _ms(samples: list[float]) -> dict[str, float]:
@@ -277,7 +425,13 @@ def _ms(samples: list[float]) -> dict[str, float]:
     def q(p: float) -> float:
         return round(s[min(len(s) - 1, int(p * len(s)))] * 1000, 2)
 
-    return {"n": len(s), "p50_ms": q(0.5), "p95_ms": q(0.95), "p99_ms": q(0.99), "max_ms": round(s[-1] * 1000, 2)}
+    return {
+        "n": len(s),
+        "p50_ms": q(0.5),
+        "p95_ms": q(0.95),
+        "p99_ms": q(0.99),
+        "max_ms": round(s[-1] * 1000, 2),
+    }
 
 
 async def _timed(n: int, work: Callable[[int], Awaitable[Any]]) -> list[float]:
@@ -299,14 +453,22 @@ def _drafts(gen: Generator, n: int, seed: int) -> list[dict[str, Any]]:
         street, place, problem = rng.choice(STREETS), rng.choice(PLACES), rng.choice(PROBLEMS[top])
         # worded like the loaded year's tickets, so that drafts are as alike as real matters are (not all alike)
         content = f"{street}{place}{problem}，{rng.choice(CLOSINGS)}"
-        out.append({"channel": "phone", "caller_phone": caller, "content": content,
-                    "district": rng.choice(gen.districts), "category": top if kid is None else f"{top}/{kid}",
-                    "kind": rng.choice(("咨询", "求助", "投诉"))})
+        out.append(
+            {
+                "channel": "phone",
+                "caller_phone": caller,
+                "content": content,
+                "district": rng.choice(gen.districts),
+                "category": top if kid is None else f"{top}/{kid}",
+                "kind": rng.choice(("咨询", "求助", "投诉")),
+            }
+        )
     return out
 
 
-async def _paced_creates(url: str, drafts: list[dict[str, Any]], rate: float, start: Callable[[], None],
-                         in_flight: int) -> dict[str, Any]:
+async def _paced_creates(
+    url: str, drafts: list[dict[str, Any]], rate: float, start: Callable[[], None], in_flight: int
+) -> dict[str, Any]:
     """Create ``drafts`` at ``rate`` per second (at most ``in_flight`` at once); latencies in seconds."""
     settings = load_settings()
     engine = make_engine(url, pool_size=in_flight)
@@ -317,7 +479,11 @@ async def _paced_creates(url: str, drafts: list[dict[str, Any]], rate: float, st
     async def one(d: dict[str, Any]) -> None:
         nonlocal links
         async with sm() as session:
-            links += len((await create_ticket(session, TicketDraft(**d), AGENT, settings=settings)).repeat_links)
+            links += len(
+                (
+                    await create_ticket(session, TicketDraft(**d), AGENT, settings=settings)
+                ).repeat_links
+            )
 
     for d in drafts[:20]:  # warm-up: jieba dictionary, connection pool, statement caches
         await one(d)
@@ -352,18 +518,26 @@ async def _paced_creates(url: str, drafts: list[dict[str, Any]], rate: float, st
     elapsed = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     await engine.dispose()
-    return {"service": service, "intended": intended, "errors": dict(errors), "elapsed": elapsed,
-            "cpu_share": round(cpu / elapsed, 2), "links": links}
+    return {
+        "service": service,
+        "intended": intended,
+        "errors": dict(errors),
+        "elapsed": elapsed,
+        "cpu_share": round(cpu / elapsed, 2),
+        "links": links,
+    }
 
 
-def _create_worker(url: str, drafts: list[dict[str, Any]], rate: float, in_flight: int, barrier: Any,
-                   out: Any) -> None:
+def _create_worker(
+    url: str, drafts: list[dict[str, Any]], rate: float, in_flight: int, barrier: Any, out: Any
+) -> None:
     """One client process of the paced run (spawned): its results go to ``out``."""
     out.put(asyncio.run(_paced_creates(url, drafts, rate, barrier.wait, in_flight=in_flight)))
 
 
-async def bench_repeat_detection(sm: async_sessionmaker[AsyncSession], settings: Settings,
-                                 gen: Generator) -> dict[str, Any]:
+async def bench_repeat_detection(
+    sm: async_sessionmaker[AsyncSession], settings: Settings, gen: Generator
+) -> dict[str, Any]:
     """CPU of ``find_repeats`` alone for a new ticket whose district has ``max_candidates`` recent tickets,
     from a new caller and from the busiest caller (another ``max_candidates``, all linked)."""
     now = datetime.now(ZoneInfo(settings.timezone))
@@ -376,8 +550,16 @@ async def bench_repeat_detection(sm: async_sessionmaker[AsyncSession], settings:
             cpu: list[float] = []
             for _ in range(50):
                 c0 = time.process_time()
-                found = len(await find_repeats(session, caller_phone=phone, district=gen.districts[0], tokens=tokens,
-                                               now=now, settings=settings.repeat))
+                found = len(
+                    await find_repeats(
+                        session,
+                        caller_phone=phone,
+                        district=gen.districts[0],
+                        tokens=tokens,
+                        now=now,
+                        settings=settings.repeat,
+                    )
+                )
                 cpu.append(time.process_time() - c0)
             await session.commit()
             out[name] = {"cpu_ms_p50": round(statistics.median(cpu) * 1000, 3), "matches": found}
@@ -409,15 +591,34 @@ def _server_cpu(server: LocalPostgres) -> Callable[[], float]:
     return used
 
 
-async def _paced_run(url: str, gen: Generator, rate: float, seconds: float, workers: int, seed: int,
-                     server_cpu: Callable[[], float], unloaded: list[float]) -> dict[str, Any]:
+async def _paced_run(
+    url: str,
+    gen: Generator,
+    rate: float,
+    seconds: float,
+    workers: int,
+    seed: int,
+    server_cpu: Callable[[], float],
+    unloaded: list[float],
+) -> dict[str, Any]:
     """``rate`` creations per second for ``seconds`` from ``workers`` client processes."""
     per_worker = int(rate * seconds / workers)
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(workers + 1), ctx.Queue()
-    procs = [ctx.Process(target=_create_worker, args=(url, _drafts(gen, per_worker + 20, seed=seed + w),
-                                                      rate / workers, max(1, IN_FLIGHT // workers), barrier,
-                                                      results)) for w in range(workers)]
+    procs = [
+        ctx.Process(
+            target=_create_worker,
+            args=(
+                url,
+                _drafts(gen, per_worker + 20, seed=seed + w),
+                rate / workers,
+                max(1, IN_FLIGHT // workers),
+                barrier,
+                results,
+            ),
+        )
+        for w in range(workers)
+    ]
     for proc in procs:
         proc.start()
     loop = asyncio.get_running_loop()
@@ -436,22 +637,38 @@ async def _paced_run(url: str, gen: Generator, rate: float, seconds: float, work
     client_ms = sum(part["cpu_share"] * part["elapsed"] for part in parts) / len(service) * 1000
     server_ms = server_s / len(service) * 1000
     latency = _ms(service)
-    return {"target_rate_per_s": rate, "client_processes": workers, "tickets": per_worker * workers,
-            "achieved_rate_per_s": round(len(service) / elapsed, 1), "errors": dict(errors),
-            "repeat_links_per_create": round(sum(part["links"] for part in parts) / len(service), 1),
-            "client_cpu_share": [part["cpu_share"] for part in parts],
-            "client_cpu_ms_per_create": round(client_ms, 2), "server_cpu_ms_per_create": round(server_ms, 2),
-            "cores_needed_at_target_rate": round((client_ms + server_ms) * rate / 1000, 2),
-            "load_average_after": round(os.getloadavg()[0], 2),
-            "latency": latency, "latency_from_schedule": _ms(intended),
-            "ratio_paced_p50_over_one_at_a_time": round(statistics.median(service) / statistics.median(unloaded), 1),
-            "ratio_paced_p99_over_one_at_a_time": round(latency["p99_ms"] / _ms(unloaded)["p99_ms"], 1),
-            "meets_target": latency["p99_ms"] <= TARGET_CREATE_P99_MS}
+    return {
+        "target_rate_per_s": rate,
+        "client_processes": workers,
+        "tickets": per_worker * workers,
+        "achieved_rate_per_s": round(len(service) / elapsed, 1),
+        "errors": dict(errors),
+        "repeat_links_per_create": round(sum(part["links"] for part in parts) / len(service), 1),
+        "client_cpu_share": [part["cpu_share"] for part in parts],
+        "client_cpu_ms_per_create": round(client_ms, 2),
+        "server_cpu_ms_per_create": round(server_ms, 2),
+        "cores_needed_at_target_rate": round((client_ms + server_ms) * rate / 1000, 2),
+        "load_average_after": round(os.getloadavg()[0], 2),
+        "latency": latency,
+        "latency_from_schedule": _ms(intended),
+        "ratio_paced_p50_over_one_at_a_time": round(
+            statistics.median(service) / statistics.median(unloaded), 1
+        ),
+        "ratio_paced_p99_over_one_at_a_time": round(latency["p99_ms"] / _ms(unloaded)["p99_ms"], 1),
+        "meets_target": latency["p99_ms"] <= TARGET_CREATE_P99_MS,
+    }
 
 
-async def bench_create(sm: async_sessionmaker[AsyncSession], url: str, gen: Generator, settings: Settings,
-                       rates: list[float], seconds: float, workers: int,
-                       server_cpu: Callable[[], float]) -> dict[str, Any]:
+async def bench_create(
+    sm: async_sessionmaker[AsyncSession],
+    url: str,
+    gen: Generator,
+    settings: Settings,
+    rates: list[float],
+    seconds: float,
+    workers: int,
+    server_cpu: Callable[[], float],
+) -> dict[str, Any]:
     """One at a time (the service's own latency and CPU, client and server), then paced at each of ``rates``:
     the first is the target; the figures of the others go under ``other_rates``."""
     links = 0
@@ -459,85 +676,144 @@ async def bench_create(sm: async_sessionmaker[AsyncSession], url: str, gen: Gene
     async def one(d: dict[str, Any]) -> None:
         nonlocal links
         async with sm() as session:
-            links += len((await create_ticket(session, TicketDraft(**d), AGENT, settings=settings)).repeat_links)
+            links += len(
+                (
+                    await create_ticket(session, TicketDraft(**d), AGENT, settings=settings)
+                ).repeat_links
+            )
 
     async def measured(drafts: list[dict[str, Any]]) -> tuple[list[float], dict[str, Any]]:
         nonlocal links
         links, cpu0, server0 = 0, time.process_time(), server_cpu()
         latencies = await _timed(len(drafts), lambda i: one(drafts[i]))
         n = len(drafts)
-        return latencies, {"cpu_ms_per_create": round((time.process_time() - cpu0) / n * 1000, 2),
-                           "server_cpu_ms_per_create": round((server_cpu() - server0) / n * 1000, 2),
-                           "repeat_links_per_create": round(links / n, 1)}
+        return latencies, {
+            "cpu_ms_per_create": round((time.process_time() - cpu0) / n * 1000, 2),
+            "server_cpu_ms_per_create": round((server_cpu() - server0) / n * 1000, 2),
+            "repeat_links_per_create": round(links / n, 1),
+        }
 
     warm = _drafts(gen, 220, seed=7)
     for d in warm[:20]:
         await one(d)
     unloaded, cost = await measured(warm[20:])
-    heavy = [d | {"caller_phone": HEAVY_CALLER} for d in _drafts(gen, settings.repeat.max_candidates + 100, seed=8)]
-    for d in heavy[:settings.repeat.max_candidates]:  # the window fills up (not measured)
+    heavy = [
+        d | {"caller_phone": HEAVY_CALLER}
+        for d in _drafts(gen, settings.repeat.max_candidates + 100, seed=8)
+    ]
+    for d in heavy[: settings.repeat.max_candidates]:  # the window fills up (not measured)
         await one(d)
-    heavy_latency, heavy_cost = await measured(heavy[settings.repeat.max_candidates:])
-    paced = [await _paced_run(url, gen, rate, seconds, workers, 100 + 10 * n, server_cpu, unloaded)
-             for n, rate in enumerate(rates)]
-    return {**paced[0], "other_rates": paced[1:],
-            "baseline_one_at_a_time": _ms(unloaded), "cpu_ms_per_create_one_at_a_time": cost["cpu_ms_per_create"],
-            "server_cpu_ms_per_create_one_at_a_time": cost["server_cpu_ms_per_create"],
-            "repeat_links_per_create_one_at_a_time": cost["repeat_links_per_create"],
-            "heavy_caller_one_at_a_time": {"latency": _ms(heavy_latency), **heavy_cost},
-            "target_p99_ms": TARGET_CREATE_P99_MS}
+    heavy_latency, heavy_cost = await measured(heavy[settings.repeat.max_candidates :])
+    paced = [
+        await _paced_run(url, gen, rate, seconds, workers, 100 + 10 * n, server_cpu, unloaded)
+        for n, rate in enumerate(rates)
+    ]
+    return {
+        **paced[0],
+        "other_rates": paced[1:],
+        "baseline_one_at_a_time": _ms(unloaded),
+        "cpu_ms_per_create_one_at_a_time": cost["cpu_ms_per_create"],
+        "server_cpu_ms_per_create_one_at_a_time": cost["server_cpu_ms_per_create"],
+        "repeat_links_per_create_one_at_a_time": cost["repeat_links_per_create"],
+        "heavy_caller_one_at_a_time": {"latency": _ms(heavy_latency), **heavy_cost},
+        "target_p99_ms": TARGET_CREATE_P99_MS,
+    }
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Two metrics results agree (handling hours to rounding: floating sums in another order)."""
+
     def norm(r: dict[str, Any]) -> list[Any]:
         rows = [r["total"], *r.get("groups", [])]
         return [{k: v for k, v in row.items() if k != "avg_handling_hours"} for row in rows]
 
     hours = [row["avg_handling_hours"] for row in (a["total"], *a.get("groups", []))]
     ref_hours = [row["avg_handling_hours"] for row in (b["total"], *b.get("groups", []))]
-    close = all((x is None and y is None) or (x is not None and y is not None and abs(x - y) <= 0.011)
-                for x, y in zip(hours, ref_hours, strict=True))
+    close = all(
+        (x is None and y is None) or (x is not None and y is not None and abs(x - y) <= 0.011)
+        for x, y in zip(hours, ref_hours, strict=True)
+    )
     return norm(a) == norm(b) and close
 
 
-async def bench_metrics(sm: async_sessionmaker[AsyncSession], now: datetime, settings: Settings,
-                        repeat: int) -> dict[str, Any]:
+async def bench_metrics(
+    sm: async_sessionmaker[AsyncSession], now: datetime, settings: Settings, repeat: int
+) -> dict[str, Any]:
     everything = (now - timedelta(days=400), now + timedelta(days=1))
     async with sm() as session:
-        async def run(how: Callable[..., Awaitable[dict[str, Any]]], by: str | None, n: int) -> list[float]:
-            return await _timed(n, lambda _i: how(session, *everything, by=by, now=now, settings=settings))
 
-        fast = {by or "total": _ms(await run(metrics, by, repeat)) for by in (None, "department", "category", "area")}
-        reference = {by or "total": _ms(await run(reference_metrics, by, 3)) for by in (None, "department")}
-        agree = {by or "total": _same(await metrics(session, *everything, by=by, now=now, settings=settings),
-                                      await reference_metrics(session, *everything, by=by, now=now, settings=settings))
-                 for by in (None, "department", "category", "area")}
+        async def run(
+            how: Callable[..., Awaitable[dict[str, Any]]], by: str | None, n: int
+        ) -> list[float]:
+            return await _timed(
+                n, lambda _i: how(session, *everything, by=by, now=now, settings=settings)
+            )
+
+        fast = {
+            by or "total": _ms(await run(metrics, by, repeat))
+            for by in (None, "department", "category", "area")
+        }
+        reference = {
+            by or "total": _ms(await run(reference_metrics, by, 3)) for by in (None, "department")
+        }
+        agree = {
+            by or "total": _same(
+                await metrics(session, *everything, by=by, now=now, settings=settings),
+                await reference_metrics(session, *everything, by=by, now=now, settings=settings),
+            )
+            for by in (None, "department", "category", "area")
+        }
         result = await metrics(session, *everything, now=now, settings=settings)
     return {
         "rows": result["total"]["received"],
-        "total": fast["total"], "by_department": fast["department"], "by_category": fast["category"],
+        "total": fast["total"],
+        "by_department": fast["department"],
+        "by_category": fast["category"],
         "by_area": fast["area"],
         "baseline_reference_direct_sql": reference["total"],
         "baseline_reference_by_department": reference["department"],
-        "ratio_reference_over_fast": round(reference["total"]["p50_ms"] / fast["total"]["p50_ms"], 1),
+        "ratio_reference_over_fast": round(
+            reference["total"]["p50_ms"] / fast["total"]["p50_ms"], 1
+        ),
         "ratio_reference_over_fast_by_department": round(
-            reference["department"]["p50_ms"] / fast["department"]["p50_ms"], 1),
+            reference["department"]["p50_ms"] / fast["department"]["p50_ms"], 1
+        ),
         "fast_path_agrees_with_reference": agree,
         "target_ms": TARGET_METRICS_MS,
         "meets_target": max(fast[k]["p50_ms"] for k in fast) <= TARGET_METRICS_MS,
-        "figures": {k: result["total"][k] for k in ("received", "closed", "open", "overdue", "response_rate",
-                                                    "closure_rate", "on_time_rate", "satisfaction_rate",
-                                                    "instant_rate", "repeat_rate", "avg_handling_hours")},
+        "figures": {
+            k: result["total"][k]
+            for k in (
+                "received",
+                "closed",
+                "open",
+                "overdue",
+                "response_rate",
+                "closure_rate",
+                "on_time_rate",
+                "satisfaction_rate",
+                "instant_rate",
+                "repeat_rate",
+                "avg_handling_hours",
+            )
+        },
     }
 
 
-async def bench_lists(sm: async_sessionmaker[AsyncSession], gen: Generator, repeat: int) -> dict[str, Any]:
+async def bench_lists(
+    sm: async_sessionmaker[AsyncSession], gen: Generator, repeat: int
+) -> dict[str, Any]:
     rng = random.Random(11)
     async with sm() as session:
-        sample = list((await session.execute(select(Ticket.ticket_no, Ticket.caller_phone)
-                                             .where(Ticket.id.in_([rng.randrange(1, gen.rows) for _ in range(repeat)]))
-                                             )).all())
+        sample = list(
+            (
+                await session.execute(
+                    select(Ticket.ticket_no, Ticket.caller_phone).where(
+                        Ticket.id.in_([rng.randrange(1, gen.rows) for _ in range(repeat)])
+                    )
+                )
+            ).all()
+        )
         await session.commit()
         nos = [s[0] for s in sample]
         phones = [s[1] for s in sample]
@@ -546,17 +822,21 @@ async def bench_lists(sm: async_sessionmaker[AsyncSession], gen: Generator, repe
         async def deep_page(i: int) -> None:
             page = await list_tickets(session, department=depts[i % len(depts)], limit=50)
             for _ in range(4):
-                page = await list_tickets(session, department=depts[i % len(depts)], limit=50,
-                                          cursor=page.next_cursor)
+                page = await list_tickets(
+                    session, department=depts[i % len(depts)], limit=50, cursor=page.next_cursor
+                )
 
         cases: dict[str, Callable[[int], Awaitable[Any]]] = {
             "reference_get_ticket_by_no": lambda i: get_ticket(session, nos[i % len(nos)]),
             "by_caller": lambda i: list_tickets(session, caller_phone=phones[i % len(phones)]),
             "by_department": lambda i: list_tickets(session, department=depts[i % len(depts)]),
             "by_department_page_5": deep_page,
-            "by_department_open": lambda i: list_tickets(session, department=depts[i % len(depts)],
-                                                         states=[s.value for s in OPEN_STATES]),
-            "by_ticket_no_prefix": lambda i: list_tickets(session, ticket_no=nos[i % len(nos)][:14]),
+            "by_department_open": lambda i: list_tickets(
+                session, department=depts[i % len(depts)], states=[s.value for s in OPEN_STATES]
+            ),
+            "by_ticket_no_prefix": lambda i: list_tickets(
+                session, ticket_no=nos[i % len(nos)][:14]
+            ),
             "by_state_dispatched": lambda i: list_tickets(session, state="dispatched"),
             "by_text_common_word": lambda i: list_tickets(session, text=rng.choice(PLACES)),
             "all_newest_first": lambda i: list_tickets(session),
@@ -566,43 +846,57 @@ async def bench_lists(sm: async_sessionmaker[AsyncSession], gen: Generator, repe
             out[name] = _ms(await _timed(repeat, work))
         ref = out["reference_get_ticket_by_no"]["p50_ms"]
         for name in cases:
-            out[name]["ratio_p50_to_reference"] = round(out[name]["p50_ms"] / ref, 1) if ref else None
+            out[name]["ratio_p50_to_reference"] = (
+                round(out[name]["p50_ms"] / ref, 1) if ref else None
+            )
         await session.commit()
     return out
 
 
-async def bench_scan(sm: async_sessionmaker[AsyncSession], settings: Settings, catalogue: Catalogue,
-                     now: datetime) -> dict[str, Any]:
+async def bench_scan(
+    sm: async_sessionmaker[AsyncSession], settings: Settings, catalogue: Catalogue, now: datetime
+) -> dict[str, Any]:
     async with sm() as session:
         t0 = time.perf_counter()
         first = await scan_warnings(session, now=now, settings=settings, catalogue=catalogue)
         first_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        second = await scan_warnings(session, now=now + timedelta(minutes=5), settings=settings, catalogue=catalogue)
+        second = await scan_warnings(
+            session, now=now + timedelta(minutes=5), settings=settings, catalogue=catalogue
+        )
         second_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         await session.execute(select(func.count()).select_from(Ticket))
         await session.commit()
         full_count_s = time.perf_counter() - t0
-    return {"first_scan": {"seconds": round(first_s, 3), **first.to_json()},
-            "steady_scan": {"seconds": round(second_s, 3), **second.to_json()},
-            "baseline_full_table_count_seconds": round(full_count_s, 3),
-            "ratio_steady_scan_over_full_count": round(second_s / full_count_s, 2)}
+    return {
+        "first_scan": {"seconds": round(first_s, 3), **first.to_json()},
+        "steady_scan": {"seconds": round(second_s, 3), **second.to_json()},
+        "baseline_full_table_count_seconds": round(full_count_s, 3),
+        "ratio_steady_scan_over_full_count": round(second_s / full_count_s, 2),
+    }
 
 
-async def run(rows: int, rates: list[float], seconds: float, repeat: int, workers: int,
-              parts: frozenset[str]) -> dict[str, Any]:
+async def run(
+    rows: int, rates: list[float], seconds: float, repeat: int, workers: int, parts: frozenset[str]
+) -> dict[str, Any]:
     settings = load_settings()
     tz = ZoneInfo(settings.timezone)
     now = datetime.now(tz)
     catalogue = load_catalogue(settings)
     server = LocalPostgres.start()
-    report: dict[str, Any] = {"rows": rows, "started": now.isoformat(), "database": "PostgreSQL (local, fsync=off)",
-                              "load_average_at_start": os.getloadavg()[0]}
+    report: dict[str, Any] = {
+        "rows": rows,
+        "started": now.isoformat(),
+        "database": "PostgreSQL (local, fsync=off)",
+        "load_average_at_start": os.getloadavg()[0],
+    }
     try:
         admin = make_engine(server.url())
         async with admin.connect() as conn:
-            await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(text("CREATE DATABASE bench"))
+            await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(
+                text("CREATE DATABASE bench")
+            )
         await admin.dispose()
         url = server.url("bench")
         engine = make_engine(url, pool_size=20)
@@ -614,7 +908,9 @@ async def run(rows: int, rates: list[float], seconds: float, repeat: int, worker
         report["load"] = await bulk_load(engine, gen, settings)
         print("loaded", json.dumps(report["load"], ensure_ascii=False), flush=True)
         async with engine.connect() as conn:
-            report["server_version"] = (await conn.execute(text("SHOW server_version"))).scalar_one()
+            report["server_version"] = (
+                await conn.execute(text("SHOW server_version"))
+            ).scalar_one()
         if "scan" in parts:
             report["warnings_scan"] = await bench_scan(sm, settings, catalogue, datetime.now(tz))
             print("scan", json.dumps(report["warnings_scan"], ensure_ascii=False), flush=True)
@@ -628,8 +924,9 @@ async def run(rows: int, rates: list[float], seconds: float, repeat: int, worker
             report["repeat_detection"] = await bench_repeat_detection(sm, settings, gen)
             print("repeats", json.dumps(report["repeat_detection"]), flush=True)
         if "create" in parts:
-            report["create_ticket"] = await bench_create(sm, url, gen, settings, rates, seconds, workers,
-                                                         _server_cpu(server))
+            report["create_ticket"] = await bench_create(
+                sm, url, gen, settings, rates, seconds, workers, _server_cpu(server)
+            )
             print("create", json.dumps(report["create_ticket"], ensure_ascii=False), flush=True)
         await engine.dispose()
     finally:
@@ -641,19 +938,27 @@ async def run(rows: int, rates: list[float], seconds: float, repeat: int, worker
 
 def _paced_row(p: dict[str, Any]) -> str:
     """The markdown table row of one paced create run."""
-    return (f"| create_ticket at {p['target_rate_per_s']:.0f}/s from {p['client_processes']} client processes "
-            f"({p['tickets']} tickets, {p['repeat_links_per_create']} repeat links each on average, achieved "
-            f"{p['achieved_rate_per_s']}/s, {sum(p['errors'].values())} errors; "
-            f"CPU per create {p['client_cpu_ms_per_create']} ms client + {p['server_cpu_ms_per_create']} ms server "
-            f"= {p['cores_needed_at_target_rate']} cores at {p['target_rate_per_s']:.0f}/s; client CPU share "
-            f"{p['client_cpu_share']}; load average after {p['load_average_after']}) | {p['latency']['p50_ms']} | "
-            f"{p['latency']['p95_ms']} | {p['latency']['p99_ms']} | one at a time (below) | p50 "
-            f"{p['ratio_paced_p50_over_one_at_a_time']}×, p99 {p['ratio_paced_p99_over_one_at_a_time']}× | "
-            f"p99 ≤ {TARGET_CREATE_P99_MS:.0f} {'✔' if p['meets_target'] else '✘'} |")
+    return (
+        f"| create_ticket at {p['target_rate_per_s']:.0f}/s from {p['client_processes']} client processes "
+        f"({p['tickets']} tickets, {p['repeat_links_per_create']} repeat links each on average, achieved "
+        f"{p['achieved_rate_per_s']}/s, {sum(p['errors'].values())} errors; "
+        f"CPU per create {p['client_cpu_ms_per_create']} ms client + {p['server_cpu_ms_per_create']} ms server "
+        f"= {p['cores_needed_at_target_rate']} cores at {p['target_rate_per_s']:.0f}/s; client CPU share "
+        f"{p['client_cpu_share']}; load average after {p['load_average_after']}) | {p['latency']['p50_ms']} | "
+        f"{p['latency']['p95_ms']} | {p['latency']['p99_ms']} | one at a time (below) | p50 "
+        f"{p['ratio_paced_p50_over_one_at_a_time']}×, p99 {p['ratio_paced_p99_over_one_at_a_time']}× | "
+        f"p99 ≤ {TARGET_CREATE_P99_MS:.0f} {'✔' if p['meets_target'] else '✘'} |"
+    )
 
 
 def markdown(r: dict[str, Any]) -> str:
-    c, m, lists, s, load = r["create_ticket"], r["metrics"], r["lists"], r["warnings_scan"], r["load"]
+    c, m, lists, s, load = (
+        r["create_ticket"],
+        r["metrics"],
+        r["lists"],
+        r["warnings_scan"],
+        r["load"],
+    )
     rd = r["repeat_detection"]
     h = c["heavy_caller_one_at_a_time"]
 
@@ -690,27 +995,40 @@ def markdown(r: dict[str, Any]) -> str:
         f"{rd['busiest_caller']['cpu_ms_p50']} | – | – | – | – | < 1.5 (200 candidates) "
         f"{ok(rd['new_caller']['cpu_ms_p50'] < 1.5)} |",
     ]
-    for name, key in (("whole table", "total"), ("by department", "by_department"), ("by category", "by_category"),
-                      ("by area", "by_area")):
-        base = {"total": f"reference (direct SQL) {ref} | {m['ratio_reference_over_fast']}× faster",
-                "by_department": f"reference {m['baseline_reference_by_department']['p50_ms']} | "
-                                 f"{m['ratio_reference_over_fast_by_department']}× faster"}.get(key, "– | –")
-        lines.append(f"| metrics, {name} | {m[key]['p50_ms']} | {m[key]['p95_ms']} | – | {base} | "
-                     f"≤ {m['target_ms']:.0f} {ok(m[key]['p50_ms'] <= m['target_ms'])} |")
-    lines.append(f"| metrics reference, whole table (direct SQL, baseline) | {ref} | "
-                 f"{m['baseline_reference_direct_sql']['p95_ms']} | – | – | – | – |")
+    for name, key in (
+        ("whole table", "total"),
+        ("by department", "by_department"),
+        ("by category", "by_category"),
+        ("by area", "by_area"),
+    ):
+        base = {
+            "total": f"reference (direct SQL) {ref} | {m['ratio_reference_over_fast']}× faster",
+            "by_department": f"reference {m['baseline_reference_by_department']['p50_ms']} | "
+            f"{m['ratio_reference_over_fast_by_department']}× faster",
+        }.get(key, "– | –")
+        lines.append(
+            f"| metrics, {name} | {m[key]['p50_ms']} | {m[key]['p95_ms']} | – | {base} | "
+            f"≤ {m['target_ms']:.0f} {ok(m[key]['p50_ms'] <= m['target_ms'])} |"
+        )
+    lines.append(
+        f"| metrics reference, whole table (direct SQL, baseline) | {ref} | "
+        f"{m['baseline_reference_direct_sql']['p95_ms']} | – | – | – | – |"
+    )
     get = lists["reference_get_ticket_by_no"]["p50_ms"]
     for name, v in lists.items():
-        lines.append(f"| list: {name} | {v['p50_ms']} | {v['p95_ms']} | {v['p99_ms']} | get_ticket {get} | "
-                     f"{v['ratio_p50_to_reference']}× | – |")
+        lines.append(
+            f"| list: {name} | {v['p50_ms']} | {v['p95_ms']} | {v['p99_ms']} | get_ticket {get} | "
+            f"{v['ratio_p50_to_reference']}× | – |"
+        )
     lines += [
         f"| warnings scan, first ({s['first_scan']['open_tickets']} open, {s['first_scan']['raised']} raised, "
         f"{s['first_scan']['supervisions']} letters) | {s['first_scan']['seconds'] * 1000:.0f} | – | – | – | – | – |",
         f"| warnings scan, steady (nothing new) | {s['steady_scan']['seconds'] * 1000:.0f} | – | – | full-table "
         f"count {s['baseline_full_table_count_seconds'] * 1000:.0f} | {s['ratio_steady_scan_over_full_count']}× | – |",
         "",
-        "Fast metrics agree with the reference: " + ", ".join(
-            f"{k} {ok(v)}" for k, v in m["fast_path_agrees_with_reference"].items()) + ".",
+        "Fast metrics agree with the reference: "
+        + ", ".join(f"{k} {ok(v)}" for k, v in m["fast_path_agrees_with_reference"].items())
+        + ".",
         "",
         "Figures of the loaded year: " + ", ".join(f"{k} {v}" for k, v in m["figures"].items()),
         "",
@@ -719,16 +1037,33 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.tickets", description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000, help="tickets to bulk-load (default 1,000,000)")
-    parser.add_argument("--rates", default="200,50",
-                        help="paced create_ticket rates per second, the target first (default 200,50)")
-    parser.add_argument("--seconds", type=float, default=30.0, help="how long to create tickets at each rate")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.tickets", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--rows", type=int, default=1_000_000, help="tickets to bulk-load (default 1,000,000)"
+    )
+    parser.add_argument(
+        "--rates",
+        default="200,50",
+        help="paced create_ticket rates per second, the target first (default 200,50)",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=30.0, help="how long to create tickets at each rate"
+    )
     parser.add_argument("--repeat", type=int, default=50, help="repetitions of each list query")
-    parser.add_argument("--workers", type=int, default=4, help="client processes of the paced create runs")
-    parser.add_argument("--only", choices=PARTS, action="append",
-                        help="run only this part (repeatable); the results files are written only for a full run")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for tickets.json and tickets.md")
+    parser.add_argument(
+        "--workers", type=int, default=4, help="client processes of the paced create runs"
+    )
+    parser.add_argument(
+        "--only",
+        choices=PARTS,
+        action="append",
+        help="run only this part (repeatable); the results files are written only for a full run",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="folder for tickets.json and tickets.md"
+    )
     args = parser.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",")]
     parts = frozenset(args.only or PARTS)
@@ -736,7 +1071,9 @@ def main(argv: list[str] | None = None) -> int:
     if parts != frozenset(PARTS):
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "tickets.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (args.out / "tickets.json").write_text(
+        json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
     (args.out / "tickets.md").write_text(markdown(report), encoding="utf-8")
     print(markdown(report))
     return 0

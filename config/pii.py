@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import re
 
-_SHORTEST_PERSONAL = 7  # shorter numbers are service numbers (12345, 110, 95588) and stay as they are
+_SHORTEST_PERSONAL = (
+    7  # shorter numbers are service numbers (12345, 110, 95588) and stay as they are
+)
 # Full-width digits, and numerals as the recogniser may write a spoken number (幺 is how 1 is said in phone
 # numbers), read as ASCII digits; one character each, so a match has the same span in the original text.
 _NUMERALS = str.maketrans("０１２３４５６７８９〇零一二三四五六七八九幺", "0123456789001234567891")
@@ -19,7 +21,8 @@ _NUMERALS = str.maketrans("０１２３４５６７８９〇零一二三四五�
 # (spaces or dashes between the groups), and not part of a longer digit run.
 _PHONE = re.compile(
     r"(?<!\d)(?:(?:\+|00)?86[\s-]?)?1[3-9]\d(?P<mobile>[\s-]?\d{4}[\s-]?)\d{4}(?!\d)"
-    r"|(?<!\d)(?:010|02\d|0[3-9]\d\d)[\s-]?(?P<local>[1-9]\d{2,3})\d{4}(?!\d)")
+    r"|(?<!\d)(?:010|02\d|0[3-9]\d\d)[\s-]?(?P<local>[1-9]\d{2,3})\d{4}(?!\d)"
+)
 _DIGIT = re.compile(r"\d")
 
 

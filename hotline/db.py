@@ -8,7 +8,12 @@ from pathlib import Path
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 import agent_console.models
 import ivr.models
@@ -29,8 +34,13 @@ def all_metadata() -> list[MetaData]:
     ]
 
 
-def make_engine(url: str, *, echo: bool = False, pool_size: int = 10,
-                ping_after_idle: float = PING_AFTER_IDLE_SECONDS) -> AsyncEngine:
+def make_engine(
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = 10,
+    ping_after_idle: float = PING_AFTER_IDLE_SECONDS,
+) -> AsyncEngine:
     """An async engine; for SQLite the folder is created and foreign keys, WAL and a busy timeout are on.
     Statement parameters (callers' numbers and words) are never put into error messages or the echo log.
 
@@ -40,7 +50,9 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10,
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo, hide_parameters=True, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url, echo=echo, hide_parameters=True, connect_args={"timeout": 30}
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -51,7 +63,9 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10,
             cur.close()
 
         return engine
-    engine = create_async_engine(url, echo=echo, hide_parameters=True, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_async_engine(
+        url, echo=echo, hide_parameters=True, pool_size=pool_size, max_overflow=pool_size
+    )
     _ping_when_idle(engine, ping_after_idle)
     return engine
 

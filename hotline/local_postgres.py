@@ -17,7 +17,9 @@ class PostgresUnavailable(RuntimeError):
 
 
 def _bindir() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[4]))
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[4])
+    )
     if found:
         return Path(found[-1]).parent
     pg_ctl = shutil.which("pg_ctl")
@@ -47,10 +49,29 @@ class LocalPostgres:
         server = cls(datadir=datadir, port=_free_port(), bindir=bindir)
         if os.geteuid() == 0:
             shutil.chown(datadir, "postgres", "postgres")
-        server._run("initdb", "-D", str(datadir / "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                    "--locale=C.UTF-8")
+        server._run(
+            "initdb",
+            "-D",
+            str(datadir / "data"),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        )
         opts = f"-c listen_addresses=127.0.0.1 -p {server.port} -k {datadir} -c fsync=off -c max_connections=300"
-        server._run("pg_ctl", "-D", str(datadir / "data"), "-o", opts, "-w", "-l", str(datadir / "log"), "start")
+        server._run(
+            "pg_ctl",
+            "-D",
+            str(datadir / "data"),
+            "-o",
+            opts,
+            "-w",
+            "-l",
+            str(datadir / "log"),
+            "start",
+        )
         return server
 
     def _run(self, tool: str, *args: str) -> None:

@@ -45,7 +45,9 @@ def upgrade(url: str, revision: str = "head") -> int:
 async def engine_revision(engine: AsyncEngine) -> str | None:
     """The migration revision the database behind ``engine`` is at (None: not migrated)."""
     async with engine.connect() as conn:
-        return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+        return await conn.run_sync(
+            lambda sync: MigrationContext.configure(sync).get_current_revision()
+        )
 
 
 def current_revision(url: str) -> str | None:

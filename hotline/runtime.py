@@ -34,7 +34,9 @@ async def ensure_schema(engine: AsyncEngine) -> None:
         await upgrade_engine(engine)
         log.info("database schema upgraded from %s to %s", current, head_revision())
         return
-    raise SchemaOutdated(f"数据库结构版本 {current} 不是 {head_revision()}：请先运行 hotline db upgrade")
+    raise SchemaOutdated(
+        f"数据库结构版本 {current} 不是 {head_revision()}：请先运行 hotline db upgrade"
+    )
 
 
 @asynccontextmanager

@@ -102,7 +102,9 @@ def checked_action(action: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(key, str) or not _HEADER_NAME.fullmatch(key):
             raise AmiInvalidAction(f"header name {key!r}")
         for item in value if isinstance(value, list | tuple) else (value,):
-            if not isinstance(item, _Scalar) or (isinstance(item, str) and has_control_characters(item)):
+            if not isinstance(item, _Scalar) or (
+                isinstance(item, str) and has_control_characters(item)
+            ):
                 raise AmiInvalidAction(f"{key}: {item!r}"[:200])
     return dict(action)
 
@@ -140,7 +142,9 @@ class HardenedAmiProtocol(AMIProtocol):
         self._buf = bytearray()
         self._skipping = False  # inside an oversized frame: drop bytes up to its end
         self.lost: asyncio.Future[None] | None = None
-        self.tap: Callable[[bytes], None] | None = None  # sees every received byte (bench/ami.py records streams)
+        self.tap: Callable[[bytes], None] | None = (
+            None  # sees every received byte (bench/ami.py records streams)
+        )
         # names of the events someone listens to (None: all, e.g. a glob subscription); the others are counted
         # and dropped unparsed — what an AMI Filter would do when the account may not set one
         self.wanted: frozenset[bytes] | None = None
@@ -173,7 +177,9 @@ class HardenedAmiProtocol(AMIProtocol):
                 continue
             if len(raw) > self.max_frame_bytes:
                 self.stats.oversized_frames += 1
-                log.warning("AMI frame of %d bytes dropped (limit %d)", len(raw), self.max_frame_bytes)
+                log.warning(
+                    "AMI frame of %d bytes dropped (limit %d)", len(raw), self.max_frame_bytes
+                )
                 continue
             self._frame_received(raw)
 
@@ -183,7 +189,7 @@ class HardenedAmiProtocol(AMIProtocol):
         self.stats.frames += 1
         if self.wanted is not None and raw.startswith(b"Event: ") and b"\r\nActionID: " not in raw:
             end = raw.find(b"\r\n")
-            if raw[7:end if end > 0 else None] not in self.wanted:
+            if raw[7 : end if end > 0 else None] not in self.wanted:
                 self.stats.events += 1
                 self.stats.unwanted_events += 1
                 return
@@ -196,16 +202,22 @@ class HardenedAmiProtocol(AMIProtocol):
         if text.startswith(BANNER):
             banner, _, text = text.partition("\r\n")
             if self.version is None:
-                self.version = banner[len(BANNER):].strip()
+                self.version = banner[len(BANNER) :].strip()
         try:
             message = parse_frame(text)
         except Exception:  # any parser failure is a malformed frame
             message = None
         if message is None or not _single_header(message, "event", "response"):
             self.stats.malformed_frames += 1
-            log.warning("malformed AMI frame ignored (%d bytes, starting %r)", len(text), _first_header(text))
+            log.warning(
+                "malformed AMI frame ignored (%d bytes, starting %r)",
+                len(text),
+                _first_header(text),
+            )
             return
-        message.seq = self.stats.frames  # stream order, across reconnects: resync snapshots compare against it
+        message.seq = (
+            self.stats.frames
+        )  # stream order, across reconnects: resync snapshots compare against it
         if "event" in message:
             self.stats.events += 1
         try:
@@ -240,8 +252,21 @@ class HardenedAmiProtocol(AMIProtocol):
 
 
 class AmiMessage(Message):
-    """panoramisk's Message with direct header lookups: its ``get`` and attribute access go through
-    ``Mapping.get`` → ``__getitem__`` → ``str.lower`` (three Python calls per header on the hot path)."""
+    """panoramisk's Message built in one pass and read with direct header lookups: its constructor sets each
+    header through ``MutableMapping.update``, its ``get`` and attribute access go through ``Mapping.get`` →
+    ``__getitem__`` → ``str.lower`` (three Python calls per header on the hot path).
+
+    The one place that knows panoramisk's storage, checked against panoramisk 1.4: ``CaseInsensitiveDict`` keeps
+    ``_store = {lower-case name: (name as sent, value)}`` and ``Message.__init__`` adds only ``manager = None``
+    (tests/ivr/test_ami_frames.py compares every message with panoramisk's own)."""
+
+    @classmethod
+    def from_store(cls, store: dict[str, tuple[str, Any]]) -> AmiMessage:
+        """The message whose headers are ``store``, laid out as ``CaseInsensitiveDict._store`` (not copied)."""
+        message = cls.__new__(cls)
+        message._store = store
+        message.manager = None
+        return message
 
     def get(self, key: str, default: Any = None) -> Any:
         item = self._store.get(key.lower())
@@ -286,14 +311,14 @@ def parse_frame(text: str) -> Message | None:
             store[lower] = (key, value)
         else:
             before = old[1]
-            store[lower] = (old[0], [*before, value] if isinstance(before, list) else [before, value])
+            store[lower] = (
+                old[0],
+                [*before, value] if isinstance(before, list) else [before, value],
+            )
     if "event" not in store and "response" not in store:
         return None
     store.setdefault("content", ("content", ""))
-    message = AmiMessage.__new__(AmiMessage)
-    message._store = store
-    message.manager = None
-    return message
+    return AmiMessage.from_store(store)
 
 
 def _single_header(message: Message, *names: str) -> bool:
@@ -320,7 +345,9 @@ class _SupervisedManager(Manager):
             callback(self, event)
         return super().dispatch(event)
 
-    def connection_lost(self, exc: Any) -> None:  # panoramisk would schedule its own fixed-delay reconnect
+    def connection_lost(
+        self, exc: Any
+    ) -> None:  # panoramisk would schedule its own fixed-delay reconnect
         pass
 
 
@@ -365,18 +392,29 @@ class AmiClient:
         self._rng = rng or random.Random()
         self._manager = _SupervisedManager(host=host, port=port, ping_delay=0, ping_interval=0)
         self._protocol: HardenedAmiProtocol | None = None
-        self.tap: Callable[[bytes], None] | None = None  # given every received byte of every connection
+        self.tap: Callable[[bytes], None] | None = (
+            None  # given every received byte of every connection
+        )
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_settings(cls, ami: AmiSettings, *, username: str = "", secret: str = "", **kwargs: Any) -> AmiClient:
+    def from_settings(
+        cls, ami: AmiSettings, *, username: str = "", secret: str = "", **kwargs: Any
+    ) -> AmiClient:
         return cls(
-            host=ami.host, port=ami.port, username=username, secret=secret,
-            ping_interval_s=ami.ping_interval_s, ping_timeout_s=ami.ping_timeout_s,
-            reconnect_min_s=ami.reconnect_min_s, reconnect_max_s=ami.reconnect_max_s,
-            connect_timeout_s=ami.connect_timeout_s, action_timeout_s=ami.action_timeout_s,
-            max_frame_bytes=ami.max_frame_bytes, **kwargs,
+            host=ami.host,
+            port=ami.port,
+            username=username,
+            secret=secret,
+            ping_interval_s=ami.ping_interval_s,
+            ping_timeout_s=ami.ping_timeout_s,
+            reconnect_min_s=ami.reconnect_min_s,
+            reconnect_max_s=ami.reconnect_max_s,
+            connect_timeout_s=ami.connect_timeout_s,
+            action_timeout_s=ami.action_timeout_s,
+            max_frame_bytes=ami.max_frame_bytes,
+            **kwargs,
         )
 
     # -- events and actions -------------------------------------------------------------------------------
@@ -421,7 +459,9 @@ class AmiClient:
         try:
             result = await asyncio.wait_for(future, timeout_s or self.action_timeout_s)
         except TimeoutError:
-            protocol.responses = {k: v for k, v in protocol.responses.items() if v.future is not future}
+            protocol.responses = {
+                k: v for k, v in protocol.responses.items() if v.future is not future
+            }
             raise AmiTimeout(str(action.get("Action", ""))) from None
         first = result[0] if isinstance(result, list) else result
         if str(first.get("response", "")).lower() == "error":
@@ -467,7 +507,9 @@ class AmiClient:
                 self.stats.connect_failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 delay = next(delays)
-                log.warning("AMI %s:%s unavailable (%s); retry in %.1fs", self.host, self.port, exc, delay)
+                log.warning(
+                    "AMI %s:%s unavailable (%s); retry in %.1fs", self.host, self.port, exc, delay
+                )
                 await asyncio.sleep(delay)
                 continue
             delays = iter(self.backoff_delays())
@@ -490,19 +532,27 @@ class AmiClient:
 
     async def _open(self) -> HardenedAmiProtocol:
         loop = asyncio.get_running_loop()
+
         def new_protocol() -> HardenedAmiProtocol:
             protocol = HardenedAmiProtocol(self.stats, self.max_frame_bytes)
             protocol.tap = self.tap  # from the first byte on: the banner too
             return protocol
 
         _transport, protocol = await asyncio.wait_for(
-            loop.create_connection(new_protocol, self.host, self.port), self.connect_timeout_s)
+            loop.create_connection(new_protocol, self.host, self.port), self.connect_timeout_s
+        )
         self.attach(protocol)
         try:
             if self.credentials is not None:
                 self.username, self.secret = self.credentials()
-            reply = await self.action({"Action": "Login", "Username": self.username, "Secret": self.secret,
-                                       "Events": "on"})
+            reply = await self.action(
+                {
+                    "Action": "Login",
+                    "Username": self.username,
+                    "Secret": self.secret,
+                    "Events": "on",
+                }
+            )
         except AmiActionError as exc:
             protocol.close()
             raise AmiAuthError(exc.detail) from None
@@ -521,7 +571,9 @@ class AmiClient:
             try:
                 await self.action({"Action": "Filter", "Operation": "Add", "Filter": regex})
             except AmiActionError as exc:
-                log.info("AMI Filter refused (%s); unused events are dropped on our side", exc.detail)
+                log.info(
+                    "AMI Filter refused (%s); unused events are dropped on our side", exc.detail
+                )
                 return
 
     async def _serve(self, protocol: HardenedAmiProtocol) -> None:
@@ -552,7 +604,9 @@ class AmiClient:
                 await self.action({"Action": "Ping"}, timeout_s=self.ping_timeout_s)
             except AmiTimeout:
                 self.stats.dead_pings += 1
-                log.error("AMI ping unanswered for %.1fs: dropping the connection", self.ping_timeout_s)
+                log.error(
+                    "AMI ping unanswered for %.1fs: dropping the connection", self.ping_timeout_s
+                )
                 protocol.abort()
                 return
             except AmiError:

@@ -57,7 +57,9 @@ from tickets.states import State
 
 log = logging.getLogger(__name__)
 
-SURVEY_RESULTS = frozenset({"satisfied", "basically_satisfied", "unsatisfied"})  # 满意 基本满意 不满意
+SURVEY_RESULTS = frozenset(
+    {"satisfied", "basically_satisfied", "unsatisfied"}
+)  # 满意 基本满意 不满意
 UNREACHABLE = "unreachable"  # 未接通
 SYSTEM_ACTOR = Actor(name="自动回访", role="system")
 _DIALLABLE = re.compile(r"^\+?[0-9]{3,32}$")
@@ -103,8 +105,14 @@ class CallbackJob(Protocol):
     async def claimed(self, session: AsyncSession, key: str, now: datetime) -> None:
         """An attempt for ``key`` is being written (same transaction)."""
 
-    async def record(self, session: AsyncSession, attempt: Attempt, result: str | None, reason: str,
-                     now: datetime) -> str | None:
+    async def record(
+        self,
+        session: AsyncSession,
+        attempt: Attempt,
+        result: str | None,
+        reason: str,
+        now: datetime,
+    ) -> str | None:
         """Record how an attempt ended (``result`` None: not counted); returns the key's state after it."""
 
 
@@ -117,7 +125,10 @@ class SurveyJob:
         self.settings = settings
 
     async def due(self, session: AsyncSession, now: datetime) -> list[tuple[str, str]]:
-        return [(t.ticket_no, t.caller_phone) for t in await due_for_callback(session, now, settings=self.settings)]
+        return [
+            (t.ticket_no, t.caller_phone)
+            for t in await due_for_callback(session, now, settings=self.settings)
+        ]
 
     async def number_for(self, session: AsyncSession, key: str) -> str:
         ticket = await get_ticket(session, key)
@@ -134,18 +145,33 @@ class SurveyJob:
     async def claimed(self, session: AsyncSession, key: str, now: datetime) -> None:
         """Nothing: the ticket keeps its state until the result."""
 
-    async def record(self, session: AsyncSession, attempt: Attempt, result: str | None, reason: str,
-                     now: datetime) -> str | None:
+    async def record(
+        self,
+        session: AsyncSession,
+        attempt: Attempt,
+        result: str | None,
+        reason: str,
+        now: datetime,
+    ) -> str | None:
         if result is None:
             return None
         try:
-            ticket = await record_callback(session, attempt.ticket_no, result, SYSTEM_ACTOR, now=now,
-                                           settings=self.settings)
+            ticket = await record_callback(
+                session, attempt.ticket_no, result, SYSTEM_ACTOR, now=now, settings=self.settings
+            )
         except TicketError as exc:  # the ticket moved on meanwhile (withdrawn, recorded by hand)
-            log.warning("call-back result %s of ticket %s not recorded: %s", result, attempt.ticket_no, exc)
+            log.warning(
+                "call-back result %s of ticket %s not recorded: %s", result, attempt.ticket_no, exc
+            )
             return None
-        log.info("call-back of ticket %s: %s (%s) → %s, attempt %d", attempt.ticket_no, result, reason,
-                 ticket.state, ticket.callback_attempts)
+        log.info(
+            "call-back of ticket %s: %s (%s) → %s, attempt %d",
+            attempt.ticket_no,
+            result,
+            reason,
+            ticket.state,
+            ticket.callback_attempts,
+        )
         return ticket.state
 
 
@@ -167,7 +193,10 @@ class MissedCallJob:
         return number
 
     def variables(self, key: str, number: str) -> dict[str, str]:
-        return {"MISSED_CALL": key, "CITIZEN_NUMBER": number}  # the agent's screen pop shows the citizen
+        return {
+            "MISSED_CALL": key,
+            "CITIZEN_NUMBER": number,
+        }  # the agent's screen pop shows the citizen
 
     def result_of(self, reported: str) -> str:
         return reported if reported in missed_calls.ATTEMPT_RESULTS else UNREACHABLE
@@ -175,11 +204,24 @@ class MissedCallJob:
     async def claimed(self, session: AsyncSession, key: str, now: datetime) -> None:
         await missed_calls.mark_ringing(session, key, now)
 
-    async def record(self, session: AsyncSession, attempt: Attempt, result: str | None, reason: str,
-                     now: datetime) -> str | None:
+    async def record(
+        self,
+        session: AsyncSession,
+        attempt: Attempt,
+        result: str | None,
+        reason: str,
+        now: datetime,
+    ) -> str | None:
         state = await missed_calls.record_attempt(
-            session, attempt.ticket_no, attempt.uniqueid, result, reason, now, max_attempts=self.cfg.max_attempts,
-            retry=timedelta(minutes=self.cfg.retry_interval_minutes))
+            session,
+            attempt.ticket_no,
+            attempt.uniqueid,
+            result,
+            reason,
+            now,
+            max_attempts=self.cfg.max_attempts,
+            retry=timedelta(minutes=self.cfg.retry_interval_minutes),
+        )
         log.info("missed-call call-back %s: %s (%s) → %s", attempt.ticket_no, result, reason, state)
         return state
 
@@ -207,11 +249,19 @@ class Outcome:
 
 
 class CallbackScheduler:
-    """Places call-backs and records their results; ``run()`` ticks forever, ``run_once(now)`` once."""
+    """Places call-backs and records their results; ``run()`` ticks forever, ``run_once(now)`` once. Results
+    arrive through :meth:`on_event`, :meth:`on_originate_response` and :meth:`reconcile`, which the wiring
+    (:func:`hotline.wiring.subscribe`) registers with the controller."""
 
-    def __init__(self, controller: HotlineController, sessionmaker: async_sessionmaker[AsyncSession],
-                 settings: Settings, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 job: CallbackJob | None = None) -> None:
+    def __init__(
+        self,
+        controller: HotlineController,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        job: CallbackJob | None = None,
+    ) -> None:
         self.controller = controller
         self.job: CallbackJob = job or SurveyJob(settings)
         self.sessionmaker = sessionmaker
@@ -226,9 +276,6 @@ class CallbackScheduler:
         self._finishing: set[asyncio.Task[None]] = set()
         self.recent: deque[Outcome] = deque(maxlen=200)
         self._concluded = asyncio.Condition()
-        controller.add_listener(self._on_event)
-        controller.add_resync_listener(self._reconcile)
-        controller.on_originate_response(self._on_originate_response)
 
     # -- public API ------------------------------------------------------------------------------------------
     def in_allowed_hours(self, now: datetime) -> bool:
@@ -244,7 +291,9 @@ class CallbackScheduler:
         while True:
             try:
                 await self.run_once(self.clock())
-            except Exception:  # one failed tick (database away, AMI down) must not end the scheduler
+            except (
+                Exception
+            ):  # one failed tick (database away, AMI down) must not end the scheduler
                 log.exception("call-back tick failed")
             await asyncio.sleep(self.cfg.tick_s)
 
@@ -270,13 +319,16 @@ class CallbackScheduler:
         now = self.clock()
         if not self.in_allowed_hours(now):
             raise OutsideCallbackHours(
-                f"当前不在回访时段（{self.cfg.allowed_start:%H:%M}–{self.cfg.allowed_end:%H:%M}）")
+                f"当前不在回访时段（{self.cfg.allowed_start:%H:%M}–{self.cfg.allowed_end:%H:%M}）"
+            )
         async with self.sessionmaker() as session:
             number = await self.job.number_for(session, ticket_no)
         if not await self._ring(ticket_no, number, now):
             raise NumberBusy(f"号码 {number} 正在回访中，请稍后再试")
 
-    async def wait_outcomes(self, ticket_no: str, count: int = 1, *, timeout_s: float = 60) -> list[Outcome]:
+    async def wait_outcomes(
+        self, ticket_no: str, count: int = 1, *, timeout_s: float = 60
+    ) -> list[Outcome]:
         """The outcomes of ``ticket_no``'s attempts, once there are at least ``count`` (recorded in the ticket)."""
         async with asyncio.timeout(timeout_s), self._concluded:
             while True:
@@ -289,7 +341,9 @@ class CallbackScheduler:
     async def _ring(self, ticket_no: str, number: str, now: datetime) -> bool:
         if number in self._by_number:
             return False
-        self._by_number[number] = None  # reserved before the first await: concurrent ticks cannot both pass
+        self._by_number[number] = (
+            None  # reserved before the first await: concurrent ticks cannot both pass
+        )
         try:
             attempt = await self._claim(ticket_no, number, now)
             if attempt is None:
@@ -306,23 +360,41 @@ class CallbackScheduler:
         self.originated += 1
         try:
             await self.controller.originate(
-                self.cfg.channel_template.format(number=number), self.job.context, "s",
-                variables=self.job.variables(ticket_no, number), caller_id=self.cfg.caller_id,
+                self.cfg.channel_template.format(number=number),
+                self.job.context,
+                "s",
+                variables=self.job.variables(ticket_no, number),
+                caller_id=self.cfg.caller_id,
                 timeout_s=self.cfg.ring_timeout_s,
-                channel_id=attempt.uniqueid, action_id=attempt.action_id,
+                channel_id=attempt.uniqueid,
+                action_id=attempt.action_id,
             )
-        except AmiActionError as exc:  # Asterisk refused the call: an attempt like any unanswered one
+        except (
+            AmiActionError
+        ) as exc:  # Asterisk refused the call: an attempt like any unanswered one
             await self._finish(attempt, UNREACHABLE, f"originate_refused: {exc.detail}"[:128])
-        except AmiError as exc:  # never reached Asterisk (not connected, lost): not the citizen's attempt
+        except (
+            AmiError
+        ) as exc:  # never reached Asterisk (not connected, lost): not the citizen's attempt
             await self._finish(attempt, None, f"not_sent: {exc.code}")
-        log.info("call-back of ticket %s to %s placed (%s)", ticket_no, mask_phone(number), attempt.uniqueid)
+        log.info(
+            "call-back of ticket %s to %s placed (%s)",
+            ticket_no,
+            mask_phone(number),
+            attempt.uniqueid,
+        )
         return True
 
     async def _claim(self, ticket_no: str, number: str, now: datetime) -> Attempt | None:
         """Write the open attempt; None when another one is open for this number or ticket (any process)."""
         uniqueid = f"{CALLBACK_ID_PREFIX}{uuid.uuid4()}"
-        row = CallbackAttempt(kind=self.job.kind, ticket_no=ticket_no, number=number, uniqueid=uniqueid,
-                              started_at=now)
+        row = CallbackAttempt(
+            kind=self.job.kind,
+            ticket_no=ticket_no,
+            number=number,
+            uniqueid=uniqueid,
+            started_at=now,
+        )
         async with self.sessionmaker() as session:
             session.add(row)
             await self.job.claimed(session, ticket_no, now)
@@ -330,24 +402,36 @@ class CallbackScheduler:
                 await session.commit()
             except IntegrityError:
                 await session.rollback()
-                log.info("call-back of ticket %s skipped: %s is already being called", ticket_no, mask_phone(number))
+                log.info(
+                    "call-back of ticket %s skipped: %s is already being called",
+                    ticket_no,
+                    mask_phone(number),
+                )
                 return None
             return Attempt(row.id, ticket_no, number, uniqueid, action_id=uniqueid)
 
     # -- results ---------------------------------------------------------------------------------------------
-    def _on_event(self, event: ev.DomainEvent) -> None:
+    def on_event(self, event: ev.DomainEvent) -> None:
+        """The controller's domain events: a call-back's survey result, or its channel hanging up."""
         if isinstance(event, ev.CallbackResult):
             attempt = self._by_uniqueid.get(event.chan.uniqueid) or next(
-                (a for a in self._by_uniqueid.values() if a.ticket_no == event.ticket_no), None)
+                (a for a in self._by_uniqueid.values() if a.ticket_no == event.ticket_no), None
+            )
             if attempt is not None:
-                result, reason = self.job.result_of(event.result), f"{self.job.kind}: {event.result}"
+                result, reason = (
+                    self.job.result_of(event.result),
+                    f"{self.job.kind}: {event.result}",
+                )
                 self._spawn(attempt, lambda a: self._conclude(a, result, reason))
         elif isinstance(event, ev.ChannelHungUp):
             attempt = self._by_uniqueid.get(event.chan.uniqueid)
             if attempt is not None:
-                self._spawn(attempt, lambda a: self._settle_hangup(a, f"hangup: {event.cause}"[:128]))
+                self._spawn(
+                    attempt, lambda a: self._settle_hangup(a, f"hangup: {event.cause}"[:128])
+                )
 
-    def _on_originate_response(self, message: Message) -> None:
+    def on_originate_response(self, message: Message) -> None:
+        """An Originate's result: a failed one (no answer, busy, congestion) is one 未接通 attempt."""
         attempt = self._by_action.get(str(message.get("ActionID", "")))
         if attempt is not None and str(message.get("Response", "")).lower() != "success":
             code = str(message.get("Reason", ""))
@@ -357,7 +441,9 @@ class CallbackScheduler:
     def _spawn(self, attempt: Attempt, settle: Callable[[Attempt], Awaitable[None]]) -> None:
         if attempt.uniqueid not in self._by_uniqueid:
             return
-        self._forget(attempt)  # at once: a later event of the same call (the hangup after the survey) is ignored
+        self._forget(
+            attempt
+        )  # at once: a later event of the same call (the hangup after the survey) is ignored
         task = asyncio.ensure_future(settle(attempt))
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
@@ -365,12 +451,16 @@ class CallbackScheduler:
     async def _settle_hangup(self, attempt: Attempt, reason: str) -> None:
         """A call-back ended before its survey result arrived: the result the dialplan stored (its UserEvent was
         lost), or — none stored — the citizen never answered (未接通). Unknown (AMI away): left open for
-        :meth:`_reconcile` or :meth:`_expire`."""
+        :meth:`reconcile` or :meth:`_expire`."""
         try:
             stored = await self._stored_result(attempt.uniqueid)
         except AmiError as exc:
-            log.warning("call-back attempt %s of ticket %s ended, result unknown (%s): kept open", attempt.uniqueid,
-                        attempt.ticket_no, exc.code)
+            log.warning(
+                "call-back attempt %s of ticket %s ended, result unknown (%s): kept open",
+                attempt.uniqueid,
+                attempt.ticket_no,
+                exc.code,
+            )
             return
         if stored is None:
             await self._conclude(attempt, UNREACHABLE, reason)
@@ -381,7 +471,7 @@ class CallbackScheduler:
         """The result the dialplan stored for the attempt (None: none, the citizen never got to the survey)."""
         return await self.controller.astdb_get(RESULT_FAMILY, uniqueid)
 
-    async def _reconcile(self, live: frozenset[str]) -> None:
+    async def reconcile(self, live: frozenset[str]) -> None:
         """After every AMI (re)connect: open attempts (of any controller) no longer live whose result the dialplan
         stored are concluded with it; the others stay open (a live call still reports, a lost one expires)."""
         try:
@@ -391,8 +481,12 @@ class CallbackScheduler:
                 stored = await self._stored_result(attempt.uniqueid)
                 if stored is not None:
                     self._forget_uniqueid(attempt.uniqueid)
-                    log.info("call-back attempt %s of %s: result %s recovered after a reconnect", attempt.uniqueid,
-                             attempt.ticket_no, stored)
+                    log.info(
+                        "call-back attempt %s of %s: result %s recovered after a reconnect",
+                        attempt.uniqueid,
+                        attempt.ticket_no,
+                        stored,
+                    )
                     await self._conclude(attempt, self.job.result_of(stored), f"stored: {stored}")
         except Exception:  # AMI or database away again: the next resync or the expiry tries again
             log.exception("call-back reconciliation failed")
@@ -417,8 +511,10 @@ class CallbackScheduler:
         now = self.clock()
         async with self.sessionmaker() as session:
             closed = await session.execute(
-                update(CallbackAttempt).where(CallbackAttempt.id == attempt.row_id, CallbackAttempt.ended_at.is_(None))
-                .values(ended_at=now, result=result, reason=reason))
+                update(CallbackAttempt)
+                .where(CallbackAttempt.id == attempt.row_id, CallbackAttempt.ended_at.is_(None))
+                .values(ended_at=now, result=result, reason=reason)
+            )
             await session.commit()
             if not cast(CursorResult[Any], closed).rowcount:
                 return
@@ -435,25 +531,46 @@ class CallbackScheduler:
         if not self.controller.ami.connected.is_set():
             return
         cutoff = now - timedelta(seconds=self.cfg.attempt_timeout_s)
-        stale = await self._open_attempts(CallbackAttempt.ended_at.is_(None), CallbackAttempt.started_at < cutoff)
+        stale = await self._open_attempts(
+            CallbackAttempt.ended_at.is_(None), CallbackAttempt.started_at < cutoff
+        )
         for attempt in stale:
             stored = await self._stored_result(attempt.uniqueid)
             self._forget_uniqueid(attempt.uniqueid)
             if stored is not None:
                 await self._conclude(attempt, self.job.result_of(stored), f"stored: {stored}")
             else:
-                log.warning("call-back attempt %s of %s never reported: outcome unknown, not counted",
-                            attempt.uniqueid, attempt.ticket_no)
+                log.warning(
+                    "call-back attempt %s of %s never reported: outcome unknown, not counted",
+                    attempt.uniqueid,
+                    attempt.ticket_no,
+                )
                 await self._conclude(attempt, None, "unknown")
 
     async def _open_attempts(self, *where: ColumnElement[bool]) -> list[Attempt]:
         """This job's attempt rows matching ``where`` (of any controller)."""
         async with self.sessionmaker() as session:
-            rows = (await session.execute(
-                select(CallbackAttempt.id, CallbackAttempt.ticket_no, CallbackAttempt.number, CallbackAttempt.uniqueid)
-                .where(CallbackAttempt.kind == self.job.kind, *where))).all()
-        return [Attempt(row_id, key, number, uniqueid, action_id=uniqueid) for row_id, key, number, uniqueid in rows]
+            rows = (
+                await session.execute(
+                    select(
+                        CallbackAttempt.id,
+                        CallbackAttempt.ticket_no,
+                        CallbackAttempt.number,
+                        CallbackAttempt.uniqueid,
+                    ).where(CallbackAttempt.kind == self.job.kind, *where)
+                )
+            ).all()
+        return [
+            Attempt(row_id, key, number, uniqueid, action_id=uniqueid)
+            for row_id, key, number, uniqueid in rows
+        ]
 
 
 # OriginateResponse Reason: the AST_CONTROL_* cause of the failure.
-_ORIGINATE_REASONS = {"0": "failed", "1": "hangup", "3": "no_answer", "5": "busy", "8": "congestion"}
+_ORIGINATE_REASONS = {
+    "0": "failed",
+    "1": "hangup",
+    "3": "no_answer",
+    "5": "busy",
+    "8": "congestion",
+}

@@ -18,37 +18,67 @@ from pathlib import Path
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, Table, case, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Table, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.database import AwareDateTime
 from config.settings import CallLogSettings
-from ivr.missed_calls import note_calls
+from ivr.missed_calls import close_by_ticket, note_calls
 from ivr.models import CallRecord
 from ivr.state import Call
 
 log = logging.getLogger(__name__)
 
 # columns where a later write wins over an earlier one (the others keep their first known value)
-_LATEST_WINS = ("outcome", "answered_by", "agent_interface", "agent_name", "leader_name", "leader_account", "recording",
-                "bot_uuid", "menu", "queue", "abandoned_in", "wrap_up_s")
+_LATEST_WINS = (
+    "outcome",
+    "answered_by",
+    "agent_interface",
+    "agent_name",
+    "leader_name",
+    "leader_account",
+    "recording",
+    "bot_uuid",
+    "menu",
+    "queue",
+    "abandoned_in",
+    "wrap_up_s",
+    "ticket_no",
+)
 _FIRST_WINS = ("linkedid", "started_at", "answered_at", "ended_at", "talk_ended_at")
 _TEXT_FIRST_WINS = ("channel", "caller_number", "dialled_number")  # "" counts as unknown
 
 
 def _row(call: Call, now: datetime) -> dict[str, Any]:
     return {
-        "uniqueid": call.uniqueid, "linkedid": call.linkedid, "channel": call.channel,
-        "caller_number": call.caller_number, "dialled_number": call.dialled_number,
-        "started_at": call.started_at, "answered_at": call.answered_at, "ended_at": call.ended_at,
-        "queue_wait_s": round(call.queue_wait_s, 3), "outcome": call.outcome, "answered_by": call.answered_by,
-        "agent_interface": call.agent_interface, "agent_name": call.agent_name, "leader_name": call.leader_name,
-        "leader_account": call.leader_account or None, "bot_uuid": call.bot_uuid,
+        "uniqueid": call.uniqueid,
+        "linkedid": call.linkedid,
+        "channel": call.channel,
+        "caller_number": call.caller_number,
+        "dialled_number": call.dialled_number,
+        "started_at": call.started_at,
+        "answered_at": call.answered_at,
+        "ended_at": call.ended_at,
+        "queue_wait_s": round(call.queue_wait_s, 3),
+        "outcome": call.outcome,
+        "answered_by": call.answered_by,
+        "agent_interface": call.agent_interface,
+        "agent_name": call.agent_name,
+        "leader_name": call.leader_name,
+        "leader_account": call.leader_account or None,
+        "bot_uuid": call.bot_uuid,
         "redirected_to_bot": call.redirected_at is not None,
-        "recording": call.recording, "menu": call.menu, "closed_by_resync": call.closed_by_resync,
-        "queue": call.queue, "abandoned_in": call.abandoned_in, "from_bot": call.from_bot,
-        "talk_ended_at": call.talk_ended_at, "wrap_up_s": call.wrap_up_s, "updated_at": now,
+        "recording": call.recording,
+        "menu": call.menu,
+        "closed_by_resync": call.closed_by_resync,
+        "queue": call.queue,
+        "abandoned_in": call.abandoned_in,
+        "from_bot": call.from_bot,
+        "talk_ended_at": call.talk_ended_at,
+        "wrap_up_s": call.wrap_up_s,
+        "ticket_no": call.ticket_no,
+        "updated_at": now,
     }
 
 
@@ -57,7 +87,9 @@ def call_rows(calls: Iterable[Call], now: datetime) -> list[dict[str, Any]]:
     return [_row(call, now) for call in calls]
 
 
-async def upsert_calls(session: AsyncSession, calls: Collection[Call], *, now: datetime | None = None) -> None:
+async def upsert_calls(
+    session: AsyncSession, calls: Collection[Call], *, now: datetime | None = None
+) -> None:
     """Write calls in one transaction; safe to repeat with the same or newer facts."""
     await upsert_rows(session, call_rows(calls, now or datetime.now(UTC)))
 
@@ -76,8 +108,9 @@ async def upsert_rows(session: AsyncSession, rows: Collection[dict[str, Any]]) -
         sets: dict[str, Any] = {c: func.coalesce(new[c], table.c[c]) for c in _LATEST_WINS}
         sets |= {c: func.coalesce(table.c[c], new[c]) for c in _FIRST_WINS}
         sets |= {c: func.coalesce(func.nullif(table.c[c], ""), new[c]) for c in _TEXT_FIRST_WINS}
-        sets["closed_by_resync"] = case((table.c.ended_at.is_(None), new.closed_by_resync),
-                                        else_=table.c.closed_by_resync)
+        sets["closed_by_resync"] = case(
+            (table.c.ended_at.is_(None), new.closed_by_resync), else_=table.c.closed_by_resync
+        )
         sets["redirected_to_bot"] = or_(table.c.redirected_to_bot, new.redirected_to_bot)
         sets["from_bot"] = or_(table.c.from_bot, new.from_bot)
         sets["queue_wait_s"] = greatest(table.c.queue_wait_s, new.queue_wait_s)
@@ -95,21 +128,48 @@ async def close_unseen(session: AsyncSession, live: Collection[str], now: dateti
     open_ids = [u for u in (await session.scalars(query)).all() if u not in live]
     if open_ids:
         await session.execute(
-            update(CallRecord).where(CallRecord.uniqueid.in_(open_ids), CallRecord.ended_at.is_(None)).values(
-                ended_at=now, closed_by_resync=True, updated_at=now,
+            update(CallRecord)
+            .where(CallRecord.uniqueid.in_(open_ids), CallRecord.ended_at.is_(None))
+            .values(
+                ended_at=now,
+                closed_by_resync=True,
+                updated_at=now,
                 outcome=func.coalesce(CallRecord.outcome, "abandoned"),
-                abandoned_in=case((CallRecord.outcome.is_not(None), CallRecord.abandoned_in),
-                                  (CallRecord.queue.is_(None), "menu"), else_="queue"),
+                abandoned_in=case(
+                    (CallRecord.outcome.is_not(None), CallRecord.abandoned_in),
+                    (CallRecord.queue.is_(None), "menu"),
+                    else_="queue",
+                ),
             )
         )
         await session.commit()
     return open_ids
 
 
-async def link_ticket(session: AsyncSession, uniqueid: str, ticket_no: str) -> bool:
-    """Attach a ticket number (工单号) to a call; False when the call is not in the log."""
-    result = await session.execute(
-        update(CallRecord).where(CallRecord.uniqueid == uniqueid).values(ticket_no=ticket_no)
+async def link_ticket(
+    session: AsyncSession, uniqueid: str, ticket_no: str, *, now: datetime | None = None
+) -> bool:
+    """Attach a ticket number (工单号) to a call, closing the missed-call task it was counted in; False when the
+    call is not in the log."""
+    return await _link(session, CallRecord.uniqueid == uniqueid, ticket_no, now)
+
+
+async def link_bot_ticket(
+    session: AsyncSession, bot_uuid: str, ticket_no: str, *, now: datetime | None = None
+) -> bool:
+    """Attach the ticket the bot filed to the call of its session, as :func:`link_ticket`; False when no call of
+    the log has it."""
+    return await _link(session, CallRecord.bot_uuid == bot_uuid, ticket_no, now)
+
+
+async def _link(
+    session: AsyncSession, which: ColumnElement[bool], ticket_no: str, now: datetime | None
+) -> bool:
+    result = await session.execute(update(CallRecord).where(which).values(ticket_no=ticket_no))
+    await close_by_ticket(
+        session,
+        (await session.scalars(select(CallRecord).where(which))).all(),
+        now or datetime.now(UTC),
     )
     await session.commit()
     return bool(cast(CursorResult[Any], result).rowcount)
@@ -136,10 +196,14 @@ class CloseUnseen:
 
 
 CallLogEntry = CallRows | CloseUnseen
-_TIMES = frozenset(c.name for c in CallRecord.__table__.columns if isinstance(c.type, AwareDateTime))
+_TIMES = frozenset(
+    c.name for c in CallRecord.__table__.columns if isinstance(c.type, AwareDateTime)
+)
 
 
-async def write_entry(session: AsyncSession, entry: CallLogEntry, tz: ZoneInfo, now: datetime) -> list[str]:
+async def write_entry(
+    session: AsyncSession, entry: CallLogEntry, tz: ZoneInfo, now: datetime
+) -> list[str]:
     """Write one entry in one transaction, then note its settled calls in the missed-call tasks
     (:mod:`ivr.missed_calls`, local days in ``tz``); returns the Uniqueids a close-out ended."""
     closed: list[str] = []
@@ -156,7 +220,10 @@ def encode_entry(entry: CallLogEntry) -> bytes:
     """One JSON line (with its newline)."""
     data: dict[str, Any]
     if isinstance(entry, CallRows):
-        rows = [{k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()} for row in entry.rows]
+        rows = [
+            {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+            for row in entry.rows
+        ]
         data = {"kind": "rows", "rows": rows}
     else:
         data = {"kind": "close_unseen", "live": sorted(entry.live), "at": entry.at.isoformat()}
@@ -167,8 +234,15 @@ def decode_entry(line: bytes) -> CallLogEntry:
     data = json.loads(line)
     if data["kind"] == "close_unseen":
         return CloseUnseen(frozenset(data["live"]), datetime.fromisoformat(data["at"]))
-    return CallRows(tuple({k: datetime.fromisoformat(v) if k in _TIMES and v is not None else v for k, v in row.items()}
-                          for row in data["rows"]))
+    return CallRows(
+        tuple(
+            {
+                k: datetime.fromisoformat(v) if k in _TIMES and v is not None else v
+                for k, v in row.items()
+            }
+            for row in data["rows"]
+        )
+    )
 
 
 class CallLogSpool:
@@ -212,8 +286,13 @@ class CallLogSpool:
                 f.write(b"".join(kept))
         if dropped:
             self.dropped += dropped
-            log.error("call-log spool %s is full (%d bytes): %d record(s) dropped, %d in all", self.path,
-                      self.max_bytes, dropped, self.dropped)
+            log.error(
+                "call-log spool %s is full (%d bytes): %d record(s) dropped, %d in all",
+                self.path,
+                self.max_bytes,
+                dropped,
+                self.dropped,
+            )
 
     async def replay(self, write: Callable[[CallLogEntry], Awaitable[None]]) -> None:
         """Write every entry in order (also those appended meanwhile) and remove the file. When ``write`` fails,
@@ -224,7 +303,9 @@ class CallLogSpool:
                 with self.path.open("rb") as f:
                     f.seek(done)
                     lines = f.readlines(_REPLAY_CHUNK)
-                if not lines:  # seen empty and removed with no await between: no append slips through
+                if (
+                    not lines
+                ):  # seen empty and removed with no await between: no append slips through
                     self.path.unlink()
                     self._size = done = 0
                     return
@@ -258,9 +339,13 @@ class CallLogSpool:
         if not self.path.exists():
             return 0
         data = self.path.read_bytes()
-        whole = data[:data.rfind(b"\n") + 1]
+        whole = data[: data.rfind(b"\n") + 1]
         if len(whole) < len(data):
-            log.error("call-log spool %s: torn last line (%d bytes) dropped", self.path, len(data) - len(whole))
+            log.error(
+                "call-log spool %s: torn last line (%d bytes) dropped",
+                self.path,
+                len(data) - len(whole),
+            )
             self.dropped += 1
             self.path.write_bytes(whole)
         return len(whole)

@@ -3,8 +3,10 @@
 It runs the loops that tie the parts together (the tick that decides on overflow, the leader windows, the
 call-log writer with its spool); the parts are elsewhere: the connection :mod:`ivr.ami`, the state
 :mod:`ivr.state`, decisions :mod:`ivr.overflow` and :mod:`ivr.leaders`, storage :mod:`ivr.calllog`.
-Plug-ins (the call-back schedulers) use :meth:`HotlineController.add_listener` to receive domain events
-(``CallbackResult`` …) and :meth:`HotlineController.originate` to place calls.
+The constructor only stores what it is given: :meth:`HotlineController.subscribe` takes the AMI client's events,
+and the wiring (:func:`hotline.wiring.subscribe`) registers the plug-ins (call-back schedulers, the console feed)
+with :meth:`HotlineController.add_listener` for domain events (``CallbackResult`` …); they place calls with
+:meth:`HotlineController.originate`.
 """
 
 from __future__ import annotations
@@ -28,8 +30,24 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import Settings
 from ivr import events as ev
-from ivr.ami import AmiActionError, AmiClient, AmiError, AmiInvalidAction, AmiNotConnected, AmiTimeout
-from ivr.calllog import CallLogEntry, CallLogSpool, CallRows, CloseUnseen, call_rows, write_entry
+from ivr.ami import (
+    AmiActionError,
+    AmiClient,
+    AmiError,
+    AmiInvalidAction,
+    AmiNotConnected,
+    AmiTimeout,
+)
+from ivr.calllog import (
+    CallLogEntry,
+    CallLogSpool,
+    CallRows,
+    CloseUnseen,
+    call_rows,
+    link_bot_ticket,
+    link_ticket,
+    write_entry,
+)
 from ivr.estimator import HandleTimeAverage, WaitEstimate, estimate_wait
 from ivr.leaders import active_shifts, on_duty, plan, scheduled_interfaces
 from ivr.overflow import Decision, OverflowInputs, WaitingCaller, decide, in_office_hours, in_peak
@@ -41,12 +59,18 @@ decision_log = logging.getLogger("ivr.overflow.decisions")
 Listener = Callable[[ev.DomainEvent], Awaitable[None] | None]
 ResyncListener = Callable[[frozenset[str]], Awaitable[None]]
 ORIGINATE_RESPONSE_FILTER = "Event: OriginateResponse"  # results of originate() (call-backs 回访)
-_WAKING = (ev.MemberState, ev.MemberRemoved, ev.AsteriskBooted)  # events that re-decide without a call change
-_EVALUATION_GAP_S = 0.002  # at most one overflow evaluation per 2 ms: bounds its CPU, adds ≤ 2 ms of latency
+_WAKING = (
+    ev.MemberState,
+    ev.MemberRemoved,
+    ev.AsteriskBooted,
+)  # events that re-decide without a call change
+_EVALUATION_GAP_S = (
+    0.002  # at most one overflow evaluation per 2 ms: bounds its CPU, adds ≤ 2 ms of latency
+)
 
 
 class HotlineController:
-    """One controller per Asterisk. ``start()`` connects and serves until ``stop()``."""
+    """One controller per Asterisk. ``subscribe()`` once, then ``start()`` connects and serves until ``stop()``."""
 
     def __init__(
         self,
@@ -81,15 +105,26 @@ class HotlineController:
         self._tasks: list[asyncio.Task[None]] = []
         self._resync_wanted = False
         self._listener_tasks: set[asyncio.Future[None]] = set()
-        self._leader_interfaces: set[str] = set()  # endpoints ever scheduled or added as leaders by us
+        self._leader_interfaces: set[str] = (
+            set()
+        )  # endpoints ever scheduled or added as leaders by us
         self._astdb_answers: dict[str, asyncio.Future[str]] = {}  # DBGet ActionID → its value
-        ami.on_connected = self._on_connected
-        ami.on_event("DBGetResponse", self._on_astdb_value)
-        ami.event_filters = [*ev.AMI_FILTERS, ORIGINATE_RESPONSE_FILTER]
-        for name in ev.SUBSCRIBED:
-            ami.on_event(name, self._on_message)
+        self.subscribed = False
 
     # -- public API --------------------------------------------------------------------------------------------
+    def subscribe(self) -> None:
+        """Take the AMI client's events: the subscribed ones and DBGet answers, through Asterisk's event filters,
+        and a resync after every login. The wiring (:func:`hotline.wiring.subscribe`) calls it once, before
+        :meth:`start`; a second call changes nothing."""
+        if self.subscribed:
+            return
+        self.ami.on_connected = self._on_connected
+        self.ami.event_filters = [*ev.AMI_FILTERS, ORIGINATE_RESPONSE_FILTER]
+        self.ami.on_event("DBGetResponse", self._on_astdb_value)
+        for name in ev.SUBSCRIBED:
+            self.ami.on_event(name, self._on_message)
+        self.subscribed = True
+
     def add_listener(self, listener: Listener) -> None:
         """Receive every domain event after the state has taken it (sync or async callable)."""
         self._listeners.append(listener)
@@ -99,6 +134,8 @@ class HotlineController:
         self._resync_listeners.append(listener)
 
     async def start(self) -> None:
+        if not self.subscribed:
+            raise ControllerNotSubscribed("call subscribe() before start()")
         self._tasks = [
             asyncio.create_task(self._writer(), name="ivr-calllog-writer"),
             asyncio.create_task(self._ticker(), name="ivr-ticker"),
@@ -108,7 +145,9 @@ class HotlineController:
 
     async def stop(self) -> None:
         await self.ami.stop()
-        await self._jobs.join()  # written, or spooled while the database is away (the next start writes them)
+        await (
+            self._jobs.join()
+        )  # written, or spooled while the database is away (the next start writes them)
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -120,13 +159,29 @@ class HotlineController:
         await self._jobs.join()
         await self._spool_drained.wait()
 
-    async def originate(self, channel: str, context: str, exten: str = "s", *, variables: dict[str, str] | None = None,
-                        caller_id: str = "", timeout_s: float = 30.0, channel_id: str = "", action_id: str = ""
-                        ) -> Message:
+    async def originate(
+        self,
+        channel: str,
+        context: str,
+        exten: str = "s",
+        *,
+        variables: dict[str, str] | None = None,
+        caller_id: str = "",
+        timeout_s: float = 30.0,
+        channel_id: str = "",
+        action_id: str = "",
+    ) -> Message:
         """Place a call (call-backs 回访): Async Originate; the result arrives as an OriginateResponse event
         (``on_originate_response``) carrying ``action_id``. ``channel_id`` becomes the new channel's Uniqueid."""
-        action: dict[str, Any] = {"Action": "Originate", "Channel": channel, "Context": context, "Exten": exten,
-                                  "Priority": 1, "Async": "true", "Timeout": int(timeout_s * 1000)}
+        action: dict[str, Any] = {
+            "Action": "Originate",
+            "Channel": channel,
+            "Context": context,
+            "Exten": exten,
+            "Priority": 1,
+            "Async": "true",
+            "Timeout": int(timeout_s * 1000),
+        }
         if caller_id:
             action["CallerID"] = caller_id
         if channel_id:
@@ -149,7 +204,9 @@ class HotlineController:
         answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._astdb_answers[action_id] = answer
         try:
-            await self.ami.action({"Action": "DBGet", "Family": family, "Key": key, "ActionID": action_id})
+            await self.ami.action(
+                {"Action": "DBGet", "Family": family, "Key": key, "ActionID": action_id}
+            )
             async with asyncio.timeout(self.ami.action_timeout_s):
                 return await answer
         except AmiActionError as exc:
@@ -176,45 +233,132 @@ class HotlineController:
         if call is None or call.ended_at is not None:
             return False
         try:
-            await self.ami.action({"Action": "Setvar", "Channel": call.channel, "Variable": "BOT_NEXT", "Value": value})
-        except AmiActionError:  # hung up before its Hangup event reached us: Asterisk has no such channel
+            await self.ami.action(
+                {
+                    "Action": "Setvar",
+                    "Channel": call.channel,
+                    "Variable": "BOT_NEXT",
+                    "Value": value,
+                }
+            )
+        except (
+            AmiActionError
+        ):  # hung up before its Hangup event reached us: Asterisk has no such channel
             return False
         return True
 
+    async def link_bot_ticket(self, bot_uuid: str, ticket_no: str) -> None:
+        """The bot filed ``ticket_no`` on its session ``bot_uuid``: the call-log row shows it. A call this
+        controller knows (also after its hang-up) keeps the number and is written again in order behind its earlier
+        rows (spooled while the database is away), so a row not written yet gets it too; one it does not know (a
+        restart since) is updated in the log by its bot UUID."""
+        call = self.state.find_by_bot(bot_uuid)
+        if call is not None:
+            call.ticket_no = ticket_no
+            self._queue_write([call])
+            return
+        async with self.sessionmaker() as session:
+            if not await link_bot_ticket(session, bot_uuid, ticket_no, now=self.clock()):
+                log.warning(
+                    "bot call %s: no call in the log, ticket %s not linked", bot_uuid, ticket_no
+                )
+
+    async def link_ticket(self, uniqueid: str, ticket_no: str) -> None:
+        """A ticket was filed on the call ``uniqueid`` (a voice message): the call-log row shows it, so the call
+        counts as no missed call, and a missed-call task it was counted in closes. A live call keeps the number
+        and is written again in order behind its earlier rows; one that ended is linked in the log once the rows
+        queued before are written."""
+        call = self.state.calls.get(uniqueid)
+        if call is not None:
+            call.ticket_no = ticket_no
+            self._queue_write([call])
+            return
+        await self.flush()
+        async with self.sessionmaker() as session:
+            if not await link_ticket(session, uniqueid, ticket_no, now=self.clock()):
+                log.warning("call %s: not in the log, ticket %s not linked", uniqueid, ticket_no)
+
     async def add_agent(self, interface: str, name: str) -> None:
         """Log an agent (坐席) into the queue with ``agent_penalty`` (leaders keep precedence)."""
-        await self.ami.action({"Action": "QueueAdd", "Queue": self.cfg.queue, "Interface": interface,
-                               "Penalty": self.cfg.agent_penalty, "MemberName": name, "StateInterface": interface})
+        await self.ami.action(
+            {
+                "Action": "QueueAdd",
+                "Queue": self.cfg.queue,
+                "Interface": interface,
+                "Penalty": self.cfg.agent_penalty,
+                "MemberName": name,
+                "StateInterface": interface,
+            }
+        )
 
     async def remove_agent(self, interface: str) -> None:
-        await self.ami.action({"Action": "QueueRemove", "Queue": self.cfg.queue, "Interface": interface})
+        await self.ami.action(
+            {"Action": "QueueRemove", "Queue": self.cfg.queue, "Interface": interface}
+        )
 
     async def pause_agent(self, interface: str, paused: bool, reason: str = "") -> None:
         """示忙 / 话后整理 (paused, with the reason) or 示闲 (ready) for an agent's queue membership."""
-        await self.ami.action({"Action": "QueuePause", "Queue": self.cfg.queue, "Interface": interface,
-                               "Paused": "true" if paused else "false", "Reason": reason})
+        await self.ami.action(
+            {
+                "Action": "QueuePause",
+                "Queue": self.cfg.queue,
+                "Interface": interface,
+                "Paused": "true" if paused else "false",
+                "Reason": reason,
+            }
+        )
 
     def estimate(self) -> WaitEstimate:
         now = self.clock()
         staffed = [m for m in self.state.members.values() if m.available]
-        elapsed = [(now - c.answered_at).total_seconds() for c in self.state.talking_calls() if c.answered_at]
-        return estimate_wait(len(self.state.waiting_calls()), len(staffed), sum(m.free for m in staffed), elapsed,
-                             self.handle_time.aged(elapsed))
+        elapsed = [
+            (now - c.answered_at).total_seconds()
+            for c in self.state.talking_calls()
+            if c.answered_at
+        ]
+        return estimate_wait(
+            len(self.state.waiting_calls()),
+            len(staffed),
+            sum(m.free for m in staffed),
+            elapsed,
+            self.handle_time.aged(elapsed),
+        )
 
     def status(self) -> dict[str, Any]:
         """What the console shows: connection, queue, estimate, recent decisions."""
         now = self.clock()
         est = self.estimate()
         return {
-            "connected": self.ami.connected.is_set(), "ami": self.ami.stats.as_dict(), "resyncs": self.resyncs,
-            "calllog": {"spooled_bytes": self.spool.size, "dropped": self.spool.dropped,
-                        "refused": self.calllog_refused},
-            "waiting": [{"uniqueid": c.uniqueid, "caller": c.caller_number, "wait_s": round(c.wait_so_far(now), 1),
-                         "from_bot": c.from_bot} for c in self.state.waiting_calls()],
-            "members": [{"interface": m.interface, "name": m.name, "penalty": m.penalty, "paused": m.paused,
-                         "free": m.free, "leader": m.interface in self.state.leaders}
-                        for m in self.state.members.values()],
-            "handle_time_s": round(est.handle_time_s, 1), "estimated_wait_s": est.newest_wait_s,
+            "connected": self.ami.connected.is_set(),
+            "ami": self.ami.stats.as_dict(),
+            "resyncs": self.resyncs,
+            "calllog": {
+                "spooled_bytes": self.spool.size,
+                "dropped": self.spool.dropped,
+                "refused": self.calllog_refused,
+            },
+            "waiting": [
+                {
+                    "uniqueid": c.uniqueid,
+                    "caller": c.caller_number,
+                    "wait_s": round(c.wait_so_far(now), 1),
+                    "from_bot": c.from_bot,
+                }
+                for c in self.state.waiting_calls()
+            ],
+            "members": [
+                {
+                    "interface": m.interface,
+                    "name": m.name,
+                    "penalty": m.penalty,
+                    "paused": m.paused,
+                    "free": m.free,
+                    "leader": m.interface in self.state.leaders,
+                }
+                for m in self.state.members.values()
+            ],
+            "handle_time_s": round(est.handle_time_s, 1),
+            "estimated_wait_s": est.newest_wait_s,
             "decisions": [d.as_log() for d in list(self.decisions)[-20:]],
         }
 
@@ -227,7 +371,9 @@ class HotlineController:
         self._take(update)
         if isinstance(domain, ev.AsteriskBooted) and self.resyncs:
             self._resync_wanted = True
-        if update.calls or update.talk_s is not None or isinstance(domain, _WAKING):  # the queue's picture changed
+        if (
+            update.calls or update.talk_s is not None or isinstance(domain, _WAKING)
+        ):  # the queue's picture changed
             self._wake.set()
         for listener in self._listeners:
             result = listener(domain)
@@ -262,7 +408,11 @@ class HotlineController:
             try:
                 await self._write(entry)
             except Exception as exc:  # _write raises only for an outage
-                log.warning("call-log database unavailable (%s): records go to the spool %s", exc, self.spool.path)
+                log.warning(
+                    "call-log database unavailable (%s): records go to the spool %s",
+                    exc,
+                    self.spool.path,
+                )
                 self._spool([entry, *self._take_queued()])
             finally:
                 self._jobs.task_done()
@@ -278,8 +428,12 @@ class HotlineController:
             try:
                 await self.spool.replay(self._write)
             except Exception as exc:  # _write raises only for an outage
-                log.warning("call-log database still unavailable (%s): %d bytes spooled, retry in %.1fs", exc,
-                            self.spool.size, delay)
+                log.warning(
+                    "call-log database still unavailable (%s): %d bytes spooled, retry in %.1fs",
+                    exc,
+                    self.spool.size,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.calllog.retry_max_s)
                 continue
@@ -309,12 +463,19 @@ class HotlineController:
             self._refused(entry)
             return
         if closed:
-            log.warning("closed %d call(s) that ended while the controller was not listening: %s",
-                        len(closed), ", ".join(closed))
+            log.warning(
+                "closed %d call(s) that ended while the controller was not listening: %s",
+                len(closed),
+                ", ".join(closed),
+            )
 
     def _refused(self, entry: CallLogEntry) -> None:
         self.calllog_refused += 1
-        what = ", ".join(r["uniqueid"] for r in entry.rows) if isinstance(entry, CallRows) else "close-out"
+        what = (
+            ", ".join(r["uniqueid"] for r in entry.rows)
+            if isinstance(entry, CallRows)
+            else "close-out"
+        )
         log.exception("call-log record refused, dropped: %s", what)
 
     # -- resync after every (re)connect ---------------------------------------------------------------------------
@@ -325,7 +486,9 @@ class HotlineController:
         """Rebuild calls and queue from CoreShowChannels + QueueStatus, close calls that ended unseen, tell the
         resync listeners (call-back reconciliation) and put the leader members right."""
         channels = await self.ami.action({"Action": "CoreShowChannels"}, as_list=True)
-        queue = await self.ami.action({"Action": "QueueStatus", "Queue": self.cfg.queue}, as_list=True)
+        queue = await self.ami.action(
+            {"Action": "QueueStatus", "Queue": self.cfg.queue}, as_list=True
+        )
         assert isinstance(channels, list) and isinstance(queue, list)
         records = [ev.parse_snapshot(m) for m in channels + queue]
         now = self.clock()
@@ -343,8 +506,13 @@ class HotlineController:
         live = frozenset(self.state.calls)
         self._enqueue(CloseUnseen(live, now))
         self.resyncs += 1
-        log.info("resync #%d: %d live calls, %d waiting, %d members", self.resyncs, len(live),
-                 len(self.state.waiting_calls()), len(self.state.members))
+        log.info(
+            "resync #%d: %d live calls, %d waiting, %d members",
+            self.resyncs,
+            len(live),
+            len(self.state.waiting_calls()),
+            len(self.state.members),
+        )
         for listener in self._resync_listeners:
             task = asyncio.ensure_future(listener(live))
             self._listener_tasks.add(task)
@@ -373,7 +541,9 @@ class HotlineController:
                 log.warning("controller tick interrupted: %s", exc)
             except Exception:  # one failed tick must not stop the controller
                 log.exception("controller tick failed")
-            await asyncio.sleep(_EVALUATION_GAP_S)  # an event flood is decided on in batches, not per read
+            await asyncio.sleep(
+                _EVALUATION_GAP_S
+            )  # an event flood is decided on in batches, not per read
 
     async def _leader_loop(self) -> None:
         """Leader windows every tick, apart from the event-driven ticker: a database read never delays an
@@ -400,18 +570,42 @@ class HotlineController:
         changes = plan(duty, self.state.members, self.cfg.leader_penalty, self._leader_interfaces)
         for interface in changes.remove:
             log.info("leader window closed: removing %s from queue %s", interface, self.cfg.queue)
-            if await self._queue_member_action({"Action": "QueueRemove", "Queue": self.cfg.queue,
-                                                "Interface": interface}):
-                self.state.apply(ev.MemberRemoved(self.clock(), self.cfg.queue, interface),
-                                 self.ami.stats.frames)
+            if await self._queue_member_action(
+                {"Action": "QueueRemove", "Queue": self.cfg.queue, "Interface": interface}
+            ):
+                self.state.apply(
+                    ev.MemberRemoved(self.clock(), self.cfg.queue, interface), self.ami.stats.frames
+                )
         for d in changes.add:
-            log.info("leader window open: adding %s (%s) to queue %s", d.interface, d.member_name, self.cfg.queue)
-            added = await self._queue_member_action({
-                "Action": "QueueAdd", "Queue": self.cfg.queue, "Interface": d.interface,
-                "Penalty": self.cfg.leader_penalty, "MemberName": d.member_name, "StateInterface": d.interface})
+            log.info(
+                "leader window open: adding %s (%s) to queue %s",
+                d.interface,
+                d.member_name,
+                self.cfg.queue,
+            )
+            added = await self._queue_member_action(
+                {
+                    "Action": "QueueAdd",
+                    "Queue": self.cfg.queue,
+                    "Interface": d.interface,
+                    "Penalty": self.cfg.leader_penalty,
+                    "MemberName": d.member_name,
+                    "StateInterface": d.interface,
+                }
+            )
             if added:
-                self.state.apply(ev.MemberState(self.clock(), self.cfg.queue, d.interface, d.member_name, d.interface,
-                                                self.cfg.leader_penalty, False, 0, False), self.ami.stats.frames)
+                member = ev.MemberState(
+                    at=self.clock(),
+                    queue=self.cfg.queue,
+                    interface=d.interface,
+                    name=d.member_name,
+                    state_interface=d.interface,
+                    penalty=self.cfg.leader_penalty,
+                    paused=False,
+                    status=0,
+                    in_call=False,
+                )
+                self.state.apply(member, self.ami.stats.frames)
 
     async def _queue_member_action(self, action: dict[str, Any]) -> bool:
         """False when the action could not be sent at all; Asterisk's refusals ("Already there" / "Not there") mean
@@ -420,7 +614,9 @@ class HotlineController:
             await self.ami.action(action)
         except AmiNotConnected:
             raise
-        except AmiInvalidAction as exc:  # a schedule row that slipped past validation: never sent, never retried
+        except (
+            AmiInvalidAction
+        ) as exc:  # a schedule row that slipped past validation: never sent, never retried
             log.error("%s refused before sending: %s", action["Action"], exc.detail)
             return False
         except AmiError as exc:
@@ -430,12 +626,20 @@ class HotlineController:
     async def _overflow(self) -> None:
         now = self.clock()
         local = now.astimezone(self.tz)
-        callers = tuple(WaitingCaller(c.uniqueid, c.channel, c.queue_joined_at or c.started_at, c.overflow_eligible())
-                        for c in self.state.waiting_calls())
+        callers = tuple(
+            WaitingCaller(
+                c.uniqueid, c.channel, c.queue_joined_at or c.started_at, c.overflow_eligible()
+            )
+            for c in self.state.waiting_calls()
+        )
         inputs = OverflowInputs(
-            at=now, peak=in_peak(local, self.cfg.peak_windows),
-            office_hours=in_office_hours(local, self.settings.office_hours, self.is_working_day(local.date())),
-            callers=callers, estimate=self.estimate(),
+            at=now,
+            peak=in_peak(local, self.cfg.peak_windows),
+            office_hours=in_office_hours(
+                local, self.settings.office_hours, self.is_working_day(local.date())
+            ),
+            callers=callers,
+            estimate=self.estimate(),
         )
         decision = decide(inputs, self.cfg)
         self._record(decision)
@@ -448,24 +652,40 @@ class HotlineController:
             self.decisions.append(decision)
             level = logging.INFO if decision.redirect else logging.DEBUG
             if decision_log.isEnabledFor(level):  # the JSON costs more than the decision
-                decision_log.log(level, "overflow %s", json.dumps(decision.as_log(), ensure_ascii=False))
+                decision_log.log(
+                    level, "overflow %s", json.dumps(decision.as_log(), ensure_ascii=False)
+                )
 
     async def _redirect(self, caller: WaitingCaller, now: datetime) -> None:
         self.state.mark_redirected(caller.uniqueid, now)
         try:
-            await self.ami.action({"Action": "Redirect", "Channel": caller.channel, "Context": self.cfg.bot_context,
-                                   "Exten": "s", "Priority": 1})
+            await self.ami.action(
+                {
+                    "Action": "Redirect",
+                    "Channel": caller.channel,
+                    "Context": self.cfg.bot_context,
+                    "Exten": "s",
+                    "Priority": 1,
+                }
+            )
         except AmiNotConnected:
             call = self.state.calls.get(caller.uniqueid)
             if call is not None:
                 call.redirected_at = None  # never sent: may be decided again after the resync
             raise
         except AmiError as exc:  # the caller hung up or was answered meanwhile: never retried
-            log.warning("redirect of %s to %s failed: %s", caller.channel, self.cfg.bot_context, exc.detail)
+            log.warning(
+                "redirect of %s to %s failed: %s", caller.channel, self.cfg.bot_context, exc.detail
+            )
             return
         call = self.state.calls.get(caller.uniqueid)
         if call is not None:
             self._queue_write([replace(call)])
+
+
+class ControllerNotSubscribed(AmiError):
+    code = "ami.not_subscribed"
+    message = "AMI 控制器尚未订阅事件，无法启动"
 
 
 class AmiCredentialsMissing(AmiError):
@@ -482,16 +702,24 @@ def resolve_ami_credentials(settings: Settings) -> tuple[str, str]:
 
     info = LocalPbx(settings).status()
     if info is None:
-        raise AmiCredentialsMissing("settings.ami.username is empty and `hotline pbx start` is not running")
+        raise AmiCredentialsMissing(
+            "settings.ami.username is empty and `hotline pbx start` is not running"
+        )
     return info.ami_username, info.ami_secret
 
 
-def build_controller(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], *,
-                     credentials: Callable[[], tuple[str, str]] | None = None) -> HotlineController:
+def build_controller(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    credentials: Callable[[], tuple[str, str]] | None = None,
+) -> HotlineController:
     """A controller on the statutory working-day calendar (调休 included); AMI credentials are asked for
     before every login (default: :func:`resolve_ami_credentials`)."""
     from tickets.worktime import WorkCalendar
 
-    ami = AmiClient.from_settings(settings.ami, credentials=credentials or (lambda: resolve_ami_credentials(settings)))
+    ami = AmiClient.from_settings(
+        settings.ami, credentials=credentials or (lambda: resolve_ami_credentials(settings))
+    )
     calendar = WorkCalendar.from_settings(settings)
     return HotlineController(settings, sessionmaker, ami, is_working_day=calendar.is_working_day)

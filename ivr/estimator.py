@@ -25,7 +25,9 @@ class HandleTimeAverage:
     def add(self, talk_s: float) -> None:
         if talk_s <= 0:
             return
-        self.value = talk_s if self.samples == 0 else self.value + self.alpha * (talk_s - self.value)
+        self.value = (
+            talk_s if self.samples == 0 else self.value + self.alpha * (talk_s - self.value)
+        )
         self.samples += 1
 
     def seed(self, talk_s: float) -> None:
@@ -78,4 +80,6 @@ def estimate_wait(
     known = [max(handle_time_s - e, 0.1 * handle_time_s) for e in list(busy_elapsed_s)[:busy]]
     releases = sorted(known + [handle_time_s / 2] * (busy - len(known)) + [handle_time_s] * free)
     rounds, index = divmod(k - 1, staffed)
-    return WaitEstimate(waiting, staffed, free, handle_time_s, releases[index] + rounds * handle_time_s)
+    return WaitEstimate(
+        waiting, staffed, free, handle_time_s, releases[index] + rounds * handle_time_s
+    )

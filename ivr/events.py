@@ -14,20 +14,30 @@ from typing import Any
 
 # AMI event names the controller subscribes to (also the Filter regexes sent at login).
 SUBSCRIBED = (
-    "Newchannel", "Newstate", "Hangup", "QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon",
-    "AgentCalled", "AgentRingNoAnswer", "AgentConnect", "AgentComplete", "BridgeEnter", "QueueMemberStatus",
-    "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberPause", "QueueMemberPenalty", "UserEvent", "VarSet",
-    "MixMonitorStart", "FullyBooted", "Shutdown",
+    "Newchannel",
+    "Newstate",
+    "Hangup",
+    "QueueCallerJoin",
+    "QueueCallerLeave",
+    "QueueCallerAbandon",
+    "AgentCalled",
+    "AgentRingNoAnswer",
+    "AgentConnect",
+    "AgentComplete",
+    "BridgeEnter",
+    "QueueMemberStatus",
+    "QueueMemberAdded",
+    "QueueMemberRemoved",
+    "QueueMemberPause",
+    "QueueMemberPenalty",
+    "UserEvent",
+    "MixMonitorStart",
+    "FullyBooted",
+    "Shutdown",
 )
-# Channel variables worth a VarSet event; everything else is filtered out by Asterisk.
-WATCHED_VARIABLES = ("BOT_UUID", "MIXMONITOR_FILENAME", "HOTLINE_MENU", "HOTLINE_RECORDING")
-# Whitelist regexes for the AMI Filter action (POSIX ERE matched against the whole event text; any match
-# passes). Names end at a line end ([[:space:]]) and "Variable:" starts a line, so neither "HangupRequest" nor a
-# "ChanVariable: BOT_UUID=…" header (present on every channel event) lets an unwanted event through.
-AMI_FILTERS = (
-    "Event: (" + "|".join(e for e in SUBSCRIBED if e != "VarSet") + ")[[:space:]]",
-    "[[:space:]]Variable: _*(" + "|".join(WATCHED_VARIABLES) + ")[[:space:]]",
-)
+# Whitelist regex for the AMI Filter action (POSIX ERE matched against the whole event text). Names end at a line
+# end ([[:space:]]), so "HangupRequest" does not pass as "Hangup".
+AMI_FILTERS = ("Event: (" + "|".join(SUBSCRIBED) + ")[[:space:]]",)
 
 # Asterisk device states (QueueMember Status) meaning "can take a call now".
 DEVICE_NOT_INUSE, DEVICE_INUSE, DEVICE_BUSY, DEVICE_INVALID, DEVICE_UNAVAILABLE = 1, 2, 3, 4, 5
@@ -81,7 +91,7 @@ class ChannelHungUp:
 
 @dataclass(frozen=True)
 class CallerJoined:
-    """QueueCallerJoin: a caller entered the queue (``exten`` is ``requeue`` after the bot)."""
+    """QueueCallerJoin: a caller entered the queue (again after the bot: the call then has a ``bot_uuid``)."""
 
     at: datetime
     chan: ChannelInfo
@@ -153,21 +163,11 @@ class BridgeEntered:
 
 @dataclass(frozen=True)
 class BotStarted:
-    """UserEvent HotlineBot (or VarSet BOT_UUID): the call is now talking to the speech bot."""
+    """UserEvent HotlineBot: the call is now talking to the speech bot."""
 
     at: datetime
     chan: ChannelInfo
     bot_uuid: str
-
-
-@dataclass(frozen=True)
-class VariableSet:
-    """VarSet of a watched variable (recording file name, IVR menu choice)."""
-
-    at: datetime
-    chan: ChannelInfo
-    name: str
-    value: str
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,18 @@ class CallbackResult:
     chan: ChannelInfo
     ticket_no: str
     result: str
+
+
+@dataclass(frozen=True)
+class MessageLeft:
+    """UserEvent HotlineMessage: the caller recorded a voice message (留言) into ``file`` in the messages folder
+    (``record_status``: Asterisk's RECORD_STATUS, HANGUP when the caller hung up while recording)."""
+
+    at: datetime
+    chan: ChannelInfo
+    file: str
+    record_status: str
+    caller_number: str
 
 
 @dataclass(frozen=True)
@@ -242,9 +254,24 @@ class ChannelSnapshot:
 
 
 DomainEvent = (
-    ChannelCreated | ChannelState | ChannelHungUp | CallerJoined | CallerLeft | CallerAbandoned | AgentRinging
-    | AgentNoAnswer | AgentConnected | AgentCompleted | BridgeEntered | BotStarted | VariableSet | CallbackResult
-    | MemberState | MemberRemoved | AsteriskBooted | RecordingStarted
+    ChannelCreated
+    | ChannelState
+    | ChannelHungUp
+    | CallerJoined
+    | CallerLeft
+    | CallerAbandoned
+    | AgentRinging
+    | AgentNoAnswer
+    | AgentConnected
+    | AgentCompleted
+    | BridgeEntered
+    | BotStarted
+    | CallbackResult
+    | MemberState
+    | MemberRemoved
+    | AsteriskBooted
+    | RecordingStarted
+    | MessageLeft
 )
 
 
@@ -309,23 +336,30 @@ def _member(h: Mapping[str, Any], at: datetime) -> MemberState | None:
     if not interface or not queue:
         return None
     return MemberState(
-        at=at, queue=queue, interface=interface,
+        at=at,
+        queue=queue,
+        interface=interface,
         name=_get(h, "MemberName") or _get(h, "Name") or interface,
         state_interface=_get(h, "StateInterface") or interface,
-        penalty=int(_num(h, "Penalty")), paused=_get(h, "Paused") in ("1", "true", "yes"),
-        status=int(_num(h, "Status")), in_call=_get(h, "InCall") == "1", paused_reason=_get(h, "PausedReason"),
+        penalty=int(_num(h, "Penalty")),
+        paused=_get(h, "Paused") in ("1", "true", "yes"),
+        status=int(_num(h, "Status")),
+        in_call=_get(h, "InCall") == "1",
+        paused_reason=_get(h, "PausedReason"),
     )
-
-
-def _variable_name(raw: str) -> str:
-    return raw.lstrip("_")
 
 
 def parse_event(h: Mapping[str, Any], received: datetime) -> DomainEvent | None:
     """One AMI event (header mapping, case-insensitive as panoramisk's Message) → a domain event or None."""
     name = _get(h, "Event")
     at = _event_time(h, received)
-    if name in ("QueueMemberStatus", "QueueMemberAdded", "QueueMemberPause", "QueueMemberPenalty", "QueueMember"):
+    if name in (
+        "QueueMemberStatus",
+        "QueueMemberAdded",
+        "QueueMemberPause",
+        "QueueMemberPenalty",
+        "QueueMember",
+    ):
         return _member(h, at)
     if name == "QueueMemberRemoved":
         interface, queue = _get(h, "Interface") or _get(h, "Location"), _get(h, "Queue")
@@ -340,7 +374,9 @@ def parse_event(h: Mapping[str, Any], received: datetime) -> DomainEvent | None:
         case "Newchannel":
             return ChannelCreated(at, chan)
         case "Newstate":
-            return ChannelState(at, chan, up=_get(h, "ChannelStateDesc") == "Up" or _get(h, "ChannelState") == "6")
+            return ChannelState(
+                at, chan, up=_get(h, "ChannelStateDesc") == "Up" or _get(h, "ChannelState") == "6"
+            )
         case "Hangup":
             return ChannelHungUp(at, chan, cause=_get(h, "Cause-txt") or _get(h, "Cause"))
         case "QueueCallerJoin":
@@ -354,24 +390,25 @@ def parse_event(h: Mapping[str, Any], received: datetime) -> DomainEvent | None:
         case "AgentRingNoAnswer":
             return AgentNoAnswer(at, chan, queue, interface=_get(h, "Interface"))
         case "AgentConnect":
-            return AgentConnected(at, chan, queue, _get(h, "Interface"), _get(h, "MemberName"), _num(h, "HoldTime"))
+            return AgentConnected(
+                at, chan, queue, _get(h, "Interface"), _get(h, "MemberName"), _num(h, "HoldTime")
+            )
         case "AgentComplete":
-            return AgentCompleted(at, chan, queue, _get(h, "Interface"), _get(h, "MemberName"),
-                                  talk_s=_num(h, "TalkTime"), reason=_get(h, "Reason"))
+            return AgentCompleted(
+                at,
+                chan,
+                queue,
+                _get(h, "Interface"),
+                _get(h, "MemberName"),
+                talk_s=_num(h, "TalkTime"),
+                reason=_get(h, "Reason"),
+            )
         case "BridgeEnter":
             return BridgeEntered(at, chan, bridge_id=_get(h, "BridgeUniqueid"))
         case "MixMonitorStart":
             return RecordingStarted(at, chan)
         case "UserEvent":
             return _user_event(h, at, chan)
-        case "VarSet":
-            var = _variable_name(_get(h, "Variable"))
-            value = _get(h, "Value")
-            if var == "BOT_UUID" and value:
-                return BotStarted(at, chan, bot_uuid=value)
-            if var in WATCHED_VARIABLES and value:
-                return VariableSet(at, chan, var, value)
-            return None
     return None
 
 
@@ -381,7 +418,18 @@ def _user_event(h: Mapping[str, Any], at: datetime, chan: ChannelInfo) -> Domain
         bot_uuid = _get(h, "Uuid")
         return BotStarted(at, chan, bot_uuid) if bot_uuid else None
     if kind == "HotlineCallback":
-        return CallbackResult(at, chan, ticket_no=_get(h, "TicketNo"), result=_get(h, "Result") or "none")
+        return CallbackResult(
+            at, chan, ticket_no=_get(h, "TicketNo"), result=_get(h, "Result") or "none"
+        )
+    if kind == "HotlineMessage":
+        file = _get(h, "File")
+        return (
+            MessageLeft(
+                at, chan, file, _get(h, "Status") or "UNKNOWN", _known(_get(h, "CallerIdNum"))
+            )
+            if file
+            else None
+        )
     return None
 
 
@@ -395,24 +443,38 @@ def parse_duration(text: str) -> float:
     return float(timedelta(hours=h, minutes=m, seconds=s).total_seconds())
 
 
-def parse_snapshot(h: Mapping[str, Any]) -> ChannelSnapshot | QueueWaiting | QueueParams | MemberState | None:
+def parse_snapshot(
+    h: Mapping[str, Any],
+) -> ChannelSnapshot | QueueWaiting | QueueParams | MemberState | None:
     """One list event of CoreShowChannels or QueueStatus → a resync record (``at`` of members is filled later)."""
     name = _get(h, "Event")
     if name == "CoreShowChannel":
         chan = _chan(h)
         if chan is None:
             return None
-        return ChannelSnapshot(chan, up=_get(h, "ChannelStateDesc") == "Up" or _get(h, "ChannelState") == "6",
-                               duration_s=parse_duration(_get(h, "Duration")),
-                               application=_get(h, "Application"), bridge_id=_get(h, "BridgeId"))
+        return ChannelSnapshot(
+            chan,
+            up=_get(h, "ChannelStateDesc") == "Up" or _get(h, "ChannelState") == "6",
+            duration_s=parse_duration(_get(h, "Duration")),
+            application=_get(h, "Application"),
+            bridge_id=_get(h, "BridgeId"),
+        )
     if name == "QueueEntry":
         uniqueid = _get(h, "Uniqueid")
         if not uniqueid:
             return None
-        return QueueWaiting(_get(h, "Queue"), uniqueid, _get(h, "Channel"), _known(_get(h, "CallerIDNum")),
-                            int(_num(h, "Position")), _num(h, "Wait"))
+        return QueueWaiting(
+            _get(h, "Queue"),
+            uniqueid,
+            _get(h, "Channel"),
+            _known(_get(h, "CallerIDNum")),
+            int(_num(h, "Position")),
+            _num(h, "Wait"),
+        )
     if name == "QueueParams":
-        return QueueParams(_get(h, "Queue"), _num(h, "TalkTime"), _num(h, "Holdtime"), int(_num(h, "Completed")))
+        return QueueParams(
+            _get(h, "Queue"), _num(h, "TalkTime"), _num(h, "Holdtime"), int(_num(h, "Completed"))
+        )
     if name == "QueueMember":
         return _member(h, datetime.now(UTC))
     return None

@@ -54,13 +54,19 @@ class ShiftInput:
     interface: str
     title: str = ""
     department: str = ""
-    account: str = ""  # the leader's console account, whose 领导接听 page shows the calls of this window
+    account: str = (
+        ""  # the leader's console account, whose 领导接听 page shows the calls of this window
+    )
 
 
 def validate_shift(shift: ShiftInput) -> ShiftInput:
     """Trimmed fields, or InvalidShift. Names reach Asterisk as the queue's MemberName: no line breaks or other
     control characters (the AMI client refuses them too)."""
-    name, title, department = shift.leader_name.strip(), shift.title.strip(), shift.department.strip()
+    name, title, department = (
+        shift.leader_name.strip(),
+        shift.title.strip(),
+        shift.department.strip(),
+    )
     interface, account = shift.interface.strip(), shift.account.strip()
     if not name:
         raise InvalidShift("领导姓名不能为空")
@@ -70,35 +76,54 @@ def validate_shift(shift: ShiftInput) -> ShiftInput:
     if account and not ACCOUNT_RE.fullmatch(account):
         raise InvalidShift(f"控制台账号格式不正确：{shift.account!r}")
     if not INTERFACE_RE.fullmatch(interface):
-        raise InvalidShift(f"接听终端格式不正确：{shift.interface!r}（例如 PJSIP/6009 或 Local/6009@test-agent/n）")
+        raise InvalidShift(
+            f"接听终端格式不正确：{shift.interface!r}（例如 PJSIP/6009 或 Local/6009@test-agent/n）"
+        )
     if shift.end <= shift.start:
         raise InvalidShift(f"结束时间 {shift.end:%H:%M} 必须晚于开始时间 {shift.start:%H:%M}")
-    return ShiftInput(shift.day, shift.start, shift.end, name, interface, title, department, account)
+    return ShiftInput(
+        shift.day, shift.start, shift.end, name, interface, title, department, account
+    )
 
 
-async def add_shift(session: AsyncSession, shift: ShiftInput, *, now: datetime | None = None) -> LeaderShift:
+async def add_shift(
+    session: AsyncSession, shift: ShiftInput, *, now: datetime | None = None
+) -> LeaderShift:
     """Add a window; refuses end ≤ start, a bad interface, and overlap with another window of the same endpoint."""
     shift = validate_shift(shift)
     clash = await session.scalar(
-        select(LeaderShift).where(
-            LeaderShift.day == shift.day, LeaderShift.interface == shift.interface,
-            LeaderShift.start < shift.end, LeaderShift.end > shift.start,
-        ).limit(1)
+        select(LeaderShift)
+        .where(
+            LeaderShift.day == shift.day,
+            LeaderShift.interface == shift.interface,
+            LeaderShift.start < shift.end,
+            LeaderShift.end > shift.start,
+        )
+        .limit(1)
     )
     if clash is not None:
         raise OverlappingShift(
             f"{shift.interface} 在 {shift.day} {clash.start:%H:%M}–{clash.end:%H:%M} 已安排 {clash.leader_name} 接听"
         )
-    row = LeaderShift(day=shift.day, start=shift.start, end=shift.end, leader_name=shift.leader_name,
-                      account=shift.account, title=shift.title, department=shift.department, interface=shift.interface,
-                      created_at=now or datetime.now(UTC))
+    row = LeaderShift(
+        day=shift.day,
+        start=shift.start,
+        end=shift.end,
+        leader_name=shift.leader_name,
+        account=shift.account,
+        title=shift.title,
+        department=shift.department,
+        interface=shift.interface,
+        created_at=now or datetime.now(UTC),
+    )
     session.add(row)
     await session.commit()
     return row
 
 
-async def list_shifts(session: AsyncSession, *, day_from: date | None = None, day_to: date | None = None
-                      ) -> list[LeaderShift]:
+async def list_shifts(
+    session: AsyncSession, *, day_from: date | None = None, day_to: date | None = None
+) -> list[LeaderShift]:
     query = select(LeaderShift).order_by(LeaderShift.day, LeaderShift.start, LeaderShift.id)
     if day_from is not None:
         query = query.where(LeaderShift.day >= day_from)
@@ -132,8 +157,9 @@ async def scheduled_interfaces(session: AsyncSession, now: datetime, tz: ZoneInf
     """Leader endpoints scheduled yesterday, today or tomorrow (local): the members the reconciler may remove."""
     today = now.astimezone(tz).date()
     rows = await session.scalars(
-        select(LeaderShift.interface).where(LeaderShift.day.between(today - timedelta(days=1),
-                                                                    today + timedelta(days=1))).distinct()
+        select(LeaderShift.interface)
+        .where(LeaderShift.day.between(today - timedelta(days=1), today + timedelta(days=1)))
+        .distinct()
     )
     return set(rows.all())
 
@@ -162,16 +188,23 @@ def on_duty(shifts: Iterable[LeaderShift]) -> list[LeaderOnDuty]:
     return list(seen.values())
 
 
-def plan(duty: Iterable[LeaderOnDuty], members: Mapping[str, Member], leader_penalty: int,
-         leader_interfaces: Collection[str]) -> LeaderPlan:
+def plan(
+    duty: Iterable[LeaderOnDuty],
+    members: Mapping[str, Member],
+    leader_penalty: int,
+    leader_interfaces: Collection[str],
+) -> LeaderPlan:
     """Add leaders on duty that are missing (or present with another penalty: removed and added again);
     remove leader members whose window is closed. A member counts as a leader's only when its interface is
     a scheduled leader endpoint (``leader_interfaces``) and it has ``leader_penalty``: members added by anyone
     else are never touched."""
     wanted = {d.interface: d for d in duty}
-    add = tuple(d for i, d in wanted.items() if i not in members or members[i].penalty != leader_penalty)
+    add = tuple(
+        d for i, d in wanted.items() if i not in members or members[i].penalty != leader_penalty
+    )
     remove = tuple(
-        i for i, m in members.items()
+        i
+        for i, m in members.items()
         if (i in wanted and m.penalty != leader_penalty)
         or (i not in wanted and i in leader_interfaces and m.penalty == leader_penalty)
     )

@@ -38,7 +38,9 @@ class CallRecord(Base):
     agent_interface: Mapped[str | None] = mapped_column(String(128), nullable=True)
     agent_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
     leader_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    leader_account: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)  # console username
+    leader_account: Mapped[str | None] = mapped_column(
+        String(64), nullable=True, index=True
+    )  # console username
     bot_uuid: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     redirected_to_bot: Mapped[bool] = mapped_column(Boolean, default=False)
     recording: Mapped[str | None] = mapped_column(String(255), nullable=True)
@@ -68,7 +70,9 @@ class LeaderShift(Base):
     start: Mapped[time] = mapped_column(Time)
     end: Mapped[time] = mapped_column(Time)
     leader_name: Mapped[str] = mapped_column(String(64))
-    account: Mapped[str] = mapped_column(String(64), default="")  # the leader's console username ("" for none)
+    account: Mapped[str] = mapped_column(
+        String(64), default=""
+    )  # the leader's console username ("" for none)
     title: Mapped[str] = mapped_column(String(64), default="")
     department: Mapped[str] = mapped_column(String(128), default="")
     interface: Mapped[str] = mapped_column(String(128), index=True)
@@ -84,10 +88,20 @@ class CallbackAttempt(Base):
 
     __tablename__ = "ivr_callback_attempt"
     __table_args__ = (
-        Index("ux_ivr_callback_attempt_open_number", "number", unique=True, sqlite_where=_OPEN,
-              postgresql_where=_OPEN),
-        Index("ux_ivr_callback_attempt_open_ticket", "ticket_no", unique=True, sqlite_where=_OPEN,
-              postgresql_where=_OPEN),
+        Index(
+            "ux_ivr_callback_attempt_open_number",
+            "number",
+            unique=True,
+            sqlite_where=_OPEN,
+            postgresql_where=_OPEN,
+        ),
+        Index(
+            "ux_ivr_callback_attempt_open_ticket",
+            "ticket_no",
+            unique=True,
+            sqlite_where=_OPEN,
+            postgresql_where=_OPEN,
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -95,13 +109,17 @@ class CallbackAttempt(Base):
     kind: Mapped[str] = mapped_column(String(16), default="survey", server_default="survey")
     ticket_no: Mapped[str] = mapped_column(String(32), index=True)
     number: Mapped[str] = mapped_column(String(64))
-    uniqueid: Mapped[str] = mapped_column(String(64), unique=True)  # ChannelId of the originated channel
+    uniqueid: Mapped[str] = mapped_column(
+        String(64), unique=True
+    )  # ChannelId of the originated channel
     started_at: Mapped[datetime] = mapped_column(AwareDateTime(), index=True)
     ended_at: Mapped[datetime | None] = mapped_column(AwareDateTime(), nullable=True)
     # satisfied 满意 / basically_satisfied 基本满意 / unsatisfied 不满意 / unreachable 未接通; NULL: not counted
     # (never sent, or the outcome stayed unknown)
     result: Mapped[str | None] = mapped_column(String(24), nullable=True)
-    reason: Mapped[str] = mapped_column(String(128), default="")  # how it ended: digit, no_answer, busy …
+    reason: Mapped[str] = mapped_column(
+        String(128), default=""
+    )  # how it ended: digit, no_answer, busy …
 
 
 class MissedCall(Base):
@@ -115,7 +133,9 @@ class MissedCall(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[str] = mapped_column(String(64))
     day: Mapped[date] = mapped_column(Date, index=True)
-    first_call: Mapped[str] = mapped_column(String(64))  # Uniqueid of the day's first abandoned call
+    first_call: Mapped[str] = mapped_column(
+        String(64)
+    )  # Uniqueid of the day's first abandoned call
     first_call_at: Mapped[datetime] = mapped_column(AwareDateTime())
     calls: Mapped[int] = mapped_column(Integer, default=0)  # abandoned calls counted in this task
     # open 待回拨 / ringing 回拨中 / answered 已接听 / reached_agent 已转坐席 / unreachable 未接通 /
@@ -123,7 +143,9 @@ class MissedCall(Base):
     state: Mapped[str] = mapped_column(String(24), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(AwareDateTime(), nullable=True)
-    outcome: Mapped[str] = mapped_column(String(128), default="")  # how the last attempt ended (no_answer …)
+    outcome: Mapped[str] = mapped_column(
+        String(128), default=""
+    )  # how the last attempt ended (no_answer …)
     # the call-back that reached an agent: the ticket the agent filed carries it as its call_id
     reached_call: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(AwareDateTime())

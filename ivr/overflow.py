@@ -53,13 +53,20 @@ class Decision:
     def as_log(self) -> dict[str, Any]:
         est = self.inputs.estimate
         return {
-            "at": self.inputs.at.isoformat(), "reason": self.reason,
+            "at": self.inputs.at.isoformat(),
+            "reason": self.reason,
             "redirect": [c.uniqueid for c in self.redirect],
-            "waiting": est.waiting, "eligible": sum(c.eligible for c in self.inputs.callers),
-            "staffed": est.staffed, "free": est.free, "handle_time_s": round(est.handle_time_s, 1),
+            "waiting": est.waiting,
+            "eligible": sum(c.eligible for c in self.inputs.callers),
+            "staffed": est.staffed,
+            "free": est.free,
+            "handle_time_s": round(est.handle_time_s, 1),
             "estimated_wait_s": None if est.newest_wait_s is None else round(est.newest_wait_s, 1),
-            "callers_per_agent": None if est.callers_per_agent is None else round(est.callers_per_agent, 2),
-            "peak": self.inputs.peak, "office_hours": self.inputs.office_hours,
+            "callers_per_agent": None
+            if est.callers_per_agent is None
+            else round(est.callers_per_agent, 2),
+            "peak": self.inputs.peak,
+            "office_hours": self.inputs.office_hours,
         }
 
     def same_situation(self, other: Decision | None) -> bool:
@@ -69,11 +76,19 @@ class Decision:
     def _situation(self) -> tuple[Any, ...]:
         """What ``as_log`` shows apart from ``at``, without building the dict (taken on every evaluation)."""
         est, inputs = self.inputs.estimate, self.inputs
-        return (self.reason, tuple(c.uniqueid for c in self.redirect), est.waiting,
-                sum(c.eligible for c in inputs.callers), est.staffed, est.free, round(est.handle_time_s, 1),
-                None if est.newest_wait_s is None else round(est.newest_wait_s, 1),
-                None if est.callers_per_agent is None else round(est.callers_per_agent, 2), inputs.peak,
-                inputs.office_hours)
+        return (
+            self.reason,
+            tuple(c.uniqueid for c in self.redirect),
+            est.waiting,
+            sum(c.eligible for c in inputs.callers),
+            est.staffed,
+            est.free,
+            round(est.handle_time_s, 1),
+            None if est.newest_wait_s is None else round(est.newest_wait_s, 1),
+            None if est.callers_per_agent is None else round(est.callers_per_agent, 2),
+            inputs.peak,
+            inputs.office_hours,
+        )
 
 
 def in_peak(local: datetime, windows: Sequence[PeakWindow]) -> bool:
@@ -84,8 +99,10 @@ def in_peak(local: datetime, windows: Sequence[PeakWindow]) -> bool:
 
 def in_office_hours(local: datetime, hours: OfficeHours, working_day: bool) -> bool:
     t = local.time()
-    return working_day and (hours.morning_start <= t < hours.morning_end
-                            or hours.afternoon_start <= t < hours.afternoon_end)
+    return working_day and (
+        hours.morning_start <= t < hours.morning_end
+        or hours.afternoon_start <= t < hours.afternoon_end
+    )
 
 
 def decide(inputs: OverflowInputs, cfg: OverflowSettings) -> Decision:

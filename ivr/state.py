@@ -21,13 +21,18 @@ from typing import Literal
 from ivr import events as ev
 
 Outcome = Literal["agent", "bot", "leader", "abandoned", "callback"]
-AbandonStage = Literal["menu", "queue", "ringing"]  # where an abandoned call ended: 菜单 / 排队 / 振铃
-WRAP_UP_REASON = "话后整理"  # the QueuePause reason of an agent's wrap-up (the console's 话后整理 button)
+AbandonStage = Literal[
+    "menu", "queue", "ringing"
+]  # where an abandoned call ended: 菜单 / 排队 / 振铃
+WRAP_UP_REASON = (
+    "话后整理"  # the QueuePause reason of an agent's wrap-up (the console's 话后整理 button)
+)
 CALLBACK_CONTEXT = "hotline-callback"
 MISSED_CALLBACK_CONTEXT = "hotline-missed-callback"  # missed-call call-backs (漏接电话回拨)
-CALLBACK_ID_PREFIX = "callback-"  # Uniqueid (Originate ChannelId) of call-backs placed by ivr.callbacks
+CALLBACK_ID_PREFIX = (
+    "callback-"  # Uniqueid (Originate ChannelId) of call-backs placed by ivr.callbacks
+)
 _CALLBACK_CONTEXTS = (CALLBACK_CONTEXT, MISSED_CALLBACK_CONTEXT)
-REQUEUE_EXTEN = "requeue"
 _TOMBSTONES = 10_000
 
 
@@ -51,7 +56,9 @@ class Call:
     agent_name: str | None = None
     answered_by: Literal["agent", "leader"] | None = None
     leader_name: str | None = None
-    leader_account: str | None = None  # the leader's console account: the leader line (领导接听) finds the call by it
+    leader_account: str | None = (
+        None  # the leader's console account: the leader line (领导接听) finds the call by it
+    )
     bot_uuid: str | None = None
     from_bot: bool = False  # came back from the bot (requeue): never overflowed again
     redirected_at: datetime | None = None  # the controller sent it to the bot
@@ -59,10 +66,15 @@ class Call:
     recording: str | None = None
     menu: str | None = None
     closed_by_resync: bool = False
-    ringing: frozenset[str] = frozenset()  # members being rung for this caller now (AgentCalled, no answer yet)
+    ringing: frozenset[str] = (
+        frozenset()
+    )  # members being rung for this caller now (AgentCalled, no answer yet)
     left_ringing: bool = False  # an agent was ringing when the caller last left the queue
-    talk_ended_at: datetime | None = None  # AgentComplete: the agent's or leader's part of the call ended
+    talk_ended_at: datetime | None = (
+        None  # AgentComplete: the agent's or leader's part of the call ended
+    )
     wrap_up_s: float | None = None  # the answering agent's wrap-up (话后整理) after this call
+    ticket_no: str | None = None  # the ticket the bot or a voice message filed on it (工单号)
 
     @property
     def outcome(self) -> Outcome | None:
@@ -93,7 +105,12 @@ class Call:
         return self.queue_wait_s + max(0.0, current)
 
     def overflow_eligible(self) -> bool:
-        return self.waiting and not self.from_bot and self.redirected_at is None and not self.is_callback
+        return (
+            self.waiting
+            and not self.from_bot
+            and self.redirected_at is None
+            and not self.is_callback
+        )
 
 
 @dataclass
@@ -163,8 +180,12 @@ class HotlineState:
         self.leaders: dict[str, tuple[str, str]] = {}
         self.asterisk_talk_time_s: float | None = None
         self._ended: OrderedDict[str, int] = OrderedDict()  # tombstones: uniqueid → seq of its end
-        self._bots: OrderedDict[str, Call] = OrderedDict()  # bot session uuid → its call, kept after the call ends
-        self._last_call: dict[str, Call] = {}  # member interface → the call it last completed (its wrap-up's call)
+        self._bots: OrderedDict[str, Call] = (
+            OrderedDict()
+        )  # bot session uuid → its call, kept after the call ends
+        self._last_call: dict[
+            str, Call
+        ] = {}  # member interface → the call it last completed (its wrap-up's call)
         self._wrap_since: dict[str, datetime] = {}  # member interface → start of its wrap-up now
 
     # -- queries -----------------------------------------------------------------------------------------------
@@ -205,7 +226,9 @@ class HotlineState:
             return Update()
         call, created = self._call(event.chan, event.at, seq)
         changed = self._annotate(call, event)
-        update = Update(calls=[copy(call)] if (created or changed) else [])  # copy: faster than replace
+        update = Update(
+            calls=[copy(call)] if (created or changed) else []
+        )  # copy: faster than replace
         if isinstance(event, ev.AgentCompleted) and event.queue == self.queue:
             self._last_call[event.interface] = call
             if event.talk_s > 0:
@@ -243,11 +266,13 @@ class HotlineState:
     def _annotate(self, call: Call, event: ev.DomainEvent) -> bool:
         """Apply a channel event to its call; True when the change belongs in the call log."""
         match event:
-            case ev.CallerJoined(at=at, queue=queue, chan=chan):
+            case ev.CallerJoined(at=at, queue=queue):
                 if call.queue_joined_at is not None and call.queue == queue:
                     return False
                 call.queue, call.queue_joined_at = queue, at
-                if chan.exten == REQUEUE_EXTEN or chan.bot_uuid or call.bot_uuid is not None:
+                if (
+                    call.bot_uuid is not None
+                ):  # its bot session is known (UserEvent HotlineBot or ChanVariable)
                     call.from_bot = True
                 return True
             case ev.CallerLeft(at=at) | ev.CallerAbandoned(at=at):
@@ -267,7 +292,11 @@ class HotlineState:
                 if call.answered_at is not None and call.agent_interface == interface:
                     return False
                 self._leave_queue(call, at)
-                call.answered_at, call.agent_interface, call.agent_name = at, interface, name or interface
+                call.answered_at, call.agent_interface, call.agent_name = (
+                    at,
+                    interface,
+                    name or interface,
+                )
                 leader = self.leaders.get(interface)
                 call.answered_by = "leader" if leader else "agent"
                 call.leader_name, call.leader_account = leader if leader else (None, None)
@@ -277,17 +306,11 @@ class HotlineState:
                     return False
                 self._remember_bot(call, bot_uuid)
                 return True
-            case ev.VariableSet(name="MIXMONITOR_FILENAME" | "HOTLINE_RECORDING", value=value):
-                call.recording = value.rsplit("/", 1)[-1]
-                return True
             case ev.RecordingStarted(chan=chan):
                 if call.recording:
                     return False
                 call.recording = chan.recording or f"{call.uniqueid}.wav"
                 return True
-            case ev.VariableSet(name="HOTLINE_MENU", value=value):
-                call.menu = value
-                return False
         return False
 
     def _leave_queue(self, call: Call, at: datetime) -> bool:
@@ -301,7 +324,9 @@ class HotlineState:
     def _hangup(self, event: ev.ChannelHungUp, seq: int) -> Update:
         if event.chan.uniqueid in self._ended:
             return Update()
-        call, _ = self._call(event.chan, event.at, seq)  # creates it if never seen alive: logged anyway
+        call, _ = self._call(
+            event.chan, event.at, seq
+        )  # creates it if never seen alive: logged anyway
         del self.calls[call.uniqueid]
         self._end(call, event.at, seq)
         return Update(calls=[call])
@@ -320,10 +345,21 @@ class HotlineState:
         old = self.members.get(event.interface)
         if old is not None and old.seq > seq:
             return Update()
-        member = Member(event.interface, event.name, event.state_interface, event.penalty, event.paused,
-                        event.status, event.in_call, seq, event.paused_reason)
+        member = Member(
+            event.interface,
+            event.name,
+            event.state_interface,
+            event.penalty,
+            event.paused,
+            event.status,
+            event.in_call,
+            seq,
+            event.paused_reason,
+        )
         self.members[event.interface] = member
-        update = Update(members_changed=old is None or old.penalty != event.penalty or old.name != event.name)
+        update = Update(
+            members_changed=old is None or old.penalty != event.penalty or old.name != event.name
+        )
         update.calls = self._wrap_up(member, event.at)
         return update
 
@@ -365,7 +401,12 @@ class HotlineState:
     def _resync_queue(self, snap: Resync, now: datetime, update: Update) -> None:
         waiting = {w.uniqueid: w for w in snap.waiting if w.queue == self.queue}
         for call in self.calls.values():
-            if call.queue == self.queue and call.waiting and call.uniqueid not in waiting and call.seq < snap.queue_seq:
+            if (
+                call.queue == self.queue
+                and call.waiting
+                and call.uniqueid not in waiting
+                and call.seq < snap.queue_seq
+            ):
                 self._leave_queue(call, now)
                 update.calls.append(replace(call))
         for w in waiting.values():
@@ -381,7 +422,11 @@ class HotlineState:
         for m in members.values():
             self._member(m, snap.queue_seq)
         for p in snap.params:
-            if p.queue == self.queue and p.completed >= MIN_CALLS_FOR_TALK_TIME and p.talk_time_s > 0:
+            if (
+                p.queue == self.queue
+                and p.completed >= MIN_CALLS_FOR_TALK_TIME
+                and p.talk_time_s > 0
+            ):
                 self.asterisk_talk_time_s = p.talk_time_s
 
     def set_leaders(self, leaders: Iterable[tuple[str, str, str]]) -> None:

@@ -21,12 +21,24 @@ class NotFound(KnowledgeError):
         super().__init__(type(self).code, f"知识条目 {entry_id} 不存在")
 
 
+class MissNotFound(NotFound):
+    code = "kb.miss_not_found"
+
+    def __init__(self, miss_ids: list[int]) -> None:
+        KnowledgeError.__init__(
+            self, type(self).code, f"未解决问题 {'、'.join(map(str, miss_ids))} 不存在或已处理"
+        )
+
+
 class VersionConflict(KnowledgeError):
     code = "kb.version_conflict"
 
     def __init__(self, entry_id: int, expected: int, actual: int) -> None:
-        super().__init__(type(self).code, f"知识条目 {entry_id} 已被他人修改"
-                         f"（当前版本 {actual}，提交基于版本 {expected}），请刷新后重试")
+        super().__init__(
+            type(self).code,
+            f"知识条目 {entry_id} 已被他人修改"
+            f"（当前版本 {actual}，提交基于版本 {expected}），请刷新后重试",
+        )
         self.actual = actual
 
 

@@ -54,10 +54,20 @@ def load_eval_set(path: Path) -> list[EvalItem]:
             continue
         try:
             row = json.loads(line)
-            if not isinstance(row, dict) or not isinstance(row.get("question"), str) or "expected" not in row:
+            if (
+                not isinstance(row, dict)
+                or not isinstance(row.get("question"), str)
+                or "expected" not in row
+            ):
                 raise ValueError("每行需要 question 和 expected 字段")
-            items.append(EvalItem(row["question"], row["expected"], str(row.get("split", "")),
-                                  bool(row.get("asr_error", False))))
+            items.append(
+                EvalItem(
+                    row["question"],
+                    row["expected"],
+                    str(row.get("split", "")),
+                    bool(row.get("asr_error", False)),
+                )
+            )
         except ValueError as exc:
             problems.append(RowProblem(no, str(exc)))
     if problems:
@@ -69,7 +79,9 @@ def _share(n: int, d: int) -> float:
     return n / d if d else 0.0
 
 
-def evaluate(retriever: Retriever, items: Sequence[EvalItem], threshold: float | None) -> EvalFigures:
+def evaluate(
+    retriever: Retriever, items: Sequence[EvalItem], threshold: float | None
+) -> EvalFigures:
     """Top-1/top-3 accuracy on in-scope items and the share of confident-but-wrong answers."""
     top1 = top3 = wrong = answered = rejected = asr = asr_hit = 0
     in_scope = [i for i in items if i.expected is not None]
@@ -90,13 +102,22 @@ def evaluate(retriever: Retriever, items: Sequence[EvalItem], threshold: float |
             asr += 1
             asr_hit += hit
     n_out = len(items) - len(in_scope)
-    return EvalFigures(len(items), len(in_scope), n_out, _share(top1, len(in_scope)), _share(top3, len(in_scope)),
-                       _share(asr_hit, asr) if asr else None,
-                       _share(wrong, len(items)) if threshold is not None else float("nan"),
-                       _share(answered, len(in_scope)), _share(rejected, n_out))
+    return EvalFigures(
+        len(items),
+        len(in_scope),
+        n_out,
+        _share(top1, len(in_scope)),
+        _share(top3, len(in_scope)),
+        _share(asr_hit, asr) if asr else None,
+        _share(wrong, len(items)) if threshold is not None else float("nan"),
+        _share(answered, len(in_scope)),
+        _share(rejected, n_out),
+    )
 
 
-def evaluate_splits(retriever: Retriever, items: Sequence[EvalItem], threshold: float | None) -> dict[str, EvalFigures]:
+def evaluate_splits(
+    retriever: Retriever, items: Sequence[EvalItem], threshold: float | None
+) -> dict[str, EvalFigures]:
     """Figures for all items and for each split the set names."""
     out = {"all": evaluate(retriever, items, threshold)}
     for split in sorted({i.split for i in items if i.split}):
@@ -104,7 +125,9 @@ def evaluate_splits(retriever: Retriever, items: Sequence[EvalItem], threshold: 
     return out
 
 
-def choose_threshold(retriever: Retriever, items: Sequence[EvalItem], max_confident_wrong: float) -> float:
+def choose_threshold(
+    retriever: Retriever, items: Sequence[EvalItem], max_confident_wrong: float
+) -> float:
     """The lowest threshold whose confident-but-wrong share stays within the limit (answers the most)."""
     scored = []
     for item in items:
@@ -125,8 +148,10 @@ def choose_threshold(retriever: Retriever, items: Sequence[EvalItem], max_confid
 
 
 def figures_json(figures: dict[str, EvalFigures]) -> dict[str, dict[str, Any]]:
-    return {k: {n: (round(v, 4) if isinstance(v, float) else v) for n, v in asdict(f).items()}
-            for k, f in figures.items()}
+    return {
+        k: {n: (round(v, 4) if isinstance(v, float) else v) for n, v in asdict(f).items()}
+        for k, f in figures.items()
+    }
 
 
 class CharBM25Baseline:
@@ -134,7 +159,9 @@ class CharBM25Baseline:
 
     def __init__(self, entries: Iterable[IndexedEntry]) -> None:
         self.entries = list(entries)
-        self._bm25 = BM25Okapi([list("".join([e.question, *e.alt_questions])) for e in self.entries])
+        self._bm25 = BM25Okapi(
+            [list("".join([e.question, *e.alt_questions])) for e in self.entries]
+        )
 
     def search(self, text: str, k: int | None = None) -> tuple[list[Candidate], float]:
         scores = self._bm25.get_scores(list(text))

@@ -1,9 +1,13 @@
 """Import and export of entries as CSV (UTF-8, BOM tolerated), XLSX and JSONL.
 
-Fields: ``question`` and ``answer`` are required; ``answer`` is both the spoken and the shown answer
-unless ``answer_speech`` / ``answer_text`` are given; ``alt_questions`` and ``keywords`` are lists in
-JSONL and ``|``-separated in CSV/XLSX; ``department``, ``source``, ``valid_from``, ``valid_to``
-(YYYY-MM-DD). Any other field is kept as metadata. A file with any bad row imports nothing.
+Fields: ``question`` and ``answer`` are required; ``answer`` is the shown answer (kept in full, with its
+citations, links and tables) unless ``answer_text`` is given. The spoken answer is ``answer_speech`` when the
+file gives one the bot can speak within the speech limit; otherwise it is derived from it, or from the answer
+(:mod:`knowledge.speech`), and the entry is marked for review (自动生成，请审核). ``alt_questions`` and
+``keywords`` are lists in JSONL and ``|``-separated in CSV/XLSX; ``department``, ``source``, ``valid_from``,
+``valid_to`` (YYYY-MM-DD); an ``id`` must be unique in the file. Any other field is kept as metadata. A file
+with any bad row (a missing question or answer, a bad date, a duplicate, a value of the wrong type) imports
+nothing.
 """
 
 from __future__ import annotations
@@ -25,14 +29,36 @@ from knowledge import services
 from knowledge.errors import ImportRejected, InvalidInput, RowProblem
 from knowledge.models import KnowledgeEntry
 from knowledge.retrieval import IndexedEntry
-from knowledge.schemas import MAX_SPEECH, MAX_TEXT, EntryContent, validate_content
+from knowledge.schemas import FIELD_NAMES, MAX_SPEECH, MAX_TEXT, EntryContent, validate_content
+from knowledge.speech import derive_speech, speakable
 
 FORMATS = (".csv", ".xlsx", ".jsonl")
 LIST_FIELDS = ("alt_questions", "keywords")
-KNOWN = ("question", "answer", "answer_speech", "answer_text", "department", "alt_questions", "keywords", "source",
-         "valid_from", "valid_to")
-EXPORT_COLUMNS = ("question", "answer", "answer_speech", "department", "alt_questions", "keywords", "source",
-                  "valid_from", "valid_to")
+TEXT_FIELDS = ("question", "answer", "answer_speech", "answer_text", "department", "source")
+ID_FIELD = "id"
+KNOWN = (
+    "question",
+    "answer",
+    "answer_speech",
+    "answer_text",
+    "department",
+    "alt_questions",
+    "keywords",
+    "source",
+    "valid_from",
+    "valid_to",
+)
+EXPORT_COLUMNS = (
+    "question",
+    "answer",
+    "answer_speech",
+    "department",
+    "alt_questions",
+    "keywords",
+    "source",
+    "valid_from",
+    "valid_to",
+)
 SEPARATOR = "|"
 # Longest cell of any format: four times the longest text an entry holds (answer_text), so whatever the entry
 # rules accept fits (30 alternative questions joined by "|" stay near 6,000 characters), and a broken file is
@@ -46,12 +72,23 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     published: int = 0
+    speech_derived: int = 0  # rows whose spoken answer was derived (to be reviewed)
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    """One row's content, and whether its spoken answer was derived rather than given."""
+
+    content: EntryContent
+    speech_derived: bool = False
 
 
 def _format(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
-        raise InvalidInput("kb.bad_format", f"不支持的文件格式 {suffix or '(无扩展名)'}，请用 CSV、XLSX 或 JSONL")
+        raise InvalidInput(
+            "kb.bad_format", f"不支持的文件格式 {suffix or '(无扩展名)'}，请用 CSV、XLSX 或 JSONL"
+        )
     return suffix
 
 
@@ -86,7 +123,9 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 if any((v or "").strip() for v in row.values()):
                     yield reader.line_num, {k.strip(): v for k, v in row.items() if k}
         except csv.Error:  # non-strict dialect: only a field beyond csv.field_size_limit()
-            row_no = reader.reader.line_num  # DictReader's own line_num is still that of the last good row
+            row_no = (
+                reader.reader.line_num
+            )  # DictReader's own line_num is still that of the last good row
             raise _Bad(row_no, f"有字段超过 {MAX_FIELD_CHARS} 字，文件可能已损坏") from None
     else:
         try:
@@ -112,6 +151,8 @@ class _Bad(Exception):
 def _text(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise TypeError(type(value).__name__)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value).strip()
@@ -135,13 +176,46 @@ def _date(value: Any) -> str | date | None:
     return value if isinstance(value, date) else (_text(value) or None)
 
 
-def content_from_row(row: dict[str, Any], *, max_speech: int = MAX_SPEECH) -> EntryContent:
-    """Map one raw row onto an entry's content; raises InvalidInput with a Chinese message."""
+def _texts(row: dict[str, Any]) -> dict[str, str]:
+    """The text fields of a row; a list, an object or a true/false value there is refused, naming the field."""
+    texts = {}
+    for name in TEXT_FIELDS:
+        try:
+            texts[name] = _text(row.get(name))
+        except TypeError:
+            raise InvalidInput(
+                "kb.invalid_entry", f"字段 {name}（{_label(name)}）应是文字"
+            ) from None
+    return texts
+
+
+def _label(name: str) -> str:
+    return FIELD_NAMES.get(name, "答案" if name == "answer" else name)
+
+
+def _speech(given: str, answer: str, max_speech: int) -> tuple[str, bool]:
+    """(spoken answer, derived?): the given one when the bot can speak it, else one derived from it or the answer."""
+    if given and speakable(given) and len(given) <= max_speech:
+        return given, False
+    spoken = derive_speech(given or answer, max_speech)
+    if not spoken:
+        raise InvalidInput(
+            "kb.invalid_entry",
+            "答案中没有可朗读的内容（只有引用或网址），请填写 answer_speech（语音答案）",
+        )
+    return spoken, True
+
+
+def content_from_row(row: dict[str, Any], *, max_speech: int = MAX_SPEECH) -> ImportRow:
+    """Map one raw row onto an entry's content; raises InvalidInput with a Chinese message naming the field."""
     for name, value in row.items():
         if len(value if isinstance(value, str) else str(value)) > MAX_FIELD_CHARS:
-            raise InvalidInput("kb.invalid_entry", f"字段 {name} 超过 {MAX_FIELD_CHARS} 字，文件可能已损坏")
-    answer = _text(row.get("answer"))
-    if not _text(row.get("question")):
+            raise InvalidInput(
+                "kb.invalid_entry", f"字段 {name} 超过 {MAX_FIELD_CHARS} 字，文件可能已损坏"
+            )
+    texts = _texts(row)
+    answer = texts["answer"]
+    if not texts["question"]:
         raise InvalidInput("kb.invalid_entry", "缺少必填字段 question（问题）")
     if not answer:
         raise InvalidInput("kb.invalid_entry", "缺少必填字段 answer（答案）")
@@ -149,64 +223,96 @@ def content_from_row(row: dict[str, Any], *, max_speech: int = MAX_SPEECH) -> En
         lists = {f: _list(row.get(f), f) for f in LIST_FIELDS}
     except ValueError as exc:
         raise InvalidInput("kb.invalid_entry", str(exc)) from None
+    speech, derived = _speech(texts["answer_speech"], answer, max_speech)
     data = {
-        "question": _text(row.get("question")),
-        "answer_speech": _text(row.get("answer_speech")) or answer,
-        "answer_text": _text(row.get("answer_text")) or answer,
-        "department": _text(row.get("department")),
-        "source": _text(row.get("source")),
+        "question": texts["question"],
+        "answer_speech": speech,
+        "answer_text": texts["answer_text"] or answer,
+        "department": texts["department"],
+        "source": texts["source"],
         "valid_from": _date(row.get("valid_from")),
         "valid_to": _date(row.get("valid_to")),
-        "extra": {k: _jsonable(v) for k, v in row.items() if k not in KNOWN and v not in (None, "")},
+        "extra": {
+            k: _jsonable(v) for k, v in row.items() if k not in KNOWN and v not in (None, "")
+        },
         **lists,
     }
-    return validate_content(data, max_speech=max_speech)
+    return ImportRow(validate_content(data, max_speech=max_speech), derived)
 
 
 def _jsonable(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date | datetime) else value
 
 
-def parse_file(path: Path, *, max_speech: int = MAX_SPEECH) -> list[EntryContent]:
+def parse_file(path: Path, *, max_speech: int = MAX_SPEECH) -> list[ImportRow]:
     """Every row's content, or :class:`ImportRejected` listing every bad row."""
     if not path.is_file():
         raise InvalidInput("kb.file_not_found", f"找不到文件 {path}")
-    contents: list[EntryContent] = []
+    rows: list[ImportRow] = []
     problems: list[RowProblem] = []
-    seen: dict[str, int] = {}
+    questions: dict[str, int] = {}
+    ids: dict[str, int] = {}
     try:
-        for no, row in read_rows(path):
+        for no, raw in read_rows(path):
             try:
-                content = content_from_row(row, max_speech=max_speech)
+                row = content_from_row(raw, max_speech=max_speech)
             except InvalidInput as exc:
                 problems.append(RowProblem(no, exc.message))
                 continue
-            if content.question in seen:
-                problems.append(RowProblem(no, f"问题与第 {seen[content.question]} 行重复"))
+            problem = _duplicate(row.content.question, questions, no, "问题") or _duplicate(
+                _id_key(raw.get(ID_FIELD)), ids, no, f"编号 {ID_FIELD}"
+            )
+            if problem:
+                problems.append(RowProblem(no, problem))
                 continue
-            seen[content.question] = no
-            contents.append(content)
+            rows.append(row)
     except _Bad as bad:
         problems.append(bad.problem)
     if problems:
         raise ImportRejected(str(path), problems)
-    return contents
+    return rows
 
 
-async def import_file(session: AsyncSession, path: Path, actor: str, *, publish: bool = False,
-                      max_speech: int = MAX_SPEECH, now: datetime | None = None) -> ImportReport:
+def _id_key(value: Any) -> str | None:
+    return (
+        None
+        if value is None or value == ""
+        else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    )
+
+
+def _duplicate(key: str | None, seen: dict[str, int], no: int, what: str) -> str | None:
+    """A message when ``key`` was seen on an earlier row; else remembers it."""
+    if key is None:
+        return None
+    if key in seen:
+        return f"{what}与第 {seen[key]} 行重复"
+    seen[key] = no
+    return None
+
+
+async def import_file(
+    session: AsyncSession,
+    path: Path,
+    actor: str,
+    *,
+    publish: bool = False,
+    max_speech: int = MAX_SPEECH,
+    now: datetime | None = None,
+) -> ImportReport:
     """Import a file in one transaction: new questions are created, known ones updated (new version)."""
-    contents = await asyncio.to_thread(parse_file, path, max_speech=max_speech)
+    rows = await asyncio.to_thread(parse_file, path, max_speech=max_speech)
     at = now or datetime.now(UTC)
     created = updated = unchanged = published = 0
     try:
-        for content in contents:
+        for row in rows:
+            content, derived = row.content, row.speech_derived
             entry = await services.find_by_question(session, content.question)
             if entry is None:
-                entry = await services._create(session, content, actor, at)
+                entry = await services._create(session, content, actor, at, speech_derived=derived)
                 created += 1
             elif services.content_of(entry).snapshot() != content.snapshot():
-                await services._update(session, entry, content, actor, at)
+                await services._update(session, entry, content, actor, at, speech_derived=derived)
                 updated += 1
             else:
                 unchanged += 1
@@ -217,14 +323,18 @@ async def import_file(session: AsyncSession, path: Path, actor: str, *, publish:
     except BaseException:
         await session.rollback()
         raise
-    return ImportReport(created, updated, unchanged, published)
+    return ImportReport(created, updated, unchanged, published, sum(r.speech_derived for r in rows))
 
 
 def _export_row(entry: KnowledgeEntry) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "question": entry.question, "answer": entry.answer_text, "answer_speech": entry.answer_speech,
-        "department": entry.department, "alt_questions": list(entry.alt_questions or []),
-        "keywords": list(entry.keywords or []), "source": entry.source,
+        "question": entry.question,
+        "answer": entry.answer_text,
+        "answer_speech": entry.answer_speech,
+        "department": entry.department,
+        "alt_questions": list(entry.alt_questions or []),
+        "keywords": list(entry.keywords or []),
+        "source": entry.source,
         "valid_from": entry.valid_from.isoformat() if entry.valid_from else "",
         "valid_to": entry.valid_to.isoformat() if entry.valid_to else "",
     }
@@ -251,7 +361,9 @@ async def export_file(session: AsyncSession, path: Path, *, status: str | None =
 def _write(path: Path, fmt: str, rows: list[dict[str, Any]]) -> None:
     columns = list(EXPORT_COLUMNS) + sorted({k for r in rows for k in r} - set(EXPORT_COLUMNS))
     if fmt == ".jsonl":
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        path.write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+        )
     elif fmt == ".csv":
         with path.open("w", encoding="utf-8-sig", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns)
@@ -269,5 +381,16 @@ def _write(path: Path, fmt: str, rows: list[dict[str, Any]]) -> None:
 
 def indexed_from_file(path: Path) -> list[IndexedEntry]:
     """Entries of a knowledge-base file as retrieval sees them (ids are row order), without a database."""
-    return [IndexedEntry(i, c.question, c.answer_speech, c.answer_text, c.department, tuple(c.alt_questions),
-                         tuple(c.keywords)) for i, c in enumerate(parse_file(path, max_speech=10**6), start=1)]
+    contents = [row.content for row in parse_file(path, max_speech=10**6)]
+    return [
+        IndexedEntry(
+            i,
+            c.question,
+            c.answer_speech,
+            c.answer_text,
+            c.department,
+            tuple(c.alt_questions),
+            tuple(c.keywords),
+        )
+        for i, c in enumerate(contents, start=1)
+    ]

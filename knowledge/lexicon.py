@@ -24,7 +24,11 @@ class Lexicon:
     def from_data(cls, data: dict[str, Any]) -> Lexicon:
         canonical: dict[str, str] = {}
         for group in data.get("groups", []) or []:
-            if not isinstance(group, list) or not group or not all(isinstance(t, str) and t for t in group):
+            if (
+                not isinstance(group, list)
+                or not group
+                or not all(isinstance(t, str) and t for t in group)
+            ):
                 raise InvalidInput("kb.bad_lexicon", f"同义词组格式错误：{group!r}")
             for term in group:
                 canonical[term] = group[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Date, Float, ForeignKey, Integer, String, Text, event
+from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Integer, String, Text, event, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from config.database import AwareDateTime, new_metadata
@@ -26,6 +26,8 @@ class KnowledgeEntry(Base):
     question: Mapped[str] = mapped_column(String(200), unique=True)
     alt_questions: Mapped[list[str]] = mapped_column(JSON, default=list)
     answer_speech: Mapped[str] = mapped_column(Text)  # spoken by the bot (TTS)
+    # the spoken answer was derived by the import, not written: 自动生成，请审核 until an editor saves the entry
+    speech_derived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     answer_text: Mapped[str] = mapped_column(Text)  # shown on screens
     department: Mapped[str] = mapped_column(String(100), default="", index=True)  # 承办单位
     keywords: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -46,7 +48,9 @@ class KnowledgeRevision(Base):
     __tablename__ = "kb_entry_history"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    entry_id: Mapped[int] = mapped_column(ForeignKey("kb_entries.id", ondelete="CASCADE"), index=True)
+    entry_id: Mapped[int] = mapped_column(
+        ForeignKey("kb_entries.id", ondelete="CASCADE"), index=True
+    )
     version: Mapped[int] = mapped_column(Integer)  # the entry's version after the change
     action: Mapped[str] = mapped_column(String(16))  # create / update / publish / archive
     actor: Mapped[str] = mapped_column(String(64))
@@ -61,10 +65,18 @@ class KnowledgeMiss(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     question_text: Mapped[str] = mapped_column(Text)
-    best_entry_id: Mapped[int | None] = mapped_column(ForeignKey("kb_entries.id", ondelete="SET NULL"))
+    best_entry_id: Mapped[int | None] = mapped_column(
+        ForeignKey("kb_entries.id", ondelete="SET NULL")
+    )
     score: Mapped[float | None] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(String(32), index=True)
     at: Mapped[datetime] = mapped_column(AwareDateTime, index=True)
+    # settled by an editor, e.g. added to an entry as an alternative question (添加为相似问法)
+    handled_at: Mapped[datetime | None] = mapped_column(AwareDateTime, index=True)
+    handled_by: Mapped[str | None] = mapped_column(String(64))
+    handled_entry_id: Mapped[int | None] = mapped_column(
+        ForeignKey("kb_entries.id", ondelete="SET NULL")
+    )
 
 
 @event.listens_for(KnowledgeRevision, "before_update")

@@ -1,11 +1,14 @@
 """In-memory retrieval over the published entries, robust to ASR errors and colloquial speech.
 
 Every entry is indexed as several short documents: its question, each alternative question and its
-keywords. A query is matched on two channels — content words (jieba, synonyms merged) and pairs of
-fuzzy pinyin syllables (homophones merged) — each scored with BM25. For the best document of each
-entry the index also measures how much of that document the caller's words cover. The confidence
-``score`` in [0, 1] combines the match with the margin over the best other entry, so a query that
-fits two entries about equally well is not answered confidently.
+keywords. A query is matched lexically on content words (jieba, synonyms merged) and fuzzy pinyin
+syllables (homophones merged), each scored with BM25; for the best document of each entry the index also
+measures how much of that document the caller's words cover. When a sentence-embedding model is
+available (``language.embeddings``), the meaning is matched too: the cosine between the query and each
+phrasing of an entry (its question and alternatives), the best phrasing counting. The ranking mixes the
+two; without the model it is lexical alone. The confidence ``score`` in [0, 1] combines the match with
+the margin over the best other entry, so a query that fits two entries about equally well is not
+answered confidently.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 from config import Settings
 from knowledge.analysis import Analysis, Analyzer
 from knowledge.lexicon import Lexicon, lexicon_from_settings
+from language.embeddings import Embedder, optional_embedder
 
 K1 = 1.2
 B = 0.75
@@ -30,6 +34,23 @@ CHANNELS = {"words": 1.0, "sound_pairs": 1.0, "sounds": 1.0, "chars": 1.0}
 CALIBRATION = {"bias": -2.46, "coverage": 3.09, "explained": 1.77, "margin": 7.39}
 # share of the whole-entry match (all its phrasings together) against its best single phrasing
 ENTRY_SHARE = 0.7
+# With the embedding model: the ranking is (1 - SEMANTIC_SHARE) × lexical relevance (scaled so the best entry
+# has 1) + SEMANTIC_SHARE × cosine (the share that ranked best on the same tuning data), and the confidence has
+# the terms of SEMANTIC_CALIBRATION, fitted like CALIBRATION plus, at weight 0.3, each sample entry's question
+# asked with that entry removed (must not be answered); its bias is shifted (+0.25) so that the configured
+# threshold (0.82) is the one the tuning half chooses, as for CALIBRATION. An entry no word matches is a
+# candidate only from SEMANTIC_FLOOR.
+SEMANTIC_SHARE = 0.6
+SEMANTIC_CALIBRATION = {
+    "bias": -2.22,
+    "coverage": 1.43,
+    "explained": 0.31,
+    "margin": 8.43,
+    "similarity": 1.75,
+    "similarity_margin": 2.83,
+}
+SEMANTIC_FLOOR = 0.5
+EMBED_BATCH = 512  # phrasings embedded at a time while building (bounds the transient memory)
 
 
 @dataclass(frozen=True)
@@ -51,6 +72,9 @@ class Candidate:
     relevance: float  # ranking score (unbounded)
     coverage: float  # share of the best-matching phrasing's information found in the query, 0–1
     explained: float  # share of the query's information found in that phrasing, 0–1
+    similarity: float = (
+        0.0  # cosine of the query and the entry's closest phrasing (0 without the model)
+    )
 
 
 @dataclass(frozen=True)
@@ -66,11 +90,25 @@ class Answer:
     confident: bool
 
     def to_json(self) -> dict[str, object]:
-        return {"answer_id": self.answer_id, "question": self.question, "answer": self.answer,
-                "department": self.department, "score": round(self.score, 4), "confident": self.confident}
+        return {
+            "answer_id": self.answer_id,
+            "question": self.question,
+            "answer": self.answer,
+            "department": self.department,
+            "score": round(self.score, 4),
+            "confident": self.confident,
+        }
 
 
-NO_ANSWER = Answer(None, "", "", "", "", 0.0, False)
+NO_ANSWER = Answer(
+    answer_id=None,
+    question="",
+    answer="",
+    answer_text="",
+    department="",
+    score=0.0,
+    confident=False,
+)
 
 
 class _Channel:
@@ -103,7 +141,7 @@ class _Channel:
         order = np.argsort(term, kind="stable")
         self.post_doc = doc[order]
         self.post_idf = self.idf[term][order]
-        self.post_bm25 = (self.post_idf * tf[order] * (K1 + 1) / (tf[order] + norm[doc[order]]))
+        self.post_bm25 = self.post_idf * tf[order] * (K1 + 1) / (tf[order] + norm[doc[order]])
         self.starts = np.searchsorted(term[order], np.arange(len(self.vocab) + 1))
         self.doc_mass = np.bincount(doc, weights=self.idf[term], minlength=self.n_docs)
 
@@ -127,27 +165,87 @@ class _Channel:
         return bm25, matched, query_mass
 
 
+class _Meanings:
+    """The embedding of every phrasing (question and alternatives) of every entry, one row each."""
+
+    def __init__(
+        self, embedder: Embedder, entries: Sequence[IndexedEntry], known: dict[str, np.ndarray]
+    ) -> None:
+        self.embedder = embedder
+        self.texts = [t for e in entries for t in (e.question, *e.alt_questions)]
+        sizes = np.asarray([1 + len(e.alt_questions) for e in entries], int)
+        self.starts = np.r_[0, np.cumsum(sizes)[:-1]].astype(int)
+        self.vectors = np.empty((len(self.texts), embedder.dim), np.float32)
+        new: dict[str, list[int]] = {}
+        for row, text in enumerate(self.texts):
+            if text in known:
+                self.vectors[row] = known[text]
+            else:
+                new.setdefault(text, []).append(row)
+        texts = list(new)
+        for at in range(0, len(texts), EMBED_BATCH):
+            for text, vector in zip(
+                texts[at : at + EMBED_BATCH],
+                embedder.encode(texts[at : at + EMBED_BATCH]),
+                strict=True,
+            ):
+                self.vectors[new[text]] = vector
+
+    def known(self) -> dict[str, np.ndarray]:
+        return dict(zip(self.texts, self.vectors, strict=True))
+
+    def similarity(self, text: str) -> np.ndarray:
+        """Per entry, the cosine of ``text`` and its closest phrasing."""
+        if not self.texts:
+            return np.zeros(0)
+        query = self.embedder.encode([text])[0]
+        return np.maximum.reduceat(self.vectors @ query, self.starts).astype(float)
+
+
 class KnowledgeIndex:
     """Answers questions from the published entries; rebuild it with :meth:`refresh` when they change."""
 
-    def __init__(self, lexicon: Lexicon, *, confidence_threshold: float = 0.5, top_k: int = 3) -> None:
+    def __init__(
+        self,
+        lexicon: Lexicon,
+        *,
+        embedder: Embedder | None = None,
+        confidence_threshold: float = 0.5,
+        top_k: int = 3,
+    ) -> None:
         self.analyzer = Analyzer(lexicon)
+        self.embedder = embedder
         self.confidence_threshold = confidence_threshold
         self.top_k = top_k
+        self._meanings: _Meanings | None = None
         self.refresh(())
 
     @classmethod
-    def from_settings(cls, settings: Settings, entries: Iterable[IndexedEntry] = ()) -> KnowledgeIndex:
-        index = cls(lexicon_from_settings(settings), confidence_threshold=settings.knowledge.confidence_threshold,
-                    top_k=settings.knowledge.top_k)
-        index.refresh(entries)
+    def from_settings(
+        cls,
+        settings: Settings,
+        entries: Iterable[IndexedEntry] = (),
+        *,
+        previous: KnowledgeIndex | None = None,
+    ) -> KnowledgeIndex:
+        """An index of ``entries``; phrasings ``previous`` already embedded are not embedded again."""
+        index = cls(
+            lexicon_from_settings(settings),
+            embedder=optional_embedder(settings.language.embedding_model),
+            confidence_threshold=settings.knowledge.confidence_threshold,
+            top_k=settings.knowledge.top_k,
+        )
+        index.refresh(entries, reuse=previous)
         return index
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def refresh(self, entries: Iterable[IndexedEntry]) -> None:
-        """Rebuild the index from these entries (the published ones valid today)."""
+    def refresh(
+        self, entries: Iterable[IndexedEntry], *, reuse: KnowledgeIndex | None = None
+    ) -> None:
+        """Rebuild the index from these entries (the published ones valid today); the embeddings of phrasings
+        this index or ``reuse`` already holds are kept."""
         entries = list(entries)
         self.analyzer.add_words(kw for e in entries for kw in e.keywords)
         variants: list[Analysis] = []
@@ -161,14 +259,30 @@ class KnowledgeIndex:
             per_entry.append(found)
             variants.extend(found)
             owner.extend([i] * len(found))
+        if self.embedder is not None:
+            known = {**(reuse._known() if reuse is not None else {}), **self._known()}
+            self._meanings = _Meanings(self.embedder, entries, known)
         self._entries = entries
         self._owner = np.asarray(owner, int)
-        self._starts = np.flatnonzero(np.r_[True, self._owner[1:] != self._owner[:-1]]) if owner else np.zeros(0, int)
+        self._starts = (
+            np.flatnonzero(np.r_[True, self._owner[1:] != self._owner[:-1]])
+            if owner
+            else np.zeros(0, int)
+        )
         self._variant = {c: _Channel([getattr(a, c) for a in variants]) for c in CHANNELS}
-        self._entry = {c: _Channel([[t for a in found for t in getattr(a, c)] for found in per_entry])
-                       for c in CHANNELS}
-        self._vocabulary = sorted({w for a in variants for w in a.words if len(w) >= 2}
-                                  | {k for e in entries for k in e.keywords})
+        self._entry = {
+            c: _Channel([[t for a in found for t in getattr(a, c)] for found in per_entry])
+            for c in CHANNELS
+        }
+        self._vocabulary = sorted(
+            {w for a in variants for w in a.words if len(w) >= 2}
+            | {k for e in entries for k in e.keywords}
+        )
+
+    def _known(self) -> dict[str, np.ndarray]:
+        if self._meanings is None or self._meanings.embedder is not self.embedder:
+            return {}
+        return self._meanings.known()
 
     def entries(self) -> list[IndexedEntry]:
         return list(self._entries)
@@ -180,8 +294,37 @@ class KnowledgeIndex:
     def search(self, text: str, k: int | None = None) -> tuple[list[Candidate], float]:
         """The best ``k`` entries for ``text`` and the confidence score of the first one."""
         k = k or self.top_k
-        if not self._entries:
+        if not self._entries or not text.strip():
             return [], 0.0
+        relevance, coverage, explained = self._lexical(text)
+        similarity = self._meanings.similarity(text) if self._meanings is not None else None
+        if similarity is not None:
+            matched = (relevance > 0) | (similarity >= SEMANTIC_FLOOR)
+            relevance = (1 - SEMANTIC_SHARE) * relevance / max(
+                float(relevance.max()), 1e-9
+            ) + SEMANTIC_SHARE * similarity
+        else:
+            matched = relevance > 0
+        order = [i for i in np.argsort(-relevance, kind="stable") if matched[i]][: max(k, 2)]
+        found = [
+            Candidate(
+                self._entries[i],
+                float(relevance[i]),
+                float(coverage[i]),
+                float(explained[i]),
+                float(similarity[i]) if similarity is not None else 0.0,
+            )
+            for i in order
+        ]
+        if similarity is None or not found:
+            return found[:k], self._confidence(found, None)
+        others = np.delete(similarity, order[0])
+        return found[:k], self._confidence(
+            found, found[0].similarity - float(others.max(initial=0.0))
+        )
+
+    def _lexical(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per entry: BM25 relevance, and coverage and explained share of its best-matching phrasing."""
         query = self.analyzer.analyse(text)
         variant_rel = np.zeros(len(self._owner))
         entry_rel = np.zeros(len(self._entries))
@@ -198,22 +341,23 @@ class KnowledgeIndex:
         explained = 0.5 * (said["words"] + said["sound_pairs"])
         best_doc = _argmax_per_group(variant_rel, self._starts)
         relevance = ENTRY_SHARE * entry_rel + (1 - ENTRY_SHARE) * variant_rel[best_doc]
-        order = np.argsort(-relevance, kind="stable")[:max(k, 2)]
-        found = [Candidate(self._entries[i], float(relevance[i]), float(coverage[best_doc[i]]),
-                           float(explained[best_doc[i]])) for i in order]
-        found = [c for c in found if c.relevance > 0]
-        return found[:k], self._confidence(found)
+        return relevance, coverage[best_doc], explained[best_doc]
 
     @staticmethod
-    def _confidence(found: list[Candidate]) -> float:
-        """Estimated probability that the first candidate is the right answer (logistic, see CALIBRATION)."""
+    def _confidence(found: list[Candidate], similarity_margin: float | None) -> float:
+        """Estimated probability that the first candidate is the right answer (logistic, see CALIBRATION, and
+        SEMANTIC_CALIBRATION when ``similarity_margin``, the first's cosine less the best other's, is known)."""
         if not found:
             return 0.0
         top = found[0]
         runner_up = found[1].relevance if len(found) > 1 else 0.0
         margin = (top.relevance - runner_up) / max(top.relevance, 1e-9)
-        z = CALIBRATION["bias"] + CALIBRATION["coverage"] * top.coverage + CALIBRATION["explained"] * top.explained \
-            + CALIBRATION["margin"] * margin
+        features = {"coverage": top.coverage, "explained": top.explained, "margin": margin}
+        weights = CALIBRATION
+        if similarity_margin is not None:
+            weights = SEMANTIC_CALIBRATION
+            features |= {"similarity": top.similarity, "similarity_margin": similarity_margin}
+        z = weights["bias"] + sum(weights[name] * value for name, value in features.items())
         return 1.0 / (1.0 + math.exp(-z))
 
     def ask(self, text: str) -> Answer:
@@ -221,8 +365,15 @@ class KnowledgeIndex:
         if not found:
             return NO_ANSWER
         e = found[0].entry
-        return Answer(e.id, e.question, e.answer_speech, e.answer_text, e.department, score,
-                      score >= self.confidence_threshold)
+        return Answer(
+            answer_id=e.id,
+            question=e.question,
+            answer=e.answer_speech,
+            answer_text=e.answer_text,
+            department=e.department,
+            score=score,
+            confident=score >= self.confidence_threshold,
+        )
 
 
 def _argmax_per_group(values: np.ndarray, starts: np.ndarray) -> np.ndarray:

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from knowledge.errors import InvalidInput
+from knowledge.speech import speakable
 
 MAX_QUESTION = 200
 MAX_SPEECH = 300  # default; settings.knowledge.max_speech_chars
 MAX_TEXT = 4000
-_UNSPEAKABLE = re.compile(r"https?://|www\.|[()（）\[\]【】{}<>]")
 
 FIELD_NAMES = {
-    "question": "问题", "alt_questions": "相似问法", "answer_speech": "语音答案", "answer_text": "文字答案",
-    "department": "承办单位", "keywords": "关键词", "source": "依据", "valid_from": "生效日期",
-    "valid_to": "失效日期", "extra": "其他字段",
+    "question": "问题",
+    "alt_questions": "相似问法",
+    "answer_speech": "语音答案",
+    "answer_text": "文字答案",
+    "department": "承办单位",
+    "keywords": "关键词",
+    "source": "依据",
+    "valid_from": "生效日期",
+    "valid_to": "失效日期",
+    "extra": "其他字段",
 }
 
 
@@ -66,7 +72,7 @@ class EntryContent(BaseModel):
     @field_validator("answer_speech")
     @classmethod
     def _speakable(cls, v: str) -> str:
-        if _UNSPEAKABLE.search(v):
+        if not speakable(v):
             raise ValueError("语音答案不能含网址或括号，请另填 answer_speech")
         return v
 

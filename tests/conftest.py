@@ -19,8 +19,9 @@ from tests.settings_support import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 # Property tests judge behaviour, not speed: on a shared 2-core machine an example may take long.
-hypothesis.settings.register_profile("hotline", deadline=None,
-                                     suppress_health_check=[hypothesis.HealthCheck.too_slow])
+hypothesis.settings.register_profile(
+    "hotline", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
 hypothesis.settings.load_profile("hotline")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 LONG_TIMEOUT_S = 900
@@ -32,7 +33,9 @@ LONG_MARKERS = ("pbx", "slow", "browser")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A long test gets LONG_TIMEOUT_S unless it names its own; every other test keeps the default."""
     for item in items:
-        if item.get_closest_marker("timeout") is None and any(item.get_closest_marker(m) for m in LONG_MARKERS):
+        if item.get_closest_marker("timeout") is None and any(
+            item.get_closest_marker(m) for m in LONG_MARKERS
+        ):
             item.add_marker(pytest.mark.timeout(LONG_TIMEOUT_S))
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from asr.dialogue import Dialogue, DialogueConfig
 from config import Settings
 from config.pii import MaskPhones, mask_phone, mask_phones
+from config.settings import BotSettings
 from hotline.commands import console
 from hotline.db import make_engine
 from tests.asr.fakes import FakeDesk, FakeLine, FakeRecogniser, fake_dialogue
@@ -28,30 +29,47 @@ SPEECH = f"我的电话是{MOBILE}，小区门口的路灯坏了一个月"
 MATTER = "就在幸福路十八号门口"
 
 
-@pytest.mark.parametrize(("text", "masked"), [
-    (MOBILE, "138****5678"),
-    ("call 138 1234 5678 now", "call 138 **** 5678 now"),
-    ("+8613812345678", "+86138****5678"),
-    ("0931-1234567", "0931-***4567"),
-    ("010-12345678 或 02112345678", "010-****5678 或 021****5678"),
-    ("电话一三八一二三四五六七八", "电话一三八****五六七八"),  # as the recogniser may write a spoken number
-    ("１３８１２３４５６７８", "１３８****５６７８"),
-    ("Local/13912345678@test-citizen-00000001;1", "Local/139****5678@test-citizen-00000001;1"),
-])
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        (MOBILE, "138****5678"),
+        ("call 138 1234 5678 now", "call 138 **** 5678 now"),
+        ("+8613812345678", "+86138****5678"),
+        ("0931-1234567", "0931-***4567"),
+        ("010-12345678 或 02112345678", "010-****5678 或 021****5678"),
+        (
+            "电话一三八一二三四五六七八",
+            "电话一三八****五六七八",
+        ),  # as the recogniser may write a spoken number
+        ("１３８１２３４５６７８", "１３８****５６７８"),
+        ("Local/13912345678@test-citizen-00000001;1", "Local/139****5678@test-citizen-00000001;1"),
+    ],
+)
 def test_phone_numbers_in_text_are_masked(text: str, masked: str) -> None:
     assert mask_phones(text) == masked
 
 
-@pytest.mark.parametrize("text", [
-    "12345-20250303-00001", "uniqueid 1741000000.12", "2025-03-03 10:00:00,123", "拨打12345或110", "138123456789",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "12345-20250303-00001",
+        "uniqueid 1741000000.12",
+        "2025-03-03 10:00:00,123",
+        "拨打12345或110",
+        "138123456789",
+    ],
+)
 def test_other_numbers_are_left_alone(text: str) -> None:
     assert mask_phones(text) == text
 
 
 def test_one_number_is_masked_down_to_its_last_four_digits() -> None:
     assert [mask_phone(n) for n in (MOBILE, "+447911123456", "12345", None)] == [
-        "138****5678", "********3456", "12345", ""]
+        "138****5678",
+        "********3456",
+        "12345",
+        "",
+    ]
 
 
 def test_log_filter_masks_message_arguments_and_tracebacks() -> None:
@@ -69,26 +87,35 @@ def test_log_filter_masks_message_arguments_and_tracebacks() -> None:
     finally:
         logger.removeHandler(handler)
     text = out.getvalue()
-    assert "'CallerIDNum': '138****5678'" in text and "0931-***4567" in text and "010 ****5678" in text
+    assert (
+        "'CallerIDNum': '138****5678'" in text and "0931-***4567" in text and "010 ****5678" in text
+    )
     assert MOBILE not in text and "1234567'" not in text and "12345678" not in text
 
 
 def test_the_hotline_command_logs_through_the_filter() -> None:
-    script = ("import logging; from hotline.cli import configure_logging; configure_logging(); "
-              f"logging.getLogger('ivr.ami').warning('frame %r', 'CallerIDNum: {MOBILE}')")
-    err = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stderr
+    script = (
+        "import logging; from hotline.cli import configure_logging; configure_logging(); "
+        f"logging.getLogger('ivr.ami').warning('frame %r', 'CallerIDNum: {MOBILE}')"
+    )
+    err = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stderr
     assert "CallerIDNum: 138****5678" in err and MOBILE not in err
 
 
 async def test_console_access_log_keeps_the_path_without_the_query(
-        settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     served: dict = {}
 
     def run_app(app: object, **options: object) -> None:
         app.close()  # type: ignore[attr-defined]  # the app factory's coroutine, not started here
         served.update(options)
 
-    monkeypatch.setattr(web, "run_app", run_app)  # the console command imports aiohttp's web when it serves
+    monkeypatch.setattr(
+        web, "run_app", run_app
+    )  # the console command imports aiohttp's web when it serves
     console._serve(settings, argparse.Namespace(host=None, port=None))
     access = {k: v for k, v in served.items() if k.startswith("access_log")}
 
@@ -101,10 +128,16 @@ async def test_console_access_log_keeps_the_path_without_the_query(
         server = TestServer(app)
         await server.start_server(**access)  # the runner the console's web.run_app would make
         async with TestClient(server) as client:
-            resp = await client.get(f"/api/v1/tickets/12345-20250303-00001?phone={MOBILE}",
-                                    headers={"Referer": f"http://console/tickets?phone={MOBILE}"})
+            resp = await client.get(
+                f"/api/v1/tickets/12345-20250303-00001?phone={MOBILE}",
+                headers={"Referer": f"http://console/tickets?phone={MOBILE}"},
+            )
             assert resp.status == 200
-    [line] = [r.getMessage() for r in caplog.records if r.name == console.log.name and "GET" in r.getMessage()]
+    [line] = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == console.log.name and "GET" in r.getMessage()
+    ]
     assert '"GET /api/v1/tickets/12345-20250303-00001" 200' in line
     assert "phone" not in line and MOBILE not in line
 
@@ -112,22 +145,33 @@ async def test_console_access_log_keeps_the_path_without_the_query(
 # --- the speech bot's dialogue -----------------------------------------------------------------------------
 
 
-def dialogue(settings: Settings, line: FakeLine, recogniser: FakeRecogniser, caller_id: str) -> Dialogue:
+def dialogue(
+    settings: Settings, line: FakeLine, recogniser: FakeRecogniser, caller_id: str
+) -> Dialogue:
     """Ticket services that are down, and a 10 ms wait for keys."""
-    cfg = DialogueConfig(end_of_turn_s=0.01, dtmf_timeout_s=0.01)
-    return fake_dialogue(settings, line, recogniser, desk=FakeDesk(tickets_down=True), caller_id=caller_id, cfg=cfg)
+    cfg = DialogueConfig.from_settings(BotSettings(end_of_turn_s=0.01, dtmf_timeout_s=0.01))
+    return fake_dialogue(
+        settings, line, recogniser, desk=FakeDesk(tickets_down=True), caller_id=caller_id, cfg=cfg
+    )
 
 
 async def test_dialogue_logs_neither_the_callers_words_nor_numbers(
-        settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     """The caller hangs up and filing the ticket fails; another caller's id is not a callback number."""
     with caplog.at_level(logging.INFO, logger="asr.dialogue"):
-        gone = await dialogue(settings, FakeLine(1, hang_up=True), FakeRecogniser(SPEECH), MOBILE).run()
-        foreign = await dialogue(settings, FakeLine(2, hang_up=False), FakeRecogniser(SPEECH, MATTER),
-                                 "+447911123456").run()
+        gone = await dialogue(
+            settings, FakeLine(1, hang_up=True), FakeRecogniser(SPEECH), MOBILE
+        ).run()
+        foreign = await dialogue(
+            settings, FakeLine(2, hang_up=False), FakeRecogniser(SPEECH, MATTER), "+447911123456"
+        ).run()
     assert (gone.reason, foreign.reason) == ("caller_gone", "no_number")
     messages = "\n".join(r.getMessage() for r in caplog.records if r.name == "asr.dialogue")
-    assert "ticket for a caller who left failed" in messages and "caller id ********3456 is not" in messages
+    assert (
+        "ticket for a caller who left failed" in messages
+        and "caller id ********3456 is not" in messages
+    )
     for said in (SPEECH, "路灯", MATTER, MOBILE, "7911123456"):
         assert said not in caplog.text
 

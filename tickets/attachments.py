@@ -21,20 +21,41 @@ from tickets.states import Role, State
 ATTACHABLE_STATES = frozenset({State.SIGNED, State.IN_PROGRESS})  # while the department works on it
 
 
-async def add_attachment(session: AsyncSession, ticket_no: str, actor: Actor, *, file_name: str, content_type: str,
-                         size: int, sha256: str, now: datetime) -> TicketAttachment:
+async def add_attachment(
+    session: AsyncSession,
+    ticket_no: str,
+    actor: Actor,
+    *,
+    file_name: str,
+    content_type: str,
+    size: int,
+    sha256: str,
+    now: datetime,
+) -> TicketAttachment:
     """Record a file attached by a handler of the ticket's lead department while it is being worked on."""
     check_actor(actor)
     if not file_name.strip() or len(file_name) > m.FILE_NAME_MAX:
-        raise InvalidInput(f"附件文件名须为 1–{m.FILE_NAME_MAX} 字", code="ticket.invalid_attachment", field="file")
+        raise InvalidInput(
+            f"附件文件名须为 1–{m.FILE_NAME_MAX} 字", code="ticket.invalid_attachment", field="file"
+        )
     try:
         ticket = await get_ticket(session, ticket_no)
         if actor.role != Role.HANDLER or actor.department != ticket.lead_department:
             raise Forbidden("只能为本单位主办的工单上传附件", code="ticket.not_own_department")
         if State(ticket.state) not in ATTACHABLE_STATES:
-            raise IllegalTransition("工单签收后、反馈前才能上传附件", code="ticket.attachment_state")
-        row = TicketAttachment(ticket_id=ticket.id, at=now, actor=actor.name, department=actor.department,
-                               file_name=file_name.strip(), content_type=content_type, size=size, sha256=sha256)
+            raise IllegalTransition(
+                "工单签收后、反馈前才能上传附件", code="ticket.attachment_state"
+            )
+        row = TicketAttachment(
+            ticket_id=ticket.id,
+            at=now,
+            actor=actor.name,
+            department=actor.department,
+            file_name=file_name.strip(),
+            content_type=content_type,
+            size=size,
+            sha256=sha256,
+        )
         session.add(row)
         await session.commit()
     except BaseException:
@@ -48,11 +69,16 @@ async def attachments_of(session: AsyncSession, ticket: str | m.Ticket) -> list[
     if isinstance(ticket, str):
         ticket = await get_ticket(session, ticket, repeat_links=False)
     rows = await session.execute(
-        select(TicketAttachment).where(TicketAttachment.ticket_id == ticket.id).order_by(TicketAttachment.id))
+        select(TicketAttachment)
+        .where(TicketAttachment.ticket_id == ticket.id)
+        .order_by(TicketAttachment.id)
+    )
     return list(rows.scalars())
 
 
-async def get_attachment(session: AsyncSession, ticket_no: str, attachment_id: int) -> TicketAttachment:
+async def get_attachment(
+    session: AsyncSession, ticket_no: str, attachment_id: int
+) -> TicketAttachment:
     ticket = await get_ticket(session, ticket_no, repeat_links=False)
     row = await session.get(TicketAttachment, attachment_id)
     if row is None or row.ticket_id != ticket.id:

@@ -45,7 +45,9 @@ class CategoryTree:
         """The canonical category for ``value`` (spaces around ``/`` removed) or InvalidInput."""
         parts = [p.strip() for p in value.split(SEPARATOR)]
         top, rest = parts[0], parts[1:]
-        known = top in self.children and (not rest or (len(rest) == 1 and rest[0] in self.children[top]))
+        known = top in self.children and (
+            not rest or (len(rest) == 1 and rest[0] in self.children[top])
+        )
         if not known:
             raise InvalidInput(
                 f"未知的诉求分类：{value!r}。请从分类目录中选择，如“{self.paths()[1]}”",

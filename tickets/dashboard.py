@@ -75,17 +75,25 @@ def _local_day(column: Any, tz: ZoneInfo, at: datetime, dialect: str) -> ColumnE
     return func.date(column, f"{int(offset.total_seconds()):+d} seconds")
 
 
-async def daily_counts(session: AsyncSession, start: datetime, end: datetime, tz: ZoneInfo) -> list[DayCount]:
+async def daily_counts(
+    session: AsyncSession, start: datetime, end: datetime, tz: ZoneInfo
+) -> list[DayCount]:
     """Per local day of ``[start, end)``: tickets received and how many of them are closed; every day listed."""
     _check_range(start, end)
     day = _local_day(Ticket.created_at, tz, start, session.get_bind().dialect.name).label("day")
     rows = await session.execute(
         select(day, func.count(), func.count().filter(Ticket.state == State.CLOSED.value))
-        .where(Ticket.created_at >= start, Ticket.created_at < end).group_by(day)
+        .where(Ticket.created_at >= start, Ticket.created_at < end)
+        .group_by(day)
     )
-    found = {(d if isinstance(d, date) else date.fromisoformat(d)): (int(r), int(c)) for d, r, c in rows}
+    found = {
+        (d if isinstance(d, date) else date.fromisoformat(d)): (int(r), int(c)) for d, r, c in rows
+    }
     await session.commit()
-    first, last = start.astimezone(tz).date(), (end - timedelta(microseconds=1)).astimezone(tz).date()
+    first, last = (
+        start.astimezone(tz).date(),
+        (end - timedelta(microseconds=1)).astimezone(tz).date(),
+    )
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     return [DayCount(d, *found.get(d, (0, 0))) for d in days]
 
@@ -96,7 +104,8 @@ async def place_counts(session: AsyncSession, start: datetime, end: datetime) ->
     rows = await session.execute(
         select(Ticket.district, Ticket.street, func.count().label("n"))
         .where(Ticket.created_at >= start, Ticket.created_at < end)
-        .group_by(Ticket.district, Ticket.street).order_by(func.count().desc())
+        .group_by(Ticket.district, Ticket.street)
+        .order_by(func.count().desc())
     )
     out = [PlaceCount(d, s, int(n)) for d, s, n in rows]
     await session.commit()
@@ -106,10 +115,13 @@ async def place_counts(session: AsyncSession, start: datetime, end: datetime) ->
 async def backlog(session: AsyncSession, now: datetime) -> Backlog:
     """Open tickets now and those of them past their deadline (whenever they were received)."""
     is_open = Ticket.state.in_(OPEN_STATE_VALUES)
-    row = (await session.execute(
-        select(func.count().filter(is_open), func.count().filter(is_open & (Ticket.due_at < now)))
-        .where(is_open)
-    )).one()
+    row = (
+        await session.execute(
+            select(
+                func.count().filter(is_open), func.count().filter(is_open & (Ticket.due_at < now))
+            ).where(is_open)
+        )
+    ).one()
     await session.commit()
     return Backlog(int(row[0]), int(row[1]))
 
@@ -117,7 +129,8 @@ async def backlog(session: AsyncSession, now: datetime) -> Backlog:
 async def warning_counts(session: AsyncSession) -> dict[str, int]:
     """Open warnings per level: ``{"red": n, "yellow": m}``."""
     rows = await session.execute(
-        select(TicketWarning.level, func.count()).where(TicketWarning.cleared_at.is_(None))
+        select(TicketWarning.level, func.count())
+        .where(TicketWarning.cleared_at.is_(None))
         .group_by(TicketWarning.level)
     )
     counts = dict.fromkeys(LEVELS, 0) | {level: int(n) for level, n in rows}
@@ -128,15 +141,40 @@ async def warning_counts(session: AsyncSession) -> dict[str, int]:
 async def open_warnings(session: AsyncSession, *, limit: int = 50) -> list[OpenWarning]:
     """Open warnings, red before yellow, newest first, with their ticket."""
     rows = await session.execute(
-        select(Ticket.ticket_no, TicketWarning.level, TicketWarning.reason, TicketWarning.raised_at,
-               TicketWarning.deadline, Department.name, Ticket.lead_department, Ticket.category, Ticket.content)
+        select(
+            Ticket.ticket_no,
+            TicketWarning.level,
+            TicketWarning.reason,
+            TicketWarning.raised_at,
+            TicketWarning.deadline,
+            Department.name,
+            Ticket.lead_department,
+            Ticket.category,
+            Ticket.content,
+        )
         .join(Ticket, Ticket.id == TicketWarning.ticket_id)
         .outerjoin(Department, Department.code == Ticket.lead_department)
         .where(TicketWarning.cleared_at.is_(None))
-        .order_by((TicketWarning.level == "red").desc(), TicketWarning.raised_at.desc(), TicketWarning.id.desc())
+        .order_by(
+            (TicketWarning.level == "red").desc(),
+            TicketWarning.raised_at.desc(),
+            TicketWarning.id.desc(),
+        )
         .limit(limit)
     )
-    out = [OpenWarning(r.ticket_no, r.level, r.reason, reason_label(r.reason, r.level), r.raised_at, r.deadline,
-                       r.name or r.lead_department, r.category, summarise(r.content, 60)) for r in rows]
+    out = [
+        OpenWarning(
+            r.ticket_no,
+            r.level,
+            r.reason,
+            reason_label(r.reason, r.level),
+            r.raised_at,
+            r.deadline,
+            r.name or r.lead_department,
+            r.category,
+            summarise(r.content, 60),
+        )
+        for r in rows
+    ]
     await session.commit()
     return out

@@ -42,13 +42,17 @@ def tier_for(settings: Settings, kind: str, urgency: str) -> DeadlineTier:
         kind_tier = rules.by_kind[kind]
     else:
         known = "、".join(rules.by_kind)
-        raise DeadlineKeyError("deadline.unknown_kind", kind, f"未知的诉求类型“{kind}”（可选：{known}）")
+        raise DeadlineKeyError(
+            "deadline.unknown_kind", kind, f"未知的诉求类型“{kind}”（可选：{known}）"
+        )
     if urgency == NORMAL_URGENCY:
         return tier_named(settings, kind_tier)
     if urgency in rules.by_urgency:
         return tier_named(settings, rules.by_urgency[urgency])
     known = "、".join([NORMAL_URGENCY, *rules.by_urgency])
-    raise DeadlineKeyError("deadline.unknown_urgency", urgency, f"未知的紧急程度“{urgency}”（可选：{known}）")
+    raise DeadlineKeyError(
+        "deadline.unknown_urgency", urgency, f"未知的紧急程度“{urgency}”（可选：{known}）"
+    )
 
 
 def due_at(tier: DeadlineTier, start: datetime, cal: WorkCalendar) -> datetime | None:
@@ -66,8 +70,9 @@ def sign_for_due(start: datetime, cal: WorkCalendar, settings: Settings) -> date
     return cal.add_working_hours(start, settings.deadlines.sign_for_working_hours)
 
 
-def remaining_share(start: datetime, due: datetime, now: datetime, cal: WorkCalendar, *,
-                    wall_clock: bool = False) -> float:
+def remaining_share(
+    start: datetime, due: datetime, now: datetime, cal: WorkCalendar, *, wall_clock: bool = False
+) -> float:
     """Share of the handling time still left at ``now``: 1.0 at the start, 0.0 at the deadline, negative after it.
 
     Before the deadline the share is measured in working time (or wall-clock time with ``wall_clock=True``,

@@ -1,4 +1,5 @@
-"""The dispatch catalogue (派单目录): category → department (承办单位), responsible people, keywords, areas.
+"""The dispatch catalogue (派单目录): category → department (承办单位), responsible people, keywords, a
+description, areas, and the labels of a city's history that mean the category.
 
 The file is ``settings.dispatch.catalogue`` (a name in ``config/`` or an absolute path); its format is
 documented at the top of ``config/dispatch_catalogue.toml``. A malformed file raises
@@ -18,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from config.settings import Settings, config_path
 from tickets.dispatch_errors import CatalogueError
 
+DESCRIPTION_MAX_CHARS = 120
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
@@ -33,14 +36,27 @@ class CatalogueEntry(_Strict):
     person: str = Field(min_length=1)  # 责任人
     person_title: str = Field(min_length=1)
     keywords: tuple[str, ...] = Field(min_length=1)
+    description: str = Field(
+        "", max_length=DESCRIPTION_MAX_CHARS
+    )  # one sentence: what the category covers
+    history_labels: tuple[
+        str, ...
+    ] = ()  # labels of a ticket history that mean this category (besides its name)
     areas: tuple[str, ...] = ()  # 服务区县; empty = every district
 
-    @field_validator("keywords")
+    @field_validator("keywords", "history_labels")
     @classmethod
-    def _no_blank_keyword(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _no_blank_word(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if any(not k.strip() for k in value):
-            raise ValueError("keywords must not contain an empty string")
+            raise ValueError("must not contain an empty string")
         return tuple(k.strip() for k in value)
+
+    @field_validator("description")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\n" in value:
+            raise ValueError("description must be one line")
+        return value
 
 
 class _CatalogueFile(_Strict):
@@ -64,6 +80,11 @@ class Catalogue:
 
     def serves(self, entry: CatalogueEntry, district: str) -> bool:
         return not entry.areas or district in entry.areas
+
+    def categories_of_history_label(self, label: str) -> tuple[str, ...]:
+        """The categories a history label means: the category of that name, then those listing it in
+        ``history_labels`` (file order); empty when the catalogue does not know the label."""
+        return tuple(e.name for e in self.entries if e.name == label or label in e.history_labels)
 
     def keyword_hits(self, text: str) -> dict[str, list[str]]:
         """Category name → the keywords of that category found in ``text`` (categories without a hit left out)."""
@@ -100,7 +121,9 @@ def parse_catalogue(text: str, source: str = "<派单目录>") -> Catalogue:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
         line = _line_of(text, err["loc"])
-        raise CatalogueError(f"{source} 第 {line} 行：键 {key} 无效（{err['msg']}）", line=line, key=key) from None
+        raise CatalogueError(
+            f"{source} 第 {line} 行：键 {key} 无效（{err['msg']}）", line=line, key=key
+        ) from None
     _check_consistency(parsed, text, source)
     return Catalogue(districts=parsed.districts, entries=parsed.category)
 
@@ -110,14 +133,46 @@ def _check_consistency(parsed: _CatalogueFile, text: str, source: str) -> None:
     for i, entry in enumerate(parsed.category):
         if entry.name in seen:
             line = _line_of(text, ("category", i, "name"))
-            raise CatalogueError(f"{source} 第 {line} 行：分类“{entry.name}”重复", line=line, key=f"category.{i}.name")
+            raise CatalogueError(
+                f"{source} 第 {line} 行：分类“{entry.name}”重复",
+                line=line,
+                key=f"category.{i}.name",
+            )
         seen.add(entry.name)
+        repeated = sorted(
+            {
+                h
+                for h in entry.history_labels
+                if entry.history_labels.count(h) > 1 or h == entry.name
+            }
+        )
+        if repeated:
+            line = _line_of(text, ("category", i, "history_labels"))
+            raise CatalogueError(
+                f"{source} 第 {line} 行：分类“{entry.name}”的 history_labels 重复列出"
+                f"“{'、'.join(repeated)}”（分类名本身已对应同名标签）",
+                line=line,
+                key=f"category.{i}.history_labels",
+            )
+        departments = [
+            h for h in entry.history_labels if any(h == e.department for e in parsed.category)
+        ]
+        if departments:
+            line = _line_of(text, ("category", i, "history_labels"))
+            raise CatalogueError(
+                f"{source} 第 {line} 行：history_labels 中的“{'、'.join(departments)}”是承办单位，"
+                "不能作为分类的历史标签",
+                line=line,
+                key=f"category.{i}.history_labels",
+            )
         unknown = [a for a in entry.areas if a not in parsed.districts]
         if unknown:
             line = _line_of(text, ("category", i, "areas"))
             raise CatalogueError(
                 f"{source} 第 {line} 行：分类“{entry.name}”的服务区县“{'、'.join(unknown)}”不在 districts 中",
-                line=line, key=f"category.{i}.areas")
+                line=line,
+                key=f"category.{i}.areas",
+            )
 
 
 def _line_of(text: str, loc: tuple[Any, ...]) -> int:

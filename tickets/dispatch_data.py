@@ -33,15 +33,22 @@ def read_examples(path: Path) -> list[Example]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise TrainingDataError(f"{path} 第 {number} 行：不是有效的 JSON（{exc.msg}）", line=number) from None
+            raise TrainingDataError(
+                f"{path} 第 {number} 行：不是有效的 JSON（{exc.msg}）", line=number
+            ) from None
         if not isinstance(record, dict):
             raise TrainingDataError(f"{path} 第 {number} 行：应为 JSON 对象", line=number)
         for field in ("text", "label"):
             value = record.get(field)
             if not isinstance(value, str) or not value.strip():
-                raise TrainingDataError(f"{path} 第 {number} 行：缺少字段 {field}（应为非空字符串）",
-                                        line=number, key=field)
-        examples.append(Example(text=record["text"].strip(), label=record["label"].strip(), line=number))
+                raise TrainingDataError(
+                    f"{path} 第 {number} 行：缺少字段 {field}（应为非空字符串）",
+                    line=number,
+                    key=field,
+                )
+        examples.append(
+            Example(text=record["text"].strip(), label=record["label"].strip(), line=number)
+        )
     if not examples:
         raise TrainingDataError(f"{path}：没有任何样本")
     return examples

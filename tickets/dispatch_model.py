@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +34,7 @@ from tickets.dispatch_errors import ModelFileError
 
 jieba.setLogLevel(logging.WARNING)
 
-MODEL_FORMAT = "hotline-dispatch/1"
+MODEL_FORMAT = "hotline-dispatch/2"
 LabelKind = Literal["category", "department"]
 CALIBRATION_FOLDS = 3
 MIN_EXAMPLES_PER_LABEL = CALIBRATION_FOLDS  # calibration needs each label in every fold
@@ -44,7 +45,8 @@ _READABLE = re.compile(r"^[\u4e00-\u9fffA-Za-z]{2,}$")
 _EXPLAIN_STOPWORDS = frozenset(
     "我们 你们 他们 她们 自己 这个 那个 这些 那些 什么 怎么 为什么 为何 没有 可以 希望 请问 问题 现在 已经 "
     "这样 因为 所以 但是 而且 如果 还是 就是 一个 一些 情况 领导 相关 部门 进行 要求 反映 你好 您好 尊敬 市长 "
-    "谢谢 目前 以及 还有 时候 非常 应该 能否 是否 如何 不是 不能 一直 今年 去年 关于 我市 本人".split())
+    "谢谢 目前 以及 还有 时候 非常 应该 能否 是否 如何 不是 不能 一直 今年 去年 关于 我市 本人".split()
+)
 
 
 @lru_cache(maxsize=4096)
@@ -55,13 +57,32 @@ def tokenize(text: str) -> tuple[str, ...]:
 
 
 def _pipeline(c: float) -> Pipeline:
-    features = FeatureUnion([
-        ("word", TfidfVectorizer(tokenizer=tokenize, token_pattern=None, lowercase=False, ngram_range=(1, 2),
-                                 sublinear_tf=True)),
-        ("char", TfidfVectorizer(analyzer="char", ngram_range=(2, 3), sublinear_tf=True, min_df=2)),
-    ])
-    model = CalibratedClassifierCV(LinearSVC(C=c, class_weight="balanced"), cv=CALIBRATION_FOLDS)
+    features = FeatureUnion(
+        [
+            (
+                "word",
+                TfidfVectorizer(
+                    tokenizer=tokenize,
+                    token_pattern=None,
+                    lowercase=False,
+                    ngram_range=(1, 2),
+                    sublinear_tf=True,
+                ),
+            ),
+            (
+                "char",
+                TfidfVectorizer(analyzer="char", ngram_range=(2, 3), sublinear_tf=True, min_df=2),
+            ),
+        ]
+    )
+    model = CalibratedClassifierCV(LinearSVC(C=c), cv=CALIBRATION_FOLDS)
     return Pipeline([("features", features), ("model", model)])
+
+
+def balanced_weights(labels: Sequence[str]) -> np.ndarray:
+    """Per example ``n / (labels · count of its label)``: every label weighs the same in total."""
+    counts = Counter(labels)
+    return np.array([len(labels) / (len(counts) * counts[y]) for y in labels])
 
 
 @dataclass
@@ -71,9 +92,14 @@ class TextClassifier:
     pipeline: Pipeline
 
     @classmethod
-    def fit(cls, texts: Sequence[str], labels: Sequence[str], *, c: float = 0.5) -> TextClassifier:
-        """Fit on ``texts``; at least two labels, each with ``MIN_EXAMPLES_PER_LABEL`` examples."""
-        return cls(_pipeline(c).fit(list(texts), list(labels)))
+    def fit(
+        cls, texts: Sequence[str], labels: Sequence[str], *, c: float = 0.5, balanced: bool = True
+    ) -> TextClassifier:
+        """Fit on ``texts``; at least two labels, each with ``MIN_EXAMPLES_PER_LABEL`` examples. ``balanced``
+        weighs every label equally in both the classifier and its calibration, so a rare label is still
+        suggested."""
+        weights = balanced_weights(labels) if balanced else None
+        return cls(_pipeline(c).fit(list(texts), list(labels), model__sample_weight=weights))
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -120,6 +146,7 @@ class DispatchModel:
 
     classifier: TextClassifier
     label_kind: LabelKind  # labels are catalogue categories or departments (承办单位)
+    categories: dict[str, tuple[str, ...]]  # classifier label → the catalogue categories it means
     samples: int
     trained_at: datetime
 
@@ -130,7 +157,11 @@ def save_model(model: DispatchModel, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
-        joblib.dump({"format": MODEL_FORMAT, "sklearn": sklearn.__version__, "model": model}, tmp, compress=3)
+        joblib.dump(
+            {"format": MODEL_FORMAT, "sklearn": sklearn.__version__, "model": model},
+            tmp,
+            compress=3,
+        )
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
@@ -145,10 +176,14 @@ def load_model(path: Path) -> DispatchModel | None:
     try:
         stored = joblib.load(path)
     except Exception as exc:  # any unpickling fault means the same to the user
-        raise ModelFileError(f"派单模型文件 {path} 无法读取（{type(exc).__name__}），请重新训练") from exc
+        raise ModelFileError(
+            f"派单模型文件 {path} 无法读取（{type(exc).__name__}），请重新训练"
+        ) from exc
     if not isinstance(stored, dict) or stored.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"派单模型文件 {path} 格式不符，请用 hotline dispatch train 重新训练")
     if stored.get("sklearn") != sklearn.__version__:
-        raise ModelFileError(f"派单模型文件 {path} 由 scikit-learn {stored.get('sklearn')} 训练，"
-                             f"当前为 {sklearn.__version__}，请重新训练")
+        raise ModelFileError(
+            f"派单模型文件 {path} 由 scikit-learn {stored.get('sklearn')} 训练，"
+            f"当前为 {sklearn.__version__}，请重新训练"
+        )
     return stored["model"]

@@ -84,40 +84,75 @@ def rank_keywords(token_docs: Iterable[str], count: int) -> list[HotTopic]:
     if not df:
         return []
     idf, median = _idf()
-    scored = sorted(((n / docs * idf.get(w, median), n, w) for w, n in df.items()), key=lambda t: (-t[0], t[2]))
+    scored = sorted(
+        ((n / docs * idf.get(w, median), n, w) for w, n in df.items()), key=lambda t: (-t[0], t[2])
+    )
     top = scored[:count]
     best = top[0][0]
     return [HotTopic(w, round(score / best, 4), n) for score, n, w in top]
 
 
-async def hot_topics(session: AsyncSession, start: datetime, end: datetime, *, count: int = 20, sample: int = 3000,
-                     department: str | None = None) -> HotTopics:
+async def hot_topics(
+    session: AsyncSession,
+    start: datetime,
+    end: datetime,
+    *,
+    count: int = 20,
+    sample: int = 3000,
+    department: str | None = None,
+) -> HotTopics:
     """Keywords of the tickets received in ``[start, end)`` (the newest ``sample`` of them), optionally only
     those a department leads (主办)."""
-    stmt = (select(Ticket.content_tokens).where(Ticket.created_at >= start, Ticket.created_at < end)
-            .order_by(Ticket.created_at.desc()).limit(sample))
+    stmt = (
+        select(Ticket.content_tokens)
+        .where(Ticket.created_at >= start, Ticket.created_at < end)
+        .order_by(Ticket.created_at.desc())
+        .limit(sample)
+    )
     if department is not None:
         stmt = stmt.where(Ticket.lead_department == department)
     docs = list((await session.scalars(stmt)).all())
     return HotTopics(rank_keywords(docs, count), len(docs), start, end)
 
 
-async def frequent_problems(session: AsyncSession, start: datetime, end: datetime, *, count: int = 10,
-                            keywords: int = 3, sample: int = 500) -> list[FrequentProblem]:
+async def frequent_problems(
+    session: AsyncSession,
+    start: datetime,
+    end: datetime,
+    *,
+    count: int = 10,
+    keywords: int = 3,
+    sample: int = 500,
+) -> list[FrequentProblem]:
     """Categories with the most tickets received in ``[start, end)``, with their repeat counts and the top
     keywords of (the newest ``sample``) tickets of each."""
     repeats = func.count(Ticket.id).filter(Ticket.is_repeat.is_(True))
-    rows = (await session.execute(
-        select(Ticket.category, func.count(Ticket.id), repeats)
-        .where(Ticket.created_at >= start, Ticket.created_at < end, Ticket.category.is_not(None))
-        .group_by(Ticket.category).order_by(func.count(Ticket.id).desc(), Ticket.category).limit(count)
-    )).all()
+    rows = (
+        await session.execute(
+            select(Ticket.category, func.count(Ticket.id), repeats)
+            .where(
+                Ticket.created_at >= start, Ticket.created_at < end, Ticket.category.is_not(None)
+            )
+            .group_by(Ticket.category)
+            .order_by(func.count(Ticket.id).desc(), Ticket.category)
+            .limit(count)
+        )
+    ).all()
     out = []
     for category, tickets, repeated in rows:
-        docs = (await session.scalars(
-            select(Ticket.content_tokens)
-            .where(Ticket.created_at >= start, Ticket.created_at < end, Ticket.category == category)
-            .order_by(Ticket.created_at.desc()).limit(sample)
-        )).all()
-        out.append(FrequentProblem(str(category), int(tickets), int(repeated or 0), rank_keywords(docs, keywords)))
+        docs = (
+            await session.scalars(
+                select(Ticket.content_tokens)
+                .where(
+                    Ticket.created_at >= start, Ticket.created_at < end, Ticket.category == category
+                )
+                .order_by(Ticket.created_at.desc())
+                .limit(sample)
+            )
+        ).all()
+        out.append(
+            FrequentProblem(
+                str(category), int(tickets), int(repeated or 0), rank_keywords(docs, keywords)
+            )
+        )
     return out

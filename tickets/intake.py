@@ -24,7 +24,9 @@ from tickets.schemas import Actor, TicketDraft
 from tickets.services import create_ticket
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
-REPLAY_WINDOW = timedelta(minutes=10)  # an identical submission within this time is the same request
+REPLAY_WINDOW = timedelta(
+    minutes=10
+)  # an identical submission within this time is the same request
 KEY_MAX = 128
 
 
@@ -39,39 +41,66 @@ class Submission:
 def submission_key(key: str) -> str:
     """The stored form of an idempotency key (SHA-256, hex); InvalidInput past :data:`KEY_MAX` characters."""
     if len(key) > KEY_MAX:
-        raise InvalidInput(f"Idempotency-Key 过长（最多 {KEY_MAX} 个字符）", code="ticket.key_too_long",
-                           field="Idempotency-Key")
+        raise InvalidInput(
+            f"Idempotency-Key 过长（最多 {KEY_MAX} 个字符）",
+            code="ticket.key_too_long",
+            field="Idempotency-Key",
+        )
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-async def file_submission(session: AsyncSession, draft: TicketDraft, actor: Actor, *, key: str | None,
-                          now: datetime, settings: Settings) -> Submission:
+async def file_submission(
+    session: AsyncSession,
+    draft: TicketDraft,
+    actor: Actor,
+    *,
+    key: str | None,
+    now: datetime,
+    settings: Settings,
+) -> Submission:
     """The ticket of this submission: an earlier one of the same phone (same key, or same content lately), or
     a new one (:func:`tickets.services.create_ticket`) remembering the key."""
     digest = submission_key(key) if key else None
-    earlier = (await _filed_with_key(session, draft.caller_phone, digest, now) if digest else None) \
-        or await _filed_lately(session, draft, now)
+    earlier = (
+        await _filed_with_key(session, draft.caller_phone, digest, now) if digest else None
+    ) or await _filed_lately(session, draft, now)
     if earlier is not None:
         return Submission(earlier, duplicate=True)
-    ticket = await create_ticket(session, draft, actor, now=now, settings=settings, submission_key=digest)
+    ticket = await create_ticket(
+        session, draft, actor, now=now, settings=settings, submission_key=digest
+    )
     return Submission(ticket.ticket_no, duplicate=False)
 
 
-async def _filed_with_key(session: AsyncSession, phone: str, digest: str, now: datetime) -> str | None:
+async def _filed_with_key(
+    session: AsyncSession, phone: str, digest: str, now: datetime
+) -> str | None:
     t, e = Ticket, TicketEvent
     return await session.scalar(
-        select(t.ticket_no).join(e, e.ticket_id == t.id).where(
-            t.caller_phone == phone, t.created_at >= now - IDEMPOTENCY_TTL, e.action == "create",
+        select(t.ticket_no)
+        .join(e, e.ticket_id == t.id)
+        .where(
+            t.caller_phone == phone,
+            t.created_at >= now - IDEMPOTENCY_TTL,
+            e.action == "create",
             e.payload["submission_key"].as_string() == digest,
-        ).order_by(t.created_at).limit(1)
+        )
+        .order_by(t.created_at)
+        .limit(1)
     )
 
 
 async def _filed_lately(session: AsyncSession, draft: TicketDraft, now: datetime) -> str | None:
     t = Ticket
     return await session.scalar(
-        select(t.ticket_no).where(
-            t.caller_phone == draft.caller_phone, t.created_at >= now - REPLAY_WINDOW, t.channel == draft.channel,
-            t.content == draft.content, t.address.is_not_distinct_from(draft.address),
-        ).order_by(t.created_at.desc()).limit(1)
+        select(t.ticket_no)
+        .where(
+            t.caller_phone == draft.caller_phone,
+            t.created_at >= now - REPLAY_WINDOW,
+            t.channel == draft.channel,
+            t.content == draft.content,
+            t.address.is_not_distinct_from(draft.address),
+        )
+        .order_by(t.created_at.desc())
+        .limit(1)
     )

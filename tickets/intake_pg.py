@@ -33,13 +33,18 @@ EVENT_COLUMNS = tuple(c.name for c in _EVENTS.c if c.name not in ("id", "ticket_
 def _number_and_candidates(with_district: bool) -> Select[Any]:
     counter = numbering.bump("postgresql").cte("counter")
     found = repeats.candidates(with_district)
-    return (select(counter.c.last, found.c.id, found.c.content_tokens, found.c.token_norm, found.c.reason)
-            .select_from(counter.outerjoin(found, true()))
-            .order_by(*repeats.in_order(found)))
+    return (
+        select(
+            counter.c.last, found.c.id, found.c.content_tokens, found.c.token_norm, found.c.reason
+        )
+        .select_from(counter.outerjoin(found, true()))
+        .order_by(*repeats.in_order(found))
+    )
 
 
-async def number_and_candidates(conn: AsyncConnection, day: str, with_district: bool,
-                                params: dict[str, Any]) -> tuple[int, list[Any]]:
+async def number_and_candidates(
+    conn: AsyncConnection, day: str, with_district: bool, params: dict[str, Any]
+) -> tuple[int, list[Any]]:
     """The day's next sequence number and the repeat candidates (``repeats.candidate_params``) in
     ``repeats.in_order``: a row with a NULL id when there is none."""
     rows = list(await conn.execute(_number_and_candidates(with_district), {"day": day, **params}))
@@ -48,19 +53,38 @@ async def number_and_candidates(conn: AsyncConnection, day: str, with_district: 
 
 @lru_cache(maxsize=1)
 def _insert_ticket() -> Select[Any]:
-    ticket = (insert(_TICKETS).values({name: bindparam(name, type_=_TICKETS.c[name].type) for name in TICKET_COLUMNS})
-              .returning(_TICKETS.c.id).cte("ticket"))
-    event = insert(_EVENTS).from_select(
-        ["ticket_id", *EVENT_COLUMNS],
-        select(ticket.c.id, *(bindparam(f"event_{name}", type_=_EVENTS.c[name].type) for name in EVENT_COLUMNS)),
-    ).cte("event")
+    ticket = (
+        insert(_TICKETS)
+        .values({name: bindparam(name, type_=_TICKETS.c[name].type) for name in TICKET_COLUMNS})
+        .returning(_TICKETS.c.id)
+        .cte("ticket")
+    )
+    event = (
+        insert(_EVENTS)
+        .from_select(
+            ["ticket_id", *EVENT_COLUMNS],
+            select(
+                ticket.c.id,
+                *(bindparam(f"event_{name}", type_=_EVENTS.c[name].type) for name in EVENT_COLUMNS),
+            ),
+        )
+        .cte("event")
+    )
     links = repeats.unnested_links(ticket.c.id, ticket).cte("links")
     return select(ticket.c.id).add_cte(event, links)
 
 
-async def insert_ticket(conn: AsyncConnection, ticket: dict[str, Any], event: dict[str, Any],
-                        matches: Sequence[repeats.RepeatMatch]) -> int:
+async def insert_ticket(
+    conn: AsyncConnection,
+    ticket: dict[str, Any],
+    event: dict[str, Any],
+    matches: Sequence[repeats.RepeatMatch],
+) -> int:
     """Write the ticket (every column of :data:`TICKET_COLUMNS`), its audit event (:data:`EVENT_COLUMNS`) and
     its links in one statement; returns the ticket's id."""
-    params = {**ticket, **{f"event_{k}": v for k, v in event.items()}, **repeats.unnested_link_params(matches)}
+    params = {
+        **ticket,
+        **{f"event_{k}": v for k, v in event.items()},
+        **repeats.unnested_link_params(matches),
+    }
     return (await conn.execute(_insert_ticket(), params)).scalar_one()

@@ -55,8 +55,22 @@ GROUPINGS: tuple[str, ...] = ("department", "category", "area")
 SATISFIED = ("satisfied", "basically_satisfied")
 UNSATISFIED_ACTION = "callback_redispatch"
 UNSET_LABELS = {"department": "（未派发）", "category": "（未分类）", "area": "（未填区县）"}
-COUNTS = ("received", "withdrawn", "closed", "open", "overdue", "dispatched", "sign_for_decided", "signed_in_time",
-          "closed_on_time", "instant", "satisfied", "unsatisfied", "repeats", "handled_closed")
+COUNTS = (
+    "received",
+    "withdrawn",
+    "closed",
+    "open",
+    "overdue",
+    "dispatched",
+    "sign_for_decided",
+    "signed_in_time",
+    "closed_on_time",
+    "instant",
+    "satisfied",
+    "unsatisfied",
+    "repeats",
+    "handled_closed",
+)
 # A settled ticket is never open (hence never overdue); the rest of what it counts does not depend on ``now``.
 ROLLUP_COUNTS = tuple(c for c in COUNTS if c not in ("open", "overdue"))
 Row = dict[str, Any]
@@ -65,14 +79,21 @@ Row = dict[str, Any]
 def day_range(first: date, last: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     """``[first 00:00, the day after last 00:00)`` in ``tz``: the window of the inclusive dates."""
     if last < first:
-        raise InvalidInput(f"结束日期 {last} 早于开始日期 {first}", code="metrics.bad_range", field="to")
-    return datetime.combine(first, time(), tz), datetime.combine(last + timedelta(days=1), time(), tz)
+        raise InvalidInput(
+            f"结束日期 {last} 早于开始日期 {first}", code="metrics.bad_range", field="to"
+        )
+    return datetime.combine(first, time(), tz), datetime.combine(
+        last + timedelta(days=1), time(), tz
+    )
 
 
 def _check_by(by: str | None) -> None:
     if by is not None and by not in GROUPINGS:
-        raise InvalidInput(f"未知的分组方式：{by!r}（可选：{'、'.join(GROUPINGS)}）", code="metrics.bad_group",
-                           field="by")
+        raise InvalidInput(
+            f"未知的分组方式：{by!r}（可选：{'、'.join(GROUPINGS)}）",
+            code="metrics.bad_group",
+            field="by",
+        )
 
 
 def group_keys(dialect: str) -> dict[str, ColumnElement[Any]]:
@@ -81,8 +102,14 @@ def group_keys(dialect: str) -> dict[str, ColumnElement[Any]]:
         category = func.nullif(func.split_part(Ticket.category, SEPARATOR, 1), "")
     else:
         cut = func.instr(Ticket.category, SEPARATOR)
-        category = func.nullif(case((cut > 0, func.substr(Ticket.category, 1, cut - 1)), else_=Ticket.category), "")
-    return {"department": Ticket.lead_department.expression, "category": category, "area": Ticket.district.expression}
+        category = func.nullif(
+            case((cut > 0, func.substr(Ticket.category, 1, cut - 1)), else_=Ticket.category), ""
+        )
+    return {
+        "department": Ticket.lead_department.expression,
+        "category": category,
+        "area": Ticket.district.expression,
+    }
 
 
 def _seconds(a: Any, b: Any, dialect: str) -> ColumnElement[Any]:
@@ -118,15 +145,23 @@ def conditions(now: datetime | None) -> dict[str, ColumnElement[bool]]:
 
 def handling_seconds(dialect: str) -> ColumnElement[Any]:
     """Seconds from intake to closing of a handled (not 即办) closed ticket, else 0."""
-    return case((conditions(None)["handled_closed"], _seconds(Ticket.created_at, Ticket.closed_at, dialect)),
-                else_=0)
+    return case(
+        (
+            conditions(None)["handled_closed"],
+            _seconds(Ticket.created_at, Ticket.closed_at, dialect),
+        ),
+        else_=0,
+    )
 
 
 def unsatisfied_events() -> ColumnElement[Any]:
     """The ticket's 回访不满意 events. Each one also bumped ``redispatch_count``, so only tickets with a 二次派单
     are looked up."""
-    events = (select(func.count()).where(TicketEvent.ticket_id == Ticket.id, TicketEvent.action == UNSATISFIED_ACTION)
-              .scalar_subquery())
+    events = (
+        select(func.count())
+        .where(TicketEvent.ticket_id == Ticket.id, TicketEvent.action == UNSATISFIED_ACTION)
+        .scalar_subquery()
+    )
     return case((Ticket.redispatch_count > 0, events), else_=0)
 
 
@@ -160,13 +195,22 @@ def _check(start: datetime, end: datetime, now: datetime | None, by: str | None)
 
 
 def _as_row(key: Any, mapping: Any) -> Row:
-    row: Row = {"key": key, **{k: int(mapping.get(k) or 0) for k in COUNTS}}  # PostgreSQL sums are numeric
+    row: Row = {
+        "key": key,
+        **{k: int(mapping.get(k) or 0) for k in COUNTS},
+    }  # PostgreSQL sums are numeric
     row["handling_seconds"] = float(mapping.get("handling_seconds") or 0)
     return row
 
 
-async def _ticket_rows(session: AsyncSession, where: ColumnElement[bool], by: str | None, now: datetime,
-                       *, join_events: bool) -> list[Row]:
+async def _ticket_rows(
+    session: AsyncSession,
+    where: ColumnElement[bool],
+    by: str | None,
+    now: datetime,
+    *,
+    join_events: bool,
+) -> list[Row]:
     """The counts of the tickets matching ``where``, per group of ``by``, straight from the tickets table.
 
     ``join_events`` counts 回访不满意 events with one grouped pass over them (many tickets), else per ticket."""
@@ -177,10 +221,17 @@ async def _ticket_rows(session: AsyncSession, where: ColumnElement[bool], by: st
     seconds = func.sum(_seconds(Ticket.created_at, Ticket.closed_at, dialect)).filter(handled)
     stmt = select(key, *counted, seconds.label("handling_seconds"))
     if join_events:
-        per_ticket = (select(TicketEvent.ticket_id, func.count().label("n"))
-                      .where(TicketEvent.action == UNSATISFIED_ACTION).group_by(TicketEvent.ticket_id).subquery())
-        stmt = (stmt.add_columns(func.sum(per_ticket.c.n).label("unsatisfied"))
-                .select_from(Ticket).outerjoin(per_ticket, per_ticket.c.ticket_id == Ticket.id))
+        per_ticket = (
+            select(TicketEvent.ticket_id, func.count().label("n"))
+            .where(TicketEvent.action == UNSATISFIED_ACTION)
+            .group_by(TicketEvent.ticket_id)
+            .subquery()
+        )
+        stmt = (
+            stmt.add_columns(func.sum(per_ticket.c.n).label("unsatisfied"))
+            .select_from(Ticket)
+            .outerjoin(per_ticket, per_ticket.c.ticket_id == Ticket.id)
+        )
     else:
         stmt = stmt.add_columns(func.sum(unsatisfied_events()).label("unsatisfied"))
     stmt = stmt.where(where).group_by(key)
@@ -193,8 +244,11 @@ async def _rollup_rows(session: AsyncSession, first: date, stop: date, by: str |
     r = TicketMetricsDaily
     key = func.nullif(r.key, "") if by else literal(None)
     sums = [func.sum(getattr(r, name)).label(name) for name in (*ROLLUP_COUNTS, "handling_seconds")]
-    stmt = (select(key.label("key"), *sums).where(r.day >= first, r.day < stop, r.grouping == (by or "department"))
-            .group_by(key))
+    stmt = (
+        select(key.label("key"), *sums)
+        .where(r.day >= first, r.day < stop, r.grouping == (by or "department"))
+        .group_by(key)
+    )
     return [_as_row(row.key, row._mapping) for row in await session.execute(stmt)]
 
 
@@ -205,30 +259,60 @@ def _full_days(start: datetime, end: datetime, tz: ZoneInfo) -> tuple[date, date
     return first, end.astimezone(tz).date()
 
 
-async def _report(session: AsyncSession, start: datetime, end: datetime, by: str | None, now: datetime,
-                  rows: list[Row]) -> dict[str, Any]:
+async def _report(
+    session: AsyncSession,
+    start: datetime,
+    end: datetime,
+    by: str | None,
+    now: datetime,
+    rows: list[Row],
+) -> dict[str, Any]:
     merged: dict[Any, Row] = {}
     for row in rows:
-        into = merged.setdefault(row["key"], {"key": row["key"], **dict.fromkeys(COUNTS, 0), "handling_seconds": 0.0})
+        into = merged.setdefault(
+            row["key"], {"key": row["key"], **dict.fromkeys(COUNTS, 0), "handling_seconds": 0.0}
+        )
         for name in (*COUNTS, "handling_seconds"):
             into[name] += row[name]
     groups = list(merged.values())
     total = {k: sum(g[k] for g in groups) for k in (*COUNTS, "handling_seconds")}
-    out: dict[str, Any] = {"from": start.isoformat(), "to": end.isoformat(), "now": now.isoformat(), "by": by,
-                           "total": _rates(total)}
+    out: dict[str, Any] = {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "now": now.isoformat(),
+        "by": by,
+        "total": _rates(total),
+    }
     if by is not None:
         names: dict[str, str] = {}
         if by == "department":
-            names = {code: name for code, name in await session.execute(select(Department.code, Department.name))}
-        labelled = [{"key": g["key"], "label": UNSET_LABELS[by] if g["key"] is None else names.get(g["key"], g["key"]),
-                     **_rates(g)} for g in groups if g["received"]]
+            names = {
+                code: name
+                for code, name in await session.execute(select(Department.code, Department.name))
+            }
+        labelled = [
+            {
+                "key": g["key"],
+                "label": UNSET_LABELS[by] if g["key"] is None else names.get(g["key"], g["key"]),
+                **_rates(g),
+            }
+            for g in groups
+            if g["received"]
+        ]
         out["groups"] = sorted(labelled, key=lambda g: (-g["received"], g["key"] or ""))
     await session.commit()  # end the read transaction
     return out
 
 
-async def metrics(session: AsyncSession, start: datetime, end: datetime, by: str | None = None,
-                  now: datetime | None = None, *, settings: Settings) -> dict[str, Any]:
+async def metrics(
+    session: AsyncSession,
+    start: datetime,
+    end: datetime,
+    by: str | None = None,
+    now: datetime | None = None,
+    *,
+    settings: Settings,
+) -> dict[str, Any]:
     """The metrics of the tickets received in ``[start, end)``, in total and per group of ``by``.
 
     Whole local days come from the rollup plus their unsettled tickets; the partial days at the edges from the
@@ -238,24 +322,39 @@ async def metrics(session: AsyncSession, start: datetime, end: datetime, by: str
     now = now or datetime.now(tz)
     first, stop = _full_days(start, end, tz)
     if first >= stop:
-        rows = await _ticket_rows(session, (Ticket.created_at >= start) & (Ticket.created_at < end), by, now,
-                                  join_events=False)
+        rows = await _ticket_rows(
+            session,
+            (Ticket.created_at >= start) & (Ticket.created_at < end),
+            by,
+            now,
+            join_events=False,
+        )
         return await _report(session, start, end, by, now, rows)
     lo, hi = datetime.combine(first, time(), tz), datetime.combine(stop, time(), tz)
-    where = or_(and_(Ticket.created_at >= start, Ticket.created_at < lo),
-                and_(Ticket.created_at >= hi, Ticket.created_at < end),
-                and_(~Ticket.rolled_up, Ticket.created_at >= lo, Ticket.created_at < hi))
+    where = or_(
+        and_(Ticket.created_at >= start, Ticket.created_at < lo),
+        and_(Ticket.created_at >= hi, Ticket.created_at < end),
+        and_(~Ticket.rolled_up, Ticket.created_at >= lo, Ticket.created_at < hi),
+    )
     rows = await _ticket_rows(session, where, by, now, join_events=False)
     rows += await _rollup_rows(session, first, stop, by)
     return await _report(session, start, end, by, now, rows)
 
 
-async def reference_metrics(session: AsyncSession, start: datetime, end: datetime, by: str | None = None,
-                            now: datetime | None = None, *, settings: Settings) -> dict[str, Any]:
+async def reference_metrics(
+    session: AsyncSession,
+    start: datetime,
+    end: datetime,
+    by: str | None = None,
+    now: datetime | None = None,
+    *,
+    settings: Settings,
+) -> dict[str, Any]:
     """:func:`metrics` computed directly over every ticket of the cohort (no rollup): the reference it must
     equal, and the way to check the rollup (``hotline metrics --check``)."""
     _check(start, end, now, by)
     now = now or datetime.now(ZoneInfo(settings.timezone))
-    rows = await _ticket_rows(session, (Ticket.created_at >= start) & (Ticket.created_at < end), by, now,
-                              join_events=True)
+    rows = await _ticket_rows(
+        session, (Ticket.created_at >= start) & (Ticket.created_at < end), by, now, join_events=True
+    )
     return await _report(session, start, end, by, now, rows)

@@ -40,7 +40,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
-from tickets.metrics import ROLLUP_COUNTS, conditions, group_keys, handling_seconds, unsatisfied_events
+from tickets.metrics import (
+    ROLLUP_COUNTS,
+    conditions,
+    group_keys,
+    handling_seconds,
+    unsatisfied_events,
+)
 from tickets.models import Ticket, TicketMetricsDaily
 from tickets.states import TERMINAL_STATES
 
@@ -51,11 +57,15 @@ _VALUES = (*ROLLUP_COUNTS, "handling_seconds")
 
 def is_settled(ticket: Ticket) -> bool:
     """Whether the ticket's counts are final (see the module docstring); :func:`settled` in SQL."""
-    return ticket.state in _TERMINAL and not (ticket.dispatched_at is not None and ticket.signed_at is None)
+    return ticket.state in _TERMINAL and not (
+        ticket.dispatched_at is not None and ticket.signed_at is None
+    )
 
 
 def settled() -> ColumnElement[bool]:
-    return Ticket.state.in_(_TERMINAL) & ~(Ticket.dispatched_at.is_not(None) & Ticket.signed_at.is_(None))
+    return Ticket.state.in_(_TERMINAL) & ~(
+        Ticket.dispatched_at.is_not(None) & Ticket.signed_at.is_(None)
+    )
 
 
 def _counts(dialect: str, day: ColumnElement[Any]) -> dict[str, ColumnElement[Any]]:
@@ -63,14 +73,19 @@ def _counts(dialect: str, day: ColumnElement[Any]) -> dict[str, ColumnElement[An
     counted = conditions(None)
     return {
         "day": day,
-        **{name: case((counted[name], 1), else_=0) for name in ROLLUP_COUNTS if name != "unsatisfied"},
+        **{
+            name: case((counted[name], 1), else_=0)
+            for name in ROLLUP_COUNTS
+            if name != "unsatisfied"
+        },
         "unsatisfied": unsatisfied_events(),
         "handling_seconds": handling_seconds(dialect),
     }
 
 
-def _per_grouping(dialect: str, day: ColumnElement[Any], where: ColumnElement[bool], *,
-                  grouped: bool) -> list[Select[Any]]:
+def _per_grouping(
+    dialect: str, day: ColumnElement[Any], where: ColumnElement[bool], *, grouped: bool
+) -> list[Select[Any]]:
     """Rows for ``ticket_metrics_daily`` from the tickets matching ``where``: per ticket, or summed per day and
     group (``grouped``); one select per grouping."""
     counts = _counts(dialect, day)
@@ -78,19 +93,24 @@ def _per_grouping(dialect: str, day: ColumnElement[Any], where: ColumnElement[bo
     for grouping, key in group_keys(dialect).items():
         group = func.coalesce(key, "")
         values = [(func.sum(counts[v]) if grouped else counts[v]).label(v) for v in _VALUES]
-        stmt = select(day.label("day"), literal(grouping).label("grouping"), group.label("key"), *values).where(where)
+        stmt = select(
+            day.label("day"), literal(grouping).label("grouping"), group.label("key"), *values
+        ).where(where)
         out.append(stmt.group_by(day, group) if grouped else stmt)
     return out
 
 
 def _insert(dialect: str, rows: Select[Any], *, add: bool) -> Any:
-    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(TicketMetricsDaily).from_select(
-        [*_KEYS, *_VALUES], rows)
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
+        TicketMetricsDaily
+    ).from_select([*_KEYS, *_VALUES], rows)
     if not add:
         return stmt
     table = TicketMetricsDaily.__table__.c
-    return stmt.on_conflict_do_update(index_elements=list(_KEYS),
-                                      set_={name: table[name] + stmt.excluded[name] for name in _VALUES})
+    return stmt.on_conflict_do_update(
+        index_elements=list(_KEYS),
+        set_={name: table[name] + stmt.excluded[name] for name in _VALUES},
+    )
 
 
 async def settle(session: AsyncSession, ticket: Ticket, tz: ZoneInfo) -> None:
@@ -115,12 +135,18 @@ def _local_day(dialect: str, tz: ZoneInfo, first: datetime, last: datetime) -> C
     shifted = [func.date(Ticket.created_at, f"{offset:+d} seconds") for _, offset in periods]
     if len(periods) == 1:
         return shifted[0]
-    return case(*((Ticket.created_at < until, day) for (until, _), day in zip(periods[1:], shifted, strict=False)),
-                else_=shifted[-1])
+    return case(
+        *(
+            (Ticket.created_at < until, day)
+            for (until, _), day in zip(periods[1:], shifted, strict=False)
+        ),
+        else_=shifted[-1],
+    )
 
 
 def _offsets(tz: ZoneInfo, first: datetime, last: datetime) -> list[tuple[datetime, int]]:
     """``(start, UTC offset in seconds)`` of each stretch of constant offset of ``tz`` across ``[first, last]``."""
+
     def offset(t: datetime) -> int:
         return int(t.astimezone(tz).utcoffset().total_seconds())  # type: ignore[union-attr]
 
@@ -146,18 +172,31 @@ async def rebuild(session: AsyncSession, settings: Settings) -> dict[str, Any]:
     tz = ZoneInfo(settings.timezone)
     try:
         table = typing.cast(Table, Ticket.__table__)
-        marked = await session.execute(update(table).where(~table.c.rolled_up, settled()).values(rolled_up=True))
-        if dialect == "postgresql":  # settling transactions after this point wait, then add to the new rows
-            await session.execute(text("LOCK TABLE ticket_metrics_daily IN SHARE ROW EXCLUSIVE MODE"))
+        marked = await session.execute(
+            update(table).where(~table.c.rolled_up, settled()).values(rolled_up=True)
+        )
+        if (
+            dialect == "postgresql"
+        ):  # settling transactions after this point wait, then add to the new rows
+            await session.execute(
+                text("LOCK TABLE ticket_metrics_daily IN SHARE ROW EXCLUSIVE MODE")
+            )
         await session.execute(delete(TicketMetricsDaily))
-        first, last = (await session.execute(select(func.min(Ticket.created_at), func.max(Ticket.created_at))
-                                             .where(Ticket.rolled_up))).one()
+        first, last = (
+            await session.execute(
+                select(func.min(Ticket.created_at), func.max(Ticket.created_at)).where(
+                    Ticket.rolled_up
+                )
+            )
+        ).one()
         rows = 0
         if first is not None:
             day = _local_day(dialect, tz, first, last)
             for grouped in _per_grouping(dialect, day, Ticket.rolled_up.expression, grouped=True):
                 await session.execute(_insert(dialect, grouped, add=False))
-            rows = (await session.execute(select(func.count()).select_from(TicketMetricsDaily))).scalar_one()
+            rows = (
+                await session.execute(select(func.count()).select_from(TicketMetricsDaily))
+            ).scalar_one()
         await session.commit()
     except BaseException:
         await session.rollback()
@@ -166,4 +205,8 @@ async def rebuild(session: AsyncSession, settings: Settings) -> dict[str, Any]:
         await session.execute(text("ANALYZE tickets, ticket_metrics_daily"))
         await session.commit()
     settled_now = typing.cast(CursorResult[Any], marked).rowcount
-    return {"newly_settled": settled_now, "rows": rows, "seconds": round(clock.perf_counter() - started, 3)}
+    return {
+        "newly_settled": settled_now,
+        "rows": rows,
+        "seconds": round(clock.perf_counter() - started, 3),
+    }

@@ -6,7 +6,20 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, String, Text, event, false, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    event,
+    false,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from config.database import AwareDateTime, new_metadata
@@ -61,15 +74,23 @@ class Ticket(Base):
         Index("ix_tickets_district_created_at", "district", "created_at"),
         Index("ix_tickets_state_due_at", "state", "due_at"),
         Index("ix_tickets_state_sign_for_due", "state", "sign_for_due"),  # 签收 warnings
-        Index("ix_tickets_lead_department_created_at", "lead_department", "created_at"),  # lists by department
+        Index(
+            "ix_tickets_lead_department_created_at", "lead_department", "created_at"
+        ),  # lists by department
         Index("ix_tickets_grid_created_at", "grid", "created_at"),  # a grid worker's list (网格员)
         # ticket_no prefix search (LIKE 'p%') in any collation; SQLite searches by range on the unique index.
-        Index("ix_tickets_ticket_no_pattern", "ticket_no", postgresql_ops={"ticket_no": "text_pattern_ops"}).ddl_if(
-            dialect="postgresql"
-        ),
+        Index(
+            "ix_tickets_ticket_no_pattern",
+            "ticket_no",
+            postgresql_ops={"ticket_no": "text_pattern_ops"},
+        ).ddl_if(dialect="postgresql"),
         # metrics: the tickets not yet summed into ticket_metrics_daily (open ones, mostly) — a small set.
-        Index("ix_tickets_live_created_at", "created_at",
-              postgresql_where=text("NOT rolled_up"), sqlite_where=text("rolled_up = 0")),
+        Index(
+            "ix_tickets_live_created_at",
+            "created_at",
+            postgresql_where=text("NOT rolled_up"),
+            sqlite_where=text("rolled_up = 0"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -80,18 +101,26 @@ class Ticket(Base):
     address: Mapped[str | None] = mapped_column(String(ADDRESS_MAX))
     district: Mapped[str | None] = mapped_column(String(PLACE_MAX))  # 区县
     street: Mapped[str | None] = mapped_column(String(PLACE_MAX))  # 街道/乡镇
-    grid: Mapped[str | None] = mapped_column(String(GRID_MAX))  # 网格: filed by that grid's worker (网格员)
+    grid: Mapped[str | None] = mapped_column(
+        String(GRID_MAX)
+    )  # 网格: filed by that grid's worker (网格员)
     category: Mapped[str | None] = mapped_column(String(CATEGORY_MAX))  # 诉求分类 "一级/二级"
     kind: Mapped[str] = mapped_column(String(8))  # 诉求类型: 咨询 求助 投诉 举报 建议 表扬
     content: Mapped[str] = mapped_column(Text)
-    content_tokens: Mapped[str] = mapped_column(Text, default="")  # jieba tokens, for repeat detection
-    token_norm: Mapped[float | None] = mapped_column(Float)  # Euclidean norm of the token counts (tickets.repeats)
+    content_tokens: Mapped[str] = mapped_column(
+        Text, default=""
+    )  # jieba tokens, for repeat detection
+    token_norm: Mapped[float | None] = mapped_column(
+        Float
+    )  # Euclidean norm of the token counts (tickets.repeats)
     urgency: Mapped[str] = mapped_column(String(16), default="normal")
     deadline_tier: Mapped[str] = mapped_column(String(32))
     due_at: Mapped[datetime | None] = mapped_column(AwareDateTime)  # 办理时限
     sign_for_due: Mapped[datetime | None] = mapped_column(AwareDateTime)  # 签收时限
     state: Mapped[str] = mapped_column(String(16))  # indexed first in ix_tickets_state_due_at
-    dispatch_mode: Mapped[str | None] = mapped_column(String(16))  # direct 直派 / joint 双派 / first_receiver 首接负责
+    dispatch_mode: Mapped[str | None] = mapped_column(
+        String(16)
+    )  # direct 直派 / joint 双派 / first_receiver 首接负责
     # 主办单位; indexed first in ix_tickets_lead_department_created_at
     lead_department: Mapped[str | None] = mapped_column(ForeignKey("departments.code"))
     transcript: Mapped[str | None] = mapped_column(Text)
@@ -107,7 +136,9 @@ class Ticket(Base):
     redispatch_count: Mapped[int] = mapped_column(Integer, default=0)  # 二次派单次数
     return_count: Mapped[int] = mapped_column(Integer, default=0)  # 退回次数
     extension_count: Mapped[int] = mapped_column(Integer, default=0)  # 延期次数
-    extension_requested_until: Mapped[datetime | None] = mapped_column(AwareDateTime)  # 待审批的延期申请
+    extension_requested_until: Mapped[datetime | None] = mapped_column(
+        AwareDateTime
+    )  # 待审批的延期申请
     is_repeat: Mapped[bool] = mapped_column(Boolean, default=False)  # 重复件
     dispatched_at: Mapped[datetime | None] = mapped_column(AwareDateTime)
     signed_at: Mapped[datetime | None] = mapped_column(AwareDateTime)
@@ -148,8 +179,12 @@ class TicketCoDepartment(Base):
 
     __tablename__ = "ticket_co_departments"
 
-    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
-    department_code: Mapped[str] = mapped_column(ForeignKey("departments.code"), primary_key=True, index=True)
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
+    )
+    department_code: Mapped[str] = mapped_column(
+        ForeignKey("departments.code"), primary_key=True, index=True
+    )
 
 
 class TicketRepeat(Base):
@@ -157,8 +192,12 @@ class TicketRepeat(Base):
 
     __tablename__ = "ticket_repeats"
 
-    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
-    earlier_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True, index=True)
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
+    )
+    earlier_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
     reason: Mapped[str] = mapped_column(String(16))  # same_caller / similar_content
     similarity: Mapped[float] = mapped_column(Float)
 
@@ -170,8 +209,12 @@ class TicketMetricsDaily(Base):
     __tablename__ = "ticket_metrics_daily"
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)  # local date of created_at
-    grouping: Mapped[str] = mapped_column(String(16), primary_key=True)  # department / category / area
-    key: Mapped[str] = mapped_column(String(CATEGORY_MAX), primary_key=True)  # the group; '' = not set
+    grouping: Mapped[str] = mapped_column(
+        String(16), primary_key=True
+    )  # department / category / area
+    key: Mapped[str] = mapped_column(
+        String(CATEGORY_MAX), primary_key=True
+    )  # the group; '' = not set
     received: Mapped[int] = mapped_column(Integer, default=0)
     withdrawn: Mapped[int] = mapped_column(Integer, default=0)
     closed: Mapped[int] = mapped_column(Integer, default=0)
@@ -191,7 +234,9 @@ class TicketEvent(Base):
     """An immutable audit event: one per state change (who, role, when, from, to, action, note)."""
 
     __tablename__ = "ticket_events"
-    __table_args__ = (Index("ix_ticket_events_action_ticket_id", "action", "ticket_id"),)  # metrics: 回访不满意
+    __table_args__ = (
+        Index("ix_ticket_events_action_ticket_id", "action", "ticket_id"),
+    )  # metrics: 回访不满意
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
@@ -225,15 +270,23 @@ class TicketWarning(Base):
 
     __tablename__ = "ticket_warnings"
     __table_args__ = (
-        Index("ux_ticket_warnings_open", "ticket_id", "reason", unique=True,
-              sqlite_where=text("cleared_at IS NULL"), postgresql_where=text("cleared_at IS NULL")),
+        Index(
+            "ux_ticket_warnings_open",
+            "ticket_id",
+            "reason",
+            unique=True,
+            sqlite_where=text("cleared_at IS NULL"),
+            postgresql_where=text("cleared_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
     reason: Mapped[str] = mapped_column(String(WARNING_REASON_MAX))  # see tickets.warnings.Reason
     level: Mapped[str] = mapped_column(String(8))  # yellow 黄牌 / red 红牌
-    deadline: Mapped[datetime | None] = mapped_column(AwareDateTime)  # the deadline the warning is about
+    deadline: Mapped[datetime | None] = mapped_column(
+        AwareDateTime
+    )  # the deadline the warning is about
     raised_at: Mapped[datetime] = mapped_column(AwareDateTime)
     changed_at: Mapped[datetime] = mapped_column(AwareDateTime)  # last level change
     cleared_at: Mapped[datetime | None] = mapped_column(AwareDateTime)
@@ -246,7 +299,9 @@ class TicketSupervision(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
-    warning_id: Mapped[int | None] = mapped_column(ForeignKey("ticket_warnings.id", ondelete="SET NULL"))
+    warning_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ticket_warnings.id", ondelete="SET NULL")
+    )
     at: Mapped[datetime] = mapped_column(AwareDateTime)
     actor: Mapped[str] = mapped_column(String(NAME_MAX))
     role: Mapped[str] = mapped_column(String(16))
@@ -269,15 +324,21 @@ class OutboxMessage(Base):
     recipient: Mapped[str] = mapped_column(String(RECIPIENT_MAX))
     subject: Mapped[str] = mapped_column(String(SUBJECT_MAX))
     body: Mapped[str] = mapped_column(Text)
-    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"), index=True)
-    warning_id: Mapped[int | None] = mapped_column(ForeignKey("ticket_warnings.id", ondelete="SET NULL"))
+    ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tickets.id", ondelete="SET NULL"), index=True
+    )
+    warning_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ticket_warnings.id", ondelete="SET NULL")
+    )
     status: Mapped[str] = mapped_column(String(8), default="pending")  # pending / sent / failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(ERROR_MAX))
     sent_at: Mapped[datetime | None] = mapped_column(AwareDateTime)
     # Handed to the gateway with every attempt, so it can drop a repeat of a message it already delivered.
     message_key: Mapped[str] = mapped_column(String(KEY_MAX), unique=True)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(AwareDateTime)  # not retried before (backoff)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(
+        AwareDateTime
+    )  # not retried before (backoff)
     # The deliverer sending it now (claimed in a committed transaction); free again after lease_until.
     lease_owner: Mapped[str | None] = mapped_column(String(KEY_MAX))
     lease_until: Mapped[datetime | None] = mapped_column(AwareDateTime)
@@ -293,7 +354,32 @@ class TicketAttachment(Base):
     at: Mapped[datetime] = mapped_column(AwareDateTime)
     actor: Mapped[str] = mapped_column(String(NAME_MAX))
     department: Mapped[str | None] = mapped_column(String(DEPT_CODE_MAX))
-    file_name: Mapped[str] = mapped_column(String(FILE_NAME_MAX))  # as uploaded (shown, never used as a path)
+    file_name: Mapped[str] = mapped_column(
+        String(FILE_NAME_MAX)
+    )  # as uploaded (shown, never used as a path)
     content_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))  # also the stored file's name
+
+
+class VoiceMessage(Base):
+    """A caller's voice message (留言) and the ticket it was filed as; one per call (Asterisk Uniqueid)."""
+
+    __tablename__ = "voice_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[str] = mapped_column(
+        String(KEY_MAX), unique=True
+    )  # Uniqueid of the caller's channel
+    file: Mapped[str] = mapped_column(
+        String(FILE_NAME_MAX)
+    )  # in the messages folder (settings.message.folder)
+    caller_phone: Mapped[str] = mapped_column(String(PHONE_MAX))
+    record_status: Mapped[str] = mapped_column(
+        String(16)
+    )  # RECORD_STATUS: DTMF SILENCE TIMEOUT HANGUP … / sweep
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    # pending 转写中 / transcribed 已转写 / no_speech 无语音
+    transcription: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime)
+    transcribed_at: Mapped[datetime | None] = mapped_column(AwareDateTime)

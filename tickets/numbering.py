@@ -45,7 +45,9 @@ def bump(dialect: str) -> Insert:
     return (
         insert(TicketCounter)
         .values(day=bindparam("day"), last=1)
-        .on_conflict_do_update(index_elements=[TicketCounter.day], set_={"last": TicketCounter.last + 1})
+        .on_conflict_do_update(
+            index_elements=[TicketCounter.day], set_={"last": TicketCounter.last + 1}
+        )
         .returning(TicketCounter.last)
     )
 
@@ -60,5 +62,7 @@ async def next_ticket_no(session: AsyncSession, now: datetime, tz: ZoneInfo) -> 
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             seq = (await conn.execute(bump("postgresql"), {"day": day})).scalar_one()
     else:
-        seq = (await session.execute(bump(session.get_bind().dialect.name), {"day": day})).scalar_one()
+        seq = (
+            await session.execute(bump(session.get_bind().dialect.name), {"day": day})
+        ).scalar_one()
     return format_ticket_no(day, seq)

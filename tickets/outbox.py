@@ -82,7 +82,9 @@ class SmsGateway(Protocol):
 class MailGateway(Protocol):
     """A mail server or the government office-automation system (公文系统); ``message_id`` as for SMS."""
 
-    async def send_mail(self, recipient: str, subject: str, body: str, *, message_id: str) -> None: ...
+    async def send_mail(
+        self, recipient: str, subject: str, body: str, *, message_id: str
+    ) -> None: ...
 
 
 def masked_recipient(recipient: str) -> str:
@@ -98,7 +100,9 @@ def masked_recipient(recipient: str) -> str:
 
 def describe(message: Message) -> str:
     """``#id key [channel → masked recipient]``: how log lines name a message."""
-    return f"#{message.id} {message.key} [{message.channel} → {masked_recipient(message.recipient)}]"
+    return (
+        f"#{message.id} {message.key} [{message.channel} → {masked_recipient(message.recipient)}]"
+    )
 
 
 class LogSender:
@@ -111,25 +115,52 @@ class LogSender:
 class ChannelSender:
     """Routes SMS notices to ``sms`` and letters to ``mail``; a channel without a gateway goes to ``fallback``."""
 
-    def __init__(self, *, sms: SmsGateway | None = None, mail: MailGateway | None = None,
-                 fallback: Sender | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        sms: SmsGateway | None = None,
+        mail: MailGateway | None = None,
+        fallback: Sender | None = None,
+    ) -> None:
         self._sms, self._mail, self._fallback = sms, mail, fallback or LogSender()
 
     async def send(self, message: Message) -> None:
         if message.channel == SMS and self._sms is not None:
-            await self._sms.send_sms(message.recipient, f"{message.subject}：{message.body}", message_id=message.key)
+            await self._sms.send_sms(
+                message.recipient, f"{message.subject}：{message.body}", message_id=message.key
+            )
         elif message.channel == EMAIL and self._mail is not None:
-            await self._mail.send_mail(message.recipient, message.subject, message.body, message_id=message.key)
+            await self._mail.send_mail(
+                message.recipient, message.subject, message.body, message_id=message.key
+            )
         else:
             await self._fallback.send(message)
 
 
-def enqueue(session: AsyncSession, *, channel: str, recipient: str, subject: str, body: str, now: datetime,
-            ticket_id: int | None = None, warning_id: int | None = None) -> OutboxMessage:
+def enqueue(
+    session: AsyncSession,
+    *,
+    channel: str,
+    recipient: str,
+    subject: str,
+    body: str,
+    now: datetime,
+    ticket_id: int | None = None,
+    warning_id: int | None = None,
+) -> OutboxMessage:
     """Queue a message inside the caller's transaction (the caller commits)."""
-    row = OutboxMessage(created_at=now, channel=channel, recipient=recipient[: m.RECIPIENT_MAX],
-                        subject=subject[: m.SUBJECT_MAX], body=body, ticket_id=ticket_id, warning_id=warning_id,
-                        status=PENDING, attempts=0, message_key=str(uuid.uuid4()))
+    row = OutboxMessage(
+        created_at=now,
+        channel=channel,
+        recipient=recipient[: m.RECIPIENT_MAX],
+        subject=subject[: m.SUBJECT_MAX],
+        body=body,
+        ticket_id=ticket_id,
+        warning_id=warning_id,
+        status=PENDING,
+        attempts=0,
+        message_key=str(uuid.uuid4()),
+    )
     session.add(row)
     return row
 
@@ -153,8 +184,14 @@ def deliverer_name() -> str:
     return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-async def deliver_outbox(session: AsyncSession, sender: Sender, *, now: datetime, rules: WarningSettings | None = None,
-                         clock: Clock = _utc_now) -> DeliveryReport:
+async def deliver_outbox(
+    session: AsyncSession,
+    sender: Sender,
+    *,
+    now: datetime,
+    rules: WarningSettings | None = None,
+    clock: Clock = _utc_now,
+) -> DeliveryReport:
     """Send up to ``rules.outbox_batch`` due messages, oldest first: claim, send, settle (module docstring).
 
     ``now`` is the round's time (due retries, ``sent_at``, the next retry); leases run on ``clock``, read
@@ -171,31 +208,48 @@ async def deliver_outbox(session: AsyncSession, sender: Sender, *, now: datetime
     return DeliveryReport(outcomes[SENT], outcomes[PENDING], outcomes[FAILED])
 
 
-async def _due(session: AsyncSession, now: datetime, lease_now: datetime, limit: int) -> list[Message]:
+async def _due(
+    session: AsyncSession, now: datetime, lease_now: datetime, limit: int
+) -> list[Message]:
     """Pending messages due now and held by nobody, as their next attempt; ends the read transaction."""
     o = OutboxMessage
-    stmt = (select(o.id, o.message_key, o.channel, o.recipient, o.subject, o.body, o.ticket_id, o.attempts)
-            .where(o.status == PENDING, or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now),
-                   or_(o.lease_until.is_(None), o.lease_until < lease_now))
-            .order_by(o.id).limit(limit))
+    stmt = (
+        select(
+            o.id, o.message_key, o.channel, o.recipient, o.subject, o.body, o.ticket_id, o.attempts
+        )
+        .where(
+            o.status == PENDING,
+            or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now),
+            or_(o.lease_until.is_(None), o.lease_until < lease_now),
+        )
+        .order_by(o.id)
+        .limit(limit)
+    )
     rows = (await session.execute(stmt)).all()
     await session.commit()
     return [Message(*row[:-1], attempt=row.attempts + 1) for row in rows]
 
 
-async def _claim(session: AsyncSession, message: Message, owner: str, lease_now: datetime,
-                 rules: WarningSettings) -> bool:
+async def _claim(
+    session: AsyncSession, message: Message, owner: str, lease_now: datetime, rules: WarningSettings
+) -> bool:
     """Lease ``message`` and count the attempt, in one committed UPDATE; False if someone else was first.
 
     The attempt count in the WHERE clause also refuses a message another deliverer tried since it was read
     (its retry is not yet due)."""
     o = OutboxMessage
     lease = timedelta(seconds=rules.outbox_send_timeout_s * LEASE_TIMEOUTS)
-    stmt = (update(o)
-            .where(o.id == message.id, o.status == PENDING, o.attempts == message.attempt - 1,
-                   or_(o.lease_until.is_(None), o.lease_until < lease_now))
-            .values(lease_owner=owner, lease_until=lease_now + lease, attempts=o.attempts + 1)
-            .execution_options(synchronize_session=False))
+    stmt = (
+        update(o)
+        .where(
+            o.id == message.id,
+            o.status == PENDING,
+            o.attempts == message.attempt - 1,
+            or_(o.lease_until.is_(None), o.lease_until < lease_now),
+        )
+        .values(lease_owner=owner, lease_until=lease_now + lease, attempts=o.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
     result = await session.execute(stmt)
     await session.commit()
     return _rowcount(result) == 1
@@ -211,32 +265,60 @@ async def _attempt(sender: Sender, message: Message, timeout_s: float) -> BaseEx
     return None
 
 
-async def _settle(session: AsyncSession, message: Message, owner: str, error: BaseException | None,
-                  now: datetime, rules: WarningSettings) -> str:
+async def _settle(
+    session: AsyncSession,
+    message: Message,
+    owner: str,
+    error: BaseException | None,
+    now: datetime,
+    rules: WarningSettings,
+) -> str:
     """Record the attempt's outcome in a second short transaction; returns the message's new status."""
     o = OutboxMessage
     released = {"lease_owner": None, "lease_until": None}
     if error is None:  # sent is a fact, whoever holds the lease by now
         status, retry_at = SENT, None
-        stmt = update(o).where(o.id == message.id, o.status == PENDING).values(
-            status=SENT, sent_at=now, next_attempt_at=None, **released)
+        stmt = (
+            update(o)
+            .where(o.id == message.id, o.status == PENDING)
+            .values(status=SENT, sent_at=now, next_attempt_at=None, **released)
+        )
     else:
         status = FAILED if message.attempt >= rules.outbox_max_attempts else PENDING
-        backoff = min(timedelta(seconds=rules.outbox_retry_s) * 2 ** (message.attempt - 1), RETRY_MAX)
+        backoff = min(
+            timedelta(seconds=rules.outbox_retry_s) * 2 ** (message.attempt - 1), RETRY_MAX
+        )
         retry_at = now + backoff if status == PENDING else None
-        stmt = update(o).where(o.id == message.id, o.status == PENDING, o.lease_owner == owner).values(
-            status=status, last_error=_error_text(error, rules)[: m.ERROR_MAX], next_attempt_at=retry_at,
-            **released)
+        stmt = (
+            update(o)
+            .where(o.id == message.id, o.status == PENDING, o.lease_owner == owner)
+            .values(
+                status=status,
+                last_error=_error_text(error, rules)[: m.ERROR_MAX],
+                next_attempt_at=retry_at,
+                **released,
+            )
+        )
     result = await session.execute(stmt.execution_options(synchronize_session=False))
     await session.commit()
     fault = type(error).__name__
     if _rowcount(result) != 1:
-        _log.warning("通知 %s：结果未记录，租约已过期并由其他发送者接手（网关可按消息编号去重）", describe(message))
+        _log.warning(
+            "通知 %s：结果未记录，租约已过期并由其他发送者接手（网关可按消息编号去重）",
+            describe(message),
+        )
     elif status == FAILED:
-        _log.error("通知 %s 发送失败 %d 次（%s），不再重试", describe(message), message.attempt, fault)
+        _log.error(
+            "通知 %s 发送失败 %d 次（%s），不再重试", describe(message), message.attempt, fault
+        )
     elif retry_at is not None:
-        _log.warning("通知 %s 第 %d 次发送失败（%s），%s 后重试", describe(message), message.attempt, fault,
-                     retry_at.isoformat())
+        _log.warning(
+            "通知 %s 第 %d 次发送失败（%s），%s 后重试",
+            describe(message),
+            message.attempt,
+            fault,
+            retry_at.isoformat(),
+        )
     return status
 
 

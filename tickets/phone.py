@@ -15,6 +15,10 @@ _MOBILE = re.compile(r"1[3-9][0-9]{9}")
 # with a 7- or 8-digit local number. Local numbers never start with 0.
 _LANDLINE_3 = re.compile(r"(010|02[0-9])([1-9][0-9]{7})")
 _LANDLINE_4 = re.compile(r"(0[3-9][0-9]{2})([1-9][0-9]{6,7})")
+UNKNOWN_PHONE = (
+    ""  # a caller who withheld the number or whose number is unusable: never called, never texted
+)
+UNKNOWN_PHONE_LABEL = "未显示号码"  # how the console and the ticket show it
 
 
 def normalise_phone(raw: str) -> str:
@@ -28,7 +32,7 @@ def normalise_phone(raw: str) -> str:
     candidates = [digits]
     for prefix in ("+86", "0086"):
         if digits.startswith(prefix):
-            rest = digits[len(prefix):]
+            rest = digits[len(prefix) :]
             # Dialled from abroad, a landline loses its trunk 0: +86 931 1234567.
             candidates = [rest, "0" + rest]
     if digits.startswith("86") and len(digits) == 13:
@@ -45,3 +49,11 @@ def normalise_phone(raw: str) -> str:
         code="ticket.invalid_phone",
         field="caller_phone",
     )
+
+
+def phone_or_unknown(raw: str) -> str:
+    """The canonical form of ``raw``, or :data:`UNKNOWN_PHONE` when it was withheld or is not a valid number."""
+    try:
+        return normalise_phone(raw)
+    except InvalidInput:
+        return UNKNOWN_PHONE

@@ -32,10 +32,27 @@ WARNING_FILTERS = ("yellow", "red", "any")
 _LEVEL_RANK = {"yellow": 1, "red": 2}
 _NEWEST_FIRST = (Ticket.created_at.desc(), Ticket.id.desc())
 
-SUMMARY_COLUMNS = (Ticket.id, Ticket.ticket_no, Ticket.created_at, Ticket.state, Ticket.channel, Ticket.kind,
-                   Ticket.urgency, Ticket.category, Ticket.district, Ticket.caller_phone, Ticket.caller_name,
-                   Ticket.content, Ticket.lead_department, Ticket.due_at, Ticket.is_repeat, Ticket.version,
-                   Ticket.sign_for_due, Ticket.return_count, Ticket.extension_requested_until)
+SUMMARY_COLUMNS = (
+    Ticket.id,
+    Ticket.ticket_no,
+    Ticket.created_at,
+    Ticket.state,
+    Ticket.channel,
+    Ticket.kind,
+    Ticket.urgency,
+    Ticket.category,
+    Ticket.district,
+    Ticket.caller_phone,
+    Ticket.caller_name,
+    Ticket.content,
+    Ticket.lead_department,
+    Ticket.due_at,
+    Ticket.is_repeat,
+    Ticket.version,
+    Ticket.sign_for_due,
+    Ticket.return_count,
+    Ticket.extension_requested_until,
+)
 
 
 @dataclass(frozen=True)
@@ -69,11 +86,21 @@ class TicketSummary:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "ticket_no": self.ticket_no, "created_at": self.created_at.isoformat(), "state": self.state,
-            "state_label": self.state_label, "channel": self.channel, "kind": self.kind, "urgency": self.urgency,
-            "category": self.category, "district": self.district, "caller_phone": self.caller_phone,
-            "caller_name": self.caller_name, "summary": self.summary, "lead_department": self.lead_department,
-            "due_at": self.due_at.isoformat() if self.due_at else None, "is_repeat": self.is_repeat,
+            "ticket_no": self.ticket_no,
+            "created_at": self.created_at.isoformat(),
+            "state": self.state,
+            "state_label": self.state_label,
+            "channel": self.channel,
+            "kind": self.kind,
+            "urgency": self.urgency,
+            "category": self.category,
+            "district": self.district,
+            "caller_phone": self.caller_phone,
+            "caller_name": self.caller_name,
+            "summary": self.summary,
+            "lead_department": self.lead_department,
+            "due_at": self.due_at.isoformat() if self.due_at else None,
+            "is_repeat": self.is_repeat,
             "warning": self.warning,
         }
 
@@ -107,7 +134,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
             raise ValueError("naive")
         return at, int(ticket_id)
     except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise InvalidInput("翻页标记无效，请从第一页重新查询", code="ticket.invalid_cursor", field="cursor") from None
+        raise InvalidInput(
+            "翻页标记无效，请从第一页重新查询", code="ticket.invalid_cursor", field="cursor"
+        ) from None
 
 
 def _like_escape(text: str) -> str:
@@ -119,8 +148,11 @@ def _states(state: str | None, states: Iterable[str] | None) -> list[str]:
     known = {s.value for s in State}
     bad = [s for s in wanted if s not in known]
     if bad:
-        raise InvalidInput(f"未知的工单状态：{'、'.join(bad)}（可选：{'、'.join(sorted(known))}）",
-                           code="ticket.invalid_choice", field="state")
+        raise InvalidInput(
+            f"未知的工单状态：{'、'.join(bad)}（可选：{'、'.join(sorted(known))}）",
+            code="ticket.invalid_choice",
+            field="state",
+        )
     return wanted
 
 
@@ -139,12 +171,22 @@ def _open_warning(level: str) -> ColumnElement[bool]:
 
 
 async def list_tickets(
-    session: AsyncSession, *, state: str | None = None, states: Iterable[str] | None = None,
-    department: str | None = None, caller_phone: str | None = None, text: str | None = None,
-    ticket_no: str | None = None, district: str | None = None, category: str | None = None,
-    grid: str | None = None, warning: str | None = None, created_from: datetime | None = None,
+    session: AsyncSession,
+    *,
+    state: str | None = None,
+    states: Iterable[str] | None = None,
+    department: str | None = None,
+    caller_phone: str | None = None,
+    text: str | None = None,
+    ticket_no: str | None = None,
+    district: str | None = None,
+    category: str | None = None,
+    grid: str | None = None,
+    warning: str | None = None,
+    created_from: datetime | None = None,
     created_to: datetime | None = None,
-    limit: int = 50, cursor: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
 ) -> Page:
     """Tickets matching every given filter, newest first, ``limit`` per page.
 
@@ -154,7 +196,9 @@ async def list_tickets(
     ``created_from`` ≤ created_at < ``created_to``; ``grid`` the 网格 the ticket was filed from.
     """
     if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(f"每页条数须在 1–{MAX_LIMIT} 之间", code="ticket.invalid_limit", field="limit")
+        raise InvalidInput(
+            f"每页条数须在 1–{MAX_LIMIT} 之间", code="ticket.invalid_limit", field="limit"
+        )
     conds: list[ColumnElement[bool]] = []
     if wanted := _states(state, states):
         conds.append(Ticket.state.in_(wanted))
@@ -169,12 +213,19 @@ async def list_tickets(
     if grid:
         conds.append(Ticket.grid == grid)
     if category:
-        conds.append(or_(Ticket.category == category,
-                         Ticket.category.like(_like_escape(category) + SEPARATOR + "%", escape="\\")))
+        conds.append(
+            or_(
+                Ticket.category == category,
+                Ticket.category.like(_like_escape(category) + SEPARATOR + "%", escape="\\"),
+            )
+        )
     if warning:
         if warning not in WARNING_FILTERS:
-            raise InvalidInput(f"预警筛选取值无效：{warning!r}（可选：{'、'.join(WARNING_FILTERS)}）",
-                               code="ticket.invalid_choice", field="warning")
+            raise InvalidInput(
+                f"预警筛选取值无效：{warning!r}（可选：{'、'.join(WARNING_FILTERS)}）",
+                code="ticket.invalid_choice",
+                field="warning",
+            )
         conds.append(_open_warning(warning))
     for value, name in ((created_from, "created_from"), (created_to, "created_to")):
         if value is not None and value.tzinfo is None:
@@ -185,7 +236,9 @@ async def list_tickets(
         conds.append(Ticket.created_at < created_to)
     if cursor:
         at, ticket_id = decode_cursor(cursor)
-        conds.append(or_(Ticket.created_at < at, and_(Ticket.created_at == at, Ticket.id < ticket_id)))
+        conds.append(
+            or_(Ticket.created_at < at, and_(Ticket.created_at == at, Ticket.id < ticket_id))
+        )
     if department:
         conds = [_of_department(department, conds, limit + 1)]
     stmt = select(*SUMMARY_COLUMNS).where(*conds).order_by(*_NEWEST_FIRST).limit(limit + 1)
@@ -195,15 +248,29 @@ async def list_tickets(
     items = await _summaries(session, rows)
     await session.commit()  # end the read transaction
     last = rows[-1] if rows else None
-    return Page(items, encode_cursor(last.created_at, last.id) if more and last is not None else None)
+    return Page(
+        items, encode_cursor(last.created_at, last.id) if more and last is not None else None
+    )
 
 
-def _of_department(department: str, conds: list[ColumnElement[bool]], n: int) -> ColumnElement[bool]:
+def _of_department(
+    department: str, conds: list[ColumnElement[bool]], n: int
+) -> ColumnElement[bool]:
     """The newest ``n`` matches led by ``department`` united with the newest ``n`` it co-handles: each half
     walks its own index, so a department with few tickets is as fast as a busy one."""
-    lead = select(Ticket.id).where(Ticket.lead_department == department, *conds).order_by(*_NEWEST_FIRST).limit(n)
-    co = (select(Ticket.id).join(TicketCoDepartment, TicketCoDepartment.ticket_id == Ticket.id)
-          .where(TicketCoDepartment.department_code == department, *conds).order_by(*_NEWEST_FIRST).limit(n))
+    lead = (
+        select(Ticket.id)
+        .where(Ticket.lead_department == department, *conds)
+        .order_by(*_NEWEST_FIRST)
+        .limit(n)
+    )
+    co = (
+        select(Ticket.id)
+        .join(TicketCoDepartment, TicketCoDepartment.ticket_id == Ticket.id)
+        .where(TicketCoDepartment.department_code == department, *conds)
+        .order_by(*_NEWEST_FIRST)
+        .limit(n)
+    )
     lead_ids, co_ids = lead.subquery(), co.subquery()
     return Ticket.id.in_(union(select(lead_ids.c.id), select(co_ids.c.id)))
 
@@ -217,19 +284,34 @@ async def _summaries(session: AsyncSession, rows: list[Any]) -> list[TicketSumma
     levels: dict[int, str] = {}
     if rows:
         found = await session.execute(
-            select(TicketWarning.ticket_id, TicketWarning.level)
-            .where(TicketWarning.ticket_id.in_([r.id for r in rows]), TicketWarning.cleared_at.is_(None))
+            select(TicketWarning.ticket_id, TicketWarning.level).where(
+                TicketWarning.ticket_id.in_([r.id for r in rows]),
+                TicketWarning.cleared_at.is_(None),
+            )
         )
         for ticket_id, level in found:
             if _LEVEL_RANK.get(level, 0) > _LEVEL_RANK.get(levels.get(ticket_id, ""), 0):
                 levels[ticket_id] = level
     return [
         TicketSummary(
-            ticket_no=r.ticket_no, created_at=r.created_at, state=r.state, channel=r.channel, kind=r.kind,
-            urgency=r.urgency, category=r.category, district=r.district, caller_phone=r.caller_phone,
-            caller_name=r.caller_name, summary=summarise(r.content, SUMMARY_CHARS), lead_department=r.lead_department,
-            due_at=r.due_at, is_repeat=r.is_repeat, warning=levels.get(r.id), version=r.version,
-            sign_for_due=r.sign_for_due, return_count=r.return_count,
+            ticket_no=r.ticket_no,
+            created_at=r.created_at,
+            state=r.state,
+            channel=r.channel,
+            kind=r.kind,
+            urgency=r.urgency,
+            category=r.category,
+            district=r.district,
+            caller_phone=r.caller_phone,
+            caller_name=r.caller_name,
+            summary=summarise(r.content, SUMMARY_CHARS),
+            lead_department=r.lead_department,
+            due_at=r.due_at,
+            is_repeat=r.is_repeat,
+            warning=levels.get(r.id),
+            version=r.version,
+            sign_for_due=r.sign_for_due,
+            return_count=r.return_count,
             extension_requested_until=r.extension_requested_until,
         )
         for r in rows
@@ -241,6 +323,11 @@ async def tickets_of_calls(session: AsyncSession, call_ids: Iterable[str]) -> di
     ids = [c for c in call_ids if c]
     if not ids:
         return {}
-    rows = (await session.execute(select(Ticket.call_id, Ticket.ticket_no).where(Ticket.call_id.in_(ids))
-                                  .order_by(Ticket.id.desc()))).all()
+    rows = (
+        await session.execute(
+            select(Ticket.call_id, Ticket.ticket_no)
+            .where(Ticket.call_id.in_(ids))
+            .order_by(Ticket.id.desc())
+        )
+    ).all()
     return {call_id: ticket_no for call_id, ticket_no in rows if call_id}

@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import RepeatSettings
 from tickets.models import Ticket, TicketRepeat
+from tickets.orm import as_loaded
 
 jieba.setLogLevel(logging.WARNING)
 
@@ -102,11 +103,18 @@ _LINKS = cast(Table, TicketRepeat.__table__)  # links go in through Core too
 
 
 def _candidates(reason: str, match: ColumnElement[bool]) -> Select[Any]:
-    return (select(_tickets.id, _tickets.content_tokens, _tickets.token_norm, literal(reason).label("reason"),
-                   _tickets.created_at.label("at"))
-            .where(match, _tickets.created_at >= bindparam("since"))
-            .order_by(_tickets.created_at.desc())
-            .limit(bindparam("limit")))
+    return (
+        select(
+            _tickets.id,
+            _tickets.content_tokens,
+            _tickets.token_norm,
+            literal(reason).label("reason"),
+            _tickets.created_at.label("at"),
+        )
+        .where(match, _tickets.created_at >= bindparam("since"))
+        .order_by(_tickets.created_at.desc())
+        .limit(bindparam("limit"))
+    )
 
 
 @lru_cache(maxsize=2)
@@ -130,20 +138,31 @@ def in_order(union: Subquery) -> tuple[ColumnElement[Any], ...]:
 def _query(with_district: bool) -> Select[Any]:
     union = candidates(with_district)
     return select(union.c.id, union.c.content_tokens, union.c.token_norm, union.c.reason).order_by(
-        *in_order(union))
+        *in_order(union)
+    )
 
 
-def candidate_params(caller_phone: str, district: str | None, tokens: Sequence[str], now: datetime,
-                     settings: RepeatSettings) -> tuple[bool, dict[str, Any]]:
+def candidate_params(
+    caller_phone: str,
+    district: str | None,
+    tokens: Sequence[str],
+    now: datetime,
+    settings: RepeatSettings,
+) -> tuple[bool, dict[str, Any]]:
     """Whether the district's tickets are candidates too (a district and some content words), and the
-    parameters of :func:`candidates`."""
+    parameters of :func:`candidates`; an unknown number (``""``) is nobody's: no same-caller candidates."""
     with_district = bool(district and tokens)
-    params = {"phone": caller_phone, "since": now - timedelta(days=settings.window_days),
-              "limit": settings.max_candidates} | ({"district": district} if with_district else {})
+    params = {
+        "phone": caller_phone or None,
+        "since": now - timedelta(days=settings.window_days),
+        "limit": settings.max_candidates,
+    } | ({"district": district} if with_district else {})
     return with_district, params
 
 
-def matching(rows: Iterable[Sequence[Any]], tokens: Sequence[str], settings: RepeatSettings) -> list[RepeatMatch]:
+def matching(
+    rows: Iterable[Sequence[Any]], tokens: Sequence[str], settings: RepeatSettings
+) -> list[RepeatMatch]:
     """The repeats among candidate rows ``(id, content_tokens, token_norm, reason)`` in :func:`in_order`
     (rows whose id is NULL are skipped), each listed once (same caller wins)."""
     bag = TokenBag.of(tokens)
@@ -174,21 +193,32 @@ async def find_repeats(
 def unnested_links(ticket_id: ColumnElement[int], ticket: FromClause) -> Insert:
     """PostgreSQL: all links of the ticket that ``ticket`` (a statement inserting it) returns as ``ticket_id``,
     from three arrays that the server unnests (:func:`unnested_link_params`) — one execution however many."""
-    rows = func.unnest(bindparam("earlier", type_=postgresql.ARRAY(Integer)),
-                       bindparam("reasons", type_=postgresql.ARRAY(String)),
-                       bindparam("similarities", type_=postgresql.ARRAY(Float))).table_valued(
-        "earlier_id", "reason", "similarity").render_derived(name="link")
+    rows = (
+        func.unnest(
+            bindparam("earlier", type_=postgresql.ARRAY(Integer)),
+            bindparam("reasons", type_=postgresql.ARRAY(String)),
+            bindparam("similarities", type_=postgresql.ARRAY(Float)),
+        )
+        .table_valued("earlier_id", "reason", "similarity")
+        .render_derived(name="link")
+    )
     query = select(ticket_id, rows.c.earlier_id, rows.c.reason, rows.c.similarity).select_from(
-        ticket.join(rows, true()))
+        ticket.join(rows, true())
+    )
     return insert(_LINKS).from_select(["ticket_id", "earlier_id", "reason", "similarity"], query)
 
 
 def unnested_link_params(matches: Sequence[RepeatMatch]) -> dict[str, list[Any]]:
-    return {"earlier": [r.earlier_id for r in matches], "reasons": [r.reason for r in matches],
-            "similarities": [r.similarity for r in matches]}
+    return {
+        "earlier": [r.earlier_id for r in matches],
+        "reasons": [r.reason for r in matches],
+        "similarities": [r.similarity for r in matches],
+    }
 
 
-async def save_links(session: AsyncSession, ticket_id: int, matches: Sequence[RepeatMatch]) -> list[TicketRepeat]:
+async def save_links(
+    session: AsyncSession, ticket_id: int, matches: Sequence[RepeatMatch]
+) -> list[TicketRepeat]:
     """Store the 重复件 links of a ticket made inside a session's transaction (one executemany; a new ticket on
     PostgreSQL writes its links with the ticket, :mod:`tickets.intake_pg`); returns them as objects for the
     ticket's ``repeat_links``."""
@@ -203,15 +233,15 @@ def link_objects(ticket_id: int, matches: Sequence[RepeatMatch]) -> list[TicketR
 
 
 def _link_values(ticket_id: int, r: RepeatMatch) -> dict[str, Any]:
-    return {"ticket_id": ticket_id, "earlier_id": r.earlier_id, "reason": r.reason, "similarity": r.similarity}
-
-
-_new_link = TicketRepeat.__mapper__.class_manager.new_instance
+    return {
+        "ticket_id": ticket_id,
+        "earlier_id": r.earlier_id,
+        "reason": r.reason,
+        "similarity": r.similarity,
+    }
 
 
 def _link_object(values: dict[str, Any]) -> TicketRepeat:
-    """A TicketRepeat holding ``values`` as if loaded, without the constructor's per-attribute events: half
-    the cost, which counts when a busy caller's new ticket carries ``max_candidates`` links."""
-    link = _new_link()
-    link.__dict__.update(values)
-    return link
+    """A TicketRepeat holding ``values`` as if loaded (a busy caller's new ticket carries up to ``max_candidates``
+    links)."""
+    return as_loaded(TicketRepeat, values)

@@ -10,15 +10,34 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from tickets import models as m
 from tickets.categories import load_categories
 from tickets.errors import InvalidInput
-from tickets.phone import normalise_phone
-from tickets.text import CONTROL_CHARACTER_MESSAGE, Line, Text, has_control_character, is_control_character_error
+from tickets.phone import UNKNOWN_PHONE, normalise_phone
+from tickets.text import (
+    CONTROL_CHARACTER_MESSAGE,
+    Line,
+    Text,
+    has_control_character,
+    is_control_character_error,
+)
 
-Channel = Literal["phone", "bot", "web", "wechat", "grid", "leader-line"]  # 电话 机器人 网站 微信 网格 领导专线
+Channel = Literal[
+    "phone", "bot", "web", "wechat", "grid", "leader-line", "message"
+]  # … 领导专线 留言
+# channels whose tickets may have no caller number (UNKNOWN_PHONE): a voice message from a withheld number
+UNKNOWN_CALLER_CHANNELS = frozenset({"message"})
 Kind = Literal["咨询", "求助", "投诉", "举报", "建议", "表扬"]
 Urgency = Literal["normal", "urgent", "very_urgent"]  # 一般 紧急 特急
 DispatchMode = Literal["direct", "joint", "first_receiver"]  # 直派 双派 首接负责
@@ -70,12 +89,20 @@ def invalid_input_from(exc: ValidationError) -> InvalidInput:
         return InvalidInput(f"请填写{label}", code="ticket.missing_field", field=field)
     if kind == "literal_error":
         choices = str(ctx.get("expected", "")).replace(" or ", ", ")
-        return InvalidInput(f"{label}取值无效：{value!r}（可选：{choices}）", code="ticket.invalid_choice", field=field)
+        return InvalidInput(
+            f"{label}取值无效：{value!r}（可选：{choices}）",
+            code="ticket.invalid_choice",
+            field=field,
+        )
     if is_control_character_error(err):
-        return InvalidInput(f"{label}{CONTROL_CHARACTER_MESSAGE}", code="ticket.control_character", field=field)
+        return InvalidInput(
+            f"{label}{CONTROL_CHARACTER_MESSAGE}", code="ticket.control_character", field=field
+        )
     if kind == "extra_forbidden":
         return InvalidInput(f"不接受的字段：{field}", code="ticket.unknown_field", field=field)
-    return InvalidInput(f"{label}格式不正确：{err['msg']}", code="ticket.invalid_input", field=field)
+    return InvalidInput(
+        f"{label}格式不正确：{err['msg']}", code="ticket.invalid_input", field=field
+    )
 
 
 class _Input(BaseModel):
@@ -87,8 +114,10 @@ class _Input(BaseModel):
     @classmethod
     def _as_invalid_input(cls, data: Any, handler: Any) -> Any:
         if isinstance(data, dict):  # an empty optional text means "not given"
-            data = {k: (None if k in cls.OPTIONAL_TEXT and isinstance(v, str) and not v.strip() else v)
-                    for k, v in data.items()}
+            data = {
+                k: (None if k in cls.OPTIONAL_TEXT and isinstance(v, str) and not v.strip() else v)
+                for k, v in data.items()
+            }
         try:
             return handler(data)
         except ValidationError as exc:
@@ -108,8 +137,17 @@ class TicketDraft(_Input):
     """What intake knows about a new ticket (受理信息)."""
 
     OPTIONAL_TEXT: ClassVar[tuple[str, ...]] = (
-        "caller_name", "address", "district", "street", "category", "transcript", "recording", "call_id",
-        "leader_name", "knowledge_id", "grid",
+        "caller_name",
+        "address",
+        "district",
+        "street",
+        "category",
+        "transcript",
+        "recording",
+        "call_id",
+        "leader_name",
+        "knowledge_id",
+        "grid",
     )
 
     channel: Channel
@@ -131,7 +169,9 @@ class TicketDraft(_Input):
 
     @field_validator("caller_phone")
     @classmethod
-    def _phone(cls, value: str) -> str:
+    def _phone(cls, value: str, info: ValidationInfo) -> str:
+        if value == UNKNOWN_PHONE and info.data.get("channel") in UNKNOWN_CALLER_CHANNELS:
+            return value
         return normalise_phone(value)
 
     @field_validator("category")
@@ -155,11 +195,19 @@ class DispatchFields(_Input):
 
     @model_validator(mode="after")
     def _mode_matches_departments(self) -> DispatchFields:
-        if self.lead_department in self.co_departments or len(set(self.co_departments)) != len(self.co_departments):
-            raise InvalidInput("主办单位与协办单位不能重复", code="ticket.duplicate_department", field="co_departments")
+        if self.lead_department in self.co_departments or len(set(self.co_departments)) != len(
+            self.co_departments
+        ):
+            raise InvalidInput(
+                "主办单位与协办单位不能重复",
+                code="ticket.duplicate_department",
+                field="co_departments",
+            )
         if (self.mode == "joint") != bool(self.co_departments):
             raise InvalidInput(
-                "双派须指定至少一个协办单位；直派和首接负责不设协办单位", code="ticket.dispatch_mode", field="mode"
+                "双派须指定至少一个协办单位；直派和首接负责不设协办单位",
+                code="ticket.dispatch_mode",
+                field="mode",
             )
         return self
 
@@ -197,15 +245,23 @@ def parse_fields(action: str, fields: dict[str, Any]) -> _Input:
 
 def check_note(note: str) -> str:
     if len(note) > m.NOTE_MAX:
-        raise InvalidInput(f"备注过长：最多 {m.NOTE_MAX} 字，实际 {len(note)} 字", code="ticket.too_long", field="note")
+        raise InvalidInput(
+            f"备注过长：最多 {m.NOTE_MAX} 字，实际 {len(note)} 字",
+            code="ticket.too_long",
+            field="note",
+        )
     if has_control_character(note, multiline=True):
-        raise InvalidInput(f"备注{CONTROL_CHARACTER_MESSAGE}", code="ticket.control_character", field="note")
+        raise InvalidInput(
+            f"备注{CONTROL_CHARACTER_MESSAGE}", code="ticket.control_character", field="note"
+        )
     return note.strip()
 
 
 def check_actor(actor: Actor) -> None:
     if not actor.name.strip() or len(actor.name) > m.NAME_MAX:
-        raise InvalidInput(f"操作人姓名须为 1–{m.NAME_MAX} 字", code="ticket.invalid_actor", field="actor")
+        raise InvalidInput(
+            f"操作人姓名须为 1–{m.NAME_MAX} 字", code="ticket.invalid_actor", field="actor"
+        )
 
 
 def as_json(value: Any) -> Any:

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.orm import configure_mappers, make_transient_to_detached, raiseload
+from sqlalchemy.orm import make_transient_to_detached, raiseload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -34,6 +34,8 @@ from tickets import models as m
 from tickets.errors import IllegalTransition, InvalidInput, NotFound, VersionConflict
 from tickets.models import Department, Ticket, TicketCoDepartment, TicketEvent
 from tickets.numbering import format_ticket_no, local_day, next_ticket_no
+from tickets.orm import as_loaded
+from tickets.phone import UNKNOWN_PHONE
 from tickets.schemas import (
     Actor,
     CallbackCloseFields,
@@ -60,6 +62,7 @@ __all__ = [
     "create_ticket",
     "due_for_callback",
     "get_ticket",
+    "instant_answers",
     "record_callback",
     "record_note",
     "replay_ticket",
@@ -70,7 +73,9 @@ __all__ = [
 _T = TypeVar("_T")
 CALLBACK_RESULTS = ("satisfied", "basically_satisfied", "unsatisfied", "unreachable")
 # Audit actions that record something about a ticket without changing its state (督办); replay skips them.
-NOTE_ACTIONS = frozenset({"supervise"})
+NOTE_ACTIONS = frozenset(
+    {"supervise", "transcribe"}
+)  # transcribe: a voice message's text (tickets.voice_messages)
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,12 @@ def _context(session: AsyncSession, settings: Settings, now: datetime | None) ->
     tz = ZoneInfo(settings.timezone)
     if now is not None and now.tzinfo is None:
         raise InvalidInput("时间必须带时区", code="ticket.naive_time", field="now")
-    return _Context(session, settings, _calendar(settings.office_hours, settings.timezone),
-                    (now or datetime.now(tz)).astimezone(tz))
+    return _Context(
+        session,
+        settings,
+        _calendar(settings.office_hours, settings.timezone),
+        (now or datetime.now(tz)).astimezone(tz),
+    )
 
 
 @lru_cache(maxsize=8)
@@ -95,8 +104,9 @@ def _calendar(office_hours: OfficeHours, timezone: str) -> WorkCalendar:
     return WorkCalendar(office_hours, ZoneInfo(timezone))
 
 
-async def _in_transaction(session: AsyncSession, work: Callable[[], Awaitable[_T]],
-                          ticket_no: str | None = None) -> _T:
+async def _in_transaction(
+    session: AsyncSession, work: Callable[[], Awaitable[_T]], ticket_no: str | None = None
+) -> _T:
     """Run ``work`` and commit, or roll all of it back; a lost optimistic-lock race is a VersionConflict.
 
     A connection that the server dropped (a restarted or failed-over database) fails ``work`` before anything
@@ -135,7 +145,11 @@ async def _undo(session: AsyncSession, ticket_no: str | None, exc: BaseException
 
 
 async def _load(session: AsyncSession, ticket_no: str) -> Ticket:
-    stmt = select(Ticket).where(Ticket.ticket_no == ticket_no).execution_options(populate_existing=True)
+    stmt = (
+        select(Ticket)
+        .where(Ticket.ticket_no == ticket_no)
+        .execution_options(populate_existing=True)
+    )
     ticket = (await session.execute(stmt)).scalar_one_or_none()
     if ticket is None:
         raise NotFound(f"工单 {ticket_no} 不存在")
@@ -150,20 +164,39 @@ def _tier(settings: Settings, kind: str, urgency: str) -> DeadlineTier:
 
 
 async def _require_departments(session: AsyncSession, codes: list[str]) -> None:
-    rows = await session.execute(select(Department.code).where(Department.code.in_(codes), Department.active))
+    rows = await session.execute(
+        select(Department.code).where(Department.code.in_(codes), Department.active)
+    )
     missing = sorted(set(codes) - set(rows.scalars()))
     if missing:
         raise InvalidInput(
-            f"未知或已停用的承办单位：{'、'.join(missing)}", code="ticket.unknown_department", field="lead_department"
+            f"未知或已停用的承办单位：{'、'.join(missing)}",
+            code="ticket.unknown_department",
+            field="lead_department",
         )
 
 
-def _record(ctx: _Context, ticket: Ticket, actor: Actor, action: str, from_state: str | None,
-            note: str, payload: dict[str, Any]) -> None:
+def _record(
+    ctx: _Context,
+    ticket: Ticket,
+    actor: Actor,
+    action: str,
+    from_state: str | None,
+    note: str,
+    payload: dict[str, Any],
+) -> None:
     ctx.session.add(
         TicketEvent(
-            ticket_id=ticket.id, at=ctx.now, actor=actor.name, role=actor.role, department=actor.department,
-            action=action, from_state=from_state, to_state=ticket.state, note=note, payload=payload,
+            ticket_id=ticket.id,
+            at=ctx.now,
+            actor=actor.name,
+            role=actor.role,
+            department=actor.department,
+            action=action,
+            from_state=from_state,
+            to_state=ticket.state,
+            note=note,
+            payload=payload,
         )
     )
 
@@ -217,21 +250,29 @@ async def _return(_ctx: _Context, t: Ticket, _f: Any, note: str) -> dict[str, An
     return payload
 
 
-async def _request_extension(ctx: _Context, t: Ticket, f: ExtensionRequestFields, note: str) -> dict[str, Any]:
+async def _request_extension(
+    ctx: _Context, t: Ticket, f: ExtensionRequestFields, note: str
+) -> dict[str, Any]:
     _require_note(note, "延期申请")
     if t.extension_requested_until is not None:
         raise IllegalTransition("已有待审批的延期申请", code="ticket.extension_pending")
     if f.until <= max(ctx.now, t.due_at or ctx.now):
-        raise InvalidInput("延期后的办理时限须晚于当前时限", code="ticket.invalid_extension", field="until")
+        raise InvalidInput(
+            "延期后的办理时限须晚于当前时限", code="ticket.invalid_extension", field="until"
+        )
     t.extension_requested_until = f.until
     return {}
 
 
-async def _approve_extension(ctx: _Context, t: Ticket, f: ExtensionApprovalFields, _note: str) -> dict[str, Any]:
+async def _approve_extension(
+    ctx: _Context, t: Ticket, f: ExtensionApprovalFields, _note: str
+) -> dict[str, Any]:
     requested = _pending_extension(t)
     until = f.until or requested
     if until <= ctx.now:
-        raise InvalidInput("延期后的办理时限须晚于现在", code="ticket.invalid_extension", field="until")
+        raise InvalidInput(
+            "延期后的办理时限须晚于现在", code="ticket.invalid_extension", field="until"
+        )
     payload = {"old_due_at": as_json(t.due_at), "new_due_at": as_json(until)}
     t.due_at, t.extension_requested_until = until, None
     t.extension_count += 1
@@ -257,7 +298,9 @@ async def _redispatch(ctx: _Context, t: Ticket, _f: Any, note: str) -> dict[str,
     t.redispatch_count += 1
     t.dispatched_at, t.signed_at, t.replied_at, t.reply = ctx.now, None, None, None
     t.sign_for_due = deadlines.sign_for_due(ctx.now, ctx.calendar, ctx.settings)
-    t.due_at = deadlines.due_at(deadlines.tier_named(ctx.settings, t.deadline_tier), ctx.now, ctx.calendar)
+    t.due_at = deadlines.due_at(
+        deadlines.tier_named(ctx.settings, t.deadline_tier), ctx.now, ctx.calendar
+    )
     t.satisfaction, t.callback_attempts, t.last_callback_at = None, 0, None
     return payload
 
@@ -268,7 +311,9 @@ async def _callback_attempt(ctx: _Context, t: Ticket, _f: Any, _note: str) -> di
     return {"attempt": t.callback_attempts}
 
 
-async def _callback_close(ctx: _Context, t: Ticket, f: CallbackCloseFields, note: str) -> dict[str, Any]:
+async def _callback_close(
+    ctx: _Context, t: Ticket, f: CallbackCloseFields, note: str
+) -> dict[str, Any]:
     payload = await _callback_attempt(ctx, t, f, note)
     t.satisfaction, t.closed_at = f.satisfaction, ctx.now
     return payload
@@ -299,12 +344,18 @@ EFFECTS: dict[str, Effect] = {
 }
 
 
-async def _transition(ctx: _Context, ticket: Ticket, action: str, actor: Actor, note: str,
-                      fields: dict[str, Any]) -> Ticket:
+async def _transition(
+    ctx: _Context, ticket: Ticket, action: str, actor: Actor, note: str, fields: dict[str, Any]
+) -> Ticket:
     """Check, apply and audit one action on a loaded ticket (inside the caller's transaction)."""
     check_actor(actor)
-    step = check(State(ticket.state), action, actor.role, department=actor.department,
-                 lead_department=ticket.lead_department)
+    step = check(
+        State(ticket.state),
+        action,
+        actor.role,
+        department=actor.department,
+        lead_department=ticket.lead_department,
+    )
     note = check_note(note)
     parsed = parse_fields(action, fields)
     from_state = ticket.state
@@ -329,55 +380,87 @@ class _Checked:
 def _check_intake(ctx: _Context, actor: Actor, draft: TicketDraft) -> _Checked:
     check_actor(actor)
     step = check(None, "create", actor.role)
-    return _Checked(step.leads_to(None).value, _tier(ctx.settings, draft.kind, draft.urgency),
-                    repeats.tokenize(draft.content))
+    return _Checked(
+        step.leads_to(None).value,
+        _tier(ctx.settings, draft.kind, draft.urgency),
+        repeats.tokenize(draft.content),
+    )
 
 
-def _ticket_values(ctx: _Context, draft: TicketDraft, checked: _Checked, ticket_no: str,
-                   matches: list[repeats.RepeatMatch]) -> dict[str, Any]:
+def _ticket_values(
+    ctx: _Context,
+    draft: TicketDraft,
+    checked: _Checked,
+    ticket_no: str,
+    matches: list[repeats.RepeatMatch],
+) -> dict[str, Any]:
     tokens = checked.tokens
     return {
-        **draft.model_dump(), "ticket_no": ticket_no, "content_tokens": " ".join(tokens),
-        "token_norm": repeats.TokenBag.of(tokens).norm, "deadline_tier": checked.tier.name,
-        "due_at": deadlines.due_at(checked.tier, ctx.now, ctx.calendar), "state": checked.state,
-        "is_repeat": bool(matches), "callback_attempts": 0, "redispatch_count": 0, "return_count": 0,
-        "extension_count": 0, "created_at": ctx.now, "updated_at": ctx.now,
+        **draft.model_dump(),
+        "ticket_no": ticket_no,
+        "content_tokens": " ".join(tokens),
+        "token_norm": repeats.TokenBag.of(tokens).norm,
+        "deadline_tier": checked.tier.name,
+        "due_at": deadlines.due_at(checked.tier, ctx.now, ctx.calendar),
+        "state": checked.state,
+        "is_repeat": bool(matches),
+        "callback_attempts": 0,
+        "redispatch_count": 0,
+        "return_count": 0,
+        "extension_count": 0,
+        "created_at": ctx.now,
+        "updated_at": ctx.now,
     }
 
 
-def _created_payload(draft: TicketDraft, matches: list[repeats.RepeatMatch], key: str | None) -> dict[str, Any]:
-    payload: dict[str, Any] = {"channel": draft.channel, "repeat_of": [r.earlier_id for r in matches]}
+def _created_payload(
+    draft: TicketDraft, matches: list[repeats.RepeatMatch], key: str | None
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "channel": draft.channel,
+        "repeat_of": [r.earlier_id for r in matches],
+    }
     return (payload | {"submission_key": key}) if key else payload
 
 
-async def _intake(ctx: _Context, draft: TicketDraft, actor: Actor, key: str | None = None) -> Ticket:
+async def _intake(
+    ctx: _Context, draft: TicketDraft, actor: Actor, key: str | None = None
+) -> Ticket:
     """受理 inside the session's transaction (SQLite, a session bound to a connection, and 即办)."""
     checked = _check_intake(ctx, actor, draft)
     # Checked input only takes a number: on PostgreSQL it is committed on its own (a failure later leaves a gap),
     # on SQLite it is the transaction's first write (tickets.numbering).
     ticket_no = await next_ticket_no(ctx.session, ctx.now, ZoneInfo(ctx.settings.timezone))
     matches = await repeats.find_repeats(
-        ctx.session, caller_phone=draft.caller_phone, district=draft.district, tokens=checked.tokens, now=ctx.now,
+        ctx.session,
+        caller_phone=draft.caller_phone,
+        district=draft.district,
+        tokens=checked.tokens,
+        now=ctx.now,
         settings=ctx.settings.repeat,
     )
     ticket = Ticket(**_ticket_values(ctx, draft, checked, ticket_no, matches), co_departments=[])
     ctx.session.add(ticket)
     await ctx.session.flush()
-    set_committed_value(ticket, "repeat_links", await repeats.save_links(ctx.session, ticket.id, matches))
+    set_committed_value(
+        ticket, "repeat_links", await repeats.save_links(ctx.session, ticket.id, matches)
+    )
     _record(ctx, ticket, actor, "create", None, "", _created_payload(draft, matches, key))
     return ticket
 
 
-async def _intake_on_server(ctx: _Context, engine: AsyncEngine, draft: TicketDraft, actor: Actor,
-                            key: str | None) -> Ticket:
+async def _intake_on_server(
+    ctx: _Context, engine: AsyncEngine, draft: TicketDraft, actor: Actor, key: str | None
+) -> Ticket:
     """受理 on PostgreSQL in two autocommitted statements on one connection (:mod:`tickets.intake_pg`): the
     number with the repeat candidates, then the ticket with its audit event and links. A connection the server
     dropped fails the first statement, which is run again once on a fresh one; the second is not retried
     (whether it was written is unknown). The ticket comes back attached to ``ctx.session`` as if loaded."""
     checked = _check_intake(ctx, actor, draft)
     day = local_day(ctx.now, ZoneInfo(ctx.settings.timezone))
-    with_district, params = repeats.candidate_params(draft.caller_phone, draft.district, checked.tokens, ctx.now,
-                                                     ctx.settings.repeat)
+    with_district, params = repeats.candidate_params(
+        draft.caller_phone, draft.district, checked.tokens, ctx.now, ctx.settings.repeat
+    )
     retry = True
     while True:
         async with engine.connect() as conn:
@@ -390,28 +473,39 @@ async def _intake_on_server(ctx: _Context, engine: AsyncEngine, draft: TicketDra
                     continue
                 raise
             matches = repeats.matching(rows, checked.tokens, ctx.settings.repeat)
-            values = dict.fromkeys(intake_pg.TICKET_COLUMNS) | _ticket_values(
-                ctx, draft, checked, format_ticket_no(day, seq), matches) | {"version": 1, "rolled_up": False}
-            event = {"at": ctx.now, "actor": actor.name, "role": actor.role, "department": actor.department,
-                     "action": "create", "from_state": None, "to_state": checked.state, "note": "",
-                     "payload": _created_payload(draft, matches, key)}
+            values = (
+                dict.fromkeys(intake_pg.TICKET_COLUMNS)
+                | _ticket_values(ctx, draft, checked, format_ticket_no(day, seq), matches)
+                | {"version": 1, "rolled_up": False}
+            )
+            event = {
+                "at": ctx.now,
+                "actor": actor.name,
+                "role": actor.role,
+                "department": actor.department,
+                "action": "create",
+                "from_state": None,
+                "to_state": checked.state,
+                "note": "",
+                "payload": _created_payload(draft, matches, key),
+            }
             ticket_id = await intake_pg.insert_ticket(conn, values, event, matches)
         break
-    return _attach_as_loaded(ctx.session, values | {"id": ticket_id}, repeats.link_objects(ticket_id, matches))
+    return _attach_as_loaded(
+        ctx.session, values | {"id": ticket_id}, repeats.link_objects(ticket_id, matches)
+    )
 
 
-_new_ticket = Ticket.__mapper__.class_manager.new_instance
-
-
-def _attach_as_loaded(session: AsyncSession, values: dict[str, Any], links: list[m.TicketRepeat]) -> Ticket:
+def _attach_as_loaded(
+    session: AsyncSession, values: dict[str, Any], links: list[m.TicketRepeat]
+) -> Ticket:
     """A Ticket holding ``values`` (every column) and ``links``, in ``session`` as if just loaded: no INSERT
     at the next flush, no per-attribute events on the way."""
-    if not Ticket.__mapper__.configured:  # the constructor would have configured it (a fresh process)
-        configure_mappers()
-    ticket = _new_ticket()
-    ticket.__dict__.update(values)
+    ticket = as_loaded(Ticket, values)
     make_transient_to_detached(ticket)
-    session.add(ticket)  # after this, so that the links are not cascaded into the session as new rows
+    session.add(
+        ticket
+    )  # after this, so that the links are not cascaded into the session as new rows
     set_committed_value(ticket, "co_departments", [])
     set_committed_value(ticket, "repeat_links", links)
     return ticket
@@ -420,8 +514,15 @@ def _attach_as_loaded(session: AsyncSession, values: dict[str, Any], links: list
 # --- public API ---------------------------------------------------------------------------------------------
 
 
-async def create_ticket(session: AsyncSession, draft: TicketDraft, actor: Actor, *, now: datetime | None = None,
-                        settings: Settings, submission_key: str | None = None) -> Ticket:
+async def create_ticket(
+    session: AsyncSession,
+    draft: TicketDraft,
+    actor: Actor,
+    *,
+    now: datetime | None = None,
+    settings: Settings,
+    submission_key: str | None = None,
+) -> Ticket:
     """受理: a new ticket in state ``accepted`` with its number, deadline and repeat links. A
     ``submission_key`` is kept in the creation event (see :mod:`tickets.intake`)."""
     ctx = _context(session, settings, now)
@@ -433,8 +534,15 @@ async def create_ticket(session: AsyncSession, draft: TicketDraft, actor: Actor,
     return await _in_transaction(session, lambda: _intake(ctx, draft, actor, submission_key))
 
 
-async def close_instant(session: AsyncSession, draft: TicketDraft, answer: str, actor: Actor, *,
-                        now: datetime | None = None, settings: Settings) -> Ticket:
+async def close_instant(
+    session: AsyncSession,
+    draft: TicketDraft,
+    answer: str,
+    actor: Actor,
+    *,
+    now: datetime | None = None,
+    settings: Settings,
+) -> Ticket:
     """即办: create the ticket and close it with the answer given on the spot, in one transaction."""
     ctx = _context(session, settings, now)
     check(State.ACCEPTED, "close_instant", actor.role)
@@ -447,9 +555,18 @@ async def close_instant(session: AsyncSession, draft: TicketDraft, answer: str, 
     return await _in_transaction(session, work)
 
 
-async def apply(session: AsyncSession, ticket_no: str, action: str, actor: Actor, *, expected_version: int,
-                note: str = "", now: datetime | None = None, settings: Settings,
-                **fields: Any) -> Ticket:
+async def apply(
+    session: AsyncSession,
+    ticket_no: str,
+    action: str,
+    actor: Actor,
+    *,
+    expected_version: int,
+    note: str = "",
+    now: datetime | None = None,
+    settings: Settings,
+    **fields: Any,
+) -> Ticket:
     """Perform ``action`` (see ``tickets.states.TRANSITIONS``) on the ticket read at ``expected_version``.
 
     Fields by action: dispatch(lead_department, co_departments=[], mode="direct"|"joint"|"first_receiver"),
@@ -468,20 +585,32 @@ async def apply(session: AsyncSession, ticket_no: str, action: str, actor: Actor
 
 def _require_version(ticket: Ticket, expected_version: int) -> None:
     if ticket.version != expected_version:
-        raise VersionConflict(f"工单 {ticket.ticket_no} 已被他人修改（当前版本 {ticket.version}，"
-                              f"您的版本 {expected_version}），请刷新后重试")
+        raise VersionConflict(
+            f"工单 {ticket.ticket_no} 已被他人修改（当前版本 {ticket.version}，"
+            f"您的版本 {expected_version}），请刷新后重试"
+        )
 
 
-async def record_callback(session: AsyncSession, ticket_no: str, result: str, actor: Actor, *,
-                          expected_version: int | None = None, now: datetime | None = None,
-                          settings: Settings) -> Ticket:
+async def record_callback(
+    session: AsyncSession,
+    ticket_no: str,
+    result: str,
+    actor: Actor,
+    *,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+    settings: Settings,
+) -> Ticket:
     """回访 result: satisfied / basically_satisfied → 办结; unsatisfied → 二次派单; unreachable → another
     attempt later, or 办结 as "unreachable" once ``settings.callback.max_attempts`` attempts failed.
     ``expected_version``: the version a person's form was read at (a stale one is a VersionConflict); None for
     the automatic call-back, which acts on the ticket as it is."""
     if result not in CALLBACK_RESULTS:
-        raise InvalidInput(f"未知的回访结果：{result!r}（可选：{'、'.join(CALLBACK_RESULTS)}）",
-                           code="ticket.invalid_choice", field="result")
+        raise InvalidInput(
+            f"未知的回访结果：{result!r}（可选：{'、'.join(CALLBACK_RESULTS)}）",
+            code="ticket.invalid_choice",
+            field="result",
+        )
     ctx = _context(session, settings, now)
 
     async def work() -> Ticket:
@@ -491,7 +620,10 @@ async def record_callback(session: AsyncSession, ticket_no: str, result: str, ac
         fields: dict[str, Any] = {}
         if result == "unsatisfied":
             action = "callback_redispatch"
-        elif result == "unreachable" and ticket.callback_attempts + 1 < ctx.settings.callback.max_attempts:
+        elif (
+            result == "unreachable"
+            and ticket.callback_attempts + 1 < ctx.settings.callback.max_attempts
+        ):
             action = "callback_retry"
         else:
             action, fields = "callback_close", {"satisfaction": result}
@@ -505,42 +637,96 @@ async def get_ticket(session: AsyncSession, ticket_no: str, *, repeat_links: boo
     (重复件关联) passes ``repeat_links=False``: one query less, and reading them is then an error."""
     if repeat_links:
         return await _load(session, ticket_no)
-    stmt = (select(Ticket).where(Ticket.ticket_no == ticket_no).options(raiseload(Ticket.repeat_links))
-            .execution_options(populate_existing=True))
+    stmt = (
+        select(Ticket)
+        .where(Ticket.ticket_no == ticket_no)
+        .options(raiseload(Ticket.repeat_links))
+        .execution_options(populate_existing=True)
+    )
     ticket = (await session.execute(stmt)).scalar_one_or_none()
     if ticket is None:
         raise NotFound(f"工单 {ticket_no} 不存在")
     return ticket
 
 
+async def instant_answers(session: AsyncSession, ticket_nos: Iterable[str]) -> set[str]:
+    """Those of ``ticket_nos`` settled on the spot (即办, :func:`close_instant`) and never sent to a department."""
+    wanted, found = list(dict.fromkeys(ticket_nos)), set[str]()
+    for i in range(0, len(wanted), _IN_CHUNK):
+        found |= set(
+            (
+                await session.scalars(
+                    select(Ticket.ticket_no).where(
+                        Ticket.ticket_no.in_(wanted[i : i + _IN_CHUNK]),
+                        Ticket.answer.is_not(None),
+                        Ticket.dispatched_at.is_(None),
+                    )
+                )
+            ).all()
+        )
+    return found
+
+
+_IN_CHUNK = 500  # ticket numbers per IN list
+
+
 async def ticket_events(session: AsyncSession, ticket: str | Ticket) -> list[TicketEvent]:
     """The audit trail of a ticket (by number, or the ticket already loaded: not read again), oldest first."""
     if isinstance(ticket, str):
         ticket = await _load(session, ticket)
-    rows = await session.execute(select(TicketEvent).where(TicketEvent.ticket_id == ticket.id).order_by(TicketEvent.id))
+    rows = await session.execute(
+        select(TicketEvent).where(TicketEvent.ticket_id == ticket.id).order_by(TicketEvent.id)
+    )
     return list(rows.scalars())
 
 
 async def replay_ticket(session: AsyncSession, ticket_no: str) -> State | None:
     """The state the audit trail leads to (IllegalTransition ``ticket.audit_inconsistent`` if it is broken)."""
     events = await ticket_events(session, ticket_no)
-    return replay_steps((e.action, e.from_state, e.to_state) for e in events if e.action not in NOTE_ACTIONS)
+    return replay_steps(
+        (e.action, e.from_state, e.to_state) for e in events if e.action not in NOTE_ACTIONS
+    )
 
 
-def record_note(session: AsyncSession, *, ticket_id: int, state: str, action: str, actor: Actor, at: datetime,
-                note: str = "", payload: dict[str, Any] | None = None) -> None:
+def record_note(
+    session: AsyncSession,
+    *,
+    ticket_id: int,
+    state: str,
+    action: str,
+    actor: Actor,
+    at: datetime,
+    note: str = "",
+    payload: dict[str, Any] | None = None,
+) -> None:
     """Add an audit event that changes no state (an action of ``NOTE_ACTIONS``, e.g. 督办) to the caller's
     transaction; the caller commits. ``state`` is the ticket's current state."""
     if action not in NOTE_ACTIONS:
-        raise InvalidInput(f"未知的记录类型：{action!r}", code="ticket.unknown_action", field="action")
+        raise InvalidInput(
+            f"未知的记录类型：{action!r}", code="ticket.unknown_action", field="action"
+        )
     check_actor(actor)
-    session.add(TicketEvent(ticket_id=ticket_id, at=at, actor=actor.name, role=actor.role, department=actor.department,
-                            action=action, from_state=state, to_state=state, note=check_note(note),
-                            payload=payload or {}))
+    session.add(
+        TicketEvent(
+            ticket_id=ticket_id,
+            at=at,
+            actor=actor.name,
+            role=actor.role,
+            department=actor.department,
+            action=action,
+            from_state=state,
+            to_state=state,
+            note=check_note(note),
+            payload=payload or {},
+        )
+    )
 
 
-async def due_for_callback(session: AsyncSession, now: datetime, *, settings: Settings) -> list[Ticket]:
-    """Tickets to call back now: verified ones, and those whose last unanswered attempt is old enough.
+async def due_for_callback(
+    session: AsyncSession, now: datetime, *, settings: Settings
+) -> list[Ticket]:
+    """Tickets to call back now: verified ones, and those whose last unanswered attempt is old enough; never
+    one without a number (a voice message from a withheld number).
 
     Empty outside the allowed call-back hours (``settings.callback``)."""
     ctx = _context(session, settings, now)
@@ -550,8 +736,13 @@ async def due_for_callback(session: AsyncSession, now: datetime, *, settings: Se
     retry_before = ctx.now - timedelta(minutes=rules.retry_interval_minutes)
     stmt = (
         select(Ticket)
-        .where(or_(Ticket.state == State.VERIFIED.value,
-                   and_(Ticket.state == State.CALLBACK.value, Ticket.last_callback_at <= retry_before)))
+        .where(
+            or_(
+                Ticket.state == State.VERIFIED.value,
+                and_(Ticket.state == State.CALLBACK.value, Ticket.last_callback_at <= retry_before),
+            ),
+            Ticket.caller_phone != UNKNOWN_PHONE,
+        )
         .order_by(Ticket.updated_at, Ticket.id)
     )
     return list((await session.execute(stmt)).scalars())
@@ -562,7 +753,9 @@ async def upsert_departments(session: AsyncSession, departments: Iterable[tuple[
     pairs = [(code.strip(), name.strip()) for code, name in departments]
     for code, name in pairs:
         if not 0 < len(code) <= m.DEPT_CODE_MAX or not 0 < len(name) <= m.DEPT_NAME_MAX:
-            raise InvalidInput(f"承办单位编码或名称长度不合法：{code!r} {name!r}", code="ticket.invalid_department")
+            raise InvalidInput(
+                f"承办单位编码或名称长度不合法：{code!r} {name!r}", code="ticket.invalid_department"
+            )
 
     async def work() -> int:
         existing = {d.code: d for d in (await session.execute(select(Department))).scalars()}

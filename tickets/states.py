@@ -67,7 +67,9 @@ ROLE_LABELS: dict[str, str] = {
     Role.CALLER: "来电人",
 }
 
-_INTAKE = frozenset({Role.AGENT, Role.BOT, Role.GRID, Role.LEADER, Role.SYSTEM, Role.ADMIN, Role.CALLER})
+_INTAKE = frozenset(
+    {Role.AGENT, Role.BOT, Role.GRID, Role.LEADER, Role.SYSTEM, Role.ADMIN, Role.CALLER}
+)
 _INSTANT = frozenset({Role.AGENT, Role.BOT, Role.ADMIN})
 _DISPATCH = frozenset({Role.DISPATCHER, Role.ADMIN})
 _APPROVE = frozenset({Role.DISPATCHER, Role.LEADER, Role.ADMIN})
@@ -102,18 +104,35 @@ TRANSITIONS: dict[str, Transition] = {
         Transition("close_instant", "即办", frozenset({State.ACCEPTED}), State.CLOSED, _INSTANT),
         Transition("review", "审核", frozenset({State.ACCEPTED}), State.REVIEWED, _DISPATCH),
         Transition("dispatch", "派单", frozenset({State.REVIEWED}), State.DISPATCHED, _DISPATCH),
-        Transition("return", "退回", frozenset({State.DISPATCHED, State.SIGNED}), State.REVIEWED, _HANDLE, True),
+        Transition(
+            "return",
+            "退回",
+            frozenset({State.DISPATCHED, State.SIGNED}),
+            State.REVIEWED,
+            _HANDLE,
+            True,
+        ),
         Transition("sign", "签收", frozenset({State.DISPATCHED}), State.SIGNED, _HANDLE, True),
-        Transition("start", "开始办理", frozenset({State.SIGNED}), State.IN_PROGRESS, _HANDLE, True),
+        Transition(
+            "start", "开始办理", frozenset({State.SIGNED}), State.IN_PROGRESS, _HANDLE, True
+        ),
         Transition("request_extension", "申请延期", _WORKING, None, _HANDLE, True),
         Transition("approve_extension", "同意延期", _WORKING, None, _APPROVE),
         Transition("reject_extension", "驳回延期", _WORKING, None, _APPROVE),
         Transition("reply", "反馈", _WORKING, State.REPLIED, _HANDLE, True),
         Transition("verify", "核验通过", frozenset({State.REPLIED}), State.VERIFIED, _DISPATCH),
-        Transition("reject_reply", "核验不通过（二次派单）", frozenset({State.REPLIED}), State.DISPATCHED, _DISPATCH),
+        Transition(
+            "reject_reply",
+            "核验不通过（二次派单）",
+            frozenset({State.REPLIED}),
+            State.DISPATCHED,
+            _DISPATCH,
+        ),
         Transition("callback_retry", "回访未接通", _CALLING, State.CALLBACK, _CALLBACK),
         Transition("callback_close", "回访办结", _CALLING, State.CLOSED, _CALLBACK),
-        Transition("callback_redispatch", "回访不满意（二次派单）", _CALLING, State.DISPATCHED, _CALLBACK),
+        Transition(
+            "callback_redispatch", "回访不满意（二次派单）", _CALLING, State.DISPATCHED, _CALLBACK
+        ),
         Transition("withdraw", "撤销", frozenset(OPEN_STATES), State.WITHDRAWN, _WITHDRAW),
     )
 }
@@ -124,7 +143,9 @@ def transition(action: str) -> Transition:
     try:
         return TRANSITIONS[action]
     except KeyError:
-        raise InvalidInput(f"未知的操作：{action!r}", code="ticket.unknown_action", field="action") from None
+        raise InvalidInput(
+            f"未知的操作：{action!r}", code="ticket.unknown_action", field="action"
+        ) from None
 
 
 def _label(state: State | None) -> str:
@@ -145,16 +166,28 @@ def check(
     """
     t = transition(action)
     if role not in t.roles:
-        raise Forbidden(f"{ROLE_LABELS.get(role, role)}无权执行“{t.label}”操作", code="ticket.role_forbidden")
+        raise Forbidden(
+            f"{ROLE_LABELS.get(role, role)}无权执行“{t.label}”操作", code="ticket.role_forbidden"
+        )
     if state not in t.sources:
         raise IllegalTransition(f"工单当前处于“{_label(state)}”状态，不能执行“{t.label}”操作")
-    if t.own_department and role == Role.HANDLER and (department is None or department != lead_department):
-        raise Forbidden(f"只能对本单位主办的工单执行“{t.label}”操作", code="ticket.not_own_department")
+    if (
+        t.own_department
+        and role == Role.HANDLER
+        and (department is None or department != lead_department)
+    ):
+        raise Forbidden(
+            f"只能对本单位主办的工单执行“{t.label}”操作", code="ticket.not_own_department"
+        )
     return t
 
 
 def allowed_actions(
-    state: State | None, role: str, *, department: str | None = None, lead_department: str | None = None
+    state: State | None,
+    role: str,
+    *,
+    department: str | None = None,
+    lead_department: str | None = None,
 ) -> list[str]:
     """Actions ``role`` may perform now (for the console's buttons)."""
     out = []
@@ -177,7 +210,12 @@ def replay(steps: Iterable[tuple[str, str | None, str]]) -> State | None:
     for n, (action, from_state, to_state) in enumerate(steps, start=1):
         t = TRANSITIONS.get(action)
         recorded_from = None if from_state is None else State(from_state)
-        if t is None or recorded_from != state or state not in t.sources or t.leads_to(state) != State(to_state):
+        if (
+            t is None
+            or recorded_from != state
+            or state not in t.sources
+            or t.leads_to(state) != State(to_state)
+        ):
             raise IllegalTransition(
                 f"审计记录第 {n} 条（{action}: {from_state} → {to_state}）与状态机不符",
                 code="ticket.audit_inconsistent",

@@ -40,7 +40,17 @@ SYSTEM_ACTOR = Actor("预警系统", Role.SYSTEM.value)
 MANUAL = "manual"  # reason of a supervision pressed by hand
 MANUAL_LABEL = "领导督办"
 SUPERVISORS = frozenset({Role.LEADER, Role.DISPATCHER, Role.ADMIN, Role.SYSTEM})
-PLACEHOLDERS = ("ticket_no", "department", "leader", "leader_title", "reason", "summary", "due_at", "overdue", "date")
+PLACEHOLDERS = (
+    "ticket_no",
+    "department",
+    "leader",
+    "leader_title",
+    "reason",
+    "summary",
+    "due_at",
+    "overdue",
+    "date",
+)
 
 
 @dataclass(frozen=True)
@@ -63,8 +73,14 @@ class Responsible:
         return f"{self.department_name} {self.leader}{self.leader_title and '（' + self.leader_title + '）'}"
 
 
-def responsible_for(catalogue: Catalogue, settings: Settings, *, department: str | None,
-                    department_name: str | None, category: str | None) -> Responsible:
+def responsible_for(
+    catalogue: Catalogue,
+    settings: Settings,
+    *,
+    department: str | None,
+    department_name: str | None,
+    category: str | None,
+) -> Responsible:
     """The catalogue's people for ``department`` (matched by code or name); placeholders when it has none."""
     desk = settings.warnings
     if department is None:
@@ -75,12 +91,16 @@ def responsible_for(catalogue: Catalogue, settings: Settings, *, department: str
     entry = next((e for e in entries if e.name == top), entries[0] if entries else None)
     if entry is None:
         return Responsible(department, name, "12345联络人", "", "分管领导", "")
-    return Responsible(department, name, entry.person, entry.person_title, entry.leader, entry.leader_title)
+    return Responsible(
+        department, name, entry.person, entry.person_title, entry.leader, entry.leader_title
+    )
 
 
 async def department_names(session: AsyncSession) -> dict[str, str]:
     """Department code → name."""
-    return {code: name for code, name in await session.execute(select(Department.code, Department.name))}
+    return {
+        code: name for code, name in await session.execute(select(Department.code, Department.name))
+    }
 
 
 def _span(seconds: float) -> str:
@@ -111,49 +131,108 @@ def load_template(settings: Settings) -> string.Template:
     try:
         template = string.Template(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise TicketError(f"无法读取督办函模板 {path}：{exc.strerror}", code="supervision.template_missing") from exc
+        raise TicketError(
+            f"无法读取督办函模板 {path}：{exc.strerror}", code="supervision.template_missing"
+        ) from exc
     unknown = sorted(set(template.get_identifiers()) - set(PLACEHOLDERS))
     if unknown or not template.is_valid():
-        raise TicketError(f"督办函模板 {path} 含未知占位符：{'、'.join(unknown) or '格式错误'}"
-                          f"（可用：{'、'.join(PLACEHOLDERS)}）", code="supervision.template_invalid")
+        raise TicketError(
+            f"督办函模板 {path} 含未知占位符：{'、'.join(unknown) or '格式错误'}"
+            f"（可用：{'、'.join(PLACEHOLDERS)}）",
+            code="supervision.template_invalid",
+        )
     return template
 
 
-def render_letter(template: string.Template, ticket: Ticket, responsible: Responsible, *, reason: str,
-                  now: datetime, settings: Settings) -> str:
+def render_letter(
+    template: string.Template,
+    ticket: Ticket,
+    responsible: Responsible,
+    *,
+    reason: str,
+    now: datetime,
+    settings: Settings,
+) -> str:
     """The 督办函 for ``ticket``, addressed to its responsible leader."""
     tz = ZoneInfo(settings.timezone)
     return template.substitute(
-        ticket_no=ticket.ticket_no, department=responsible.department_name, leader=responsible.leader,
-        leader_title=responsible.leader_title or "负责同志", reason=reason,
-        summary=summarise(ticket.content, settings.warnings.summary_chars), due_at=format_time(ticket.due_at, tz),
-        overdue=describe_deadline(ticket.due_at, now), date=now.astimezone(tz).strftime("%Y年%m月%d日"),
+        ticket_no=ticket.ticket_no,
+        department=responsible.department_name,
+        leader=responsible.leader,
+        leader_title=responsible.leader_title or "负责同志",
+        reason=reason,
+        summary=summarise(ticket.content, settings.warnings.summary_chars),
+        due_at=format_time(ticket.due_at, tz),
+        overdue=describe_deadline(ticket.due_at, now),
+        date=now.astimezone(tz).strftime("%Y年%m月%d日"),
     )
 
 
-def add_supervision(session: AsyncSession, ticket: Ticket, responsible: Responsible, letter: str, *, actor: Actor,
-                    reason: str, now: datetime, warning_id: int | None = None,
-                    note: str = "") -> TicketSupervision:
+def add_supervision(
+    session: AsyncSession,
+    ticket: Ticket,
+    responsible: Responsible,
+    letter: str,
+    *,
+    actor: Actor,
+    reason: str,
+    now: datetime,
+    warning_id: int | None = None,
+    note: str = "",
+) -> TicketSupervision:
     """Record a supervision inside the caller's transaction: the row, the letter in the outbox, the audit event."""
-    row = TicketSupervision(ticket_id=ticket.id, warning_id=warning_id, at=now, actor=actor.name, role=actor.role,
-                            reason=reason, department=responsible.department, leader=responsible.leader_address,
-                            letter=letter, note=note)
+    row = TicketSupervision(
+        ticket_id=ticket.id,
+        warning_id=warning_id,
+        at=now,
+        actor=actor.name,
+        role=actor.role,
+        reason=reason,
+        department=responsible.department,
+        leader=responsible.leader_address,
+        letter=letter,
+        note=note,
+    )
     session.add(row)
-    outbox.enqueue(session, channel=outbox.EMAIL, recipient=responsible.leader_address,
-                   subject=f"督办函：工单 {ticket.ticket_no}", body=letter, now=now, ticket_id=ticket.id,
-                   warning_id=warning_id)
-    record_note(session, ticket_id=ticket.id, state=ticket.state, action="supervise", actor=actor, at=now, note=note,
-                payload={"reason": reason, "leader": responsible.leader_address, "warning_id": warning_id})
+    outbox.enqueue(
+        session,
+        channel=outbox.EMAIL,
+        recipient=responsible.leader_address,
+        subject=f"督办函：工单 {ticket.ticket_no}",
+        body=letter,
+        now=now,
+        ticket_id=ticket.id,
+        warning_id=warning_id,
+    )
+    record_note(
+        session,
+        ticket_id=ticket.id,
+        state=ticket.state,
+        action="supervise",
+        actor=actor,
+        at=now,
+        note=note,
+        payload={"reason": reason, "leader": responsible.leader_address, "warning_id": warning_id},
+    )
     return row
 
 
-async def supervise(session: AsyncSession, ticket_no: str, actor: Actor, *, note: str = "",
-                    now: datetime | None = None, settings: Settings,
-                    catalogue: Catalogue | None = None) -> TicketSupervision:
+async def supervise(
+    session: AsyncSession,
+    ticket_no: str,
+    actor: Actor,
+    *,
+    note: str = "",
+    now: datetime | None = None,
+    settings: Settings,
+    catalogue: Catalogue | None = None,
+) -> TicketSupervision:
     """督办 by hand: a leader, dispatcher or admin presses the ticket's department; one transaction."""
     check_actor(actor)
     if actor.role not in SUPERVISORS:
-        raise Forbidden(f"{ROLE_LABELS.get(actor.role, actor.role)}无权督办工单", code="ticket.role_forbidden")
+        raise Forbidden(
+            f"{ROLE_LABELS.get(actor.role, actor.role)}无权督办工单", code="ticket.role_forbidden"
+        )
     if now is not None and now.tzinfo is None:
         raise InvalidInput("时间必须带时区", code="ticket.naive_time", field="now")
     now = now or datetime.now(ZoneInfo(settings.timezone))
@@ -165,11 +244,18 @@ async def supervise(session: AsyncSession, ticket_no: str, actor: Actor, *, note
         if ticket.state in TERMINAL_STATES:
             raise IllegalTransition("已办结或撤销的工单不能督办", code="ticket.supervise_closed")
         names = await department_names(session)
-        who = responsible_for(catalogue, settings, department=ticket.lead_department,
-                              department_name=names.get(ticket.lead_department or ""), category=ticket.category)
+        who = responsible_for(
+            catalogue,
+            settings,
+            department=ticket.lead_department,
+            department_name=names.get(ticket.lead_department or ""),
+            category=ticket.category,
+        )
         reason = f"{MANUAL_LABEL}（{note}）" if note else MANUAL_LABEL
         letter = render_letter(template, ticket, who, reason=reason, now=now, settings=settings)
-        row = add_supervision(session, ticket, who, letter, actor=actor, reason=MANUAL, now=now, note=note)
+        row = add_supervision(
+            session, ticket, who, letter, actor=actor, reason=MANUAL, now=now, note=note
+        )
         await session.commit()
     except BaseException:
         await session.rollback()
@@ -181,6 +267,8 @@ async def supervisions_of(session: AsyncSession, ticket_no: str) -> list[TicketS
     """The ticket's supervisions, oldest first."""
     ticket = await get_ticket(session, ticket_no)
     rows = await session.execute(
-        select(TicketSupervision).where(TicketSupervision.ticket_id == ticket.id).order_by(TicketSupervision.id)
+        select(TicketSupervision)
+        .where(TicketSupervision.ticket_id == ticket.id)
+        .order_by(TicketSupervision.id)
     )
     return list(rows.scalars())

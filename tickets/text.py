@@ -25,8 +25,10 @@ Text = Annotated[str, StringConstraints(pattern=TEXT_PATTERN)]
 
 def is_control_character_error(error: Mapping[str, Any]) -> bool:
     """Whether a pydantic error is a :data:`Line` or :data:`Text` refusing a control character."""
-    return error["type"] == "string_pattern_mismatch" and \
-        error.get("ctx", {}).get("pattern") in (LINE_PATTERN, TEXT_PATTERN)
+    return error["type"] == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") in (
+        LINE_PATTERN,
+        TEXT_PATTERN,
+    )
 
 
 def has_control_character(value: str, *, multiline: bool) -> bool:

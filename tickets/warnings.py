@@ -71,7 +71,9 @@ REASON_LABELS = {
     (Reason.EXTENDED, Level.RED): "延期办理",
 }
 OPEN_STATE_VALUES = sorted(s.value for s in OPEN_STATES)
-_BEFORE_REPLY = frozenset({State.ACCEPTED, State.REVIEWED, State.DISPATCHED, State.SIGNED, State.IN_PROGRESS})
+_BEFORE_REPLY = frozenset(
+    {State.ACCEPTED, State.REVIEWED, State.DISPATCHED, State.SIGNED, State.IN_PROGRESS}
+)
 _COMPLAINT = "投诉"
 _NOTIFY_CHUNK = 500
 
@@ -90,10 +92,16 @@ class ScanCalendar(WorkCalendar):
 
     def __init__(self, office_hours: OfficeHours, tz: ZoneInfo) -> None:
         super().__init__(office_hours, tz)
-        self._local_blocks = [(_seconds(lo), _seconds(hi)) for lo, hi in (
-            (office_hours.morning_start, office_hours.morning_end),
-            (office_hours.afternoon_start, office_hours.afternoon_end))]
-        self._day_start: dict[date, float] = {}  # working seconds from the first day seen to the day's start
+        self._local_blocks = [
+            (_seconds(lo), _seconds(hi))
+            for lo, hi in (
+                (office_hours.morning_start, office_hours.morning_end),
+                (office_hours.afternoon_start, office_hours.afternoon_end),
+            )
+        ]
+        self._day_start: dict[
+            date, float
+        ] = {}  # working seconds from the first day seen to the day's start
         self._first: date | None = None
         self._last: date | None = None
 
@@ -139,14 +147,22 @@ class Deserved:
     deadline: datetime | None
 
 
-def assess(row: Any, now: datetime, cal: WorkCalendar, *, yellow_share: float,
-           wall_clock_tiers: frozenset[str]) -> dict[Reason, Deserved]:
+def assess(
+    row: Any,
+    now: datetime,
+    cal: WorkCalendar,
+    *,
+    yellow_share: float,
+    wall_clock_tiers: frozenset[str],
+) -> dict[Reason, Deserved]:
     """The warnings an open ticket deserves at ``now``. ``row`` has the columns of :data:`SCAN_COLUMNS`."""
     out: dict[Reason, Deserved] = {}
     state = State(row.state)
     if state in _BEFORE_REPLY and row.due_at is not None:
         start = row.dispatched_at if row.redispatch_count and row.dispatched_at else row.created_at
-        level = _deadline_level(start, row.due_at, now, cal, yellow_share, row.deadline_tier in wall_clock_tiers)
+        level = _deadline_level(
+            start, row.due_at, now, cal, yellow_share, row.deadline_tier in wall_clock_tiers
+        )
         if level:
             out[Reason.HANDLING] = Deserved(level, row.due_at)
     if state == State.DISPATCHED and row.sign_for_due is not None and row.dispatched_at is not None:
@@ -162,8 +178,14 @@ def assess(row: Any, now: datetime, cal: WorkCalendar, *, yellow_share: float,
     return out
 
 
-def _deadline_level(start: datetime, due: datetime, now: datetime, cal: WorkCalendar, yellow_share: float,
-                    wall_clock: bool) -> Level | None:
+def _deadline_level(
+    start: datetime,
+    due: datetime,
+    now: datetime,
+    cal: WorkCalendar,
+    yellow_share: float,
+    wall_clock: bool,
+) -> Level | None:
     if now > due:
         return Level.RED
     if due > start and remaining_share(start, due, now, cal, wall_clock=wall_clock) < yellow_share:
@@ -171,8 +193,19 @@ def _deadline_level(start: datetime, due: datetime, now: datetime, cal: WorkCale
     return None
 
 
-SCAN_COLUMNS = (Ticket.id, Ticket.state, Ticket.created_at, Ticket.dispatched_at, Ticket.due_at, Ticket.sign_for_due,
-                Ticket.deadline_tier, Ticket.kind, Ticket.is_repeat, Ticket.redispatch_count, Ticket.extension_count)
+SCAN_COLUMNS = (
+    Ticket.id,
+    Ticket.state,
+    Ticket.created_at,
+    Ticket.dispatched_at,
+    Ticket.due_at,
+    Ticket.sign_for_due,
+    Ticket.deadline_tier,
+    Ticket.kind,
+    Ticket.is_repeat,
+    Ticket.redispatch_count,
+    Ticket.extension_count,
+)
 
 
 @dataclass(frozen=True)
@@ -187,34 +220,56 @@ class ScanReport:
     supervisions: int  # 督办函 queued
 
     def to_json(self) -> dict[str, Any]:
-        return {"now": self.now.isoformat(), "open_tickets": self.open_tickets, "raised": self.raised,
-                "changed": self.changed, "cleared": self.cleared, "open_warnings": self.open_warnings,
-                "notices": self.notices, "supervisions": self.supervisions}
+        return {
+            "now": self.now.isoformat(),
+            "open_tickets": self.open_tickets,
+            "raised": self.raised,
+            "changed": self.changed,
+            "cleared": self.cleared,
+            "open_warnings": self.open_warnings,
+            "notices": self.notices,
+            "supervisions": self.supervisions,
+        }
 
 
 def _now(now: datetime | None, settings: Settings) -> datetime:
     if now is not None and now.tzinfo is None:
         raise InvalidInput("时间必须带时区", code="ticket.naive_time", field="now")
-    return (now or datetime.now(ZoneInfo(settings.timezone))).astimezone(ZoneInfo(settings.timezone))
+    return (now or datetime.now(ZoneInfo(settings.timezone))).astimezone(
+        ZoneInfo(settings.timezone)
+    )
 
 
-async def scan_warnings(session: AsyncSession, *, now: datetime | None = None, settings: Settings,
-                        catalogue: Catalogue | None = None) -> ScanReport:
+async def scan_warnings(
+    session: AsyncSession,
+    *,
+    now: datetime | None = None,
+    settings: Settings,
+    catalogue: Catalogue | None = None,
+) -> ScanReport:
     """Bring the warnings table in line with the open tickets at ``now``; one transaction."""
     now = _now(now, settings)
     cal = ScanCalendar.from_settings(settings)
     wall_clock_tiers = frozenset(t.name for t in settings.deadlines.tiers if t.hours)
     share = settings.warnings.yellow_remaining_share
     try:
-        rows = await session.execute(select(*SCAN_COLUMNS).where(Ticket.state.in_(OPEN_STATE_VALUES)))
+        rows = await session.execute(
+            select(*SCAN_COLUMNS).where(Ticket.state.in_(OPEN_STATE_VALUES))
+        )
         wanted: dict[tuple[int, str], Deserved] = {}
         open_tickets = 0
         for row in rows:
             open_tickets += 1
             deserves = assess(row, now, cal, yellow_share=share, wall_clock_tiers=wall_clock_tiers)
             wanted.update(((row.id, reason.value), d) for reason, d in deserves.items())
-        existing = {(w.ticket_id, w.reason): w for w in (await session.execute(
-            select(TicketWarning).where(TicketWarning.cleared_at.is_(None)))).scalars()}
+        existing = {
+            (w.ticket_id, w.reason): w
+            for w in (
+                await session.execute(
+                    select(TicketWarning).where(TicketWarning.cleared_at.is_(None))
+                )
+            ).scalars()
+        }
         cleared = 0
         for key, stale in existing.items():
             if key not in wanted:
@@ -225,8 +280,14 @@ async def scan_warnings(session: AsyncSession, *, now: datetime | None = None, s
         for (ticket_id, reason), deserved in wanted.items():
             warning = existing.get((ticket_id, reason))
             if warning is None:
-                warning = TicketWarning(ticket_id=ticket_id, reason=reason, level=deserved.level.value,
-                                        deadline=deserved.deadline, raised_at=now, changed_at=now)
+                warning = TicketWarning(
+                    ticket_id=ticket_id,
+                    reason=reason,
+                    level=deserved.level.value,
+                    deadline=deserved.deadline,
+                    raised_at=now,
+                    changed_at=now,
+                )
                 session.add(warning)
                 fresh.append(warning)
                 raised += 1
@@ -238,7 +299,9 @@ async def scan_warnings(session: AsyncSession, *, now: datetime | None = None, s
                     fresh.append(warning)
                 warning.level, warning.changed_at = deserved.level.value, now
         await session.flush()
-        notices, letters = await _notify(session, fresh, now=now, settings=settings, catalogue=catalogue)
+        notices, letters = await _notify(
+            session, fresh, now=now, settings=settings, catalogue=catalogue
+        )
         await session.commit()
     except BaseException:
         await session.rollback()
@@ -246,8 +309,14 @@ async def scan_warnings(session: AsyncSession, *, now: datetime | None = None, s
     return ScanReport(now, open_tickets, raised, changed, cleared, len(wanted), notices, letters)
 
 
-async def _notify(session: AsyncSession, fresh: list[TicketWarning], *, now: datetime, settings: Settings,
-                  catalogue: Catalogue | None) -> tuple[int, int]:
+async def _notify(
+    session: AsyncSession,
+    fresh: list[TicketWarning],
+    *,
+    now: datetime,
+    settings: Settings,
+    catalogue: Catalogue | None,
+) -> tuple[int, int]:
     """One notice per ticket with new or upgraded warnings; one 督办函 per ticket with a new red one."""
     if not fresh:
         return 0, 0
@@ -260,52 +329,86 @@ async def _notify(session: AsyncSession, fresh: list[TicketWarning], *, now: dat
     ids = list(by_ticket)
     tickets: dict[int, Ticket] = {}
     for i in range(0, len(ids), _NOTIFY_CHUNK):
-        chunk = await session.execute(select(Ticket).where(Ticket.id.in_(ids[i:i + _NOTIFY_CHUNK])))
+        chunk = await session.execute(
+            select(Ticket).where(Ticket.id.in_(ids[i : i + _NOTIFY_CHUNK]))
+        )
         tickets.update((t.id, t) for t in chunk.scalars())
     tz = ZoneInfo(settings.timezone)
     letters = 0
     for ticket_id, warnings in by_ticket.items():
         ticket = tickets[ticket_id]
-        who = supervision.responsible_for(catalogue, settings, department=ticket.lead_department,
-                                          department_name=names.get(ticket.lead_department or ""),
-                                          category=ticket.category)
+        who = supervision.responsible_for(
+            catalogue,
+            settings,
+            department=ticket.lead_department,
+            department_name=names.get(ticket.lead_department or ""),
+            category=ticket.category,
+        )
         reasons = "、".join(reason_label(w.reason, w.level) for w in warnings)
         level = Level.RED if any(w.level == Level.RED for w in warnings) else Level.YELLOW
         outbox.enqueue(
-            session, channel=outbox.SMS, recipient=who.person_address, now=now, ticket_id=ticket_id,
-            warning_id=warnings[0].id, subject=f"{LEVEL_LABELS[level]}预警：工单 {ticket.ticket_no}",
-            body=(f"工单 {ticket.ticket_no}（{summarise(ticket.content, settings.warnings.summary_chars)}）"
-                  f"{reasons}；办理时限 {supervision.format_time(ticket.due_at, tz)}，"
-                  f"{supervision.describe_deadline(ticket.due_at, now)}。请及时办理。"),
+            session,
+            channel=outbox.SMS,
+            recipient=who.person_address,
+            now=now,
+            ticket_id=ticket_id,
+            warning_id=warnings[0].id,
+            subject=f"{LEVEL_LABELS[level]}预警：工单 {ticket.ticket_no}",
+            body=(
+                f"工单 {ticket.ticket_no}（{summarise(ticket.content, settings.warnings.summary_chars)}）"
+                f"{reasons}；办理时限 {supervision.format_time(ticket.due_at, tz)}，"
+                f"{supervision.describe_deadline(ticket.due_at, now)}。请及时办理。"
+            ),
         )
         red = [w for w in warnings if w.level == Level.RED]
         if red:
             reds = "、".join(reason_label(w.reason, w.level) for w in red)
-            letter = supervision.render_letter(template, ticket, who, reason=reds, now=now, settings=settings)
-            supervision.add_supervision(session, ticket, who, letter, actor=supervision.SYSTEM_ACTOR,
-                                        reason=red[0].reason, now=now, warning_id=red[0].id)
+            letter = supervision.render_letter(
+                template, ticket, who, reason=reds, now=now, settings=settings
+            )
+            supervision.add_supervision(
+                session,
+                ticket,
+                who,
+                letter,
+                actor=supervision.SYSTEM_ACTOR,
+                reason=red[0].reason,
+                now=now,
+                warning_id=red[0].id,
+            )
             letters += 1
     return len(by_ticket), letters
 
 
-async def warnings_of(session: AsyncSession, ticket: str | Ticket, *, include_cleared: bool = False
-                      ) -> list[TicketWarning]:
+async def warnings_of(
+    session: AsyncSession, ticket: str | Ticket, *, include_cleared: bool = False
+) -> list[TicketWarning]:
     """The open warnings (or all of them) of a ticket (by number, or the ticket already loaded: not looked up
     again), oldest first."""
     if isinstance(ticket, Ticket):
         ticket_id: int | None = ticket.id
     else:
-        ticket_id = (await session.execute(select(Ticket.id).where(Ticket.ticket_no == ticket))).scalar_one_or_none()
+        ticket_id = (
+            await session.execute(select(Ticket.id).where(Ticket.ticket_no == ticket))
+        ).scalar_one_or_none()
         if ticket_id is None:
             raise NotFound(f"工单 {ticket} 不存在")
-    stmt = select(TicketWarning).where(TicketWarning.ticket_id == ticket_id).order_by(TicketWarning.id)
+    stmt = (
+        select(TicketWarning).where(TicketWarning.ticket_id == ticket_id).order_by(TicketWarning.id)
+    )
     if not include_cleared:
         stmt = stmt.where(TicketWarning.cleared_at.is_(None))
     return list((await session.execute(stmt)).scalars())
 
 
-async def run_warning_scans(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, stop: asyncio.Event,
-                            *, sender: outbox.Sender | None = None, catalogue: Catalogue | None = None) -> None:
+async def run_warning_scans(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    sender: outbox.Sender | None = None,
+    catalogue: Catalogue | None = None,
+) -> None:
     """Scan and drain the outbox every ``settings.warnings.scan_interval_s`` until ``stop`` is set
     (run by ``hotline run``). A failed round is logged and retried at the next interval."""
     sender = sender or outbox.LogSender()

@@ -69,8 +69,11 @@ class WorkCalendar:
             except NotImplementedError:
                 if d.year not in self._warned_years:
                     self._warned_years.add(d.year)
-                    _log.warning("chinese-calendar has no holiday data for %d: counting Monday–Friday as working "
-                                 "days for that year (upgrade chinese-calendar)", d.year)
+                    _log.warning(
+                        "chinese-calendar has no holiday data for %d: counting Monday–Friday as working "
+                        "days for that year (upgrade chinese-calendar)",
+                        d.year,
+                    )
                 known = d.weekday() < 5
             self._working[d] = known
         return known
@@ -105,7 +108,9 @@ class WorkCalendar:
         return total
 
     def _add_seconds(self, start: datetime, seconds: float) -> datetime:
-        seconds = round(seconds, 6)  # datetimes hold microseconds; float noise must not spill into the next block
+        seconds = round(
+            seconds, 6
+        )  # datetimes hold microseconds; float noise must not spill into the next block
         cursor = start.astimezone(UTC)
         if seconds == 0:
             return cursor.astimezone(self.tz)
@@ -125,8 +130,13 @@ class WorkCalendar:
         """The office-hour blocks of ``day`` in UTC; none on a day off."""
         if not self.is_working_day(day):
             return []
-        return [(datetime.combine(day, lo, self.tz).astimezone(UTC), datetime.combine(day, hi, self.tz).astimezone(UTC))
-                for lo, hi in self._blocks]
+        return [
+            (
+                datetime.combine(day, lo, self.tz).astimezone(UTC),
+                datetime.combine(day, hi, self.tz).astimezone(UTC),
+            )
+            for lo, hi in self._blocks
+        ]
 
 
 def _seconds_of_day(t: time) -> int:

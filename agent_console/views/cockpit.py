@@ -2,7 +2,7 @@
 
 Who sees it: leaders (领导), administrators and dispatchers (派单员, who steer the day's work from the same
 figures); agents, handlers and grid workers do not (a handler's figures are their department's, shown on its
-own pages). The panels are computed, cached and kept warm by :mod:`agent_console.views.cockpit_panels`; the
+own pages). The panels are computed, cached and kept warm by :mod:`agent_console.cockpit_panels`; the
 live queue is always fresh.
 
 Live queue (hub topic ``queue``): the telephony side publishes a :class:`QueueSnapshot` (use
@@ -24,14 +24,7 @@ from aiohttp import web
 from pydantic import Field
 
 from agent_console import keys
-from agent_console.geo import layout_from_settings
-from agent_console.hub import TopicRule
-from agent_console.masking import mask_phone
-from agent_console.metrics import ConsoleMetrics
-from agent_console.roles import Role
-from agent_console.routing import Call, RouteTable
-from agent_console.schemas import Model
-from agent_console.views.cockpit_panels import (
+from agent_console.cockpit_panels import (
     PERIOD_LABELS,
     CallsTodayOut,
     CategoriesOut,
@@ -46,6 +39,13 @@ from agent_console.views.cockpit_panels import (
     TrendOut,
     WarningsOut,
 )
+from agent_console.geo import layout_from_settings
+from agent_console.hub import TopicRule
+from agent_console.masking import mask_phone
+from agent_console.metrics import ConsoleMetrics
+from agent_console.roles import Role
+from agent_console.routing import Call, RouteTable
+from agent_console.schemas import Model
 from ivr import events as ivr_events
 from ivr.state import HotlineState
 
@@ -54,7 +54,12 @@ COCKPIT_ROLES = frozenset({Role.LEADER, Role.ADMIN, Role.DISPATCHER})
 QUEUE_TOPIC = "queue"
 # Who may subscribe to the live queue: the cockpit's roles, and agents (their workspace shows the queue).
 QUEUE_TOPIC_ROLES = COCKPIT_ROLES | {Role.AGENT}
-_BUSY = {ivr_events.DEVICE_INUSE, ivr_events.DEVICE_BUSY, ivr_events.DEVICE_RINGINUSE, ivr_events.DEVICE_ONHOLD}
+_BUSY = {
+    ivr_events.DEVICE_INUSE,
+    ivr_events.DEVICE_BUSY,
+    ivr_events.DEVICE_RINGINUSE,
+    ivr_events.DEVICE_ONHOLD,
+}
 
 
 # --- live queue -----------------------------------------------------------------------------------------------
@@ -89,9 +94,15 @@ class QueueSnapshot(Model):
 
 def snapshot_of(state: HotlineState, now: datetime) -> QueueSnapshot:
     """The queue as the cockpit shows it, from the controller's state (for the publisher of topic ``queue``)."""
-    waiting = [WaitingCaller(position=i, caller=mask_phone(c.caller_number, Role.LEADER),
-                             wait_s=round(c.wait_so_far(now), 1), menu=c.menu)
-               for i, c in enumerate(state.waiting_calls(), start=1)]
+    waiting = [
+        WaitingCaller(
+            position=i,
+            caller=mask_phone(c.caller_number, Role.LEADER),
+            wait_s=round(c.wait_so_far(now), 1),
+            menu=c.menu,
+        )
+        for i, c in enumerate(state.waiting_calls(), start=1)
+    ]
     agents = AgentCounts()
     for m in state.members.values():
         if m.interface in state.leaders:
@@ -108,8 +119,13 @@ def snapshot_of(state: HotlineState, now: datetime) -> QueueSnapshot:
             agents.available += 1
     live = [c for c in state.calls.values() if c.ended_at is None]
     return QueueSnapshot(
-        at=now, waiting=waiting, longest_wait_s=max((w.wait_s for w in waiting), default=0.0), agents=agents,
-        bot_calls=sum(1 for c in live if c.bot_uuid is not None and c.answered_by is None and not c.waiting),
+        at=now,
+        waiting=waiting,
+        longest_wait_s=max((w.wait_s for w in waiting), default=0.0),
+        agents=agents,
+        bot_calls=sum(
+            1 for c in live if c.bot_uuid is not None and c.answered_by is None and not c.waiting
+        ),
         leader_calls=sum(1 for c in live if c.answered_by == "leader"),
         talking=sum(1 for c in live if c.answered_by is not None),
     )
@@ -159,8 +175,13 @@ def _setup(app: web.Application) -> None:
         for name, value in today.model_dump(exclude={"day"}).items():
             metrics.calls_today.labels(name).set(math.nan if value is None else value)
         snap = app[BOARD].latest
-        live = {"waiting": len(snap.waiting), "longest_wait_s": snap.longest_wait_s, "bot_calls": snap.bot_calls,
-                "leader_calls": snap.leader_calls, **{f"agents_{k}": v for k, v in snap.agents.model_dump().items()}}
+        live = {
+            "waiting": len(snap.waiting),
+            "longest_wait_s": snap.longest_wait_s,
+            "bot_calls": snap.bot_calls,
+            "leader_calls": snap.leader_calls,
+            **{f"agents_{k}": v for k, v in snap.agents.model_dump().items()},
+        }
         for name, value in live.items():
             metrics.queue_now.labels(name).set(value)
 
@@ -168,74 +189,141 @@ def _setup(app: web.Application) -> None:
 
 
 class PeriodQuery(Model):
-    period: Period = Field("month", description="统计区间：today 今日、week 本周、month 本月、30d 近30天")
+    period: Period = Field(
+        "month", description="统计区间：today 今日、week 本周、month 本月、30d 近30天"
+    )
 
 
 async def panel(call: Call[Any], name: str, period: Period | None = None) -> Any:
     return await call.app[COCKPIT].get(name, call.now, period)
 
 
-@routes.api("GET", "/api/v1/cockpit/today", summary="驾驶舱：今日概况", roles=COCKPIT_ROLES, response=TodayOut)
+@routes.api(
+    "GET",
+    "/api/v1/cockpit/today",
+    summary="驾驶舱：今日概况",
+    roles=COCKPIT_ROLES,
+    response=TodayOut,
+)
 async def today_api(call: Call[None]) -> TodayOut:
     return await panel(call, "today")
 
 
-@routes.api("GET", "/api/v1/cockpit/calls", summary="驾驶舱：今日话务服务水平（接通率、15秒接通率、放弃）",
-            roles=COCKPIT_ROLES, response=CallsTodayOut)
+@routes.api(
+    "GET",
+    "/api/v1/cockpit/calls",
+    summary="驾驶舱：今日话务服务水平（接通率、15秒接通率、放弃）",
+    roles=COCKPIT_ROLES,
+    response=CallsTodayOut,
+)
 async def calls_api(call: Call[None]) -> CallsTodayOut:
     return await panel(call, "calls")
 
 
-@routes.api("GET", "/api/v1/cockpit/trend", summary="驾驶舱：近30天受理与办结趋势", roles=COCKPIT_ROLES,
-            response=TrendOut)
+@routes.api(
+    "GET",
+    "/api/v1/cockpit/trend",
+    summary="驾驶舱：近30天受理与办结趋势",
+    roles=COCKPIT_ROLES,
+    response=TrendOut,
+)
 async def trend_api(call: Call[None]) -> TrendOut:
     return await panel(call, "trend")
 
 
-@routes.api("GET", "/api/v1/cockpit/categories", summary="驾驶舱：诉求分类分布", roles=COCKPIT_ROLES,
-            query=PeriodQuery, response=CategoriesOut)
+@routes.api(
+    "GET",
+    "/api/v1/cockpit/categories",
+    summary="驾驶舱：诉求分类分布",
+    roles=COCKPIT_ROLES,
+    query=PeriodQuery,
+    response=CategoriesOut,
+)
 async def categories_api(call: Call[None]) -> CategoriesOut:
     return await panel(call, "categories", call.query.period)
 
 
-@routes.api("GET", "/api/v1/cockpit/departments", summary="驾驶舱：承办单位排名（响应率、办结率、满意率）",
-            roles=COCKPIT_ROLES, query=PeriodQuery, response=DepartmentsOut)
+@routes.api(
+    "GET",
+    "/api/v1/cockpit/departments",
+    summary="驾驶舱：承办单位排名（响应率、办结率、满意率）",
+    roles=COCKPIT_ROLES,
+    query=PeriodQuery,
+    response=DepartmentsOut,
+)
 async def departments_api(call: Call[None]) -> DepartmentsOut:
     return await panel(call, "departments", call.query.period)
 
 
-@routes.api("GET", "/api/v1/cockpit/hot-topics", summary="驾驶舱：热点诉求关键词", roles=COCKPIT_ROLES,
-            response=HotTopicsOut)
+@routes.api(
+    "GET",
+    "/api/v1/cockpit/hot-topics",
+    summary="驾驶舱：热点诉求关键词",
+    roles=COCKPIT_ROLES,
+    response=HotTopicsOut,
+)
 async def hot_topics_api(call: Call[None]) -> HotTopicsOut:
     return await panel(call, "hot_topics")
 
 
-@routes.api("GET", "/api/v1/cockpit/frequent-problems", summary="驾驶舱：高频问题（每月一题候选）",
-            roles=COCKPIT_ROLES, response=ProblemsOut)
+@routes.api(
+    "GET",
+    "/api/v1/cockpit/frequent-problems",
+    summary="驾驶舱：高频问题（每月一题候选）",
+    roles=COCKPIT_ROLES,
+    response=ProblemsOut,
+)
 async def frequent_problems_api(call: Call[None]) -> ProblemsOut:
     return await panel(call, "frequent_problems")
 
 
-@routes.api("GET", "/api/v1/cockpit/heatmap", summary="驾驶舱：区县/街道热力图", roles=COCKPIT_ROLES,
-            query=PeriodQuery, response=HeatmapOut)
+@routes.api(
+    "GET",
+    "/api/v1/cockpit/heatmap",
+    summary="驾驶舱：区县/街道热力图",
+    roles=COCKPIT_ROLES,
+    query=PeriodQuery,
+    response=HeatmapOut,
+)
 async def heatmap_api(call: Call[None]) -> HeatmapOut:
     return await panel(call, "heatmap", call.query.period)
 
 
-@routes.api("GET", "/api/v1/cockpit/warnings", summary="驾驶舱：预警（黄牌、红牌）", roles=COCKPIT_ROLES,
-            response=WarningsOut)
+@routes.api(
+    "GET",
+    "/api/v1/cockpit/warnings",
+    summary="驾驶舱：预警（黄牌、红牌）",
+    roles=COCKPIT_ROLES,
+    response=WarningsOut,
+)
 async def warnings_api(call: Call[None]) -> WarningsOut:
     return await panel(call, "warnings")
 
 
-@routes.api("GET", "/api/v1/cockpit/queue", summary="驾驶舱：实时排队与坐席状态（最新快照）", roles=COCKPIT_ROLES,
-            response=QueueSnapshot)
+@routes.api(
+    "GET",
+    "/api/v1/cockpit/queue",
+    summary="驾驶舱：实时排队与坐席状态（最新快照）",
+    roles=COCKPIT_ROLES,
+    response=QueueSnapshot,
+)
 async def queue_api(call: Call[None]) -> QueueSnapshot:
     return call.app[BOARD].latest
 
 
-@routes.page("GET", "/cockpit", title="领导驾驶舱", roles=COCKPIT_ROLES, nav="驾驶舱", template="cockpit.html",
-             name="cockpit_page")
+@routes.page(
+    "GET",
+    "/cockpit",
+    title="领导驾驶舱",
+    roles=COCKPIT_ROLES,
+    nav="驾驶舱",
+    template="cockpit.html",
+    name="cockpit_page",
+)
 async def cockpit_page(call: Call[None]) -> dict[str, Any]:
     source = call.app[COCKPIT].source
-    return {"periods": PERIOD_LABELS, "city": source.layout.city, "timezone": source.settings.timezone}
+    return {
+        "periods": PERIOD_LABELS,
+        "city": source.layout.city,
+        "timezone": source.settings.timezone,
+    }

@@ -50,7 +50,11 @@ class ShiftIn(Model):
     title: Line = Field("", max_length=64, description="职务")
     department: Line = Field("", max_length=128, description="所在单位")
     interface: Line = Field(min_length=1, max_length=128, description="接听终端，如 PJSIP/6009")
-    account: Line = Field("", max_length=64, description="领导的控制台账号（用户名）：其「领导接听」页显示本时段的来电")
+    account: Line = Field(
+        "",
+        max_length=64,
+        description="领导的控制台账号（用户名）：其「领导接听」页显示本时段的来电",
+    )
 
     @field_validator("start", "end")
     @classmethod
@@ -100,8 +104,18 @@ def _tz(call: Call[Any]) -> ZoneInfo:
 def shift_out(row: LeaderShift, now: datetime, tz: ZoneInfo) -> ShiftOut:
     local = now.astimezone(tz)
     on_duty = row.day == local.date() and row.start <= local.time().replace(tzinfo=None) < row.end
-    return ShiftOut(id=row.id, day=row.day, start=row.start, end=row.end, leader_name=row.leader_name, title=row.title,
-                    department=row.department, interface=row.interface, account=row.account, on_duty=on_duty)
+    return ShiftOut(
+        id=row.id,
+        day=row.day,
+        start=row.start,
+        end=row.end,
+        leader_name=row.leader_name,
+        title=row.title,
+        department=row.department,
+        interface=row.interface,
+        account=row.account,
+        on_duty=on_duty,
+    )
 
 
 def _shift_id(call: Call[Any]) -> int:
@@ -113,8 +127,18 @@ def _shift_id(call: Call[Any]) -> int:
 
 async def _add(call: Call[Any], body: ShiftIn) -> LeaderShift:
     async with call.db() as db:
-        shift = schedule.validate_shift(schedule.ShiftInput(body.day, body.start, body.end, body.leader_name,
-                                                            body.interface, body.title, body.department, body.account))
+        shift = schedule.validate_shift(
+            schedule.ShiftInput(
+                body.day,
+                body.start,
+                body.end,
+                body.leader_name,
+                body.interface,
+                body.title,
+                body.department,
+                body.account,
+            )
+        )
         if shift.account:
             user = await find_user(db, shift.account)
             if user is None or not user.active or Role(user.role) not in LINE_ROLES:
@@ -122,55 +146,99 @@ async def _add(call: Call[Any], body: ShiftIn) -> LeaderShift:
         return await schedule.add_shift(db, shift, now=call.now)
 
 
-@routes.api("GET", "/api/v1/leader-shifts", summary="领导接听日安排", roles=VIEWERS, query=ShiftQuery,
-            response=ShiftList)
+@routes.api(
+    "GET",
+    "/api/v1/leader-shifts",
+    summary="领导接听日安排",
+    roles=VIEWERS,
+    query=ShiftQuery,
+    response=ShiftList,
+)
 async def shifts_api(call: Call[None]) -> ShiftList:
     async with call.db() as db:
-        rows = await schedule.list_shifts(db, day_from=call.query.day_from, day_to=call.query.day_to)
+        rows = await schedule.list_shifts(
+            db, day_from=call.query.day_from, day_to=call.query.day_to
+        )
     tz = _tz(call)
     return ShiftList(shifts=[shift_out(r, call.now, tz) for r in rows])
 
 
-@routes.api("POST", "/api/v1/leader-shifts", summary="新增领导接听安排", roles=EDITORS, request=ShiftIn,
-            response=ShiftOut, status=201, errors=(409,))
+@routes.api(
+    "POST",
+    "/api/v1/leader-shifts",
+    summary="新增领导接听安排",
+    roles=EDITORS,
+    request=ShiftIn,
+    response=ShiftOut,
+    status=201,
+    errors=(409,),
+)
 async def shift_create_api(call: Call[ShiftIn]) -> ShiftOut:
     return shift_out(await _add(call, call.body), call.now, _tz(call))
 
 
-@routes.api("DELETE", "/api/v1/leader-shifts/{shift_id}", summary="取消领导接听安排", roles=EDITORS,
-            response=ShiftOut)
+@routes.api(
+    "DELETE",
+    "/api/v1/leader-shifts/{shift_id}",
+    summary="取消领导接听安排",
+    roles=EDITORS,
+    response=ShiftOut,
+)
 async def shift_delete_api(call: Call[None]) -> ShiftOut:
     async with call.db() as db:
         row = await schedule.remove_shift(db, _shift_id(call))
     return shift_out(row, call.now, _tz(call))
 
 
-async def _schedule_page(call: Call[Any], *, error: str | None = None, status: int = 200) -> web.Response:
+async def _schedule_page(
+    call: Call[Any], *, error: str | None = None, status: int = 200
+) -> web.Response:
     tz = _tz(call)
     today = call.now.astimezone(tz).date()
     async with call.db() as db:
-        rows = await schedule.list_shifts(db, day_from=today - timedelta(days=PAST_DAYS),
-                                          day_to=today + timedelta(days=FUTURE_DAYS))
-    context = {"shifts": [shift_out(r, call.now, tz) for r in rows], "today": today, "error": error,
-               "form": call.form if error else {}, "can_edit": call.role in EDITORS,
-               "added": call.request.query.get("added")}
+        rows = await schedule.list_shifts(
+            db,
+            day_from=today - timedelta(days=PAST_DAYS),
+            day_to=today + timedelta(days=FUTURE_DAYS),
+        )
+    context = {
+        "shifts": [shift_out(r, call.now, tz) for r in rows],
+        "today": today,
+        "error": error,
+        "form": call.form if error else {},
+        "can_edit": call.role in EDITORS,
+        "added": call.request.query.get("added"),
+    }
     return render_page(call, "leader_schedule.html", context, status=status)
 
 
-@routes.page("GET", "/leaders", title="领导接听日", roles=VIEWERS, nav="领导接听日", name="leaders_page")
+@routes.page(
+    "GET", "/leaders", title="领导接听日", roles=VIEWERS, nav="领导接听日", name="leaders_page"
+)
 async def leaders_page(call: Call[None]) -> web.Response:
     return await _schedule_page(call)
 
 
-@routes.page("POST", "/leaders", title="领导接听日", roles=EDITORS, form=ShiftForm, name="leaders_add",
-             errors=(409, 422))
+@routes.page(
+    "POST",
+    "/leaders",
+    title="领导接听日",
+    roles=EDITORS,
+    form=ShiftForm,
+    name="leaders_add",
+    errors=(409, 422),
+)
 async def leaders_add(call: Call[ShiftForm]) -> web.Response:
     if call.body is None:
-        return await _schedule_page(call, error=call.invalid.message if call.invalid else "输入有误", status=422)
+        return await _schedule_page(
+            call, error=call.invalid.message if call.invalid else "输入有误", status=422
+        )
     try:
         body = ShiftIn.model_validate(call.body.model_dump())
     except ValueError:
-        return await _schedule_page(call, error="请填写日期、开始与结束时间、领导姓名和接听终端", status=422)
+        return await _schedule_page(
+            call, error="请填写日期、开始与结束时间、领导姓名和接听终端", status=422
+        )
     try:
         row = await _add(call, body)
     except schedule.LeaderScheduleError as exc:
@@ -179,8 +247,14 @@ async def leaders_add(call: Call[ShiftForm]) -> web.Response:
     return see_other(f"/leaders?added={row.id}")
 
 
-@routes.page("POST", "/leaders/{shift_id}/delete", title="取消领导接听安排", roles=EDITORS, name="leaders_delete",
-             errors=(404,))
+@routes.page(
+    "POST",
+    "/leaders/{shift_id}/delete",
+    title="取消领导接听安排",
+    roles=EDITORS,
+    name="leaders_delete",
+    errors=(404,),
+)
 async def leaders_delete(call: Call[None]) -> web.Response:
     async with call.db() as db:
         await schedule.remove_shift(db, _shift_id(call))
@@ -233,28 +307,57 @@ async def current_call(db: AsyncSession, account: str) -> CallRecord | None:
     """The newest answered, unfinished call the leader with this console account took (the call log written by
     the AMI controller)."""
     return await db.scalar(
-        select(CallRecord).where(CallRecord.leader_account == account, CallRecord.answered_at.is_not(None),
-                                 CallRecord.ended_at.is_(None))
-        .order_by(CallRecord.answered_at.desc()).limit(1)
+        select(CallRecord)
+        .where(
+            CallRecord.leader_account == account,
+            CallRecord.answered_at.is_not(None),
+            CallRecord.ended_at.is_(None),
+        )
+        .order_by(CallRecord.answered_at.desc())
+        .limit(1)
     )
 
 
 async def _line_view(call: Call[Any]) -> LineView:
     async with call.db() as db:
         record = await current_call(db, call.user.username)
-        earlier = await caller_history(db, record.caller_number, HISTORY_SIZE) if record and record.caller_number \
+        earlier = (
+            await caller_history(db, record.caller_number, HISTORY_SIZE)
+            if record and record.caller_number
             else []
+        )
     if record is None:
         return LineView(call=None, earlier=[])
     return LineView(
-        call=LineCall(call_id=record.uniqueid, caller=mask_phone(record.caller_number, call.role),
-                      started_at=record.started_at, answered_at=record.answered_at, ticket_no=record.ticket_no),
-        earlier=[EarlierTicket(ticket_no=t.ticket_no, created_at=t.created_at, state_label=t.state_label, kind=t.kind,
-                               category=t.category, summary=t.summary, is_repeat=t.is_repeat) for t in earlier])
+        call=LineCall(
+            call_id=record.uniqueid,
+            caller=mask_phone(record.caller_number, call.role),
+            started_at=record.started_at,
+            answered_at=record.answered_at,
+            ticket_no=record.ticket_no,
+        ),
+        earlier=[
+            EarlierTicket(
+                ticket_no=t.ticket_no,
+                created_at=t.created_at,
+                state_label=t.state_label,
+                kind=t.kind,
+                category=t.category,
+                summary=t.summary,
+                is_repeat=t.is_repeat,
+            )
+            for t in earlier
+        ],
+    )
 
 
-@routes.api("GET", "/api/v1/leader-line/current", summary="领导接听：当前来电与来电人历史工单", roles=LINE_ROLES,
-            response=LineView)
+@routes.api(
+    "GET",
+    "/api/v1/leader-line/current",
+    summary="领导接听：当前来电与来电人历史工单",
+    roles=LINE_ROLES,
+    response=LineView,
+)
 async def line_api(call: Call[None]) -> LineView:
     return await _line_view(call)
 
@@ -264,19 +367,40 @@ async def _line_ticket(call: Call[Any], body: LineTicketIn) -> LineTicketOut:
         record = await current_call(db, call.user.username)
         if record is None or record.uniqueid != body.call_id:
             raise NotFound("该来电已结束或不是您正在接听的来电")
-        draft = TicketDraft(channel="leader-line", caller_phone=record.caller_number, content=body.content,
-                            kind=body.kind, caller_name=body.caller_name, address=body.address,
-                            district=body.district, street=body.street, category=body.category,
-                            call_id=record.uniqueid, leader_name=call.user.display_name,
-                            recording=record.recording or "")
-        ticket = await create_ticket(db, draft, Actor(call.user.display_name, call.role.value), now=call.now,
-                                     settings=call.app[keys.SETTINGS])
+        draft = TicketDraft(
+            channel="leader-line",
+            caller_phone=record.caller_number,
+            content=body.content,
+            kind=body.kind,
+            caller_name=body.caller_name,
+            address=body.address,
+            district=body.district,
+            street=body.street,
+            category=body.category,
+            call_id=record.uniqueid,
+            leader_name=call.user.display_name,
+            recording=record.recording or "",
+        )
+        ticket = await create_ticket(
+            db,
+            draft,
+            Actor(call.user.display_name, call.role.value),
+            now=call.now,
+            settings=call.app[keys.SETTINGS],
+        )
         await link_ticket(db, record.uniqueid, ticket.ticket_no)
     return LineTicketOut(ticket_no=ticket.ticket_no, state=ticket.state)
 
 
-@routes.api("POST", "/api/v1/leader-line/tickets", summary="领导接听：为当前来电建工单（领导专线渠道）",
-            roles=LINE_ROLES, request=LineTicketIn, response=LineTicketOut, status=201)
+@routes.api(
+    "POST",
+    "/api/v1/leader-line/tickets",
+    summary="领导接听：为当前来电建工单（领导专线渠道）",
+    roles=LINE_ROLES,
+    request=LineTicketIn,
+    response=LineTicketOut,
+    status=201,
+)
 async def line_ticket_api(call: Call[LineTicketIn]) -> LineTicketOut:
     return await _line_ticket(call, call.body)
 
@@ -292,24 +416,46 @@ class LineForm(Model):
     category: str = ""
 
 
-async def _line_page(call: Call[Any], *, error: str | None = None, status: int = 200) -> web.Response:
+async def _line_page(
+    call: Call[Any], *, error: str | None = None, status: int = 200
+) -> web.Response:
     view = await _line_view(call)
-    context = {"view": view, "error": error, "form": call.form if error else {},
-               "created": call.request.query.get("created"),
-               "kinds": ["咨询", "求助", "投诉", "举报", "建议", "表扬"]}
+    context = {
+        "view": view,
+        "error": error,
+        "form": call.form if error else {},
+        "created": call.request.query.get("created"),
+        "kinds": ["咨询", "求助", "投诉", "举报", "建议", "表扬"],
+    }
     return render_page(call, "leader_line.html", context, status=status)
 
 
-@routes.page("GET", "/leader-line", title="领导接听", roles=LINE_ROLES, nav="领导接听", name="leader_line_page")
+@routes.page(
+    "GET",
+    "/leader-line",
+    title="领导接听",
+    roles=LINE_ROLES,
+    nav="领导接听",
+    name="leader_line_page",
+)
 async def leader_line_page(call: Call[None]) -> web.Response:
     return await _line_page(call)
 
 
-@routes.page("POST", "/leader-line", title="领导接听", roles=LINE_ROLES, form=LineForm, name="leader_line_ticket",
-             errors=(404, 422))
+@routes.page(
+    "POST",
+    "/leader-line",
+    title="领导接听",
+    roles=LINE_ROLES,
+    form=LineForm,
+    name="leader_line_ticket",
+    errors=(404, 422),
+)
 async def leader_line_ticket(call: Call[LineForm]) -> web.Response:
     if call.body is None:
-        return await _line_page(call, error=call.invalid.message if call.invalid else "输入有误", status=422)
+        return await _line_page(
+            call, error=call.invalid.message if call.invalid else "输入有误", status=422
+        )
     try:
         created = await _line_ticket(call, LineTicketIn.model_validate(call.body.model_dump()))
     except ValueError:

@@ -23,7 +23,10 @@ from agent_console.routing import SESSION_COOKIE, Call, RouteTable
 
 routes = RouteTable("live")
 MAX_TOPICS = 32
-CLOSE_CODES = {Ended.TOO_SLOW: WSCloseCode.TRY_AGAIN_LATER, Ended.SESSION_ENDED: WSCloseCode.POLICY_VIOLATION}
+CLOSE_CODES = {
+    Ended.TOO_SLOW: WSCloseCode.TRY_AGAIN_LATER,
+    Ended.SESSION_ENDED: WSCloseCode.POLICY_VIOLATION,
+}
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -41,7 +44,11 @@ async def _pump(ws: web.WebSocketResponse, sub: Subscription) -> None:
 
 async def _watch_session(sub: Subscription, call: Call[None]) -> None:
     """End the subscription once the session is no longer valid, checked on a timer whatever the traffic."""
-    accounts, sessionmaker, clock = call.app[keys.ACCOUNTS], call.app[keys.SESSIONMAKER], call.app[keys.CLOCK]
+    accounts, sessionmaker, clock = (
+        call.app[keys.ACCOUNTS],
+        call.app[keys.SESSIONMAKER],
+        call.app[keys.CLOCK],
+    )
     token = call.request.cookies.get(SESSION_COOKIE, "")
     every = call.app[keys.SETTINGS].console.ws_session_check_s
     while sub.ended is None:
@@ -51,29 +58,45 @@ async def _watch_session(sub: Subscription, call: Call[None]) -> None:
                 sub.end(Ended.SESSION_ENDED)
 
 
-async def _on_message(ws: web.WebSocketResponse, sub: Subscription, call: Call[None], raw: str) -> None:
+async def _on_message(
+    ws: web.WebSocketResponse, sub: Subscription, call: Call[None], raw: str
+) -> None:
     try:
         msg = json.loads(raw)
         kind, topics = msg.get("type"), msg.get("topics", [])
     except (json.JSONDecodeError, AttributeError):
-        await ws.send_json({"type": "error", "code": "console.bad_message", "message": "消息不是有效的 JSON 对象"})
+        await ws.send_json(
+            {"type": "error", "code": "console.bad_message", "message": "消息不是有效的 JSON 对象"}
+        )
         return
     if kind == "ping":
         await ws.send_json({"type": "pong"})
-    elif kind in ("subscribe", "unsubscribe") and isinstance(topics, list) and all(isinstance(t, str) for t in topics):
+    elif (
+        kind in ("subscribe", "unsubscribe")
+        and isinstance(topics, list)
+        and all(isinstance(t, str) for t in topics)
+    ):
         if kind == "unsubscribe":
             sub.topics.difference_update(topics)
             await ws.send_json({"type": "unsubscribed", "topics": topics})
             return
         refused = [t for t in topics if not call.app[keys.HUB].may_subscribe(call.user, t)]
         if refused or len(sub.topics | set(topics)) > MAX_TOPICS:
-            await ws.send_json({"type": "error", "code": "console.forbidden_topic", "message": "无权订阅该频道",
-                                "topics": refused})
+            await ws.send_json(
+                {
+                    "type": "error",
+                    "code": "console.forbidden_topic",
+                    "message": "无权订阅该频道",
+                    "topics": refused,
+                }
+            )
             return
         sub.topics.update(topics)
         await ws.send_json({"type": "subscribed", "topics": topics})
     else:
-        await ws.send_json({"type": "error", "code": "console.bad_message", "message": "不支持的消息类型"})
+        await ws.send_json(
+            {"type": "error", "code": "console.bad_message", "message": "不支持的消息类型"}
+        )
 
 
 @routes.socket("/ws", summary="实时推送（WebSocket，按频道订阅）", name="live")
@@ -90,7 +113,10 @@ async def live(call: Call[None]) -> web.WebSocketResponse:
     tasks: list[asyncio.Task[None]] = []
     try:
         await ws.send_json({"type": "hello", "topics": sorted(sub.topics)})
-        tasks = [asyncio.create_task(_pump(ws, sub)), asyncio.create_task(_watch_session(sub, call))]
+        tasks = [
+            asyncio.create_task(_pump(ws, sub)),
+            asyncio.create_task(_watch_session(sub, call)),
+        ]
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
                 await _on_message(ws, sub, call, msg.data)
@@ -100,5 +126,3 @@ async def live(call: Call[None]) -> web.WebSocketResponse:
         sub.close()
         gauge.dec()
     return ws
-
-

@@ -44,7 +44,9 @@ async def healthz(call: Call[None]) -> web.Response:
     return json_response(Health(status="ok", database="ok").model_dump())
 
 
-@routes.ops("GET", "/metrics", summary="Prometheus 指标（设置 console.metrics_token 后需 Bearer 令牌）")
+@routes.ops(
+    "GET", "/metrics", summary="Prometheus 指标（设置 console.metrics_token 后需 Bearer 令牌）"
+)
 async def metrics(call: Call[None]) -> web.Response:
     token = call.app[keys.SETTINGS].console.metrics_token
     if token and not bearer_matches(call.request, token):
@@ -56,7 +58,12 @@ async def metrics(call: Call[None]) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
-@routes.ops("GET", "/api/v1/openapi.json", summary="本接口的 OpenAPI 3.1 文档", response=OpenApiDocument,
-            name="openapi")
+@routes.ops(
+    "GET",
+    "/api/v1/openapi.json",
+    summary="本接口的 OpenAPI 3.1 文档",
+    response=OpenApiDocument,
+    name="openapi",
+)
 async def openapi(call: Call[None]) -> web.Response:
     return json_response(call.app[keys.OPENAPI])

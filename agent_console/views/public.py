@@ -18,12 +18,12 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import Field
 
+from agent_console.desk.services import settings_of
+from agent_console.desk.view_models import field_errors
 from agent_console.errors import ConsoleError, NotFound
 from agent_console.public_limits import RateLimit, add_rate_limits
 from agent_console.routing import PUBLIC, Call, RouteTable, json_response, read_json
 from agent_console.schemas import Model
-from agent_console.views.tickets_deps import settings_of
-from agent_console.views.tickets_view import field_errors
 from tickets import errors as ticket_errors
 from tickets import models as m
 from tickets.intake import file_submission
@@ -84,28 +84,55 @@ async def _asked_ticket(request: web.Request) -> str:
 
 @routes.on_setup
 def _limits(app: web.Application) -> None:
-    add_rate_limits(app, {"public_create": RateLimit("public.create", _submitting_phone),
-                          "public_progress": RateLimit("public.lookup", _asked_ticket)})
+    add_rate_limits(
+        app,
+        {
+            "public_create": RateLimit("public.create", _submitting_phone),
+            "public_progress": RateLimit("public.lookup", _asked_ticket),
+        },
+    )
 
 
-@routes.api("POST", "/api/v1/tickets", summary="市民提交诉求（无需登录；可带 Idempotency-Key 头防重复）",
-            roles=PUBLIC, request=PublicTicketIn, response=PublicTicketCreated, status=201, errors=(413, 429),
-            csrf="none")
+@routes.api(
+    "POST",
+    "/api/v1/tickets",
+    summary="市民提交诉求（无需登录；可带 Idempotency-Key 头防重复）",
+    roles=PUBLIC,
+    request=PublicTicketIn,
+    response=PublicTicketCreated,
+    status=201,
+    errors=(413, 429),
+    csrf="none",
+)
 async def public_create(call: Call[PublicTicketIn]) -> Any:
     key = call.request.headers.get(IDEMPOTENCY_HEADER, "").strip() or None
     async with call.db() as db:
         with field_errors():
             draft = TicketDraft(**call.body.model_dump())
-            filed = await file_submission(db, draft, CITIZEN, key=key, now=call.now, settings=settings_of(call.app))
+            filed = await file_submission(
+                db, draft, CITIZEN, key=key, now=call.now, settings=settings_of(call.app)
+            )
     if filed.duplicate:
-        out = PublicTicketCreated(ticket_no=filed.ticket_no, duplicate=True, message="该诉求已受理，请勿重复提交")
+        out = PublicTicketCreated(
+            ticket_no=filed.ticket_no, duplicate=True, message="该诉求已受理，请勿重复提交"
+        )
         return json_response(out.model_dump(), status=200)
-    return PublicTicketCreated(ticket_no=filed.ticket_no, duplicate=False,
-                               message="您的诉求已受理，请凭工单编号和电话号码查询办理进度")
+    return PublicTicketCreated(
+        ticket_no=filed.ticket_no,
+        duplicate=False,
+        message="您的诉求已受理，请凭工单编号和电话号码查询办理进度",
+    )
 
 
-@routes.api("GET", "/api/v1/tickets/{ticket_no}", summary="市民查询办理进度（凭工单编号和电话号码）", roles=PUBLIC,
-            query=PhoneQuery, response=PublicProgress, errors=(429,))
+@routes.api(
+    "GET",
+    "/api/v1/tickets/{ticket_no}",
+    summary="市民查询办理进度（凭工单编号和电话号码）",
+    roles=PUBLIC,
+    query=PhoneQuery,
+    response=PublicProgress,
+    errors=(429,),
+)
 async def public_progress(call: Call[None]) -> PublicProgress:
     ticket_no = await _asked_ticket(call.request)
     async with call.db() as db:
@@ -117,7 +144,12 @@ async def public_progress(call: Call[None]) -> PublicProgress:
     if ticket.caller_phone != phone:
         raise NotFound(NOT_FOUND)
     closed = ticket.state == State.CLOSED
-    return PublicProgress(ticket_no=ticket.ticket_no, state_label=STATE_LABELS[State(ticket.state)],
-                          created_at=ticket.created_at, dispatched_at=ticket.dispatched_at,
-                          replied_at=ticket.replied_at, closed_at=ticket.closed_at,
-                          reply=(ticket.answer or ticket.reply) if closed else None)
+    return PublicProgress(
+        ticket_no=ticket.ticket_no,
+        state_label=STATE_LABELS[State(ticket.state)],
+        created_at=ticket.created_at,
+        dispatched_at=ticket.dispatched_at,
+        replied_at=ticket.replied_at,
+        closed_at=ticket.closed_at,
+        reply=(ticket.answer or ticket.reply) if closed else None,
+    )

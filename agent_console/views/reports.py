@@ -32,18 +32,18 @@ from pydantic import Field
 
 from agent_console import keys
 from agent_console.auth import record_audit
+from agent_console.desk.schemas import TicketQuery
+from agent_console.desk.view_models import TICKET_READERS, field_errors, scope_filters
 from agent_console.masking import mask_phone
 from agent_console.roles import Role
 from agent_console.routing import Call, RouteTable
 from agent_console.schemas import Model
 from agent_console.security import SECURITY_HEADERS
-from agent_console.views.cockpit_panels import composite
-from agent_console.views.tickets_schemas import TicketQuery
-from agent_console.views.tickets_view import TICKET_READERS, field_errors, scope_filters
 from config import pii
 from ivr import service_levels as sl
 from tickets.metrics import day_range, metrics
 from tickets.queries import MAX_LIMIT, list_tickets
+from tickets.ranking import rank_departments
 from tickets.supervision import department_names
 
 routes = RouteTable("reports")
@@ -52,11 +52,20 @@ EXPORT_ROLES = TICKET_READERS
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CHUNK = 256 * 1024
-SPOOL_BYTES = 8 * 1024 * 1024  # the workbook stays in memory up to this size, then goes to a temporary file
+SPOOL_BYTES = (
+    8 * 1024 * 1024
+)  # the workbook stays in memory up to this size, then goes to a temporary file
 URGENCY_LABELS = {"normal": "一般", "urgent": "紧急", "very_urgent": "特急"}
 WARNING_LABELS = {"red": "红牌", "yellow": "黄牌"}
-CHANNEL_LABELS = {"phone": "电话", "bot": "智能机器人", "web": "网站", "wechat": "微信", "grid": "网格",
-                  "leader-line": "领导专线"}
+CHANNEL_LABELS = {
+    "phone": "电话",
+    "bot": "智能机器人",
+    "web": "网站",
+    "wechat": "微信",
+    "grid": "网格",
+    "leader-line": "领导专线",
+    "message": "留言",
+}
 
 
 def safe_cell(value: Any) -> Any:
@@ -76,8 +85,12 @@ def _rate(value: float | None) -> str:
 
 
 class WeekQuery(Model):
-    week: date | None = Field(None, ge=date(2000, 1, 1), le=date(2100, 12, 31),
-                              description="该周内任一天；默认为上一个完整的周")
+    week: date | None = Field(
+        None,
+        ge=date(2000, 1, 1),
+        le=date(2100, 12, 31),
+        description="该周内任一天；默认为上一个完整的周",
+    )
 
 
 class DisclosureRow(Model):
@@ -109,20 +122,47 @@ async def disclosure(call: Call[Any], week: date | None) -> Disclosure:
     tz = ZoneInfo(call.app[keys.SETTINGS].timezone)
     today = call.now.astimezone(tz).date()
     first, last = week_of(week or today - timedelta(days=7))
-    start, end = datetime.combine(first, time(), tz), datetime.combine(last + timedelta(days=1), time(), tz)
+    start, end = (
+        datetime.combine(first, time(), tz),
+        datetime.combine(last + timedelta(days=1), time(), tz),
+    )
     async with call.db() as db:
-        m = await metrics(db, start, end, by="department", now=call.now, settings=call.app[keys.SETTINGS])
-    rows = [g for g in m["groups"] if g["key"] is not None]
-    scored = sorted(((composite(g["response_rate"], g["closure_rate"], g["satisfaction_rate"]), g) for g in rows),
-                    key=lambda p: (p[0] is None, -(p[0] or 0), -p[1]["received"], p[1]["key"]))
-    return Disclosure(week_start=first, week_end=last, generated_at=call.now, rows=[
-        DisclosureRow(rank=i, code=g["key"], department=g["label"], received=g["received"], closed=g["closed"],
-                      closure_rate=g["closure_rate"], on_time_rate=g["on_time_rate"],
-                      satisfaction_rate=g["satisfaction_rate"], response_rate=g["response_rate"], composite=score)
-        for i, (score, g) in enumerate(scored, start=1)])
+        m = await metrics(
+            db, start, end, by="department", now=call.now, settings=call.app[keys.SETTINGS]
+        )
+    return Disclosure(
+        week_start=first,
+        week_end=last,
+        generated_at=call.now,
+        rows=[
+            DisclosureRow(
+                rank=i,
+                code=g["key"],
+                department=g["label"],
+                received=g["received"],
+                closed=g["closed"],
+                closure_rate=g["closure_rate"],
+                on_time_rate=g["on_time_rate"],
+                satisfaction_rate=g["satisfaction_rate"],
+                response_rate=g["response_rate"],
+                composite=score,
+            )
+            for i, (score, g) in enumerate(rank_departments(m["groups"]), start=1)
+        ],
+    )
 
 
-DISCLOSURE_HEADER = ["排名", "承办单位", "受理量", "办结量", "办结率", "按期办结率", "满意率", "响应率", "综合得分"]
+DISCLOSURE_HEADER = [
+    "排名",
+    "承办单位",
+    "受理量",
+    "办结量",
+    "办结率",
+    "按期办结率",
+    "满意率",
+    "响应率",
+    "综合得分",
+]
 
 
 def disclosure_xlsx(report: Disclosure) -> bytes:
@@ -135,8 +175,19 @@ def disclosure_xlsx(report: Disclosure) -> bytes:
     for cell in ws[2]:
         cell.font = Font(bold=True)
     for r in report.rows:
-        ws.append([r.rank, safe_cell(r.department), r.received, r.closed, r.closure_rate, r.on_time_rate,
-                   r.satisfaction_rate, r.response_rate, r.composite])
+        ws.append(
+            [
+                r.rank,
+                safe_cell(r.department),
+                r.received,
+                r.closed,
+                r.closure_rate,
+                r.on_time_rate,
+                r.satisfaction_rate,
+                r.response_rate,
+                r.composite,
+            ]
+        )
         for cell in ws[ws.max_row][4:]:
             cell.number_format = "0.0%"
     for col, width in zip("ABCDEFGHI", (6, 28, 10, 10, 10, 12, 10, 10, 10), strict=True):
@@ -153,46 +204,96 @@ def _filename_header(name: str) -> str:
 async def audit_export(call: Call[Any], action: str, name: str, rows: int, **detail: Any) -> None:
     """One console audit row per download: who, from where, which file, how many rows and ``detail``."""
     async with call.db() as db:
-        await record_audit(db, call.origin, action, name[:128], call.now, role=call.user.role, rows=rows, **detail)
+        await record_audit(
+            db, call.origin, action, name[:128], call.now, role=call.user.role, rows=rows, **detail
+        )
         await db.commit()
 
 
-@routes.api("GET", "/api/v1/reports/disclosure", summary="承办单位周公示数据", roles=DISCLOSURE_ROLES,
-            query=WeekQuery, response=Disclosure)
+@routes.api(
+    "GET",
+    "/api/v1/reports/disclosure",
+    summary="承办单位周公示数据",
+    roles=DISCLOSURE_ROLES,
+    query=WeekQuery,
+    response=Disclosure,
+)
 async def disclosure_api(call: Call[None]) -> Disclosure:
     return await disclosure(call, call.query.week)
 
 
-@routes.page("GET", "/reports", title="统计报表", roles=EXPORT_ROLES, nav="报表", template="reports.html",
-             name="reports_page")
+@routes.page(
+    "GET",
+    "/reports",
+    title="统计报表",
+    roles=EXPORT_ROLES,
+    nav="报表",
+    template="reports.html",
+    name="reports_page",
+)
 async def reports_page(call: Call[None]) -> dict[str, Any]:
     tz = ZoneInfo(call.app[keys.SETTINGS].timezone)
     last_week = call.now.astimezone(tz).date() - timedelta(days=7)
-    return {"can_disclose": call.role in DISCLOSURE_ROLES, "last_week": week_of(last_week)[0],
-            "department_fixed": call.scope.department}
+    return {
+        "can_disclose": call.role in DISCLOSURE_ROLES,
+        "last_week": week_of(last_week)[0],
+        "department_fixed": call.scope.department,
+    }
 
 
-@routes.page("GET", "/reports/disclosure", title="承办单位办理情况公示", roles=DISCLOSURE_ROLES, query=WeekQuery,
-             template="report_disclosure.html", name="disclosure_page")
+@routes.page(
+    "GET",
+    "/reports/disclosure",
+    title="承办单位办理情况公示",
+    roles=DISCLOSURE_ROLES,
+    query=WeekQuery,
+    template="report_disclosure.html",
+    name="disclosure_page",
+)
 async def disclosure_page(call: Call[None]) -> dict[str, Any]:
     report = await disclosure(call, call.query.week)
     return {"report": report, "rate": _rate, "week": report.week_start.isoformat()}
 
 
-@routes.page("GET", "/reports/disclosure.xlsx", title="承办单位办理情况公示（Excel）", roles=DISCLOSURE_ROLES,
-             query=WeekQuery, name="disclosure_xlsx")
+@routes.page(
+    "GET",
+    "/reports/disclosure.xlsx",
+    title="承办单位办理情况公示（Excel）",
+    roles=DISCLOSURE_ROLES,
+    query=WeekQuery,
+    name="disclosure_xlsx",
+)
 async def disclosure_xlsx_download(call: Call[None]) -> web.Response:
     report = await disclosure(call, call.query.week)
     body = await asyncio.to_thread(disclosure_xlsx, report)
     name = f"承办单位公示-{report.week_start:%Y%m%d}-{report.week_end:%Y%m%d}.xlsx"
-    await audit_export(call, "export.disclosure", name, len(report.rows), week=report.week_start.isoformat())
-    return web.Response(body=body, headers={"Content-Type": XLSX, "Content-Disposition": _filename_header(name)})
+    await audit_export(
+        call, "export.disclosure", name, len(report.rows), week=report.week_start.isoformat()
+    )
+    return web.Response(
+        body=body, headers={"Content-Type": XLSX, "Content-Disposition": _filename_header(name)}
+    )
 
 
 # --- ticket export --------------------------------------------------------------------------------------------
 
-EXPORT_HEADER = ["工单号", "受理时间", "状态", "渠道", "类型", "紧急程度", "诉求分类", "区县", "来电号码", "来电人",
-                 "诉求摘要", "主办单位", "办理时限", "重复件", "预警"]
+EXPORT_HEADER = [
+    "工单号",
+    "受理时间",
+    "状态",
+    "渠道",
+    "类型",
+    "紧急程度",
+    "诉求分类",
+    "区县",
+    "来电号码",
+    "来电人",
+    "诉求摘要",
+    "主办单位",
+    "办理时限",
+    "重复件",
+    "预警",
+]
 
 
 class TicketExport:
@@ -211,11 +312,28 @@ class TicketExport:
     def add(self, items: list[Any]) -> None:
         for t in items:
             dept = self.names.get(t.lead_department or "", t.lead_department or "")
-            self.ws.append([safe_cell(v) for v in (
-                t.ticket_no, self._local(t.created_at), t.state_label, CHANNEL_LABELS.get(t.channel, t.channel), t.kind,
-                URGENCY_LABELS.get(t.urgency, t.urgency), t.category or "", t.district or "",
-                mask_phone(t.caller_phone, self.role), t.caller_name or "", t.summary, dept, self._local(t.due_at),
-                "是" if t.is_repeat else "", WARNING_LABELS.get(t.warning or "", ""))])
+            self.ws.append(
+                [
+                    safe_cell(v)
+                    for v in (
+                        t.ticket_no,
+                        self._local(t.created_at),
+                        t.state_label,
+                        CHANNEL_LABELS.get(t.channel, t.channel),
+                        t.kind,
+                        URGENCY_LABELS.get(t.urgency, t.urgency),
+                        t.category or "",
+                        t.district or "",
+                        mask_phone(t.caller_phone, self.role),
+                        t.caller_name or "",
+                        t.summary,
+                        dept,
+                        self._local(t.due_at),
+                        "是" if t.is_repeat else "",
+                        WARNING_LABELS.get(t.warning or "", ""),
+                    )
+                ]
+            )
         self.rows += len(items)
 
     def discard(self) -> None:
@@ -251,8 +369,13 @@ def _created_range(q: TicketQuery, tz: ZoneInfo) -> tuple[datetime | None, datet
     return start, end
 
 
-async def _fill(call: Call[Any], q: TicketQuery, export: TicketExport, created_from: datetime | None,
-                created_to: datetime | None) -> bool:
+async def _fill(
+    call: Call[Any],
+    q: TicketQuery,
+    export: TicketExport,
+    created_from: datetime | None,
+    created_to: datetime | None,
+) -> bool:
     """Add the tickets the query selects, page by page, up to the export limit; True when it cut the list."""
     settings = call.app[keys.SETTINGS]
     cursor, truncated = None, False
@@ -261,10 +384,20 @@ async def _fill(call: Call[Any], q: TicketQuery, export: TicketExport, created_f
         async with call.db() as db:
             with field_errors():
                 page = await list_tickets(
-                    db, state=q.state.value if q.state else None, **scope_filters(call, q.department),
-                    caller_phone=q.phone or None, text=q.text, ticket_no=q.ticket_no, district=q.district,
-                    category=q.category, warning=q.warning, created_from=created_from, created_to=created_to,
-                    limit=limit, cursor=cursor)
+                    db,
+                    state=q.state.value if q.state else None,
+                    **scope_filters(call, q.department),
+                    caller_phone=q.phone or None,
+                    text=q.text,
+                    ticket_no=q.ticket_no,
+                    district=q.district,
+                    category=q.category,
+                    warning=q.warning,
+                    created_from=created_from,
+                    created_to=created_to,
+                    limit=limit,
+                    cursor=cursor,
+                )
         await asyncio.to_thread(export.add, page.items)
         cursor = page.next_cursor
         if cursor is None:
@@ -275,8 +408,15 @@ async def _fill(call: Call[Any], q: TicketQuery, export: TicketExport, created_f
     return truncated
 
 
-@routes.page("GET", "/reports/tickets.xlsx", title="工单导出（Excel）", roles=EXPORT_ROLES, query=TicketQuery,
-             name="tickets_xlsx", errors=(422,))
+@routes.page(
+    "GET",
+    "/reports/tickets.xlsx",
+    title="工单导出（Excel）",
+    roles=EXPORT_ROLES,
+    query=TicketQuery,
+    name="tickets_xlsx",
+    errors=(422,),
+)
 async def tickets_xlsx(call: Call[None]) -> web.StreamResponse:
     q: TicketQuery = call.query
     settings = call.app[keys.SETTINGS]
@@ -293,12 +433,23 @@ async def tickets_xlsx(call: Call[None]) -> web.StreamResponse:
     file = await asyncio.to_thread(export.save)
     try:
         name = f"工单导出-{call.now.astimezone(tz):%Y%m%d-%H%M}.xlsx"
-        await audit_export(call, "export.tickets", name, export.rows, truncated=truncated,
-                           filters=_export_filters(call, q))
-        response = web.StreamResponse(headers={**SECURITY_HEADERS, "Content-Type": XLSX,
-                                               "Content-Disposition": _filename_header(name),
-                                               "X-Export-Rows": str(export.rows),
-                                               "X-Export-Truncated": "true" if truncated else "false"})
+        await audit_export(
+            call,
+            "export.tickets",
+            name,
+            export.rows,
+            truncated=truncated,
+            filters=_export_filters(call, q),
+        )
+        response = web.StreamResponse(
+            headers={
+                **SECURITY_HEADERS,
+                "Content-Type": XLSX,
+                "Content-Disposition": _filename_header(name),
+                "X-Export-Rows": str(export.rows),
+                "X-Export-Truncated": "true" if truncated else "false",
+            }
+        )
         await response.prepare(call.request)
         while chunk := await asyncio.to_thread(file.read, CHUNK):
             await response.write(chunk)
@@ -312,21 +463,34 @@ async def tickets_xlsx(call: Call[None]) -> web.StreamResponse:
 
 
 class CallsReportQuery(Model):
-    date_from: date | None = Field(None, ge=date(2000, 1, 1), le=date(2100, 12, 31),
-                                   description="开始日期（含）；默认本月1日")
-    date_to: date | None = Field(None, ge=date(2000, 1, 1), le=date(2100, 12, 31),
-                                 description="结束日期（含）；默认今天")
-    by: Literal["hour", "day", "queue", "agent"] | None = Field(None, description="分组：小时、日、队列、坐席")
+    date_from: date | None = Field(
+        None, ge=date(2000, 1, 1), le=date(2100, 12, 31), description="开始日期（含）；默认本月1日"
+    )
+    date_to: date | None = Field(
+        None, ge=date(2000, 1, 1), le=date(2100, 12, 31), description="结束日期（含）；默认今天"
+    )
+    by: Literal["hour", "day", "queue", "agent"] | None = Field(
+        None, description="分组：小时、日、队列、坐席"
+    )
 
 
 def calls_xlsx(result: dict[str, Any], first: date, last: date) -> bytes:
     """The figures as one sheet: a title, the column titles, the total, then one row per group."""
     wb = Workbook(write_only=True)
     ws = wb.create_sheet("话务服务水平")
-    ws.append([f"12345 热线话务服务水平（{first} 至 {last}，及时接通：等待不超过 {result['service_level_s']:g} 秒）"])
+    ws.append(
+        [
+            f"12345 热线话务服务水平（{first} 至 {last}，及时接通：等待不超过 {result['service_level_s']:g} 秒）"
+        ]
+    )
     ws.append(["分组", *(label for _, label in sl.COLUMNS)])
-    for label, figures in [("合计", result["total"]), *((g["label"], g) for g in result.get("groups", []))]:
-        ws.append([safe_cell(label), *(_figure_cell(ws, key, figures[key]) for key, _ in sl.COLUMNS)])
+    for label, figures in [
+        ("合计", result["total"]),
+        *((g["label"], g) for g in result.get("groups", [])),
+    ]:
+        ws.append(
+            [safe_cell(label), *(_figure_cell(ws, key, figures[key]) for key, _ in sl.COLUMNS)]
+        )
     out = BytesIO()
     wb.save(out)
     return out.getvalue()
@@ -340,8 +504,15 @@ def _figure_cell(ws: Any, key: str, value: Any) -> Any:
     return cell
 
 
-@routes.page("GET", "/reports/calls.xlsx", title="话务服务水平（Excel）", roles=DISCLOSURE_ROLES,
-             query=CallsReportQuery, name="calls_xlsx", errors=(422,))
+@routes.page(
+    "GET",
+    "/reports/calls.xlsx",
+    title="话务服务水平（Excel）",
+    roles=DISCLOSURE_ROLES,
+    query=CallsReportQuery,
+    name="calls_xlsx",
+    errors=(422,),
+)
 async def calls_xlsx_download(call: Call[None]) -> web.Response:
     q: CallsReportQuery = call.query
     settings = call.app[keys.SETTINGS]
@@ -354,6 +525,13 @@ async def calls_xlsx_download(call: Call[None]) -> web.Response:
             result = await sl.service_levels(db, start, end, settings=settings, by=q.by)
     body = await asyncio.to_thread(calls_xlsx, result, first, last)
     name = f"话务服务水平-{first:%Y%m%d}-{last:%Y%m%d}.xlsx"
-    await audit_export(call, "export.calls", name, 1 + len(result.get("groups", [])),
-                       filters={"from": first.isoformat(), "to": last.isoformat(), "by": q.by})
-    return web.Response(body=body, headers={"Content-Type": XLSX, "Content-Disposition": _filename_header(name)})
+    await audit_export(
+        call,
+        "export.calls",
+        name,
+        1 + len(result.get("groups", [])),
+        filters={"from": first.isoformat(), "to": last.isoformat(), "by": q.by},
+    )
+    return web.Response(
+        body=body, headers={"Content-Type": XLSX, "Content-Disposition": _filename_header(name)}
+    )

@@ -28,14 +28,18 @@ class LoginForm(Model):
     next: str = "/"
 
 
-MAX_DECODES = 4  # percent-decoding layers of a ``next`` target examined; one still encoded beyond is refused
+MAX_DECODES = (
+    4  # percent-decoding layers of a ``next`` target examined; one still encoded beyond is refused
+)
 
 
 class PagePaths(Container[str]):
     """The paths of this console's pages (GET), where a login may send the browser on to."""
 
     def __init__(self, templates: Iterable[str]) -> None:
-        self._patterns = [re.compile("[^/]+".join(map(re.escape, re.split(r"\{[^{}]+\}", t)))) for t in templates]
+        self._patterns = [
+            re.compile("[^/]+".join(map(re.escape, re.split(r"\{[^{}]+\}", t)))) for t in templates
+        ]
 
     def __contains__(self, path: object) -> bool:
         return isinstance(path, str) and any(p.fullmatch(path) for p in self._patterns)
@@ -46,8 +50,11 @@ NEXT_PAGES = web.AppKey("login_next_pages", PagePaths)
 
 @routes.on_setup
 def _setup(app: web.Application) -> None:
-    app[NEXT_PAGES] = PagePaths(r.path for r in app[REGISTRY].routes
-                                if r.kind == "page" and r.method == "GET" and r.name != "login")
+    app[NEXT_PAGES] = PagePaths(
+        r.path
+        for r in app[REGISTRY].routes
+        if r.kind == "page" and r.method == "GET" and r.name != "login"
+    )
 
 
 def _leaves_site(text: str) -> bool:
@@ -56,9 +63,16 @@ def _leaves_site(text: str) -> bool:
     Browsers drop tabs and newlines anywhere and read ``\\`` as ``/``, so ``/\\t/evil.example`` is
     ``//evil.example``: control, format and line-separator characters and backslashes are refused outright."""
     path = text.partition("?")[0].partition("#")[0]
-    return (not path.startswith("/") or "//" in path or "\\" in text
-            or any(segment in (".", "..") for segment in path.split("/"))
-            or any(unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp") for c in text))
+    return (
+        not path.startswith("/")
+        or "//" in path
+        or "\\" in text
+        or any(segment in (".", "..") for segment in path.split("/"))
+        or any(
+            unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp")
+            for c in text
+        )
+    )
 
 
 def safe_next(target: str | None, pages: Container[str] | None = None) -> str:
@@ -85,14 +99,26 @@ def see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
-def _login_form(call: Call[Any], *, token: str, error: str | None = None, status: int = 200) -> web.Response:
+def _login_form(
+    call: Call[Any], *, token: str, error: str | None = None, status: int = 200
+) -> web.Response:
     settings = call.app[keys.SETTINGS].console
     target = call.form.get("next") or call.request.query.get("next")
-    context = {"login_csrf": token, "next": next_page(call, target), "error": error,
-               "username": call.form.get("username", "")}
+    context = {
+        "login_csrf": token,
+        "next": next_page(call, target),
+        "error": error,
+        "username": call.form.get("username", ""),
+    }
     response = render_page(call, "login.html", context, status=status)
-    response.set_cookie(LOGIN_CSRF_COOKIE, token, path="/login", httponly=True, samesite="Strict",
-                        secure=settings.secure_cookies)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        path="/login",
+        httponly=True,
+        samesite="Strict",
+        secure=settings.secure_cookies,
+    )
     return response
 
 
@@ -103,8 +129,16 @@ async def login_page(call: Call[None]) -> web.StreamResponse:
     return _login_form(call, token=call.request.cookies.get(LOGIN_CSRF_COOKIE) or new_token())
 
 
-@routes.page("POST", "/login", title="登录", roles=PUBLIC, form=LoginForm, csrf="login", name="login_submit",
-             errors=(401, 429, 503))
+@routes.page(
+    "POST",
+    "/login",
+    title="登录",
+    roles=PUBLIC,
+    form=LoginForm,
+    csrf="login",
+    name="login_submit",
+    errors=(401, 429, 503),
+)
 async def login_submit(call: Call[LoginForm]) -> web.StreamResponse:
     token = call.request.cookies.get(LOGIN_CSRF_COOKIE) or new_token()
     if call.body is None:
@@ -112,16 +146,24 @@ async def login_submit(call: Call[LoginForm]) -> web.StreamResponse:
     metrics = call.app[keys.METRICS]
     try:
         async with call.db() as db:
-            login = await call.app[keys.ACCOUNTS].login(db, call.body.username, call.body.password, call.origin,
-                                                        call.now)
+            login = await call.app[keys.ACCOUNTS].login(
+                db, call.body.username, call.body.password, call.origin, call.now
+            )
     except (InvalidCredentials, TooManyRequests, PasswordCheckBusy) as exc:
         metrics.logins.labels(exc.code.removeprefix("console.")).inc()  # outcome labels stay short
         return _login_form(call, token=token, error=exc.message, status=exc.status)
     metrics.logins.labels("success").inc()
     settings = call.app[keys.SETTINGS].console
     response = see_other(next_page(call, call.body.next))
-    response.set_cookie(SESSION_COOKIE, login.token, path="/", httponly=True, samesite=settings.cookie_samesite,
-                        secure=settings.secure_cookies, max_age=settings.session_ttl_s)
+    response.set_cookie(
+        SESSION_COOKIE,
+        login.token,
+        path="/",
+        httponly=True,
+        samesite=settings.cookie_samesite,
+        secure=settings.secure_cookies,
+        max_age=settings.session_ttl_s,
+    )
     response.del_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return response
 
@@ -139,6 +181,8 @@ async def logout(call: Call[None]) -> web.StreamResponse:
 @routes.api("GET", "/api/v1/me", summary="当前用户与 CSRF 令牌", roles=ALL_ROLES, response=Me)
 async def me(call: Call[None]) -> Me:
     assert call.session is not None
-    return Me(user=UserOut.of(call.user), csrf_token=call.session.csrf_token,
-              session_expires_at=call.session.expires_at)
-
+    return Me(
+        user=UserOut.of(call.user),
+        csrf_token=call.session.csrf_token,
+        session_expires_at=call.session.expires_at,
+    )

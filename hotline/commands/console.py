@@ -21,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--port", type=int, help="listen port (default: console.port)")
     p.set_defaults(handler=_serve)
     cmds = p.add_subparsers(dest="console_command")
-    assets = cmds.add_parser("install-assets", help="npm install the browser libraries into static/vendor/")
+    assets = cmds.add_parser(
+        "install-assets", help="npm install the browser libraries into static/vendor/"
+    )
     assets.set_defaults(handler=_install_assets)
 
 
@@ -30,7 +32,9 @@ async def _app(settings: Settings) -> web.Application:
     from hotline.db import make_engine, make_sessionmaker
     from hotline.runtime import ensure_schema
 
-    engine = make_engine(settings.database.url, echo=settings.database.echo, pool_size=settings.database.pool_size)
+    engine = make_engine(
+        settings.database.url, echo=settings.database.echo, pool_size=settings.database.pool_size
+    )
     await ensure_schema(engine)
 
     async def dispose(_app: web.Application) -> None:
@@ -50,8 +54,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     host, port = args.host or settings.console.host, args.port or settings.console.port
     log.info("console on http://%s:%d/", host, port)
     warn_if_plain_http(host, settings.console)
-    web.run_app(_app(settings), host=host, port=port, print=None, access_log=log,
-                access_log_class=PathAccessLogger)
+    web.run_app(
+        _app(settings),
+        host=host,
+        port=port,
+        print=None,
+        access_log=log,
+        access_log_class=PathAccessLogger,
+    )
     return 0
 
 

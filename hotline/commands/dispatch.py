@@ -40,8 +40,10 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
 
     model = train_and_store(settings, args.file)
     labels = "、".join(model.classifier.labels)
-    print(f"已训练派单模型：{model.samples} 条样本，{len(model.classifier.labels)} 个标签（{labels}），"
-          f"保存到 {settings.dispatch.model_path}")
+    print(
+        f"已训练派单模型：{model.samples} 条样本，{len(model.classifier.labels)} 个标签（{labels}），"
+        f"保存到 {settings.dispatch.model_path}"
+    )
     return 0
 
 
@@ -49,7 +51,9 @@ def _suggest(settings: Settings, args: argparse.Namespace) -> int:
     from tickets.dispatch_suggest import DispatchSuggester
 
     loading("派单模型")
-    suggestions = DispatchSuggester.from_settings(settings).suggest(args.text, args.k, district=args.district)
+    suggestions = DispatchSuggester.from_settings(settings).suggest(
+        args.text, args.k, district=args.district
+    )
     if args.json:
         _print_json({"suggestions": [s.to_json() for s in suggestions]})
         return 0
@@ -57,19 +61,28 @@ def _suggest(settings: Settings, args: argparse.Namespace) -> int:
         print("没有建议：未命中任何派单目录关键词，且没有训练好的模型")
     for n, s in enumerate(suggestions, start=1):
         e = s.entry
-        print(f"{n}. {s.label} → {s.department}（{e.leader} {e.leader_title}；责任人 {e.person} {e.person_title}）"
-              f" 得分 {s.score:.2f}\n   {s.why}")
+        print(
+            f"{n}. {s.label} → {s.department}（{e.leader} {e.leader_title}；责任人 {e.person} {e.person_title}）"
+            f" 得分 {s.score:.2f}\n   {s.why}"
+        )
     return 0
 
 
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
+    from language.embeddings import optional_embedder
     from tickets.dispatch_catalogue import load_catalogue
     from tickets.dispatch_data import read_examples
     from tickets.dispatch_eval import evaluate
 
-    report = evaluate(read_examples(args.file), load_catalogue(settings),
-                      keyword_weight=settings.dispatch.keyword_weight, seed=args.seed, test_share=args.test_share,
-                      folds=args.folds)
+    report = evaluate(
+        read_examples(args.file),
+        load_catalogue(settings),
+        keyword_weight=settings.dispatch.keyword_weight,
+        seed=args.seed,
+        test_share=args.test_share,
+        folds=args.folds,
+        embedder=optional_embedder(settings.language.embedding_model),
+    )
     if args.json:
         _print_json(report)
         return 0
@@ -77,6 +90,10 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
         print("留出集" if part == "holdout" else f"{args.folds} 折交叉验证")
         for method, acc in report[part]["methods"].items():
             print(f"  {method:14} top-1 {acc['top1']:.3f}  top-3 {acc['top3']:.3f}")
+    if report["unseen"]:
+        print("历史中没有的分类（每次留出一个标签训练）")
+        for label, acc in report["unseen"]["labels"].items():
+            print(f"  {label:14} top-1 {acc['top1']:.3f}  top-3 {acc['top3']:.3f}")
     return 0
 
 
@@ -85,13 +102,24 @@ def _catalogue(settings: Settings, args: argparse.Namespace) -> int:
 
     catalogue = load_catalogue(settings)
     if args.json:
-        _print_json({"districts": list(catalogue.districts),
-                     "categories": [e.model_dump(mode="json") for e in catalogue.entries]})
+        _print_json(
+            {
+                "districts": list(catalogue.districts),
+                "categories": [e.model_dump(mode="json") for e in catalogue.entries],
+            }
+        )
         return 0
     print(f"派单目录 {catalogue_file(settings)}：{len(catalogue.entries)} 个分类")
     for e in catalogue.entries:
         areas = "、".join(e.areas) or "全市"
-        print(f"  {e.name} → {e.department}（{e.leader} {e.leader_title}；{e.person} {e.person_title}；{areas}）")
+        history = f"；历史标签 {'、'.join(e.history_labels)}" if e.history_labels else ""
+        print(
+            f"  {e.name} → {e.department}（{e.leader} {e.leader_title}；{e.person} {e.person_title}；{areas}"
+            f"{history}）\n    {e.description or '（缺少分类说明 description）'}"
+        )
+    lacking = [e.name for e in catalogue.entries if not e.description]
+    if lacking:
+        print(f"提示：分类“{'、'.join(lacking)}”缺少 description，历史工单中没有的分类将更难被建议")
     return 0
 
 

@@ -17,25 +17,45 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("pbx", help="本地 Asterisk 电话交换机 (local Asterisk PBX)")
     cmds = p.add_subparsers(dest="pbx_command", required=True)
     start = cmds.add_parser("start", help="build once, start and print connection details as JSON")
-    start.add_argument("--audiosocket-port", type=int, default=None, help="port of the bot's AudioSocket server")
+    start.add_argument(
+        "--audiosocket-port", type=int, default=None, help="port of the bot's AudioSocket server"
+    )
     start.set_defaults(handler=_guard(_start))
     cmds.add_parser("stop", help="stop the local PBX").set_defaults(handler=_guard(_stop))
-    cmds.add_parser("status", help="print connection details; exit 1 when not running").set_defaults(
-        handler=_guard(_status))
+    cmds.add_parser(
+        "status", help="print connection details; exit 1 when not running"
+    ).set_defaults(handler=_guard(_status))
     cmds.add_parser("restart", help="stop and start again").set_defaults(handler=_guard(_restart))
     call = cmds.add_parser("call", help="place an emulated call (plays a WAV file as the caller)")
-    call.add_argument("--audio", type=Path, default=None, help="WAV (or any sox-readable) file the caller says")
+    call.add_argument(
+        "--audio", type=Path, default=None, help="WAV (or any sox-readable) file the caller says"
+    )
     call.add_argument("--caller", default="13800138000", help="caller number (CallerID)")
-    call.add_argument("--dtmf", default="", help="digits the caller presses after the answer, e.g. 2")
+    call.add_argument(
+        "--dtmf", default="", help="digits the caller presses after the answer, e.g. 2"
+    )
     call.add_argument("--context", default="hotline-inbound", choices=sorted(CALL_CONTEXTS))
-    call.add_argument("--audio-at", default="bot", choices=["bot", "start"],
-                      help="play the audio once the bot answers (default) or right away")
-    call.add_argument("--caller-wait", type=int, default=30, help="seconds the caller stays after the audio")
-    call.add_argument("--wait", action="store_true",
-                      help="follow the call until it hangs up; print answered_by (agent|leader|bot|abandoned), "
-                           "wait_s, bot_uuid, ticket_no, transcript, duration_s as JSON")
-    call.add_argument("--ticket-wait", type=float, default=10.0,
-                      help="with --wait: seconds to wait for the bot's ticket after the call ends")
+    call.add_argument(
+        "--audio-at",
+        default="bot",
+        choices=["bot", "start"],
+        help="play the audio once the bot answers (default) or right away",
+    )
+    call.add_argument(
+        "--caller-wait", type=int, default=30, help="seconds the caller stays after the audio"
+    )
+    call.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the call until it hangs up; print answered_by (agent|leader|bot|abandoned), "
+        "wait_s, bot_uuid, ticket_no, transcript, duration_s as JSON",
+    )
+    call.add_argument(
+        "--ticket-wait",
+        type=float,
+        default=10.0,
+        help="with --wait: seconds to wait for the bot's ticket after the call ends",
+    )
     call.set_defaults(handler=_guard(_call))
 
 
@@ -44,9 +64,15 @@ def _guard(handler):  # type: ignore[no-untyped-def]
         try:
             return int(handler(settings, args))
         except PbxError as exc:
-            print(json.dumps({"error": exc.code, "message": exc.message, "detail": exc.detail}, ensure_ascii=False),
-                  file=sys.stderr)
+            print(
+                json.dumps(
+                    {"error": exc.code, "message": exc.message, "detail": exc.detail},
+                    ensure_ascii=False,
+                ),
+                file=sys.stderr,
+            )
             return 2
+
     return run
 
 
@@ -93,10 +119,22 @@ async def _place(settings: Settings, info: PbxInfo, args: argparse.Namespace) ->
     from hotline.runtime import database
     from ivr.pbx.testcall import place_call
 
-    options = {"caller": args.caller, "dtmf": args.dtmf, "context": args.context, "audio_at": args.audio_at,
-               "caller_wait_s": args.caller_wait, "wait": args.wait}
+    options = {
+        "caller": args.caller,
+        "dtmf": args.dtmf,
+        "context": args.context,
+        "audio_at": args.audio_at,
+        "caller_wait_s": args.caller_wait,
+        "wait": args.wait,
+    }
     if not args.wait:
         return await place_call(info, args.audio, **options)
     async with database(settings) as sessionmaker:
-        return await place_call(info, args.audio, **options, sessionmaker=sessionmaker,
-                                ticket_wait_s=args.ticket_wait, timezone=settings.timezone)
+        return await place_call(
+            info,
+            args.audio,
+            **options,
+            sessionmaker=sessionmaker,
+            ticket_wait_s=args.ticket_wait,
+            timezone=settings.timezone,
+        )

@@ -19,9 +19,16 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("run", help="一体化启动：本地 PBX、AMI 控制器、语音机器人、控制台 (everything in one process)")
-    p.add_argument("--no-pbx", action="store_true", help="do not start the local Asterisk (use [ami] settings)")
-    p.set_defaults(handler=lambda settings, args: asyncio.run(_serve(settings, start_pbx=not args.no_pbx)))
+    p = sub.add_parser(
+        "run",
+        help="一体化启动：本地 PBX、AMI 控制器、语音机器人、控制台 (everything in one process)",
+    )
+    p.add_argument(
+        "--no-pbx", action="store_true", help="do not start the local Asterisk (use [ami] settings)"
+    )
+    p.set_defaults(
+        handler=lambda settings, args: asyncio.run(_serve(settings, start_pbx=not args.no_pbx))
+    )
 
 
 async def prepare_data(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
@@ -34,8 +41,13 @@ async def prepare_data(settings: Settings, sessionmaker: async_sessionmaker[Asyn
     async with sessionmaker() as session:
         await seed_departments(session, load_catalogue(settings))
         if (await kb.change_stamp(session))[0] == 0:
-            report = await import_file(session, config_path(settings.knowledge.sample), "system", publish=True,
-                                       max_speech=settings.knowledge.max_speech_chars)
+            report = await import_file(
+                session,
+                config_path(settings.knowledge.sample),
+                "system",
+                publish=True,
+                max_speech=settings.knowledge.max_speech_chars,
+            )
             log.info("sample knowledge base loaded: %d entries", report.created)
 
 
@@ -46,8 +58,10 @@ async def _serve(settings: Settings, *, start_pbx: bool) -> int:
     pbx = LocalPbx(settings) if start_pbx and not settings.ami.username else None
     ours = pbx is not None and pbx.status() is None  # stop at the end only a PBX this run started
     if pbx is not None:
-        info = await asyncio.to_thread(pbx.start, audiosocket_port=settings.asr.audiosocket_port)
-        log.info("local Asterisk running (pid %s, AMI %s:%s)", info.pid, info.ami_host, info.ami_port)
+        info = await asyncio.to_thread(pbx.start, audiosocket_port=settings.asr.audiosocket.port)
+        log.info(
+            "local Asterisk running (pid %s, AMI %s:%s)", info.pid, info.ami_host, info.ami_port
+        )
     try:
         async with database(settings) as sessionmaker:
             await prepare_data(settings, sessionmaker)
@@ -61,46 +75,45 @@ async def _serve(settings: Settings, *, start_pbx: bool) -> int:
 async def _run_services(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     from aiohttp import web
 
-    from agent_console.app import create_app
-    from agent_console.hub import Hub
     from agent_console.public_limits import run_public_pruning
     from agent_console.security import warn_if_plain_http
-    from agent_console.views.tickets_deps import services_of
-    from asr.bot import build_bot
     from hotline.runtime import until_signalled
-    from hotline.wiring import ConsoleFeed, ControllerCallControl, bot_hooks, username_from_interface
-    from ivr.callbacks import CallbackScheduler, MissedCallJob
-    from ivr.controller import build_controller
+    from hotline.wiring import build_services, subscribe
     from tickets.warnings import run_warning_scans
 
-    hub = Hub()
-    controller = build_controller(settings, sessionmaker)
-    callbacks = CallbackScheduler(controller, sessionmaker, settings)
-    missed_calls = CallbackScheduler(controller, sessionmaker, settings, job=MissedCallJob(settings))
-    feed = ConsoleFeed(controller, hub, sessionmaker, username_from_interface, lambda: datetime.now(UTC))
+    services = await build_services(settings, sessionmaker)
+    subscribe(services.telephony)
+    controller, bot = services.telephony.controller, services.bot
 
-    async def knowledge_changed() -> None:
-        await bot.desk.refresh()
-
-    app = create_app(settings, sessionmaker, hub=hub, on_knowledge_change=knowledge_changed)
-    desk = services_of(app)
-    bot = await build_bot(settings, sessionmaker, suggester=desk.suggester, **bot_hooks(controller, feed))
-    desk.call_control = ControllerCallControl(controller, callbacks)
-    desk.knowledge_ask = lambda text: bot.desk.index.ask(text)  # the bot swaps in a fresh index on changes
-
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(services.app, access_log=None)
     await runner.setup()
     stop = asyncio.Event()
     await controller.start()
     await bot.start()
     await web.TCPSite(runner, settings.console.host, settings.console.port).start()
-    background = [asyncio.create_task(callbacks.run(), name="callbacks"),
-                  asyncio.create_task(missed_calls.run(), name="missed-call-callbacks"),
-                  asyncio.create_task(run_warning_scans(sessionmaker, settings, stop), name="warnings"),
-                  asyncio.create_task(run_public_pruning(sessionmaker, settings, stop, lambda: datetime.now(UTC)),
-                                      name="public-pruning")]
-    log.info("12345 hotline running: console http://%s:%d/, bot on %s:%d", settings.console.host,
-             settings.console.port, settings.asr.audiosocket_host, bot.port)
+    background = [
+        *(
+            asyncio.create_task(s.run(), name=f"callbacks-{s.job.kind}")
+            for s in services.telephony.schedulers
+        ),
+        asyncio.create_task(services.transcriber.run(), name="message-transcription"),
+        asyncio.create_task(run_warning_scans(sessionmaker, settings, stop), name="warnings"),
+        asyncio.create_task(
+            run_public_pruning(sessionmaker, settings, stop, lambda: datetime.now(UTC)),
+            name="public-pruning",
+        ),
+    ]
+    if services.telephony.messages is not None:
+        background.append(
+            asyncio.create_task(services.telephony.messages.run(), name="message-sweep")
+        )
+    log.info(
+        "12345 hotline running: console http://%s:%d/, bot on %s:%d",
+        settings.console.host,
+        settings.console.port,
+        settings.asr.audiosocket.host,
+        bot.port,
+    )
     warn_if_plain_http(settings.console.host, settings.console)
     try:
         await until_signalled()

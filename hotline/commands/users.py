@@ -22,12 +22,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cmds = p.add_subparsers(dest="users_command", required=True)
     add = cmds.add_parser("add", help="create an account (asks for the password twice)")
     add.add_argument("name", help="login name")
-    add.add_argument("--role", required=True, choices=[r.value for r in Role],
-                     help="; ".join(f"{r.value} {r.label}" for r in Role))
+    add.add_argument(
+        "--role",
+        required=True,
+        choices=[r.value for r in Role],
+        help="; ".join(f"{r.value} {r.label}" for r in Role),
+    )
     add.add_argument("--display-name", help="姓名 shown in the console (default: the login name)")
     add.add_argument("--department", help="承办单位 (required for handler)")
     add.add_argument("--grid", help="网格 (required for grid)")
-    add.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin",
+    )
     add.set_defaults(handler=_add)
     ls = cmds.add_parser("list", help="list accounts")
     ls.set_defaults(handler=_list)
@@ -57,15 +65,26 @@ def _add(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     accounts = Accounts(settings.console)
     try:
-        new = UserCreate(username=args.name, display_name=args.display_name or args.name, role=args.role,
-                         department=args.department, grid=args.grid, password=password)
-        user = with_session(settings, lambda db: accounts.create_user(db, new, Origin(), datetime.now(UTC)))
+        new = UserCreate(
+            username=args.name,
+            display_name=args.display_name or args.name,
+            role=args.role,
+            department=args.department,
+            grid=args.grid,
+            password=password,
+        )
+        user = with_session(
+            settings, lambda db: accounts.create_user(db, new, Origin(), datetime.now(UTC))
+        )
     except ValidationError as exc:
         return _fail(invalid_input(exc))
     except ConsoleError as exc:
         return _fail(exc)
     except (OperationalError, ProgrammingError) as exc:
-        print(f"错误: 数据库不可用或尚未初始化（先运行 hotline db upgrade）：{exc.orig}", file=sys.stderr)
+        print(
+            f"错误: 数据库不可用或尚未初始化（先运行 hotline db upgrade）：{exc.orig}",
+            file=sys.stderr,
+        )
         return 1
     print(f"已创建 {ROLE_LABELS[Role(user.role)]} {user.username}（{user.display_name}）")
     return 0

@@ -20,9 +20,13 @@ T = TypeVar("T")
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("warnings", help="预警：扫描工单、发送通知 (ticket warnings)")
     cmds = p.add_subparsers(dest="warnings_command", required=True)
-    scan = cmds.add_parser("scan", help="扫描在办工单，亮黄牌/红牌、消除已解除的预警，并生成通知与督办函")
+    scan = cmds.add_parser(
+        "scan", help="扫描在办工单，亮黄牌/红牌、消除已解除的预警，并生成通知与督办函"
+    )
     scan.add_argument("--now", help="扫描时刻 ISO 8601（默认现在；不带时区按配置时区）")
-    scan.add_argument("--deliver", action="store_true", help="扫描后立即发送待发通知（默认发送方式：写日志）")
+    scan.add_argument(
+        "--deliver", action="store_true", help="扫描后立即发送待发通知（默认发送方式：写日志）"
+    )
     scan.set_defaults(handler=_scan)
     deliver = cmds.add_parser("deliver", help="发送待发通知（默认发送方式：写日志）")
     deliver.set_defaults(handler=_deliver)
@@ -35,7 +39,9 @@ def parse_when(value: str | None, settings: Settings, option: str = "--now") -> 
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
-        raise TicketError(f"{option} 不是有效的 ISO 8601 时间：{value!r}", code="cli.bad_time") from None
+        raise TicketError(
+            f"{option} 不是有效的 ISO 8601 时间：{value!r}", code="cli.bad_time"
+        ) from None
     return when if when.tzinfo else when.replace(tzinfo=ZoneInfo(settings.timezone))
 
 
@@ -64,7 +70,9 @@ def _deliver(settings: Settings, _args: argparse.Namespace) -> int:
     from hotline.runtime import with_session
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        return (await _drain(session, settings, datetime.now(ZoneInfo(settings.timezone)))).to_json()
+        return (
+            await _drain(session, settings, datetime.now(ZoneInfo(settings.timezone)))
+        ).to_json()
 
     _print(with_session(settings, work))
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import select
 import signal
 import socket
@@ -22,7 +23,7 @@ from ivr.pbx.errors import PbxError
 from ivr.pbx.filelock import locked
 from ivr.pbx.mirror import debian_mirror
 from ivr.pbx.prompts import hold_sound, install_prompts
-from ivr.pbx.render import RenderValues, render_all, write_private
+from ivr.pbx.render import CARRIER_USERNAME, RenderValues, message_values, render_all, write_private
 from ivr.pbx.rootfs import ensure_root, root_path
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ SOUNDS = "usr/share/asterisk/sounds/hotline"  # prompts and emulated-caller audi
 ZH = "usr/share/asterisk/sounds/zh"  # fixed-name files in the callers' language: digits/*, queue-lessthan
 MOH = "usr/share/asterisk/moh-hotline"
 RECORDINGS = "var/spool/asterisk/recordings"
+MESSAGES = "var/spool/asterisk/messages"  # voice messages (留言), [hotline-message]
 ETC = "etc/asterisk"
 RUN = "run/asterisk"  # /var/run is an absolute symlink to /run inside the root: never follow it from outside
 ASTERISK = ["/usr/sbin/asterisk", "-C", "/etc/asterisk/asterisk.conf"]
@@ -54,6 +56,10 @@ class PbxInfo:
     root: Path
     agents: dict[str, str] = field(default_factory=dict)  # softphone extension → SIP password
     log_file: Path | None = None
+    carrier_username: str = (
+        ""  # the simulated carrier trunk (load tests): calls 12345 with any caller number
+    )
+    carrier_password: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -79,7 +85,10 @@ def _alive_in(pid: int, root: Path) -> bool:
     """True when *pid* is a live (not zombie) process chrooted into *root*."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z" and Path(os.readlink(f"/proc/{pid}/root")) == root
+        return (
+            stat.rsplit(")", 1)[1].split()[0] != "Z"
+            and Path(os.readlink(f"/proc/{pid}/root")) == root
+        )
     except (OSError, IndexError):
         return False
 
@@ -147,7 +156,9 @@ class LocalPbx:
                 if audiosocket_port and audiosocket_port != info.audiosocket_port:
                     info = self._retarget_bot(info, audiosocket_port)
                 return info
-            return self._start(RenderValues.generate(self.settings, audiosocket_port=audiosocket_port))
+            return self._start(
+                RenderValues.generate(self.settings, audiosocket_port=audiosocket_port)
+            )
 
     def restart(self) -> PbxInfo:
         """Stop and start again with the same credentials and ports, so connected clients can log in again."""
@@ -169,7 +180,9 @@ class LocalPbx:
 
     def _start(self, values: RenderValues) -> PbxInfo:
         if not self.root.is_dir():
-            ensure_root(self.cache_dir, self.settings.pbx.suite, debian_mirror(self.settings.pbx.mirror))
+            ensure_root(
+                self.cache_dir, self.settings.pbx.suite, debian_mirror(self.settings.pbx.mirror)
+            )
         self._prepare()
         self._write_config(values)
         pid = self._spawn()
@@ -179,10 +192,20 @@ class LocalPbx:
             self._terminate(pid)
             raise
         info = PbxInfo(
-            pid=pid, ami_host=values.host, ami_port=values.ami_port, ami_username=values.ami_username,
-            ami_secret=values.ami_secret, sip_port=values.sip_port, audiosocket_port=values.audiosocket_port,
-            sounds_dir=self.root / SOUNDS, recordings_dir=self.root / RECORDINGS, root=self.root,
-            agents=values.agents, log_file=self.log_file,
+            pid=pid,
+            ami_host=values.host,
+            ami_port=values.ami_port,
+            ami_username=values.ami_username,
+            ami_secret=values.ami_secret,
+            sip_port=values.sip_port,
+            audiosocket_port=values.audiosocket_port,
+            sounds_dir=self.root / SOUNDS,
+            recordings_dir=self.root / RECORDINGS,
+            root=self.root,
+            agents=values.agents,
+            log_file=self.log_file,
+            carrier_username=values.carrier_username,
+            carrier_password=values.carrier_password,
         )
         self._write_info(info)
         log.info("local PBX running, pid %d, AMI %s:%d", pid, info.ami_host, info.ami_port)
@@ -191,22 +214,35 @@ class LocalPbx:
     def rx(self, command: str, *, timeout: float = 10) -> str:
         """Run one Asterisk CLI command in the running instance (``asterisk -rx``) and return its output."""
         try:
-            proc = subprocess.run(["chroot", str(self.root), *ASTERISK, "-rx", command],
-                                  capture_output=True, text=True, timeout=timeout, check=False)
+            proc = subprocess.run(
+                ["chroot", str(self.root), *ASTERISK, "-rx", command],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             raise PbxError("pbx.cli_timeout", "Asterisk 控制台命令超时", command) from None
         if proc.returncode != 0:
-            raise PbxError("pbx.cli_failed", "Asterisk 控制台命令失败", f"{command}: {proc.stderr.strip()}")
+            raise PbxError(
+                "pbx.cli_failed", "Asterisk 控制台命令失败", f"{command}: {proc.stderr.strip()}"
+            )
         return proc.stdout
 
     # ---- steps ------------------------------------------------------------------------------------------
     def _prepare(self) -> None:
         uid, gid = _asterisk_ids(self.root)
-        for rel in (RECORDINGS, RUN):
+        for rel in (RECORDINGS, MESSAGES, RUN):
             path = self.root / rel
             path.mkdir(parents=True, exist_ok=True)
-            _chown_to(path, uid, gid, 0o750 if rel == RECORDINGS else 0o755)
-        install_prompts({"prompts": self.root / SOUNDS, "zh": self.root / ZH, "digits": self.root / ZH / "digits"})
+            _chown_to(path, uid, gid, 0o755 if rel == RUN else 0o750)
+        install_prompts(
+            {
+                "prompts": self.root / SOUNDS,
+                "zh": self.root / ZH,
+                "digits": self.root / ZH / "digits",
+            }
+        )
         hold = self.root / MOH / "hold.wav"
         if not hold.is_file():
             hold_sound(hold)
@@ -214,10 +250,19 @@ class LocalPbx:
     def _write_config(self, values: RenderValues) -> None:
         uid, gid = _asterisk_ids(self.root)
         rendered = render_all(values.as_context())
-        for stale in (self.root / ETC).iterdir():  # Debian's sample files: only ours (and tones) are read
-            if stale.is_file() and stale.name not in rendered and stale.name not in KEEP_DEBIAN_CONFIG:
+        for stale in (
+            self.root / ETC
+        ).iterdir():  # Debian's sample files: only ours (and tones) are read
+            if (
+                stale.is_file()
+                and stale.name not in rendered
+                and stale.name not in KEEP_DEBIAN_CONFIG
+            ):
                 stale.unlink()
-        for name, text in rendered.items():  # manager.conf and pjsip.conf hold the AMI secret, SIP passwords
+        for (
+            name,
+            text,
+        ) in rendered.items():  # manager.conf and pjsip.conf hold the AMI secret, SIP passwords
             write_private(self.root / ETC / name, text, 0o640, (uid, gid))
 
     def _spawn(self) -> int:
@@ -225,10 +270,27 @@ class LocalPbx:
         # Own session (survives `hotline pbx start` returning) and own mount namespace (its /proc mount
         # disappears with it: nothing to unmount, even after a crash).
         script = 'root="$1"; shift; mount -t proc proc "$root/proc" && exec chroot "$root" "$@"'
-        cmd = ["unshare", "--mount", "--", "sh", "-c", script, "sh", str(self.root), *ASTERISK, "-f"]
+        cmd = [
+            "unshare",
+            "--mount",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            str(self.root),
+            *ASTERISK,
+            "-f",
+        ]
         with self.log_file.open("ab") as out:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True, close_fds=True)
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
         return proc.pid
 
     def _wait_booted(self, pid: int) -> None:
@@ -253,9 +315,13 @@ class LocalPbx:
             with socket.create_connection((host, port), timeout=5) as sock:
                 banner = sock.makefile("rb").readline(200)
         except OSError as exc:
-            raise PbxError("pbx.ami_unreachable", "Asterisk 管理接口 (AMI) 无法连接", f"{host}:{port}: {exc}") from None
+            raise PbxError(
+                "pbx.ami_unreachable", "Asterisk 管理接口 (AMI) 无法连接", f"{host}:{port}: {exc}"
+            ) from None
         if not banner.startswith(b"Asterisk Call Manager"):
-            raise PbxError("pbx.ami_unreachable", "AMI 端口被其他程序占用", f"{host}:{port}: {banner!r}")
+            raise PbxError(
+                "pbx.ami_unreachable", "AMI 端口被其他程序占用", f"{host}:{port}: {banner!r}"
+            )
 
     def _terminate(self, pid: int) -> None:
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -277,10 +343,20 @@ class LocalPbx:
     def _values_of(self, info: PbxInfo, audiosocket_port: int | None = None) -> RenderValues:
         """The render values of a running instance (same credentials and ports)."""
         return RenderValues(
-            host=info.ami_host, ami_port=info.ami_port, ami_username=info.ami_username, ami_secret=info.ami_secret,
-            sip_port=info.sip_port, rtp_start=self.settings.pbx.rtp_start, rtp_end=self.settings.pbx.rtp_end,
-            audiosocket_host=info.ami_host, audiosocket_port=audiosocket_port or info.audiosocket_port,
-            queue_timeout_s=self.settings.pbx.queue_timeout_s, agents=info.agents,
+            host=info.ami_host,
+            ami_port=info.ami_port,
+            ami_username=info.ami_username,
+            ami_secret=info.ami_secret,
+            sip_port=info.sip_port,
+            rtp_start=self.settings.pbx.rtp_start,
+            rtp_end=self.settings.pbx.rtp_end,
+            audiosocket_host=info.ami_host,
+            audiosocket_port=audiosocket_port or info.audiosocket_port,
+            queue_timeout_s=self.settings.pbx.queue_timeout_s,
+            agents=info.agents,
+            carrier_username=info.carrier_username or CARRIER_USERNAME,
+            carrier_password=info.carrier_password or secrets.token_urlsafe(12),
+            **message_values(self.settings),
         )
 
     def _retarget_bot(self, info: PbxInfo, audiosocket_port: int) -> PbxInfo:

@@ -18,10 +18,23 @@ APT_SOURCES_LIST = Path("/etc/apt/sources.list")
 APT_SOURCES_DIR = Path("/etc/apt/sources.list.d")
 
 # Debian suite names and codenames; a suite like "bookworm-updates" counts by its first part.
-DEBIAN_SUITES = frozenset({
-    "stable", "oldstable", "oldoldstable", "testing", "unstable", "sid", "experimental",
-    "buster", "bullseye", "bookworm", "trixie", "forky", "duke",
-})
+DEBIAN_SUITES = frozenset(
+    {
+        "stable",
+        "oldstable",
+        "oldoldstable",
+        "testing",
+        "unstable",
+        "sid",
+        "experimental",
+        "buster",
+        "bullseye",
+        "bookworm",
+        "trixie",
+        "forky",
+        "duke",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -55,13 +68,15 @@ def parse_deb822(text: str) -> list[AptSource]:
             fields[key] = value.strip()
         if "uris" not in fields:
             continue
-        out.append(AptSource(
-            types=tuple(fields.get("types", "").split()),
-            uris=tuple(fields["uris"].split()),
-            suites=tuple(fields.get("suites", "").split()),
-            components=tuple(fields.get("components", "").split()),
-            enabled=fields.get("enabled", "yes").lower() not in {"no", "false", "0"},
-        ))
+        out.append(
+            AptSource(
+                types=tuple(fields.get("types", "").split()),
+                uris=tuple(fields["uris"].split()),
+                suites=tuple(fields.get("suites", "").split()),
+                components=tuple(fields.get("components", "").split()),
+                enabled=fields.get("enabled", "yes").lower() not in {"no", "false", "0"},
+            )
+        )
     return out
 
 
@@ -74,7 +89,11 @@ def parse_one_line(text: str) -> list[AptSource]:
         parts = line.split()
         if len(parts) < 3 or parts[0] not in {"deb", "deb-src"}:
             continue
-        out.append(AptSource(types=(parts[0],), uris=(parts[1],), suites=(parts[2],), components=tuple(parts[3:])))
+        out.append(
+            AptSource(
+                types=(parts[0],), uris=(parts[1],), suites=(parts[2],), components=tuple(parts[3:])
+            )
+        )
     return out
 
 
@@ -98,7 +117,9 @@ def pick_debian_archive(sources: list[AptSource]) -> str | None:
     return candidates[0] if candidates else None
 
 
-def read_apt_sources(sources_list: Path = APT_SOURCES_LIST, sources_dir: Path = APT_SOURCES_DIR) -> list[AptSource]:
+def read_apt_sources(
+    sources_list: Path = APT_SOURCES_LIST, sources_dir: Path = APT_SOURCES_DIR
+) -> list[AptSource]:
     """Every source configured on this machine, in apt's reading order."""
     sources: list[AptSource] = []
     if sources_list.is_file():
@@ -113,13 +134,17 @@ def read_apt_sources(sources_list: Path = APT_SOURCES_LIST, sources_dir: Path = 
     return sources
 
 
-def debian_mirror(configured: str = "", sources_list: Path = APT_SOURCES_LIST,
-                  sources_dir: Path = APT_SOURCES_DIR) -> str:
+def debian_mirror(
+    configured: str = "", sources_list: Path = APT_SOURCES_LIST, sources_dir: Path = APT_SOURCES_DIR
+) -> str:
     """*configured* when set, else the main Debian archive of this machine's apt sources."""
     if configured:
         return configured.rstrip("/")
     uri = pick_debian_archive(read_apt_sources(sources_list, sources_dir))
     if uri is None:
-        raise PbxError("pbx.mirror_not_found", "在本机 apt 源中找不到 Debian 主仓库，请设置 HOTLINE_PBX_MIRROR",
-                       f"searched {sources_list} and {sources_dir}")
+        raise PbxError(
+            "pbx.mirror_not_found",
+            "在本机 apt 源中找不到 Debian 主仓库，请设置 HOTLINE_PBX_MIRROR",
+            f"searched {sources_list} and {sources_dir}",
+        )
     return uri

@@ -23,14 +23,18 @@ STAMP = ".prompts.sha256"
 def _require(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        raise PbxError("pbx.tool_missing", f"缺少系统工具 {tool}，请安装 Debian 软件包 {tool}", tool)
+        raise PbxError(
+            "pbx.tool_missing", f"缺少系统工具 {tool}，请安装 Debian 软件包 {tool}", tool
+        )
     return path
 
 
 def _run(cmd: list[str]) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise PbxError("pbx.audio_failed", "语音文件生成失败", f"{' '.join(cmd)}: {proc.stderr.strip()}")
+        raise PbxError(
+            "pbx.audio_failed", "语音文件生成失败", f"{' '.join(cmd)}: {proc.stderr.strip()}"
+        )
 
 
 def to_asterisk_wav(source: Path, target: Path) -> None:
@@ -39,7 +43,22 @@ def to_asterisk_wav(source: Path, target: Path) -> None:
         raise PbxError("pbx.audio_missing", f"音频文件不存在：{source}", str(source))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp.wav")
-    _run([_require("sox"), "-G", str(source), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", str(tmp)])
+    _run(
+        [
+            _require("sox"),
+            "-G",
+            str(source),
+            "-r",
+            "8000",
+            "-c",
+            "1",
+            "-b",
+            "16",
+            "-e",
+            "signed-integer",
+            str(tmp),
+        ]
+    )
     tmp.replace(target)
 
 
@@ -57,8 +76,34 @@ def synthesise(text: str, voice: str, speed: int, target: Path) -> None:
 def hold_sound(target: Path) -> None:
     """A quiet chime every two seconds for the queue's music on hold (no third-party music is shipped)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    _run([_require("sox"), "-n", "-r", "8000", "-c", "1", "-b", "16", str(target),
-          "synth", "0.5", "sine", "523", "fade", "0.05", "0.5", "0.2", "vol", "0.15", "pad", "0", "1.5", "repeat", "9"])
+    _run(
+        [
+            _require("sox"),
+            "-n",
+            "-r",
+            "8000",
+            "-c",
+            "1",
+            "-b",
+            "16",
+            str(target),
+            "synth",
+            "0.5",
+            "sine",
+            "523",
+            "fade",
+            "0.05",
+            "0.5",
+            "0.2",
+            "vol",
+            "0.15",
+            "pad",
+            "0",
+            "1.5",
+            "repeat",
+            "9",
+        ]
+    )
 
 
 def install_prompts(folders: Mapping[str, Path], prompts_file: Path = PROMPTS_FILE) -> int:

@@ -56,8 +56,17 @@ def ensure_root(cache_dir: Path, suite: str, mirror: str) -> Path:
 def _debootstrap(target: Path, suite: str, mirror: str) -> None:
     for tool in ("debootstrap", "unshare", "chroot"):
         if shutil.which(tool) is None:
-            raise PbxError("pbx.tool_missing", f"缺少系统工具 {tool}，请安装 Debian 软件包 debootstrap", tool)
-    cmd = ["unshare", "--mount", "--", "debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}"]
+            raise PbxError(
+                "pbx.tool_missing", f"缺少系统工具 {tool}，请安装 Debian 软件包 debootstrap", tool
+            )
+    cmd = [
+        "unshare",
+        "--mount",
+        "--",
+        "debootstrap",
+        "--variant=minbase",
+        f"--include={','.join(PACKAGES)}",
+    ]
     # Verified download: the Debian archive keyring of this machine also signs sid's Release file.
     if KEYRING.is_file():
         cmd.append(f"--keyring={KEYRING}")

@@ -33,20 +33,34 @@ from tickets.models import Ticket
 CALL_CONTEXTS = {"hotline-inbound": "12345", "hotline-bot": "s", "hotline-leader": "s"}
 
 
-async def ami_connect(info: PbxInfo, *, secret: str | None = None, timeout_s: float = 10) -> Manager:
+async def ami_connect(
+    info: PbxInfo, *, secret: str | None = None, timeout_s: float = 10
+) -> Manager:
     """A logged-in panoramisk Manager to *info*'s AMI; PbxError ``pbx_ami_login_failed`` when refused."""
-    manager = Manager(host=info.ami_host, port=info.ami_port, username=info.ami_username,
-                      secret=info.ami_secret if secret is None else secret, ping_delay=3600, reconnect_timeout=3600)
+    manager = Manager(
+        host=info.ami_host,
+        port=info.ami_port,
+        username=info.ami_username,
+        secret=info.ami_secret if secret is None else secret,
+        ping_delay=3600,
+        reconnect_timeout=3600,
+    )
     try:
         await asyncio.wait_for(manager.connect(), timeout_s)
         login = manager.authenticated_future
         response = await asyncio.wait_for(login, timeout_s) if login is not None else None
     except (OSError, TimeoutError) as exc:
         manager.close()
-        raise PbxError("pbx.ami_unreachable", "无法连接 Asterisk 管理接口 (AMI)", str(exc)) from None
+        raise PbxError(
+            "pbx.ami_unreachable", "无法连接 Asterisk 管理接口 (AMI)", str(exc)
+        ) from None
     if response is None or not response.success:
         manager.close()
-        raise PbxError("pbx.ami_login_failed", "AMI 登录失败 (用户名或密码错误)", str(getattr(response, "message", "")))
+        raise PbxError(
+            "pbx.ami_login_failed",
+            "AMI 登录失败 (用户名或密码错误)",
+            str(getattr(response, "message", "")),
+        )
     return manager
 
 
@@ -62,10 +76,16 @@ class CallReport:
     # abandoned; a human who answered after the bot wins. Set with ``wait`` only.
     answered_by: str | None = None
     member: str | None = None  # queue member interface that answered (AgentConnect), if any
-    wait_s: float | None = None  # seconds spent in the queue (all visits), measured on the AMI events
+    wait_s: float | None = (
+        None  # seconds spent in the queue (all visits), measured on the AMI events
+    )
     bot_uuid: str | None = None  # AudioSocket session id, when the call reached the speech bot
-    bot_status: str | None = None  # SUCCESS: a bot took the session; FAILED: no bot listening (or it broke)
-    ticket_no: str | None = None  # the ticket made from the call (call log link, or call_id / bot session)
+    bot_status: str | None = (
+        None  # SUCCESS: a bot took the session; FAILED: no bot listening (or it broke)
+    )
+    ticket_no: str | None = (
+        None  # the ticket made from the call (call log link, or call_id / bot session)
+    )
     transcript: str | None = None  # what the bot heard, as stored in that ticket
     duration_s: float | None = None  # from the originate to the hangup
     hangup_cause: str | None = None
@@ -119,14 +139,20 @@ class _CallFollower:
             self._queued_s += time.monotonic() - self._queued_at
             self._queued_at = None
 
-    async def finish(self, sessionmaker: async_sessionmaker[AsyncSession] | None, ticket_wait_s: float,
-                     tz: ZoneInfo) -> None:
+    async def finish(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession] | None,
+        ticket_wait_s: float,
+        tz: ZoneInfo,
+    ) -> None:
         report = self.report
         report.wait_s = round(self._queued_s, 2)
         if report.member is None:
             report.answered_by = "bot" if report.bot_uuid else "abandoned"
         else:
-            report.answered_by = "agent" if sessionmaker is None else await _human(sessionmaker, report, tz)
+            report.answered_by = (
+                "agent" if sessionmaker is None else await _human(sessionmaker, report, tz)
+            )
         if sessionmaker is not None:
             # a bot that took the session writes its ticket as the call ends, also after the caller hung up (when
             # the dialplan never reports BOT_STATUS): wait for it (bounded) unless no bot was listening
@@ -134,27 +160,39 @@ class _CallFollower:
             await _read_ticket(sessionmaker, report, patience)
 
 
-async def _human(sessionmaker: async_sessionmaker[AsyncSession], report: CallReport, tz: ZoneInfo) -> str:
+async def _human(
+    sessionmaker: async_sessionmaker[AsyncSession], report: CallReport, tz: ZoneInfo
+) -> str:
     """agent or leader: the controller's call log when it ran, else whether the member is a leader on duty now."""
     async with sessionmaker() as session:
-        logged = await session.scalar(select(CallRecord.answered_by).where(CallRecord.uniqueid == report.uniqueid))
+        logged = await session.scalar(
+            select(CallRecord.answered_by).where(CallRecord.uniqueid == report.uniqueid)
+        )
         if logged in ("agent", "leader"):
             return str(logged)
         on_duty = {s.interface for s in await active_shifts(session, datetime.now(UTC), tz)}
     return "leader" if report.member in on_duty else "agent"
 
 
-async def _read_ticket(sessionmaker: async_sessionmaker[AsyncSession], report: CallReport, patience_s: float,
-                       every_s: float = 0.2) -> None:
+async def _read_ticket(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    report: CallReport,
+    patience_s: float,
+    every_s: float = 0.2,
+) -> None:
     """Fill ticket_no / transcript from the call log link, or a ticket whose call_id is the call or bot session;
     polls up to *patience_s* for it to appear."""
     ids = [i for i in (report.uniqueid, report.bot_uuid) if i]
     deadline = time.monotonic() + patience_s
     while True:
         async with sessionmaker() as session:
-            linked = await session.scalar(select(CallRecord.ticket_no).where(CallRecord.uniqueid == report.uniqueid))
+            linked = await session.scalar(
+                select(CallRecord.ticket_no).where(CallRecord.uniqueid == report.uniqueid)
+            )
             condition = Ticket.ticket_no == linked if linked else Ticket.call_id.in_(ids)
-            ticket = await session.scalar(select(Ticket).where(condition).order_by(Ticket.id.desc()).limit(1))
+            ticket = await session.scalar(
+                select(Ticket).where(condition).order_by(Ticket.id.desc()).limit(1)
+            )
         if ticket is not None:
             report.ticket_no, report.transcript = ticket.ticket_no, ticket.transcript
             return
@@ -163,11 +201,21 @@ async def _read_ticket(sessionmaker: async_sessionmaker[AsyncSession], report: C
         await asyncio.sleep(every_s)
 
 
-async def place_call(info: PbxInfo, audio: Path | None, *, caller: str = "13800138000", dtmf: str = "",
-                     context: str = "hotline-inbound", audio_at: str = "bot", caller_wait_s: int = 30,
-                     wait: bool = False, timeout_s: float = 120,
-                     sessionmaker: async_sessionmaker[AsyncSession] | None = None, ticket_wait_s: float = 10.0,
-                     timezone: str = "Asia/Shanghai") -> CallReport:
+async def place_call(
+    info: PbxInfo,
+    audio: Path | None,
+    *,
+    caller: str = "13800138000",
+    dtmf: str = "",
+    context: str = "hotline-inbound",
+    audio_at: str = "bot",
+    caller_wait_s: int = 30,
+    wait: bool = False,
+    timeout_s: float = 120,
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+    ticket_wait_s: float = 10.0,
+    timezone: str = "Asia/Shanghai",
+) -> CallReport:
     """Originate ``Local/s@test-caller/n`` into *context*; with *wait*, follow it on AMI until hang-up.
 
     The caller presses *dtmf* right after the answer and plays *audio* at once (``audio_at="start"``) or
@@ -175,7 +223,9 @@ async def place_call(info: PbxInfo, audio: Path | None, *, caller: str = "138001
     With *sessionmaker* the ticket made from the call is looked up once it has ended.
     """
     if context not in CALL_CONTEXTS:
-        raise PbxError("pbx.bad_context", f"不支持的呼入上下文：{context}", ", ".join(CALL_CONTEXTS))
+        raise PbxError(
+            "pbx.bad_context", f"不支持的呼入上下文：{context}", ", ".join(CALL_CONTEXTS)
+        )
     if dtmf and not all(c in "0123456789*#" for c in dtmf):
         raise PbxError("pbx.bad_dtmf", f"按键只能是 0-9、* 和 #：{dtmf}")
     name = await asyncio.to_thread(install_test_audio, info, audio) if audio else ""
@@ -193,11 +243,22 @@ async def place_call(info: PbxInfo, audio: Path | None, *, caller: str = "138001
     manager.register_event("*", follower.on_event)
     started = time.monotonic()
     try:
-        response = await asyncio.wait_for(manager.send_action({
-            "Action": "Originate", "Channel": "Local/s@test-caller/n", "Context": context,
-            "Exten": CALL_CONTEXTS[context], "Priority": "1", "CallerID": f'"{caller}" <{caller}>',
-            "Variable": variables, "ChannelId": uniqueid, "Async": "true",
-        }), timeout_s)
+        response = await asyncio.wait_for(
+            manager.send_action(
+                {
+                    "Action": "Originate",
+                    "Channel": "Local/s@test-caller/n",
+                    "Context": context,
+                    "Exten": CALL_CONTEXTS[context],
+                    "Priority": "1",
+                    "CallerID": f'"{caller}" <{caller}>',
+                    "Variable": variables,
+                    "ChannelId": uniqueid,
+                    "Async": "true",
+                }
+            ),
+            timeout_s,
+        )
         final = response[-1] if isinstance(response, list) else response
         if final.get("Response") != "Success":
             raise PbxError("pbx.originate_failed", "模拟呼叫发起失败", str(dict(final)))

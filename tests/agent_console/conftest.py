@@ -13,7 +13,9 @@ from tests.agent_console.tickets_support import desk  # noqa: F401 - the ticket 
 
 
 @pytest.fixture
-async def console(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[Console]:
+async def console(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[Console]:
     """The console with one account per role (username = role name, e.g. ``agent``)."""
     c = await start_console(console_settings(settings), sessionmaker)
     yield c

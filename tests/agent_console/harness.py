@@ -34,9 +34,12 @@ def password_of(username: str) -> str:
 def console_settings(settings: Settings, *, warm_cockpit: bool = False, **console: Any) -> Settings:
     """Fast password hashing; the cockpit's panels computed on request (tests seed data after start-up) unless
     ``warm_cockpit``."""
-    return settings.model_copy(update={
-        "console": settings.console.model_copy(update=FAST_ARGON2 | console),
-        "cockpit": settings.cockpit.model_copy(update={"warm_up": warm_cockpit})})
+    return settings.model_copy(
+        update={
+            "console": settings.console.model_copy(update=FAST_ARGON2 | console),
+            "cockpit": settings.cockpit.model_copy(update={"warm_up": warm_cockpit}),
+        }
+    )
 
 
 class SteppingClock:
@@ -57,12 +60,15 @@ class Browser:
     ``source`` (another loopback address, e.g. ``127.0.0.7``, to stand for another machine) if given; behind a
     reverse proxy, ``forwarded_for`` is the address the proxy reports in ``X-Forwarded-For``."""
 
-    def __init__(self, server: TestServer, source: str | None = None, forwarded_for: str | None = None) -> None:
+    def __init__(
+        self, server: TestServer, source: str | None = None, forwarded_for: str | None = None
+    ) -> None:
         self.server = server
         connector = aiohttp.TCPConnector(local_addr=(source, 0)) if source else None
         headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else None
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), connector=connector,
-                                          headers=headers)
+        self.http = aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True), connector=connector, headers=headers
+        )
 
     def url(self, path: str) -> str:
         return str(self.server.make_url(path))
@@ -83,8 +89,11 @@ class Browser:
         page = await self.request("GET", "/login")
         token = re.search(r'name="csrf_token" value="([^"]+)"', await page.text())
         assert token, "login form without CSRF token"
-        form = {"csrf_token": token.group(1), "username": username,
-                "password": password_of(username) if password is None else password}
+        form = {
+            "csrf_token": token.group(1),
+            "username": username,
+            "password": password_of(username) if password is None else password,
+        }
         return await self.request("POST", "/login", data=form)
 
     async def csrf(self) -> str:
@@ -93,7 +102,9 @@ class Browser:
         return (await me.json())["csrf_token"]
 
     async def write(self, method: str, path: str, json: Any = None) -> aiohttp.ClientResponse:
-        return await self.request(method, path, json=json, headers={"X-CSRF-Token": await self.csrf()})
+        return await self.request(
+            method, path, json=json, headers={"X-CSRF-Token": await self.csrf()}
+        )
 
     async def close(self) -> None:
         await self.http.close()
@@ -131,12 +142,21 @@ class Console:
         return b
 
 
-async def start_console(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], *, seed: bool = True,
-                        features: Sequence[RouteTable] = FEATURES, port: int | None = None, **deps: Any) -> Console:
+async def start_console(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    seed: bool = True,
+    features: Sequence[RouteTable] = FEATURES,
+    port: int | None = None,
+    **deps: Any,
+) -> Console:
     """The console on a free loopback port (or ``port``), with one account per role unless ``seed`` is False;
     ``deps`` go to ``create_app`` (e.g. ``on_knowledge_change``)."""
     clock, hub, accounts = SteppingClock(), Hub(), Accounts(settings.console)
-    app = create_app(settings, sessionmaker, hub=hub, accounts=accounts, clock=clock, features=features, **deps)
+    app = create_app(
+        settings, sessionmaker, hub=hub, accounts=accounts, clock=clock, features=features, **deps
+    )
     server = TestServer(app, host="127.0.0.1", port=port)
     await server.start_server(access_log_class=PathAccessLogger)  # the console's own access log
     console = Console(server, settings, sessionmaker, clock, hub, accounts)

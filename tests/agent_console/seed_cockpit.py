@@ -42,7 +42,7 @@ DISPATCHER = Actor("李派单", "dispatcher")
 SYSTEM = Actor("回访机器人", "system")
 HBJ = Actor("钱承办", "handler", department="hbj")
 ZJJ = Actor("张承办", "handler", department="zjj")
-FORMULA_CONTENT = "=HYPERLINK(\"http://evil.example\",\"点我\") 小区路灯不亮"
+FORMULA_CONTENT = '=HYPERLINK("http://evil.example","点我") 小区路灯不亮'
 
 
 def at(month: int, day: int, hour: int, minute: int = 0) -> datetime:
@@ -53,9 +53,13 @@ def draft(content: str, phone: str, **fields: Any) -> TicketDraft:
     return TicketDraft(channel="phone", caller_phone=phone, content=content, **fields)
 
 
-async def _step(db: AsyncSession, ticket_no: str, action: str, actor: Actor, now: datetime, **kw: Any) -> None:
+async def _step(
+    db: AsyncSession, ticket_no: str, action: str, actor: Actor, now: datetime, **kw: Any
+) -> None:
     version = (await get_ticket(db, ticket_no)).version
-    await apply(db, ticket_no, action, actor, expected_version=version, now=now, settings=SETTINGS, **kw)
+    await apply(
+        db, ticket_no, action, actor, expected_version=version, now=now, settings=SETTINGS, **kw
+    )
 
 
 async def seed_cockpit(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, str]:
@@ -64,22 +68,67 @@ async def seed_cockpit(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[s
     async with sessionmaker() as db:
         await upsert_departments(db, DEPARTMENTS)
         east = {"district": "城东区", "street": "东岗街道"}
-        t1 = await close_instant(db, draft("小区电梯经常故障，物业维修不及时", "13900000001",
-                                           category="住房安居/物业服务", kind="咨询", caller_name="赵先生", **east),
-                                 "已告知物业报修电话", AGENT, now=at(3, 19, 9), settings=SETTINGS)
+        t1 = await close_instant(
+            db,
+            draft(
+                "小区电梯经常故障，物业维修不及时",
+                "13900000001",
+                category="住房安居/物业服务",
+                kind="咨询",
+                caller_name="赵先生",
+                **east,
+            ),
+            "已告知物业报修电话",
+            AGENT,
+            now=at(3, 19, 9),
+            settings=SETTINGS,
+        )
         no["T1"] = t1.ticket_no
-        t2 = await create_ticket(db, draft("夜间施工噪音扰民影响休息", "13900000002", category="生态环境/噪声污染",
-                                           kind="投诉", **east), AGENT, now=at(3, 19, 10), settings=SETTINGS)
+        t2 = await create_ticket(
+            db,
+            draft(
+                "夜间施工噪音扰民影响休息",
+                "13900000002",
+                category="生态环境/噪声污染",
+                kind="投诉",
+                **east,
+            ),
+            AGENT,
+            now=at(3, 19, 10),
+            settings=SETTINGS,
+        )
         no["T2"] = t2.ticket_no
         await _step(db, no["T2"], "review", DISPATCHER, at(3, 19, 10, 2))
         await _step(db, no["T2"], "dispatch", DISPATCHER, at(3, 19, 10, 5), lead_department="hbj")
-        t3 = await create_ticket(db, draft("电梯故障被困，物业不管", "13900000001", category="住房安居/物业服务",
-                                           kind="求助", district="城北区", street="北站街道"), AGENT,
-                                 now=at(3, 19, 11), settings=SETTINGS)
+        t3 = await create_ticket(
+            db,
+            draft(
+                "电梯故障被困，物业不管",
+                "13900000001",
+                category="住房安居/物业服务",
+                kind="求助",
+                district="城北区",
+                street="北站街道",
+            ),
+            AGENT,
+            now=at(3, 19, 11),
+            settings=SETTINGS,
+        )
         no["T3"] = t3.ticket_no
-        t4 = await create_ticket(db, draft("公交站牌损坏需要维修", "13900000004", category="交通出行/公交地铁",
-                                           kind="建议", district="城东区", street="拱星墩街道"), AGENT,
-                                 now=at(3, 10, 10), settings=SETTINGS)
+        t4 = await create_ticket(
+            db,
+            draft(
+                "公交站牌损坏需要维修",
+                "13900000004",
+                category="交通出行/公交地铁",
+                kind="建议",
+                district="城东区",
+                street="拱星墩街道",
+            ),
+            AGENT,
+            now=at(3, 10, 10),
+            settings=SETTINGS,
+        )
         no["T4"] = t4.ticket_no
         for action, actor, when, kw in (
             ("review", DISPATCHER, at(3, 10, 10, 5), {}),
@@ -90,10 +139,23 @@ async def seed_cockpit(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[s
             ("verify", DISPATCHER, at(3, 11, 11), {}),
         ):
             await _step(db, no["T4"], action, actor, when, **kw)
-        await record_callback(db, no["T4"], "satisfied", SYSTEM, now=at(3, 11, 14), settings=SETTINGS)
-        t5 = await create_ticket(db, draft("工地夜间施工噪音太大", "13900000005", category="生态环境/噪声污染",
-                                           kind="投诉", district="城南区", street="南河街道"), AGENT,
-                                 now=at(3, 11, 10), settings=SETTINGS)
+        await record_callback(
+            db, no["T4"], "satisfied", SYSTEM, now=at(3, 11, 14), settings=SETTINGS
+        )
+        t5 = await create_ticket(
+            db,
+            draft(
+                "工地夜间施工噪音太大",
+                "13900000005",
+                category="生态环境/噪声污染",
+                kind="投诉",
+                district="城南区",
+                street="南河街道",
+            ),
+            AGENT,
+            now=at(3, 11, 10),
+            settings=SETTINGS,
+        )
         no["T5"] = t5.ticket_no
         for action, actor, when, kw in (
             ("review", DISPATCHER, at(3, 11, 10, 5), {}),
@@ -104,13 +166,32 @@ async def seed_cockpit(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[s
             ("verify", DISPATCHER, at(3, 12, 14), {}),
         ):
             await _step(db, no["T5"], action, actor, when, **kw)
-        await record_callback(db, no["T5"], "unsatisfied", SYSTEM, now=at(3, 13, 10), settings=SETTINGS)
-        t6 = await create_ticket(db, draft("咨询社保卡办理流程", "13900000006", kind="咨询"), AGENT, now=at(3, 12, 10),
-                                 settings=SETTINGS)
+        await record_callback(
+            db, no["T5"], "unsatisfied", SYSTEM, now=at(3, 13, 10), settings=SETTINGS
+        )
+        t6 = await create_ticket(
+            db,
+            draft("咨询社保卡办理流程", "13900000006", kind="咨询"),
+            AGENT,
+            now=at(3, 12, 10),
+            settings=SETTINGS,
+        )
         no["T6"] = t6.ticket_no
-        t7 = await close_instant(db, draft(FORMULA_CONTENT, "13900000007", category="住房安居/物业服务", kind="咨询",
-                                           district="城西区", street="西湖街道"), "已转告", AGENT, now=at(2, 20, 10),
-                                           settings=SETTINGS)
+        t7 = await close_instant(
+            db,
+            draft(
+                FORMULA_CONTENT,
+                "13900000007",
+                category="住房安居/物业服务",
+                kind="咨询",
+                district="城西区",
+                street="西湖街道",
+            ),
+            "已转告",
+            AGENT,
+            now=at(2, 20, 10),
+            settings=SETTINGS,
+        )
         no["T7"] = t7.ticket_no
         await scan_warnings(db, now=NOW, settings=SETTINGS)
     return no

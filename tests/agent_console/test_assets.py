@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from agent_console.assets import STAMP_NAME, VENDOR_FILES, AssetsError, _fingerprint, install_assets, is_installed
+from agent_console.assets import (
+    STAMP_NAME,
+    VENDOR_FILES,
+    AssetsError,
+    _fingerprint,
+    install_assets,
+    is_installed,
+)
 from tests.agent_console.harness import Console
 from tests.conftest import missing
 
@@ -14,7 +21,9 @@ from tests.conftest import missing
 def frontend(tmp_path: Path) -> tuple[Path, Path]:
     front, vendor = tmp_path / "frontend", tmp_path / "vendor"
     front.mkdir()
-    (front / "package.json").write_text('{"name": "x", "private": true, "dependencies": {"echarts": "6.1.0"}}')
+    (front / "package.json").write_text(
+        '{"name": "x", "private": true, "dependencies": {"echarts": "6.1.0"}}'
+    )
     return front, vendor
 
 
@@ -25,7 +34,9 @@ def test_second_run_does_nothing(tmp_path: Path) -> None:
         (vendor / name).write_text("// built")
     (vendor / STAMP_NAME).write_text(_fingerprint(front))
     assert install_assets(front, vendor, npm="/nonexistent/npm", say=lambda _: None) is False
-    (front / "package.json").write_text('{"name": "x", "private": true, "dependencies": {"echarts": "6.0.0"}}')
+    (front / "package.json").write_text(
+        '{"name": "x", "private": true, "dependencies": {"echarts": "6.0.0"}}'
+    )
     assert not is_installed(front, vendor)  # a changed pin means a new install
 
 
@@ -41,4 +52,6 @@ async def test_installed_echarts_is_served_by_the_console(console: Console) -> N
         missing("front-end assets not installed (run `hotline console install-assets`)")
     resp = await console.browser().request("GET", "/static/vendor/echarts.min.js")
     assert resp.status == 200 and resp.content_type == "application/javascript"
-    assert len(await resp.text()) > 500_000  # the body is kept; read() refuses after the connection is released
+    assert (
+        len(await resp.text()) > 500_000
+    )  # the body is kept; read() refuses after the connection is released

@@ -30,26 +30,38 @@ async def test_a_stale_form_is_refused_with_409(desk: Console) -> None:  # noqa:
     agent = await desk.logged_in("agent")
     path = f"/api/v1/console/callbacks/{t['ticket_no']}/result"
     await json_of(agent, "POST", path, {"result": "unreachable", "expected_version": t["version"]})
-    stale = await json_of(agent, "POST", path, {"result": "satisfied", "expected_version": t["version"]}, 409)
+    stale = await json_of(
+        agent, "POST", path, {"result": "satisfied", "expected_version": t["version"]}, 409
+    )
     assert stale["error"]["code"] == "ticket.version_conflict"
 
 
 async def test_a_change_between_the_read_and_the_write_is_refused_with_409(
-    desk: Console, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    desk: Console,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     t = await verified(desk)
     seen = callback_views.visible_ticket
 
     async def seen_then_changed(call: Any, db: AsyncSession, ticket_no: str) -> Ticket:
-        ticket = await seen(call, db, ticket_no)  # the console has read the ticket at the form's version …
-        async with desk.sessionmaker() as other:  # … and the automatic call-back records a result right then
+        ticket = await seen(
+            call, db, ticket_no
+        )  # the console has read the ticket at the form's version …
+        async with (
+            desk.sessionmaker() as other
+        ):  # … and the automatic call-back records a result right then
             await record_callback(other, ticket_no, "unreachable", SYSTEM, settings=desk.settings)
         return ticket
 
     monkeypatch.setattr(callback_views, "visible_ticket", seen_then_changed)
     agent = await desk.logged_in("agent")
-    refused = await json_of(agent, "POST", f"/api/v1/console/callbacks/{t['ticket_no']}/result",
-                            {"result": "satisfied", "expected_version": t["version"]}, 409)
+    refused = await json_of(
+        agent,
+        "POST",
+        f"/api/v1/console/callbacks/{t['ticket_no']}/result",
+        {"result": "satisfied", "expected_version": t["version"]},
+        409,
+    )
     assert refused["error"]["code"] == "ticket.version_conflict"
     async with desk.sessionmaker() as session:
         ticket = await get_ticket(session, t["ticket_no"])

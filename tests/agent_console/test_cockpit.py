@@ -9,12 +9,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agent_console.cockpit_panels import PANELS, TtlCache
 from agent_console.geo import LayoutError, layout_path, load_layout
 from agent_console.views.cockpit import COCKPIT, QueueSnapshot, snapshot_of
-from agent_console.views.cockpit_panels import PANELS, TtlCache
 from config import Settings, load_settings
 from ivr.state import Call, HotlineState, Member
-from tests.agent_console.harness import Browser, Console, console_settings, start_console, stop_console
+from tests.agent_console.harness import (
+    Browser,
+    Console,
+    console_settings,
+    start_console,
+    stop_console,
+)
 from tests.agent_console.seed_cockpit import AGENT, NOW, draft, move_console_to, seed_cockpit
 from tickets.services import create_ticket
 
@@ -36,8 +42,15 @@ async def test_today_counts(leader: Browser) -> None:
     """Today T1 (即办), T2, T3 were received: 3, 1 instant, 1 closed. Open now: T2, T3, T5, T6; of these only
     T6 (3 working days from Wed 03-12 → Mon 03-17) is past its deadline (T5's restarted at the 二次派单)."""
     today = await get(leader, "/api/v1/cockpit/today")
-    assert today == {"day": "2025-03-19", "received": 3, "instant": 1, "closed": 1, "instant_rate": 0.3333,
-                     "open": 4, "overdue": 1}
+    assert today == {
+        "day": "2025-03-19",
+        "received": 3,
+        "instant": 1,
+        "closed": 1,
+        "instant_rate": 0.3333,
+        "open": 4,
+        "overdue": 1,
+    }
 
 
 async def test_trend_lists_thirty_days_of_received_and_closed(leader: Browser) -> None:
@@ -45,8 +58,12 @@ async def test_trend_lists_thirty_days_of_received_and_closed(leader: Browser) -
     days = {d["day"]: (d["received"], d["closed"]) for d in trend["days"]}
     assert len(days) == 30 and min(days) == "2025-02-18" and max(days) == "2025-03-19"
     assert {d: v for d, v in days.items() if v != (0, 0)} == {
-        "2025-02-20": (1, 1), "2025-03-10": (1, 1), "2025-03-11": (1, 0), "2025-03-12": (1, 0),
-        "2025-03-19": (3, 1)}
+        "2025-02-20": (1, 1),
+        "2025-03-10": (1, 1),
+        "2025-03-11": (1, 0),
+        "2025-03-12": (1, 0),
+        "2025-03-19": (3, 1),
+    }
 
 
 async def test_category_distribution_this_month(leader: Browser) -> None:
@@ -61,23 +78,43 @@ async def test_department_ranking_by_the_three_rates(leader: Browser) -> None:
     """zjj (T4): signed in time, closed, satisfied → 1, 1, 1. hbj (T2, T5): T2 unsigned past its sign-for time,
     T5 unsigned since its 二次派单 → response 0/2; nothing closed → 0/2; one 不满意 answer → 0/1."""
     ranking = await get(leader, "/api/v1/cockpit/departments?period=month")
-    rows = [(d["code"], d["name"], d["received"], d["response_rate"], d["closure_rate"], d["satisfaction_rate"],
-             d["composite"]) for d in ranking["departments"]]
-    assert rows == [("zjj", "区住房和城乡建设局", 1, 1.0, 1.0, 1.0, 1.0),
-                    ("hbj", "区生态环境局", 2, 0.0, 0.0, 0.0, 0.0)]
+    rows = [
+        (
+            d["code"],
+            d["name"],
+            d["received"],
+            d["response_rate"],
+            d["closure_rate"],
+            d["satisfaction_rate"],
+            d["composite"],
+        )
+        for d in ranking["departments"]
+    ]
+    assert rows == [
+        ("zjj", "区住房和城乡建设局", 1, 1.0, 1.0, 1.0, 1.0),
+        ("hbj", "区生态环境局", 2, 0.0, 0.0, 0.0, 0.0),
+    ]
 
 
 async def test_heat_map_counts_by_district_and_street(leader: Browser) -> None:
     heat = await get(leader, "/api/v1/cockpit/heatmap?period=month")
     assert heat["city"] == "江城市（示例）" and heat["unplaced"] == 1  # T6 has no district
     districts = {d["name"]: d for d in heat["districts"]}
-    assert {n: d["tickets"] for n, d in districts.items() if d["tickets"]} == {"城东区": 3, "城北区": 1, "城南区": 1}
+    assert {n: d["tickets"] for n, d in districts.items() if d["tickets"]} == {
+        "城东区": 3,
+        "城北区": 1,
+        "城南区": 1,
+    }
     east = {s["name"]: s["tickets"] for s in districts["城东区"]["streets"] if s["tickets"]}
     assert east == {"东岗街道": 2, "拱星墩街道": 1}
     cells = [tuple(s["cell"]) for d in heat["districts"] for s in d["streets"]]
-    assert len(cells) == len(set(cells)) and all(0 <= x < heat["columns"] and 0 <= y < heat["rows"] for x, y in cells)
+    assert len(cells) == len(set(cells)) and all(
+        0 <= x < heat["columns"] and 0 <= y < heat["rows"] for x, y in cells
+    )
     last_30 = await get(leader, "/api/v1/cockpit/heatmap?period=30d")
-    assert {d["name"]: d["tickets"] for d in last_30["districts"]}["城西区"] == 1  # T7 (02-20) is within 30 days
+    assert {d["name"]: d["tickets"] for d in last_30["districts"]}[
+        "城西区"
+    ] == 1  # T7 (02-20) is within 30 days
 
 
 async def test_hot_topics_and_frequent_problems(leader: Browser) -> None:
@@ -89,9 +126,17 @@ async def test_hot_topics_and_frequent_problems(leader: Browser) -> None:
     assert hot["topics"][0]["weight"] == 1.0
     assert not {"影响", "不管"} & {t["keyword"] for t in hot["topics"]}  # stop words
     problems = await get(leader, "/api/v1/cockpit/frequent-problems")
-    got = {p["category"]: (p["tickets"], p["repeats"], p["repeat_rate"]) for p in problems["problems"]}
-    assert got == {"住房安居/物业服务": (2, 1, 0.5), "生态环境/噪声污染": (2, 0, 0.0), "交通出行/公交地铁": (1, 0, 0.0)}
-    assert "噪音" in next(p["keywords"] for p in problems["problems"] if p["category"] == "生态环境/噪声污染")
+    got = {
+        p["category"]: (p["tickets"], p["repeats"], p["repeat_rate"]) for p in problems["problems"]
+    }
+    assert got == {
+        "住房安居/物业服务": (2, 1, 0.5),
+        "生态环境/噪声污染": (2, 0, 0.0),
+        "交通出行/公交地铁": (1, 0, 0.0),
+    }
+    assert "噪音" in next(
+        p["keywords"] for p in problems["problems"] if p["category"] == "生态环境/噪声污染"
+    )
 
 
 async def test_warnings_counts_and_list(leader: Browser) -> None:
@@ -102,7 +147,10 @@ async def test_warnings_counts_and_list(leader: Browser) -> None:
     levels = [w["level"] for w in warnings["items"]]
     assert levels == ["red"] * 4 + ["yellow"]
     reasons = {(w["reason"], w["department"]) for w in warnings["items"]}
-    assert ("sign_for_deadline", "区生态环境局") in reasons and ("handling_deadline", None) in reasons
+    assert ("sign_for_deadline", "区生态环境局") in reasons and (
+        "handling_deadline",
+        None,
+    ) in reasons
 
 
 async def test_live_queue_snapshot_is_kept_for_new_pages(console: Console) -> None:
@@ -111,8 +159,17 @@ async def test_live_queue_snapshot_is_kept_for_new_pages(console: Console) -> No
     assert empty["at"] is None and empty["waiting"] == []
     state = HotlineState("hotline")
     now = datetime(2025, 3, 19, 7, 0, tzinfo=UTC)
-    caller = Call("1.1", "1.1", "PJSIP/trunk-1", "13812345678", "12345", now - timedelta(seconds=50),
-                  queue="hotline", queue_joined_at=now - timedelta(seconds=42), menu="2")
+    caller = Call(
+        "1.1",
+        "1.1",
+        "PJSIP/trunk-1",
+        "13812345678",
+        "12345",
+        now - timedelta(seconds=50),
+        queue="hotline",
+        queue_joined_at=now - timedelta(seconds=42),
+        menu="2",
+    )
     bot = Call("1.2", "1.2", "PJSIP/trunk-2", "13987654321", "12345", now, bot_uuid="b-1")
     state.calls = {c.uniqueid: c for c in (caller, bot)}
     state.members = {
@@ -122,8 +179,15 @@ async def test_live_queue_snapshot_is_kept_for_new_pages(console: Console) -> No
     }
     snapshot = snapshot_of(state, now)
     assert snapshot.waiting[0].caller == "138****5678" and snapshot.waiting[0].wait_s == 42.0
-    assert (snapshot.agents.available, snapshot.agents.busy, snapshot.agents.paused, snapshot.bot_calls) == (1, 1, 1, 1)
-    assert console.hub.publish("queue", snapshot.model_dump(mode="json")) == 1  # the cockpit's own listener
+    assert (
+        snapshot.agents.available,
+        snapshot.agents.busy,
+        snapshot.agents.paused,
+        snapshot.bot_calls,
+    ) == (1, 1, 1, 1)
+    assert (
+        console.hub.publish("queue", snapshot.model_dump(mode="json")) == 1
+    )  # the cockpit's own listener
     async with asyncio.timeout(2):  # the listener stores it on its next turn of the event loop
         while (latest := await get(leader, "/api/v1/cockpit/queue"))["at"] is None:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
@@ -131,8 +195,14 @@ async def test_live_queue_snapshot_is_kept_for_new_pages(console: Console) -> No
 
 
 async def test_only_leaders_admins_and_dispatchers_see_the_cockpit(console: Console) -> None:
-    for role, allowed in (("leader", True), ("admin", True), ("dispatcher", True), ("agent", False),
-                          ("handler", False), ("grid", False)):
+    for role, allowed in (
+        ("leader", True),
+        ("admin", True),
+        ("dispatcher", True),
+        ("agent", False),
+        ("handler", False),
+        ("grid", False),
+    ):
         b = await console.logged_in(role)
         page = await b.request("GET", "/cockpit")
         assert (page.status == 200) is allowed, role
@@ -167,11 +237,14 @@ async def test_cache_serves_the_stale_value_while_it_refreshes() -> None:
 
 
 async def test_the_warmer_computes_every_panel_before_a_leader_asks_and_keeps_today_fresh(
-        settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
     """With ``warm_up`` the console computes every panel and period in the background: a leader's first request
     finds them computed, and today's counts follow new tickets within ``live_ttl_s`` without anyone asking."""
     await seed_cockpit(sessionmaker)
-    live = settings.model_copy(update={"cockpit": settings.cockpit.model_copy(update={"live_ttl_s": 1})})
+    live = settings.model_copy(
+        update={"cockpit": settings.cockpit.model_copy(update={"live_ttl_s": 1})}
+    )
     console = await start_console(console_settings(live, warm_cockpit=True), sessionmaker)
     try:
         move_console_to(console, NOW)
@@ -179,13 +252,21 @@ async def test_the_warmer_computes_every_panel_before_a_leader_asks_and_keeps_to
         async with asyncio.timeout(20):
             await cockpit.next_round()
             await cockpit.next_round()  # one whole round at NOW
-        assert all(cockpit.is_cached(name, console.clock(), period)
-                   for name, p in PANELS.items() for period in p.periods)
+        assert all(
+            cockpit.is_cached(name, console.clock(), period)
+            for name, p in PANELS.items()
+            for period in p.periods
+        )
         leader = await console.logged_in("leader")
         assert (await get(leader, "/api/v1/cockpit/today"))["received"] == 3
         async with sessionmaker() as db:
-            await create_ticket(db, draft("东岗街道路灯不亮", "13900001111", kind="求助"), AGENT, now=NOW,
-                                settings=settings)
+            await create_ticket(
+                db,
+                draft("东岗街道路灯不亮", "13900001111", kind="求助"),
+                AGENT,
+                now=NOW,
+                settings=settings,
+            )
         async with asyncio.timeout(20):
             while (await get(leader, "/api/v1/cockpit/today"))["received"] != 4:
                 await cockpit.next_round()
@@ -196,8 +277,12 @@ async def test_the_warmer_computes_every_panel_before_a_leader_asks_and_keeps_to
 def test_a_city_layout_is_checked_when_loaded(tmp_path) -> None:  # type: ignore[no-untyped-def]
     shipped = json.loads(layout_path(load_settings()).read_text(encoding="utf-8"))
     assert load_layout(layout_path(load_settings())).city == shipped["city"]
-    clash = shipped | {"districts": [*shipped["districts"],
-                                     {"name": "新区", "streets": [{"name": "甲街道", "cell": [2, 0]}]}]}
+    clash = shipped | {
+        "districts": [
+            *shipped["districts"],
+            {"name": "新区", "streets": [{"name": "甲街道", "cell": [2, 0]}]},
+        ]
+    }
     bad = tmp_path / "districts.json"
     bad.write_text(json.dumps(clash, ensure_ascii=False), encoding="utf-8")
     with pytest.raises(LayoutError, match="占用同一格子"):

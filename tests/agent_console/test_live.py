@@ -13,7 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agent_console.hub import Hub
 from agent_console.models import UserSession
 from config import Settings
-from tests.agent_console.harness import Browser, Console, console_settings, start_console, stop_console
+from tests.agent_console.harness import (
+    Browser,
+    Console,
+    console_settings,
+    start_console,
+    stop_console,
+)
 
 SESSION_CLOSE = aiohttp.WSCloseCode.POLICY_VIOLATION
 
@@ -73,14 +79,17 @@ async def still_open(ws: aiohttp.ClientWebSocketResponse) -> bool:
     return await ws.receive_json(timeout=5) == {"type": "pong"}
 
 
-async def console_checking_every(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession],
-                                 seconds: float) -> Console:
+async def console_checking_every(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], seconds: float
+) -> Console:
     return await start_console(console_settings(settings, ws_session_check_s=seconds), sessionmaker)
 
 
 @pytest.fixture
-async def rarely_checking(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession],
-                          ) -> AsyncIterator[Console]:
+async def rarely_checking(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[Console]:
     """A console whose timer would not check a socket's session within a test: only events can close it."""
     c = await console_checking_every(settings, sessionmaker, 3600)
     yield c
@@ -88,29 +97,41 @@ async def rarely_checking(settings: Settings, sessionmaker: async_sessionmaker[A
 
 
 async def test_logout_closes_the_open_socket_at_once(rarely_checking: Console) -> None:
-    agent, other = await rarely_checking.logged_in("agent"), await rarely_checking.logged_in("agent")
+    agent, other = (
+        await rarely_checking.logged_in("agent"),
+        await rarely_checking.logged_in("agent"),
+    )
     ws, other_ws = await connect(agent), await connect(other)
-    assert (await agent.request("POST", "/logout", data={"csrf_token": await agent.csrf()})).status == 303
+    assert (
+        await agent.request("POST", "/logout", data={"csrf_token": await agent.csrf()})
+    ).status == 303
     assert await closed_by_server(ws) == SESSION_CLOSE
     assert await still_open(other_ws)  # the same account's other login keeps its socket
     await other_ws.close()
 
 
-async def test_deactivating_or_changing_the_role_of_a_user_closes_their_sockets(rarely_checking: Console) -> None:
+async def test_deactivating_or_changing_the_role_of_a_user_closes_their_sockets(
+    rarely_checking: Console,
+) -> None:
     c = rarely_checking
-    admin, agent, dispatcher, leader = [await c.logged_in(n) for n in ("admin", "agent", "dispatcher", "leader")]
+    admin, agent, dispatcher, leader = [
+        await c.logged_in(n) for n in ("admin", "agent", "dispatcher", "leader")
+    ]
     agent_sockets = [await connect(agent), await connect(agent)]
     dispatcher_ws, leader_ws = await connect(dispatcher), await connect(leader)
     assert (await admin.write("PATCH", "/api/v1/users/agent", {"active": False})).status == 200
     assert [await closed_by_server(ws) for ws in agent_sockets] == [SESSION_CLOSE, SESSION_CLOSE]
-    assert (await admin.write("PATCH", "/api/v1/users/dispatcher", {"role": "leader"})).status == 200
+    assert (
+        await admin.write("PATCH", "/api/v1/users/dispatcher", {"role": "leader"})
+    ).status == 200
     assert await closed_by_server(dispatcher_ws) == SESSION_CLOSE
     assert await still_open(leader_ws)
     await leader_ws.close()
 
 
 async def test_expired_session_is_closed_by_the_timer_while_events_flow(
-        settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
     c = await console_checking_every(settings, sessionmaker, 0.05)
     try:
         ws = await connect(await c.logged_in("agent"))
@@ -125,7 +146,8 @@ async def test_expired_session_is_closed_by_the_timer_while_events_flow(
 
 
 async def test_session_revoked_by_another_worker_is_closed_by_the_timer(
-        settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
     c = await console_checking_every(settings, sessionmaker, 0.05)
     try:
         ws = await connect(await c.logged_in("agent"))

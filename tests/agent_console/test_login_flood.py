@@ -19,7 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from agent_console.auth import Origin
 from agent_console.models import LoginFailure
 from config import Settings
-from tests.agent_console.harness import FAST_ARGON2, Console, console_settings, start_console, stop_console
+from tests.agent_console.harness import (
+    FAST_ARGON2,
+    Console,
+    console_settings,
+    start_console,
+    stop_console,
+)
 
 
 class GatedHasher(PasswordHasher):
@@ -27,8 +33,11 @@ class GatedHasher(PasswordHasher):
     many ran at once."""
 
     def __init__(self) -> None:
-        super().__init__(time_cost=FAST_ARGON2["argon2_time_cost"], memory_cost=FAST_ARGON2["argon2_memory_kib"],
-                         parallelism=FAST_ARGON2["argon2_parallelism"])
+        super().__init__(
+            time_cost=FAST_ARGON2["argon2_time_cost"],
+            memory_cost=FAST_ARGON2["argon2_memory_kib"],
+            parallelism=FAST_ARGON2["argon2_parallelism"],
+        )
         self.gate = threading.Event()
         self.lock = threading.Lock()
         self.running = self.most = 0
@@ -60,7 +69,9 @@ async def gated(console: Console) -> AsyncIterator[GatedHasher]:
 
 async def attempts_of(sessionmaker: async_sessionmaker[AsyncSession], username: str) -> int:
     async with sessionmaker() as db:
-        stmt = select(func.count()).select_from(LoginFailure).where(LoginFailure.username == username)
+        stmt = (
+            select(func.count()).select_from(LoginFailure).where(LoginFailure.username == username)
+        )
         return (await db.execute(stmt)).scalar_one()
 
 
@@ -69,19 +80,28 @@ async def test_an_address_guessing_cannot_lock_the_owner_out(console: Console) -
     statuses = [(await attacker.login("agent", f"guess-{n}")).status for n in range(40)]
     assert statuses[:5] == [401] * 5 and set(statuses[5:]) == {429}
     assert (await attacker.login("agent")).status == 429  # the attacker's address stays locked out
-    assert (await console.browser().login("agent")).status == 303  # the owner, from their own address
+    assert (
+        await console.browser().login("agent")
+    ).status == 303  # the owner, from their own address
 
 
-async def test_the_account_ceiling_refuses_only_addresses_that_failed(settings: Settings,
-                                                                      sessionmaker: async_sessionmaker[AsyncSession],
-                                                                      ) -> None:
-    c = await start_console(console_settings(settings, login_attempts_per_account_per_minute=3), sessionmaker)
+async def test_the_account_ceiling_refuses_only_addresses_that_failed(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    c = await start_console(
+        console_settings(settings, login_attempts_per_account_per_minute=3), sessionmaker
+    )
     try:
         guessers = [c.browser(f"127.0.0.{n}") for n in (11, 12, 13)]
         for b in guessers:
             assert (await b.login("agent", "wrong-password")).status == 401
-        assert (await guessers[0].login("agent")).status == 429  # failed here once: past the account's ceiling
-        assert (await c.browser("127.0.0.14").login("agent", "typo-password")).status == 401  # may still try
+        assert (
+            await guessers[0].login("agent")
+        ).status == 429  # failed here once: past the account's ceiling
+        assert (
+            await c.browser("127.0.0.14").login("agent", "typo-password")
+        ).status == 401  # may still try
         assert (await c.browser("127.0.0.15").login("agent")).status == 303
         c.clock.advance(61)
         assert (await guessers[0].login("agent")).status == 303
@@ -90,7 +110,8 @@ async def test_the_account_ceiling_refuses_only_addresses_that_failed(settings: 
 
 
 async def test_console_workers_sharing_the_database_count_the_same_attempts(
-        console: Console, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    console: Console, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
     other_worker = await start_console(console_settings(settings), sessionmaker, seed=False)
     try:
         for n in range(5):
@@ -100,34 +121,44 @@ async def test_console_workers_sharing_the_database_count_the_same_attempts(
         await stop_console(other_worker)
 
 
-async def gated_console(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], *, workers: int,
-                        queue: int) -> tuple[Console, GatedHasher]:
-    c = await start_console(console_settings(settings, login_hash_workers=workers, login_hash_queue=queue),
-                            sessionmaker)
+async def gated_console(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], *, workers: int, queue: int
+) -> tuple[Console, GatedHasher]:
+    c = await start_console(
+        console_settings(settings, login_hash_workers=workers, login_hash_queue=queue), sessionmaker
+    )
     c.accounts.hasher = hasher = GatedHasher()
     return c, hasher
 
 
 async def test_logins_use_only_their_hashing_threads_and_beyond_the_queue_are_refused_at_once(
-        settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
     c, hasher = await gated_console(settings, sessionmaker, workers=2, queue=1)
     try:
-        logins = [asyncio.create_task(c.browser().login(name)) for name in ("agent", "dispatcher", "handler",
-                                                                             "leader")]
+        logins = [
+            asyncio.create_task(c.browser().login(name))
+            for name in ("agent", "dispatcher", "handler", "leader")
+        ]
         await hasher.started.get()
         await hasher.started.get()
         done, _ = await asyncio.wait(logins, timeout=10, return_when=asyncio.FIRST_COMPLETED)
-        assert [t.result().status for t in done] == [503]  # two checked, one waiting, the fourth refused at once
+        assert [t.result().status for t in done] == [
+            503
+        ]  # two checked, one waiting, the fourth refused at once
         hasher.gate.set()
         assert sorted([(await t).status for t in logins]) == [303, 303, 303, 503]
-        assert hasher.most == 2 and all(name.startswith("console-argon2") for name in hasher.threads)
+        assert hasher.most == 2 and all(
+            name.startswith("console-argon2") for name in hasher.threads
+        )
     finally:
         hasher.gate.set()
         await stop_console(c)
 
 
 async def test_no_database_connection_is_held_while_passwords_are_checked(
-        settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine) -> None:
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
+) -> None:
     c, hasher = await gated_console(settings, sessionmaker, workers=2, queue=0)
     try:
         logins = [asyncio.create_task(c.browser().login(name)) for name in ("agent", "dispatcher")]
@@ -141,12 +172,14 @@ async def test_no_database_connection_is_held_while_passwords_are_checked(
         await stop_console(c)
 
 
-async def test_attempt_counts_even_when_its_password_check_is_cancelled(console: Console,
-                                                                       gated: GatedHasher) -> None:
+async def test_attempt_counts_even_when_its_password_check_is_cancelled(
+    console: Console, gated: GatedHasher
+) -> None:
     async def log_in() -> Any:
         async with console.sessionmaker() as db:
-            return await console.accounts.login(db, "agent", "a-guess-password", Origin(ip="10.0.0.9"),
-                                                datetime.now(UTC))
+            return await console.accounts.login(
+                db, "agent", "a-guess-password", Origin(ip="10.0.0.9"), datetime.now(UTC)
+            )
 
     login = asyncio.create_task(log_in())
     await gated.started.get()
@@ -156,18 +189,27 @@ async def test_attempt_counts_even_when_its_password_check_is_cancelled(console:
     assert await attempts_of(console.sessionmaker, "agent") == 1
     gated.gate.set()
     assert (await console.browser().login("agent")).status == 303
-    assert await attempts_of(console.sessionmaker, "agent") == 1  # a login that succeeds is not kept
+    assert (
+        await attempts_of(console.sessionmaker, "agent") == 1
+    )  # a login that succeeds is not kept
 
 
 async def test_behind_a_trusted_proxy_logins_are_throttled_per_forwarded_client(
-        settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
     """Every login arrives from the proxy: the attacker's guesses must not lock out a colleague behind it."""
-    c = await start_console(console_settings(settings, trusted_proxies=("127.0.0.1",)), sessionmaker)
+    c = await start_console(
+        console_settings(settings, trusted_proxies=("127.0.0.1",)), sessionmaker
+    )
     try:
         attacker = c.browser(forwarded_for="203.0.113.9")
-        assert [(await attacker.login("agent", f"guess-{n}")).status for n in range(6)] == [401] * 5 + [429]
+        assert [(await attacker.login("agent", f"guess-{n}")).status for n in range(6)] == [
+            401
+        ] * 5 + [429]
         assert (await c.browser(forwarded_for="198.51.100.4").login("agent")).status == 303
-        spoofed = c.browser("127.0.0.9", forwarded_for="198.51.100.4")  # not a trusted proxy: header ignored
+        spoofed = c.browser(
+            "127.0.0.9", forwarded_for="198.51.100.4"
+        )  # not a trusted proxy: header ignored
         assert [(await spoofed.login("agent", f"guess-{n}")).status for n in range(6)][-1] == 429
         assert (await c.browser(forwarded_for="198.51.100.4").login("agent")).status == 303
     finally:

@@ -25,7 +25,9 @@ MASKED = [
 
 @pytest.mark.parametrize(("phone", "masked"), MASKED)
 @pytest.mark.parametrize("role", [Role.HANDLER, Role.LEADER, Role.GRID, "unknown-role"])
-def test_roles_that_do_not_call_back_see_masked_numbers(role: Role | str, phone: str, masked: str) -> None:
+def test_roles_that_do_not_call_back_see_masked_numbers(
+    role: Role | str, phone: str, masked: str
+) -> None:
     assert mask_phone(phone, role) == masked
 
 
@@ -54,8 +56,11 @@ def test_handler_sees_only_their_department_and_grid_worker_only_their_grid() ->
 def test_scope_narrows_a_query() -> None:
     tickets = table("tickets", column("department"), column("grid"))
     stmt = DataScope.for_user(Person("handler", department="市住建局")).filter(
-        select(tickets), department_col=tickets.c.department, grid_col=tickets.c.grid)
+        select(tickets), department_col=tickets.c.department, grid_col=tickets.c.grid
+    )
     sql = str(stmt.compile(compile_kwargs={"literal_binds": True}))
     assert "WHERE tickets.department = '市住建局'" in sql
-    everyone = DataScope.for_user(Person("admin")).filter(select(tickets), department_col=tickets.c.department)
+    everyone = DataScope.for_user(Person("admin")).filter(
+        select(tickets), department_col=tickets.c.department
+    )
     assert "WHERE" not in str(everyone)

@@ -36,7 +36,9 @@ async def test_declared_schemas_match_real_answers(console: Console) -> None:
     b = await console.logged_in("admin")
 
     def validator(status: str, method: str, path: str) -> jsonschema_rs.Validator:
-        schema = doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+        schema = doc["paths"][path][method]["responses"][status]["content"]["application/json"][
+            "schema"
+        ]
         return jsonschema_rs.validator_for(schema | {"components": doc["components"]})
 
     me = await b.request("GET", "/api/v1/me")
@@ -53,8 +55,12 @@ async def test_declared_schemas_match_real_answers(console: Console) -> None:
 def test_write_operations_document_their_body_and_csrf_refusal() -> None:
     doc = build_openapi(RouteRegistry.of(FEATURES), version="test")
     create = doc["paths"]["/api/v1/users"]["post"]
-    assert create["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/UserCreate"}
+    assert create["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/UserCreate"
+    }
     assert {"201", "401", "403", "409", "422"} <= set(create["responses"])
     patch = doc["paths"]["/api/v1/users/{username}"]["patch"]
-    assert patch["parameters"] == [{"name": "username", "in": "path", "required": True, "schema": {"type": "string"}}]
+    assert patch["parameters"] == [
+        {"name": "username", "in": "path", "required": True, "schema": {"type": "string"}}
+    ]
     assert "404" in patch["responses"]

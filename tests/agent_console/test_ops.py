@@ -22,7 +22,9 @@ async def test_healthz_checks_the_database(console: Console) -> None:
 
 
 async def test_healthz_reports_an_unreachable_database(settings) -> None:  # type: ignore[no-untyped-def]
-    engine = make_engine("postgresql+asyncpg://nobody:x@127.0.0.1:1/none")  # nothing listens on port 1
+    engine = make_engine(
+        "postgresql+asyncpg://nobody:x@127.0.0.1:1/none"
+    )  # nothing listens on port 1
     app = create_app(console_settings(settings), make_sessionmaker(engine))
     try:
         async with TestClient(TestServer(app)) as client:
@@ -44,16 +46,24 @@ async def test_metrics_count_requests_and_logins(console: Console) -> None:
 
 
 async def test_metrics_need_the_bearer_token_once_one_is_set(settings, sessionmaker) -> None:  # type: ignore[no-untyped-def]
-    c = await start_console(console_settings(settings, metrics_token="m3trics-令牌-secret"), sessionmaker, seed=False)
+    c = await start_console(
+        console_settings(settings, metrics_token="m3trics-令牌-secret"), sessionmaker, seed=False
+    )
     try:
         b = c.browser()
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic bTNOcmljcw=="},
-                        {"Authorization": "Bearer"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": "Basic bTNOcmljcw=="},
+            {"Authorization": "Bearer"},
+        ):
             refused = await b.request("GET", "/metrics", headers=headers)
             assert refused.status == 401, headers
             assert refused.headers["WWW-Authenticate"].startswith("Bearer")
             assert (await refused.json())["error"]["code"] == "console.metrics_token_required"
-        ok = await b.request("GET", "/metrics", headers={"Authorization": "Bearer m3trics-令牌-secret"})
+        ok = await b.request(
+            "GET", "/metrics", headers={"Authorization": "Bearer m3trics-令牌-secret"}
+        )
         assert ok.status == 200 and "console_http_requests_total" in await ok.text()
         assert (await b.request("GET", "/healthz")).status == 200  # health stays open
     finally:
@@ -72,8 +82,13 @@ class Department(Model):
     department: str
 
 
-@extra.api("GET", "/api/v1/example/departments/{department}", summary="示例：本单位数据",
-           roles={Role.HANDLER, Role.LEADER}, response=Department)
+@extra.api(
+    "GET",
+    "/api/v1/example/departments/{department}",
+    summary="示例：本单位数据",
+    roles={Role.HANDLER, Role.LEADER},
+    response=Department,
+)
 async def department_data(call: Call[None]) -> Department:
     department = call.request.match_info["department"]
     call.ensure_visible(department=department)
@@ -88,7 +103,9 @@ async def test_ownership_check_hides_other_departments(settings, sessionmaker) -
         assert own.status == 200 and (await own.json())["department"] == "市城市管理局"
         other = await handler.request("GET", f"/api/v1/example/departments/{quote('市水务局')}")
         assert other.status == 404
-        assert (await leader.request("GET", f"/api/v1/example/departments/{quote('市水务局')}")).status == 200
+        assert (
+            await leader.request("GET", f"/api/v1/example/departments/{quote('市水务局')}")
+        ).status == 200
     finally:
         await stop_console(c)
 
@@ -106,8 +123,12 @@ async def test_a_feature_route_maps_ticket_errors_to_json(settings, sessionmaker
         b = await c.logged_in("dispatcher")
         resp = await b.write("POST", "/api/v1/example/T1", {})
         assert resp.status == 409
-        assert await resp.json() == {"error": {"code": "ticket.version_conflict",
-                                               "message": "工单已被他人修改，请刷新后重试"}}
+        assert await resp.json() == {
+            "error": {
+                "code": "ticket.version_conflict",
+                "message": "工单已被他人修改，请刷新后重试",
+            }
+        }
         denied = await (await c.logged_in("agent")).write("POST", "/api/v1/example/T1", {})
         assert denied.status == 403
         doc = await (await b.request("GET", "/api/v1/openapi.json")).json()

@@ -17,7 +17,9 @@ async def test_citizen_files_and_follows_a_request_without_login(desk: Console) 
     assert "caller_phone" not in progress and "content" not in progress
     assert "Access-Control-Allow-Origin" not in resp.headers  # CORS closed
     # the ticket is in the staff's queue, filed by the caller
-    staff = await json_of(await desk.logged_in("dispatcher"), "GET", f"/api/v1/console/tickets/{no}")
+    staff = await json_of(
+        await desk.logged_in("dispatcher"), "GET", f"/api/v1/console/tickets/{no}"
+    )
     assert staff["channel"] == "web" and staff["events"][0]["role"] == "caller"
 
 
@@ -29,14 +31,18 @@ async def test_wrong_phone_looks_exactly_like_an_unknown_ticket(desk: Console) -
     malformed = await citizen.request("GET", f"/api/v1/tickets/{out['ticket_no']}?phone=abc")
     bodies = [await r.json() for r in (wrong, unknown, malformed)]
     assert [r.status for r in (wrong, unknown, malformed)] == [404, 404, 404]
-    expected = {"error": {"code": "console.not_found", "message": "未找到该工单，请核对工单编号和手机号码"}}
+    expected = {
+        "error": {"code": "console.not_found", "message": "未找到该工单，请核对工单编号和手机号码"}
+    }
     assert bodies[0] == bodies[1] == bodies[2] == expected
 
 
 async def test_reply_is_shown_once_closed(desk: Console) -> None:
     citizen = desk.browser()
     _, out = await submit(citizen, SUBMISSION)
-    dispatcher, handler, agent = [await desk.logged_in(u) for u in ("dispatcher", "handler", "agent")]
+    dispatcher, handler, agent = [
+        await desk.logged_in(u) for u in ("dispatcher", "handler", "agent")
+    ]
     t = await json_of(dispatcher, "GET", f"/api/v1/console/tickets/{out['ticket_no']}")
     t = await act(dispatcher, t, "review")
     t = await act(dispatcher, t, "dispatch", lead_department=DEPT_A)
@@ -45,10 +51,17 @@ async def test_reply_is_shown_once_closed(desk: Console) -> None:
     replied = await json_of(citizen, "GET", f"/api/v1/tickets/{out['ticket_no']}?phone=13700001234")
     assert replied["state_label"] == "反馈" and replied["reply"] is None  # not before it is closed
     t = await act(dispatcher, t, "verify")
-    await json_of(agent, "POST", f"/api/v1/console/callbacks/{t['ticket_no']}/result",
-                  {"result": "satisfied", "expected_version": t["version"]})
+    await json_of(
+        agent,
+        "POST",
+        f"/api/v1/console/callbacks/{t['ticket_no']}/result",
+        {"result": "satisfied", "expected_version": t["version"]},
+    )
     closed = await json_of(citizen, "GET", f"/api/v1/tickets/{out['ticket_no']}?phone=13700001234")
-    assert closed["state_label"] == "办结" and closed["reply"] == "已更换损坏的路灯控制器，路灯恢复照明。"
+    assert (
+        closed["state_label"] == "办结"
+        and closed["reply"] == "已更换损坏的路灯控制器，路灯恢复照明。"
+    )
 
 
 async def test_replays_return_the_same_ticket(desk: Console) -> None:
@@ -56,9 +69,17 @@ async def test_replays_return_the_same_ticket(desk: Console) -> None:
     first_status, first = await submit(citizen, SUBMISSION)
     again_status, again = await submit(citizen, SUBMISSION)
     assert (first_status, again_status) == (201, 200)
-    assert again == {"ticket_no": first["ticket_no"], "duplicate": True, "message": "该诉求已受理，请勿重复提交"}
-    _, keyed = await submit(citizen, SUBMISSION | {"content": "小区噪音扰民"}, **{"Idempotency-Key": "k-1"})
-    _, replay = await submit(citizen, SUBMISSION | {"content": "小区噪音扰民（重发）"}, **{"Idempotency-Key": "k-1"})
+    assert again == {
+        "ticket_no": first["ticket_no"],
+        "duplicate": True,
+        "message": "该诉求已受理，请勿重复提交",
+    }
+    _, keyed = await submit(
+        citizen, SUBMISSION | {"content": "小区噪音扰民"}, **{"Idempotency-Key": "k-1"}
+    )
+    _, replay = await submit(
+        citizen, SUBMISSION | {"content": "小区噪音扰民（重发）"}, **{"Idempotency-Key": "k-1"}
+    )
     assert replay["ticket_no"] == keyed["ticket_no"] and replay["duplicate"] is True
     listed = await json_of(await desk.logged_in("dispatcher"), "GET", "/api/v1/console/tickets")
     assert len(listed["tickets"]) == 2
@@ -82,18 +103,26 @@ async def test_abuse_limit_per_phone_whatever_the_address(desk: Console) -> None
     limit = desk.settings.console.public_rate_per_minute
     phone = "13700009999"
     for n in range(limit):
-        status, _ = await submit(desk.browser(f"127.0.0.{10 + n}"), SUBMISSION | {"caller_phone": phone,
-                                                                                  "content": f"第{n}次：路灯不亮"})
+        status, _ = await submit(
+            desk.browser(f"127.0.0.{10 + n}"),
+            SUBMISSION | {"caller_phone": phone, "content": f"第{n}次：路灯不亮"},
+        )
         assert status == 201
     elsewhere = desk.browser("127.0.0.200")
-    status, body = await submit(elsewhere, SUBMISSION | {"caller_phone": phone, "content": "又一次：路灯不亮"})
+    status, body = await submit(
+        elsewhere, SUBMISSION | {"caller_phone": phone, "content": "又一次：路灯不亮"}
+    )
     assert status == 429 and body["error"]["message"] == "请求过于频繁，请一分钟后再试"
     status, _ = await submit(elsewhere, SUBMISSION | {"caller_phone": "13700008888"})
     assert status == 201  # the address itself is not over its limit
-    listed = await json_of(await desk.logged_in("dispatcher"), "GET", f"/api/v1/console/tickets?phone={phone}")
+    listed = await json_of(
+        await desk.logged_in("dispatcher"), "GET", f"/api/v1/console/tickets?phone={phone}"
+    )
     assert len(listed["tickets"]) == limit  # the refused one was not filed
     desk.clock.advance(61)  # a new minute: allowed again
-    status, _ = await submit(desk.browser("127.0.0.201"), SUBMISSION | {"caller_phone": phone, "content": "新的一分钟"})
+    status, _ = await submit(
+        desk.browser("127.0.0.201"), SUBMISSION | {"caller_phone": phone, "content": "新的一分钟"}
+    )
     assert status == 201
 
 

@@ -17,7 +17,15 @@ from agent_console.security import LOGIN_CSRF_COOKIE
 from tests.agent_console.harness import Browser, Console, console_settings
 
 ROUTES = RouteRegistry.of(FEATURES).routes
-PUBLIC_ROUTES = {"login", "login_submit", "healthz", "metrics", "openapi", "public_create", "public_progress"}
+PUBLIC_ROUTES = {
+    "login",
+    "login_submit",
+    "healthz",
+    "metrics",
+    "openapi",
+    "public_create",
+    "public_progress",
+}
 
 
 def concrete(path: str) -> str:
@@ -34,7 +42,11 @@ async def attempt(b: Browser, route: Route, *, logged_in: bool) -> tuple[int, st
             kw = {"headers": {"X-CSRF-Token": await b.csrf()}}
         kw["json" if route.kind == "api" else "data"] = {}
     resp = await b.request(route.method, concrete(route.path), **kw)
-    return resp.status, (resp.headers.get("Location", "") if resp.status == 303 else await resp.text(errors="replace"))
+    return resp.status, (
+        resp.headers.get("Location", "")
+        if resp.status == 303
+        else await resp.text(errors="replace")
+    )
 
 
 def refused(status: int, body: str, *, anonymous: bool) -> bool:
@@ -54,7 +66,9 @@ async def test_route_allows_exactly_its_roles(console: Console, route: Route) ->
     status, body = await attempt(console.browser(), route, logged_in=False)
     if route.public == refused(status, body, anonymous=True) or status >= 500:
         wrong.append(f"anonymous: {status}")
-    assert not wrong, f"{route.method} {route.path} declared for {sorted(route.roles) or 'everyone'}: {wrong}"
+    assert not wrong, (
+        f"{route.method} {route.path} declared for {sorted(route.roles) or 'everyone'}: {wrong}"
+    )
 
 
 def test_only_known_routes_are_public() -> None:

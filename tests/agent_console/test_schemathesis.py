@@ -18,7 +18,6 @@ from xml.etree import ElementTree
 
 import pytest
 
-from agent_console.views.tickets_deps import services_of
 from config import Settings
 from hotline.db import create_schema, make_engine, make_sessionmaker
 from knowledge import services as kb
@@ -26,7 +25,7 @@ from knowledge.retrieval import KnowledgeIndex
 from knowledge.schemas import EntryContent
 from tests.agent_console.harness import Console, console_settings, start_console, stop_console
 from tests.agent_console.seed_cockpit import NOW, move_console_to, seed_cockpit
-from tests.agent_console.tickets_support import RecordingCallControl
+from tests.agent_console.tickets_support import recording_desk
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -40,40 +39,74 @@ async def seeded_console(settings: Settings, tmp_path: Path) -> AsyncIterator[Co
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'schemathesis.db'}")
     await create_schema(engine)
     sessionmaker = make_sessionmaker(engine)
-    console = await start_console(console_settings(settings), sessionmaker)
+    index = KnowledgeIndex.from_settings(settings)  # filled below, after the seed
+    own = console_settings(settings)
+    console = await start_console(
+        own, sessionmaker, desk=recording_desk(own, knowledge_ask=index.ask)
+    )
     await seed_cockpit(sessionmaker)
     async with sessionmaker() as db:
-        content = EntryContent(question="占道经营怎么投诉", answer_speech="请拨打城管热线。",
-                               answer_text="请拨打城管热线。", department="市城市管理局")
+        content = EntryContent(
+            question="占道经营怎么投诉",
+            answer_speech="请拨打城管热线。",
+            answer_text="请拨打城管热线。",
+            department="市城市管理局",
+        )
         entry = await kb.create_entry(db, content, "admin")
         await kb.publish_entry(db, entry.id, "admin")
         await kb.record_miss(db, "垃圾车太早来", entry.id, 0.3, "low_confidence")
-        index = KnowledgeIndex.from_settings(settings)
         await kb.refresh_index(db, index, NOW.date())
     move_console_to(console, NOW)
-    desk = services_of(console.app)
-    desk.call_control = RecordingCallControl()
-    desk.knowledge_ask = index.ask
     yield console
     await stop_console(console)
     await engine.dispose()
 
 
-async def test_api_matches_its_schema_and_never_fails(seeded_console: Console, tmp_path: Path) -> None:
+async def test_api_matches_its_schema_and_never_fails(
+    seeded_console: Console, tmp_path: Path
+) -> None:
     admin = await seeded_console.logged_in("admin")
     token = await admin.csrf()
     cookie = admin.cookie("hotline_session")
-    cmd = [sys.executable, "-m", "schemathesis.cli", "run", admin.url("/api/v1/openapi.json"),
-           "--checks", "not_a_server_error,response_schema_conformance",
-           "--header", f"Cookie: hotline_session={cookie}", "--header", f"X-CSRF-Token: {token}",
-           "--max-examples", str(MAX_EXAMPLES), "--phases", "examples,coverage,fuzzing", "--seed", "12345",
-           "--no-shrink", "--workers", "1", "--request-timeout", "20", "--warnings", "off",
-           "--report", "junit", "--report-dir", str(tmp_path / "report")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        admin.url("/api/v1/openapi.json"),
+        "--checks",
+        "not_a_server_error,response_schema_conformance",
+        "--header",
+        f"Cookie: hotline_session={cookie}",
+        "--header",
+        f"X-CSRF-Token: {token}",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--seed",
+        "12345",
+        "--no-shrink",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "20",
+        "--warnings",
+        "off",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(tmp_path / "report"),
+    ]
     for path in EXCLUDED_PATHS:
         cmd += ["--exclude-path", path]
-    proc = await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT,
-                                                env=os.environ | {"NO_COLOR": "1", "SCHEMATHESIS_HOOKS": ""})
+    proc = await asyncio.create_subprocess_exec(
+        *cmd,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=os.environ | {"NO_COLOR": "1", "SCHEMATHESIS_HOOKS": ""},
+    )
     async with asyncio.timeout(TIMEOUT_S):
         out, _ = await proc.communicate()
     text = out.decode(errors="replace")
@@ -89,5 +122,8 @@ def failed_operations(report_dir: Path) -> set[str]:
     """Operations (``METHOD /path``) with a failure or error in schemathesis's JUnit report."""
     (report,) = report_dir.glob("junit-*.xml")
     root = ElementTree.parse(report).getroot()
-    return {case.get("name", "") for case in root.iter("testcase")
-            if case.find("failure") is not None or case.find("error") is not None}
+    return {
+        case.get("name", "")
+        for case in root.iter("testcase")
+        if case.find("failure") is not None or case.find("error") is not None
+    }

@@ -6,17 +6,18 @@ from __future__ import annotations
 import re
 
 from agent_console.calls import publish_screen_pop
-from agent_console.views.tickets_deps import services_of
 from knowledge.retrieval import Answer
-from tests.agent_console.harness import Browser, Console
-from tests.agent_console.tickets_support import PHONE, draft, json_of
+from tests.agent_console.harness import Browser, Console, start_console, stop_console
+from tests.agent_console.tickets_support import PHONE, draft, json_of, recording_desk
 
 
 async def test_status_buttons_pause_the_agents_queue_membership(desk: Console) -> None:
     agent = await desk.logged_in("agent")
     out = await json_of(agent, "POST", "/api/v1/console/workspace/state", {"state": "paused"})
     assert out == {"state": "paused", "label": "示忙", "interface": "PJSIP/agent"}
-    form = await agent.request("POST", "/workspace/state", data={"state": "ready", "csrf_token": await agent.csrf()})
+    form = await agent.request(
+        "POST", "/workspace/state", data={"state": "ready", "csrf_token": await agent.csrf()}
+    )
     assert form.status == 303 and form.headers["Location"] == "/workspace?state=ready"
     assert desk.control.states == [("PJSIP/agent", "paused"), ("PJSIP/agent", "ready")]  # type: ignore[attr-defined]
     bad = await agent.write("POST", "/api/v1/console/workspace/state", {"state": "asleep"})
@@ -36,15 +37,24 @@ async def _subscribed(b: Browser, topic: str) -> object:
     return ws
 
 
-async def test_screen_pop_reaches_only_that_agent_with_history_and_transcript(desk: Console) -> None:
+async def test_screen_pop_reaches_only_that_agent_with_history_and_transcript(
+    desk: Console,
+) -> None:
     agent = await desk.logged_in("agent")
     await json_of(agent, "POST", "/api/v1/console/tickets", draft(), 201)
     ws = await _subscribed(agent, "screenpop:agent")
     assert (await ws.receive_json(timeout=5))["type"] == "subscribed"  # type: ignore[attr-defined]
     snoop = await _subscribed(await desk.logged_in("dispatcher"), "screenpop:agent")
     assert (await snoop.receive_json(timeout=5))["code"] == "console.forbidden_topic"  # type: ignore[attr-defined]
-    delivered = await publish_screen_pop(desk.hub, desk.sessionmaker, "agent", PHONE, call_id="1700000000.42",
-                                         transcript=["我要投诉小区垃圾没人清理", "我要转人工"], from_bot=True)
+    delivered = await publish_screen_pop(
+        desk.hub,
+        desk.sessionmaker,
+        "agent",
+        PHONE,
+        call_id="1700000000.42",
+        transcript=["我要投诉小区垃圾没人清理", "我要转人工"],
+        from_bot=True,
+    )
     assert delivered == 1
     event = await ws.receive_json(timeout=5)  # type: ignore[attr-defined]
     pop = event["data"]
@@ -57,35 +67,64 @@ async def test_screen_pop_reaches_only_that_agent_with_history_and_transcript(de
 
 
 async def test_knowledge_panel_uses_the_injected_lookup(desk: Console) -> None:
-    agent = await desk.logged_in("agent")
-    unwired = await agent.request("GET", "/api/v1/console/knowledge?q=社保卡怎么补办")
+    unwired = await (await desk.logged_in("agent")).request(
+        "GET", "/api/v1/console/knowledge?q=社保卡怎么补办"
+    )
     assert unwired.status == 503
     asked: list[str] = []
 
     def ask(text: str) -> Answer:
         asked.append(text)
-        return Answer(7, "社保卡丢了怎么补办？", "请携带身份证…", "请携带身份证到社保网点补办。", "市人社局",
-                      0.91, True)
+        return Answer(
+            7,
+            "社保卡丢了怎么补办？",
+            "请携带身份证…",
+            "请携带身份证到社保网点补办。",
+            "市人社局",
+            0.91,
+            True,
+        )
 
-    services_of(desk.app).knowledge_ask = ask
-    out = await json_of(agent, "GET", "/api/v1/console/knowledge?q=社保卡怎么补办")
-    assert out["answer_id"] == 7 and out["answer"] == "请携带身份证到社保网点补办。" and asked == ["社保卡怎么补办"]
-    page = await agent.request("GET", "/workspace?q=社保卡怎么补办")
-    assert "请携带身份证到社保网点补办。" in await page.text()
+    wired = await start_console(
+        desk.settings,
+        desk.sessionmaker,
+        seed=False,
+        desk=recording_desk(desk.settings, knowledge_ask=ask),
+    )  # same database and users
+    try:
+        agent = await wired.logged_in("agent")
+        out = await json_of(agent, "GET", "/api/v1/console/knowledge?q=社保卡怎么补办")
+        assert (
+            out["answer_id"] == 7
+            and out["answer"] == "请携带身份证到社保网点补办。"
+            and asked == ["社保卡怎么补办"]
+        )
+        page = await agent.request("GET", "/workspace?q=社保卡怎么补办")
+        assert "请携带身份证到社保网点补办。" in await page.text()
+    finally:
+        await stop_console(wired)
 
 
 async def test_dispatch_suggestions_name_departments_with_reasons(desk: Console) -> None:
     agent = await desk.logged_in("agent")
-    out = await json_of(agent, "GET", "/api/v1/console/dispatch-suggestions?text=学校门口补课机构违规招生")
+    out = await json_of(
+        agent, "GET", "/api/v1/console/dispatch-suggestions?text=学校门口补课机构违规招生"
+    )
     assert out["suggestions"] and out["suggestions"][0]["department"] == "市教育局"
     assert "补课" in out["suggestions"][0]["why"]
 
 
 async def test_plain_form_intake_and_errors_keep_the_input(desk: Console) -> None:
     agent = await desk.logged_in("agent")
-    form = {"csrf_token": await agent.csrf()} | {k: v for k, v in draft().items()} | {"category": "住房安居/物业服务"}
+    form = (
+        {"csrf_token": await agent.csrf()}
+        | {k: v for k, v in draft().items()}
+        | {"category": "住房安居/物业服务"}
+    )
     resp = await agent.request("POST", "/workspace/tickets", data=form)
-    assert resp.status == 303 and re.fullmatch(r"/tickets/12345-\d{8}-\d{5}\?created=1", resp.headers["Location"])
+    assert resp.status == 303 and re.fullmatch(
+        r"/tickets/12345-\d{8}-\d{5}\?created=1", resp.headers["Location"]
+    )
     bad = await agent.request("POST", "/workspace/tickets", data=form | {"caller_phone": "110abc"})
     html = await bad.text()
     assert bad.status == 422 and "来电号码格式不正确" in html and "幸福小区门口垃圾堆积" in html

@@ -1,12 +1,14 @@
 """Stand-ins for the bot's dialogue without a call: the caller's line, the recogniser, the speech synthesiser and
-the desk (knowledge base and ticket services). The dialogue runs on them in milliseconds."""
+the desk (knowledge base and ticket services). The dialogue runs on them in milliseconds. And AudioSocket
+server settings on a free port (:func:`any_port`)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from asr.audio import FRAME_BYTES
 from asr.audiosocket_server import Audio, Dtmf
@@ -14,9 +16,13 @@ from asr.dialogue import Dialogue, DialogueConfig, Intake
 from asr.prompts import load_prompts
 from asr.recognizer import Final
 from config import Settings
-from knowledge.retrieval import Answer
+from config.settings import AudioSocketSettings
+from knowledge.retrieval import NO_ANSWER, Answer
 
-NO_ANSWER = Answer(None, "", "", "", "", 0.0, False)
+
+def any_port(**options: Any) -> AudioSocketSettings:
+    """``asr.audiosocket`` with ``options`` (validated), listening on a free port."""
+    return AudioSocketSettings(**options).model_copy(update={"port": 0})
 
 
 class FakeLine:
@@ -24,7 +30,9 @@ class FakeLine:
     ``keys`` once the bot asks for a number (:meth:`asked_for_number`), then the caller hangs up or stays on.
     With ``connected`` False nobody hears the bot (nothing is synthesised)."""
 
-    def __init__(self, sentences: int, *, hang_up: bool, keys: str = "", connected: bool = False) -> None:
+    def __init__(
+        self, sentences: int, *, hang_up: bool, keys: str = "", connected: bool = False
+    ) -> None:
         self.call_id = uuid.uuid4()
         self.sentences = sentences
         self.hang_up = hang_up
@@ -47,7 +55,10 @@ class FakeLine:
         if not self.hang_up:
             await asyncio.Event().wait()
 
-    async def play(self, _pcm: bytes) -> bool:
+    async def play(self, _pcm: bytes, *, on_first_frame: Callable[[], None] | None = None) -> bool:
+        """Played at once (the first frame goes out now)."""
+        if on_first_frame is not None:
+            on_first_frame()
         return True
 
     def stop_playback(self) -> None:
@@ -103,11 +114,27 @@ class FakeDesk:
         return f"12345-20250303-{len(self.tickets):05d}"
 
 
-def fake_dialogue(settings: Settings, line: FakeLine, recogniser: FakeRecogniser, *, desk: FakeDesk,
-                  caller_id: str | None, cfg: DialogueConfig) -> Dialogue:
+def fake_dialogue(
+    settings: Settings,
+    line: FakeLine,
+    recogniser: FakeRecogniser,
+    *,
+    desk: FakeDesk,
+    caller_id: str | None,
+    cfg: DialogueConfig,
+) -> Dialogue:
     """A dialogue on the fakes; the AMI controller knows ``caller_id`` as the caller's number."""
+
     async def caller_for(_call_id: str) -> str | None:
         return caller_id
 
-    return Dialogue(line, recogniser, tts=FakeTts(), desk=desk, prompts=load_prompts(settings),  # type: ignore[arg-type]
-                    cfg=cfg, caller_for=caller_for, trace=line.asked_for_number)
+    return Dialogue(
+        line,
+        recogniser,
+        tts=FakeTts(),
+        desk=desk,
+        prompts=load_prompts(settings),  # type: ignore[arg-type]
+        cfg=cfg,
+        caller_for=caller_for,
+        trace=line.asked_for_number,
+    )

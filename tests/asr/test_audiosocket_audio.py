@@ -57,7 +57,9 @@ def test_stereo_8bit_is_mixed_to_mono_16bit() -> None:
 def test_24bit_at_48khz_is_converted() -> None:
     tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(48000) / 48000) * (1 << 23)).astype(np.int32)
     raw = b"".join(int(v).to_bytes(3, "little", signed=True) for v in tone)
-    out = np.frombuffer(audio.wav_bytes_to_slin8k(make_wav(raw, rate=48000, width=3, channels=1)), dtype="<i2")
+    out = np.frombuffer(
+        audio.wav_bytes_to_slin8k(make_wav(raw, rate=48000, width=3, channels=1)), dtype="<i2"
+    )
     assert len(out) == 8000
     assert abs(int(out.max()) - 16384) < 200  # same loudness after resampling
 

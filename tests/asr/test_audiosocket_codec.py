@@ -30,7 +30,13 @@ PCM = bytes(range(256)) + bytes(64)  # 320 bytes, not silence
 
 
 def a_call() -> bytes:
-    return uuid_frame(CALL_ID) + audio_frame(PCM) + dtmf_frame("5") + audio_frame(PCM[:160]) + hangup_frame()
+    return (
+        uuid_frame(CALL_ID)
+        + audio_frame(PCM)
+        + dtmf_frame("5")
+        + audio_frame(PCM[:160])
+        + hangup_frame()
+    )
 
 
 def test_wire_format_matches_the_protocol() -> None:

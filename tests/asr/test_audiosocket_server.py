@@ -26,16 +26,17 @@ from asr.audiosocket_server import (
     PeerGone,
 )
 from config import Settings
+from tests.asr.fakes import any_port
 
 UTTERANCE = "wav8k_telephone_sim/BAC009S0724W0121.wav"
 WAIT = 5.0  # generous upper bound for anything that should happen promptly
 
 
 @asynccontextmanager
-async def serving(handler: Callable[[AudioSocketSession], Awaitable[None]], **options: Any) -> AsyncIterator[
-    AudioSocketServer
-]:
-    server = AudioSocketServer(handler, **{"host": "127.0.0.1", "port": 0, **options})
+async def serving(
+    handler: Callable[[AudioSocketSession], Awaitable[None]], **options: Any
+) -> AsyncIterator[AudioSocketServer]:
+    server = AudioSocketServer(handler, any_port(**options))
     async with server:
         yield server
 
@@ -71,7 +72,9 @@ def no_errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-async def test_streamed_utterance_reaches_the_handler_whole_in_order_and_in_real_time(shared_dir: Path) -> None:
+async def test_streamed_utterance_reaches_the_handler_whole_in_order_and_in_real_time(
+    shared_dir: Path,
+) -> None:
     speech = audio.read_wav_slin8k(shared_dir / "speech" / UTTERANCE)
     arrivals: list[float] = []
     heard: list[Event] = []
@@ -93,8 +96,10 @@ async def test_streamed_utterance_reaches_the_handler_whole_in_order_and_in_real
     pcm = b"".join(e.pcm for e in heard if isinstance(e, Audio))
     frames = len(heard) - 1
     assert frames == -(-len(speech) // audio.FRAME_BYTES)
-    assert pcm[: len(speech)] == speech  # every byte, in order; the tail is padding of the last frame
-    assert set(pcm[len(speech):]) <= {0}
+    assert (
+        pcm[: len(speech)] == speech
+    )  # every byte, in order; the tail is padding of the last frame
+    assert set(pcm[len(speech) :]) <= {0}
     # Paced like a phone line: the frames span the utterance's length, not a burst.
     assert arrivals[frames - 1] - arrivals[0] >= 0.95 * (frames - 1) * audio.FRAME_SECONDS
     assert server.stats.frames_in == frames
@@ -220,14 +225,18 @@ async def test_caller_vanishing_mid_frame_during_playback_is_torn_down_cleanly(
     assert no_errors_logged(caplog) == []
 
 
-async def test_handler_crash_hangs_up_the_call_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+async def test_handler_crash_hangs_up_the_call_and_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def handler(session: AudioSocketSession) -> None:
         async for _ in session.events():
             raise RuntimeError("dialogue bug")
 
     async with serving(handler) as server, AudioSocketClient("127.0.0.1", server.port) as client:
         await client.send_silence(0.02, realtime=False)
-        assert await client.wait_ended(WAIT) == "hangup"  # Asterisk leaves AudioSocket() and requeues
+        assert (
+            await client.wait_ended(WAIT) == "hangup"
+        )  # Asterisk leaves AudioSocket() and requeues
         await assert_torn_down(server)
 
     assert server.stats.handler_errors == 1
@@ -236,10 +245,13 @@ async def test_handler_crash_hangs_up_the_call_and_is_logged(caplog: pytest.LogC
 
 
 @pytest.mark.parametrize(
-    "first", [audio_frame(bytes(320)), dtmf_frame("1"), hangup_frame(), b"\x42\x00\x00"],
+    "first",
+    [audio_frame(bytes(320)), dtmf_frame("1"), hangup_frame(), b"\x42\x00\x00"],
     ids=["audio", "dtmf", "hangup", "garbage"],
 )
-async def test_a_connection_not_starting_with_a_uuid_gets_an_error_and_is_closed(first: bytes) -> None:
+async def test_a_connection_not_starting_with_a_uuid_gets_an_error_and_is_closed(
+    first: bytes,
+) -> None:
     called = asyncio.Event()
 
     async def handler(session: AudioSocketSession) -> None:
@@ -283,7 +295,10 @@ async def test_a_stalled_handler_loses_the_oldest_audio_but_never_a_key() -> Non
     def numbered(i: int) -> bytes:
         return audio_frame(bytes([i]) * 320)
 
-    async with serving(handler, queue_frames=10) as server, AudioSocketClient("127.0.0.1", server.port) as client:
+    async with (
+        serving(handler, queue_frames=10) as server,
+        AudioSocketClient("127.0.0.1", server.port) as client,
+    ):
         stream = b"".join(numbered(i) for i in range(5)) + dtmf_frame("7")
         stream += b"".join(numbered(i) for i in range(5, 60)) + hangup_frame()
         await client.send_raw(stream)
@@ -308,7 +323,7 @@ async def test_server_shutdown_hangs_up_live_calls() -> None:
         entered.set()
         await all_events(session)
 
-    server = AudioSocketServer(handler, port=0)
+    server = AudioSocketServer(handler, any_port())
     await server.start()
     undecided = AudioSocketClient("127.0.0.1", server.port)  # accepted, UUID not yet sent
     await undecided.connect(send_uuid=False)
@@ -333,7 +348,10 @@ async def test_the_same_call_id_twice_is_refused() -> None:
         entered.set()
         await all_events(session)
 
-    async with serving(handler) as server, AudioSocketClient("127.0.0.1", server.port, call_id) as first:
+    async with (
+        serving(handler) as server,
+        AudioSocketClient("127.0.0.1", server.port, call_id) as first,
+    ):
         await asyncio.wait_for(entered.wait(), WAIT)
         async with AudioSocketClient("127.0.0.1", server.port, call_id) as second:
             assert await second.wait_ended(WAIT) == "error:0x80"
@@ -345,19 +363,27 @@ async def test_the_same_call_id_twice_is_refused() -> None:
 def test_server_takes_its_address_and_limits_from_settings(settings: Settings) -> None:
     async def handler(session: AudioSocketSession) -> None: ...
 
-    server = AudioSocketServer.from_settings(settings.asr, handler)
-    assert (server.host, server.port) == (settings.asr.audiosocket_host, settings.asr.audiosocket_port)
-    assert server.queue_frames == settings.asr.audiosocket_queue_frames
-    assert server.max_payload == settings.asr.audiosocket_max_payload
-    assert server.max_sessions == settings.asr.audiosocket_max_sessions
-    assert [str(n) for n in server.allow] == ["127.0.0.0/8", "::1/128"]  # loopback only unless configured
+    config = settings.asr.audiosocket
+    server = AudioSocketServer(handler, config)
+    assert (server.host, server.port) == (config.host, config.port)
+    assert server.queue_frames == config.queue_frames
+    assert server.max_payload == config.max_payload
+    assert server.max_sessions == config.max_sessions
+    assert [str(n) for n in server.allow] == [
+        "127.0.0.0/8",
+        "::1/128",
+    ]  # loopback only unless configured
 
 
 # --- who may connect, and how many ------------------------------------------------------------------------
 
 
 def refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "refused" in r.getMessage()]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "refused" in r.getMessage()
+    ]
 
 
 @pytest.mark.parametrize("allow", [("10.0.0.0/8",), ("192.168.1.7", "::1")])
@@ -369,7 +395,10 @@ async def test_a_peer_not_in_the_allowlist_is_refused_without_a_session(
     async def handler(session: AudioSocketSession) -> None:
         called.set()
 
-    async with serving(handler, allow=allow) as server, AudioSocketClient("127.0.0.1", server.port) as client:
+    async with (
+        serving(handler, allow=allow) as server,
+        AudioSocketClient("127.0.0.1", server.port) as client,
+    ):
         assert await client.wait_ended(WAIT) in ("closed", "reset")  # not a word to a stranger
         await assert_torn_down(server)
     assert not called.is_set() and server.stats.sessions_total == 0 and server.stats.refused == 1
@@ -390,7 +419,7 @@ async def test_a_peer_in_an_allowed_network_is_served() -> None:
 
 
 async def test_listening_beyond_loopback_with_a_loopback_allowlist_is_warned_about(
-    caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def handler(session: AudioSocketSession) -> None: ...
 
@@ -399,12 +428,14 @@ async def test_listening_beyond_loopback_with_a_loopback_allowlist_is_warned_abo
     async with serving(handler, host="0.0.0.0", allow=("10.1.2.3",)):
         pass
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warned == ["AudioSocket server on 0.0.0.0 accepts loopback peers only: list the Asterisk hosts in "
-                      "asr.audiosocket_allow"]
+    assert warned == [
+        "AudioSocket server on 0.0.0.0 accepts loopback peers only: list the Asterisk hosts in "
+        "asr.audiosocket.allow"
+    ]
 
 
 async def test_the_call_over_the_session_cap_is_refused_while_the_others_are_served(
-    caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     serving_now: list[AudioSocketSession] = []
     changed = asyncio.Event()
@@ -421,7 +452,10 @@ async def test_the_call_over_the_session_cap_is_refused_while_the_others_are_ser
                 await changed.wait()
 
     async with serving(handler, max_sessions=2) as server:
-        first, second = AudioSocketClient("127.0.0.1", server.port), AudioSocketClient("127.0.0.1", server.port)
+        first, second = (
+            AudioSocketClient("127.0.0.1", server.port),
+            AudioSocketClient("127.0.0.1", server.port),
+        )
         await first.connect()
         await second.connect()
         await until_serving(2)
@@ -431,7 +465,9 @@ async def test_the_call_over_the_session_cap_is_refused_while_the_others_are_ser
         assert set(server.sessions) == {first.call_id, second.call_id}
         assert not first.ended.is_set() and not second.ended.is_set()
         [line] = refusals(caplog)
-        assert "audiosocket.session_cap" in line and str(third.call_id) in line and "127.0.0.1" in line
+        assert (
+            "audiosocket.session_cap" in line and str(third.call_id) in line and "127.0.0.1" in line
+        )
 
         await first.close()  # a place is free again
         async with AudioSocketClient("127.0.0.1", server.port) as fourth:
@@ -440,3 +476,25 @@ async def test_the_call_over_the_session_cap_is_refused_while_the_others_are_ser
         await second.close()
         await assert_torn_down(server)
     assert server.stats.refused == 1 and server.stats.sessions_total == 3
+
+
+async def test_a_silent_bot_keeps_the_socket_alive_with_silence_asterisk_would_otherwise_drop_it() -> (
+    None
+):
+    """Asterisk's AudioSocket() ends a call after 2 s without a frame either way; a caller who sends no RTP
+    while the bot has nothing to say must still keep the bot (found in the SIP peak: 11 callers requeued)."""
+    done = asyncio.Event()
+
+    async def handler(session: AudioSocketSession) -> None:
+        await done.wait()  # thinking, saying nothing
+        await session.hangup()
+
+    async with serving(handler) as server, AudioSocketClient("127.0.0.1", server.port) as client:
+        silence = await client.wait_for_audio(2 * audio.FRAME_BYTES, WAIT)
+        done.set()
+        assert await client.wait_ended(WAIT) == "hangup"
+        await assert_torn_down(server)
+
+    assert silence == bytes(2 * audio.FRAME_BYTES)
+    gaps = [b.at - a.at for a, b in zip(client.received, client.received[1:], strict=False)]
+    assert gaps and max(gaps) < 1.0, gaps  # well inside Asterisk's 2 s

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from asr.audiosocket_client import AudioSocketClient
 from asr.bot import SpeechBot, build_bot
 from config import Settings
+from config.settings import replace_settings
 from tests.asr.fakes import FakeRecogniser
 from tickets.models import Ticket
 
@@ -68,18 +69,29 @@ class Call:
 
 
 @pytest.fixture
-async def start_bot(settings: Settings, db: async_sessionmaker[AsyncSession], tmp_path: Path
-                    ) -> AsyncIterator[Call]:
-    asr = settings.asr.model_copy(update={"audiosocket_handler_grace_s": 0.2, "bot_kb_poll_s": 3600})
-    tts = settings.tts.model_copy(update={"cache_dir": str(tmp_path / "tts"), "speed_wpm": 300})
-    bot_settings = settings.model_copy(update={"asr": asr, "tts": tts})
+async def start_bot(
+    settings: Settings, db: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> AsyncIterator[Call]:
+    bot_settings = replace_settings(
+        settings,
+        {
+            "asr": {"audiosocket": {"handler_grace_s": 0.2}, "bot": {"kb_poll_s": 3600}},
+            "tts": {"cache_dir": str(tmp_path / "tts"), "speed_wpm": 300},
+        },
+    )
 
     async def caller_for(_call_id: str) -> str | None:
         return CALLER
 
     call: Call | None = None
-    bot = await build_bot(bot_settings, db, recognizers=ScriptedRecognizers(), caller_for=caller_for, port=0,
-                          trace=lambda c, name, at: call.mark(c, name, at) if call else None)
+    bot = await build_bot(
+        bot_settings,
+        db,
+        recognizers=ScriptedRecognizers(),
+        caller_for=caller_for,
+        port=0,
+        trace=lambda c, name, at: call.mark(c, name, at) if call else None,
+    )
     call = Call(bot)
     await bot.start()
     yield call
@@ -97,11 +109,15 @@ async def hang_up_when_asked_for_the_matter(call: Call) -> AudioSocketClient:
 
 async def filed(db: async_sessionmaker[AsyncSession], call_id: str) -> list[Ticket]:
     async with db() as session:
-        return list((await session.execute(select(Ticket).where(Ticket.call_id == call_id))).scalars())
+        return list(
+            (await session.execute(select(Ticket).where(Ticket.call_id == call_id))).scalars()
+        )
 
 
 async def test_ticket_of_a_caller_who_hung_up_is_filed_after_a_lock_longer_than_the_grace(
-    start_bot: Call, db: async_sessionmaker[AsyncSession], write_lock: sqlite3.Connection,
+    start_bot: Call,
+    db: async_sessionmaker[AsyncSession],
+    write_lock: sqlite3.Connection,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="asr.bot")
@@ -117,12 +133,17 @@ async def test_ticket_of_a_caller_who_hung_up_is_filed_after_a_lock_longer_than_
 
     [ticket] = await filed(db, str(client.call_id))
     assert (ticket.content, ticket.caller_phone, ticket.channel) == (SAID, CALLER, "bot")
-    assert f"bot call {client.call_id}: ticket {ticket.ticket_no} filed after the call ended" in caplog.text
+    assert (
+        f"bot call {client.call_id}: ticket {ticket.ticket_no} filed after the call ended"
+        in caplog.text
+    )
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_a_ticket_write_failing_after_the_call_ended_is_logged_as_an_error_with_the_call_id(
-    start_bot: Call, db: async_sessionmaker[AsyncSession], write_lock: sqlite3.Connection,
+    start_bot: Call,
+    db: async_sessionmaker[AsyncSession],
+    write_lock: sqlite3.Connection,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     client = await hang_up_when_asked_for_the_matter(start_bot)
@@ -135,7 +156,11 @@ async def test_a_ticket_write_failing_after_the_call_ended_is_logged_as_an_error
     async with asyncio.timeout(WAIT):
         await start_bot.bot.desk.writes.drain()
 
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name == "asr.bot"]
-    assert errors == [f"bot call {client.call_id}: the ticket could not be filed after the call ended "
-                      "(OperationalError)"]
+    errors = [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name == "asr.bot"
+    ]
+    assert errors == [
+        f"bot call {client.call_id}: the ticket could not be filed after the call ended "
+        "(OperationalError)"
+    ]
     assert SAID not in caplog.text and CALLER not in caplog.text

@@ -23,15 +23,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from asr import audio
 from asr.audiosocket import FramePacer, Kind, audio_frame, encode
-from asr.audiosocket_client import AudioSocketClient
-from asr.bot import SpeechBot, build_bot, live_settings
+from asr.audiosocket_client import AudioSocketClient, ReceivedAudio
+from asr.bot import SpeechBot, build_bot
 from asr.dialogue import BotOutcome
 from asr.evaluate import cer, load_references
-from asr.model_install import install_whisper_model, whisper_model_dir
 from asr.whisper_engine import WhisperEngine
 from config import Settings
+from config.settings import replace_settings
 from knowledge import services as kb
 from knowledge.schemas import EntryContent
+from tests.asr.live_whisper import live_whisper
 from tickets import services as tickets
 from tickets.models import Ticket
 
@@ -45,18 +46,15 @@ CALLER = "13800138000"
 @pytest.fixture(scope="module")
 def bot_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Short timeouts and faster speech keep the suite quick; the flow is the same."""
-    asr = settings.asr.model_copy(update={"bot_silence_timeout_s": 2.5, "bot_dtmf_timeout_s": 3.0,
-                                          "bot_end_of_turn_s": 1.0, "bot_kb_poll_s": 3600})
-    tts = settings.tts.model_copy(update={"cache_dir": str(tmp_path_factory.mktemp("tts")), "speed_wpm": 300})
-    return settings.model_copy(update={"asr": asr, "tts": tts})
+    bot = {"silence_timeout_s": 2.5, "dtmf_timeout_s": 3.0, "end_of_turn_s": 1.0, "kb_poll_s": 3600}
+    tts = {"cache_dir": str(tmp_path_factory.mktemp("tts")), "speed_wpm": 300}
+    return replace_settings(settings, {"asr": {"bot": bot}, "tts": tts})
 
 
 @pytest.fixture(scope="module")
 def whisper(bot_settings: Settings) -> Iterator[WhisperEngine]:
-    install_whisper_model(whisper_model_dir(bot_settings))
-    engine = WhisperEngine.from_settings(live_settings(bot_settings), hotwords=["保险计划", "社保"])
-    yield engine
-    engine.close()
+    with live_whisper(bot_settings, ["保险计划", "社保"]) as engine:
+        yield engine
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +62,19 @@ def speech(shared_dir: Path) -> dict[str, tuple[bytes, str]]:
     """8 kHz slin and reference text of the utterances used here."""
     refs = dict(load_references(shared_dir / "speech" / "transcripts.tsv"))
     folder = shared_dir / "speech" / "wav8k_telephone_sim"
-    return {u: (audio.read_wav_slin8k(folder / f"{u}.wav"), refs[u]) for u in (KB_UTT, OTHER_UTT, MATTER_UTT)}
+    return {
+        u: (audio.read_wav_slin8k(folder / f"{u}.wav"), refs[u])
+        for u in (KB_UTT, OTHER_UTT, MATTER_UTT)
+    }
 
 
 async def seed_entry(db: async_sessionmaker[AsyncSession], question: str) -> int:
     async with db() as session:
-        entry = await kb.create_entry(session, EntryContent(question=question, answer_speech=ANSWER,
-                                                            answer_text=ANSWER), "测试")
+        entry = await kb.create_entry(
+            session,
+            EntryContent(question=question, answer_speech=ANSWER, answer_text=ANSWER),
+            "测试",
+        )
         await kb.publish_entry(session, entry.id, "测试")
         return entry.id
 
@@ -149,8 +153,9 @@ StartBot = Callable[..., Awaitable[Harness]]
 
 
 @pytest.fixture
-async def start_bot(bot_settings: Settings, whisper: WhisperEngine, db: async_sessionmaker[AsyncSession]
-                    ) -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
+async def start_bot(
+    bot_settings: Settings, whisper: WhisperEngine, db: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
     """``await start_bot(kb_question=…, known_caller=…)``: a started bot on a free port."""
     started: list[Harness] = []
 
@@ -168,8 +173,16 @@ async def start_bot(bot_settings: Settings, whisper: WhisperEngine, db: async_se
         async def recording_for(call_id: str) -> str | None:
             return f"{call_id}.wav"
 
-        bot = await build_bot(bot_settings, db, recognizers=whisper, on_outcome=on_outcome, caller_for=caller_for,
-                              recording_for=recording_for, port=0, trace=lambda _c, name, at: h.add_mark(name, at))
+        bot = await build_bot(
+            bot_settings,
+            db,
+            recognizers=whisper,
+            on_outcome=on_outcome,
+            caller_for=caller_for,
+            recording_for=recording_for,
+            port=0,
+            trace=lambda _c, name, at: h.add_mark(name, at),
+        )
         h = Harness(bot)
         started.append(h)
         await bot.start()
@@ -190,7 +203,11 @@ async def call(h: Harness) -> LineCaller:
 
 
 def caller_lines(outcome: BotOutcome) -> list[str]:
-    return [line.split("：", 1)[1] for line in outcome.transcript.splitlines() if line.startswith("来电人：")]
+    return [
+        line.split("：", 1)[1]
+        for line in outcome.transcript.splitlines()
+        if line.startswith("来电人：")
+    ]
 
 
 async def stored_ticket(db: async_sessionmaker[AsyncSession], ticket_no: str) -> Ticket:
@@ -198,9 +215,16 @@ async def stored_ticket(db: async_sessionmaker[AsyncSession], ticket_no: str) ->
         return await tickets.get_ticket(session, ticket_no)
 
 
+def audible(frame: ReceivedAudio) -> bool:
+    """Bot speech, not the all-zero frames the server sends to keep a quiet line open."""
+    return frame.pcm.count(0) != len(frame.pcm)
+
+
 def bot_audio_after(caller: LineCaller, at: float) -> float:
     """Seconds of bot speech received after ``at`` (monotonic)."""
-    return sum(len(f.pcm) for f in caller.client.received if f.at > at) / (2 * audio.SAMPLE_RATE)
+    return sum(len(f.pcm) for f in caller.client.received if f.at > at and audible(f)) / (
+        2 * audio.SAMPLE_RATE
+    )
 
 
 # --- the knowledge-base path ------------------------------------------------------------------------------
@@ -227,7 +251,9 @@ async def test_knowledge_answer_settled_with_key_1_is_an_instant_ticket(
     assert ticket.knowledge_id == str(outcome.answer_id) and ticket.answer == ANSWER
     assert said[0] in (ticket.transcript or "") and ticket.caller_phone == CALLER
     assert ticket.call_id == call_id and ticket.recording == f"{call_id}.wav"
-    assert harness.ended_before_report == [False]  # the outcome was reported before the hangup frame
+    assert harness.ended_before_report == [
+        False
+    ]  # the outcome was reported before the hangup frame
 
 
 async def test_key_2_means_not_solved_and_silence_files_a_ticket_with_what_was_said(
@@ -266,7 +292,9 @@ async def test_unrelated_question_becomes_a_ticket_read_back_digit_by_digit(
     _, outcome = harness.outcomes[0]
     assert (outcome.next, outcome.reason, outcome.answer_id) == ("hangup", "ticket", None)
     said = caller_lines(outcome)
-    assert cer(speech[OTHER_UTT][1], said[0]) <= 0.3 and cer(speech[MATTER_UTT][1], said[1]) <= 0.3, said
+    assert (
+        cer(speech[OTHER_UTT][1], said[0]) <= 0.3 and cer(speech[MATTER_UTT][1], said[1]) <= 0.3
+    ), said
     ticket = await stored_ticket(db, outcome.ticket_no or "")
     assert ticket.caller_phone == "13912345678" and ticket.content == "；".join(said)
     assert "请说出您反映的问题和具体地点" in (ticket.transcript or "")
@@ -274,7 +302,10 @@ async def test_unrelated_question_becomes_a_ticket_read_back_digit_by_digit(
     assert bot_audio_after(caller, ticket_at) > 3.0  # the number read back, then goodbye
     assert "幺 二 三 四 五" in outcome.transcript
     async with db() as session:
-        assert [m.reason for m in await kb.list_misses(session)] in (["unanswered"], ["low_confidence"])
+        assert [m.reason for m in await kb.list_misses(session)] in (
+            ["unanswered"],
+            ["low_confidence"],
+        )
 
 
 # --- barge-in, a human, silence, a vanishing caller --------------------------------------------------------
@@ -286,14 +317,16 @@ async def test_barge_in_stops_the_greeting_within_300_ms_and_key_0_goes_to_a_hum
     harness = await start_bot()
     caller = await call(harness)
     pcm, _ = speech[KB_UTT]
-    onset = next(i for i, f in enumerate(audio.frames(pcm)) if np.abs(np.frombuffer(f, "<i2")).max() > 1000)
+    onset = next(
+        i for i, f in enumerate(audio.frames(pcm)) if np.abs(np.frombuffer(f, "<i2")).max() > 1000
+    )
     started = time.monotonic()
     speaking = asyncio.create_task(caller.speak(pcm))
     await asyncio.sleep(0)
     onset_at = started + onset * audio.FRAME_SECONDS
     await harness.until_mark("barge_in", within_s=5)
     await asyncio.sleep(0.5)
-    during = [f.at for f in caller.client.received if f.at > onset_at]
+    during = [f.at for f in caller.client.received if f.at > onset_at and audible(f)]
     stopped_after = (max(during) - onset_at) if during else 0.0
     assert stopped_after <= 0.3, f"bot kept talking {stopped_after:.3f} s after the caller started"
     await speaking
@@ -303,7 +336,9 @@ async def test_barge_in_stops_the_greeting_within_300_ms_and_key_0_goes_to_a_hum
 
     _, outcome = harness.outcomes[0]
     assert (outcome.next, outcome.reason, outcome.ticket_no) == ("queue", "human", None)
-    assert cer(speech[KB_UTT][1], caller_lines(outcome)[0]) <= 0.25  # the agent's screen pop gets the words
+    assert (
+        cer(speech[KB_UTT][1], caller_lines(outcome)[0]) <= 0.25
+    )  # the agent's screen pop gets the words
     assert harness.ended_before_report == [False]
 
 
@@ -315,7 +350,10 @@ async def test_silence_twice_goes_to_a_human(start_bot: StartBot) -> None:
     assert reason == "hangup"
     _, outcome = harness.outcomes[0]
     assert (outcome.next, outcome.reason) == ("queue", "silence")
-    assert outcome.transcript.count("没有听到您的声音") == 1 and "转接人工服务" in outcome.transcript.splitlines()[-1]
+    assert (
+        outcome.transcript.count("没有听到您的声音") == 1
+        and "转接人工服务" in outcome.transcript.splitlines()[-1]
+    )
 
 
 async def test_caller_hanging_up_mid_answer_still_gets_a_ticket(
@@ -359,7 +397,9 @@ async def test_noise_and_wrong_rate_audio_are_routed_on_without_a_crash(
 async def test_half_frame_from_the_peer_ends_the_call_cleanly(start_bot: StartBot) -> None:
     harness = await start_bot()
     caller = await call(harness)
-    await caller.client.send_raw(encode(Kind.AUDIO, b"\x01\x02\x03")[:5])  # odd length, cut mid-frame
+    await caller.client.send_raw(
+        encode(Kind.AUDIO, b"\x01\x02\x03")[:5]
+    )  # odd length, cut mid-frame
     await caller.stop()
     async with asyncio.timeout(10):
         await harness.bot.server.wait_idle()

@@ -46,16 +46,22 @@ def test_references_need_the_named_columns(tmp_path: Path) -> None:
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([HOTLINE, "asr", *args], capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [HOTLINE, "asr", *args], capture_output=True, text=True, timeout=300, check=False
+    )
 
 
-def test_eval_cli_scores_a_telephone_subset(whisper_installed: None, shared_dir: Path, tmp_path: Path) -> None:
+def test_eval_cli_scores_a_telephone_subset(
+    whisper_installed: None, shared_dir: Path, tmp_path: Path
+) -> None:
     speech = shared_dir / "speech"
     lines = (speech / "transcripts.tsv").read_text(encoding="utf-8").splitlines()
     subset = [lines[0]] + [line for line in lines[1:] if line.split("\t", 1)[0] in SUBSET]
     tsv = tmp_path / "subset.tsv"
     tsv.write_text("\n".join(subset) + "\n", encoding="utf-8")
-    done = run("eval", "--wav-dir", str(speech / "wav8k_telephone_sim"), "--tsv", str(tsv), "--json")
+    done = run(
+        "eval", "--wav-dir", str(speech / "wav8k_telephone_sim"), "--tsv", str(tsv), "--json"
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["n"] == 3
@@ -63,7 +69,9 @@ def test_eval_cli_scores_a_telephone_subset(whisper_installed: None, shared_dir:
     assert 0 < result["rtf"] < 2
 
 
-def test_transcribe_cli_takes_any_sample_rate(whisper_installed: None, shared_dir: Path, tmp_path: Path) -> None:
+def test_transcribe_cli_takes_any_sample_rate(
+    whisper_installed: None, shared_dir: Path, tmp_path: Path
+) -> None:
     pcm, rate = read_wav(shared_dir / "speech" / "wav16k" / "magicdata_cs_100047.wav")
     samples = resample_poly(np.frombuffer(pcm, dtype="<i2").astype(np.float64), 441, 160)
     wav = tmp_path / "cd_rate.wav"

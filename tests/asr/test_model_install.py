@@ -100,7 +100,9 @@ async def test_vosk_model_is_downloaded_verified_and_unpacked(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vosk-model-test"]  # noqa: ASYNC240
 
 
-async def test_vosk_checksum_mismatch_installs_nothing(model_server: tuple[str, bytes], tmp_path: Path) -> None:
+async def test_vosk_checksum_mismatch_installs_nothing(
+    model_server: tuple[str, bytes], tmp_path: Path
+) -> None:
     url, _ = model_server
     with pytest.raises(ModelInstallError) as err:
         await fetch_vosk_model(tmp_path, url, "0" * 64)
@@ -108,10 +110,14 @@ async def test_vosk_checksum_mismatch_installs_nothing(model_server: tuple[str, 
     assert list(tmp_path.iterdir()) == []  # noqa: ASYNC240
 
 
-async def test_vosk_missing_file_and_missing_checksum(model_server: tuple[str, bytes], tmp_path: Path) -> None:
+async def test_vosk_missing_file_and_missing_checksum(
+    model_server: tuple[str, bytes], tmp_path: Path
+) -> None:
     url, body = model_server
     with pytest.raises(ModelInstallError) as err:
-        await fetch_vosk_model(tmp_path, url.replace("test.zip", "nope.zip"), hashlib.sha256(body).hexdigest())
+        await fetch_vosk_model(
+            tmp_path, url.replace("test.zip", "nope.zip"), hashlib.sha256(body).hexdigest()
+        )
     assert err.value.code == "asr.download_failed"
     with pytest.raises(ModelInstallError) as err:
         await fetch_vosk_model(tmp_path, url, "")

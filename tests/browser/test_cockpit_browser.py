@@ -12,7 +12,13 @@ from tests.agent_console.harness import Console
 from tests.agent_console.seed_cockpit import NOW, move_console_to, seed_cockpit
 
 pytestmark = pytest.mark.browser
-CHARTS = ("chart-trend", "chart-categories", "chart-hot-topics", "chart-departments", "chart-heatmap")
+CHARTS = (
+    "chart-trend",
+    "chart-categories",
+    "chart-hot-topics",
+    "chart-departments",
+    "chart-heatmap",
+)
 
 # How many pixels of a chart's canvas differ from its top-left (background) pixel.
 PAINTED_PIXELS = """(id) => {
@@ -27,7 +33,9 @@ PAINTED_PIXELS = """(id) => {
 }"""
 
 
-async def test_leader_sees_the_cockpit_charts_and_live_queue(page_for, live_console: Console) -> None:  # type: ignore[no-untyped-def]
+async def test_leader_sees_the_cockpit_charts_and_live_queue(
+    page_for, live_console: Console
+) -> None:  # type: ignore[no-untyped-def]
     await seed_cockpit(live_console.sessionmaker)
     move_console_to(live_console, NOW)
     tab = await page_for("leader")
@@ -43,11 +51,20 @@ async def test_leader_sees_the_cockpit_charts_and_live_queue(page_for, live_cons
     assert await page.text_content("#warnings-red") == "4"
     assert "住房安居/物业服务" in (await page.text_content("#problems-table") or "")
     await page.wait_for_selector("#live-status[data-state='on']")
-    snapshot = QueueSnapshot(at=NOW, waiting=[WaitingCaller(position=1, caller="138****5678", wait_s=42.0, menu="2"),
-                                              WaitingCaller(position=2, caller="139****4321", wait_s=7.0)],
-                             agents=AgentCounts(available=2, busy=5, paused=1), bot_calls=3, leader_calls=1)
+    snapshot = QueueSnapshot(
+        at=NOW,
+        waiting=[
+            WaitingCaller(position=1, caller="138****5678", wait_s=42.0, menu="2"),
+            WaitingCaller(position=2, caller="139****4321", wait_s=7.0),
+        ],
+        agents=AgentCounts(available=2, busy=5, paused=1),
+        bot_calls=3,
+        leader_calls=1,
+    )
     data = snapshot.model_dump(mode="json")
-    async with asyncio.timeout(10):  # the page's subscribe message may still be in flight: publish until it hears
+    async with asyncio.timeout(
+        10
+    ):  # the page's subscribe message may still be in flight: publish until it hears
         while live_console.hub.publish("queue", data) < 2:  # noqa: ASYNC110 - besides the console's own listener
             await asyncio.sleep(0.05)
     await page.wait_for_selector("#queue-waiting:has-text('2')")

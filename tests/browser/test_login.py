@@ -15,7 +15,9 @@ async def test_agent_logs_in_sees_home_and_logs_out(page_for, live_console: Cons
     assert await page.text_content("#welcome") == "您好，话务员agent"
     assert await page.text_content("#user-name") == "话务员agent"
     assert await page.title() == "首页 · 12345 热线"
-    await page.wait_for_selector("#live-status[data-state='on']")  # the WebSocket connected under the CSP
+    await page.wait_for_selector(
+        "#live-status[data-state='on']"
+    )  # the WebSocket connected under the CSP
     live_console.hub.publish("broadcast", {"message": "今晚 22:00 系统维护"})
     await page.wait_for_selector(".notice:has-text('今晚 22:00 系统维护')")
     await tab.screenshot("agent-home")

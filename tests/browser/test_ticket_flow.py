@@ -19,8 +19,11 @@ pytestmark = pytest.mark.browser
 CALLER = "13812345678"
 
 
-async def test_screen_pop_intake_dispatch_sign_and_reply(page_for, live_console: Console,  # type: ignore[no-untyped-def]
-                                                         tmp_path: Path) -> None:
+async def test_screen_pop_intake_dispatch_sign_and_reply(
+    page_for,
+    live_console: Console,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     control = await prepare(live_console)
     agent = await page_for("agent")
     page = agent.page
@@ -31,8 +34,14 @@ async def test_screen_pop_intake_dispatch_sign_and_reply(page_for, live_console:
     assert control.states == [("PJSIP/agent", "ready")]
 
     # the controller's screen pop when the agent answers a caller the bot handed over
-    await pop_when_subscribed(live_console, "agent", CALLER, call_id="1700000000.7",
-                              transcript="我家楼下的路灯坏了好几天", from_bot=True)
+    await pop_when_subscribed(
+        live_console,
+        "agent",
+        CALLER,
+        call_id="1700000000.7",
+        transcript="我家楼下的路灯坏了好几天",
+        from_bot=True,
+    )
     await page.wait_for_selector("#screenpop:not([hidden])")
     assert await page.text_content("#pop-caller") == CALLER
     assert await page.input_value("#f-caller_phone") == CALLER
@@ -75,7 +84,9 @@ async def test_screen_pop_intake_dispatch_sign_and_reply(page_for, live_console:
     await page.set_input_files("#upload-file", str(photo))
     await page.click("#upload-form button")
     await page.wait_for_selector("#upload-status:has-text('已上传')")
-    await page.fill("form[data-action='reply'] textarea[name='reply']", "已更换路灯灯具，恢复照明。")
+    await page.fill(
+        "form[data-action='reply'] textarea[name='reply']", "已更换路灯灯具，恢复照明。"
+    )
     await page.click("#do-reply")
     await page.wait_for_selector("#ticket-state:has-text('反馈')")
     assert await page.text_content("#ticket-reply") == "已更换路灯灯具，恢复照明。"

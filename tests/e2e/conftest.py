@@ -20,8 +20,10 @@ from typing import NamedTuple
 import pytest
 from panoramisk import Manager
 from panoramisk.message import Message
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
+from hotline.db import create_schema, make_engine, make_sessionmaker
 from ivr.pbx import LocalPbx, PbxInfo
 from ivr.pbx.testcall import ami_connect
 from tests.conftest import ROOT, missing
@@ -47,6 +49,14 @@ def pbx(local_pbx: LocalPbx) -> Iterator[PbxInfo]:
     yield info
     if not was_running:
         local_pbx.stop()
+
+
+@pytest.fixture(scope="session")
+def carrier(pbx: PbxInfo, local_pbx: LocalPbx) -> tuple[str, str]:
+    """The simulated carrier trunk's SIP account (user, password); a PBX started before it existed is restarted."""
+    if not pbx.carrier_password:
+        vars(pbx).update(vars(local_pbx.restart()))
+    return pbx.carrier_username, pbx.carrier_password
 
 
 class AmiEvents:
@@ -91,7 +101,13 @@ def ami_events(ami: Manager) -> AmiEvents:
 
 
 QUEUE = "hotline"
-CLEAN_STATISTICS = {"Calls": "0", "Completed": "0", "Abandoned": "0", "Holdtime": "0", "TalkTime": "0"}
+CLEAN_STATISTICS = {
+    "Calls": "0",
+    "Completed": "0",
+    "Abandoned": "0",
+    "Holdtime": "0",
+    "TalkTime": "0",
+}
 
 
 async def _queue_status(ami: Manager) -> list[Message]:
@@ -113,11 +129,15 @@ async def empty_queue(ami: Manager) -> None:
     averages matter as much: a controller seeds its handle time with the queue's TalkTime at every resync, so
     one short agent call of an earlier test would make every estimated wait about a second (no overflow).
     """
-    events = AmiEvents(ami)  # before the snapshot: a waiting caller's QueueCallerLeave cannot be missed
+    events = AmiEvents(
+        ami
+    )  # before the snapshot: a waiting caller's QueueCallerLeave cannot be missed
     before = await _queue_status(ami)
     for member in (m for m in before if m.event == "QueueMember"):
-        await ami.send_action({"Action": "QueueRemove", "Queue": QUEUE, "Interface": member.get("Location")},
-                              as_list=False)
+        await ami.send_action(
+            {"Action": "QueueRemove", "Queue": QUEUE, "Interface": member.get("Location")},
+            as_list=False,
+        )
     waiting = [m for m in before if m.event == "QueueEntry"]
     for entry in waiting:  # (no member left: nobody can join any more)
         await ami.send_action({"Action": "Hangup", "Channel": entry.get("Channel")}, as_list=False)
@@ -156,18 +176,24 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-async def hotline_run(pbx: PbxInfo, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[RunningHotline]:
+async def hotline_run(
+    pbx: PbxInfo, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[RunningHotline]:
     """`hotline run --no-pbx` beside the session's PBX (so the fixture keeps owning it), on a fresh SQLite;
     its log goes to test-artifacts/hotline-run-<test>.log."""
     port = _free_port()
-    env = os.environ | {"HOTLINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}",
-                        "HOTLINE_CONSOLE_PORT": str(port), "HOTLINE_ASR_AUDIOSOCKET_PORT": str(pbx.audiosocket_port),
-                        "HOTLINE_DATA_DIR": str(tmp_path)}
+    env = os.environ | {
+        "HOTLINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}",
+        "HOTLINE_CONSOLE_PORT": str(port),
+        "HOTLINE_ASR_AUDIOSOCKET_PORT": str(pbx.audiosocket_port),
+        "HOTLINE_DATA_DIR": str(tmp_path),
+    }
     log_path = ROOT / "test-artifacts" / f"hotline-run-{request.node.name}.log"
     log_path.parent.mkdir(exist_ok=True)
     with log_path.open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "hotline.cli", "run", "--no-pbx",
-                                                    cwd=ROOT, env=env, stderr=log)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hotline.cli", "run", "--no-pbx", cwd=ROOT, env=env, stderr=log
+        )
         try:
             async with asyncio.timeout(180):  # the service logs when everything listens
                 while b"12345 hotline running" not in log_path.read_bytes():
@@ -179,3 +205,12 @@ async def hotline_run(pbx: PbxInfo, tmp_path: Path, request: pytest.FixtureReque
             async with asyncio.timeout(60):
                 await proc.wait()
     assert proc.returncode == 0, "hotline run did not stop cleanly on SIGTERM"
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A fresh SQLite database for one test (the store of the controller, the bot or the message filer)."""
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'e2e.db'}")
+    await create_schema(engine)
+    yield make_sessionmaker(engine)
+    await engine.dispose()

@@ -29,7 +29,9 @@ class Events:
             self.seen.append(event)
             self._changed.notify_all()
 
-    async def wait(self, predicate: Callable[[ev.DomainEvent], bool], limit_s: float = 30) -> ev.DomainEvent:
+    async def wait(
+        self, predicate: Callable[[ev.DomainEvent], bool], limit_s: float = 30
+    ) -> ev.DomainEvent:
         async with asyncio.timeout(limit_s), self._changed:
             while True:
                 for event in self.seen:
@@ -39,11 +41,27 @@ class Events:
 
 
 def e2e_settings(settings: Settings, pbx: Any, **overflow: Any) -> Settings:
-    return settings.model_copy(update={
-        "ami": settings.ami.model_copy(update={"host": pbx.ami_host, "port": pbx.ami_port, "ping_interval_s": 1.0,
-                                               "ping_timeout_s": 2.0, "reconnect_min_s": 0.5,
-                                               "reconnect_max_s": 2.0}),
-        "overflow": settings.overflow.model_copy(update={"peak_windows": [ALWAYS], "tick_s": 0.2,
-                                                         "off_hours_to_bot": False, "max_estimated_wait_s": 1.0,
-                                                         "default_talk_time_s": 120.0} | overflow),
-    })
+    return settings.model_copy(
+        update={
+            "ami": settings.ami.model_copy(
+                update={
+                    "host": pbx.ami_host,
+                    "port": pbx.ami_port,
+                    "ping_interval_s": 1.0,
+                    "ping_timeout_s": 2.0,
+                    "reconnect_min_s": 0.5,
+                    "reconnect_max_s": 2.0,
+                }
+            ),
+            "overflow": settings.overflow.model_copy(
+                update={
+                    "peak_windows": [ALWAYS],
+                    "tick_s": 0.2,
+                    "off_hours_to_bot": False,
+                    "max_estimated_wait_s": 1.0,
+                    "default_talk_time_s": 120.0,
+                }
+                | overflow
+            ),
+        }
+    )

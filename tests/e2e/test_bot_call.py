@@ -17,18 +17,19 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from asr.bot import build_bot, live_settings
+from asr.bot import build_bot
 from asr.dialogue import BotOutcome
 from asr.evaluate import cer
-from asr.model_install import install_whisper_model, whisper_model_dir
 from asr.whisper_engine import WhisperEngine
 from config import Settings
+from config.settings import replace_settings
 from hotline.db import create_schema, make_engine, make_sessionmaker
-from hotline.wiring import bot_hooks
+from hotline.wiring import Telephony, bot_hooks, subscribe
 from ivr.controller import build_controller
 from ivr.pbx.testcall import place_call
 from knowledge import services as kb
 from knowledge.schemas import EntryContent
+from tests.asr.live_whisper import live_whisper
 from tests.e2e.conftest import AmiEvents
 from tickets import services as tickets
 
@@ -41,18 +42,20 @@ CALLER = "13800138000"
 
 @pytest.fixture
 def bot_settings(settings: Settings, pbx: Any, tmp_path: Path) -> Settings:
-    asr = settings.asr.model_copy(update={"bot_silence_timeout_s": 2.5, "bot_kb_poll_s": 3600})
-    tts = settings.tts.model_copy(update={"cache_dir": str(tmp_path / "tts"), "speed_wpm": 300})
-    ami = settings.ami.model_copy(update={"host": pbx.ami_host, "port": pbx.ami_port})
-    return settings.model_copy(update={"asr": asr, "tts": tts, "ami": ami})
+    return replace_settings(
+        settings,
+        {
+            "asr": {"bot": {"silence_timeout_s": 2.5, "kb_poll_s": 3600}},
+            "tts": {"cache_dir": str(tmp_path / "tts"), "speed_wpm": 300},
+            "ami": {"host": pbx.ami_host, "port": pbx.ami_port},
+        },
+    )
 
 
 @pytest.fixture
 def whisper(bot_settings: Settings) -> Iterator[WhisperEngine]:
-    install_whisper_model(whisper_model_dir(bot_settings))
-    engine = WhisperEngine.from_settings(live_settings(bot_settings))
-    yield engine
-    engine.close()
+    with live_whisper(bot_settings) as engine:
+        yield engine
 
 
 @pytest.fixture
@@ -61,45 +64,73 @@ async def database(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSess
     await create_schema(engine)
     sessionmaker = make_sessionmaker(engine)
     async with sessionmaker() as session:
-        entry = await kb.create_entry(session, EntryContent(question=QUESTION, answer_speech=ANSWER,
-                                                            answer_text=ANSWER), "测试")
+        entry = await kb.create_entry(
+            session,
+            EntryContent(question=QUESTION, answer_speech=ANSWER, answer_text=ANSWER),
+            "测试",
+        )
         await kb.publish_entry(session, entry.id, "测试")
     yield sessionmaker
     await engine.dispose()
 
 
 async def test_a_call_through_asterisk_reaches_the_bot_and_ends_as_a_ticket(
-    bot_settings: Settings, pbx: Any, local_pbx: Any, whisper: WhisperEngine,
-    database: async_sessionmaker[AsyncSession], ami_events: AmiEvents, shared_dir: Path,
+    bot_settings: Settings,
+    pbx: Any,
+    local_pbx: Any,
+    whisper: WhisperEngine,
+    database: async_sessionmaker[AsyncSession],
+    ami_events: AmiEvents,
+    shared_dir: Path,
 ) -> None:
     def credentials() -> tuple[str, str]:
         info = local_pbx.status() or pbx
         return info.ami_username, info.ami_secret
 
     controller = build_controller(bot_settings, database, credentials=credentials)
-    outcomes: dict[str, BotOutcome] = {}  # by call uuid: other suites on the shared PBX may call the bot too
+    outcomes: dict[
+        str, BotOutcome
+    ] = {}  # by call uuid: other suites on the shared PBX may call the bot too
     hooks = bot_hooks(controller)
 
     async def on_outcome(call_uuid: str, outcome: BotOutcome) -> None:
         outcomes[call_uuid] = outcome
         await hooks["on_outcome"](call_uuid, outcome)
 
-    bot = await build_bot(bot_settings, database, recognizers=whisper, host=pbx.ami_host,
-                          port=pbx.audiosocket_port, **(hooks | {"on_outcome": on_outcome}))
+    bot = await build_bot(
+        bot_settings,
+        database,
+        recognizers=whisper,
+        host=pbx.ami_host,
+        port=pbx.audiosocket_port,
+        **(hooks | {"on_outcome": on_outcome}),
+    )
+    subscribe(Telephony(controller))
     await controller.start()
     await asyncio.wait_for(controller.ami.connected.wait(), 20)
     await bot.start()
     try:
         wav = shared_dir / "speech" / "wav8k_telephone_sim" / f"{UTT}.wav"
-        report = await place_call(pbx, wav, caller=CALLER, context="hotline-inbound", audio_at="bot",
-                                  caller_wait_s=60, wait=True, timeout_s=120)
+        report = await place_call(
+            pbx,
+            wav,
+            caller=CALLER,
+            context="hotline-inbound",
+            audio_at="bot",
+            caller_wait_s=60,
+            wait=True,
+            timeout_s=120,
+        )
         end = await ami_events.wait_for(
-            lambda e: e.get("UserEvent") == "HotlineBotEnd" and e.get("Uuid") == report.bot_uuid, 10)
+            lambda e: e.get("UserEvent") == "HotlineBotEnd" and e.get("Uuid") == report.bot_uuid, 10
+        )
     finally:
         await bot.close()
         await controller.stop()
 
-    assert report.bot_uuid and end.get("Next") == "hangup"  # settled: the dialplan hung up, no requeue
+    assert (
+        report.bot_uuid and end.get("Next") == "hangup"
+    )  # settled: the dialplan hung up, no requeue
     outcome = outcomes[report.bot_uuid]
     assert (outcome.next, outcome.reason, outcome.caller) == ("hangup", "ticket", CALLER)
     async with database() as session:

@@ -11,14 +11,13 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from config import Settings
-from hotline.db import create_schema, make_engine, make_sessionmaker
+from hotline.wiring import Telephony, subscribe
 from ivr import events as ev
 from ivr.callbacks import CallbackScheduler
 from ivr.controller import HotlineController, build_controller
@@ -38,13 +37,20 @@ class Clock:
 
 
 def callback_settings(settings: Settings, pbx: Any) -> Settings:
-    return settings.model_copy(update={
-        "ami": settings.ami.model_copy(update={"host": pbx.ami_host, "port": pbx.ami_port}),
-        "overflow": settings.overflow.model_copy(update={"enabled": False}),
-        "callback": settings.callback.model_copy(update={
-            "channel_template": "Local/{number}@test-citizen/n", "ring_timeout_s": 4.0, "max_attempts": 2,
-            "retry_interval_minutes": 60}),
-    })
+    return settings.model_copy(
+        update={
+            "ami": settings.ami.model_copy(update={"host": pbx.ami_host, "port": pbx.ami_port}),
+            "overflow": settings.overflow.model_copy(update={"enabled": False}),
+            "callback": settings.callback.model_copy(
+                update={
+                    "channel_template": "Local/{number}@test-citizen/n",
+                    "ring_timeout_s": 4.0,
+                    "max_attempts": 2,
+                    "retry_interval_minutes": 60,
+                }
+            ),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,21 +64,16 @@ def citizen_dialplan(pbx: Any, local_pbx: Any) -> None:
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Any]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'callbacks.db'}")
-    await create_schema(engine)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
-
-
-@pytest.fixture
-async def controller(settings: Settings, pbx: Any, local_pbx: Any, database: Any, citizen_dialplan: None
-                     ) -> AsyncIterator[HotlineController]:
+async def controller(
+    settings: Settings, pbx: Any, local_pbx: Any, database: Any, citizen_dialplan: None
+) -> AsyncIterator[HotlineController]:
     def credentials() -> tuple[str, str]:
         info = local_pbx.status() or pbx
         return info.ami_username, info.ami_secret
 
     ctrl = build_controller(callback_settings(settings, pbx), database, credentials=credentials)
+
+    subscribe(Telephony(ctrl))
     await ctrl.start()
     await asyncio.wait_for(ctrl.ami.connected.wait(), 20)
     yield ctrl
@@ -86,7 +87,11 @@ def clock() -> Clock:
 
 @pytest.fixture
 def scheduler(controller: HotlineController, database: Any, clock: Clock) -> CallbackScheduler:
-    return CallbackScheduler(controller, database, controller.settings, clock=clock)
+    scheduler = CallbackScheduler(controller, database, controller.settings, clock=clock)
+    subscribe(
+        Telephony(controller, (scheduler,))
+    )  # the running controller's own subscription is not repeated
+    return scheduler
 
 
 def new_number() -> str:
@@ -95,28 +100,44 @@ def new_number() -> str:
 
 async def citizen(ctrl: HotlineController, number: str, behaviour: str) -> None:
     """What the emulated citizen with ``number`` does when rung (see [test-citizen] in extensions.conf)."""
-    await ctrl.ami.action({"Action": "Setvar", "Variable": f"TEST_CITIZEN_{number}", "Value": behaviour})
+    await ctrl.ami.action(
+        {"Action": "Setvar", "Variable": f"TEST_CITIZEN_{number}", "Value": behaviour}
+    )
 
 
-async def test_digit_1_closes_the_ticket_as_satisfied(controller: HotlineController, scheduler: CallbackScheduler,
-                                                       database: Any, clock: Clock) -> None:
+async def test_digit_1_closes_the_ticket_as_satisfied(
+    controller: HotlineController, scheduler: CallbackScheduler, database: Any, clock: Clock
+) -> None:
     number = new_number()
     await citizen(controller, number, "1")
     ticket_no = await verified_ticket(database, number)
     assert await scheduler.run_once(clock()) == [ticket_no]
     [outcome] = await scheduler.wait_outcomes(ticket_no)
-    assert (outcome.result, outcome.reason, outcome.ticket_state) == ("satisfied", "survey: satisfied", "closed")
+    assert (outcome.result, outcome.reason, outcome.ticket_state) == (
+        "satisfied",
+        "survey: satisfied",
+        "closed",
+    )
     async with database() as session:
         ticket = await get_ticket(session, ticket_no)
-        assert (ticket.state, ticket.satisfaction, ticket.callback_attempts) == ("closed", "satisfied", 1)
+        assert (ticket.state, ticket.satisfaction, ticket.callback_attempts) == (
+            "closed",
+            "satisfied",
+            1,
+        )
         await controller.flush()
-        attempt = await session.scalar(select(CallbackAttempt).where(CallbackAttempt.ticket_no == ticket_no))
-        assert attempt is not None and attempt.result == "satisfied" and attempt.ended_at is not None
+        attempt = await session.scalar(
+            select(CallbackAttempt).where(CallbackAttempt.ticket_no == ticket_no)
+        )
+        assert (
+            attempt is not None and attempt.result == "satisfied" and attempt.ended_at is not None
+        )
     assert await scheduler.run_once(clock()) == []  # closed: never rung again
 
 
-async def test_digit_3_redispatches_the_ticket(controller: HotlineController, scheduler: CallbackScheduler,
-                                               database: Any, clock: Clock) -> None:
+async def test_digit_3_redispatches_the_ticket(
+    controller: HotlineController, scheduler: CallbackScheduler, database: Any, clock: Clock
+) -> None:
     number = new_number()
     await citizen(controller, number, "3")
     ticket_no = await verified_ticket(database, number)
@@ -125,7 +146,11 @@ async def test_digit_3_redispatches_the_ticket(controller: HotlineController, sc
     assert outcome.result == "unsatisfied"
     async with database() as session:
         ticket = await get_ticket(session, ticket_no)
-    assert (ticket.state, ticket.redispatch_count, ticket.lead_department) == ("dispatched", 1, "zjj")  # 二次派单
+    assert (ticket.state, ticket.redispatch_count, ticket.lead_department) == (
+        "dispatched",
+        1,
+        "zjj",
+    )  # 二次派单
 
 
 async def test_no_answer_is_retried_after_the_interval_then_unreachable(
@@ -135,7 +160,9 @@ async def test_no_answer_is_retried_after_the_interval_then_unreachable(
     await citizen(controller, number, "noanswer")
     ticket_no = await verified_ticket(database, number)
     hung_up: list[str] = []
-    controller.add_listener(lambda e: hung_up.append(e.chan.uniqueid) if isinstance(e, ev.ChannelHungUp) else None)
+    controller.add_listener(
+        lambda e: hung_up.append(e.chan.uniqueid) if isinstance(e, ev.ChannelHungUp) else None
+    )
 
     assert await scheduler.run_once(clock()) == [ticket_no]
     [first] = await scheduler.wait_outcomes(ticket_no)
@@ -153,14 +180,26 @@ async def test_no_answer_is_retried_after_the_interval_then_unreachable(
     async with database() as session:
         ticket = await get_ticket(session, ticket_no)
         assert (ticket.satisfaction, ticket.callback_attempts) == ("unreachable", 2)
-        attempts = (await session.scalars(select(CallbackAttempt).where(CallbackAttempt.ticket_no == ticket_no)
-                                          .order_by(CallbackAttempt.id))).all()
+        attempts = (
+            await session.scalars(
+                select(CallbackAttempt)
+                .where(CallbackAttempt.ticket_no == ticket_no)
+                .order_by(CallbackAttempt.id)
+            )
+        ).all()
     assert [a.result for a in attempts] == ["unreachable", "unreachable"]
     assert all(a.uniqueid in hung_up for a in attempts)  # two real calls were placed and ended
     await controller.flush()
-    async with database() as session:  # unanswered call-backs are call-backs in the call log, not abandoned calls
-        logged = (await session.scalars(select(CallRecord.outcome).where(
-            CallRecord.uniqueid.in_([a.uniqueid for a in attempts])))).all()
+    async with (
+        database() as session
+    ):  # unanswered call-backs are call-backs in the call log, not abandoned calls
+        logged = (
+            await session.scalars(
+                select(CallRecord.outcome).where(
+                    CallRecord.uniqueid.in_([a.uniqueid for a in attempts])
+                )
+            )
+        ).all()
     assert logged == ["callback", "callback"]
     clock.now += timedelta(hours=2)
     assert await scheduler.run_once(clock()) == []
@@ -174,7 +213,11 @@ async def test_citizen_who_presses_nothing_counts_as_an_attempt(
     ticket_no = await verified_ticket(database, number)
     assert await scheduler.run_once(clock()) == [ticket_no]
     [outcome] = await scheduler.wait_outcomes(ticket_no)
-    assert (outcome.result, outcome.reason, outcome.ticket_state) == ("unreachable", "survey: none", "callback")
+    assert (outcome.result, outcome.reason, outcome.ticket_state) == (
+        "unreachable",
+        "survey: none",
+        "callback",
+    )
     await controller.flush()
     async with database() as session:  # the call log shows a call-back, not an abandoned call
         row = await session.scalar(select(CallRecord).where(CallRecord.uniqueid.like("callback-%")))
@@ -203,17 +246,31 @@ async def test_one_number_is_never_rung_twice_at_once(
     await citizen(controller, number, "1")
     first = await verified_ticket(database, number)
     second = await verified_ticket(database, number)  # two tickets of the same citizen
-    other = CallbackScheduler(controller, database, controller.settings, clock=clock)  # a second controller
+    other = CallbackScheduler(
+        controller, database, controller.settings, clock=clock
+    )  # a second controller
+    subscribe(Telephony(controller, (other,)))
     originates: list[str] = []
     controller.on_originate_response(
-        lambda m: originates.append(str(m.get("ActionID"))) if str(m.get("ActionID")).startswith("callback-") else None)
+        lambda m: (
+            originates.append(str(m.get("ActionID")))
+            if str(m.get("ActionID")).startswith("callback-")
+            else None
+        )
+    )
 
-    rung = await asyncio.gather(scheduler.run_once(clock()), scheduler.run_once(clock()), other.run_once(clock()))
+    rung = await asyncio.gather(
+        scheduler.run_once(clock()), scheduler.run_once(clock()), other.run_once(clock())
+    )
     assert [t for r in rung for t in r] == [first]  # one call for the number, whoever asks
     assert scheduler.originated + other.originated == 1
     await (scheduler if scheduler.originated else other).wait_outcomes(first)
-    async with database() as session:  # (other suites on this PBX may be placing call-backs of their own)
+    async with (
+        database() as session
+    ):  # (other suites on this PBX may be placing call-backs of their own)
         ours = set((await session.scalars(select(CallbackAttempt.uniqueid))).all())
     assert len([a for a in originates if a in ours]) == 1
-    assert await scheduler.run_once(clock()) == [second]  # the number is free again: the other ticket
+    assert await scheduler.run_once(clock()) == [
+        second
+    ]  # the number is free again: the other ticket
     await scheduler.wait_outcomes(second)

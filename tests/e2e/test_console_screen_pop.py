@@ -21,7 +21,7 @@ from playwright.async_api import WebSocket
 
 from agent_console.calls import screenpop_topic
 from config import Settings
-from hotline.wiring import ConsoleFeed
+from hotline.wiring import ConsoleFeed, Telephony, subscribe
 from ivr import events as ev
 from ivr.controller import HotlineController, build_controller
 from ivr.pbx import LocalPbx, PbxInfo
@@ -38,15 +38,25 @@ CALLER = "13912340841"
 
 
 @pytest.fixture
-async def controller(settings: Settings, pbx: PbxInfo, local_pbx: LocalPbx,
-                     live_console: Console) -> AsyncIterator[HotlineController]:  # noqa: F811 - the imported fixture
+async def controller(
+    settings: Settings,
+    pbx: PbxInfo,
+    local_pbx: LocalPbx,
+    live_console: Console,  # noqa: F811
+) -> AsyncIterator[HotlineController]:
     """The AMI controller on the session's PBX, writing to the console's database."""
 
     def credentials() -> tuple[str, str]:
-        info = local_pbx.status() or pbx  # read anew at every login: a restarted PBX has a new secret
+        info = (
+            local_pbx.status() or pbx
+        )  # read anew at every login: a restarted PBX has a new secret
         return info.ami_username, info.ami_secret
 
-    ctrl = build_controller(e2e_settings(settings, pbx), live_console.sessionmaker, credentials=credentials)
+    ctrl = build_controller(
+        e2e_settings(settings, pbx), live_console.sessionmaker, credentials=credentials
+    )
+
+    subscribe(Telephony(ctrl))
     await ctrl.start()
     await asyncio.wait_for(ctrl.ami.connected.wait(), 20)
     yield ctrl
@@ -72,16 +82,35 @@ async def open_workspace(agent: UserPage, url: str, topic: str) -> None:
 
 
 async def test_a_real_call_pops_the_caller_and_earlier_tickets_on_the_agents_workspace(
-        page_for: Callable[[str], Awaitable[UserPage]], live_console: Console,  # noqa: F811
-        controller: HotlineController, pbx: PbxInfo) -> None:
+    page_for: Callable[[str], Awaitable[UserPage]],  # noqa: F811
+    live_console: Console,  # noqa: F811
+    controller: HotlineController,
+    pbx: PbxInfo,
+) -> None:
     async with live_console.sessionmaker() as db:
-        earlier = await create_ticket(db, TicketDraft(channel="phone", caller_phone=CALLER, kind="投诉",
-                                                      content="东岗街道幸福小区门口路灯连续三晚不亮"),
-                                      Actor("王话务", "agent"), settings=SETTINGS)
-    ConsoleFeed(controller, live_console.hub, live_console.sessionmaker, {AGENT_INTERFACE: "agent"}.get,
-                live_console.clock)
+        earlier = await create_ticket(
+            db,
+            TicketDraft(
+                channel="phone",
+                caller_phone=CALLER,
+                kind="投诉",
+                content="东岗街道幸福小区门口路灯连续三晚不亮",
+            ),
+            Actor("王话务", "agent"),
+            settings=SETTINGS,
+        )
+    feed = ConsoleFeed(
+        controller,
+        live_console.hub,
+        live_console.sessionmaker,
+        {AGENT_INTERFACE: "agent"}.get,
+        live_console.clock,
+    )
+    subscribe(Telephony(controller, feed=feed))
     agent = await page_for("agent")
-    await open_workspace(agent, str(live_console.server.make_url("/workspace")), screenpop_topic("agent"))
+    await open_workspace(
+        agent, str(live_console.server.make_url("/workspace")), screenpop_topic("agent")
+    )
     assert await agent.page.is_hidden("#screenpop")
 
     seen = Events(controller)
@@ -90,7 +119,9 @@ async def test_a_real_call_pops_the_caller_and_earlier_tickets_on_the_agents_wor
     try:
         await seen.wait(lambda e: isinstance(e, ev.MemberState) and e.interface == AGENT_INTERFACE)
         await place_call(pbx, None, caller=CALLER, dtmf="0", caller_wait_s=20)
-        answered = await seen.wait(lambda e: isinstance(e, ev.AgentConnected) and e.interface == AGENT_INTERFACE, 60)
+        answered = await seen.wait(
+            lambda e: isinstance(e, ev.AgentConnected) and e.interface == AGENT_INTERFACE, 60
+        )
         await agent.page.wait_for_selector("#screenpop:not([hidden])")
         assert CALLER in (await agent.page.text_content("#pop-caller") or "")
         history = await agent.page.text_content("#pop-history") or ""

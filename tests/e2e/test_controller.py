@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,7 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from config import Settings
-from hotline.db import create_schema, make_engine, make_sessionmaker
+from hotline.wiring import Telephony, subscribe
 from ivr import events as ev
 from ivr.ami import AmiClient
 from ivr.controller import HotlineController, build_controller
@@ -30,16 +29,9 @@ pytestmark = [pytest.mark.pbx, pytest.mark.slow]
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Any]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'e2e.db'}")
-    await create_schema(engine)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
-
-
-@pytest.fixture
-async def start_controller(settings: Settings, pbx: Any, local_pbx: Any, database: Any
-                           ) -> AsyncIterator[Callable[..., Any]]:
+async def start_controller(
+    settings: Settings, pbx: Any, local_pbx: Any, database: Any
+) -> AsyncIterator[Callable[..., Any]]:
     started: list[HotlineController] = []
 
     def credentials() -> tuple[str, str]:
@@ -47,7 +39,10 @@ async def start_controller(settings: Settings, pbx: Any, local_pbx: Any, databas
         return (info.ami_username, info.ami_secret) if info else (pbx.ami_username, pbx.ami_secret)
 
     async def start(**overflow: Any) -> HotlineController:
-        ctrl = build_controller(e2e_settings(settings, pbx, **overflow), database, credentials=credentials)
+        ctrl = build_controller(
+            e2e_settings(settings, pbx, **overflow), database, credentials=credentials
+        )
+        subscribe(Telephony(ctrl))
         await ctrl.start()
         await asyncio.wait_for(ctrl.ami.connected.wait(), 20)
         started.append(ctrl)
@@ -62,7 +57,9 @@ async def start_controller(settings: Settings, pbx: Any, local_pbx: Any, databas
 async def ami_session(pbx: Any, local_pbx: Any) -> AsyncIterator[AmiClient]:
     """A second AMI session for the test itself (placing and ending calls, queue changes)."""
     info = local_pbx.status() or pbx
-    client = AmiClient(host=pbx.ami_host, port=pbx.ami_port, username=info.ami_username, secret=info.ami_secret)
+    client = AmiClient(
+        host=pbx.ami_host, port=pbx.ami_port, username=info.ami_username, secret=info.ami_secret
+    )
     client.start()
     await asyncio.wait_for(client.connected.wait(), 20)
     yield client
@@ -70,9 +67,18 @@ async def ami_session(pbx: Any, local_pbx: Any) -> AsyncIterator[AmiClient]:
 
 
 async def place_call(ami: AmiClient, *, wait_s: int = 60, agent_wait_s: int = 60) -> None:
-    await ami.action({"Action": "Originate", "Channel": "Local/s@test-caller/n", "Context": "hotline-inbound",
-                      "Exten": "12345", "Priority": 1, "Async": "true", "CallerID": "13800138000",
-                      "Variable": [f"TEST_WAIT={wait_s}", "TEST_DTMF=0", f"__TEST_AGENT_WAIT={agent_wait_s}"]})
+    await ami.action(
+        {
+            "Action": "Originate",
+            "Channel": "Local/s@test-caller/n",
+            "Context": "hotline-inbound",
+            "Exten": "12345",
+            "Priority": 1,
+            "Async": "true",
+            "CallerID": "13800138000",
+            "Variable": [f"TEST_WAIT={wait_s}", "TEST_DTMF=0", f"__TEST_AGENT_WAIT={agent_wait_s}"],
+        }
+    )
 
 
 async def hang_up(ami: AmiClient, channels: list[str]) -> None:
@@ -106,32 +112,53 @@ async def test_waiting_caller_with_no_free_agent_is_redirected_to_the_bot_once(
         channels.append(first.chan.channel)
         assert first.interface == agent
         await place_call(ami_session)
-        second = await seen.wait(lambda e: isinstance(e, ev.CallerJoined) and e.chan.uniqueid != first.chan.uniqueid)
+        second = await seen.wait(
+            lambda e: isinstance(e, ev.CallerJoined) and e.chan.uniqueid != first.chan.uniqueid
+        )
         channels.append(second.chan.channel)
         try:
-            bot = await seen.wait(lambda e: isinstance(e, ev.BotStarted) and e.chan.uniqueid == second.chan.uniqueid)
-        except TimeoutError:  # say why: the controller's last decisions and what it knew of the queue
-            pytest.fail(f"no redirect; decisions {[d.as_log() for d in list(ctrl.decisions)[-5:]]}; members "
-                        f"{ctrl.state.members}; events {[type(e).__name__ for e in seen.seen]}")
+            bot = await seen.wait(
+                lambda e: isinstance(e, ev.BotStarted) and e.chan.uniqueid == second.chan.uniqueid
+            )
+        except (
+            TimeoutError
+        ):  # say why: the controller's last decisions and what it knew of the queue
+            pytest.fail(
+                f"no redirect; decisions {[d.as_log() for d in list(ctrl.decisions)[-5:]]}; members "
+                f"{ctrl.state.members}; events {[type(e).__name__ for e in seen.seen]}"
+            )
         assert isinstance(bot, ev.BotStarted) and bot.bot_uuid
-        redirects = [d for d in ctrl.decisions if any(c.uniqueid == second.chan.uniqueid for c in d.redirect)]
+        redirects = [
+            d for d in ctrl.decisions if any(c.uniqueid == second.chan.uniqueid for c in d.redirect)
+        ]
         assert [d.reason for d in redirects] == ["wait_over_limit"]
         # (the estimate's free-agent count is not asserted: Asterisk's QueueMemberStatus for the busy agent may
         # arrive after the second caller's join, so the snapshot can lag one event behind)
         # no bot is listening: the dialplan sends the caller back to the queue, where it is never redirected again
-        await seen.wait(lambda e: isinstance(e, ev.CallerJoined) and e.chan.uniqueid == second.chan.uniqueid
-                        and e.at > bot.at)
+        await seen.wait(
+            lambda e: (
+                isinstance(e, ev.CallerJoined)
+                and e.chan.uniqueid == second.chan.uniqueid
+                and e.at > bot.at
+            )
+        )
         await ctrl.flush()
         call = ctrl.state.calls[second.chan.uniqueid]
         assert call.from_bot and not call.overflow_eligible()
         await asyncio.wait_for(_ticks(ctrl, 5), 10)
-        assert sum(any(c.uniqueid == second.chan.uniqueid for c in d.redirect) for d in ctrl.decisions) == 1
+        assert (
+            sum(any(c.uniqueid == second.chan.uniqueid for c in d.redirect) for d in ctrl.decisions)
+            == 1
+        )
     finally:
         await hang_up(ami_session, channels)
         await ctrl.remove_agent(agent)
     await ctrl.flush()
     logged = {r.uniqueid: r for r in await rows(database)}
-    assert logged[second.chan.uniqueid].redirected_to_bot and logged[second.chan.uniqueid].bot_uuid == bot.bot_uuid
+    assert (
+        logged[second.chan.uniqueid].redirected_to_bot
+        and logged[second.chan.uniqueid].bot_uuid == bot.bot_uuid
+    )
     assert logged[first.chan.uniqueid].answered_by == "agent"
 
 
@@ -151,16 +178,30 @@ async def test_leader_window_adds_and_removes_the_member_and_survives_controller
     end = (now + timedelta(seconds=25)).replace(microsecond=0)
     assert end.date() == now.date(), "run this test outside the last half minute of the day"
     async with database() as session:
-        await add_shift(session, ShiftInput(now.date(), (now - timedelta(minutes=1)).time().replace(microsecond=0),
-                                            end.time(), "李明", leader, "区长", "区政府"))
+        await add_shift(
+            session,
+            ShiftInput(
+                now.date(),
+                (now - timedelta(minutes=1)).time().replace(microsecond=0),
+                end.time(),
+                "李明",
+                leader,
+                "区长",
+                "区政府",
+            ),
+        )
 
     async def member(ctrl: HotlineController) -> Any:
         reply = await ctrl.ami.action({"Action": "QueueStatus", "Queue": "hotline"}, as_list=True)
         assert isinstance(reply, list)
-        found = [m for m in reply if m.get("Event") == "QueueMember" and m.get("Location") == leader]
+        found = [
+            m for m in reply if m.get("Event") == "QueueMember" and m.get("Location") == leader
+        ]
         return found[0] if found else None
 
-    ctrl = await start_controller()  # the window is reconciled during the first resync, before "connected"
+    ctrl = (
+        await start_controller()
+    )  # the window is reconciled during the first resync, before "connected"
     m = await member(ctrl)
     assert m is not None and m["Penalty"] == "0" and m["Name"] == "李明（区长）"
     await ctrl.stop()
@@ -188,12 +229,17 @@ async def test_ami_cut_mid_call_loses_no_call_and_duplicates_none(
         await place_call(ami_session)
         ends_in_gap = await seen.wait(lambda e: isinstance(e, ev.AgentConnected))
         await place_call(ami_session)
-        survives = await seen.wait(lambda e: isinstance(e, ev.CallerJoined)
-                                   and e.chan.uniqueid != ends_in_gap.chan.uniqueid)
+        survives = await seen.wait(
+            lambda e: (
+                isinstance(e, ev.CallerJoined) and e.chan.uniqueid != ends_in_gap.chan.uniqueid
+            )
+        )
         await ctrl.flush()
         resyncs = ctrl.resyncs
         ctrl.ami.drop_connection()  # the TCP connection is cut
-        await hang_up(ami_session, [ends_in_gap.chan.channel])  # this call ends while nobody listens
+        await hang_up(
+            ami_session, [ends_in_gap.chan.channel]
+        )  # this call ends while nobody listens
         async with asyncio.timeout(20):
             while ctrl.resyncs == resyncs or not ctrl.ami.connected.is_set():  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
@@ -201,10 +247,14 @@ async def test_ami_cut_mid_call_loses_no_call_and_duplicates_none(
         by_id = {r.uniqueid: r for r in await rows(database)}
         gone = by_id[ends_in_gap.chan.uniqueid]
         assert gone.ended_at is not None and gone.closed_by_resync and gone.outcome == "agent"
-        assert by_id[survives.chan.uniqueid].ended_at is None  # still live: not closed by the resync
+        assert (
+            by_id[survives.chan.uniqueid].ended_at is None
+        )  # still live: not closed by the resync
         assert survives.chan.uniqueid in ctrl.state.calls
         await hang_up(ami_session, [survives.chan.channel])
-        await seen.wait(lambda e: isinstance(e, ev.ChannelHungUp) and e.chan.uniqueid == survives.chan.uniqueid)
+        await seen.wait(
+            lambda e: isinstance(e, ev.ChannelHungUp) and e.chan.uniqueid == survives.chan.uniqueid
+        )
         await ctrl.flush()
     finally:
         await ctrl.remove_agent(agent)
@@ -221,8 +271,12 @@ async def test_asterisk_restart_is_survived_without_help(
     tz = ZoneInfo(settings.timezone)
     leader = "Local/6898@test-agent/n"
     now = datetime.now(tz)
-    async with database() as session:  # a leader window open across the restart: re-added afterwards
-        await add_shift(session, ShiftInput(now.date(), time(0, 0), time(23, 59, 59), "王丽", leader))
+    async with (
+        database() as session
+    ):  # a leader window open across the restart: re-added afterwards
+        await add_shift(
+            session, ShiftInput(now.date(), time(0, 0), time(23, 59, 59), "王丽", leader)
+        )
     ctrl = await start_controller()
     seen = Events(ctrl)
     before = ctrl.resyncs

@@ -16,14 +16,13 @@ import random
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from config import Settings
-from hotline.db import create_schema, make_engine, make_sessionmaker
+from hotline.wiring import Telephony, subscribe
 from ivr import events as ev
 from ivr.callbacks import RESULT_FAMILY, CallbackScheduler, MissedCallJob
 from ivr.controller import HotlineController, build_controller
@@ -33,7 +32,10 @@ from tests.e2e.controller_support import Events
 
 pytestmark = [pytest.mark.pbx, pytest.mark.slow]
 
-BUSY_AGENT, AGENT = "Local/6861@test-agent/n", "Local/6862@test-agent/n"  # 68xx: reserved for the e2e tests
+BUSY_AGENT, AGENT = (
+    "Local/6861@test-agent/n",
+    "Local/6862@test-agent/n",
+)  # 68xx: reserved for the e2e tests
 
 
 class Clock:
@@ -45,38 +47,46 @@ class Clock:
 
 
 def missed_call_settings(settings: Settings, pbx: Any) -> Settings:
-    return settings.model_copy(update={
-        "ami": settings.ami.model_copy(update={"host": pbx.ami_host, "port": pbx.ami_port}),
-        "overflow": settings.overflow.model_copy(update={"enabled": False}),  # the waiting caller stays queued
-        "callback": settings.callback.model_copy(update={
-            "channel_template": "Local/{number}@test-citizen/n", "ring_timeout_s": 4.0, "max_attempts": 2,
-            "retry_interval_minutes": 60, "allowed_start": time.min, "allowed_end": time.max}),
-    })
+    return settings.model_copy(
+        update={
+            "ami": settings.ami.model_copy(update={"host": pbx.ami_host, "port": pbx.ami_port}),
+            "overflow": settings.overflow.model_copy(
+                update={"enabled": False}
+            ),  # the waiting caller stays queued
+            "callback": settings.callback.model_copy(
+                update={
+                    "channel_template": "Local/{number}@test-citizen/n",
+                    "ring_timeout_s": 4.0,
+                    "max_attempts": 2,
+                    "retry_interval_minutes": 60,
+                    "allowed_start": time.min,
+                    "allowed_end": time.max,
+                }
+            ),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def missed_call_dialplan(local_pbx: Any) -> None:
     """The PBX runs the current dialplan (one started by an older checkout needs `hotline pbx restart`)."""
     for context in ("hotline-missed-callback", "hotline-missed-reached", "test-citizen"):
-        assert context in local_pbx.rx(f"dialplan show {context}"), f"{context} missing: restart the local PBX"
+        assert context in local_pbx.rx(f"dialplan show {context}"), (
+            f"{context} missing: restart the local PBX"
+        )
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Any]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'missed.db'}")
-    await create_schema(engine)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
-
-
-@pytest.fixture
-async def controller(settings: Settings, pbx: Any, local_pbx: Any, database: Any, missed_call_dialplan: None
-                     ) -> AsyncIterator[HotlineController]:
+async def controller(
+    settings: Settings, pbx: Any, local_pbx: Any, database: Any, missed_call_dialplan: None
+) -> AsyncIterator[HotlineController]:
     def credentials() -> tuple[str, str]:
         info = local_pbx.status() or pbx
         return info.ami_username, info.ami_secret
 
     ctrl = build_controller(missed_call_settings(settings, pbx), database, credentials=credentials)
+
+    subscribe(Telephony(ctrl))
     await ctrl.start()
     await asyncio.wait_for(ctrl.ami.connected.wait(), 20)
     yield ctrl
@@ -98,8 +108,17 @@ def clock() -> Clock:
 
 @pytest.fixture
 def scheduler(controller: HotlineController, database: Any, clock: Clock) -> CallbackScheduler:
-    return CallbackScheduler(controller, database, controller.settings, clock=clock,
-                             job=MissedCallJob(controller.settings))
+    scheduler = CallbackScheduler(
+        controller,
+        database,
+        controller.settings,
+        clock=clock,
+        job=MissedCallJob(controller.settings),
+    )
+    subscribe(
+        Telephony(controller, (scheduler,))
+    )  # the running controller's own subscription is not repeated
+    return scheduler
 
 
 def new_number() -> str:
@@ -108,17 +127,29 @@ def new_number() -> str:
 
 async def citizen(ctrl: HotlineController, number: str, behaviour: str) -> None:
     """What the emulated citizen with ``number`` does when rung (see [test-citizen] in extensions.conf)."""
-    await ctrl.ami.action({"Action": "Setvar", "Variable": f"TEST_CITIZEN_{number}", "Value": behaviour})
+    await ctrl.ami.action(
+        {"Action": "Setvar", "Variable": f"TEST_CITIZEN_{number}", "Value": behaviour}
+    )
 
 
 async def place_call(ctrl: HotlineController, number: str, *, wait_s: int) -> str:
     """A caller from ``number`` dialling 12345, straight to the queue (DTMF 0), hanging up after ``wait_s``;
     returns the Uniqueid of its hotline side."""
     uniqueid = f"e2e-missed-{uuid.uuid4()}"
-    await ctrl.ami.action({"Action": "Originate", "Channel": "Local/s@test-caller/n", "Context": "hotline-inbound",
-                           "Exten": "12345", "Priority": 1, "Async": "true", "CallerID": number,
-                           "ChannelId": uniqueid, "OtherChannelId": f"{uniqueid}-caller",
-                           "Variable": [f"TEST_WAIT={wait_s}", "TEST_DTMF=0", "__TEST_AGENT_WAIT=60"]})
+    await ctrl.ami.action(
+        {
+            "Action": "Originate",
+            "Channel": "Local/s@test-caller/n",
+            "Context": "hotline-inbound",
+            "Exten": "12345",
+            "Priority": 1,
+            "Async": "true",
+            "CallerID": number,
+            "ChannelId": uniqueid,
+            "OtherChannelId": f"{uniqueid}-caller",
+            "Variable": [f"TEST_WAIT={wait_s}", "TEST_DTMF=0", "__TEST_AGENT_WAIT=60"],
+        }
+    )
     return uniqueid
 
 
@@ -129,13 +160,17 @@ async def hang_up(ctrl: HotlineController, channel: str) -> None:
         pass
 
 
-async def missed_call_task(ctrl: HotlineController, database: Any, events: Events, number: str) -> MissedCall:
+async def missed_call_task(
+    ctrl: HotlineController, database: Any, events: Events, number: str
+) -> MissedCall:
     """A call from ``number`` abandoned while waiting in the queue (its only agent busy with another caller),
     logged by the controller; returns the task it was counted into."""
     await ctrl.add_agent(BUSY_AGENT, "忙碌坐席")
     await events.wait(lambda e: isinstance(e, ev.MemberState) and e.interface == BUSY_AGENT)
     occupant = await place_call(ctrl, new_number(), wait_s=60)
-    busy = await events.wait(lambda e: isinstance(e, ev.AgentConnected) and e.chan.uniqueid == occupant)
+    busy = await events.wait(
+        lambda e: isinstance(e, ev.AgentConnected) and e.chan.uniqueid == occupant
+    )
     try:
         caller = await place_call(ctrl, number, wait_s=3)
         await events.wait(lambda e: isinstance(e, ev.CallerJoined) and e.chan.uniqueid == caller)
@@ -158,7 +193,11 @@ async def missed_call_task(ctrl: HotlineController, database: Any, events: Event
 
 
 async def test_abandoned_caller_is_rung_back_and_reaches_an_agent(
-    controller: HotlineController, scheduler: CallbackScheduler, database: Any, events: Events, clock: Clock
+    controller: HotlineController,
+    scheduler: CallbackScheduler,
+    database: Any,
+    events: Events,
+    clock: Clock,
 ) -> None:
     number = new_number()
     task = await missed_call_task(controller, database, events, number)
@@ -171,57 +210,104 @@ async def test_abandoned_caller_is_rung_back_and_reaches_an_agent(
     assert await scheduler.run_once(clock()) == [key]
     [attempt] = scheduler.in_flight
     try:
-        connected = await events.wait(lambda e: isinstance(e, ev.AgentConnected)
-                                      and e.chan.uniqueid == attempt.uniqueid)
-        assert connected.interface == AGENT and connected.chan.caller_number == number  # the screen pop's number
+        connected = await events.wait(
+            lambda e: isinstance(e, ev.AgentConnected) and e.chan.uniqueid == attempt.uniqueid
+        )
+        assert (
+            connected.interface == AGENT and connected.chan.caller_number == number
+        )  # the screen pop's number
         [outcome] = await scheduler.wait_outcomes(key)
     finally:  # the citizen's side of the call-back: ends the call
-        for chan in [e.chan.channel for e in events.seen
-                     if isinstance(e, ev.AgentConnected) and e.chan.uniqueid == attempt.uniqueid]:
+        for chan in [
+            e.chan.channel
+            for e in events.seen
+            if isinstance(e, ev.AgentConnected) and e.chan.uniqueid == attempt.uniqueid
+        ]:
             await hang_up(controller, chan)
-    await events.wait(lambda e: isinstance(e, ev.ChannelHungUp) and e.chan.uniqueid == attempt.uniqueid)
+    await events.wait(
+        lambda e: isinstance(e, ev.ChannelHungUp) and e.chan.uniqueid == attempt.uniqueid
+    )
     # reported live by the Queue gosub on the agent's leg (UserEvent), and durably in AstDB
-    assert (outcome.result, outcome.reason, outcome.ticket_state) == ("reached_agent", "missed: reached_agent",
-                                                                      "reached_agent")
+    assert (outcome.result, outcome.reason, outcome.ticket_state) == (
+        "reached_agent",
+        "missed: reached_agent",
+        "reached_agent",
+    )
     assert await controller.astdb_get(RESULT_FAMILY, attempt.uniqueid) == "reached_agent"
     async with database() as session:
         task = await session.get(MissedCall, task.id, populate_existing=True)
         assert task is not None
-        assert (task.state, task.attempts, task.reached_call) == ("reached_agent", 1, attempt.uniqueid)
-        row = await session.scalar(select(CallbackAttempt).where(CallbackAttempt.uniqueid == attempt.uniqueid))
-        assert row is not None and (row.kind, row.ticket_no, row.result) == ("missed", key, "reached_agent")
+        assert (task.state, task.attempts, task.reached_call) == (
+            "reached_agent",
+            1,
+            attempt.uniqueid,
+        )
+        row = await session.scalar(
+            select(CallbackAttempt).where(CallbackAttempt.uniqueid == attempt.uniqueid)
+        )
+        assert row is not None and (row.kind, row.ticket_no, row.result) == (
+            "missed",
+            key,
+            "reached_agent",
+        )
     await controller.flush()
-    async with database() as session:  # the call-back is a call-back in the call log, never a new missed call
-        logged = await session.scalar(select(CallRecord).where(CallRecord.uniqueid == attempt.uniqueid))
+    async with (
+        database() as session
+    ):  # the call-back is a call-back in the call log, never a new missed call
+        logged = await session.scalar(
+            select(CallRecord).where(CallRecord.uniqueid == attempt.uniqueid)
+        )
         assert logged is not None and logged.outcome == "callback"
         assert (await session.scalars(select(MissedCall.id))).all() == [task.id]
     assert await scheduler.run_once(clock()) == []  # done: never rung again
 
 
 async def test_citizen_who_answers_while_no_agent_is_logged_in_ends_answered(
-    controller: HotlineController, scheduler: CallbackScheduler, database: Any, events: Events, clock: Clock
+    controller: HotlineController,
+    scheduler: CallbackScheduler,
+    database: Any,
+    events: Events,
+    clock: Clock,
 ) -> None:
     number = new_number()
     task = await missed_call_task(controller, database, events, number)
     key = task_key(task.id)
     await citizen(controller, number, "")
-    assert await scheduler.run_once(clock()) == [key]  # no member: Queue() returns at once (JOINEMPTY)
+    assert await scheduler.run_once(clock()) == [
+        key
+    ]  # no member: Queue() returns at once (JOINEMPTY)
     [attempt] = scheduler.in_flight
     [outcome] = await scheduler.wait_outcomes(key)
     # the UserEvent is only sent for an agent: "answered" comes from AstDB when the call-back hangs up
-    assert (outcome.result, outcome.reason, outcome.ticket_state) == ("answered", "stored: answered", "answered")
+    assert (outcome.result, outcome.reason, outcome.ticket_state) == (
+        "answered",
+        "stored: answered",
+        "answered",
+    )
     await controller.flush()
     async with database() as session:
         task = await session.get(MissedCall, task.id, populate_existing=True)
-        assert task is not None and (task.state, task.attempts, task.reached_call) == ("answered", 1, None)
-        logged = await session.scalar(select(CallRecord).where(CallRecord.uniqueid == attempt.uniqueid))
-        assert logged is not None and logged.outcome == "callback"  # not an abandoned call of its own
+        assert task is not None and (task.state, task.attempts, task.reached_call) == (
+            "answered",
+            1,
+            None,
+        )
+        logged = await session.scalar(
+            select(CallRecord).where(CallRecord.uniqueid == attempt.uniqueid)
+        )
+        assert (
+            logged is not None and logged.outcome == "callback"
+        )  # not an abandoned call of its own
         assert (await session.scalars(select(MissedCall.id))).all() == [task.id]
     assert await scheduler.run_once(clock()) == []
 
 
 async def test_unanswered_call_back_is_retried_after_the_interval_then_unreachable(
-    controller: HotlineController, scheduler: CallbackScheduler, database: Any, events: Events, clock: Clock
+    controller: HotlineController,
+    scheduler: CallbackScheduler,
+    database: Any,
+    events: Events,
+    clock: Clock,
 ) -> None:
     number = new_number()
     task = await missed_call_task(controller, database, events, number)
@@ -242,12 +328,24 @@ async def test_unanswered_call_back_is_retried_after_the_interval_then_unreachab
     clock.now = start + timedelta(minutes=60)
     assert await scheduler.run_once(clock()) == [key]
     second = (await scheduler.wait_outcomes(key, 2))[1]
-    assert (second.result, second.ticket_state) == ("unreachable", "unreachable")  # max_attempts = 2
+    assert (second.result, second.ticket_state) == (
+        "unreachable",
+        "unreachable",
+    )  # max_attempts = 2
     async with database() as session:
         task = await session.get(MissedCall, task.id, populate_existing=True)
-        assert task is not None and (task.state, task.attempts, task.reached_call) == ("unreachable", 2, None)
-        results = (await session.scalars(select(CallbackAttempt.result).where(CallbackAttempt.ticket_no == key)
-                                         .order_by(CallbackAttempt.id))).all()
+        assert task is not None and (task.state, task.attempts, task.reached_call) == (
+            "unreachable",
+            2,
+            None,
+        )
+        results = (
+            await session.scalars(
+                select(CallbackAttempt.result)
+                .where(CallbackAttempt.ticket_no == key)
+                .order_by(CallbackAttempt.id)
+            )
+        ).all()
     assert results == ["unreachable", "unreachable"]
     clock.now += timedelta(hours=2)
     assert await scheduler.run_once(clock()) == []

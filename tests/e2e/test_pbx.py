@@ -19,6 +19,7 @@ from panoramisk.message import Message
 
 from hotline.cli import main as hotline_main
 from ivr.pbx import LocalPbx, PbxError, PbxInfo
+from ivr.pbx.harness import MESSAGES
 from ivr.pbx.render import TEMPLATE_DIR
 from ivr.pbx.testcall import ami_connect, place_call
 from tests.conftest import missing
@@ -28,7 +29,9 @@ pytestmark = [pytest.mark.pbx]
 
 
 def _user_event(name: str, uniqueid: str) -> Callable[[Message], bool]:
-    return lambda e: e.event == "UserEvent" and e.get("UserEvent") == name and e.get("Uniqueid") == uniqueid
+    return lambda e: (
+        e.event == "UserEvent" and e.get("UserEvent") == name and e.get("Uniqueid") == uniqueid
+    )
 
 
 def _hangup(uniqueid: str) -> Callable[[Message], bool]:
@@ -44,11 +47,22 @@ def _chan_vars(event: Message, header: str = "ChanVariable") -> dict[str, str]:
 async def _originate(ami: Manager, context: str, exten: str, *variables: str) -> str:
     """An emulated caller (Local/s@test-caller/n) into context,exten; returns the hotline side's Uniqueid."""
     uniqueid = str(uuid.uuid4())
-    response = await asyncio.wait_for(ami.send_action({
-        "Action": "Originate", "Channel": "Local/s@test-caller/n", "Context": context, "Exten": exten,
-        "Priority": "1", "CallerID": '"13800138000" <13800138000>', "Variable": list(variables),
-        "ChannelId": uniqueid, "Async": "true",
-    }), 30)
+    response = await asyncio.wait_for(
+        ami.send_action(
+            {
+                "Action": "Originate",
+                "Channel": "Local/s@test-caller/n",
+                "Context": context,
+                "Exten": exten,
+                "Priority": "1",
+                "CallerID": '"13800138000" <13800138000>',
+                "Variable": list(variables),
+                "ChannelId": uniqueid,
+                "Async": "true",
+            }
+        ),
+        30,
+    )
     final = response[-1] if isinstance(response, list) else response
     assert final.get("Response") == "Success", dict(final)
     return uniqueid
@@ -57,14 +71,22 @@ async def _originate(ami: Manager, context: str, exten: str, *variables: str) ->
 @contextlib.asynccontextmanager
 async def _queue_member(ami: Manager, interface: str) -> AsyncIterator[None]:
     # as_list=False: panoramisk would otherwise wait for more responses after "Added interface to queue".
-    added = await ami.send_action({"Action": "QueueAdd", "Queue": "hotline", "Interface": interface,
-                                   "MemberName": f"emulated {interface}"}, as_list=False)
+    added = await ami.send_action(
+        {
+            "Action": "QueueAdd",
+            "Queue": "hotline",
+            "Interface": interface,
+            "MemberName": f"emulated {interface}",
+        },
+        as_list=False,
+    )
     assert added.success, dict(added)
     try:
         yield
     finally:
-        await ami.send_action({"Action": "QueueRemove", "Queue": "hotline", "Interface": interface}, as_list=False)
-
+        await ami.send_action(
+            {"Action": "QueueRemove", "Queue": "hotline", "Interface": interface}, as_list=False
+        )
 
 
 async def test_ami_login_with_generated_credentials(ami: Manager) -> None:
@@ -87,13 +109,18 @@ def test_shipped_manager_conf_has_no_usable_secret(pbx: PbxInfo) -> None:
     assert len(pbx.ami_secret) >= 24
 
 
-async def test_emulated_agent_answers_an_inbound_call(pbx: PbxInfo, ami: Manager, ami_events: AmiEvents) -> None:
+async def test_emulated_agent_answers_an_inbound_call(
+    pbx: PbxInfo, ami: Manager, ami_events: AmiEvents
+) -> None:
     agent = "Local/6001@test-agent/n"
     async with _queue_member(ami, agent):
         # The caller presses 1 (政策咨询) during the welcome; the agent talks 1 s and hangs up.
-        uniqueid = await _originate(ami, "hotline-inbound", "12345", "TEST_DTMF=1", "TEST_WAIT=60",
-                                    "__TEST_AGENT_WAIT=1")
-        connect = await ami_events.wait_for(lambda e: e.event == "AgentConnect" and e.get("Uniqueid") == uniqueid)
+        uniqueid = await _originate(
+            ami, "hotline-inbound", "12345", "TEST_DTMF=1", "TEST_WAIT=60", "__TEST_AGENT_WAIT=1"
+        )
+        connect = await ami_events.wait_for(
+            lambda e: e.event == "AgentConnect" and e.get("Uniqueid") == uniqueid
+        )
         assert connect.get("Interface") == agent
         assert _chan_vars(connect)["HOTLINE_MENU"] == "consult"
         await ami_events.wait_for(_hangup(uniqueid), timeout_s=30)
@@ -103,20 +130,27 @@ async def test_emulated_agent_answers_an_inbound_call(pbx: PbxInfo, ami: Manager
 
 
 async def test_without_agents_the_caller_reaches_the_bot_and_is_not_left_in_silence(
-        ami: Manager, ami_events: AmiEvents) -> None:
-    # No queue member and no bot listening: bot → requeue → apology → hang-up, long before the caller
-    # would give up (TEST_WAIT=120).
-    uniqueid = await _originate(ami, "hotline-inbound", "12345", "TEST_DTMF=0", "TEST_WAIT=120")
+    pbx: PbxInfo, ami: Manager, ami_events: AmiEvents
+) -> None:
+    # No queue member and no bot listening: bot → requeue → a voice message (留言), which the caller (silent,
+    # TEST_WAIT=25) ends by hanging up: the message is still reported.
+    uniqueid = await _originate(ami, "hotline-inbound", "12345", "TEST_DTMF=0", "TEST_WAIT=25")
     bot = await ami_events.wait_for(_user_event("HotlineBot", uniqueid), timeout_s=30)
     assert bot.get("Menu") == "human"
     assert str(uuid.UUID(bot.get("Uuid"))) == bot.get("Uuid")
     end = await ami_events.wait_for(_user_event("HotlineBotEnd", uniqueid), timeout_s=10)
     assert end.get("Status") == "FAILED"
-    await ami_events.wait_for(_hangup(uniqueid), timeout_s=30)
+    message = await ami_events.wait_for(_user_event("HotlineMessage", uniqueid), timeout_s=40)
+    assert message.get("Status") == "HANGUP" and message.get("File", "").startswith(f"{uniqueid}-")
+    await ami_events.wait_for(_hangup(uniqueid), timeout_s=10)
+    (
+        pbx.root / MESSAGES / message.get("File")
+    ).unlink()  # kept by Record(k); no test files it as a ticket
 
 
 async def test_bot_session_then_hangup_when_the_controller_says_so(
-        pbx: PbxInfo, ami: Manager, ami_events: AmiEvents) -> None:
+    pbx: PbxInfo, ami: Manager, ami_events: AmiEvents
+) -> None:
     """A real AudioSocket peer: it receives the UUID and audio, the controller's Setvar BOT_NEXT=hangup
     arrives, then the peer closes the socket and the call ends without going back to the queue."""
     sessions: asyncio.Queue[str] = asyncio.Queue()
@@ -139,47 +173,70 @@ async def test_bot_session_then_hangup_when_the_controller_says_so(
         uniqueid = await _originate(ami, "hotline-bot", "s", "TEST_WAIT=60")
         bot = await ami_events.wait_for(_user_event("HotlineBot", uniqueid), timeout_s=20)
         assert await asyncio.wait_for(sessions.get(), 10) == bot.get("Uuid")
-        setvar = await ami.send_action({"Action": "Setvar", "Channel": bot.get("Channel"),
-                                        "Variable": "BOT_NEXT", "Value": "hangup"})
+        setvar = await ami.send_action(
+            {
+                "Action": "Setvar",
+                "Channel": bot.get("Channel"),
+                "Variable": "BOT_NEXT",
+                "Value": "hangup",
+            }
+        )
         assert setvar.success
         close_now.set()
         end = await ami_events.wait_for(_user_event("HotlineBotEnd", uniqueid), timeout_s=10)
         assert (end.get("Status"), end.get("Next")) == ("SUCCESS", "hangup")
         await ami_events.wait_for(_hangup(uniqueid), timeout_s=10)
-    assert not any(e.event == "QueueCallerJoin" and e.get("Uniqueid") == uniqueid for e in ami_events.events)
+    assert not any(
+        e.event == "QueueCallerJoin" and e.get("Uniqueid") == uniqueid for e in ami_events.events
+    )
 
 
-async def test_place_call_reports_the_answering_agent(pbx: PbxInfo, ami: Manager, tmp_path: Path) -> None:
+async def test_place_call_reports_the_answering_agent(
+    pbx: PbxInfo, ami: Manager, tmp_path: Path
+) -> None:
     """`hotline pbx call --wait`: the caller's WAV is converted into the sounds folder and the report says
     which queue member answered."""
     wav = tmp_path / "caller.wav"
-    with wave.open(str(wav), "wb") as out:  # 1 s of a 440 Hz tone at 16 kHz: the harness resamples it
+    with wave.open(
+        str(wav), "wb"
+    ) as out:  # 1 s of a 440 Hz tone at 16 kHz: the harness resamples it
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(16000)
-        out.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 16000)))
-                                 for i in range(16000)))
+        out.writeframes(
+            b"".join(
+                struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 16000)))
+                for i in range(16000)
+            )
+        )
     async with _queue_member(ami, "Local/6002@test-agent/n"):
-        report = await place_call(pbx, wav, dtmf="2", audio_at="start", caller_wait_s=5, wait=True, timeout_s=60)
+        report = await place_call(
+            pbx, wav, dtmf="2", audio_at="start", caller_wait_s=5, wait=True, timeout_s=60
+        )
     assert (report.answered_by, report.member) == ("agent", "Local/6002@test-agent/n")
     assert report.wait_s is not None and report.wait_s < 5
     assert report.bot_uuid is None and report.duration_s is not None
     converted = pbx.sounds_dir / f"{report.audio}.wav"
-    assert converted.read_bytes()[:4] == b"RIFF" and wave.open(str(converted)).getframerate() == 8000
+    assert (
+        converted.read_bytes()[:4] == b"RIFF" and wave.open(str(converted)).getframerate() == 8000
+    )
 
 
 @pytest.mark.parametrize(("digit", "result"), [("3", "unsatisfied"), ("1", "satisfied")])
 async def test_callback_survey_reports_the_pressed_digit(
-        ami: Manager, ami_events: AmiEvents, digit: str, result: str) -> None:
+    ami: Manager, ami_events: AmiEvents, digit: str, result: str
+) -> None:
     ticket_no = f"T{uuid.uuid4().hex[:10]}"
-    uniqueid = await _originate(ami, "hotline-callback", "s", f"TICKET_NO={ticket_no}", f"TEST_DTMF={digit}",
-                                "TEST_WAIT=60")
+    uniqueid = await _originate(
+        ami, "hotline-callback", "s", f"TICKET_NO={ticket_no}", f"TEST_DTMF={digit}", "TEST_WAIT=60"
+    )
     event = await ami_events.wait_for(_user_event("HotlineCallback", uniqueid), timeout_s=30)
     assert (event.get("TicketNo"), event.get("Result")) == (ticket_no, result)
 
 
 async def test_stop_then_status_then_restart(
-        local_pbx: LocalPbx, pbx: PbxInfo, capsys: pytest.CaptureFixture[str]) -> None:
+    local_pbx: LocalPbx, pbx: PbxInfo, capsys: pytest.CaptureFixture[str]
+) -> None:
     old_secret = pbx.ami_secret
     local_pbx.stop()
     assert local_pbx.status() is None

@@ -22,6 +22,7 @@ from hotline.cli import main as hotline_main
 from hotline.db import create_schema, make_engine, make_sessionmaker
 from ivr.leaders import ShiftInput, add_shift
 from ivr.pbx import PbxInfo
+from ivr.pbx.harness import MESSAGES
 from ivr.pbx.testcall import place_call
 from tests.conftest import missing
 from tests.e2e.test_pbx import _queue_member
@@ -54,14 +55,21 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-async def test_cli_reports_the_agent_who_answered(pbx: PbxInfo, ami: Manager, local_pbx: Any, db_url: str,
-                                                  capsys: pytest.CaptureFixture[str],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_cli_reports_the_agent_who_answered(
+    pbx: PbxInfo,
+    ami: Manager,
+    local_pbx: Any,
+    db_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("HOTLINE_DATABASE_URL", db_url)
     monkeypatch.setenv("HOTLINE_PBX_CACHE_DIR", str(local_pbx.cache_dir))
     agent = "Local/6841@test-agent/n"
     async with _queue_member(ami, agent):
-        code = await asyncio.to_thread(hotline_main, ["pbx", "call", "--dtmf", "0", "--caller-wait", "4", "--wait"])
+        code = await asyncio.to_thread(
+            hotline_main, ["pbx", "call", "--dtmf", "0", "--caller-wait", "4", "--wait"]
+        )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["answered_by"], report["member"]) == ("agent", agent)
@@ -69,33 +77,59 @@ async def test_cli_reports_the_agent_who_answered(pbx: PbxInfo, ami: Manager, lo
     assert report["ticket_no"] is None and report["transcript"] is None
 
 
-async def test_leader_on_duty_is_reported_as_leader(pbx: PbxInfo, ami: Manager, database: Any,
-                                                    settings: Settings) -> None:
+async def test_leader_on_duty_is_reported_as_leader(
+    pbx: PbxInfo, ami: Manager, database: Any, settings: Settings
+) -> None:
     leader = "Local/6842@test-agent/n"
     now = datetime.now(ZoneInfo(settings.timezone))
     async with database() as session:  # 领导接听日: this endpoint is a leader's for the whole day
-        await add_shift(session, ShiftInput(now.date(), time(0, 0), time(23, 59, 59), "李明", leader, "区长"))
+        await add_shift(
+            session, ShiftInput(now.date(), time(0, 0), time(23, 59, 59), "李明", leader, "区长")
+        )
     async with _queue_member(ami, leader):
-        report = await place_call(pbx, None, dtmf="0", caller_wait_s=4, wait=True, timeout_s=60,
-                                  sessionmaker=database, timezone=settings.timezone)
+        report = await place_call(
+            pbx,
+            None,
+            dtmf="0",
+            caller_wait_s=4,
+            wait=True,
+            timeout_s=60,
+            sessionmaker=database,
+            timezone=settings.timezone,
+        )
     assert (report.answered_by, report.member) == ("leader", leader)
 
 
-async def test_without_agent_or_bot_the_call_reaches_the_bot_and_ends_without_a_ticket(
+async def test_without_agent_or_bot_the_call_reaches_the_bot_then_the_message_box(
     pbx: PbxInfo, database: Any
 ) -> None:
     """No queue member and nothing on the AudioSocket port: the dialplan sends the caller to hotline-bot
     (answered_by "bot"), AudioSocket fails (bot_status FAILED), the caller is queued again, the queue is still
-    empty, so the apology plays and the PBX hangs up — long before the caller would (120 s). No ticket."""
+    empty, so the caller may leave a message (留言); this silent caller hangs up while it records, and the
+    recording is kept for the controller to file (none runs here, so no ticket)."""
     if not port_free(pbx.ami_host, pbx.audiosocket_port):
         missing(f"AudioSocket port {pbx.audiosocket_port} is taken (a bot is running)")
-    report = await place_call(pbx, None, dtmf="0", caller_wait_s=120, wait=True, timeout_s=60,
-                              sessionmaker=database, ticket_wait_s=5)
+    report = await place_call(
+        pbx,
+        None,
+        dtmf="0",
+        caller_wait_s=25,
+        wait=True,
+        timeout_s=60,
+        sessionmaker=database,
+        ticket_wait_s=5,
+    )
+    messages = sorted((pbx.root / MESSAGES).glob(f"{report.uniqueid}-*.wav"))
+    for message in messages:
+        message.unlink()  # no other test may file it
     assert (report.answered_by, report.bot_status, report.member) == ("bot", "FAILED", None)
     assert report.bot_uuid and str(uuid.UUID(report.bot_uuid)) == report.bot_uuid
     assert report.ticket_no is None and report.transcript is None
     assert report.duration_s is not None and report.duration_s < 60
-    assert report.wait_s is not None and report.wait_s < 5  # joinempty: the empty queue is left at once
+    assert (
+        report.wait_s is not None and report.wait_s < 5
+    )  # joinempty: the empty queue is left at once
+    assert len(messages) == 1, "the caller reached the message box and its recording was kept"
 
 
 async def test_bots_ticket_and_transcript_are_reported(pbx: PbxInfo, database: Any) -> None:
@@ -107,10 +141,18 @@ async def test_bots_ticket_and_transcript_are_reported(pbx: PbxInfo, database: A
         assert kind == 0x01
         session_id = str(uuid.UUID(bytes=await reader.readexactly(length)))
         async with database() as session:
-            await create_ticket(session, TicketDraft(
-                channel="bot", caller_phone="13800138000", content="咨询居住证办理需要哪些材料",
-                transcript="我想问一下居住证怎么办理", call_id=session_id), Actor("语音机器人", "bot"),
-                settings=SETTINGS)
+            await create_ticket(
+                session,
+                TicketDraft(
+                    channel="bot",
+                    caller_phone="13800138000",
+                    content="咨询居住证办理需要哪些材料",
+                    transcript="我想问一下居住证怎么办理",
+                    call_id=session_id,
+                ),
+                Actor("语音机器人", "bot"),
+                settings=SETTINGS,
+            )
         writer.write(b"\x00\x00\x00")  # hangup frame: the session is over
         await writer.drain()
         writer.close()
@@ -120,8 +162,16 @@ async def test_bots_ticket_and_transcript_are_reported(pbx: PbxInfo, database: A
     except OSError:
         missing(f"AudioSocket port {pbx.audiosocket_port} is taken (a bot is running)")
     async with server:
-        report = await place_call(pbx, None, dtmf="0", caller_wait_s=60, wait=True, timeout_s=60,
-                                  sessionmaker=database, ticket_wait_s=5)
+        report = await place_call(
+            pbx,
+            None,
+            dtmf="0",
+            caller_wait_s=60,
+            wait=True,
+            timeout_s=60,
+            sessionmaker=database,
+            ticket_wait_s=5,
+        )
     assert (report.answered_by, report.bot_status) == ("bot", "SUCCESS")
     assert report.ticket_no is not None and report.ticket_no.startswith("12345-")
     assert report.transcript == "我想问一下居住证怎么办理"

@@ -13,7 +13,9 @@ from hotline.migrate import current_revision, head_revision, upgrade, upgrade_en
 
 
 async def test_upgrade_from_empty_matches_the_models(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:  # the fixture created tables with create_all: start from empty
+    async with (
+        engine.begin() as conn
+    ):  # the fixture created tables with create_all: start from empty
         for md in reversed(all_metadata()):
             await conn.run_sync(md.drop_all)
         await conn.execute(text("DROP TABLE alembic_version"))
@@ -58,7 +60,13 @@ def test_missed_questions_stored_before_masking_are_masked_by_the_upgrade(tmp_pa
         finally:
             await engine.dispose()
 
-    asyncio.run(stored("INSERT INTO kb_misses (question_text, reason, at) VALUES (:q, 'unanswered', '2026-12-01')",
-                       q="我的电话13912345678，问一下社保卡"))
+    asyncio.run(
+        stored(
+            "INSERT INTO kb_misses (question_text, reason, at) VALUES (:q, 'unanswered', '2026-12-01')",
+            q="我的电话13912345678，问一下社保卡",
+        )
+    )
     assert upgrade(url) == 0
-    assert asyncio.run(stored("SELECT question_text FROM kb_misses")) == ["我的电话139****5678，问一下社保卡"]
+    assert asyncio.run(stored("SELECT question_text FROM kb_misses")) == [
+        "我的电话139****5678，问一下社保卡"
+    ]

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("tickets", "knowledge", "asr", "ivr", "agent_console")
+PACKAGES = ("language", "tickets", "knowledge", "asr", "ivr", "agent_console")
 
 
 def test_no_package_below_the_composition_root_loads_the_settings() -> None:
@@ -14,7 +14,13 @@ def test_no_package_below_the_composition_root_loads_the_settings() -> None:
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+                name = (
+                    node.id
+                    if isinstance(node, ast.Name)
+                    else node.attr
+                    if isinstance(node, ast.Attribute)
+                    else ""
+                )
                 if name == "load_settings":
                     loading.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert loading == []

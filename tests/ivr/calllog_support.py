@@ -13,7 +13,9 @@ from tests.ivr.amitools import Replayer, attach, fixture_bytes, new_client
 WRITTEN_AT = datetime(2025, 3, 4, 2, 0, tzinfo=UTC)
 
 
-async def replay_into_log(sessionmaker: async_sessionmaker[AsyncSession], name: str, state: HotlineState) -> None:
+async def replay_into_log(
+    sessionmaker: async_sessionmaker[AsyncSession], name: str, state: HotlineState
+) -> None:
     """Replay ``tests/ivr/fixtures/<name>`` through ``state`` and upsert every update's calls, in order."""
     replayer = Replayer(client := new_client(), state)
     protocol, _ = attach(client)

@@ -16,7 +16,9 @@ from tests.ivr.amitools import Replayer, attach, fixture_bytes, new_client
 @pytest.fixture
 def settings(settings: Settings, tmp_path: Path) -> Settings:
     """The shipped settings with a call-log spool of this test's own."""
-    spool = settings.calllog.model_copy(update={"spool_path": str(tmp_path / "calllog-spool.jsonl")})
+    spool = settings.calllog.model_copy(
+        update={"spool_path": str(tmp_path / "calllog-spool.jsonl")}
+    )
     return settings.model_copy(update={"calllog": spool})
 
 

@@ -43,23 +43,38 @@ class FakeSilentAmiServer:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
             while True:
                 frame = (await reader.readuntil(b"\r\n\r\n")).decode()
-                headers = dict(line.split(": ", 1) for line in frame.strip().split("\r\n") if ": " in line)
+                headers = dict(
+                    line.split(": ", 1) for line in frame.strip().split("\r\n") if ": " in line
+                )
                 action, action_id = headers.get("Action", "").lower(), headers.get("ActionID", "")
                 if action == "login":
                     self.logins += 1
                     ok = self.logins > self.refuse_logins
-                    reply = "Success\r\nMessage: Authentication accepted" if ok else \
-                        "Error\r\nMessage: Authentication failed"
+                    reply = (
+                        "Success\r\nMessage: Authentication accepted"
+                        if ok
+                        else "Error\r\nMessage: Authentication failed"
+                    )
                     writer.write(f"Response: {reply}\r\nActionID: {action_id}\r\n\r\n".encode())
                 elif not silent:
-                    writer.write(f"Response: Success\r\nActionID: {action_id}\r\nPing: Pong\r\n\r\n".encode())
+                    writer.write(
+                        f"Response: Success\r\nActionID: {action_id}\r\nPing: Pong\r\n\r\n".encode()
+                    )
                 await writer.drain()
 
 
 def client_for(port: int, **kwargs: object) -> AmiClient:
-    defaults: dict[str, object] = dict(ping_interval_s=0.2, ping_timeout_s=0.3, reconnect_min_s=0.05,
-                                       reconnect_max_s=0.2, connect_timeout_s=1.0, action_timeout_s=1.0)
-    return AmiClient(host="127.0.0.1", port=port, username="hotline", secret="x", **(defaults | kwargs))  # type: ignore[arg-type]
+    defaults: dict[str, object] = dict(
+        ping_interval_s=0.2,
+        ping_timeout_s=0.3,
+        reconnect_min_s=0.05,
+        reconnect_max_s=0.2,
+        connect_timeout_s=1.0,
+        action_timeout_s=1.0,
+    )
+    return AmiClient(
+        host="127.0.0.1", port=port, username="hotline", secret="x", **(defaults | kwargs)
+    )  # type: ignore[arg-type]
 
 
 async def wait_until(predicate: Callable[[], bool], limit_s: float = 5.0) -> None:
@@ -69,7 +84,9 @@ async def wait_until(predicate: Callable[[], bool], limit_s: float = 5.0) -> Non
             await asyncio.sleep(0.02)
 
 
-async def test_silent_peer_is_detected_by_unanswered_ping_and_the_client_reconnects_and_resyncs() -> None:
+async def test_silent_peer_is_detected_by_unanswered_ping_and_the_client_reconnects_and_resyncs() -> (
+    None
+):
     server = FakeSilentAmiServer(silent_connections=1)
     port = await server.start()
     resyncs: list[int] = []
@@ -117,8 +134,15 @@ async def test_unreachable_asterisk_keeps_being_retried_and_stop_is_prompt() -> 
 
 
 def test_backoff_doubles_with_jitter_and_is_capped() -> None:
-    client = AmiClient(host="h", port=1, username="u", secret="s", reconnect_min_s=0.5, reconnect_max_s=30.0,
-                       rng=random.Random(7))
+    client = AmiClient(
+        host="h",
+        port=1,
+        username="u",
+        secret="s",
+        reconnect_min_s=0.5,
+        reconnect_max_s=30.0,
+        rng=random.Random(7),
+    )
     delays = [d for d, _ in zip(client.backoff_delays(), range(12), strict=False)]
     nominal = [min(30.0, 0.5 * 2**i) for i in range(12)]
     for delay, base in zip(delays, nominal, strict=True):

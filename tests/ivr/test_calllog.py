@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ivr.calllog import close_unseen, get_call, link_ticket, upsert_calls
+from ivr.calllog import close_unseen, get_call, link_bot_ticket, link_ticket, upsert_calls
 from ivr.models import CallRecord
 from ivr.state import Call
 
@@ -24,16 +24,32 @@ async def count(s: AsyncSession) -> int:
     return int(await s.scalar(select(func.count()).select_from(CallRecord)) or 0)
 
 
-async def test_the_life_of_a_call_in_the_log(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+async def test_the_life_of_a_call_in_the_log(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
     stages = [
         call(),
         call(dialled_number="12345", queue_joined_at=T0 + timedelta(seconds=5), menu="none"),
-        call(dialled_number="12345", bot_uuid="u-1", redirected_at=T0 + timedelta(seconds=20), queue_wait_s=15,
-             menu="consult"),
-        call(dialled_number="12345", bot_uuid="u-1", redirected_at=T0 + timedelta(seconds=20), queue_wait_s=18,
-             menu="consult",
-             answered_at=T0 + timedelta(seconds=60), answered_by="agent", agent_interface="PJSIP/6001",
-             agent_name="王芳", recording="1741053600.10.wav", ended_at=T0 + timedelta(seconds=200)),
+        call(
+            dialled_number="12345",
+            bot_uuid="u-1",
+            redirected_at=T0 + timedelta(seconds=20),
+            queue_wait_s=15,
+            menu="consult",
+        ),
+        call(
+            dialled_number="12345",
+            bot_uuid="u-1",
+            redirected_at=T0 + timedelta(seconds=20),
+            queue_wait_s=18,
+            menu="consult",
+            answered_at=T0 + timedelta(seconds=60),
+            answered_by="agent",
+            agent_interface="PJSIP/6001",
+            agent_name="王芳",
+            recording="1741053600.10.wav",
+            ended_at=T0 + timedelta(seconds=200),
+        ),
     ]
     async with sessionmaker() as s:
         for stage in stages:
@@ -45,28 +61,57 @@ async def test_the_life_of_a_call_in_the_log(sessionmaker: async_sessionmaker[As
     async with sessionmaker() as s:
         row = await get_call(s, "1741053600.10")
         assert row is not None
-        assert (row.outcome, row.answered_by, row.agent_name, row.bot_uuid, row.dialled_number) == \
-            ("agent", "agent", "王芳", "u-1", "12345")
-        assert row.redirected_to_bot and row.queue_wait_s == 18 and row.recording == "1741053600.10.wav"
+        assert (row.outcome, row.answered_by, row.agent_name, row.bot_uuid, row.dialled_number) == (
+            "agent",
+            "agent",
+            "王芳",
+            "u-1",
+            "12345",
+        )
+        assert (
+            row.redirected_to_bot
+            and row.queue_wait_s == 18
+            and row.recording == "1741053600.10.wav"
+        )
         assert row.menu == "consult"  # the caller's menu choice (按键菜单)
-        assert row.started_at == T0 and row.ended_at == T0 + timedelta(seconds=200) and not row.closed_by_resync
+        assert (
+            row.started_at == T0
+            and row.ended_at == T0 + timedelta(seconds=200)
+            and not row.closed_by_resync
+        )
 
 
-async def test_close_unseen_ends_open_calls_missing_from_asterisk(sessionmaker: async_sessionmaker[AsyncSession]
-                                                                  ) -> None:
+async def test_close_unseen_ends_open_calls_missing_from_asterisk(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
     now = T0 + timedelta(minutes=5)
     async with sessionmaker() as s:
-        await upsert_calls(s, [call("1.1"), call("1.2", bot_uuid="u-2"), call("1.3"),
-                               call("1.4", ended_at=T0 + timedelta(seconds=30))])
+        await upsert_calls(
+            s,
+            [
+                call("1.1"),
+                call("1.2", bot_uuid="u-2"),
+                call("1.3"),
+                call("1.4", ended_at=T0 + timedelta(seconds=30)),
+            ],
+        )
         closed = await close_unseen(s, live={"1.3"}, now=now)
         assert sorted(closed) == ["1.1", "1.2"]
-        assert await close_unseen(s, live={"1.3"}, now=now + timedelta(minutes=1)) == []  # idempotent
+        assert (
+            await close_unseen(s, live={"1.3"}, now=now + timedelta(minutes=1)) == []
+        )  # idempotent
     async with sessionmaker() as s:
         rows = {r.uniqueid: r for r in (await s.scalars(select(CallRecord))).all()}
-        assert (rows["1.1"].outcome, rows["1.1"].ended_at, rows["1.1"].closed_by_resync) == ("abandoned", now, True)
+        assert (rows["1.1"].outcome, rows["1.1"].ended_at, rows["1.1"].closed_by_resync) == (
+            "abandoned",
+            now,
+            True,
+        )
         assert rows["1.2"].outcome == "bot"  # best known outcome kept
         assert rows["1.3"].ended_at is None
-        assert rows["1.4"].ended_at == T0 + timedelta(seconds=30) and not rows["1.4"].closed_by_resync
+        assert (
+            rows["1.4"].ended_at == T0 + timedelta(seconds=30) and not rows["1.4"].closed_by_resync
+        )
         # the live end of a call arriving after the close-out does not move the recorded end
         await upsert_calls(s, [call("1.1", ended_at=now + timedelta(seconds=9))])
         row = await get_call(s, "1.1")
@@ -83,3 +128,20 @@ async def test_link_ticket(sessionmaker: async_sessionmaker[AsyncSession]) -> No
         await upsert_calls(s, [call()])  # later call updates keep the ticket
         await s.refresh(row)
         assert row.ticket_no == "20250304-0001"
+
+
+async def test_the_bots_ticket_is_written_with_the_call_and_kept(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    t0 = T0
+    bot_call = Call(
+        "9.1", "9.1", "PJSIP/c", "13800138000", "12345", t0, bot_uuid="b-9", ticket_no="T-1"
+    )
+    async with sessionmaker() as s:
+        await upsert_calls(s, [bot_call], now=t0)
+        await upsert_calls(
+            s, [replace(bot_call, ticket_no=None, ended_at=t0)], now=t0
+        )  # a later row without it
+        assert (await get_call(s, "9.1")).ticket_no == "T-1"  # type: ignore[union-attr]
+        assert await link_bot_ticket(s, "b-9", "T-2") and not await link_bot_ticket(s, "b-x", "T-3")
+        assert (await get_call(s, "9.1")).ticket_no == "T-2"  # type: ignore[union-attr]

@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
+from hotline.wiring import Telephony, subscribe
 from ivr.calllog import CallLogEntry, CallLogSpool, CallRows, CloseUnseen, call_rows
 from ivr.controller import HotlineController
 from ivr.models import CallRecord
@@ -22,8 +23,22 @@ from ivr.state import HotlineState
 from tests.ivr.amitools import RECEIVED, Replayer, attach, fixture_bytes, new_client
 
 STREAMS = ("bot_then_agent.ami", "leader_and_abandon.ami")
-COMPARED = ("linkedid", "caller_number", "dialled_number", "started_at", "answered_at", "ended_at", "queue_wait_s",
-            "outcome", "answered_by", "agent_interface", "agent_name", "bot_uuid", "recording", "menu")
+COMPARED = (
+    "linkedid",
+    "caller_number",
+    "dialled_number",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "queue_wait_s",
+    "outcome",
+    "answered_by",
+    "agent_interface",
+    "agent_name",
+    "bot_uuid",
+    "recording",
+    "menu",
+)
 
 
 class FakeDatabaseOutage:
@@ -38,18 +53,29 @@ class FakeDatabaseOutage:
     def __call__(self) -> AsyncSession:
         if self.down:
             self.refused.set()
-            raise OperationalError("INSERT INTO ivr_call", None, ConnectionRefusedError("database away"))
+            raise OperationalError(
+                "INSERT INTO ivr_call", None, ConnectionRefusedError("database away")
+            )
         return self.real()
 
 
 def spool_settings(settings: Settings, **changes: Any) -> Settings:
-    calllog = settings.calllog.model_copy(update={"retry_min_s": 0.01, "retry_max_s": 0.05, **changes})
+    calllog = settings.calllog.model_copy(
+        update={"retry_min_s": 0.01, "retry_max_s": 0.05, **changes}
+    )
     return settings.model_copy(update={"calllog": calllog})
 
 
 def controller_on(settings: Settings, database: FakeDatabaseOutage) -> HotlineController:
-    return HotlineController(settings, cast(async_sessionmaker[AsyncSession], database), new_client(),
-                             is_working_day=lambda _d: True, clock=lambda: RECEIVED)
+    controller = HotlineController(
+        settings,
+        cast(async_sessionmaker[AsyncSession], database),
+        new_client(),
+        is_working_day=lambda _d: True,
+        clock=lambda: RECEIVED,
+    )
+    subscribe(Telephony(controller))
+    return controller
 
 
 def expected_rows() -> dict[str, dict[str, Any]]:
@@ -60,7 +86,9 @@ def expected_rows() -> dict[str, dict[str, Any]]:
     for name in STREAMS:
         protocol.data_received(fixture_bytes(name))
     last = {c.uniqueid: c for u in replayer.updates for c in u.calls}
-    return {row["uniqueid"]: {k: row[k] for k in COMPARED} for row in call_rows(last.values(), RECEIVED)}
+    return {
+        row["uniqueid"]: {k: row[k] for k in COMPARED} for row in call_rows(last.values(), RECEIVED)
+    }
 
 
 async def logged_rows(sessionmaker: async_sessionmaker[AsyncSession]) -> list[CallRecord]:
@@ -78,7 +106,9 @@ async def test_records_wait_out_a_database_outage_and_are_written_once(
     protocol, _ = attach(controller.ami)
     protocol.data_received(fixture_bytes(STREAMS[0]))
     await database.refused.wait()  # the first write failed: it and all behind it are in the spool
-    protocol.data_received(fixture_bytes(STREAMS[1]))  # events while the database is away go to the spool too
+    protocol.data_received(
+        fixture_bytes(STREAMS[1])
+    )  # events while the database is away go to the spool too
     assert controller.spool.path.exists() and controller.status()["calllog"]["spooled_bytes"] > 0
     assert await logged_rows(sessionmaker) == []
 
@@ -115,7 +145,9 @@ async def test_a_restarted_controller_writes_the_spool_it_finds_first(
 
 def entry(n: int) -> CallRows:
     at = RECEIVED + timedelta(seconds=n)
-    return CallRows(({"uniqueid": f"1741053600.{n}", "started_at": at, "ended_at": None, "outcome": "agent"},))
+    return CallRows(
+        ({"uniqueid": f"1741053600.{n}", "started_at": at, "ended_at": None, "outcome": "agent"},)
+    )
 
 
 async def test_spool_replays_in_order_and_keeps_what_was_not_written(tmp_path: Path) -> None:
@@ -137,13 +169,17 @@ async def test_spool_replays_in_order_and_keeps_what_was_not_written(tmp_path: P
     async def write(e: CallLogEntry) -> None:
         written.append(e)
 
-    restarted = CallLogSpool(tmp_path / "spool.jsonl", 1 << 20)  # the next process finds what is left
+    restarted = CallLogSpool(
+        tmp_path / "spool.jsonl", 1 << 20
+    )  # the next process finds what is left
     await restarted.replay(write)
     assert written == [entry(1), close, entry(2), entry(3), entry(4)]  # in order, each once
     assert not restarted.path.exists() and restarted.size == 0
 
 
-def test_full_spool_drops_counts_and_logs_an_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_full_spool_drops_counts_and_logs_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     one = entry(1)
     spool = CallLogSpool(tmp_path / "spool.jsonl", 4096)
     with caplog.at_level(logging.ERROR, logger="ivr.calllog"):
@@ -159,4 +195,8 @@ def test_a_line_torn_by_a_crash_is_dropped_and_counted(tmp_path: Path) -> None:
     with path.open("ab") as f:
         f.write(b'{"kind":"rows","rows":[{"uniq')  # the process died mid-write
     spool = CallLogSpool(path, 1 << 20)
-    assert spool.dropped == 1 and path.read_bytes().endswith(b"\n") and spool.size == path.stat().st_size
+    assert (
+        spool.dropped == 1
+        and path.read_bytes().endswith(b"\n")
+        and spool.size == path.stat().st_size
+    )

@@ -11,7 +11,9 @@ from ivr.estimator import HandleTimeAverage, WaitEstimate, estimate_wait
 from ivr.overflow import Decision, OverflowInputs, WaitingCaller, decide, in_office_hours, in_peak
 
 AT = datetime(2025, 3, 4, 2, 0, tzinfo=UTC)
-CFG = OverflowSettings(max_estimated_wait_s=60, max_callers_per_agent=2, pick="longest", off_hours_to_bot=True)
+CFG = OverflowSettings(
+    max_estimated_wait_s=60, max_callers_per_agent=2, pick="longest", off_hours_to_bot=True
+)
 
 
 def callers(*spec: tuple[str, int, bool]) -> tuple[WaitingCaller, ...]:
@@ -19,8 +21,15 @@ def callers(*spec: tuple[str, int, bool]) -> tuple[WaitingCaller, ...]:
     return tuple(WaitingCaller(u, f"PJSIP/{u}", AT - timedelta(seconds=s), e) for u, s, e in spec)
 
 
-def inputs(cs: tuple[WaitingCaller, ...], *, staffed: int, free: int, wait: float | None, peak: bool = True,
-           office: bool = True) -> OverflowInputs:
+def inputs(
+    cs: tuple[WaitingCaller, ...],
+    *,
+    staffed: int,
+    free: int,
+    wait: float | None,
+    peak: bool = True,
+    office: bool = True,
+) -> OverflowInputs:
     return OverflowInputs(AT, peak, office, cs, WaitEstimate(len(cs), staffed, free, 120.0, wait))
 
 
@@ -29,35 +38,114 @@ FROM_BOT = ("r", 90, False)
 
 CASES = [
     # (name, inputs, config changes, reason, redirected uniqueids)
-    ("disabled", inputs(callers(A), staffed=0, free=0, wait=None), {"enabled": False}, "disabled", []),
+    (
+        "disabled",
+        inputs(callers(A), staffed=0, free=0, wait=None),
+        {"enabled": False},
+        "disabled",
+        [],
+    ),
     ("empty queue", inputs((), staffed=0, free=0, wait=0), {}, "no_caller", []),
-    ("only a requeued caller", inputs(callers(FROM_BOT), staffed=0, free=0, wait=None), {}, "no_eligible_caller", []),
-    ("nobody logged in", inputs(callers(A, FROM_BOT, B), staffed=0, free=0, wait=None), {}, "no_agent", ["a", "b"]),
-    ("nobody logged in, off peak", inputs(callers(A), staffed=0, free=0, wait=None, peak=False), {}, "no_agent",
-     ["a"]),
-    ("off hours, all busy", inputs(callers(A, B), staffed=1, free=0, wait=30, peak=False, office=False), {},
-     "off_hours", ["a", "b"]),
-    ("off hours, an agent free", inputs(callers(A), staffed=1, free=1, wait=0, peak=False, office=False), {},
-     "off_peak", []),
-    ("off hours, option off", inputs(callers(A), staffed=1, free=0, wait=30, peak=False, office=False),
-     {"off_hours_to_bot": False}, "off_peak", []),
-    ("peak, long wait, longest picked", inputs(callers(A, B, C), staffed=3, free=0, wait=61), {},
-     "wait_over_limit", ["a"]),
-    ("peak, long wait, newest picked", inputs(callers(A, B, C), staffed=3, free=0, wait=61), {"pick": "newest"},
-     "wait_over_limit", ["c"]),
-    ("peak, requeued caller skipped", inputs(callers(FROM_BOT, B, C), staffed=3, free=0, wait=61), {},
-     "wait_over_limit", ["b"]),
-    ("peak, wait exactly at limit", inputs(callers(A, B), staffed=3, free=0, wait=60), {}, "within_limits", []),
-    ("peak, too many callers per agent", inputs(callers(A, B, C), staffed=1, free=0, wait=10), {},
-     "too_many_callers_per_agent", ["a"]),
-    ("peak, two per agent is allowed", inputs(callers(A, B), staffed=1, free=0, wait=10), {}, "within_limits", []),
-    ("off peak, long wait", inputs(callers(A, B, C), staffed=1, free=0, wait=500, peak=False), {}, "off_peak", []),
+    (
+        "only a requeued caller",
+        inputs(callers(FROM_BOT), staffed=0, free=0, wait=None),
+        {},
+        "no_eligible_caller",
+        [],
+    ),
+    (
+        "nobody logged in",
+        inputs(callers(A, FROM_BOT, B), staffed=0, free=0, wait=None),
+        {},
+        "no_agent",
+        ["a", "b"],
+    ),
+    (
+        "nobody logged in, off peak",
+        inputs(callers(A), staffed=0, free=0, wait=None, peak=False),
+        {},
+        "no_agent",
+        ["a"],
+    ),
+    (
+        "off hours, all busy",
+        inputs(callers(A, B), staffed=1, free=0, wait=30, peak=False, office=False),
+        {},
+        "off_hours",
+        ["a", "b"],
+    ),
+    (
+        "off hours, an agent free",
+        inputs(callers(A), staffed=1, free=1, wait=0, peak=False, office=False),
+        {},
+        "off_peak",
+        [],
+    ),
+    (
+        "off hours, option off",
+        inputs(callers(A), staffed=1, free=0, wait=30, peak=False, office=False),
+        {"off_hours_to_bot": False},
+        "off_peak",
+        [],
+    ),
+    (
+        "peak, long wait, longest picked",
+        inputs(callers(A, B, C), staffed=3, free=0, wait=61),
+        {},
+        "wait_over_limit",
+        ["a"],
+    ),
+    (
+        "peak, long wait, newest picked",
+        inputs(callers(A, B, C), staffed=3, free=0, wait=61),
+        {"pick": "newest"},
+        "wait_over_limit",
+        ["c"],
+    ),
+    (
+        "peak, requeued caller skipped",
+        inputs(callers(FROM_BOT, B, C), staffed=3, free=0, wait=61),
+        {},
+        "wait_over_limit",
+        ["b"],
+    ),
+    (
+        "peak, wait exactly at limit",
+        inputs(callers(A, B), staffed=3, free=0, wait=60),
+        {},
+        "within_limits",
+        [],
+    ),
+    (
+        "peak, too many callers per agent",
+        inputs(callers(A, B, C), staffed=1, free=0, wait=10),
+        {},
+        "too_many_callers_per_agent",
+        ["a"],
+    ),
+    (
+        "peak, two per agent is allowed",
+        inputs(callers(A, B), staffed=1, free=0, wait=10),
+        {},
+        "within_limits",
+        [],
+    ),
+    (
+        "off peak, long wait",
+        inputs(callers(A, B, C), staffed=1, free=0, wait=500, peak=False),
+        {},
+        "off_peak",
+        [],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "given", "changes", "reason", "redirected"), CASES, ids=[c[0] for c in CASES])
-def test_overflow_decision_table(name: str, given: OverflowInputs, changes: dict[str, object], reason: str,
-                                 redirected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("name", "given", "changes", "reason", "redirected"), CASES, ids=[c[0] for c in CASES]
+)
+def test_overflow_decision_table(
+    name: str, given: OverflowInputs, changes: dict[str, object], reason: str, redirected: list[str]
+) -> None:
     decision = decide(given, CFG.model_copy(update=changes))
     assert decision.reason == reason
     assert [c.uniqueid for c in decision.redirect] == redirected
@@ -66,10 +154,22 @@ def test_overflow_decision_table(name: str, given: OverflowInputs, changes: dict
 def test_decision_log_line_carries_its_inputs() -> None:
     decision = decide(inputs(callers(A, B, C), staffed=3, free=0, wait=61.04), CFG)
     line = decision.as_log()
-    assert line == line | {"reason": "wait_over_limit", "redirect": ["a"], "waiting": 3, "eligible": 3, "staffed": 3,
-                           "free": 0, "estimated_wait_s": 61.0, "callers_per_agent": 1.0, "peak": True}
-    later = Decision(OverflowInputs(AT + timedelta(seconds=1), *list(vars(decision.inputs).values())[1:]),
-                     decision.reason, decision.redirect)
+    assert line == line | {
+        "reason": "wait_over_limit",
+        "redirect": ["a"],
+        "waiting": 3,
+        "eligible": 3,
+        "staffed": 3,
+        "free": 0,
+        "estimated_wait_s": 61.0,
+        "callers_per_agent": 1.0,
+        "peak": True,
+    }
+    later = Decision(
+        OverflowInputs(AT + timedelta(seconds=1), *list(vars(decision.inputs).values())[1:]),
+        decision.reason,
+        decision.redirect,
+    )
     assert later.same_situation(decision)
     assert not decide(inputs(callers(A), staffed=3, free=0, wait=61), CFG).same_situation(decision)
 
@@ -82,7 +182,9 @@ def test_peak_windows_and_office_hours() -> None:
     assert not in_peak(datetime(2025, 3, 8, 10, 0), windows)  # Saturday
     hours = OfficeHours()
     assert in_office_hours(tuesday_10, hours, working_day=True)
-    assert not in_office_hours(tuesday_10.replace(hour=12, minute=30), hours, working_day=True)  # lunch
+    assert not in_office_hours(
+        tuesday_10.replace(hour=12, minute=30), hours, working_day=True
+    )  # lunch
     assert not in_office_hours(tuesday_10, hours, working_day=False)  # holiday
 
 
@@ -124,6 +226,8 @@ def test_aging_raises_the_estimate_while_long_calls_are_still_running() -> None:
         (3, 2, 2, [], 120.0),  # third caller waits for a free agent's first call to end
     ],
 )
-def test_estimated_wait(waiting: int, staffed: int, free: int, elapsed: list[float], expected: float | None) -> None:
+def test_estimated_wait(
+    waiting: int, staffed: int, free: int, elapsed: list[float], expected: float | None
+) -> None:
     est = estimate_wait(waiting, staffed, free, elapsed, handle_time_s=120.0)
     assert est.newest_wait_s == (None if expected is None else pytest.approx(expected))

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from config import Settings
+from ivr import events as ev
 from ivr.pbx import LocalPbx, PbxError, PbxInfo
 from ivr.pbx.mirror import debian_mirror, parse_deb822, parse_one_line, pick_debian_archive
 from ivr.pbx.prompts import PROMPTS_FILE
@@ -27,8 +28,19 @@ def values(settings: Settings) -> RenderValues:
 
 def test_every_placeholder_is_filled(values: RenderValues) -> None:
     rendered = render_all(values.as_context())
-    assert set(rendered) == set(template_names()) >= {
-        "asterisk.conf", "modules.conf", "manager.conf", "queues.conf", "pjsip.conf", "extensions.conf", "rtp.conf"}
+    assert (
+        set(rendered)
+        == set(template_names())
+        >= {
+            "asterisk.conf",
+            "modules.conf",
+            "manager.conf",
+            "queues.conf",
+            "pjsip.conf",
+            "extensions.conf",
+            "rtp.conf",
+        }
+    )
     for name, text in rendered.items():
         assert "{{" not in text and "{%" not in text, name
     assert f"secret = {values.ami_secret}" in rendered["manager.conf"]
@@ -59,6 +71,51 @@ def test_empty_sip_password_is_refused(values: RenderValues) -> None:
     assert err.value.code == "pbx.empty_secret"
 
 
+def test_empty_carrier_password_is_refused(values: RenderValues) -> None:
+    with pytest.raises(PbxError) as err:
+        render_all(replace(values, carrier_password=" ").as_context())
+    assert err.value.code == "pbx.empty_secret"
+
+
+def test_the_carrier_simulator_keeps_the_callers_number_and_may_only_call_12345(
+    values: RenderValues, settings: Settings
+) -> None:
+    rendered = render_all(values.as_context())
+    sections = _sections(rendered["pjsip.conf"])
+    endpoint, auth = (sections[(values.carrier_username, kind)] for kind in ("endpoint", "auth"))
+    assert "callerid" not in endpoint  # the caller's number is the From user, as from a carrier
+    assert (endpoint["identify_by"], endpoint["auth"], endpoint["context"]) == (
+        "auth_username",
+        values.carrier_username,
+        "carrier-inbound",
+    )
+    assert (auth["username"], auth["password"]) == (
+        values.carrier_username,
+        values.carrier_password,
+    )
+    assert "auth_username" in sections[("global", "global")]["endpoint_identifier_order"]
+    inbound = rendered["extensions.conf"].split("[carrier-inbound]\n", 1)[1].split("\n\n", 1)[0]
+    assert inbound == "exten => 12345,1,Goto(hotline-inbound,12345,1)"
+    assert (
+        values.carrier_password != RenderValues.generate(settings).carrier_password
+    )  # fresh at every start
+
+
+def _sections(conf: str) -> dict[tuple[str, str], dict[str, str]]:
+    """(name, type) → options of a rendered pjsip.conf (templates not resolved: the sections written out)."""
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for block in re.split(r"^\[", conf, flags=re.M)[1:]:
+        head, _, body = block.partition("\n")
+        options = dict(
+            tuple(part.strip() for part in line.split("=", 1))
+            for line in body.splitlines()
+            if "=" in line and not line.lstrip().startswith(";")
+        )
+        if "type" in options:
+            out[(head.split("]")[0], options["type"])] = options
+    return out
+
+
 def test_missing_value_is_refused(values: RenderValues) -> None:
     context = values.as_context()
     del context["sip_port"]
@@ -73,7 +130,9 @@ def created_modes(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[int, int]]:
     modes: dict[int, int] = {}
     real_open = os.open
 
-    def spy(path: str | Path, flags: int, mode: int = 0o777, *args: object, **kwargs: object) -> int:
+    def spy(
+        path: str | Path, flags: int, mode: int = 0o777, *args: object, **kwargs: object
+    ) -> int:
         fd = real_open(path, flags, mode, *args, **kwargs)  # type: ignore[arg-type]
         if flags & os.O_CREAT:
             info = os.fstat(fd)
@@ -92,29 +151,47 @@ def fake_root(cache: Path) -> Path:
     """The parts of a PBX root that writing the configuration needs; asterisk is the current user."""
     etc = cache / "root" / "etc"
     (etc / "asterisk").mkdir(parents=True)
-    (etc / "passwd").write_text(f"asterisk:x:{os.getuid()}:{os.getgid()}::/var/lib/asterisk:/bin/false\n")
+    (etc / "passwd").write_text(
+        f"asterisk:x:{os.getuid()}:{os.getgid()}::/var/lib/asterisk:/bin/false\n"
+    )
     return etc / "asterisk"
 
 
 def test_config_with_secrets_is_never_readable_by_others(
-        settings: Settings, values: RenderValues, tmp_path: Path, created_modes: dict[int, int]) -> None:
+    settings: Settings, values: RenderValues, tmp_path: Path, created_modes: dict[int, int]
+) -> None:
     etc = fake_root(tmp_path)
     LocalPbx(settings, tmp_path)._write_config(values)
     for name in ("manager.conf", "pjsip.conf"):
         info = (etc / name).stat()
         assert stat.S_IMODE(info.st_mode) == 0o640, name
-        assert created_modes.get(info.st_ino) == 0o600, name  # created private, not chmod-ed afterwards
+        assert created_modes.get(info.st_ino) == 0o600, (
+            name
+        )  # created private, not chmod-ed afterwards
     assert values.ami_secret in (etc / "manager.conf").read_text()
 
 
 def test_pbx_json_is_private_even_over_a_stale_temporary_file(
-        settings: Settings, values: RenderValues, tmp_path: Path, created_modes: dict[int, int]) -> None:
+    settings: Settings, values: RenderValues, tmp_path: Path, created_modes: dict[int, int]
+) -> None:
     stale = tmp_path / "pbx.tmp"
     stale.write_text("{}")
     stale.chmod(0o644)
     pbx = LocalPbx(settings, tmp_path)
-    pbx._write_info(PbxInfo(1, "127.0.0.1", 5038, "hotline", values.ami_secret, 5060, 9092, tmp_path, tmp_path,
-                            tmp_path))
+    pbx._write_info(
+        PbxInfo(
+            1,
+            "127.0.0.1",
+            5038,
+            "hotline",
+            values.ami_secret,
+            5060,
+            9092,
+            tmp_path,
+            tmp_path,
+            tmp_path,
+        )
+    )
     info = pbx.info_file.stat()
     assert stat.S_IMODE(info.st_mode) == 0o600 and created_modes.get(info.st_ino) == 0o600
     assert values.ami_secret in pbx.info_file.read_text()
@@ -125,7 +202,45 @@ def test_shipped_manager_conf_has_no_default_secret_and_least_privilege() -> Non
     assert re.findall(r"^\s*secret\s*=\s*(.*)$", text, re.M) == ["{{ ami_secret }}"]
     classes = dict(re.findall(r"^(read|write)\s*=\s*(.*)$", text, re.M))
     assert "system" not in classes["write"].split(",")
-    assert not {"all", "command", "config"} & (set(classes["read"].split(",")) | set(classes["write"].split(",")))
+    assert not {"all", "command", "config"} & (
+        set(classes["read"].split(",")) | set(classes["write"].split(","))
+    )
+
+
+# The class (AMI Privilege) of events as Asterisk 22 sends them (the recorded fixtures show most of them).
+EVENT_CLASSES = {
+    **dict.fromkeys(("Newchannel", "Newstate", "Hangup", "BridgeEnter", "MixMonitorStart"), "call"),
+    **dict.fromkeys(
+        (
+            "QueueCallerJoin",
+            "QueueCallerLeave",
+            "QueueCallerAbandon",
+            "AgentCalled",
+            "AgentRingNoAnswer",
+            "AgentConnect",
+            "AgentComplete",
+            "QueueMemberStatus",
+            "QueueMemberAdded",
+            "QueueMemberRemoved",
+            "QueueMemberPause",
+            "QueueMemberPenalty",
+        ),
+        "agent",
+    ),
+    "UserEvent": "user",
+    "FullyBooted": "system",
+    "Shutdown": "system",
+    "VarSet": "dialplan",
+    "Newexten": "dialplan",
+}
+
+
+def test_the_shipped_account_may_read_every_event_the_controller_subscribes_to() -> None:
+    """An event of a class not granted never arrives: subscribing to it would be dead code."""
+    text = (TEMPLATE_DIR / "manager.conf").read_text()
+    granted = set(dict(re.findall(r"^(read|write)\s*=\s*(.*)$", text, re.M))["read"].split(","))
+    needed = {name: EVENT_CLASSES[name] for name in ev.SUBSCRIBED}
+    assert {name: cls for name, cls in needed.items() if cls not in granted} == {}
 
 
 def test_every_prompt_the_dialplan_plays_is_synthesised() -> None:
@@ -183,8 +298,11 @@ deb [arch=amd64 signed-by=/usr/share/keyrings/k.gpg] https://mirror.example.cn/d
 """
     sources = parse_one_line(text)
     assert [s.uris[0] for s in sources] == [
-        "http://security.example.org/debian-security", "http://src.example.org/debian",
-        "https://cloud.example.com/apt", "https://mirror.example.cn/debian/"]
+        "http://security.example.org/debian-security",
+        "http://src.example.org/debian",
+        "https://cloud.example.com/apt",
+        "https://mirror.example.cn/debian/",
+    ]
     assert pick_debian_archive(sources) == "https://mirror.example.cn/debian"
 
 
@@ -195,7 +313,10 @@ def test_mirror_from_files_or_setting(tmp_path: Path) -> None:
     (sources_dir / "node.sources.disabled").write_text(THIRD_PARTY.replace("nodistro", "bookworm"))
     missing_list = tmp_path / "sources.list"
     assert debian_mirror("", missing_list, sources_dir) == "http://mirror.example.org/debian"
-    assert debian_mirror("http://local.example/debian/", missing_list, sources_dir) == "http://local.example/debian"
+    assert (
+        debian_mirror("http://local.example/debian/", missing_list, sources_dir)
+        == "http://local.example/debian"
+    )
     (sources_dir / "debian.sources").unlink()
     with pytest.raises(PbxError) as err:
         debian_mirror("", missing_list, sources_dir)

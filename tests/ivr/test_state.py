@@ -22,12 +22,16 @@ async def test_bot_then_agent_call(replay: Replay) -> None:
     state = HotlineState("hotline")
     r = replay("bot_then_agent.ami", state)
     ended = [c for u in r.updates for c in u.calls if c.ended_at is not None]
-    assert [c.uniqueid for c in ended] == ["1741053600.10"]  # the Local ;2 half is not a call of its own
+    assert [c.uniqueid for c in ended] == [
+        "1741053600.10"
+    ]  # the Local ;2 half is not a call of its own
     call = ended[0]
     assert call.outcome == "agent" and call.agent_name == "王芳"
     assert call.bot_uuid == "6f1c2a7e-9a55-4b8e-a0c4-1f2e3d4c5b6a"
     assert call.dialled_number == "12345" and call.caller_number == "13800138000"
-    assert call.recording == "1741053600.10.wav" and call.menu == "1"
+    assert (
+        call.recording == "1741053600.10.wav" and call.menu == "consult"
+    )  # MixMonitorStart, ChanVariable
     assert call.started_at == T0 and call.answered_at == T0 + timedelta(seconds=33)
     assert call.ended_at == T0 + timedelta(seconds=123.2)
     assert call.queue_wait_s == pytest.approx(2 + 3)  # first stay 5→7 s, after the bot 30→33 s
@@ -47,6 +51,7 @@ async def test_the_bot_finds_its_caller_after_the_caller_hung_up(replay: Replay)
 
 
 async def test_requeued_caller_is_not_eligible_for_overflow(client: AmiClient) -> None:
+    """Back in the queue after the bot (Asterisk reports exten ``queue``): its known bot session marks it."""
     state = HotlineState("hotline")
     replayer = Replayer(client, state)
     protocol, _ = attach(client)
@@ -65,7 +70,9 @@ async def test_leader_answered_call_and_abandoned_call(replay: Replay) -> None:
     leader_call, gave_up = calls["1741053700.20"], calls["1741053701.22"]
     assert leader_call.outcome == "leader" and leader_call.leader_name == "李明"
     assert leader_call.leader_account == "liming"
-    assert leader_call.agent_interface == "PJSIP/6009" and leader_call.queue_wait_s == pytest.approx(6)
+    assert (
+        leader_call.agent_interface == "PJSIP/6009" and leader_call.queue_wait_s == pytest.approx(6)
+    )
     assert gave_up.outcome == "abandoned" and gave_up.queue_wait_s == pytest.approx(20)
     assert state.members["PJSIP/6009"].penalty == 0
 
@@ -79,9 +86,13 @@ async def test_duplicate_delivery_of_every_event_changes_nothing(replay: Replay)
             ended_once += [c for c in once.apply(event, seq).calls if c.ended_at]
             ended_twice += [c for c in twice.apply(event, seq).calls if c.ended_at]
             ended_twice += [c for c in twice.apply(event, seq).calls if c.ended_at]
-        assert {u: vars(c) for u, c in once.calls.items()} == {u: vars(c) for u, c in twice.calls.items()}
+        assert {u: vars(c) for u, c in once.calls.items()} == {
+            u: vars(c) for u, c in twice.calls.items()
+        }
         assert [vars(c) for c in ended_once] == [vars(c) for c in ended_twice]
-        assert {u: vars(m) for u, m in once.members.items()} == {u: vars(m) for u, m in twice.members.items()}
+        assert {u: vars(m) for u, m in once.members.items()} == {
+            u: vars(m) for u, m in twice.members.items()
+        }
 
 
 async def resync_from_fixture(client: AmiClient, state: HotlineState, now: datetime) -> Resync:
@@ -89,32 +100,48 @@ async def resync_from_fixture(client: AmiClient, state: HotlineState, now: datet
 
     protocol, transport = attach(client)
     channels = asyncio.ensure_future(client.action({"Action": "CoreShowChannels"}, as_list=True))
-    queue = asyncio.ensure_future(client.action({"Action": "QueueStatus", "Queue": "hotline"}, as_list=True))
+    queue = asyncio.ensure_future(
+        client.action({"Action": "QueueStatus", "Queue": "hotline"}, as_list=True)
+    )
     await asyncio.sleep(0)
-    ids = [ln.split(": ", 1)[1] for ln in transport.written.decode().split("\r\n") if ln.startswith("ActionID")]
+    ids = [
+        ln.split(": ", 1)[1]
+        for ln in transport.written.decode().split("\r\n")
+        if ln.startswith("ActionID")
+    ]
     protocol.data_received(fixture_bytes("resync_lists.ami", CHANNELS=ids[0], QUEUE=ids[1]))
     c, q = await channels, await queue
     assert isinstance(c, list) and isinstance(q, list)
     records = [ev.parse_snapshot(m) for m in c + q]
     return Resync(
-        channels=[x for x in records if isinstance(x, ev.ChannelSnapshot)], channels_seq=c[-1].seq,
+        channels=[x for x in records if isinstance(x, ev.ChannelSnapshot)],
+        channels_seq=c[-1].seq,
         waiting=[x for x in records if isinstance(x, ev.QueueWaiting)],
         members=[x for x in records if isinstance(x, ev.MemberState)],
-        params=[x for x in records if isinstance(x, ev.QueueParams)], queue_seq=q[-1].seq,
+        params=[x for x in records if isinstance(x, ev.QueueParams)],
+        queue_seq=q[-1].seq,
     )
 
 
-async def test_resync_rebuilds_calls_queue_and_members_and_ends_vanished_calls(client: AmiClient) -> None:
+async def test_resync_rebuilds_calls_queue_and_members_and_ends_vanished_calls(
+    client: AmiClient,
+) -> None:
     state = HotlineState("hotline")
     # before the drop: a call that will end unseen, and a stale member
-    gone = ev.ChannelInfo("1741053000.1", "1741053000.1", "PJSIP/citizen-1", "13000000000", "hotline-inbound", "12345")
+    gone = ev.ChannelInfo(
+        "1741053000.1", "1741053000.1", "PJSIP/citizen-1", "13000000000", "hotline-inbound", "12345"
+    )
     state.apply(ev.ChannelCreated(T0, gone), 1)
-    state.apply(ev.MemberState(T0, "hotline", "PJSIP/6003", "离职", "PJSIP/6003", 1, False, 1, False), 2)
+    state.apply(
+        ev.MemberState(T0, "hotline", "PJSIP/6003", "离职", "PJSIP/6003", 1, False, 1, False), 2
+    )
     now = T0 + timedelta(minutes=10)
     snap = await resync_from_fixture(client, state, now)
     update = state.resync(snap, now)
     ended = [c for c in update.calls if c.ended_at is not None]
-    assert [(c.uniqueid, c.closed_by_resync, c.outcome) for c in ended] == [("1741053000.1", True, "abandoned")]
+    assert [(c.uniqueid, c.closed_by_resync, c.outcome) for c in ended] == [
+        ("1741053000.1", True, "abandoned")
+    ]
     assert set(state.calls) == {"1741054000.40", "1741053900.41"}  # the agent leg is not a call
     [waiting] = state.waiting_calls()
     assert waiting.uniqueid == "1741054000.40" and waiting.wait_so_far(now) == pytest.approx(35)
@@ -124,12 +151,16 @@ async def test_resync_rebuilds_calls_queue_and_members_and_ends_vanished_calls(c
     assert state.asterisk_talk_time_s == 150
 
 
-async def test_asterisk_talk_time_of_a_few_calls_does_not_seed_the_handle_time(client: AmiClient) -> None:
+async def test_asterisk_talk_time_of_a_few_calls_does_not_seed_the_handle_time(
+    client: AmiClient,
+) -> None:
     """One short call (an e2e test's, or the first of the day) must not make every estimated wait look short."""
     now = T0 + timedelta(minutes=10)
     snap = await resync_from_fixture(client, HotlineState("hotline"), now)
-    few = dataclasses.replace(snap, params=[dataclasses.replace(p, completed=MIN_CALLS_FOR_TALK_TIME - 1)
-                                            for p in snap.params])
+    few = dataclasses.replace(
+        snap,
+        params=[dataclasses.replace(p, completed=MIN_CALLS_FOR_TALK_TIME - 1) for p in snap.params],
+    )
     state = HotlineState("hotline")
     state.resync(few, now)
     assert state.asterisk_talk_time_s is None
@@ -141,11 +172,23 @@ async def test_events_newer_than_the_snapshot_win_over_it(client: AmiClient) -> 
     snap = await resync_from_fixture(client, state, now)
     late = snap.queue_seq + 1
     # arrived after the lists were produced, applied before the snapshot was folded in
-    fresh = ev.ChannelInfo("1741054100.50", "1741054100.50", "PJSIP/citizen-50", "13100000000", "hotline-inbound",
-                           "12345")
+    fresh = ev.ChannelInfo(
+        "1741054100.50",
+        "1741054100.50",
+        "PJSIP/citizen-50",
+        "13100000000",
+        "hotline-inbound",
+        "12345",
+    )
     state.apply(ev.ChannelCreated(now, fresh), late)
-    waiting = ev.ChannelInfo("1741054000.40", "1741054000.40", "PJSIP/citizen-00000010", "13600136000",
-                             "hotline-inbound", "12345")
+    waiting = ev.ChannelInfo(
+        "1741054000.40",
+        "1741054000.40",
+        "PJSIP/citizen-00000010",
+        "13600136000",
+        "hotline-inbound",
+        "12345",
+    )
     state.apply(ev.ChannelHungUp(now, waiting, "Normal Clearing"), late + 1)
     state.apply(ev.MemberRemoved(now, "hotline", "PJSIP/6002"), late + 2)
     state.resync(snap, now)
@@ -158,9 +201,17 @@ async def test_events_newer_than_the_snapshot_win_over_it(client: AmiClient) -> 
 
 
 def test_parse_event_reads_chan_variables_and_timestamps() -> None:
-    message = {"Event": "QueueCallerJoin", "Timestamp": "1741053600.5", "Uniqueid": "1.1", "Linkedid": "1.1",
-               "Channel": "PJSIP/a", "Exten": "queue", "Queue": "hotline", "Position": "2",
-               "ChanVariable": ["HOTLINE_MENU=complaint", "BOT_UUID=abc", "TICKET_NO="]}
+    message = {
+        "Event": "QueueCallerJoin",
+        "Timestamp": "1741053600.5",
+        "Uniqueid": "1.1",
+        "Linkedid": "1.1",
+        "Channel": "PJSIP/a",
+        "Exten": "queue",
+        "Queue": "hotline",
+        "Position": "2",
+        "ChanVariable": ["HOTLINE_MENU=complaint", "BOT_UUID=abc", "TICKET_NO="],
+    }
     event = ev.parse_event(message, RECEIVED)
     assert isinstance(event, ev.CallerJoined)
     assert event.at == T0 + timedelta(seconds=0.5) and event.position == 2

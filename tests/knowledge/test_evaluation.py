@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from knowledge.errors import ImportRejected
-from knowledge.evaluation import CharBM25Baseline, EvalItem, choose_threshold, evaluate, load_eval_set
+from knowledge.evaluation import (
+    CharBM25Baseline,
+    EvalItem,
+    choose_threshold,
+    evaluate,
+    load_eval_set,
+)
 from knowledge.retrieval import IndexedEntry, KnowledgeIndex
 
 
@@ -21,7 +27,9 @@ def test_paraphrase_set_is_big_and_varied_enough(paraphrases: Path) -> None:
     assert {i.split for i in items} == {"tune", "holdout"}
 
 
-def test_every_expected_question_is_in_the_sample(paraphrases: Path, sample_entries: list[IndexedEntry]) -> None:
+def test_every_expected_question_is_in_the_sample(
+    paraphrases: Path, sample_entries: list[IndexedEntry]
+) -> None:
     questions = {e.question for e in sample_entries}
     assert {i.expected for i in load_eval_set(paraphrases) if i.expected} <= questions
 
@@ -36,8 +44,9 @@ def test_targets_on_each_half(split: str, paraphrases: Path, sample_index: Knowl
     assert figures.answered >= 0.70  # the bot still settles most in-scope questions itself
 
 
-def test_retrieval_beats_plain_character_bm25_on_asr_errors(paraphrases: Path, sample_index: KnowledgeIndex,
-                                                             sample_entries: list[IndexedEntry]) -> None:
+def test_retrieval_beats_plain_character_bm25_on_asr_errors(
+    paraphrases: Path, sample_index: KnowledgeIndex, sample_entries: list[IndexedEntry]
+) -> None:
     items = load_eval_set(paraphrases)
     ours = evaluate(sample_index, items, None)
     base = evaluate(CharBM25Baseline(sample_entries), items, None)
@@ -46,13 +55,21 @@ def test_retrieval_beats_plain_character_bm25_on_asr_errors(paraphrases: Path, s
     assert ours.top3 >= base.top3
 
 
-def test_shipped_threshold_is_the_one_the_tuning_half_chooses(paraphrases: Path, sample_index: KnowledgeIndex) -> None:
+def test_shipped_threshold_is_the_one_the_tuning_half_chooses(
+    paraphrases: Path, sample_index: KnowledgeIndex
+) -> None:
     tune = [i for i in load_eval_set(paraphrases) if i.split == "tune"]
-    assert choose_threshold(sample_index, tune, 0.02) == pytest.approx(sample_index.confidence_threshold, abs=0.02)
+    assert choose_threshold(sample_index, tune, 0.02) == pytest.approx(
+        sample_index.confidence_threshold, abs=0.02
+    )
 
 
-def test_bench_results_file_matches_a_fresh_run(paraphrases: Path, sample_index: KnowledgeIndex) -> None:
-    saved = json.loads((Path(__file__).parents[2] / "bench/results/knowledge.json").read_text(encoding="utf-8"))
+def test_bench_results_file_matches_a_fresh_run(
+    paraphrases: Path, sample_index: KnowledgeIndex
+) -> None:
+    saved = json.loads(
+        (Path(__file__).parents[2] / "bench/results/knowledge.json").read_text(encoding="utf-8")
+    )
     items = [i for i in load_eval_set(paraphrases) if i.split == "holdout"]
     fresh = evaluate(sample_index, items, sample_index.confidence_threshold)
     assert saved["retrieval"]["holdout"]["top1"] == round(fresh.top1, 4)

@@ -65,11 +65,15 @@ def draft() -> Callable[..., TicketDraft]:
     return make
 
 
-async def step(session: AsyncSession, ticket: Ticket, action: str, actor: Actor, **kw: Any) -> Ticket:
+async def step(
+    session: AsyncSession, ticket: Ticket, action: str, actor: Actor, **kw: Any
+) -> Ticket:
     """Apply ``action`` at the ticket's current version."""
     kw.setdefault("now", MONDAY_10AM)
     kw.setdefault("settings", SETTINGS)
-    return await apply(session, ticket.ticket_no, action, actor, expected_version=ticket.version, **kw)
+    return await apply(
+        session, ticket.ticket_no, action, actor, expected_version=ticket.version, **kw
+    )
 
 
 async def count(session: AsyncSession, model: type[Any]) -> int:

@@ -25,11 +25,21 @@ async def signed(session, draft):
 
 
 async def attach(session, ticket_no, actor=HANDLER, name="现场.png"):
-    return await add_attachment(session, ticket_no, actor, file_name=name, content_type="image/png", size=10,
-                                sha256=SHA, now=MONDAY_10AM)
+    return await add_attachment(
+        session,
+        ticket_no,
+        actor,
+        file_name=name,
+        content_type="image/png",
+        size=10,
+        sha256=SHA,
+        now=MONDAY_10AM,
+    )
 
 
-async def test_only_the_lead_department_attaches_and_only_while_working_on_it(session, draft) -> None:
+async def test_only_the_lead_department_attaches_and_only_while_working_on_it(
+    session, draft
+) -> None:
     no = (await signed(session, draft)).ticket_no
     with pytest.raises(IllegalTransition):  # dispatched, not yet signed for
         await attach(session, no)
@@ -40,15 +50,20 @@ async def test_only_the_lead_department_attaches_and_only_while_working_on_it(se
     second = await attach(session, no, name="整改后.png")
     assert [f.file_name for f in await attachments_of(session, no)] == ["现场.png", "整改后.png"]
     assert (await get_attachment(session, no, second.id)).id == second.id
-    other = (await create_ticket(session, draft(caller_phone="13900000002"), AGENT, now=MONDAY_10AM,
-                                 settings=SETTINGS)).ticket_no
+    other = (
+        await create_ticket(
+            session, draft(caller_phone="13900000002"), AGENT, now=MONDAY_10AM, settings=SETTINGS
+        )
+    ).ticket_no
     with pytest.raises(NotFound):  # a file of another ticket is not reachable through this one
         await get_attachment(session, other, first.id)
     with pytest.raises(NotFound):
         await attachments_of(session, "12345-20250303-99999")
 
 
-async def test_a_loaded_ticket_is_not_read_again_for_its_files_events_and_warnings(session, draft) -> None:
+async def test_a_loaded_ticket_is_not_read_again_for_its_files_events_and_warnings(
+    session, draft
+) -> None:
     t = await step(session, await signed(session, draft), "sign", HANDLER)
     await attach(session, t.ticket_no)
     ticket = await get_ticket(session, t.ticket_no, repeat_links=False)
@@ -74,7 +89,9 @@ async def test_a_loaded_ticket_is_not_read_again_for_its_files_events_and_warnin
 
 async def test_a_ticket_read_without_its_repeat_links_refuses_to_show_them(session, draft) -> None:
     await create_ticket(session, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
-    repeat = await create_ticket(session, draft(content="垃圾还是没人清理"), AGENT, now=MONDAY_10AM, settings=SETTINGS)
+    repeat = await create_ticket(
+        session, draft(content="垃圾还是没人清理"), AGENT, now=MONDAY_10AM, settings=SETTINGS
+    )
     light = await get_ticket(session, repeat.ticket_no, repeat_links=False)
     assert light.is_repeat
     with pytest.raises(InvalidRequestError):  # never silently empty

@@ -22,9 +22,12 @@ async def _drop_connections(engine: AsyncEngine) -> int:
     try:
         async with admin.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            dropped = await conn.execute(text(
-                "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+            dropped = await conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
             return sum(bool(ok) for (ok,) in dropped)
     finally:
         await admin.dispose()
@@ -44,7 +47,9 @@ async def test_intake_and_actions_survive_dropped_connections(engine, db, draft)
         first = await create_ticket(s, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     assert await _drop_connections(engine) >= 1
     async with db() as s:
-        second = await create_ticket(s, draft(caller_phone="13900000001"), AGENT, now=MONDAY_10AM, settings=SETTINGS)
+        second = await create_ticket(
+            s, draft(caller_phone="13900000001"), AGENT, now=MONDAY_10AM, settings=SETTINGS
+        )
     assert await _drop_connections(engine) >= 1
     async with db() as s:
         reviewed = await step(s, first, "review", DISPATCHER)

@@ -11,8 +11,21 @@ from tickets.dispatch_catalogue import Catalogue, load_catalogue, parse_catalogu
 from tickets.dispatch_errors import CatalogueError
 
 HISTORY_CATEGORIES = {"城乡建设", "劳动和社会保障", "教育文体", "卫生计生", "交通运输", "商贸旅游"}
-LIVELIHOOD_DOMAINS = {"住房安居", "健康医疗", "社会保障", "产业发展", "乡村振兴", "干部作风", "教育文体", "交通出行",
-                      "城乡建设", "生态环境", "劳动就业", "市场监管", "公共安全"}
+LIVELIHOOD_DOMAINS = {
+    "住房安居",
+    "健康医疗",
+    "社会保障",
+    "产业发展",
+    "乡村振兴",
+    "干部作风",
+    "教育文体",
+    "交通出行",
+    "城乡建设",
+    "生态环境",
+    "劳动就业",
+    "市场监管",
+    "公共安全",
+}
 
 GOOD_ENTRY = """
 [[category]]
@@ -33,25 +46,46 @@ def catalogue() -> Catalogue:
 
 def with_catalogue(path: Path) -> Settings:
     shipped = load_settings(env={})
-    return shipped.model_copy(update={"dispatch": shipped.dispatch.model_copy(update={"catalogue": str(path)})})
+    return shipped.model_copy(
+        update={"dispatch": shipped.dispatch.model_copy(update={"catalogue": str(path)})}
+    )
 
 
-def test_shipped_catalogue_covers_history_labels_and_livelihood_domains(catalogue: Catalogue) -> None:
+def test_shipped_catalogue_covers_history_labels_and_livelihood_domains(
+    catalogue: Catalogue,
+) -> None:
     names = {e.name for e in catalogue.entries}
     assert HISTORY_CATEGORIES <= names
     assert LIVELIHOOD_DOMAINS <= names
     assert len(names) == len(catalogue.entries)
 
 
-@pytest.mark.parametrize(("category", "department"), [
-    ("城乡建设", "市住房和城乡建设局"), ("劳动和社会保障", "市人力资源和社会保障局"), ("卫生计生", "市卫生健康委员会"),
-    ("教育文体", "市教育局"), ("交通运输", "市交通运输局"), ("商贸旅游", "市商务局"), ("市场监管", "市市场监督管理局"),
-    ("生态环境", "市生态环境局"), ("公共安全", "市公安局"),
-])
-def test_categories_go_to_real_kinds_of_department(catalogue: Catalogue, category: str, department: str) -> None:
+@pytest.mark.parametrize(
+    ("category", "department"),
+    [
+        ("城乡建设", "市住房和城乡建设局"),
+        ("劳动和社会保障", "市人力资源和社会保障局"),
+        ("卫生计生", "市卫生健康委员会"),
+        ("教育文体", "市教育局"),
+        ("交通运输", "市交通运输局"),
+        ("商贸旅游", "市商务局"),
+        ("市场监管", "市市场监督管理局"),
+        ("生态环境", "市生态环境局"),
+        ("公共安全", "市公安局"),
+    ],
+)
+def test_categories_go_to_real_kinds_of_department(
+    catalogue: Catalogue, category: str, department: str
+) -> None:
     entry = catalogue.by_category(category)
     assert entry is not None and entry.department == department
-    assert entry.leader and entry.leader_title and entry.person and entry.person_title and entry.keywords
+    assert (
+        entry.leader
+        and entry.leader_title
+        and entry.person
+        and entry.person_title
+        and entry.keywords
+    )
 
 
 def test_areas_name_known_districts_and_empty_means_every_district(catalogue: Catalogue) -> None:
@@ -73,16 +107,40 @@ def test_department_lookup(catalogue: Catalogue) -> None:
     assert catalogue.by_department("市气象局") is None
 
 
-@pytest.mark.parametrize(("text", "line", "key"), [
-    ('districts = ["城东区"]\n[[category]]\nname = "a"\ndepartment = \n', 4, None),  # TOML syntax
-    ('districts = ["城东区"]\n' + GOOD_ENTRY + '\n[[category]]\nname = "交通"\nkeywords = ["公交"]\n',
-     12, "category.1.department"),  # missing key: the table's header line
-    ('districts = ["城东区"]\n' + GOOD_ENTRY.replace('["污染", "废气"]', '"污染"'), 10, "category.0.keywords"),
-    ('districts = ["城东区"]\n' + GOOD_ENTRY + 'phone = "12345"\n', 11, "category.0.phone"),  # unknown key
-    ('districts = ["城东区"]\n' + GOOD_ENTRY + 'areas = ["火星区"]\n', 11, "category.0.areas"),
-    ('districts = ["城东区"]\n' + GOOD_ENTRY + GOOD_ENTRY, 13, "category.1.name"),  # duplicate category
-    ('districts = []\n' + GOOD_ENTRY, 1, "districts"),
-])
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        (
+            'districts = ["城东区"]\n[[category]]\nname = "a"\ndepartment = \n',
+            4,
+            None,
+        ),  # TOML syntax
+        (
+            'districts = ["城东区"]\n'
+            + GOOD_ENTRY
+            + '\n[[category]]\nname = "交通"\nkeywords = ["公交"]\n',
+            12,
+            "category.1.department",
+        ),  # missing key: the table's header line
+        (
+            'districts = ["城东区"]\n' + GOOD_ENTRY.replace('["污染", "废气"]', '"污染"'),
+            10,
+            "category.0.keywords",
+        ),
+        (
+            'districts = ["城东区"]\n' + GOOD_ENTRY + 'phone = "12345"\n',
+            11,
+            "category.0.phone",
+        ),  # unknown key
+        ('districts = ["城东区"]\n' + GOOD_ENTRY + 'areas = ["火星区"]\n', 11, "category.0.areas"),
+        (
+            'districts = ["城东区"]\n' + GOOD_ENTRY + GOOD_ENTRY,
+            13,
+            "category.1.name",
+        ),  # duplicate category
+        ("districts = []\n" + GOOD_ENTRY, 1, "districts"),
+    ],
+)
 def test_malformed_catalogue_names_key_and_line(text: str, line: int, key: str | None) -> None:
     with pytest.raises(CatalogueError) as err:
         parse_catalogue(text, "bad.toml")

@@ -22,29 +22,55 @@ def model_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def test_train_then_suggest_json(shared_dir: Path, model_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_then_suggest_json(
+    shared_dir: Path, model_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["dispatch", "train", str(shared_dir / "dispatch" / "history_sample.jsonl")]) == 0
     assert "222 条样本" in capsys.readouterr().out and model_path.exists()
     assert main(["dispatch", "suggest", WAGES, "--json"]) == 0
     suggestions = json.loads(capsys.readouterr().out)["suggestions"]
     assert 1 <= len(suggestions) <= 3
     assert all(set(s) == {"label", "department", "score", "why"} for s in suggestions)
-    assert suggestions[0]["department"] == "市人力资源和社会保障局" and "历史工单模型" in suggestions[0]["why"]
+    assert (
+        suggestions[0]["department"] == "市人力资源和社会保障局"
+        and "历史工单模型" in suggestions[0]["why"]
+    )
 
 
-def test_eval_json_reports_accuracy_and_baselines(shared_dir: Path, model_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["dispatch", "eval", str(shared_dir / "dispatch" / "history_sample.jsonl"), "--folds", "3",
-                 "--json"]) == 0
+def test_eval_json_reports_accuracy_and_baselines(
+    shared_dir: Path, model_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "dispatch",
+                "eval",
+                str(shared_dir / "dispatch" / "history_sample.jsonl"),
+                "--folds",
+                "3",
+                "--json",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["kfold"]["folds"] == 3
-    assert set(report["holdout"]["methods"]) == {"suggester", "model_only", "keywords_only", "majority"}
-    assert report["holdout"]["methods"]["suggester"]["top1"] > report["holdout"]["methods"]["majority"]["top1"]
+    assert set(report["holdout"]["methods"]) == {
+        "suggester",
+        "model_only",
+        "keywords_only",
+        "majority",
+    }
+    assert (
+        report["holdout"]["methods"]["suggester"]["top1"]
+        > report["holdout"]["methods"]["majority"]["top1"]
+    )
     assert not model_path.exists()  # evaluating stores nothing
 
 
-def test_bad_training_file_exits_2_with_line_and_code(tmp_path: Path, model_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_training_file_exits_2_with_line_and_code(
+    tmp_path: Path, model_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "拖欠工资", "label": "劳动和社会保障"}\n{"text": \n', encoding="utf-8")
     assert main(["dispatch", "train", str(bad)]) == 2
@@ -61,8 +87,20 @@ def test_catalogue_lists_categories(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_console_script_suggests_from_catalogue_without_a_model(tmp_path: Path) -> None:
     env = {**os.environ, "HOTLINE_DISPATCH_MODEL_PATH": str(tmp_path / "none.joblib")}
-    done = subprocess.run([str(Path(sys.executable).with_name("hotline")), "dispatch", "suggest", "化工厂排放废气",
-                           "--json"], capture_output=True, text=True, env=env, timeout=120, check=False)
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("hotline")),
+            "dispatch",
+            "suggest",
+            "化工厂排放废气",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     best = json.loads(done.stdout)["suggestions"][0]
     assert best["department"] == "市生态环境局" and "未训练" in best["why"]

@@ -12,7 +12,14 @@ from config.settings import WarningSettings
 from tests.tickets.loop_support import AGENT, MONDAY_10AM
 from tickets import outbox
 from tickets.models import OutboxMessage
-from tickets.outbox import ChannelSender, LogSender, Message, deliver_outbox, enqueue, masked_recipient
+from tickets.outbox import (
+    ChannelSender,
+    LogSender,
+    Message,
+    deliver_outbox,
+    enqueue,
+    masked_recipient,
+)
 from tickets.services import create_ticket
 from tickets.warnings import run_warning_scans
 
@@ -80,39 +87,65 @@ def rules(**changes: float) -> WarningSettings:
     return WarningSettings(**changes)  # type: ignore[arg-type]
 
 
-async def queue(session, n: int = 1, channel: str = outbox.SMS, recipient: str = "收件人", body: str = "正文") -> None:
+async def queue(
+    session, n: int = 1, channel: str = outbox.SMS, recipient: str = "收件人", body: str = "正文"
+) -> None:
     for i in range(n):
-        enqueue(session, channel=channel, recipient=f"{recipient}{i}", subject="黄牌预警", body=f"{body}{i}", now=T)
+        enqueue(
+            session,
+            channel=channel,
+            recipient=f"{recipient}{i}",
+            subject="黄牌预警",
+            body=f"{body}{i}",
+            now=T,
+        )
     await session.commit()
 
 
 async def stored(session) -> list[tuple[str, int, str | None]]:
-    rows = await session.execute(select(OutboxMessage).order_by(OutboxMessage.id).execution_options(
-        populate_existing=True))
+    rows = await session.execute(
+        select(OutboxMessage).order_by(OutboxMessage.id).execution_options(populate_existing=True)
+    )
     return [(m.status, m.attempts, m.last_error) for m in rows.scalars()]
 
 
 async def keys(session) -> list[str]:
-    return list((await session.execute(select(OutboxMessage.message_key).order_by(OutboxMessage.id))).scalars())
+    return list(
+        (
+            await session.execute(select(OutboxMessage.message_key).order_by(OutboxMessage.id))
+        ).scalars()
+    )
 
 
-async def test_failing_sender_is_retried_with_backoff_and_the_same_id_then_given_up(session) -> None:
+async def test_failing_sender_is_retried_with_backoff_and_the_same_id_then_given_up(
+    session,
+) -> None:
     await queue(session)
     sender, policy = RaisingSender(), rules(outbox_max_attempts=3, outbox_retry_s=60)
     report = await deliver_outbox(session, sender, now=T, rules=policy)
     assert report.to_json() == {"sent": 0, "retry": 1, "failed": 0}
     assert await stored(session) == [("pending", 1, "ConnectionError: 短信网关无响应：正文0")]
-    assert (await deliver_outbox(session, sender, now=T + timedelta(seconds=59), rules=policy)).retry == 0  # not due
-    assert (await deliver_outbox(session, sender, now=T + timedelta(seconds=60), rules=policy)).retry == 1
-    assert (await deliver_outbox(session, sender, now=T + timedelta(seconds=179), rules=policy)).retry == 0  # 2 min
+    assert (
+        await deliver_outbox(session, sender, now=T + timedelta(seconds=59), rules=policy)
+    ).retry == 0  # not due
+    assert (
+        await deliver_outbox(session, sender, now=T + timedelta(seconds=60), rules=policy)
+    ).retry == 1
+    assert (
+        await deliver_outbox(session, sender, now=T + timedelta(seconds=179), rules=policy)
+    ).retry == 0  # 2 min
     report = await deliver_outbox(session, sender, now=T + timedelta(seconds=180), rules=policy)
     assert report.to_json() == {"sent": 0, "retry": 0, "failed": 1}
     assert await stored(session) == [("failed", 3, "ConnectionError: 短信网关无响应：正文0")]
-    assert (await deliver_outbox(session, LogSender(), now=T + timedelta(days=1))).sent == 0  # failed: not retried
+    assert (
+        await deliver_outbox(session, LogSender(), now=T + timedelta(days=1))
+    ).sent == 0  # failed: not retried
     assert sender.keys == (await keys(session)) * 3
 
 
-async def test_log_sender_marks_messages_sent_oldest_first_within_the_batch(session, caplog) -> None:
+async def test_log_sender_marks_messages_sent_oldest_first_within_the_batch(
+    session, caplog
+) -> None:
     await queue(session, 3)
     caplog.set_level("INFO", logger="tickets.outbox")
     report = await deliver_outbox(session, LogSender(), now=T, rules=rules(outbox_batch=2))
@@ -125,7 +158,9 @@ async def test_log_sender_marks_messages_sent_oldest_first_within_the_batch(sess
     assert {m.status for m in rows} == {"sent"} and {m.sent_at for m in rows} == {T}
 
 
-async def test_channel_sender_routes_sms_and_letters_to_their_gateways_with_the_message_id(session) -> None:
+async def test_channel_sender_routes_sms_and_letters_to_their_gateways_with_the_message_id(
+    session,
+) -> None:
     await queue(session, 1, outbox.SMS)
     await queue(session, 1, outbox.EMAIL)
     gateway = RecordingGateway()
@@ -140,60 +175,105 @@ async def test_two_deliverers_at_once_send_each_message_exactly_once(db) -> None
         await queue(session, 4)
     sender = OverlapSender()
     async with db() as one, db() as two, asyncio.timeout(WAIT):
-        reports = await asyncio.gather(deliver_outbox(one, sender, now=T), deliver_outbox(two, sender, now=T))
+        reports = await asyncio.gather(
+            deliver_outbox(one, sender, now=T), deliver_outbox(two, sender, now=T)
+        )
     assert sorted(sender.sent) == [1, 2, 3, 4]  # none twice, none left
     assert all(r.sent >= 1 for r in reports) and sum(r.sent for r in reports) == 4
     async with db() as session:
         assert await stored(session) == [("sent", 1, None)] * 4
 
 
-async def test_a_hanging_sender_is_timed_out_and_the_message_retried_later_with_the_same_id(session) -> None:
+async def test_a_hanging_sender_is_timed_out_and_the_message_retried_later_with_the_same_id(
+    session,
+) -> None:
     await queue(session)
     sender, policy = HangingSender(), rules(outbox_send_timeout_s=0.2, outbox_retry_s=60)
     async with asyncio.timeout(WAIT):
         report = await deliver_outbox(session, sender, now=T, rules=policy)
     assert report.to_json() == {"sent": 0, "retry": 1, "failed": 0}
     assert await stored(session) == [("pending", 1, "TimeoutError: 发送超过 0.2 秒未完成")]
-    assert (await deliver_outbox(session, sender, now=T + timedelta(seconds=60), rules=policy)).sent == 1
-    assert await stored(session) == [("sent", 2, "TimeoutError: 发送超过 0.2 秒未完成")]  # the last fault is kept
+    assert (
+        await deliver_outbox(session, sender, now=T + timedelta(seconds=60), rules=policy)
+    ).sent == 1
+    assert await stored(session) == [
+        ("sent", 2, "TimeoutError: 发送超过 0.2 秒未完成")
+    ]  # the last fault is kept
     assert sender.keys == (await keys(session)) * 2
 
 
-async def test_a_deliverer_that_dies_mid_send_holds_the_message_until_its_lease_runs_out(db) -> None:
+async def test_a_deliverer_that_dies_mid_send_holds_the_message_until_its_lease_runs_out(
+    db,
+) -> None:
     async with db() as session:
         await queue(session)
     base = datetime(2025, 3, 3, 2, 0, tzinfo=UTC)
     policy = rules(outbox_send_timeout_s=30)  # lease: 60 s
     dying = HangingSender()
     async with db() as one:
-        task = asyncio.create_task(deliver_outbox(one, dying, now=T, rules=policy, clock=lambda: base))
+        task = asyncio.create_task(
+            deliver_outbox(one, dying, now=T, rules=policy, clock=lambda: base)
+        )
         async with asyncio.timeout(WAIT):
             await dying.hanging.wait()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     gateway = RecordingGateway()
     async with db() as two:
-        held = await deliver_outbox(two, ChannelSender(sms=gateway), now=T, rules=policy,
-                                    clock=lambda: base + timedelta(seconds=59))
+        held = await deliver_outbox(
+            two,
+            ChannelSender(sms=gateway),
+            now=T,
+            rules=policy,
+            clock=lambda: base + timedelta(seconds=59),
+        )
         assert held.sent == 0 and gateway.sms == []
-        freed = await deliver_outbox(two, ChannelSender(sms=gateway), now=T, rules=policy,
-                                     clock=lambda: base + timedelta(seconds=61))
+        freed = await deliver_outbox(
+            two,
+            ChannelSender(sms=gateway),
+            now=T,
+            rules=policy,
+            clock=lambda: base + timedelta(seconds=61),
+        )
         assert freed.sent == 1
         assert [k for *_, k in gateway.sms] == dying.keys == await keys(two)
         assert await stored(two) == [("sent", 2, None)]
 
 
-async def test_log_lines_name_messages_without_their_text_or_full_recipient(session, caplog) -> None:
+async def test_log_lines_name_messages_without_their_text_or_full_recipient(
+    session, caplog
+) -> None:
     caplog.set_level("DEBUG", logger="tickets.outbox")
-    enqueue(session, channel=outbox.SMS, recipient="13812345678", subject="红牌预警 12345-20250303-00001",
-            body=SECRET, now=T)
-    enqueue(session, channel=outbox.EMAIL, recipient="区住房和城乡建设局 王联络（物业科科长）", subject="督办函",
-            body=SECRET, now=T)
+    enqueue(
+        session,
+        channel=outbox.SMS,
+        recipient="13812345678",
+        subject="红牌预警 12345-20250303-00001",
+        body=SECRET,
+        now=T,
+    )
+    enqueue(
+        session,
+        channel=outbox.EMAIL,
+        recipient="区住房和城乡建设局 王联络（物业科科长）",
+        subject="督办函",
+        body=SECRET,
+        now=T,
+    )
     await session.commit()
     await deliver_outbox(session, RaisingSender(), now=T, rules=rules(outbox_max_attempts=2))
-    await deliver_outbox(session, RaisingSender(), now=T + timedelta(minutes=1), rules=rules(outbox_max_attempts=2))
+    await deliver_outbox(
+        session, RaisingSender(), now=T + timedelta(minutes=1), rules=rules(outbox_max_attempts=2)
+    )
     await deliver_outbox(session, LogSender(), now=T + timedelta(minutes=1))  # nothing left to send
-    enqueue(session, channel=outbox.SMS, recipient="ops@hotline.gov.cn", subject="黄牌预警", body=SECRET, now=T)
+    enqueue(
+        session,
+        channel=outbox.SMS,
+        recipient="ops@hotline.gov.cn",
+        subject="黄牌预警",
+        body=SECRET,
+        now=T,
+    )
     await session.commit()
     await deliver_outbox(session, LogSender(), now=T)
     text = caplog.text
@@ -209,10 +289,13 @@ def test_recipients_are_masked_for_log_lines() -> None:
     assert masked_recipient("收件人0") == "收***"
 
 
-async def test_periodic_scan_raises_warnings_and_delivers_until_stopped(db, draft, settings, catalogue) -> None:
+async def test_periodic_scan_raises_warnings_and_delivers_until_stopped(
+    db, draft, settings, catalogue
+) -> None:
     async with db() as session:
-        await create_ticket(session, draft(), AGENT, now=MONDAY_10AM - timedelta(days=30),
-                            settings=settings)  # long overdue
+        await create_ticket(
+            session, draft(), AGENT, now=MONDAY_10AM - timedelta(days=30), settings=settings
+        )  # long overdue
     delivered = asyncio.Event()
 
     class SignallingSender:
@@ -224,7 +307,9 @@ async def test_periodic_scan_raises_warnings_and_delivers_until_stopped(db, draf
             delivered.set()
 
     sender, stop = SignallingSender(), asyncio.Event()
-    task = asyncio.create_task(run_warning_scans(db, settings, stop, sender=sender, catalogue=catalogue))
+    task = asyncio.create_task(
+        run_warning_scans(db, settings, stop, sender=sender, catalogue=catalogue)
+    )
     await asyncio.wait_for(delivered.wait(), timeout=30)
     stop.set()
     await asyncio.wait_for(task, timeout=30)

@@ -23,8 +23,15 @@ def test_full_width_number_is_the_ascii_number() -> None:
     assert normalise_phone("+86 931 1234567".translate(FULL_WIDTH)) == "0931-1234567"
 
 
-@pytest.mark.parametrize("raw", ["138" + "12345678".translate(ARABIC_INDIC), "13812345678".translate(DEVANAGARI),
-                                 "0931-1234567".translate(ARABIC_INDIC), "1381234567\u0663"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "138" + "12345678".translate(ARABIC_INDIC),
+        "13812345678".translate(DEVANAGARI),
+        "0931-1234567".translate(ARABIC_INDIC),
+        "1381234567\u0663",
+    ],
+)
 def test_other_digit_scripts_are_refused(raw: str) -> None:
     with pytest.raises(InvalidInput) as err:
         normalise_phone(raw)
@@ -32,8 +39,11 @@ def test_other_digit_scripts_are_refused(raw: str) -> None:
 
 
 _digit_chars = st.characters(categories=["Nd"])
-_phone_like = st.lists(st.one_of(_digit_chars, st.sampled_from(list("0123456789 -()+（）－＋"))),
-                       min_size=7, max_size=16).map("".join)
+_phone_like = st.lists(
+    st.one_of(_digit_chars, st.sampled_from(list("0123456789 -()+（）－＋"))),
+    min_size=7,
+    max_size=16,
+).map("".join)
 
 
 @given(st.one_of(_phone_like, st.text(max_size=24)))

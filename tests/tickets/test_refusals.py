@@ -21,7 +21,15 @@ from tests.tickets.loop_support import (
 )
 from tickets.errors import Forbidden, IllegalTransition, InvalidInput, NotFound, TicketError
 from tickets.models import Department, Ticket, TicketCounter
-from tickets.services import Actor, apply, close_instant, create_ticket, get_ticket, record_callback, upsert_departments
+from tickets.services import (
+    Actor,
+    apply,
+    close_instant,
+    create_ticket,
+    get_ticket,
+    record_callback,
+    upsert_departments,
+)
 
 
 async def assert_unchanged(session, ticket_no: str, version: int, state: str, events: int) -> None:
@@ -45,7 +53,9 @@ async def assert_unchanged(session, ticket_no: str, version: int, state: str, ev
         ("fly_away", DISPATCHER, "ticket.unknown_action"),
     ],
 )
-async def test_refused_action_on_new_ticket_changes_nothing(session, draft, action, actor, code) -> None:
+async def test_refused_action_on_new_ticket_changes_nothing(
+    session, draft, action, actor, code
+) -> None:
     t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     with pytest.raises(TicketError) as err:
         await step(session, t, action, actor, lead_department="zjj", reply="x", answer="x")
@@ -68,7 +78,9 @@ async def test_handler_of_other_department_is_forbidden(session, draft) -> None:
 
 
 async def test_closed_ticket_accepts_nothing(session, draft) -> None:
-    t = await close_instant(session, draft(), "已当场答复", AGENT, now=MONDAY_10AM, settings=SETTINGS)
+    t = await close_instant(
+        session, draft(), "已当场答复", AGENT, now=MONDAY_10AM, settings=SETTINGS
+    )
     for action, actor in (("withdraw", CALLER), ("review", DISPATCHER), ("callback_retry", SYSTEM)):
         with pytest.raises(IllegalTransition) as err:
             await step(session, t, action, actor)
@@ -83,10 +95,19 @@ async def test_action_fields_are_checked(session, draft) -> None:
     t = await step(session, t, "review", DISPATCHER)
     cases = [
         ({"lead_department": "nope"}, "ticket.unknown_department"),
-        ({"lead_department": "zjj", "co_departments": ["ghost"], "mode": "joint"}, "ticket.unknown_department"),
-        ({"lead_department": "zjj", "co_departments": ["hbj"]}, "ticket.dispatch_mode"),  # direct with co
+        (
+            {"lead_department": "zjj", "co_departments": ["ghost"], "mode": "joint"},
+            "ticket.unknown_department",
+        ),
+        (
+            {"lead_department": "zjj", "co_departments": ["hbj"]},
+            "ticket.dispatch_mode",
+        ),  # direct with co
         ({"lead_department": "zjj", "mode": "joint"}, "ticket.dispatch_mode"),  # joint without co
-        ({"lead_department": "zjj", "co_departments": ["zjj"], "mode": "joint"}, "ticket.duplicate_department"),
+        (
+            {"lead_department": "zjj", "co_departments": ["zjj"], "mode": "joint"},
+            "ticket.duplicate_department",
+        ),
         ({"lead_department": "zjj", "mode": "triple"}, "ticket.invalid_choice"),
         ({"lead_department": "zjj", "colour": "red"}, "ticket.unknown_field"),
         ({}, "ticket.missing_field"),
@@ -106,7 +127,14 @@ async def test_action_fields_are_checked(session, draft) -> None:
         await step(session, t, "approve_extension", DISPATCHER)
     assert err.value.code == "ticket.no_extension_request"
     with pytest.raises(InvalidInput) as err:
-        await step(session, t, "request_extension", HANDLER, note="需要时间", until=t.due_at - timedelta(hours=1))
+        await step(
+            session,
+            t,
+            "request_extension",
+            HANDLER,
+            note="需要时间",
+            until=t.due_at - timedelta(hours=1),
+        )
     assert err.value.code == "ticket.invalid_extension"
     with pytest.raises(InvalidInput) as err:
         await step(session, t, "reply", HANDLER, reply="办" * 4001)
@@ -150,21 +178,40 @@ def test_bad_draft_is_refused_with_chinese_message(draft, overrides, code, field
 
 async def test_refused_intake_writes_no_rows(session, draft) -> None:
     with pytest.raises(InvalidInput):
-        await create_ticket(session, draft(), Actor("名" * 51, "agent"), now=MONDAY_10AM, settings=SETTINGS)
+        await create_ticket(
+            session, draft(), Actor("名" * 51, "agent"), now=MONDAY_10AM, settings=SETTINGS
+        )
     with pytest.raises(Forbidden):
-        await create_ticket(session, draft(), Actor("承办人", "handler", "zjj"), now=MONDAY_10AM, settings=SETTINGS)
+        await create_ticket(
+            session, draft(), Actor("承办人", "handler", "zjj"), now=MONDAY_10AM, settings=SETTINGS
+        )
     with pytest.raises(InvalidInput):
-        await close_instant(session, draft(), "", AGENT, now=MONDAY_10AM, settings=SETTINGS)  # empty answer
+        await close_instant(
+            session, draft(), "", AGENT, now=MONDAY_10AM, settings=SETTINGS
+        )  # empty answer
     with pytest.raises(InvalidInput):
-        await close_instant(session, draft(), "答" * 4001, AGENT, now=MONDAY_10AM, settings=SETTINGS)
-    assert (await count(session, Ticket), await count(session, TicketCounter), await event_count(session)) == (0, 0, 0)
+        await close_instant(
+            session, draft(), "答" * 4001, AGENT, now=MONDAY_10AM, settings=SETTINGS
+        )
+    assert (
+        await count(session, Ticket),
+        await count(session, TicketCounter),
+        await event_count(session),
+    ) == (0, 0, 0)
     t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     assert t.ticket_no.endswith("-00001")  # the refused attempts consumed no number
 
 
 async def test_unknown_ticket_and_bad_callback_result(session) -> None:
     with pytest.raises(NotFound) as err:
-        await apply(session, "12345-20250303-99999", "review", DISPATCHER, expected_version=1, settings=SETTINGS)
+        await apply(
+            session,
+            "12345-20250303-99999",
+            "review",
+            DISPATCHER,
+            expected_version=1,
+            settings=SETTINGS,
+        )
     assert err.value.code == "ticket.not_found"
     with pytest.raises(InvalidInput):
         await record_callback(session, "12345-20250303-99999", "meh", SYSTEM, settings=SETTINGS)

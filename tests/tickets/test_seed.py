@@ -10,7 +10,9 @@ from tickets.seed import catalogue_departments, seed_departments
 
 
 async def departments(session) -> list[tuple[str, str, bool]]:
-    rows = await session.execute(select(Department).order_by(Department.code).execution_options(populate_existing=True))
+    rows = await session.execute(
+        select(Department).order_by(Department.code).execution_options(populate_existing=True)
+    )
     return [(d.code, d.name, d.active) for d in rows.scalars()]
 
 
@@ -18,8 +20,12 @@ async def test_seed_is_idempotent_and_reactivates(sessionmaker, catalogue) -> No
     async with sessionmaker() as session:
         assert await seed_departments(session, catalogue) == 2  # 区住房和城乡建设局 is named twice
         first = await departments(session)
-        assert first == sorted([("区住房和城乡建设局", "区住房和城乡建设局", True),
-                                ("区城市管理局", "区城市管理局", True)])
+        assert first == sorted(
+            [
+                ("区住房和城乡建设局", "区住房和城乡建设局", True),
+                ("区城市管理局", "区城市管理局", True),
+            ]
+        )
         (await session.get(Department, "区城市管理局")).active = False
         await session.commit()
         assert await seed_departments(session, catalogue) == 2

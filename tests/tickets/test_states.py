@@ -58,14 +58,21 @@ def test_checks_give_typed_errors_with_stable_codes() -> None:
 def test_allowed_actions_per_role() -> None:
     assert allowed_actions(State.ACCEPTED, "agent") == ["close_instant", "withdraw"]
     assert allowed_actions(State.SIGNED, "handler", department="zjj", lead_department="zjj") == [
-        "return", "start", "request_extension", "reply"
+        "return",
+        "start",
+        "request_extension",
+        "reply",
     ]
     assert allowed_actions(State.SIGNED, "handler", department="hbj", lead_department="zjj") == []
     assert allowed_actions(State.CLOSED, "admin") == []
 
 
 def test_replay_rejects_a_trail_the_machine_cannot_produce() -> None:
-    good = [("create", None, "accepted"), ("review", "accepted", "reviewed"), ("dispatch", "reviewed", "dispatched")]
+    good = [
+        ("create", None, "accepted"),
+        ("review", "accepted", "reviewed"),
+        ("dispatch", "reviewed", "dispatched"),
+    ]
     assert replay(good) == State.DISPATCHED
     assert replay([]) is None
     for bad in (
@@ -87,10 +94,16 @@ class LoopMachine(RuleBasedStateMachine):
         self.state: State | None = None
         self.trail: list[tuple[str, str | None, str]] = []
 
-    @rule(action=st.sampled_from(sorted(TRANSITIONS)), role=st.sampled_from(list(Role)), own=st.booleans())
+    @rule(
+        action=st.sampled_from(sorted(TRANSITIONS)),
+        role=st.sampled_from(list(Role)),
+        own=st.booleans(),
+    )
     def act(self, action: str, role: Role, own: bool) -> None:
         try:
-            t = check(self.state, action, role, department="zjj" if own else "hbj", lead_department="zjj")
+            t = check(
+                self.state, action, role, department="zjj" if own else "hbj", lead_department="zjj"
+            )
         except (IllegalTransition, Forbidden):
             return
         assert self.state not in TERMINAL_STATES

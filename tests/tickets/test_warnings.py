@@ -8,7 +8,16 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from tests.settings_support import SETTINGS
-from tests.tickets.loop_support import AGENT, CALLER, DISPATCHER, HANDLER, MONDAY_10AM, SYSTEM, TZ, step
+from tests.tickets.loop_support import (
+    AGENT,
+    CALLER,
+    DISPATCHER,
+    HANDLER,
+    MONDAY_10AM,
+    SYSTEM,
+    TZ,
+    step,
+)
 from tickets.models import OutboxMessage, TicketEvent, TicketSupervision, TicketWarning
 from tickets.services import create_ticket, record_callback, replay_ticket
 from tickets.warnings import ScanCalendar, scan_warnings, warnings_of
@@ -21,7 +30,8 @@ NEXT_MONDAY_10AM = MONDAY_10AM + timedelta(days=7)  # the 5-working-day deadline
 
 async def open_warnings(session) -> list[tuple[str, str, str]]:
     rows = await session.execute(
-        select(TicketWarning).where(TicketWarning.cleared_at.is_(None)).order_by(TicketWarning.id))
+        select(TicketWarning).where(TicketWarning.cleared_at.is_(None)).order_by(TicketWarning.id)
+    )
     return [(w.reason, w.level, str(w.ticket_id)) for w in rows.scalars()]
 
 
@@ -39,7 +49,9 @@ async def dispatched(session, draft, **kw):
     return await step(session, t, "dispatch", DISPATCHER, lead_department="zjj")
 
 
-async def test_handling_deadline_turns_yellow_then_red_and_rescans_change_nothing(session, draft, catalogue) -> None:
+async def test_handling_deadline_turns_yellow_then_red_and_rescans_change_nothing(
+    session, draft, catalogue
+) -> None:
     t = await create_ticket(session, draft(), AGENT, now=MONDAY_10AM, settings=SETTINGS)
     assert t.due_at == NEXT_MONDAY_10AM
 
@@ -51,7 +63,11 @@ async def test_handling_deadline_turns_yellow_then_red_and_rescans_change_nothin
     assert await open_warnings(session) == [("handling_deadline", "yellow", str(t.id))]
     sms = (await session.execute(select(OutboxMessage))).scalar_one()
     # Not dispatched yet: the dispatch desk answers for it.
-    assert (sms.channel, sms.recipient, sms.status) == ("sms", "12345热线派单中心 12345热线派单中心", "pending")
+    assert (sms.channel, sms.recipient, sms.status) == (
+        "sms",
+        "12345热线派单中心 12345热线派单中心",
+        "pending",
+    )
     assert t.ticket_no in sms.body and "办理即将超期" in sms.body
 
     again = await scan(session, FRIDAY_10AM + timedelta(minutes=5), catalogue)
@@ -64,25 +80,38 @@ async def test_handling_deadline_turns_yellow_then_red_and_rescans_change_nothin
     assert await open_warnings(session) == [("handling_deadline", "red", str(t.id))]
     assert await rows(session, TicketWarning) == 1  # the same warning, upgraded
     letter = (await session.execute(select(TicketSupervision))).scalar_one()
-    assert letter.reason == "handling_deadline" and letter.leader == "12345热线派单中心 12345热线中心主任"
+    assert (
+        letter.reason == "handling_deadline"
+        and letter.leader == "12345热线派单中心 12345热线中心主任"
+    )
     assert "已超期 1 分钟" in letter.letter
 
     again = await scan(session, late + timedelta(hours=1), catalogue)
     assert (again.raised, again.changed, again.notices, again.supervisions) == (0, 0, 0, 0)
     assert await rows(session, OutboxMessage) == 3  # yellow notice, red notice, letter
-    events = (await session.execute(select(TicketEvent.action).where(TicketEvent.ticket_id == t.id))).scalars().all()
+    events = (
+        (await session.execute(select(TicketEvent.action).where(TicketEvent.ticket_id == t.id)))
+        .scalars()
+        .all()
+    )
     assert list(events) == ["create", "supervise"]
-    assert await replay_ticket(session, t.ticket_no) == "accepted"  # the supervision note changes no state
+    assert (
+        await replay_ticket(session, t.ticket_no) == "accepted"
+    )  # the supervision note changes no state
 
 
-async def test_sign_for_deadline_yellow_red_then_cleared_by_signing(session, draft, catalogue) -> None:
+async def test_sign_for_deadline_yellow_red_then_cleared_by_signing(
+    session, draft, catalogue
+) -> None:
     t = await dispatched(session, draft)
     assert t.sign_for_due == MONDAY_10AM + timedelta(hours=1)
     assert (await scan(session, MONDAY_10AM + timedelta(minutes=30), catalogue)).open_warnings == 0
     await scan(session, MONDAY_10AM + timedelta(minutes=50), catalogue)
     assert await open_warnings(session) == [("sign_for_deadline", "yellow", str(t.id))]
     sms = (await session.execute(select(OutboxMessage))).scalar_one()
-    assert sms.recipient == "区住房和城乡建设局 吴环卫（环卫科科长）"  # catalogue person of the ticket's category
+    assert (
+        sms.recipient == "区住房和城乡建设局 吴环卫（环卫科科长）"
+    )  # catalogue person of the ticket's category
     await scan(session, MONDAY_10AM + timedelta(minutes=61), catalogue)
     assert await open_warnings(session) == [("sign_for_deadline", "red", str(t.id))]
 
@@ -90,18 +119,36 @@ async def test_sign_for_deadline_yellow_red_then_cleared_by_signing(session, dra
     report = await scan(session, MONDAY_10AM + timedelta(minutes=70), catalogue)
     assert (report.cleared, report.open_warnings) == (1, 0)
     (warning,) = await warnings_of(session, t.ticket_no, include_cleared=True)
-    assert await warnings_of(session, t, include_cleared=True) == [warning]  # or given the ticket already loaded
+    assert await warnings_of(session, t, include_cleared=True) == [
+        warning
+    ]  # or given the ticket already loaded
     assert warning.cleared_at == MONDAY_10AM + timedelta(minutes=70)
     assert await warnings_of(session, t.ticket_no) == []
 
 
-async def test_repeat_complaint_is_red_but_a_repeated_enquiry_is_not(session, draft, catalogue) -> None:
-    first = await create_ticket(session, draft(content="小区垃圾没人清理"), AGENT, now=MONDAY_10AM, settings=SETTINGS)
-    repeat = await create_ticket(session, draft(content="垃圾还是没人清理"), AGENT, now=MONDAY_10AM, settings=SETTINGS)
-    enquiry = await create_ticket(session, draft(caller_phone="13900000001", kind="咨询", content="垃圾分类怎么分"),
-                                  AGENT, now=MONDAY_10AM, settings=SETTINGS)
-    enquiry2 = await create_ticket(session, draft(caller_phone="13900000001", kind="咨询", content="垃圾分类时间"),
-                                   AGENT, now=MONDAY_10AM, settings=SETTINGS)
+async def test_repeat_complaint_is_red_but_a_repeated_enquiry_is_not(
+    session, draft, catalogue
+) -> None:
+    first = await create_ticket(
+        session, draft(content="小区垃圾没人清理"), AGENT, now=MONDAY_10AM, settings=SETTINGS
+    )
+    repeat = await create_ticket(
+        session, draft(content="垃圾还是没人清理"), AGENT, now=MONDAY_10AM, settings=SETTINGS
+    )
+    enquiry = await create_ticket(
+        session,
+        draft(caller_phone="13900000001", kind="咨询", content="垃圾分类怎么分"),
+        AGENT,
+        now=MONDAY_10AM,
+        settings=SETTINGS,
+    )
+    enquiry2 = await create_ticket(
+        session,
+        draft(caller_phone="13900000001", kind="咨询", content="垃圾分类时间"),
+        AGENT,
+        now=MONDAY_10AM,
+        settings=SETTINGS,
+    )
     assert (first.is_repeat, repeat.is_repeat, enquiry2.is_repeat) == (False, True, True)
     report = await scan(session, MONDAY_10AM, catalogue)
     assert await open_warnings(session) == [("repeat_complaint", "red", str(repeat.id))]
@@ -114,7 +161,9 @@ async def test_unsatisfied_callback_is_red(session, draft, catalogue) -> None:
     for action, kw in (("sign", {}), ("reply", {"reply": "已清运"})):
         t = await step(session, t, action, HANDLER, **kw)
     t = await step(session, t, "verify", DISPATCHER)
-    t = await record_callback(session, t.ticket_no, "unsatisfied", SYSTEM, now=MONDAY_10AM, settings=SETTINGS)
+    t = await record_callback(
+        session, t.ticket_no, "unsatisfied", SYSTEM, now=MONDAY_10AM, settings=SETTINGS
+    )
     assert (t.state, t.redispatch_count) == ("dispatched", 1)
     await scan(session, MONDAY_10AM + timedelta(minutes=5), catalogue)
     assert await open_warnings(session) == [("unsatisfied", "red", str(t.id))]
@@ -127,8 +176,15 @@ async def test_extension_is_red_and_moves_the_handling_deadline(session, draft, 
     t = await step(session, t, "sign", HANDLER)
     await scan(session, FRIDAY_10AM, catalogue)
     assert await open_warnings(session) == [("handling_deadline", "yellow", str(t.id))]
-    t = await step(session, t, "request_extension", HANDLER, note="需协调多个部门", until=t.due_at + timedelta(days=7),
-                   now=FRIDAY_10AM)
+    t = await step(
+        session,
+        t,
+        "request_extension",
+        HANDLER,
+        note="需协调多个部门",
+        until=t.due_at + timedelta(days=7),
+        now=FRIDAY_10AM,
+    )
     t = await step(session, t, "approve_extension", DISPATCHER, now=FRIDAY_10AM)
     report = await scan(session, FRIDAY_10AM + timedelta(minutes=1), catalogue)
     assert await open_warnings(session) == [("extended", "red", str(t.id))]
@@ -145,10 +201,14 @@ async def test_closed_and_withdrawn_tickets_lose_their_warnings(session, draft, 
 
 
 async def test_hour_tier_uses_wall_clock_time(session, draft, catalogue) -> None:
-    t = await create_ticket(session, draft(urgency="urgent"), AGENT, now=MONDAY_10AM, settings=SETTINGS)  # 24 小时
+    t = await create_ticket(
+        session, draft(urgency="urgent"), AGENT, now=MONDAY_10AM, settings=SETTINGS
+    )  # 24 小时
     assert t.due_at == MONDAY_10AM + timedelta(hours=24)
     assert (await scan(session, MONDAY_10AM + timedelta(hours=17), catalogue)).open_warnings == 0
-    await scan(session, MONDAY_10AM + timedelta(hours=19), catalogue)  # 5 of 24 hours left (the night counts)
+    await scan(
+        session, MONDAY_10AM + timedelta(hours=19), catalogue
+    )  # 5 of 24 hours left (the night counts)
     assert await open_warnings(session) == [("handling_deadline", "yellow", str(t.id))]
 
 
@@ -159,5 +219,7 @@ def test_scan_calendar_counts_like_the_work_calendar(settings) -> None:
     for _ in range(300):
         a = start + timedelta(minutes=rng.randrange(0, 60 * 24 * 120))
         b = a + timedelta(minutes=rng.randrange(-60 * 24 * 20, 60 * 24 * 20))
-        assert abs(fast.working_seconds_between(a, b) - slow.working_seconds_between(a, b)) < 1e-6, (a, b)
+        assert (
+            abs(fast.working_seconds_between(a, b) - slow.working_seconds_between(a, b)) < 1e-6
+        ), (a, b)
     assert fast.working_seconds_between(start, start.astimezone(TZ)) == 0

@@ -28,31 +28,45 @@ def at(y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> datetime:
 def test_statutory_holidays_and_make_up_days(cal: WorkCalendar) -> None:
     assert not cal.is_working_day(date(2025, 10, 1))  # 国庆
     assert cal.is_working_day(date(2025, 9, 28))  # Sunday, 调休 make-up day
-    assert cal.is_working_day(date(2026, 2, 14)) and cal.is_working_day(date(2026, 2, 28))  # 春节 make-up Saturdays
+    assert cal.is_working_day(date(2026, 2, 14)) and cal.is_working_day(
+        date(2026, 2, 28)
+    )  # 春节 make-up Saturdays
     assert not cal.is_working_day(date(2026, 2, 23))  # Monday inside the 春节 holiday
     assert not cal.is_working_day(date(2025, 11, 15))  # ordinary Saturday
 
 
-def test_friday_afternoon_plus_one_working_day_is_next_working_day_same_time(cal: WorkCalendar) -> None:
+def test_friday_afternoon_plus_one_working_day_is_next_working_day_same_time(
+    cal: WorkCalendar,
+) -> None:
     assert cal.add_working_days(at(2025, 11, 14, 16), 1) == at(2025, 11, 17, 16)
 
 
 def test_working_days_skip_national_day_and_use_make_up_days(cal: WorkCalendar) -> None:
     assert cal.add_working_days(at(2025, 9, 30, 16), 1) == at(2025, 10, 9, 16)
-    assert cal.add_working_days(at(2025, 9, 26, 16), 1) == at(2025, 9, 28, 16)  # Friday → make-up Sunday
-    assert cal.add_working_days(at(2026, 2, 13, 16), 1) == at(2026, 2, 14, 16)  # Friday → make-up Saturday
-    assert cal.add_working_days(at(2026, 2, 14, 16), 1) == at(2026, 2, 24, 16)  # across the 春节 holiday
+    assert cal.add_working_days(at(2025, 9, 26, 16), 1) == at(
+        2025, 9, 28, 16
+    )  # Friday → make-up Sunday
+    assert cal.add_working_days(at(2026, 2, 13, 16), 1) == at(
+        2026, 2, 14, 16
+    )  # Friday → make-up Saturday
+    assert cal.add_working_days(at(2026, 2, 14, 16), 1) == at(
+        2026, 2, 24, 16
+    )  # across the 春节 holiday
 
 
 def test_start_outside_office_hours_starts_the_clock_at_next_opening(cal: WorkCalendar) -> None:
     assert cal.add_working_hours(at(2025, 11, 17, 8), 1) == at(2025, 11, 17, 10)  # before opening
-    assert cal.add_working_hours(at(2025, 11, 17, 12, 30), 1) == at(2025, 11, 17, 14, 30)  # lunch break
+    assert cal.add_working_hours(at(2025, 11, 17, 12, 30), 1) == at(
+        2025, 11, 17, 14, 30
+    )  # lunch break
     assert cal.add_working_hours(at(2025, 10, 3, 10), 1) == at(2025, 10, 9, 10)  # on a holiday
     # a whole working day from Friday evening ends at the next working day's closing time
     assert cal.add_working_days(at(2025, 11, 14, 20), 1) == at(2025, 11, 17, 18)
 
 
-def test_a_span_that_fills_a_block_ends_at_closing_time_not_after_the_break(cal: WorkCalendar) -> None:
+def test_a_span_that_fills_a_block_ends_at_closing_time_not_after_the_break(
+    cal: WorkCalendar,
+) -> None:
     assert cal.add_working_hours(at(2025, 11, 17, 9), 3) == at(2025, 11, 17, 12)
     assert cal.add_working_hours(at(2025, 11, 17, 11), 1.5) == at(2025, 11, 17, 14)
 
@@ -61,7 +75,9 @@ def test_zero_hours_is_the_start_itself(cal: WorkCalendar) -> None:
     assert cal.add_working_hours(at(2025, 11, 15, 23), 0) == at(2025, 11, 15, 23)
 
 
-def test_working_seconds_between_counts_only_office_hours_of_working_days(cal: WorkCalendar) -> None:
+def test_working_seconds_between_counts_only_office_hours_of_working_days(
+    cal: WorkCalendar,
+) -> None:
     assert cal.working_seconds_between(at(2025, 9, 30, 9), at(2025, 10, 9, 9)) == 7.5 * 3600
     assert cal.working_seconds_between(at(2025, 11, 17, 11), at(2025, 11, 17, 14)) == 1.5 * 3600
     assert cal.working_seconds_between(at(2025, 10, 9, 9), at(2025, 9, 30, 9)) == -7.5 * 3600
@@ -87,26 +103,36 @@ def test_negative_spans_are_refused(cal: WorkCalendar) -> None:
         cal.add_working_days(at(2025, 11, 14, 16), -1)
 
 
-def test_year_without_holiday_data_falls_back_to_weekdays_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_year_without_holiday_data_falls_back_to_weekdays_and_warns_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     cal = WorkCalendar.from_settings(load_settings(env={}))
     with caplog.at_level(logging.WARNING, logger="tickets.worktime"):
         assert cal.is_working_day(date(2035, 10, 1))  # a Monday; the library has no data for 2035
         assert not cal.is_working_day(date(2035, 10, 6))  # Saturday
-        assert cal.add_working_days(datetime(2035, 10, 5, 16, tzinfo=SH), 1) == datetime(2035, 10, 8, 16, tzinfo=SH)
+        assert cal.add_working_days(datetime(2035, 10, 5, 16, tzinfo=SH), 1) == datetime(
+            2035, 10, 8, 16, tzinfo=SH
+        )
     warnings = [r for r in caplog.records if "2035" in r.getMessage()]
     assert len(warnings) == 1
 
 
 def test_office_hours_come_from_settings() -> None:
-    hours = OfficeHours(morning_start=time(8, 30), morning_end=time(12), afternoon_start=time(14),
-                        afternoon_end=time(17, 30))
+    hours = OfficeHours(
+        morning_start=time(8, 30),
+        morning_end=time(12),
+        afternoon_start=time(14),
+        afternoon_end=time(17, 30),
+    )
     cal = WorkCalendar(hours, SH)
     assert cal.day_seconds == 7 * 3600
     assert cal.add_working_hours(at(2025, 11, 17, 11), 2) == at(2025, 11, 17, 15)
 
 
 def test_office_hours_out_of_order_are_a_settings_error(tmp_path: Path) -> None:
-    toml = SHIPPED_TOML.read_text(encoding="utf-8").replace("morning_end = 12:00:00", "morning_end = 08:00:00")
+    toml = SHIPPED_TOML.read_text(encoding="utf-8").replace(
+        "morning_end = 12:00:00", "morning_end = 08:00:00"
+    )
     (tmp_path / "h.toml").write_text(toml, encoding="utf-8")
     with pytest.raises(SettingsError, match="office_hours"):
         load_settings(tmp_path / "h.toml", env={})

@@ -26,10 +26,17 @@ MINUTE = timedelta(minutes=1)
 MAX_SPAN_MINUTES = 21 * 24 * 60
 statutory_workday = lru_cache(maxsize=None)(chinese_calendar.is_workday)
 
-WINDOWS = [datetime(2025, 9, 24, tzinfo=SH), datetime(2026, 2, 8, tzinfo=SH), datetime(2026, 9, 20, tzinfo=SH)]
+WINDOWS = [
+    datetime(2025, 9, 24, tzinfo=SH),
+    datetime(2026, 2, 8, tzinfo=SH),
+    datetime(2026, 9, 20, tzinfo=SH),
+]
 
-starts = st.builds(lambda base, minutes: base + timedelta(minutes=minutes),
-                   st.sampled_from(WINDOWS), st.integers(0, 14 * 24 * 60))
+starts = st.builds(
+    lambda base, minutes: base + timedelta(minutes=minutes),
+    st.sampled_from(WINDOWS),
+    st.integers(0, 14 * 24 * 60),
+)
 # the same instants, sometimes given in UTC: the calendar must not care which zone comes in
 any_zone_starts = st.builds(lambda t, utc: t.astimezone(UTC) if utc else t, starts, st.booleans())
 working_minutes = st.integers(0, 6 * 450)  # up to six working days
@@ -92,12 +99,15 @@ def test_add_working_hours_is_monotone_in_start(s1: datetime, s2: datetime, hour
 @given(any_zone_starts, st.floats(0, 60, allow_nan=False))
 def test_working_seconds_between_inverts_add_working_hours(start: datetime, hours: float) -> None:
     assert CAL.working_seconds_between(start, CAL.add_working_hours(start, hours)) == pytest.approx(
-        hours * 3600, abs=1e-3)
+        hours * 3600, abs=1e-3
+    )
 
 
 @fast
 @given(starts, st.integers(0, MAX_SPAN_MINUTES))
-def test_add_working_hours_of_the_span_reaches_back_no_later_than_the_end(a: datetime, span: int) -> None:
+def test_add_working_hours_of_the_span_reaches_back_no_later_than_the_end(
+    a: datetime, span: int
+) -> None:
     b = a + timedelta(minutes=span)
     back = CAL.add_working_hours(a, CAL.working_seconds_between(a, b) / 3600)
     assert back <= b
@@ -107,6 +117,11 @@ def test_add_working_hours_of_the_span_reaches_back_no_later_than_the_end(a: dat
 @fast
 @given(starts, st.integers(0, 5))
 def test_a_working_day_is_the_length_of_the_office_day(start: datetime, days: int) -> None:
-    day_hours = sum((datetime.combine(start.date(), hi) - datetime.combine(start.date(), lo)).seconds
-                    for lo, hi in BLOCKS) / 3600
+    day_hours = (
+        sum(
+            (datetime.combine(start.date(), hi) - datetime.combine(start.date(), lo)).seconds
+            for lo, hi in BLOCKS
+        )
+        / 3600
+    )
     assert CAL.add_working_days(start, days) == CAL.add_working_hours(start, days * day_hours)

@@ -14,11 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_console.auth import record_audit
-from agent_console.errors import InvalidInput, NotFound
-from agent_console.masking import mask_phone
-from agent_console.roles import Role
-from agent_console.routing import Call
-from agent_console.views.tickets_schemas import (
+from agent_console.desk.schemas import (
     ActionOut,
     AttachmentOut,
     EventOut,
@@ -26,6 +22,10 @@ from agent_console.views.tickets_schemas import (
     TicketOut,
     TicketSummary,
 )
+from agent_console.errors import InvalidInput, NotFound
+from agent_console.masking import mask_phone
+from agent_console.roles import Role
+from agent_console.routing import Call
 from tickets import errors as ticket_errors
 from tickets import models as m
 from tickets.attachments import attachments_of
@@ -37,7 +37,9 @@ from tickets.states import ROLE_LABELS, STATE_LABELS, TRANSITIONS, State, allowe
 from tickets.warnings import LEVEL_LABELS, Level, reason_label, warnings_of
 
 # Roles that work with tickets in the console (a grid worker reads its grid's; the loop's actions are not its).
-TICKET_READERS = frozenset({Role.AGENT, Role.DISPATCHER, Role.HANDLER, Role.LEADER, Role.ADMIN, Role.GRID})
+TICKET_READERS = frozenset(
+    {Role.AGENT, Role.DISPATCHER, Role.HANDLER, Role.LEADER, Role.ADMIN, Role.GRID}
+)
 EXTRA_ACTION_LABELS = {"create": "受理", "supervise": "督办"}
 WARNING_RANK = {"yellow": 1, "red": 2}
 
@@ -62,7 +64,9 @@ def may_see(call: Call[Any], ticket: m.Ticket) -> bool:
 async def visible_ticket(call: Call[Any], db: AsyncSession, ticket_no: str) -> m.Ticket:
     """The ticket, or 404 when it does not exist or lies outside the user's scope (indistinguishable)."""
     try:
-        ticket = await get_ticket(db, ticket_no, repeat_links=False)  # not shown on any ticket screen
+        ticket = await get_ticket(
+            db, ticket_no, repeat_links=False
+        )  # not shown on any ticket screen
     except ticket_errors.NotFound:
         raise NotFound(f"工单 {ticket_no} 不存在") from None
     if not may_see(call, ticket):
@@ -74,7 +78,10 @@ def scope_filters(call: Call[Any], department: str | None) -> dict[str, str | No
     """The ``list_tickets`` filters a list must use: a handler's own department and a grid worker's own grid,
     whatever was asked."""
     scope = call.scope
-    return {"department": scope.department if scope.department is not None else department, "grid": scope.grid}
+    return {
+        "department": scope.department if scope.department is not None else department,
+        "grid": scope.grid,
+    }
 
 
 @contextmanager
@@ -84,7 +91,9 @@ def field_errors() -> Iterator[None]:
         yield
     except ticket_errors.InvalidInput as exc:
         field = exc.field or "body"
-        raise InvalidInput(exc.message, details=[{"field": field, "code": exc.code, "message": exc.message}]) from None
+        raise InvalidInput(
+            exc.message, details=[{"field": field, "code": exc.code, "message": exc.message}]
+        ) from None
 
 
 async def audit_view(call: Call[Any], db: AsyncSession, ticket_no: str) -> None:
@@ -96,16 +105,29 @@ async def audit_view(call: Call[Any], db: AsyncSession, ticket_no: str) -> None:
 
 def summary_out(row: SummaryRow, role: str) -> TicketSummary:
     return TicketSummary(
-        ticket_no=row.ticket_no, state=State(row.state), state_label=row.state_label, channel=row.channel,
-        kind=row.kind, urgency=row.urgency, category=row.category, district=row.district,
-        caller_phone=mask_phone(row.caller_phone, role), caller_name=row.caller_name, summary=row.summary,
-        lead_department=row.lead_department, due_at=row.due_at, is_repeat=row.is_repeat, created_at=row.created_at,
+        ticket_no=row.ticket_no,
+        state=State(row.state),
+        state_label=row.state_label,
+        channel=row.channel,
+        kind=row.kind,
+        urgency=row.urgency,
+        category=row.category,
+        district=row.district,
+        caller_phone=mask_phone(row.caller_phone, role),
+        caller_name=row.caller_name,
+        summary=row.summary,
+        lead_department=row.lead_department,
+        due_at=row.due_at,
+        is_repeat=row.is_repeat,
+        created_at=row.created_at,
         warning=row.warning,  # type: ignore[arg-type]
     )
 
 
 def page_out(page: Page, role: str) -> TicketList:
-    return TicketList(tickets=[summary_out(r, role) for r in page.items], next_cursor=page.next_cursor)
+    return TicketList(
+        tickets=[summary_out(r, role) for r in page.items], next_cursor=page.next_cursor
+    )
 
 
 def action_label(action: str) -> str:
@@ -116,8 +138,12 @@ def action_label(action: str) -> str:
 def actions_for(call: Call[Any], ticket: m.Ticket) -> list[ActionOut]:
     """The loop's actions this user may take now (the buttons), 即办 and 回访 excepted (own screens)."""
     user = call.user
-    names = allowed_actions(State(ticket.state), user.role, department=user.department,
-                            lead_department=ticket.lead_department)
+    names = allowed_actions(
+        State(ticket.state),
+        user.role,
+        department=user.department,
+        lead_department=ticket.lead_department,
+    )
     skip = {"close_instant", "callback_retry", "callback_close", "callback_redispatch"}
     if ticket.extension_requested_until is None:
         skip |= {"approve_extension", "reject_extension"}
@@ -135,24 +161,57 @@ async def ticket_out(call: Call[Any], db: AsyncSession, ticket: m.Ticket) -> Tic
     files = await attachments_of(db, ticket)
     level = max((w.level for w in warnings), key=lambda lv: WARNING_RANK.get(lv, 0), default=None)
     return TicketOut(
-        ticket_no=ticket.ticket_no, state=State(ticket.state), state_label=STATE_LABELS[State(ticket.state)],
-        channel=ticket.channel, kind=ticket.kind, urgency=ticket.urgency, category=ticket.category,
-        district=ticket.district, caller_phone=mask_phone(ticket.caller_phone, role), caller_name=ticket.caller_name,
-        summary=ticket.content, content=ticket.content, lead_department=ticket.lead_department,
-        due_at=ticket.due_at, sign_for_due=ticket.sign_for_due,
-        extension_requested_until=ticket.extension_requested_until, created_at=ticket.created_at,
-        updated_at=ticket.updated_at, is_repeat=ticket.is_repeat, return_count=ticket.return_count,
-        warning=level, warning_reasons=[_warning_text(w) for w in warnings], version=ticket.version,
-        address=ticket.address, street=ticket.street, grid=ticket.grid, transcript=ticket.transcript,
-        dispatch_mode=ticket.dispatch_mode, co_departments=ticket.co_department_codes, answer=ticket.answer,
-        reply=ticket.reply, satisfaction=ticket.satisfaction, callback_attempts=ticket.callback_attempts,
-        dispatched_at=ticket.dispatched_at, signed_at=ticket.signed_at, replied_at=ticket.replied_at,
-        closed_at=ticket.closed_at, actions=actions_for(call, ticket),
+        ticket_no=ticket.ticket_no,
+        state=State(ticket.state),
+        state_label=STATE_LABELS[State(ticket.state)],
+        channel=ticket.channel,
+        kind=ticket.kind,
+        urgency=ticket.urgency,
+        category=ticket.category,
+        district=ticket.district,
+        caller_phone=mask_phone(ticket.caller_phone, role),
+        caller_name=ticket.caller_name,
+        summary=ticket.content,
+        content=ticket.content,
+        lead_department=ticket.lead_department,
+        due_at=ticket.due_at,
+        sign_for_due=ticket.sign_for_due,
+        extension_requested_until=ticket.extension_requested_until,
+        created_at=ticket.created_at,
+        updated_at=ticket.updated_at,
+        is_repeat=ticket.is_repeat,
+        return_count=ticket.return_count,
+        warning=level,
+        warning_reasons=[_warning_text(w) for w in warnings],
+        version=ticket.version,
+        address=ticket.address,
+        street=ticket.street,
+        grid=ticket.grid,
+        transcript=ticket.transcript,
+        dispatch_mode=ticket.dispatch_mode,
+        co_departments=ticket.co_department_codes,
+        answer=ticket.answer,
+        reply=ticket.reply,
+        satisfaction=ticket.satisfaction,
+        callback_attempts=ticket.callback_attempts,
+        dispatched_at=ticket.dispatched_at,
+        signed_at=ticket.signed_at,
+        replied_at=ticket.replied_at,
+        closed_at=ticket.closed_at,
+        actions=actions_for(call, ticket),
         events=[_event_out(e) for e in events],
-        attachments=[AttachmentOut(id=f.id, file_name=f.file_name, content_type=f.content_type, size=f.size,
-                                   actor=f.actor, at=f.at,
-                                   url=f"/api/v1/console/tickets/{ticket.ticket_no}/attachments/{f.id}")
-                     for f in files],
+        attachments=[
+            AttachmentOut(
+                id=f.id,
+                file_name=f.file_name,
+                content_type=f.content_type,
+                size=f.size,
+                actor=f.actor,
+                at=f.at,
+                url=f"/api/v1/console/tickets/{ticket.ticket_no}/attachments/{f.id}",
+            )
+            for f in files
+        ],
     )
 
 
@@ -161,9 +220,18 @@ def _warning_text(w: m.TicketWarning) -> str:
 
 
 def _event_out(e: m.TicketEvent) -> EventOut:
-    return EventOut(at=e.at, actor=e.actor, role=e.role, role_label=ROLE_LABELS.get(e.role, e.role),
-                    action=e.action, action_label=action_label(e.action), from_state=e.from_state,
-                    to_state=e.to_state, note=e.note, payload=dict(e.payload or {}))
+    return EventOut(
+        at=e.at,
+        actor=e.actor,
+        role=e.role,
+        role_label=ROLE_LABELS.get(e.role, e.role),
+        action=e.action,
+        action_label=action_label(e.action),
+        from_state=e.from_state,
+        to_state=e.to_state,
+        note=e.note,
+        payload=dict(e.payload or {}),
+    )
 
 
 def local(value: datetime | None, tz: Any) -> str:

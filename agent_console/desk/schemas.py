@@ -15,8 +15,18 @@ from tickets.states import State
 from tickets.text import Line, Text
 
 ActionName = Literal[
-    "review", "dispatch", "return", "sign", "start", "request_extension", "approve_extension", "reject_extension",
-    "reply", "verify", "reject_reply", "withdraw",
+    "review",
+    "dispatch",
+    "return",
+    "sign",
+    "start",
+    "request_extension",
+    "approve_extension",
+    "reject_extension",
+    "reply",
+    "verify",
+    "reject_reply",
+    "withdraw",
 ]
 WarningLevel = Literal["yellow", "red"]  # 黄牌 红牌
 
@@ -39,7 +49,9 @@ class TicketQuery(Model):
         return {k: v for k, v in data.items() if v != ""} if isinstance(data, dict) else data
 
     state: State | None = None
-    department: Line | None = Field(default=None, max_length=m.DEPT_CODE_MAX, description="主办单位")
+    department: Line | None = Field(
+        default=None, max_length=m.DEPT_CODE_MAX, description="主办单位"
+    )
     phone: Line | None = Field(default=None, max_length=m.PHONE_MAX, description="来电号码")
     text: Line | None = Field(default=None, max_length=100, description="诉求内容关键词")
     ticket_no: Line | None = Field(default=None, max_length=20)
@@ -49,7 +61,9 @@ class TicketQuery(Model):
     created_from: date | None = None
     created_to: date | None = None
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: Line | None = Field(default=None, max_length=200, description="上一页返回的 next_cursor")
+    cursor: Line | None = Field(
+        default=None, max_length=200, description="上一页返回的 next_cursor"
+    )
 
 
 class ActionOut(Model):
@@ -149,7 +163,9 @@ class TicketCreate(Model):
     transcript: Text | None = Field(default=None, max_length=m.TRANSCRIPT_MAX)
     call_id: Line | None = Field(default=None, max_length=m.KEY_MAX)
     knowledge_id: Line | None = Field(default=None, max_length=m.KEY_MAX)
-    answer: Text | None = Field(default=None, max_length=m.ANSWER_MAX, description="即办答复（当场办结）")
+    answer: Text | None = Field(
+        default=None, max_length=m.ANSWER_MAX, description="即办答复（当场办结）"
+    )
 
 
 class ActionRequest(Model):
@@ -158,9 +174,15 @@ class ActionRequest(Model):
     action: ActionName
     expected_version: int = Field(ge=1)
     note: Text = Field(default="", max_length=m.NOTE_MAX)
-    lead_department: Line | None = Field(default=None, max_length=m.DEPT_CODE_MAX, description="派单：主办单位")
-    co_departments: list[Line] | None = Field(default=None, max_length=10, description="双派：协办单位")
-    mode: DispatchMode | None = Field(default=None, description="direct 直派 / joint 双派 / first_receiver 首接负责")
+    lead_department: Line | None = Field(
+        default=None, max_length=m.DEPT_CODE_MAX, description="派单：主办单位"
+    )
+    co_departments: list[Line] | None = Field(
+        default=None, max_length=10, description="双派：协办单位"
+    )
+    mode: DispatchMode | None = Field(
+        default=None, description="direct 直派 / joint 双派 / first_receiver 首接负责"
+    )
     reply: Text | None = Field(default=None, max_length=m.ANSWER_MAX, description="反馈内容")
     until: AwareDatetime | None = Field(default=None, description="延期至")
 

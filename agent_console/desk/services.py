@@ -1,14 +1,14 @@
-"""What the ticket screens need from outside the console.
+"""What the ticket screens need from outside the console: :class:`DeskServices`, given whole to ``create_app``.
 
-``create_app`` runs :func:`setup_ticket_services` (a setup of the tickets feature): it puts a
-:class:`TicketServices` on the app, with the dispatch suggester loaded from the settings, and adds the hub's
-``screenpop`` topic rule. The composition root then fills in the rest before serving::
+The composition root builds them with the telephony and the knowledge lookup of its process::
 
-    services = services_of(app)
-    services.call_control = <adapter of the AMI controller>   # QueuePause, Originate of call-backs
-    services.knowledge_ask = knowledge_index.ask
+    desk = DeskServices(call_control=<adapter of the AMI controller>,   # QueuePause, Originate of call-backs
+                        knowledge_ask=knowledge_index.ask, suggester=suggester)
+    app = create_app(settings, sessionmaker, desk=desk)
 
-Left unwired, the telephony buttons answer 503 and the knowledge panel says it is not available.
+Given none, :func:`setup_ticket_services` (a setup of the tickets feature) puts unwired ones on the app, with
+the dispatch suggester loaded from the settings: the telephony buttons answer 503 and the knowledge panel says
+it is not available. Either way it adds the hub's ``screenpop`` topic rule.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from aiohttp import web
 
@@ -30,8 +29,10 @@ from tickets.dispatch_suggest import DispatchSuggester, Suggestion
 KnowledgeAsk = Callable[[str], Answer]  # e.g. knowledge.retrieval.KnowledgeIndex.ask
 
 
-@dataclass
-class TicketServices:
+@dataclass(frozen=True)
+class DeskServices:
+    """The telephony buttons, the knowledge panel and dispatch suggestions of the ticket screens."""
+
     call_control: CallControl = field(default_factory=UnwiredCallControl)
     knowledge_ask: KnowledgeAsk | None = None
     suggester: DispatchSuggester | None = None
@@ -48,22 +49,20 @@ class TicketServices:
         return await asyncio.to_thread(self.suggester.suggest, text, k, district=district)
 
 
-TICKET_SERVICES = web.AppKey("ticket_services", TicketServices)
+DESK_SERVICES = web.AppKey("desk_services", DeskServices)
 
 
 def setup_ticket_services(app: web.Application) -> None:
-    """Put the (mutable) services on the app and let agents subscribe to their screen pops."""
-    app[TICKET_SERVICES] = TicketServices(suggester=DispatchSuggester.from_settings(app[keys.SETTINGS]))
+    """Unwired services when ``create_app`` was given none; agents may subscribe to their screen pops."""
+    if DESK_SERVICES not in app:
+        app[DESK_SERVICES] = DeskServices(
+            suggester=DispatchSuggester.from_settings(app[keys.SETTINGS])
+        )
     app[keys.HUB].rules.setdefault(SCREENPOP_RULE.name, SCREENPOP_RULE)
 
 
-def services_of(app: web.Application) -> TicketServices:
-    return app[TICKET_SERVICES]
-
-
-def attachments_dir(settings: Settings) -> Path:
-    """Where reply attachments are kept: ``<data_dir>/attachments``."""
-    return Path(settings.data_dir) / "attachments"
+def services_of(app: web.Application) -> DeskServices:
+    return app[DESK_SERVICES]
 
 
 def settings_of(app: web.Application) -> Settings:

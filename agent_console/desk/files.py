@@ -17,6 +17,7 @@ from urllib.parse import quote, unquote
 from aiohttp import BodyPartReader, web
 
 from agent_console.errors import BadRequest, InvalidInput
+from config import Settings
 
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 CHUNK = 64 * 1024
@@ -25,10 +26,23 @@ _SIGNATURES: tuple[tuple[bytes, str, tuple[str, ...]], ...] = (
     (b"\xff\xd8\xff", "image/jpeg", (".jpg", ".jpeg")),
     (b"\x89PNG\r\n\x1a\n", "image/png", (".png",)),
     (b"%PDF-", "application/pdf", (".pdf",)),
-    (b"PK\x03\x04", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", (".docx",)),
-    (b"PK\x03\x04", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", (".xlsx",)),
+    (
+        b"PK\x03\x04",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        (".docx",),
+    ),
+    (
+        b"PK\x03\x04",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        (".xlsx",),
+    ),
 )
 ALLOWED_ENDINGS = tuple(e for _, _, endings in _SIGNATURES for e in endings)
+
+
+def attachments_dir(settings: Settings) -> Path:
+    """Where reply attachments are kept: ``<data_dir>/attachments``."""
+    return Path(settings.data_dir) / "attachments"
 
 
 @dataclass(frozen=True)
@@ -40,7 +54,9 @@ class StoredFile:
 
 
 def _bad_file(message: str) -> InvalidInput:
-    return InvalidInput(message, details=[{"field": "file", "code": "invalid_attachment", "message": message}])
+    return InvalidInput(
+        message, details=[{"field": "file", "code": "invalid_attachment", "message": message}]
+    )
 
 
 def sniff(head: bytes, file_name: str) -> str:
@@ -49,7 +65,9 @@ def sniff(head: bytes, file_name: str) -> str:
     for magic, content_type, endings in _SIGNATURES:
         if head.startswith(magic) and ending in endings:
             return content_type
-    raise _bad_file(f"不支持的附件类型：{file_name}（可上传 {'、'.join(ALLOWED_ENDINGS)}，且内容须与扩展名一致）")
+    raise _bad_file(
+        f"不支持的附件类型：{file_name}（可上传 {'、'.join(ALLOWED_ENDINGS)}，且内容须与扩展名一致）"
+    )
 
 
 async def _file_part(request: web.Request) -> BodyPartReader:
@@ -71,7 +89,9 @@ def _temp_file(directory: Path) -> tuple[int, Path]:
 async def receive_upload(request: web.Request, directory: Path) -> StoredFile:
     """Stream the multipart field ``file`` to ``directory``; 422 (field ``file``) when too big or of another type."""
     part = await _file_part(request)
-    file_name = Path(unquote(part.filename or "")).name.strip()  # some clients percent-encode non-ASCII names
+    file_name = Path(
+        unquote(part.filename or "")
+    ).name.strip()  # some clients percent-encode non-ASCII names
     fd, tmp = await asyncio.to_thread(_temp_file, directory)
     digest, size, head = hashlib.sha256(), 0, b""
     try:
@@ -94,13 +114,18 @@ async def receive_upload(request: web.Request, directory: Path) -> StoredFile:
     return StoredFile(file_name, content_type, size, sha)
 
 
-def file_response(directory: Path, sha256: str, file_name: str, content_type: str) -> web.FileResponse:
+def file_response(
+    directory: Path, sha256: str, file_name: str, content_type: str
+) -> web.FileResponse:
     """The stored file as a download (never rendered inline by the browser)."""
     path = directory / sha256
     if not path.is_file():
         raise web.HTTPNotFound()
-    return web.FileResponse(path, headers={
-        "Content-Type": content_type,
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(file_name)}",
-        "Cache-Control": "private, no-store",
-    })
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": content_type,
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(file_name)}",
+            "Cache-Control": "private, no-store",
+        },
+    )

@@ -32,6 +32,7 @@ from config import Settings
 from ivr.service_levels import service_levels
 from tickets import dashboard, hot_topics
 from tickets.metrics import metrics
+from tickets.ranking import rank_departments
 
 log = logging.getLogger(__name__)
 Period = Literal["today", "week", "month", "30d"]
@@ -66,7 +67,9 @@ class TtlCache:
             self._refreshing[key] = task
         return hit[1]
 
-    async def warm(self, key: Any, compute: Callable[[], Awaitable[Any]], *, margin_s: float) -> bool:
+    async def warm(
+        self, key: Any, compute: Callable[[], Awaitable[Any]], *, margin_s: float
+    ) -> bool:
         """Compute the value now if it is missing or expires within ``margin_s``; whether it was computed."""
         async with self._locks.setdefault(key, asyncio.Lock()):
             hit = self._values.get(key)
@@ -111,8 +114,12 @@ def _midnight(day: date, tz: ZoneInfo) -> datetime:
 def period_range(period: str, now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
     """``[start, now)`` of a named period in local time (the week starts on Monday)."""
     today = now.astimezone(tz).date()
-    first = {"today": today, "week": today - timedelta(days=today.weekday()), "month": today.replace(day=1),
-             "30d": today - timedelta(days=29)}[period]
+    first = {
+        "today": today,
+        "week": today - timedelta(days=today.weekday()),
+        "month": today.replace(day=1),
+        "30d": today - timedelta(days=29),
+    }[period]
     return _midnight(first, tz), now
 
 
@@ -165,8 +172,15 @@ async def today_panel(src: PanelSource, now: datetime, _period: Period | None = 
     async with src.db() as db:
         m = (await metrics(db, start, end, now=now, settings=src.settings))["total"]
         b = await dashboard.backlog(db, now)
-    return TodayOut(day=start.date(), received=m["received"], instant=m["instant"], closed=m["closed"],
-                    instant_rate=m["instant_rate"], open=b.open, overdue=b.overdue)
+    return TodayOut(
+        day=start.date(),
+        received=m["received"],
+        instant=m["instant"],
+        closed=m["closed"],
+        instant_rate=m["instant_rate"],
+        open=b.open,
+        overdue=b.overdue,
+    )
 
 
 class DayOut(Model):
@@ -184,11 +198,16 @@ async def trend_panel(src: PanelSource, now: datetime, _period: Period | None = 
     tz = src.tz
     today = now.astimezone(tz).date()
     days = src.settings.cockpit.trend_days
-    start, end = _midnight(today - timedelta(days=days - 1), tz), _midnight(today + timedelta(days=1), tz)
+    start, end = (
+        _midnight(today - timedelta(days=days - 1), tz),
+        _midnight(today + timedelta(days=1), tz),
+    )
     async with src.db() as db:
         rows = await dashboard.daily_counts(db, start, end, tz)
-    return TrendOut(span=Span(start=start, end=end, label=f"近{days}天"),
-                    days=[DayOut(day=r.day, received=r.received, closed=r.closed) for r in rows])
+    return TrendOut(
+        span=Span(start=start, end=end, label=f"近{days}天"),
+        days=[DayOut(day=r.day, received=r.received, closed=r.closed) for r in rows],
+    )
 
 
 class CategoryOut(Model):
@@ -203,13 +222,24 @@ class CategoriesOut(Model):
     categories: list[CategoryOut]
 
 
-async def categories_panel(src: PanelSource, now: datetime, period: Period | None = "month") -> CategoriesOut:
+async def categories_panel(
+    src: PanelSource, now: datetime, period: Period | None = "month"
+) -> CategoriesOut:
     span = period_span(period, now, src.tz)
     async with src.db() as db:
         m = await metrics(db, span.start, span.end, by="category", now=now, settings=src.settings)
-    return CategoriesOut(span=span,
-                         categories=[CategoryOut(name=g["label"], received=g["received"], closed=g["closed"],
-                                                 closure_rate=g["closure_rate"]) for g in m["groups"]])
+    return CategoriesOut(
+        span=span,
+        categories=[
+            CategoryOut(
+                name=g["label"],
+                received=g["received"],
+                closed=g["closed"],
+                closure_rate=g["closure_rate"],
+            )
+            for g in m["groups"]
+        ],
+    )
 
 
 class DepartmentOut(Model):
@@ -229,23 +259,27 @@ class DepartmentsOut(Model):
     departments: list[DepartmentOut] = Field(description="按综合得分从高到低")
 
 
-def composite(*rates: float | None) -> float | None:
-    known = [r for r in rates if r is not None]
-    return round(sum(known) / len(known), 4) if known else None
-
-
 def ranking(groups: list[dict[str, Any]]) -> list[DepartmentOut]:
-    """Departments (not the undispatched group) by composite score, best first."""
-    out = [DepartmentOut(code=g["key"], name=g["label"], received=g["received"], closed=g["closed"],
-                         response_rate=g["response_rate"], closure_rate=g["closure_rate"],
-                         on_time_rate=g["on_time_rate"], satisfaction_rate=g["satisfaction_rate"],
-                         composite=composite(g["response_rate"], g["closure_rate"], g["satisfaction_rate"]))
-           for g in groups if g["key"] is not None]
-    out.sort(key=lambda d: (d.composite is None, -(d.composite or 0), -d.received, d.code))
-    return out
+    """Departments by composite score, best first (:func:`tickets.ranking.rank_departments`)."""
+    return [
+        DepartmentOut(
+            code=g["key"],
+            name=g["label"],
+            received=g["received"],
+            closed=g["closed"],
+            response_rate=g["response_rate"],
+            closure_rate=g["closure_rate"],
+            on_time_rate=g["on_time_rate"],
+            satisfaction_rate=g["satisfaction_rate"],
+            composite=score,
+        )
+        for score, g in rank_departments(groups)
+    ]
 
 
-async def departments_panel(src: PanelSource, now: datetime, period: Period | None = "month") -> DepartmentsOut:
+async def departments_panel(
+    src: PanelSource, now: datetime, period: Period | None = "month"
+) -> DepartmentsOut:
     span = period_span(period, now, src.tz)
     async with src.db() as db:
         m = await metrics(db, span.start, span.end, by="department", now=now, settings=src.settings)
@@ -264,14 +298,22 @@ class HotTopicsOut(Model):
     topics: list[TopicOut]
 
 
-async def hot_topics_panel(src: PanelSource, now: datetime, _period: Period | None = None) -> HotTopicsOut:
+async def hot_topics_panel(
+    src: PanelSource, now: datetime, _period: Period | None = None
+) -> HotTopicsOut:
     cfg = src.settings.cockpit
     start = now - timedelta(days=cfg.hot_topics_days)
     async with src.db() as db:
-        found = await hot_topics.hot_topics(db, start, now, count=cfg.hot_topics_count, sample=cfg.hot_topics_sample)
-    return HotTopicsOut(span=Span(start=start, end=now, label=f"近{cfg.hot_topics_days}天"),
-                        tickets_read=found.tickets_read,
-                        topics=[TopicOut(keyword=t.keyword, weight=t.weight, tickets=t.tickets) for t in found.topics])
+        found = await hot_topics.hot_topics(
+            db, start, now, count=cfg.hot_topics_count, sample=cfg.hot_topics_sample
+        )
+    return HotTopicsOut(
+        span=Span(start=start, end=now, label=f"近{cfg.hot_topics_days}天"),
+        tickets_read=found.tickets_read,
+        topics=[
+            TopicOut(keyword=t.keyword, weight=t.weight, tickets=t.tickets) for t in found.topics
+        ],
+    )
 
 
 class ProblemOut(Model):
@@ -287,13 +329,25 @@ class ProblemsOut(Model):
     problems: list[ProblemOut] = Field(description="本月工单最多的诉求分类（每月一题候选）")
 
 
-async def frequent_problems_panel(src: PanelSource, now: datetime, _period: Period | None = None) -> ProblemsOut:
+async def frequent_problems_panel(
+    src: PanelSource, now: datetime, _period: Period | None = None
+) -> ProblemsOut:
     start, end = period_range("month", now, src.tz)
     async with src.db() as db:
         found = await hot_topics.frequent_problems(db, start, end)
-    return ProblemsOut(span=Span(start=start, end=end, label="本月"), problems=[
-        ProblemOut(category=p.category, tickets=p.tickets, repeats=p.repeats, repeat_rate=round(p.repeat_rate, 4),
-                   keywords=[k.keyword for k in p.keywords]) for p in found])
+    return ProblemsOut(
+        span=Span(start=start, end=end, label="本月"),
+        problems=[
+            ProblemOut(
+                category=p.category,
+                tickets=p.tickets,
+                repeats=p.repeats,
+                repeat_rate=round(p.repeat_rate, 4),
+                keywords=[k.keyword for k in p.keywords],
+            )
+            for p in found
+        ],
+    )
 
 
 class StreetHeat(Model):
@@ -323,17 +377,32 @@ def heatmap(layout: DistrictLayout, counts: list[dashboard.PlaceCount], span: Sp
     by_district: dict[str | None, int] = {}
     for c in counts:
         by_district[c.district] = by_district.get(c.district, 0) + c.tickets
-    districts = [DistrictHeat(name=d.name, tickets=by_district.get(d.name, 0),
-                              streets=[StreetHeat(name=s.name, cell=s.cell, tickets=by_place.get((d.name, s.name), 0))
-                                       for s in d.streets])
-                 for d in layout.districts]
+    districts = [
+        DistrictHeat(
+            name=d.name,
+            tickets=by_district.get(d.name, 0),
+            streets=[
+                StreetHeat(name=s.name, cell=s.cell, tickets=by_place.get((d.name, s.name), 0))
+                for s in d.streets
+            ],
+        )
+        for d in layout.districts
+    ]
     known = {d.name for d in layout.districts}
     unplaced = sum(n for d, n in by_district.items() if d not in known)
-    return HeatmapOut(span=span, city=layout.city, columns=layout.columns, rows=layout.rows, districts=districts,
-                      unplaced=unplaced)
+    return HeatmapOut(
+        span=span,
+        city=layout.city,
+        columns=layout.columns,
+        rows=layout.rows,
+        districts=districts,
+        unplaced=unplaced,
+    )
 
 
-async def heatmap_panel(src: PanelSource, now: datetime, period: Period | None = "month") -> HeatmapOut:
+async def heatmap_panel(
+    src: PanelSource, now: datetime, period: Period | None = "month"
+) -> HeatmapOut:
     span = period_span(period, now, src.tz)
     async with src.db() as db:
         counts = await dashboard.place_counts(db, span.start, span.end)
@@ -358,14 +427,30 @@ class WarningsOut(Model):
     items: list[WarningOut]
 
 
-async def warnings_panel(src: PanelSource, _now: datetime, _period: Period | None = None) -> WarningsOut:
+async def warnings_panel(
+    src: PanelSource, _now: datetime, _period: Period | None = None
+) -> WarningsOut:
     async with src.db() as db:
         counts = await dashboard.warning_counts(db)
         items = await dashboard.open_warnings(db, limit=src.settings.cockpit.warnings_listed)
-    return WarningsOut(red=counts["red"], yellow=counts["yellow"], items=[
-        WarningOut(ticket_no=w.ticket_no, level=w.level, reason=w.reason, reason_label=w.reason_label,  # type: ignore[arg-type]
-                   raised_at=w.raised_at, deadline=w.deadline, department=w.department, category=w.category,
-                   summary=w.summary) for w in items])
+    return WarningsOut(
+        red=counts["red"],
+        yellow=counts["yellow"],
+        items=[
+            WarningOut(
+                ticket_no=w.ticket_no,
+                level=w.level,
+                reason=w.reason,
+                reason_label=w.reason_label,  # type: ignore[arg-type]
+                raised_at=w.raised_at,
+                deadline=w.deadline,
+                department=w.department,
+                category=w.category,
+                summary=w.summary,
+            )
+            for w in items
+        ],
+    )
 
 
 class CallsTodayOut(Model):
@@ -387,7 +472,9 @@ class CallsTodayOut(Model):
     bot_transfers: int = Field(description="机器人转人工")
 
 
-async def calls_panel(src: PanelSource, now: datetime, _period: Period | None = None) -> CallsTodayOut:
+async def calls_panel(
+    src: PanelSource, now: datetime, _period: Period | None = None
+) -> CallsTodayOut:
     start, end = period_range("today", now, src.tz)
     async with src.db() as db:
         result = await service_levels(db, start, end, settings=src.settings)
@@ -424,8 +511,13 @@ PANELS: dict[str, Panel] = {
 class Cockpit:
     """The panels served from their caches (see the module docstring)."""
 
-    def __init__(self, source: PanelSource, clock: Callable[[], datetime], *,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        source: PanelSource,
+        clock: Callable[[], datetime],
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         cfg = source.settings.cockpit
         self.source, self.clock = source, clock
         self.live = TtlCache(cfg.live_ttl_s, monotonic)
@@ -442,12 +534,16 @@ class Cockpit:
     def _key(self, name: str, now: datetime, period: Period | None) -> tuple[str, str | None, date]:
         return name, period, now.astimezone(self.source.tz).date()
 
-    def _compute(self, name: str, now: datetime, period: Period | None) -> Callable[[], Awaitable[Model]]:
+    def _compute(
+        self, name: str, now: datetime, period: Period | None
+    ) -> Callable[[], Awaitable[Model]]:
         return lambda: PANELS[name].compute(self.source, now, period)
 
     async def get(self, name: str, now: datetime, period: Period | None = None) -> Any:
         """A panel's figures for ``now`` (cached)."""
-        return await self._cache(name).get(self._key(name, now, period), self._compute(name, now, period))
+        return await self._cache(name).get(
+            self._key(name, now, period), self._compute(name, now, period)
+        )
 
     def is_cached(self, name: str, now: datetime, period: Period | None = None) -> bool:
         return self._key(name, now, period) in self._cache(name)
@@ -458,9 +554,11 @@ class Cockpit:
         for name, panel in PANELS.items():
             for period in panel.periods:
                 try:
-                    computed += await self._cache(name).warm(self._key(name, now, period),
-                                                             self._compute(name, now, period),
-                                                             margin_s=self.interval_s * 1.5)
+                    computed += await self._cache(name).warm(
+                        self._key(name, now, period),
+                        self._compute(name, now, period),
+                        margin_s=self.interval_s * 1.5,
+                    )
                 except Exception:
                     log.exception("驾驶舱预计算失败（%s %s），请求时再计算", name, period or "")
         return computed
