@@ -1,9 +1,10 @@
-"""What the controller's e2e tests share: settings for the local PBX, and the controller's events awaited by
-predicate (no sleeps)."""
+"""What the controller's e2e tests share: settings for the local PBX, emulated callers, and the controller's
+events awaited by predicate (no sleeps)."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from datetime import time
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from config import Settings
 from config.settings import PeakWindow
 from ivr import events as ev
+from ivr.ami import AmiClient
 from ivr.controller import HotlineController
 
 ALWAYS = PeakWindow(weekdays=[1, 2, 3, 4, 5, 6, 7], start=time(0, 0), end=time(23, 59, 59))
@@ -65,3 +67,31 @@ def e2e_settings(settings: Settings, pbx: Any, **overflow: Any) -> Settings:
             ),
         }
     )
+
+
+async def dial_12345(
+    ami: AmiClient,
+    caller: str,
+    variables: list[str],
+    *,
+    prefix: str,
+    context: str = "hotline-inbound",
+) -> str:
+    """A ``[test-caller]`` Local channel from ``caller`` dialling 12345 (or put straight into ``context``) with
+    its ``TEST_*`` channel ``variables``; returns the Uniqueid of its hotline side, ``<prefix><uuid>``."""
+    uniqueid = f"{prefix}{uuid.uuid4()}"
+    await ami.action(
+        {
+            "Action": "Originate",
+            "Channel": "Local/s@test-caller/n",
+            "Context": context,
+            "Exten": "12345" if context == "hotline-inbound" else "s",
+            "Priority": 1,
+            "Async": "true",
+            "CallerID": caller,
+            "ChannelId": uniqueid,
+            "OtherChannelId": f"{uniqueid}-caller",
+            "Variable": variables,
+        }
+    )
+    return uniqueid

@@ -40,7 +40,7 @@ from ivr.state import WRAP_UP_REASON
 from tests.conftest import missing
 from tests.e2e.ami_recording import AmiRecording
 from tests.e2e.conftest import AmiEvents
-from tests.e2e.controller_support import Events, e2e_settings
+from tests.e2e.controller_support import Events, dial_12345, e2e_settings
 
 pytestmark = [pytest.mark.pbx, pytest.mark.slow]
 
@@ -99,24 +99,10 @@ async def place_call(
     """A caller dialling 12345 (or put straight into ``context``) who stays until hung up; returns the Uniqueid of
     its hotline side. ``agent_wait_s``: how long an agent who answers it talks; ``queue_timeout_s``: this call's
     QUEUE_TIMEOUT (a channel variable of that name hides the rendered [globals] value)."""
-    uniqueid = f"e2e-path-{uuid.uuid4()}"
     variables = ["TEST_WAIT=120", f"TEST_DTMF={dtmf}", f"__TEST_AGENT_WAIT={agent_wait_s}"]
-    await ctrl.ami.action(
-        {
-            "Action": "Originate",
-            "Channel": "Local/s@test-caller/n",
-            "Context": context,
-            "Exten": "12345" if context == "hotline-inbound" else "s",
-            "Priority": 1,
-            "Async": "true",
-            "CallerID": CALLER,
-            "ChannelId": uniqueid,
-            "OtherChannelId": f"{uniqueid}-caller",
-            "Variable": variables
-            + ([f"QUEUE_TIMEOUT={queue_timeout_s}"] if queue_timeout_s else []),
-        }
-    )
-    return uniqueid
+    if queue_timeout_s:
+        variables.append(f"QUEUE_TIMEOUT={queue_timeout_s}")
+    return await dial_12345(ctrl.ami, CALLER, variables, prefix="e2e-path-", context=context)
 
 
 async def caller_hangs_up(ctrl: HotlineController, event: ev.DomainEvent) -> None:

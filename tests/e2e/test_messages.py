@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from ivr.pbx.harness import MESSAGES
 from ivr.pbx.testcall import install_test_audio
 from tests.asr.live_whisper import live_whisper
 from tests.e2e.conftest import AmiEvents
-from tests.e2e.controller_support import Events
+from tests.e2e.controller_support import Events, dial_12345
 from tickets.models import Ticket, VoiceMessage
 
 pytestmark = [pytest.mark.pbx, pytest.mark.slow]
@@ -121,25 +120,10 @@ async def place_call(
     """A caller from ``number`` dialling 12345 who presses ``dtmf``, speaks ``audio`` once a message is being
     recorded and presses ``end`` after it, then stays ``wait_s`` seconds; returns the Uniqueid of its hotline
     side. (Over a Local channel a silent caller sends no audio at all, so only # or the hang-up ends a message.)"""
-    uniqueid = f"{PREFIX}{uuid.uuid4()}"
     variables = [f"TEST_WAIT={wait_s}", f"TEST_DTMF={dtmf}", f"__TEST_AGENT_WAIT={agent_wait_s}"]
     if audio:
         variables += [f"TEST_AUDIO={audio}", "TEST_AUDIO_AT=message", f"TEST_DTMF_AFTER={end}"]
-    await ctrl.ami.action(
-        {
-            "Action": "Originate",
-            "Channel": "Local/s@test-caller/n",
-            "Context": "hotline-inbound",
-            "Exten": "12345",
-            "Priority": 1,
-            "Async": "true",
-            "CallerID": number,
-            "ChannelId": uniqueid,
-            "OtherChannelId": f"{uniqueid}-caller",
-            "Variable": variables,
-        }
-    )
-    return uniqueid
+    return await dial_12345(ctrl.ami, number, variables, prefix=PREFIX)
 
 
 async def message_row(database: Any, uniqueid: str) -> tuple[VoiceMessage, Ticket]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -28,7 +27,7 @@ from ivr.callbacks import RESULT_FAMILY, CallbackScheduler, MissedCallJob
 from ivr.controller import HotlineController, build_controller
 from ivr.missed_calls import task_key
 from ivr.models import CallbackAttempt, CallRecord, MissedCall
-from tests.e2e.controller_support import Events
+from tests.e2e.controller_support import Events, dial_12345
 
 pytestmark = [pytest.mark.pbx, pytest.mark.slow]
 
@@ -135,22 +134,8 @@ async def citizen(ctrl: HotlineController, number: str, behaviour: str) -> None:
 async def place_call(ctrl: HotlineController, number: str, *, wait_s: int) -> str:
     """A caller from ``number`` dialling 12345, straight to the queue (DTMF 0), hanging up after ``wait_s``;
     returns the Uniqueid of its hotline side."""
-    uniqueid = f"e2e-missed-{uuid.uuid4()}"
-    await ctrl.ami.action(
-        {
-            "Action": "Originate",
-            "Channel": "Local/s@test-caller/n",
-            "Context": "hotline-inbound",
-            "Exten": "12345",
-            "Priority": 1,
-            "Async": "true",
-            "CallerID": number,
-            "ChannelId": uniqueid,
-            "OtherChannelId": f"{uniqueid}-caller",
-            "Variable": [f"TEST_WAIT={wait_s}", "TEST_DTMF=0", "__TEST_AGENT_WAIT=60"],
-        }
-    )
-    return uniqueid
+    variables = [f"TEST_WAIT={wait_s}", "TEST_DTMF=0", "__TEST_AGENT_WAIT=60"]
+    return await dial_12345(ctrl.ami, number, variables, prefix="e2e-missed-")
 
 
 async def hang_up(ctrl: HotlineController, channel: str) -> None:
