@@ -11,8 +11,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 run: system venv models assets
 	$(BIN)/hotline run
 
+# The tests on TEST_WORKERS cores, then, one at a time, the serial ones (they share the local PBX or the browser,
+# or time themselves). Both parts always run; exit status 5 (nothing selected by PYTEST_ARGS) is not a failure.
+TEST_WORKERS ?= 2
 test: system venv models assets
-	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) -m "not serial" $(PYTEST_ARGS); parallel=$$?; \
+	$(BIN)/python -m pytest -p no:cacheprovider -m serial $(PYTEST_ARGS); serial=$$?; \
+	echo "make test: parallel part exit $$parallel, serial part exit $$serial"; \
+	[ $$parallel = 0 -o $$parallel = 5 ] && [ $$serial = 0 -o $$serial = 5 ]
 
 bench: system venv models assets
 	$(BIN)/python -m bench

@@ -52,6 +52,9 @@ CLOSE_TIMEOUT_S = 1.0
 # activity") and the caller goes back to the queue. A caller's phone may send no RTP while silent (SIPp, or
 # silence suppression), so a bot with nothing to say sends a frame of silence at least this often.
 KEEPALIVE_S = 0.5
+# The same phones send nothing while their user is quiet: a caller's audio missing this long is heard as silence
+# (well above the 20 ms frame pace and network jitter; below the recogniser's end-of-speech pause).
+QUIET_GAP_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +138,20 @@ class AudioSocketSession:
         return not self._closed and not self.peer_gone.is_set()
 
     async def events(self) -> AsyncIterator[Event]:
-        """The caller's audio and keys in order; ends after ``Hangup``/``PeerGone`` or the bot's own hangup."""
+        """The caller's audio and keys in order; ends after ``Hangup``/``PeerGone`` or the bot's own hangup.
+
+        Once the caller's audio has begun, every ``QUIET_GAP_S`` without a frame is heard as that much silence:
+        a phone that suppresses silence sends no RTP while its user is quiet, and Asterisk then sends nothing,
+        yet the recogniser must hear the pause to know the caller has finished speaking."""
         while True:
             while not self._inbound:
                 self._wakeup.clear()
-                await self._wakeup.wait()
+                try:
+                    async with asyncio.timeout(QUIET_GAP_S):
+                        await self._wakeup.wait()
+                except TimeoutError:
+                    if self.frames_in and not self._inbound:
+                        yield Audio(audio.silence(QUIET_GAP_S))
             event = self._inbound.popleft()
             if event is None:
                 self._inbound.append(None)  # later events() calls end at once too

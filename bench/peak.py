@@ -10,12 +10,13 @@ them, plus turn timing); SIPp registering ``--agents`` softphones (extensions of
 queue with AMI QueueAdd as the controller does) that answer after 1 s and talk 60–180 s × ``--talk-scale``, then
 hang up (Asterisk adds the queue's 10 s wrap-up). Callers (SIPp through the PBX's simulated carrier trunk, each
 call from its own mobile number 139…, so the bot knows whom to call back and missed calls are per citizen): real
-speech of ../shared/speech (telephone band, G.711 a-law pcaps made once into var/bench-peak/) in rounds of one
-utterance and a wait (a caller who stays two rounds with the bot tells the matter and gets a ticket); 15 % press
-0 (a person), 15 % give up 1 s after the menu digit (abandon: the missed-call call-back), the rest press 1/2.
+speech of ../shared/speech (telephone band, G.711 a-law pcaps made once into var/bench-peak/, one RTP stream
+across a caller's rounds) in rounds of one utterance and a pause (``--pause``; a caller who stays two rounds
+with the bot tells the matter and gets a ticket); 15 % press 0 (a person), 15 % give up 1 s after the menu
+digit (abandon: the missed-call call-back), the rest press 1/2.
 
 Profile: ``--normal-minutes`` at 70 % of capacity, ``--minutes`` at 3× capacity, ``--recovery-minutes`` at 70 %,
-then the callers still on the line finish (each gives up after ``--rounds`` rounds of ~21 s). Capacity = agents ×
+then the callers still on the line finish (each gives up after ``--rounds`` rounds). Capacity = agents ×
 60 / (mean talk + 1 s ring + 10 s wrap-up) calls a minute. Overflow to the bot runs with a peak window all day
 and ``--max-wait`` (the estimated wait that sends a caller to the bot), so callers are answered within 15 s.
 
@@ -77,8 +78,7 @@ UNAVAILABLE = "5"  # AST_DEVICE_UNAVAILABLE in QueueMember Status
 SAMPLE_S = 2.0
 WRAP_UP_S = 10.0  # queues.conf wrapuptime
 RING_S = 1.0  # the agents' softphones ring this long
-ROUND_WAIT_S = 15.0  # after each utterance a caller waits this long for the hotline to hang up
-ROUND_S = ROUND_WAIT_S + 6.0  # one caller round: an utterance of about 6 s, then the wait
+UTTERANCE_S = 6.0  # a caller's utterance lasts about this long
 REPLY_MARKS = {"answer", "ask_matter", "ask_phone", "filler"}
 FAULTS = ("bot_kill", "ami_cut", "pg_stop")
 PG_DOWN_S = 30.0
@@ -102,6 +102,12 @@ class Profile:
     rounds: int = 8  # a patient caller gives up after this many rounds
     max_wait_s: float = 8.0
     fault: str | None = None
+    pause_s: float = 5.0  # after each utterance a caller waits this long (for the bot's reply) before speaking again
+
+    @property
+    def round_s(self) -> float:
+        """One caller round: an utterance, then the pause."""
+        return UTTERANCE_S + self.pause_s
 
     @property
     def talk_s(self) -> tuple[float, float]:
@@ -176,8 +182,10 @@ def _pcap(packets: list[tuple[float, bytes]]) -> bytes:
     return b"".join(out)
 
 
-def speech_pcap(wav_path: Path) -> bytes:
-    """8 kHz 16-bit mono WAV → RTP PCMA (payload type 8), 20 ms packets."""
+def speech_pcaps(wav_path: Path, rounds: int, period_s: float) -> list[bytes]:
+    """8 kHz 16-bit mono WAV → one pcap a round of RTP PCMA (payload type 8, 20 ms packets): one stream (SSRC)
+    whose sequence numbers and timestamps go on across the rounds, which start ``period_s`` apart, as a phone's
+    would. (The same capture played twice would repeat its sequence numbers, and Asterisk drops the repeat.)"""
     with wave.open(str(wav_path)) as w:
         assert w.getframerate() == 8000 and w.getsampwidth() == 2 and w.getnchannels() == 1, (
             wav_path
@@ -185,19 +193,34 @@ def speech_pcap(wav_path: Path) -> bytes:
         pcm = w.readframes(w.getnframes())
     samples = struct.unpack(f"<{len(pcm) // 2}H", pcm[: len(pcm) // 2 * 2])
     payload = bytes(ALAW[s] for s in samples)
-    packets = []
-    for i in range(0, len(payload) - 159, 160):
-        rtp = (
-            struct.pack("!BBHII", 0x80, 8 | (0x80 if i == 0 else 0), i // 160, i, 0x5EED)
-            + payload[i : i + 160]
-        )
-        packets.append((i / 8000, rtp))
-    return _pcap(packets)
+    per_round = round(period_s * 50)  # packets a round's period spans
+    pcaps = []
+    for k in range(rounds):
+        packets = []
+        for n, i in enumerate(range(0, len(payload) - 159, 160)):
+            seq, ts = (k * per_round + n) % 65536, (k * per_round + n) * 160 % 2**32
+            marker = 0x80 if n == 0 else 0  # a talk spurt begins
+            rtp = struct.pack("!BBHII", 0x80, 8 | marker, seq, ts, 0x5EED) + payload[i : i + 160]
+            packets.append((n * 0.02, rtp))
+        pcaps.append(_pcap(packets))
+    return pcaps
 
 
 @dataclass
 class Media:
+    """Real telephone-band utterances (../shared/speech) and the folder of their round-by-round pcaps."""
+
     speech: list[Path]
+    cache: Path
+
+    def rounds(self, wav: Path, rounds: int, period_s: float) -> list[Path]:
+        """The pcaps of ``rounds`` rounds of ``wav``, ``period_s`` apart (made once)."""
+        stem = f"{wav.stem}-{round(period_s * 1000)}ms"
+        paths = [self.cache / f"{stem}-{k}.pcap" for k in range(rounds)]
+        if not all(path.is_file() for path in paths):
+            for path, pcap in zip(paths, speech_pcaps(wav, rounds, period_s), strict=True):
+                path.write_bytes(pcap)
+        return paths
 
 
 def prepare_media(settings: Settings, cache: Path) -> Media:
@@ -208,15 +231,29 @@ def prepare_media(settings: Settings, cache: Path) -> Media:
         / "wav8k_telephone_sim"
     )
     cache.mkdir(parents=True, exist_ok=True)
-    speech = []
-    for wav in sorted(speech_dir.glob("*.wav")):
-        target = cache / f"{wav.stem}.pcap"
-        if not target.is_file():
-            target.write_bytes(speech_pcap(wav))
-        speech.append(target)
+    speech = sorted(speech_dir.glob("*.wav"))
     if not speech:
         raise SystemExit(f"no speech in {speech_dir} (../shared/speech)")
-    return Media(speech)
+    return Media(speech, cache)
+
+
+def wav_seconds(wav: Path) -> float:
+    with wave.open(str(wav)) as w:
+        return w.getnframes() / w.getframerate()
+
+
+def speaking_rounds(pcaps: list[Path], wait_ms: int) -> str:
+    """The caller's rounds for caller.xml: each plays its pcap (SIPp plays it in the background) and waits
+    ``wait_ms`` for the hotline to hang up; after the last the caller gives up (label 3)."""
+    steps = []
+    for k, pcap in enumerate(pcaps):
+        after = "3" if k == len(pcaps) - 1 else f"r{k + 1}"
+        steps.append(
+            f'  <label id="r{k}"/>\n'
+            f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n'
+            f'  <recv request="BYE" timeout="{wait_ms}" ontimeout="{after}" next="9"/>'
+        )
+    return "\n".join(steps)
 
 
 def mobile_numbers(rng: random.Random, count: int) -> list[str]:
@@ -612,14 +649,19 @@ async def place_calls(run: Run, rng: random.Random) -> None:
             workdir = run.workdir / f"sipp-{phase}-{kind}"
             workdir.mkdir(parents=True, exist_ok=True)
             numbers = injection_file(workdir / "numbers.csv", mobile_numbers(rng, calls))
+            wav = rng.choice(run.media.speech)
+            period = (
+                wav_seconds(wav) + run.profile.pause_s
+            )  # one round: the utterance, then the pause
             scenario = _render(
                 "caller.xml",
                 workdir,
                 "caller.xml",
                 MENU=f"/usr/share/sip-tester/dtmf_2833_{digit}.pcap",
-                SPEECH=str(rng.choice(run.media.speech)),
-                WAIT_MS=str(int(ROUND_WAIT_S * 1000)),
-                ROUNDS="1" if kind == "abandon" else str(run.profile.rounds),
+                ROUNDS=speaking_rounds(
+                    run.media.rounds(wav, 1 if kind == "abandon" else run.profile.rounds, period),
+                    round(period * 1000),
+                ),
             )
             if (
                 kind == "abandon"
@@ -1004,6 +1046,7 @@ async def one_run(
     try:
         await prepare_database(pg.server.url(), settings)
         await reset_queue(info)
+        info.clear_messages()
         await start_service(run)
         await agents_log_in(run)
         since = datetime.now(UTC)
@@ -1014,7 +1057,7 @@ async def one_run(
         await place_calls(run, random.Random(seed))
         if fault:
             await fault
-        async with asyncio.timeout(60 * (profile.rounds * ROUND_S / 60 + 5)):
+        async with asyncio.timeout(profile.rounds * profile.round_s + 300):
             await asyncio.gather(*(s.proc.wait() for s in run.sipps))
         run.note("every caller has hung up")
         wall_s = time.monotonic() - run.started
@@ -1187,13 +1230,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--rounds",
         type=int,
         default=8,
-        help="a patient caller gives up after this many ~26 s rounds",
+        help="a patient caller gives up after this many rounds (an utterance, then the pause)",
     )
     p.add_argument(
         "--max-wait",
         type=float,
         default=8.0,
         help="estimated wait (s) that sends a caller to the bot",
+    )
+    p.add_argument(
+        "--pause",
+        type=float,
+        default=Profile.pause_s,
+        help="seconds a caller waits after each utterance before speaking again",
     )
     p.add_argument(
         "--faults",
@@ -1221,6 +1270,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         args.talk_scale,
         args.rounds,
         args.max_wait,
+        pause_s=args.pause,
     )
     result: dict[str, Any] = {
         "machine": machine(),
@@ -1242,6 +1292,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             args.rounds,
             args.max_wait,
             fault,
+            args.pause,
         )
         result["faults"][fault] = await one_run(settings, profile, fault)
     return result

@@ -99,6 +99,7 @@ class MessageFiler:
         self._lock = (
             asyncio.Lock()
         )  # one filing at a time: the event, its AstDB copy and a sweep never race
+        self._sweeping = asyncio.Lock()  # one sweep at a time: the next finds the files filed
         self._refused: set[str] = (
             set()
         )  # calls whose message the ticket services refuse (logged, file kept)
@@ -190,6 +191,10 @@ class MessageFiler:
     # -- the folder --------------------------------------------------------------------------------------------
     async def sweep(self) -> list[str]:
         """File every message file without a record; returns the ticket numbers of those filed now."""
+        async with self._sweeping:
+            return await self._sweep()
+
+    async def _sweep(self) -> list[str]:
         files = await asyncio.to_thread(self._listing)
         filed: list[str] = []
         for chunk in (files[i : i + CHUNK] for i in range(0, len(files), CHUNK)):

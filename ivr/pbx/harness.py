@@ -67,6 +67,14 @@ class PbxInfo:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=2)
 
+    def clear_messages(self) -> int:
+        """Delete the voice messages (留言) left in the PBX's folder by earlier runs, which a service on a fresh
+        database would file as new tickets; returns how many."""
+        old = list((self.root / MESSAGES).glob("*.wav"))
+        for path in old:
+            path.unlink(missing_ok=True)
+        return len(old)
+
     @classmethod
     def from_json(cls, text: str) -> PbxInfo:
         data: dict[str, Any] = json.loads(text)

@@ -15,6 +15,7 @@ from agent_console.roles import Role
 from agent_console.routing import PUBLIC, Route, RouteRegistry
 from agent_console.security import LOGIN_CSRF_COOKIE
 from tests.agent_console.harness import Browser, Console, console_settings
+from tests.conftest import SQLITE_ONLY
 
 ROUTES = RouteRegistry.of(FEATURES).routes
 PUBLIC_ROUTES = {
@@ -55,6 +56,7 @@ def refused(status: int, body: str, *, anonymous: bool) -> bool:
     return status == 403 and ('"console.forbidden"' in body or "无权访问" in body)
 
 
+@SQLITE_ONLY  # who may call a route is decided before any query
 @pytest.mark.parametrize("route", ROUTES, ids=[f"{r.method} {r.path}" for r in ROUTES])
 async def test_route_allows_exactly_its_roles(console: Console, route: Route) -> None:
     wrong: list[str] = []
@@ -86,6 +88,7 @@ def test_callers_words_left_with_the_bot_are_for_knowledge_editors_only() -> Non
     assert misses and all(r.roles == {Role.HANDLER, Role.ADMIN} for r in misses)
 
 
+@SQLITE_ONLY
 async def test_unregistered_routes_are_refused(settings, sessionmaker) -> None:  # type: ignore[no-untyped-def]
     async def sneaky(_request):  # type: ignore[no-untyped-def]
         raise AssertionError("must not run")

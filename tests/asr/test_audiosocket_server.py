@@ -28,6 +28,8 @@ from asr.audiosocket_server import (
 from config import Settings
 from tests.asr.fakes import any_port
 
+pytestmark = pytest.mark.serial  # asserts real-time pacing: not beside other tests
+
 UTTERANCE = "wav8k_telephone_sim/BAC009S0724W0121.wav"
 WAIT = 5.0  # generous upper bound for anything that should happen promptly
 
@@ -193,6 +195,38 @@ async def test_dtmf_reaches_the_handler_between_audio_in_order() -> None:
 
     kinds = [type(e).__name__ if not isinstance(e, Dtmf) else e.digit for e in heard]
     assert kinds == ["Audio", "Audio", "1", "Audio", "#", "Hangup"]
+
+
+async def test_a_phone_that_sends_nothing_while_quiet_is_heard_as_silence() -> None:
+    """Silence suppression: no frame while the caller is quiet. The handler hears the pause as silence (the
+    recogniser needs it to end an utterance), but nothing before the caller's audio began."""
+    heard: list[tuple[float, Event]] = []
+    started, paused = asyncio.Event(), asyncio.Event()
+    speech = b"\x10\x00" * 160  # one 20 ms frame
+
+    async def handler(session: AudioSocketSession) -> None:
+        started.set()
+        async for event in session.events():
+            heard.append((time.monotonic(), event))
+            pause = sum(len(e.pcm) for _, e in heard[1:] if isinstance(e, Audio))
+            if pause >= 2 * audio.SAMPLE_RATE * 0.4:  # the recogniser's end-of-speech pause
+                paused.set()
+
+    async with serving(handler) as server, AudioSocketClient("127.0.0.1", server.port) as client:
+        await started.wait()
+        await asyncio.sleep(0.5)  # the line is open, the caller has not spoken yet
+        assert heard == []  # nothing to hear before the caller's audio began
+        sent_at = time.monotonic()
+        await client.send_raw(audio_frame(speech))  # then nothing
+        await asyncio.wait_for(paused.wait(), WAIT)
+        await client.send_hangup()
+        await assert_torn_down(server)
+
+    first, *pause = [(at, e) for at, e in heard if isinstance(e, Audio)]
+    assert first[1].pcm == speech
+    assert pause and all(e.pcm == bytes(len(e.pcm)) for _, e in pause)  # silence
+    # a 0.4 s pause is heard within about 0.4 s of the caller going quiet, as on a line that sends silence
+    assert pause[-1][0] - sent_at < 0.4 + 0.3, [round(at - sent_at, 3) for at, _ in pause]
 
 
 @pytest.mark.parametrize("abort", [True, False], ids=["reset", "closed-mid-frame"])

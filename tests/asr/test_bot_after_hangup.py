@@ -24,6 +24,8 @@ from config.settings import replace_settings
 from tests.asr.fakes import FakeRecogniser
 from tickets.models import Ticket
 
+pytestmark = pytest.mark.serial  # races a lock against the grace period: not beside other tests
+
 WAIT = 10.0  # bound for what should happen promptly; far below SQLite's 30 s wait for a lock
 SAID = "幸福小区门口的路灯坏了一个星期"
 CALLER = "13800138000"

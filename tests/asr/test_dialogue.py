@@ -25,7 +25,7 @@ from asr import audio
 from asr.audiosocket import FramePacer, Kind, audio_frame, encode
 from asr.audiosocket_client import AudioSocketClient, ReceivedAudio
 from asr.bot import SpeechBot, build_bot
-from asr.dialogue import BotOutcome
+from asr.dialogue import BotOutcome, trim_silence
 from asr.evaluate import cer, load_references
 from asr.whisper_engine import WhisperEngine
 from config import Settings
@@ -35,6 +35,8 @@ from knowledge.schemas import EntryContent
 from tests.asr.live_whisper import live_whisper
 from tickets import services as tickets
 from tickets.models import Ticket
+
+pytestmark = pytest.mark.serial  # streams calls in real time: not beside other tests
 
 KB_UTT = "magicdata_cs_000018"  # 我安排工作人员根据您的情况给您做一个保险计划
 OTHER_UTT = "common_voice_zh-CN_18536155"  # 从来都不是停止练习的借口 — nothing to do with the knowledge base
@@ -103,10 +105,12 @@ class Harness:
 
 
 class LineCaller:
-    """Asterisk's side of the call: a frame every 20 ms, silence unless speaking."""
+    """Asterisk's side of the call: a frame every 20 ms, silence unless speaking; with ``suppress_silence``
+    (a phone that sends no RTP while its user is quiet) no frame at all unless speaking."""
 
-    def __init__(self, client: AudioSocketClient) -> None:
+    def __init__(self, client: AudioSocketClient, *, suppress_silence: bool = False) -> None:
         self.client = client
+        self.suppress_silence = suppress_silence
         self.pending: deque[bytes] = deque()
         self.sent_speech_end = asyncio.Event()
         self.speech_end_at = 0.0
@@ -123,7 +127,8 @@ class LineCaller:
             await asyncio.sleep(pacer.delay())
             frame = self.pending.popleft() if self.pending else silence
             try:
-                await self.client.send_raw(audio_frame(frame))
+                if frame is not silence or not self.suppress_silence:
+                    await self.client.send_raw(audio_frame(frame))
             except (ConnectionError, RuntimeError):
                 return
             if not self.pending and not self.sent_speech_end.is_set():
@@ -195,8 +200,10 @@ async def start_bot(
         await h.bot.close()
 
 
-async def call(h: Harness) -> LineCaller:
-    h.caller = LineCaller(AudioSocketClient("127.0.0.1", h.bot.port))
+async def call(h: Harness, *, suppress_silence: bool = False) -> LineCaller:
+    h.caller = LineCaller(
+        AudioSocketClient("127.0.0.1", h.bot.port), suppress_silence=suppress_silence
+    )
     await h.caller.start()
     await h.caller.client.wait_for_audio(audio.FRAME_BYTES, within_s=5)  # the greeting has begun
     return h.caller
@@ -254,6 +261,23 @@ async def test_knowledge_answer_settled_with_key_1_is_an_instant_ticket(
     assert harness.ended_before_report == [
         False
     ]  # the outcome was reported before the hangup frame
+
+
+async def test_a_phone_that_sends_nothing_while_quiet_is_answered_as_promptly(
+    start_bot: StartBot, speech: dict[str, tuple[bytes, str]]
+) -> None:
+    """Silence suppression: the caller's phone sends frames only while its user speaks. The pause after the
+    question must still end the turn (it used to leave the recogniser waiting for audio that never came)."""
+    harness = await start_bot()
+    caller = await call(harness, suppress_silence=True)
+    spoke_until = await caller.speak(
+        trim_silence(speech[KB_UTT][0])
+    )  # the phone sends the words only
+    answered_at = await harness.until_mark("answer", within_s=10)
+    assert answered_at - spoke_until < 2.5  # a continuous line: p95 0.77 s (README, bench/bot.py)
+    await caller.press("1")
+    await caller.client.wait_ended(within_s=40)
+    assert harness.outcomes[0][1].reason == "solved"
 
 
 async def test_key_2_means_not_solved_and_silence_files_a_ticket_with_what_was_said(

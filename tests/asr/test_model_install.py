@@ -27,6 +27,7 @@ from asr.model_install import (
 )
 
 
+@pytest.mark.serial  # times the second install
 def test_whisper_model_is_assembled_verified_and_not_redone(tmp_path: Path) -> None:
     target = tmp_path / "whisper-base"
     assert install_whisper_model(target) is True

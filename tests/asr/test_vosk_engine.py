@@ -21,6 +21,8 @@ from asr.vosk_engine import VoskEngine, join_words, model_rate
 from config.settings import VadSettings
 from tests.conftest import missing
 
+pytestmark = pytest.mark.serial  # decodes sessions in parallel threads: not beside other tests
+
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 UTT = "magicdata_cs_000018"
 

@@ -24,6 +24,8 @@ from asr.whisper_engine import WhisperEngine
 from config import Settings
 from config.settings import replace_settings
 
+pytestmark = pytest.mark.serial  # compares decoding times: not beside other tests
+
 UTTERANCES = ("BAC009S0764W0121", "common_voice_zh-CN_18536155", "magicdata_cs_000018")
 FRAME = 320  # 20 ms at 8 kHz
 

@@ -18,6 +18,8 @@ from asr.recognizer import AsrError, Event, Final, SpeechStart
 from asr.whisper_engine import WhisperEngine
 from config import Settings
 
+pytestmark = pytest.mark.serial  # asserts latency and event-loop stalls: not beside other tests
+
 # Four telephone-band utterances (AISHELL-1, Common Voice, MagicData customer service) with their references.
 UTTERANCES = (
     "BAC009S0764W0121",

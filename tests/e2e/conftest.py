@@ -46,6 +46,7 @@ def pbx(local_pbx: LocalPbx) -> Iterator[PbxInfo]:
     """A started local PBX (contract C). Tests that restart it update this object in place."""
     was_running = local_pbx.status() is not None
     info = local_pbx.start()
+    info.clear_messages()  # every test's service starts on a fresh database
     yield info
     if not was_running:
         local_pbx.stop()
@@ -187,6 +188,9 @@ async def hotline_run(
         "HOTLINE_CONSOLE_PORT": str(port),
         "HOTLINE_ASR_AUDIOSOCKET_PORT": str(pbx.audiosocket_port),
         "HOTLINE_DATA_DIR": str(tmp_path),
+        # short waits for the caller keep the suite quick; the flow is the same
+        "HOTLINE_ASR_BOT_SILENCE_TIMEOUT_S": "2.5",
+        "HOTLINE_ASR_BOT_DTMF_TIMEOUT_S": "3.0",
     }
     log_path = ROOT / "test-artifacts" / f"hotline-run-{request.node.name}.log"
     log_path.parent.mkdir(exist_ok=True)

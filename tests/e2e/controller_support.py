@@ -1,19 +1,24 @@
-"""What the controller's e2e tests share: settings for the local PBX, emulated callers, and the controller's
-events awaited by predicate (no sleeps)."""
+"""What the controller's e2e tests share: a controller running on the local PBX, settings for it, emulated
+callers and citizens, and the controller's events awaited by predicate (no sleeps)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import uuid
-from collections.abc import Callable
-from datetime import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import datetime, time
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
 from config.settings import PeakWindow
+from hotline.wiring import Telephony, subscribe
 from ivr import events as ev
 from ivr.ami import AmiClient
-from ivr.controller import HotlineController
+from ivr.controller import HotlineController, build_controller
 
 ALWAYS = PeakWindow(weekdays=[1, 2, 3, 4, 5, 6, 7], start=time(0, 0), end=time(23, 59, 59))
 
@@ -40,6 +45,107 @@ class Events:
                     if predicate(event):
                         return event
                 await self._changed.wait()
+
+
+def pbx_credentials(local_pbx: Any, pbx: Any) -> Callable[[], tuple[str, str]]:
+    """The local PBX's AMI login, read anew at every connect: a restarted PBX has a new secret."""
+
+    def credentials() -> tuple[str, str]:
+        info = local_pbx.status() or pbx
+        return info.ami_username, info.ami_secret
+
+    return credentials
+
+
+def controller_on(
+    settings: Settings,
+    database: async_sessionmaker[AsyncSession],
+    local_pbx: Any,
+    pbx: Any,
+) -> HotlineController:
+    """A controller for the local PBX, built but not yet subscribed or started."""
+    return build_controller(settings, database, credentials=pbx_credentials(local_pbx, pbx))
+
+
+async def start(ctrl: HotlineController, telephony: Telephony | None = None) -> HotlineController:
+    """Subscribe ``telephony`` (the controller alone by default), start, and wait for the AMI login."""
+    subscribe(telephony or Telephony(ctrl))
+    await ctrl.start()
+    await asyncio.wait_for(ctrl.ami.connected.wait(), 20)
+    return ctrl
+
+
+async def stop(ctrl: HotlineController, agents: Iterable[str] = ()) -> None:
+    """Take the test's ``agents`` out of the queue (other suites share the PBX), then stop."""
+    for agent in agents:
+        if agent in ctrl.state.members:
+            await ctrl.remove_agent(agent)
+    await ctrl.stop()
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings,
+    database: async_sessionmaker[AsyncSession],
+    local_pbx: Any,
+    pbx: Any,
+    *,
+    agents: Iterable[str] = (),
+) -> AsyncIterator[HotlineController]:
+    """A started controller for the local PBX; stopped (its ``agents`` logged out) on exit."""
+    ctrl = await start(controller_on(settings, database, local_pbx, pbx))
+    try:
+        yield ctrl
+    finally:
+        await stop(ctrl, agents)
+
+
+class Clock:
+    """A settable clock for the call-back scheduler (retries without waiting an hour)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def new_number() -> str:
+    """A fresh mobile number (139…), so each test's citizen has its own call log and tasks."""
+    return "139" + "".join(random.choices("0123456789", k=8))
+
+
+async def citizen(ctrl: HotlineController, number: str, behaviour: str) -> None:
+    """What the emulated citizen with ``number`` does when rung (see [test-citizen] in extensions.conf)."""
+    await ctrl.ami.action(
+        {"Action": "Setvar", "Variable": f"TEST_CITIZEN_{number}", "Value": behaviour}
+    )
+
+
+async def hang_up(ctrl: HotlineController, channel: str) -> None:
+    """Hang up ``channel`` if it is still up."""
+    with contextlib.suppress(Exception):  # already gone
+        await ctrl.ami.action({"Action": "Hangup", "Channel": channel})
+
+
+def callback_settings(settings: Settings, pbx: Any, **callback: Any) -> Settings:
+    """Settings for call-backs rung to the emulated citizen (``[test-citizen]``); no overflow, so a waiting
+    caller stays queued."""
+    return settings.model_copy(
+        update={
+            "ami": settings.ami.model_copy(update={"host": pbx.ami_host, "port": pbx.ami_port}),
+            "overflow": settings.overflow.model_copy(update={"enabled": False}),
+            "callback": settings.callback.model_copy(
+                update={
+                    "channel_template": "Local/{number}@test-citizen/n",
+                    "ring_timeout_s": 4.0,
+                    "max_attempts": 2,
+                    "retry_interval_minutes": 60,
+                }
+                | callback
+            ),
+        }
+    )
 
 
 def e2e_settings(settings: Settings, pbx: Any, **overflow: Any) -> Settings:

@@ -9,8 +9,7 @@ hangs up instead of requeueing.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,13 @@ from asr.evaluate import cer
 from asr.whisper_engine import WhisperEngine
 from config import Settings
 from config.settings import replace_settings
-from hotline.db import create_schema, make_engine, make_sessionmaker
-from hotline.wiring import Telephony, bot_hooks, subscribe
-from ivr.controller import build_controller
+from hotline.wiring import bot_hooks
 from ivr.pbx.testcall import place_call
 from knowledge import services as kb
 from knowledge.schemas import EntryContent
 from tests.asr.live_whisper import live_whisper
 from tests.e2e.conftest import AmiEvents
+from tests.e2e.controller_support import controller_on, start
 from tickets import services as tickets
 
 pytestmark = [pytest.mark.pbx, pytest.mark.slow]
@@ -45,7 +43,9 @@ def bot_settings(settings: Settings, pbx: Any, tmp_path: Path) -> Settings:
     return replace_settings(
         settings,
         {
-            "asr": {"bot": {"silence_timeout_s": 2.5, "kb_poll_s": 3600}},
+            "asr": {  # short waits keep the suite quick; the flow is the same
+                "bot": {"silence_timeout_s": 2.5, "dtmf_timeout_s": 3.0, "kb_poll_s": 3600}
+            },
             "tts": {"cache_dir": str(tmp_path / "tts"), "speed_wpm": 300},
             "ami": {"host": pbx.ami_host, "port": pbx.ami_port},
         },
@@ -59,19 +59,18 @@ def whisper(bot_settings: Settings) -> Iterator[WhisperEngine]:
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot-e2e.db'}")
-    await create_schema(engine)
-    sessionmaker = make_sessionmaker(engine)
-    async with sessionmaker() as session:
+async def database(
+    database: async_sessionmaker[AsyncSession],
+) -> async_sessionmaker[AsyncSession]:
+    """The e2e database with one published knowledge entry, the one the caller asks about."""
+    async with database() as session:
         entry = await kb.create_entry(
             session,
             EntryContent(question=QUESTION, answer_speech=ANSWER, answer_text=ANSWER),
             "测试",
         )
         await kb.publish_entry(session, entry.id, "测试")
-    yield sessionmaker
-    await engine.dispose()
+    return database
 
 
 async def test_a_call_through_asterisk_reaches_the_bot_and_ends_as_a_ticket(
@@ -83,11 +82,7 @@ async def test_a_call_through_asterisk_reaches_the_bot_and_ends_as_a_ticket(
     ami_events: AmiEvents,
     shared_dir: Path,
 ) -> None:
-    def credentials() -> tuple[str, str]:
-        info = local_pbx.status() or pbx
-        return info.ami_username, info.ami_secret
-
-    controller = build_controller(bot_settings, database, credentials=credentials)
+    controller = controller_on(bot_settings, database, local_pbx, pbx)
     outcomes: dict[
         str, BotOutcome
     ] = {}  # by call uuid: other suites on the shared PBX may call the bot too
@@ -105,9 +100,7 @@ async def test_a_call_through_asterisk_reaches_the_bot_and_ends_as_a_ticket(
         port=pbx.audiosocket_port,
         **(hooks | {"on_outcome": on_outcome}),
     )
-    subscribe(Telephony(controller))
-    await controller.start()
-    await asyncio.wait_for(controller.ami.connected.wait(), 20)
+    await start(controller)
     await bot.start()
     try:
         wav = shared_dir / "speech" / "wav8k_telephone_sim" / f"{UTT}.wav"

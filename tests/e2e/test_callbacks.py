@@ -8,9 +8,8 @@ are driven by ``run_once(now)`` without waiting an hour; the calls themselves ar
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,37 +19,19 @@ from config import Settings
 from hotline.wiring import Telephony, subscribe
 from ivr import events as ev
 from ivr.callbacks import CallbackScheduler
-from ivr.controller import HotlineController, build_controller
+from ivr.controller import HotlineController
 from ivr.models import CallbackAttempt, CallRecord
+from tests.e2e.controller_support import (
+    Clock,
+    callback_settings,
+    citizen,
+    new_number,
+    running,
+)
 from tests.ivr.callback_support import MONDAY_10AM, verified_ticket
 from tickets.services import get_ticket
 
 pytestmark = [pytest.mark.pbx, pytest.mark.slow]
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def callback_settings(settings: Settings, pbx: Any) -> Settings:
-    return settings.model_copy(
-        update={
-            "ami": settings.ami.model_copy(update={"host": pbx.ami_host, "port": pbx.ami_port}),
-            "overflow": settings.overflow.model_copy(update={"enabled": False}),
-            "callback": settings.callback.model_copy(
-                update={
-                    "channel_template": "Local/{number}@test-citizen/n",
-                    "ring_timeout_s": 4.0,
-                    "max_attempts": 2,
-                    "retry_interval_minutes": 60,
-                }
-            ),
-        }
-    )
 
 
 @pytest.fixture(scope="module")
@@ -67,17 +48,8 @@ def citizen_dialplan(pbx: Any, local_pbx: Any) -> None:
 async def controller(
     settings: Settings, pbx: Any, local_pbx: Any, database: Any, citizen_dialplan: None
 ) -> AsyncIterator[HotlineController]:
-    def credentials() -> tuple[str, str]:
-        info = local_pbx.status() or pbx
-        return info.ami_username, info.ami_secret
-
-    ctrl = build_controller(callback_settings(settings, pbx), database, credentials=credentials)
-
-    subscribe(Telephony(ctrl))
-    await ctrl.start()
-    await asyncio.wait_for(ctrl.ami.connected.wait(), 20)
-    yield ctrl
-    await ctrl.stop()
+    async with running(callback_settings(settings, pbx), database, local_pbx, pbx) as ctrl:
+        yield ctrl
 
 
 @pytest.fixture
@@ -92,17 +64,6 @@ def scheduler(controller: HotlineController, database: Any, clock: Clock) -> Cal
         Telephony(controller, (scheduler,))
     )  # the running controller's own subscription is not repeated
     return scheduler
-
-
-def new_number() -> str:
-    return "139" + "".join(random.choices("0123456789", k=8))
-
-
-async def citizen(ctrl: HotlineController, number: str, behaviour: str) -> None:
-    """What the emulated citizen with ``number`` does when rung (see [test-citizen] in extensions.conf)."""
-    await ctrl.ami.action(
-        {"Action": "Setvar", "Variable": f"TEST_CITIZEN_{number}", "Value": behaviour}
-    )
 
 
 async def test_digit_1_closes_the_ticket_as_satisfied(

@@ -30,9 +30,9 @@ from sqlalchemy import select
 from asr.audiosocket import ErrorCode, error_frame
 from asr.dialogue import BotOutcome
 from config import Settings
-from hotline.wiring import Telephony, bot_hooks, subscribe
+from hotline.wiring import bot_hooks
 from ivr import events as ev
-from ivr.controller import HotlineController, build_controller
+from ivr.controller import HotlineController
 from ivr.leaders import ShiftInput, add_shift
 from ivr.models import CallRecord, MissedCall
 from ivr.service_levels import service_levels
@@ -40,7 +40,15 @@ from ivr.state import WRAP_UP_REASON
 from tests.conftest import missing
 from tests.e2e.ami_recording import AmiRecording
 from tests.e2e.conftest import AmiEvents
-from tests.e2e.controller_support import Events, dial_12345, e2e_settings
+from tests.e2e.controller_support import (
+    Events,
+    controller_on,
+    dial_12345,
+    e2e_settings,
+    hang_up,
+    start,
+    stop,
+)
 
 pytestmark = [pytest.mark.pbx, pytest.mark.slow]
 
@@ -65,22 +73,10 @@ async def controller(
     """A controller that never overflows (each path here is driven by the caller, the agents and the bot), its
     AMI stream recorded; agents of this file are logged out afterwards."""
 
-    def credentials() -> tuple[str, str]:
-        info = local_pbx.status() or pbx
-        return info.ami_username, info.ami_secret
-
-    ctrl = build_controller(
-        e2e_settings(settings, pbx, enabled=False), database, credentials=credentials
-    )
+    ctrl = controller_on(e2e_settings(settings, pbx, enabled=False), database, local_pbx, pbx)
     recording.append(AmiRecording(ctrl.ami))
-    subscribe(Telephony(ctrl))
-    await ctrl.start()
-    await asyncio.wait_for(ctrl.ami.connected.wait(), 20)
-    yield ctrl
-    for agent in (BUSY_AGENT, AGENT, SILENT_AGENT, LEADER):
-        if agent in ctrl.state.members:
-            await ctrl.remove_agent(agent)
-    await ctrl.stop()
+    yield await start(ctrl)
+    await stop(ctrl, (BUSY_AGENT, AGENT, SILENT_AGENT, LEADER))
 
 
 @pytest.fixture
@@ -111,13 +107,6 @@ async def caller_hangs_up(ctrl: HotlineController, event: ev.DomainEvent) -> Non
         event, ev.RecordingStarted | ev.CallerJoined | ev.AgentRinging | ev.BotStarted
     )
     await ctrl.ami.action({"Action": "Hangup", "Channel": event.chan.channel.replace(";1", ";2")})
-
-
-async def hang_up(ctrl: HotlineController, channel: str) -> None:
-    try:
-        await ctrl.ami.action({"Action": "Hangup", "Channel": channel})
-    except Exception:  # already gone
-        pass
 
 
 async def log_in(

@@ -23,12 +23,12 @@ from agent_console.calls import screenpop_topic
 from config import Settings
 from hotline.wiring import ConsoleFeed, Telephony, subscribe
 from ivr import events as ev
-from ivr.controller import HotlineController, build_controller
+from ivr.controller import HotlineController
 from ivr.pbx import LocalPbx, PbxInfo
 from ivr.pbx.testcall import place_call
 from tests.agent_console.harness import Console
 from tests.browser.conftest import UserPage, chromium, chromium_path, live_console, page_for  # noqa: F401 - fixtures
-from tests.e2e.controller_support import Events, e2e_settings
+from tests.e2e.controller_support import Events, e2e_settings, running
 from tests.settings_support import SETTINGS
 from tickets.services import Actor, TicketDraft, create_ticket
 
@@ -46,21 +46,10 @@ async def controller(
 ) -> AsyncIterator[HotlineController]:
     """The AMI controller on the session's PBX, writing to the console's database."""
 
-    def credentials() -> tuple[str, str]:
-        info = (
-            local_pbx.status() or pbx
-        )  # read anew at every login: a restarted PBX has a new secret
-        return info.ami_username, info.ami_secret
-
-    ctrl = build_controller(
-        e2e_settings(settings, pbx), live_console.sessionmaker, credentials=credentials
-    )
-
-    subscribe(Telephony(ctrl))
-    await ctrl.start()
-    await asyncio.wait_for(ctrl.ami.connected.wait(), 20)
-    yield ctrl
-    await ctrl.stop()
+    async with running(
+        e2e_settings(settings, pbx), live_console.sessionmaker, local_pbx, pbx
+    ) as ctrl:
+        yield ctrl
 
 
 async def open_workspace(agent: UserPage, url: str, topic: str) -> None:

@@ -17,13 +17,12 @@ import pytest
 from sqlalchemy import select
 
 from config import Settings
-from hotline.wiring import Telephony, subscribe
 from ivr import events as ev
 from ivr.ami import AmiClient
-from ivr.controller import HotlineController, build_controller
+from ivr.controller import HotlineController
 from ivr.leaders import ShiftInput, add_shift
 from ivr.models import CallRecord
-from tests.e2e.controller_support import Events, e2e_settings
+from tests.e2e.controller_support import Events, controller_on, e2e_settings, start
 
 pytestmark = [pytest.mark.pbx, pytest.mark.slow]
 
@@ -34,21 +33,12 @@ async def start_controller(
 ) -> AsyncIterator[Callable[..., Any]]:
     started: list[HotlineController] = []
 
-    def credentials() -> tuple[str, str]:
-        info = local_pbx.status()  # read anew at every login: a restarted PBX has a new secret
-        return (info.ami_username, info.ami_secret) if info else (pbx.ami_username, pbx.ami_secret)
-
-    async def start(**overflow: Any) -> HotlineController:
-        ctrl = build_controller(
-            e2e_settings(settings, pbx, **overflow), database, credentials=credentials
-        )
-        subscribe(Telephony(ctrl))
-        await ctrl.start()
-        await asyncio.wait_for(ctrl.ami.connected.wait(), 20)
+    async def start_one(**overflow: Any) -> HotlineController:
+        ctrl = controller_on(e2e_settings(settings, pbx, **overflow), database, local_pbx, pbx)
         started.append(ctrl)
-        return ctrl
+        return await start(ctrl)
 
-    yield start
+    yield start_one
     for ctrl in started:
         await ctrl.stop()
 

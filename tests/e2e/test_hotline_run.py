@@ -37,6 +37,8 @@ async def test_an_overflow_caller_is_answered_by_the_bot_and_gets_a_ticket(
         str(shared_dir / "speech" / UTTERANCE),
         "--caller",
         CALLER,
+        "--dtmf",
+        "2",  # 投诉: a digit during the welcome ends the menu at once
         "--wait",
         "--ticket-wait",
         "60",

@@ -9,7 +9,6 @@ sent to the bot finds it unreachable (BOT_STATUS=FAILED).
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,15 @@ from asr.messages import MessageTranscriber
 from asr.whisper_engine import WhisperEngine
 from config import Settings
 from config.settings import replace_settings
-from hotline.wiring import Telephony, subscribe
+from hotline.wiring import Telephony
 from ivr import events as ev
-from ivr.controller import HotlineController, build_controller
+from ivr.controller import HotlineController
 from ivr.messages import MESSAGE_FAMILY, MessageFiler
 from ivr.pbx.harness import MESSAGES
 from ivr.pbx.testcall import install_test_audio
 from tests.asr.live_whisper import live_whisper
 from tests.e2e.conftest import AmiEvents
-from tests.e2e.controller_support import Events, dial_12345
+from tests.e2e.controller_support import Events, controller_on, dial_12345, new_number, start, stop
 from tickets.models import Ticket, VoiceMessage
 
 pytestmark = [pytest.mark.pbx, pytest.mark.slow]
@@ -71,40 +70,29 @@ def folder(local_pbx: Any) -> Iterator[Path]:
 async def controller(
     settings: Settings, pbx: Any, local_pbx: Any, database: Any, message_dialplan: None
 ) -> AsyncIterator[HotlineController]:
-    def credentials() -> tuple[str, str]:
-        info = local_pbx.status() or pbx
-        return info.ami_username, info.ami_secret
-
-    ctrl = build_controller(
+    ctrl = controller_on(
         replace_settings(
             settings,
             {"ami": {"host": pbx.ami_host, "port": pbx.ami_port}, "overflow": {"enabled": False}},
         ),
         database,
-        credentials=credentials,
+        local_pbx,
+        pbx,
     )
     yield ctrl
-    if BUSY_AGENT in ctrl.state.members:
-        await ctrl.remove_agent(BUSY_AGENT)
-    await ctrl.stop()
+    await stop(ctrl, (BUSY_AGENT,))
 
 
 @pytest.fixture
 async def filer(controller: HotlineController, database: Any, folder: Path) -> MessageFiler:
     filer = MessageFiler(controller, database, controller.settings, folder)
-    subscribe(Telephony(controller, messages=filer))
-    await controller.start()
-    await asyncio.wait_for(controller.ami.connected.wait(), 20)
+    await start(controller, Telephony(controller, messages=filer))
     return filer
 
 
 @pytest.fixture
 def events(controller: HotlineController) -> Events:
     return Events(controller)
-
-
-def new_number() -> str:
-    return "139" + "".join(random.choices("0123456789", k=8))
 
 
 async def place_call(

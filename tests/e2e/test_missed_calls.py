@@ -12,7 +12,6 @@ The scheduler runs on a controlled clock (retries after the interval without wai
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -24,10 +23,19 @@ from config import Settings
 from hotline.wiring import Telephony, subscribe
 from ivr import events as ev
 from ivr.callbacks import RESULT_FAMILY, CallbackScheduler, MissedCallJob
-from ivr.controller import HotlineController, build_controller
+from ivr.controller import HotlineController
 from ivr.missed_calls import task_key
 from ivr.models import CallbackAttempt, CallRecord, MissedCall
-from tests.e2e.controller_support import Events, dial_12345
+from tests.e2e.controller_support import (
+    Clock,
+    Events,
+    callback_settings,
+    citizen,
+    dial_12345,
+    hang_up,
+    new_number,
+    running,
+)
 
 pytestmark = [pytest.mark.pbx, pytest.mark.slow]
 
@@ -37,33 +45,8 @@ BUSY_AGENT, AGENT = (
 )  # 68xx: reserved for the e2e tests
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def missed_call_settings(settings: Settings, pbx: Any) -> Settings:
-    return settings.model_copy(
-        update={
-            "ami": settings.ami.model_copy(update={"host": pbx.ami_host, "port": pbx.ami_port}),
-            "overflow": settings.overflow.model_copy(
-                update={"enabled": False}
-            ),  # the waiting caller stays queued
-            "callback": settings.callback.model_copy(
-                update={
-                    "channel_template": "Local/{number}@test-citizen/n",
-                    "ring_timeout_s": 4.0,
-                    "max_attempts": 2,
-                    "retry_interval_minutes": 60,
-                    "allowed_start": time.min,
-                    "allowed_end": time.max,
-                }
-            ),
-        }
-    )
+    return callback_settings(settings, pbx, allowed_start=time.min, allowed_end=time.max)
 
 
 @pytest.fixture(scope="module")
@@ -79,20 +62,10 @@ def missed_call_dialplan(local_pbx: Any) -> None:
 async def controller(
     settings: Settings, pbx: Any, local_pbx: Any, database: Any, missed_call_dialplan: None
 ) -> AsyncIterator[HotlineController]:
-    def credentials() -> tuple[str, str]:
-        info = local_pbx.status() or pbx
-        return info.ami_username, info.ami_secret
-
-    ctrl = build_controller(missed_call_settings(settings, pbx), database, credentials=credentials)
-
-    subscribe(Telephony(ctrl))
-    await ctrl.start()
-    await asyncio.wait_for(ctrl.ami.connected.wait(), 20)
-    yield ctrl
-    for agent in (BUSY_AGENT, AGENT):
-        if agent in ctrl.state.members:
-            await ctrl.remove_agent(agent)
-    await ctrl.stop()
+    async with running(
+        missed_call_settings(settings, pbx), database, local_pbx, pbx, agents=(BUSY_AGENT, AGENT)
+    ) as ctrl:
+        yield ctrl
 
 
 @pytest.fixture
@@ -120,29 +93,11 @@ def scheduler(controller: HotlineController, database: Any, clock: Clock) -> Cal
     return scheduler
 
 
-def new_number() -> str:
-    return "139" + "".join(random.choices("0123456789", k=8))
-
-
-async def citizen(ctrl: HotlineController, number: str, behaviour: str) -> None:
-    """What the emulated citizen with ``number`` does when rung (see [test-citizen] in extensions.conf)."""
-    await ctrl.ami.action(
-        {"Action": "Setvar", "Variable": f"TEST_CITIZEN_{number}", "Value": behaviour}
-    )
-
-
 async def place_call(ctrl: HotlineController, number: str, *, wait_s: int) -> str:
     """A caller from ``number`` dialling 12345, straight to the queue (DTMF 0), hanging up after ``wait_s``;
     returns the Uniqueid of its hotline side."""
     variables = [f"TEST_WAIT={wait_s}", "TEST_DTMF=0", "__TEST_AGENT_WAIT=60"]
     return await dial_12345(ctrl.ami, number, variables, prefix="e2e-missed-")
-
-
-async def hang_up(ctrl: HotlineController, channel: str) -> None:
-    try:
-        await ctrl.ami.action({"Action": "Hangup", "Channel": channel})
-    except Exception:  # already gone
-        pass
 
 
 async def missed_call_task(

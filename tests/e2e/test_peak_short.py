@@ -17,15 +17,15 @@ from tests.conftest import missing
 
 pytestmark = [pytest.mark.pbx, pytest.mark.slow, pytest.mark.timeout(300)]
 # 2 agents talking 6–18 s (capacity about 5 calls a minute): 15 s normal, 1.25 min at 3× (≈ 19 calls), 15 s
-# recovery; the bot process is killed in the middle of the peak; callers give up after three rounds (~63 s): long
-# enough to tell the bot a question and a matter and hear the ticket number.
+# recovery; the bot process is killed in the middle of the peak; callers give up after five rounds of an utterance
+# and a 5 s pause (about 50 s): long enough to tell the bot a question and a matter and hear the ticket number.
 SHORT = Profile(
     normal_minutes=0.25,
     peak_minutes=1.25,
     recovery_minutes=0.25,
     agents=2,
     talk_scale=0.1,
-    rounds=3,
+    rounds=5,
     fault="bot_kill",
 )
 

@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from config import Settings
-from hotline.db import create_schema, make_engine, make_sessionmaker
-from hotline.wiring import Telephony, subscribe
-from ivr.controller import HotlineController, build_controller
+from ivr.controller import HotlineController
 from ivr.pbx import LocalPbx, PbxInfo
 from ivr.state import WRAP_UP_REASON
-from tests.e2e.controller_support import e2e_settings
+from tests.e2e.controller_support import e2e_settings, running
 
 pytestmark = [pytest.mark.pbx, pytest.mark.slow]
 READY, WRAPPING = "Local/6871@test-agent/n", "Local/6872@test-agent/n"
@@ -25,26 +22,12 @@ READY, WRAPPING = "Local/6871@test-agent/n", "Local/6872@test-agent/n"
 
 @pytest.fixture
 async def controller(
-    settings: Settings, pbx: PbxInfo, local_pbx: LocalPbx, tmp_path: Path
+    settings: Settings, pbx: PbxInfo, local_pbx: LocalPbx, database: Any
 ) -> AsyncIterator[HotlineController]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'e2e.db'}")
-    await create_schema(engine)
-
-    def credentials() -> tuple[str, str]:
-        info = local_pbx.status() or pbx  # read anew at every login
-        return info.ami_username, info.ami_secret
-
-    ctrl = build_controller(
-        e2e_settings(settings, pbx, enabled=False),
-        make_sessionmaker(engine),
-        credentials=credentials,
-    )
-    subscribe(Telephony(ctrl))
-    await ctrl.start()
-    await asyncio.wait_for(ctrl.ami.connected.wait(), 20)
-    yield ctrl
-    await ctrl.stop()
-    await engine.dispose()
+    async with running(
+        e2e_settings(settings, pbx, enabled=False), database, local_pbx, pbx
+    ) as ctrl:
+        yield ctrl
 
 
 async def _members(ctrl: HotlineController) -> dict[str, dict[str, Any]]:

@@ -199,6 +199,23 @@ async def test_the_sweep_files_a_message_whose_event_was_lost(
     assert [a["Channel"] for a in controller.ami.actions] == [CHANNEL]
 
 
+async def test_sweeps_at_once_file_and_read_back_each_message_once(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """The reconnect's sweep and the periodic one may start together (as at start-up): one of them files."""
+    for uniqueid in ("1741053600.9", "1741053600.10"):
+        (tmp_path / f"{uniqueid}-{CALLER}.wav").write_bytes(b"RIFF")
+    astdb = {"1741053600.9": "DTMF", "1741053600.10": "SILENCE"}
+    filer, controller = filer_for(settings, sessionmaker, tmp_path, astdb=astdb)
+    controller.state.calls["1741053600.9"] = Call(
+        "1741053600.9", "1741053600.9", CHANNEL, CALLER, "12345", NOW
+    )
+
+    first, second = await asyncio.gather(filer.sweep(), filer.sweep())
+    assert len(first) + len(second) == 2 and len(set(first + second)) == 2
+    assert [a["Channel"] for a in controller.ami.actions] == [CHANNEL]  # the number is said once
+
+
 async def test_a_message_from_a_withheld_or_invalid_number_is_a_ticket_without_one(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:

@@ -125,6 +125,7 @@ def _time_per_query(index: KnowledgeIndex) -> float:
     return (time.perf_counter() - start) / len(queries)
 
 
+@pytest.mark.serial  # times itself
 def test_query_is_fast_on_a_thousand_entries(
     lexicon: Lexicon, sample_entries: list[IndexedEntry]
 ) -> None:
