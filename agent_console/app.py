@@ -28,8 +28,12 @@ from agent_console.middleware import deny_unregistered, errors, rate_limits
 from agent_console.openapi import build_openapi
 from agent_console.routing import REGISTRY, RouteRegistry, RouteTable
 from agent_console.security import security_headers
+from agent_console.softphone import SOFTPHONES, SoftphoneDirectory, ws_origin
+from agent_console.switchboard import SWITCHBOARD, Switchboard
 from agent_console.views import (
+    blocklist,
     callbacks,
+    callcontrol,
     cockpit,
     department,
     dispatch_desk,
@@ -42,6 +46,8 @@ from agent_console.views import (
     public,
     reports,
     session,
+    softphone,
+    ticket_merge,
     tickets,
     users,
     workspace,
@@ -64,12 +70,16 @@ FEATURES: tuple[RouteTable, ...] = (
     leaders.routes,
     reports.routes,
     tickets.routes,
+    ticket_merge.routes,
     workspace.routes,
     dispatch_desk.routes,
     department.routes,
     callbacks.routes,
     public.routes,
     missed_calls.routes,
+    blocklist.routes,
+    softphone.routes,
+    callcontrol.routes,
 )
 
 
@@ -98,15 +108,21 @@ def create_app(
     clock: Callable[[], datetime] = utc_now,
     on_knowledge_change: Callable[[], Awaitable[None]] | None = None,
     desk: DeskServices | None = None,
+    softphones: SoftphoneDirectory | None = None,
+    switchboard: Switchboard | None = None,
 ) -> web.Application:
     """The console application. ``hub`` is shared with in-process producers of live events; ``clock`` lets
     tests move time (session expiry, throttling windows). ``on_knowledge_change`` is awaited after every
     knowledge-base edit made in the console (the bot refreshes its index). ``desk``: the ticket screens'
     telephony, knowledge lookup and dispatch suggester (default: unwired, see
-    :mod:`agent_console.desk.services`)."""
+    :mod:`agent_console.desk.services`). ``softphones``: the SIP accounts of the browser softphones (default: the
+    local PBX's, :class:`agent_console.softphone.LocalPbxSoftphones`). ``switchboard``: transfers and supervision
+    (default: unwired, 503; :mod:`agent_console.switchboard`)."""
     registry = RouteRegistry.of(features)
     metrics = ConsoleMetrics()
-    headers = security_headers(https=settings.console.secure_cookies)
+    headers = security_headers(
+        https=settings.console.secure_cookies, connect=(ws_origin(settings),)
+    )
     app = web.Application(
         middlewares=[metrics.middleware(), headers, errors, deny_unregistered, rate_limits],
         client_max_size=MAX_REQUEST_BYTES,
@@ -125,6 +141,10 @@ def create_app(
     app[keys.KNOWLEDGE_CHANGED] = on_knowledge_change or _nothing
     if desk is not None:
         app[DESK_SERVICES] = desk
+    if softphones is not None:
+        app[SOFTPHONES] = softphones
+    if switchboard is not None:
+        app[SWITCHBOARD] = switchboard
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),

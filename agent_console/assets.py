@@ -18,7 +18,11 @@ STAMP_NAME = ".installed"
 VENDOR_FILES: dict[str, str] = {
     "echarts/dist/echarts.min.js": "echarts.min.js",
     "echarts/LICENSE": "echarts.LICENSE.txt",
+    "sip.js/LICENSE.md": "sip.js.LICENSE.txt",
 }
+# node_modules folder → folder under static/vendor/, its JavaScript files only (ES modules that import each other:
+# the softphone loads static('vendor/sip.js/index.js')).
+VENDOR_TREES: dict[str, str] = {"sip.js/lib": "sip.js"}
 
 NPM_MISSING = (
     "npm 未安装，无法下载前端资源。Debian/Ubuntu：sudo apt-get install -y nodejs npm；"
@@ -31,7 +35,7 @@ class AssetsError(RuntimeError):
 
 
 def _fingerprint(frontend: Path) -> str:
-    digest = hashlib.sha256(json.dumps(VENDOR_FILES, sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps([VENDOR_FILES, VENDOR_TREES], sort_keys=True).encode())
     for name in ("package.json", "package-lock.json"):
         path = frontend / name
         if path.exists():
@@ -39,12 +43,27 @@ def _fingerprint(frontend: Path) -> str:
     return digest.hexdigest()
 
 
+def _copy_scripts(source: Path, target: Path) -> None:
+    """Replace ``target`` with the ``*.js`` files of the folder ``source``, keeping their relative paths."""
+    if not source.is_dir():
+        raise AssetsError(
+            f"npm 安装后缺少目录 {source}；请检查 {source.parents[1] / 'package.json'}"
+        )
+    shutil.rmtree(target, ignore_errors=True)
+    for path in source.rglob("*.js"):
+        copy = target / path.relative_to(source)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, copy)
+
+
 def is_installed(frontend: Path = FRONTEND_DIR, vendor: Path = VENDOR_DIR) -> bool:
     stamp = vendor / STAMP_NAME
     return (
         stamp.exists()
         and stamp.read_text().strip() == _fingerprint(frontend)
-        and all((vendor / name).exists() for name in VENDOR_FILES.values())
+        and all(
+            (vendor / name).exists() for name in [*VENDOR_FILES.values(), *VENDOR_TREES.values()]
+        )
     )
 
 
@@ -84,6 +103,8 @@ def install_assets(
         if not path.exists():
             raise AssetsError(f"npm 安装后缺少文件 {path}；请检查 {frontend / 'package.json'}")
         shutil.copyfile(path, vendor / name)
+    for source, name in VENDOR_TREES.items():
+        _copy_scripts(frontend / "node_modules" / source, vendor / name)
     (vendor / STAMP_NAME).write_text(_fingerprint(frontend) + "\n")
     say(f"前端资源已安装到 {vendor}")
     return True

@@ -4,7 +4,7 @@ Console → telephony: :class:`CallControl` — an agent's status (示闲 / 示�
 the automatic call-back (回访) of a ticket. The composition root wires the real controller; without one the
 console answers 503 for these buttons (:class:`UnwiredCallControl`).
 
-Telephony → console: :func:`publish_screen_pop` — when an agent answers, the controller calls it and every
+Telephony → console: :func:`publish_screen_pop` — when an agent's phone rings, the controller calls it and every
 browser of that agent gets the screen pop (来电弹屏) on the hub topic ``screenpop:<username>``.
 """
 
@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agent_console.errors import InvalidInput as ConsoleInvalidInput
 from agent_console.errors import Unavailable
 from agent_console.hub import Hub, TopicRule
 from agent_console.roles import Role
@@ -29,11 +30,37 @@ SCREENPOP = "screenpop"
 HISTORY_LIMIT = 10
 
 
+class UnknownPauseReason(ConsoleInvalidInput):
+    code = "console.unknown_pause_reason"
+
+
+def pause_reason(state: AgentState, reason: str, reasons: Sequence[str]) -> str:
+    """The reason of the queue pause: 示忙 takes one of the centre's ``reasons`` (``console.pause_reasons``);
+    示闲 and 话后整理 take none (the wrap-up reason is the telephony side's own)."""
+    if state == "paused" and reason in reasons:
+        return reason
+    if state != "paused" and not reason:
+        return ""
+    message = "只有示忙需要选择原因"
+    if state == "paused":
+        message = f"示忙原因只能是：{'、'.join(reasons)}"
+    raise UnknownPauseReason(
+        message, details=[{"field": "reason", "code": "unknown_pause_reason", "message": message}]
+    )
+
+
+def state_label(state: AgentState, reason: str = "") -> str:
+    """示闲, 话后整理, 示忙 or 示忙（培训）."""
+    label = AGENT_STATE_LABELS[state]
+    return f"{label}（{reason}）" if reason else label
+
+
 class CallControl(Protocol):
     """What the console asks of the telephony side."""
 
-    async def set_agent_state(self, interface: str, state: AgentState) -> None:
-        """Pause or unpause the agent's queue membership (QueuePause); ``wrap_up`` pauses with that reason."""
+    async def set_agent_state(self, interface: str, state: AgentState, reason: str = "") -> None:
+        """Pause or unpause the agent's queue membership (QueuePause): ``paused`` with the agent's ``reason``
+        (:func:`pause_reason`), ``wrap_up`` with the wrap-up reason."""
 
     async def start_callback(self, ticket_no: str) -> None:
         """Place the automatic 回访 call of ``ticket_no`` (Originate into ``hotline-callback``)."""
@@ -42,7 +69,7 @@ class CallControl(Protocol):
 class UnwiredCallControl:
     """No telephony wired (e.g. ``hotline console`` alone): the buttons answer 503 with a Chinese reason."""
 
-    async def set_agent_state(self, interface: str, state: AgentState) -> None:
+    async def set_agent_state(self, interface: str, state: AgentState, reason: str = "") -> None:
         raise Unavailable("未接入电话系统（AMI），无法切换坐席状态")
 
     async def start_callback(self, ticket_no: str) -> None:

@@ -287,15 +287,23 @@ async def departments_panel(
 
 
 class TopicOut(Model):
-    keyword: str
-    weight: float
-    tickets: int
+    text: str = Field(description="代表性诉求：该热点中最居中的一条工单内容（截取前 60 字）")
+    tickets: int = Field(description="该热点的工单数")
+    weight: float = Field(description="工单数与最大热点之比，最大热点为 1")
+    category: str | None = Field(description="其中最多的诉求分类")
+    district: str | None = Field(description="其中最多的区县")
+
+
+def _topic_out(t: hot_topics.HotTopic) -> TopicOut:
+    return TopicOut(
+        text=t.label, tickets=t.tickets, weight=t.weight, category=t.category, district=t.district
+    )
 
 
 class HotTopicsOut(Model):
     span: Span
     tickets_read: int = Field(description="参与分析的最新工单数")
-    topics: list[TopicOut]
+    topics: list[TopicOut] = Field(description="相似诉求归成的热点，工单多的在前")
 
 
 async def hot_topics_panel(
@@ -305,14 +313,17 @@ async def hot_topics_panel(
     start = now - timedelta(days=cfg.hot_topics_days)
     async with src.db() as db:
         found = await hot_topics.hot_topics(
-            db, start, now, count=cfg.hot_topics_count, sample=cfg.hot_topics_sample
+            db,
+            start,
+            now,
+            settings=src.settings,
+            count=cfg.hot_topics_count,
+            sample=cfg.hot_topics_sample,
         )
     return HotTopicsOut(
         span=Span(start=start, end=now, label=f"近{cfg.hot_topics_days}天"),
         tickets_read=found.tickets_read,
-        topics=[
-            TopicOut(keyword=t.keyword, weight=t.weight, tickets=t.tickets) for t in found.topics
-        ],
+        topics=[_topic_out(t) for t in found.topics],
     )
 
 
@@ -321,7 +332,7 @@ class ProblemOut(Model):
     tickets: int
     repeats: int = Field(description="其中重复件")
     repeat_rate: float
-    keywords: list[str]
+    topics: list[TopicOut] = Field(description="该分类工单最集中的诉求（代表性诉求）")
 
 
 class ProblemsOut(Model):
@@ -334,7 +345,7 @@ async def frequent_problems_panel(
 ) -> ProblemsOut:
     start, end = period_range("month", now, src.tz)
     async with src.db() as db:
-        found = await hot_topics.frequent_problems(db, start, end)
+        found = await hot_topics.frequent_problems(db, start, end, settings=src.settings)
     return ProblemsOut(
         span=Span(start=start, end=end, label="本月"),
         problems=[
@@ -343,7 +354,7 @@ async def frequent_problems_panel(
                 tickets=p.tickets,
                 repeats=p.repeats,
                 repeat_rate=round(p.repeat_rate, 4),
-                keywords=[k.keyword for k in p.keywords],
+                topics=[_topic_out(t) for t in p.topics],
             )
             for p in found
         ],

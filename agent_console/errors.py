@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from pydantic import ValidationError
 
 from config.errors import HotlineError
-from ivr import leaders
+from ivr import blocklist, callcontrol, leaders
 from ivr.ami import AmiError
 from knowledge import errors as kb_errors
 from tickets import errors as ticket_errors
@@ -170,6 +170,15 @@ DOMAIN_STATUSES: tuple[tuple[type[HotlineError], int], ...] = (
     (leaders.OverlappingShift, 409),
     (leaders.ShiftNotFound, 404),
     (leaders.LeaderScheduleError, 400),
+    (blocklist.InvalidBlock, 422),
+    (blocklist.AlreadyBlocked, 409),
+    (blocklist.BlockNotFound, 404),
+    (blocklist.AlreadyLifted, 409),
+    (blocklist.BlocklistError, 400),
+    (callcontrol.InvalidTarget, 422),
+    (callcontrol.NoActiveCall, 409),
+    (callcontrol.CallGone, 409),
+    (callcontrol.CallControlError, 400),
     (AmiError, 503),  # the telephone system is unreachable: try again
     (
         HotlineError,

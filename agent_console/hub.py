@@ -2,8 +2,10 @@
 
 Topics are ``name`` or ``name:argument`` (``user:zhang3``, later ``queue``, ``dept:城管局``). Who may
 subscribe is decided by a :class:`TopicRule` per name, deny by default. ``Hub.publish`` is the single entry
-for events, called by producers in the same process: one process sees only its own events (``hotline run``).
-Events across several console workers need a PostgreSQL LISTEN/NOTIFY backend, which does not exist yet.
+for events, called by producers in the same process. This in-process hub serves one process (SQLite, ``hotline
+run``); :class:`agent_console.hub_pg.PostgresHub` keeps the same interface and also delivers each event to the
+subscribers of every other process on the same PostgreSQL (LISTEN/NOTIFY). The composition root picks one by
+the database (``hotline.wiring.build_hub``) and calls :meth:`Hub.start` / :meth:`Hub.close`.
 
 A browser's subscription carries its :class:`Owner` (account and login session), so ``Hub.disconnect``
 ends at once the sockets of a session that was logged out, or of an account deactivated or changed.
@@ -149,10 +151,20 @@ class Hub:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
+    async def start(self) -> None:
+        """Begin hearing other processes' events (an in-process hub has none)."""
+
+    async def close(self) -> None:
+        """Stop hearing other processes' events."""
+
     def publish(self, topic: str, data: Json) -> int:
         """Deliver to every subscriber of ``topic``; returns how many got it. Never blocks the publisher:
         a subscriber whose queue is full is marked overflowed and dropped."""
-        event = Event(topic, data)
+        return self.deliver(Event(topic, data))
+
+    def deliver(self, event: Event) -> int:
+        """Deliver ``event`` to this process's subscribers of its topic (see :meth:`publish`)."""
+        topic = event.topic
         delivered = 0
         for sub in list(self._subscribers):
             if topic not in sub.topics:

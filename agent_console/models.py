@@ -1,11 +1,11 @@
-"""Tables of this package: console accounts, their sessions, failed logins and the account audit trail."""
+"""Tables of this package: console accounts, sessions, failed logins, account audit, live events."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from config.database import AwareDateTime, new_metadata
@@ -80,3 +80,17 @@ class AuditEntry(Base):
     target: Mapped[str | None] = mapped_column(String(128))
     ip: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class LiveEvent(Base):
+    """One live update published on PostgreSQL (``agent_console.hub_pg``): the NOTIFY names its id, every console
+    process reads it from here. Kept ``console.live_events_keep_s`` seconds."""
+
+    __tablename__ = "console_live_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(64))  # the topic's name: queue, screenpop, user, …
+    origin: Mapped[str] = mapped_column(String(32))  # the publishing hub, which delivered it itself
+    payload: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime(), index=True)

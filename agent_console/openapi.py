@@ -37,7 +37,8 @@ def _document_error_codes(schemas: dict[str, Any]) -> None:
     prop = schemas["ErrorInfo"]["properties"]["code"]
     prop["description"] = (
         f"{prop['description']}。console.* 为控制台自身的拒绝，其余为业务领域的拒绝（ticket 工单、"
-        "kb 知识库、leader 领导接听日、callback 回访、ami 电话系统 …），可带同一领域更具体的错误码"
+        "kb 知识库、leader 领导接听日、blocklist 来电黑名单、callback 回访、ami 电话系统 …），"
+        "可带同一领域更具体的错误码"
         f"（如 ticket.naive_time、kb.invalid_entry）。按 HTTP 状态：{listing}"
     )
     prop["examples"] = sorted({code for found in codes.values() for code in found})

@@ -12,6 +12,9 @@ class Role(StrEnum):
     DISPATCHER = "dispatcher"  # 派单员
     HANDLER = "handler"  # 承办人 (belongs to a department, 承办单位)
     LEADER = "leader"  # 领导
+    SUPERVISOR = (
+        "supervisor"  # 班长 (shift supervisor: the live agent board, listen / whisper / barge)
+    )
     GRID = "grid"  # 网格员 (belongs to a grid, 网格)
     ADMIN = "admin"  # 管理员
 
@@ -25,6 +28,7 @@ ROLE_LABELS: dict[Role, str] = {
     Role.DISPATCHER: "派单员",
     Role.HANDLER: "承办人",
     Role.LEADER: "领导",
+    Role.SUPERVISOR: "班长",
     Role.GRID: "网格员",
     Role.ADMIN: "管理员",
 }
@@ -32,6 +36,9 @@ ROLE_LABELS: dict[Role, str] = {
 ALL_ROLES: frozenset[Role] = frozenset(Role)
 # Roles that call citizens back and therefore see full phone numbers.
 CALLING_ROLES: frozenset[Role] = frozenset({Role.AGENT, Role.DISPATCHER, Role.ADMIN})
+# Roles that do the satisfaction call-back (回访; tickets.states): the only ones that see the name and number
+# of a caller who asked for confidentiality (保密).
+CONFIDENTIAL_ROLES: frozenset[Role] = frozenset({Role.AGENT, Role.ADMIN})
 
 
 class ScopedUser(Protocol):

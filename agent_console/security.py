@@ -6,6 +6,7 @@ import hmac
 import ipaddress
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,36 +26,46 @@ CSRF_FIELD = "csrf_token"
 LOGIN_CSRF_COOKIE = "hotline_login_csrf"  # double-submit token of the login form (no session yet)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-# Scripts and styles only from files we serve: no inline script, no CDN, no external fonts.
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "font-src 'self'",
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ]
-)
+
+def content_security_policy(connect: Sequence[str] = ()) -> str:
+    """Scripts and styles only from files we serve: no inline script, no CDN, no external fonts. ``connect``:
+    origins pages may open connections to besides their own (the PBX's SIP-over-WebSocket server)."""
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "font-src 'self'",
+            " ".join(["connect-src 'self'", *connect]),
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Cross-Origin-Opener-Policy": "same-origin",
-    "Permissions-Policy": "camera=(), geolocation=(), microphone=()",
+    # the microphone only for the console's own pages (the softphone)
+    "Permissions-Policy": "camera=(), geolocation=(), microphone=(self)",
 }
 # Behind HTTPS (console.secure_cookies): browsers use only HTTPS for this host for a year.
 HSTS = {"Strict-Transport-Security": "max-age=31536000"}
 
 
-def security_headers(*, https: bool) -> Middleware:
-    """Put the security headers on every answer, errors included; ``https`` adds Strict-Transport-Security."""
-    headers = SECURITY_HEADERS | HSTS if https else SECURITY_HEADERS
+def security_headers(*, https: bool, connect: Sequence[str] = ()) -> Middleware:
+    """Put the security headers on every answer, errors included; ``https`` adds Strict-Transport-Security,
+    ``connect`` the origins pages may connect to (see :func:`content_security_policy`)."""
+    headers = SECURITY_HEADERS | {"Content-Security-Policy": content_security_policy(connect)}
+    if https:
+        headers |= HSTS
 
     @web.middleware
     async def add_headers(request: web.Request, handler: Handler) -> web.StreamResponse:

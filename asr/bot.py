@@ -35,7 +35,7 @@ import functools
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -52,6 +52,8 @@ from config import Settings
 from config.settings import replace_settings
 from knowledge import services as kb
 from knowledge.retrieval import Answer, KnowledgeIndex
+from knowledge.speech import short_form
+from tickets import outbox
 from tickets import services as tickets
 from tickets.categories import load_categories
 from tickets.dispatch_suggest import DispatchSuggester
@@ -66,6 +68,7 @@ TicketHandler = Callable[
 # seconds: the 1 s target of the peak (issue #11) sits on a bucket edge
 TURN_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 BOT_ACTOR = tickets.Actor(name="语音机器人", role="bot")
+SMS_SUBJECT = "12345热线"
 
 
 def live_settings(settings: Settings) -> Settings:
@@ -199,8 +202,21 @@ class HotlineDesk:
     def hotwords(self, limit: int) -> list[str]:
         return hotwords_of(self.index, limit)
 
-    async def ask(self, text: str) -> Answer:
-        return await asyncio.to_thread(self.index.ask, text)
+    async def ask(self, text: str, context: Answer | None = None) -> Answer:
+        return await asyncio.to_thread(functools.partial(self.index.ask, text, context=context))
+
+    async def send_answer(self, phone: str, answer: Answer) -> None:
+        """Queue the full written answer (with its links) to ``phone`` by SMS in the outbox, committed."""
+        async with self.sessionmaker() as session:
+            outbox.enqueue(
+                session,
+                channel=outbox.SMS,
+                recipient=phone,
+                subject=SMS_SUBJECT,
+                body=f"您咨询的“{answer.question}”：{answer.answer_text or answer.answer}",
+                now=datetime.now(UTC),
+            )
+            await session.commit()
 
     async def record_miss(self, text: str, answer: Answer, reason: str) -> None:
         async with self.sessionmaker() as session:
@@ -311,17 +327,23 @@ class SpeechBot:
         return self.server.port
 
     async def start(self) -> None:
-        """Synthesise the fixed prompts (so no call waits for TTS), then accept calls."""
-        for text in self.prompts.fixed():
-            await self.tts.asynthesize(text)
+        """Accept calls; the fixed prompts, then the answers, are synthesised in the background (a sentence a
+        caller needs before that is synthesised on demand, once)."""
         await asyncio.to_thread(
             jieba.initialize
         )  # the ticket services segment with jieba: load it now, not mid-call
         await self.server.start()
         self._tasks = [
             asyncio.create_task(self._keep_index_fresh(), name="bot-kb-refresh"),
-            asyncio.create_task(self._warm_answers(), name="bot-tts-warm"),
+            asyncio.create_task(self._warm_prompts(), name="bot-tts-warm"),
         ]
+
+    async def _warm_prompts(self) -> None:
+        """The fixed prompts first (every caller hears them), then every answer."""
+        for text in self.prompts.fixed():
+            with contextlib.suppress(Exception):
+                await self.tts.asynthesize(text)
+        await self._warm_answers()
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -387,7 +409,9 @@ class SpeechBot:
         """Synthesise every answer ahead of the first caller who needs it (one at a time, in the background)."""
         for entry in self.desk.index.entries():
             with contextlib.suppress(Exception):
-                await self.tts.asynthesize(entry.answer_speech)
+                await self.tts.asynthesize(
+                    short_form(entry.answer_speech, self.cfg.long_answer_chars)
+                )
 
 
 async def build_bot(

@@ -8,12 +8,21 @@
         └─ DTMF 0 or "人工" at any moment ──► outcome ``queue`` (the dialplan requeues to a human)
         └─ DTMF 9 or "留言" at any moment ──► outcome ``message`` (the dialplan records a voice message)
 
+    two close entries ──"您是想问A，还是B？" 1/2/said──► answer     (neither, silence: not confident)
+    "解决了吗？" ──a question instead──► knowledge base, in the context of the answer ──confident──► answer
+
 :class:`CallerInput` is the caller's side: it feeds every audio frame to the recogniser, turns Finals and keys
 into inputs, and stops the bot's speech when the caller talks over it (barge-in, 打断: SpeechStart from the
 VAD, or an energy onset when the VAD is late). :class:`Dialogue` is the flow; it reaches the knowledge base and
 the ticket services only through a :class:`Desk`, and ends with a :class:`BotOutcome`.
 
 Decisions:
+* Two close entries (``Answer.alternatives``): the bot asks which is meant (DTMF 1/2, 「第一个」, or words of one
+  question); the miss log records that a clarification was needed (reason ``ambiguous``, the chosen entry).
+* After an answer, a question instead of yes/no is a follow-up (追问, at most ``follow_ups``), asked in the
+  context of that answer (``Desk.ask(text, context)``); one the knowledge base cannot answer is not taken.
+* An answer longer than ``long_answer_chars`` is spoken in short form; with ``answer_sms`` its full text goes
+  to the caller's known mobile number by SMS (outbox), once per entry and call, and the bot says so.
 * Silence (times and counts in ``asr.bot``): after ``silence_timeout_s`` the bot asks again; after
   ``max_silences`` silences in a row the caller is routed on — to a ticket when they have said something (their
   words are never lost), to a human when they have said nothing at all.
@@ -31,7 +40,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
@@ -41,12 +50,13 @@ from asr.audio import FRAME_BYTES, SAMPLE_RATE
 from asr.audiosocket_server import Audio, AudioSocketSession, Dtmf
 from asr.prompts import Prompts
 from asr.recognizer import Final, RecognizerSession, SpeechStart
-from asr.tts import CachedTts, digits_for_speech
+from asr.tts import CachedTts, digits_for_speech, speak_sentences
 from config.pii import mask_phone
 from config.settings import BotSettings
 from knowledge.retrieval import NO_ANSWER, Answer
+from knowledge.speech import short_form
 from tickets.errors import InvalidInput
-from tickets.phone import normalise_phone
+from tickets.phone import is_mobile, normalise_phone
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,6 +76,7 @@ SPEAKING_WAIT_S = 3.0
 VOICE_FLOOR_DBFS = -50.0
 TRANSCRIPT_MAX = 20000
 CONTENT_MAX = 4000
+CLARIFY_QUESTION_CHARS = 16  # a longer question is shortened in the clarifying question
 
 
 @dataclass(frozen=True)
@@ -99,7 +110,9 @@ class Intake:
 class Desk(Protocol):
     """The knowledge base and the ticket services, as the dialogue needs them (see asr.bot.HotlineDesk)."""
 
-    async def ask(self, text: str) -> Answer: ...
+    async def ask(self, text: str, context: Answer | None = None) -> Answer: ...
+
+    async def send_answer(self, phone: str, answer: Answer) -> None: ...
 
     async def record_miss(self, text: str, answer: Answer, reason: str) -> None: ...
 
@@ -122,6 +135,9 @@ class DialogueConfig:
     noisy_line_s: float
     dtmf_timeout_s: float
     phone_attempts: int
+    follow_ups: int = 0
+    long_answer_chars: int = 10_000
+    answer_sms: bool = False
 
     @classmethod
     def from_settings(cls, bot: BotSettings) -> DialogueConfig:
@@ -136,6 +152,9 @@ class DialogueConfig:
             noisy_line_s=bot.noisy_line_s,
             dtmf_timeout_s=bot.dtmf_timeout_s,
             phone_attempts=bot.phone_attempts,
+            follow_ups=bot.follow_ups,
+            long_answer_chars=bot.long_answer_chars,
+            answer_sms=bot.answer_sms,
         )
 
 
@@ -358,6 +377,14 @@ class Transcript:
         return "\n".join(f"{who}：{text}" for who, text in self.lines)[:TRANSCRIPT_MAX]
 
 
+def brief(question: str) -> str:
+    """A question as the clarifying question names it: its first clause, at most ``CLARIFY_QUESTION_CHARS``."""
+    text = question.strip().rstrip("。？?！!")
+    if len(text) <= CLARIFY_QUESTION_CHARS:
+        return text
+    return text.split("，")[0][:CLARIFY_QUESTION_CHARS]
+
+
 def trim_silence(pcm: bytes, keep_s: float = 0.06, floor_dbfs: float = -55.0) -> bytes:
     """Leading and trailing near-silence of a synthesised prompt cut to ``keep_s`` (less dead air)."""
     n = len(pcm) // FRAME_BYTES
@@ -408,6 +435,7 @@ class Dialogue:
         self._turns = turns
         self._tasks: set[asyncio.Task[Any]] = set()
         self._missed = False
+        self._texted: set[int] = set()  # answers sent by SMS on this call
         self._filler_playing = False
 
     async def run(self) -> BotOutcome:
@@ -440,25 +468,96 @@ class Dialogue:
         if question is None:
             await self.say(self.prompts.to_human, skip_if_answered=False)
             return self._outcome("queue", "silence")
-        answer = self.answer = await self._thinking(self._consult(question))
-        if answer.confident:
-            await self.say(answer.answer, skip_if_answered=False, mark="answer")
-            if await self._solved() == "yes":
-                phone = await self._phone_number()
-                if phone is None:
-                    await self.say(self.prompts.to_human, skip_if_answered=False)
-                    return self._outcome("queue", "no_number")
-                intake = await self._intake(phone)
-                self.ticket_no = await self._thinking(self.desk.close_instant(intake, answer))
-                self._mark("ticket")
-                await self.say(self.prompts.solved_goodbye, skip_if_answered=False)
-                return self._outcome("hangup", "solved")
-            await self._miss(question, answer, "not_solved")
-        else:
+        answer = self.answer = await self._resolve(question)
+        if not answer.confident:
             await self._miss(
                 question, answer, "unanswered" if answer.answer_id is None else "low_confidence"
             )
-        return await self._take_ticket()
+            return await self._take_ticket()
+        follow_ups = self.cfg.follow_ups
+        while True:
+            await self._speak_answer(answer)
+            verdict = await self._solved(answer, follow_ups)
+            if not isinstance(verdict, tuple):
+                break
+            question, answer = verdict
+            self.answer, follow_ups = answer, follow_ups - 1
+        if verdict != "yes":
+            await self._miss(question, answer, "not_solved")
+            return await self._take_ticket()
+        phone = await self._phone_number()
+        if phone is None:
+            await self.say(self.prompts.to_human, skip_if_answered=False)
+            return self._outcome("queue", "no_number")
+        intake = await self._intake(phone)
+        self.ticket_no = await self._thinking(self.desk.close_instant(intake, answer))
+        self._mark("ticket")
+        await self.say(self.prompts.solved_goodbye, skip_if_answered=False)
+        return self._outcome("hangup", "solved")
+
+    async def _resolve(self, question: str, context: Answer | None = None) -> Answer:
+        """The knowledge base's answer to ``question`` (a follow-up to ``context``); two close entries are
+        settled by asking the caller (:meth:`_clarify`)."""
+        answer = await self._thinking(self._consult(question, context))
+        if answer.confident or not answer.alternatives:
+            return answer
+        return await self._clarify(question, answer)
+
+    async def _clarify(self, question: str, answer: Answer) -> Answer:
+        """「您是想问A，还是B？」: the entry the caller picks (DTMF 1/2 or words), confident; ``answer`` as it was
+        when they mean neither or do not say. The miss log records that the question needed it."""
+        second = answer.alternatives[0].entry
+        questions = (answer.question, second.question)
+        prompt = self.prompts.clarification(*(brief(q) for q in questions))
+        chosen: int | None = None
+        for _ in range(self.cfg.max_silences):
+            await self.say(prompt, mark="clarify")
+            heard = await self._listen(self.cfg.silence_timeout_s, want=Utterance | Key)
+            if isinstance(heard, Key):
+                chosen = intents.pick_key(heard.digit)
+            elif isinstance(heard, Utterance):
+                if intents.neither(heard.text):
+                    break
+                chosen = intents.pick(heard.text, questions)
+            if chosen is not None:
+                break
+        if chosen is not None:
+            picked = replace(answer, confident=True, alternatives=())
+            answer = picked if chosen == 0 else Answer.of(second, answer.score, True)
+            await self._thinking(self.tts.asynthesize(self._spoken(answer)))
+        await self._miss(question, answer, "ambiguous")
+        return answer
+
+    async def _speak_answer(self, answer: Answer) -> None:
+        """The answer, in short form when long; the full text by SMS when the bot may send one (and says so)."""
+        spoken = self._spoken(answer)
+        await self.say(spoken, skip_if_answered=False, mark="answer")
+        if spoken != answer.answer and await self._text(answer):
+            await self.say(self.prompts.answer_by_sms, skip_if_answered=False)
+
+    def _spoken(self, answer: Answer) -> str:
+        return short_form(answer.answer, self.cfg.long_answer_chars)
+
+    async def _text(self, answer: Answer) -> bool:
+        """Queue the full answer by SMS to the caller's mobile, once per entry and call; True if queued."""
+        if not self.cfg.answer_sms or answer.answer_id is None or answer.answer_id in self._texted:
+            return False
+        phone = await self._known_phone()
+        if phone is None or not is_mobile(phone):
+            return False
+        try:
+            await self.desk.send_answer(phone, answer)
+        except Exception:
+            log.exception("call %s: answer %s not queued by SMS", self.call_id, answer.answer_id)
+            return False
+        self._texted.add(answer.answer_id)
+        log.info(
+            "call %s: answer %s queued by SMS to %s",
+            self.call_id,
+            answer.answer_id,
+            mask_phone(phone),
+        )
+        return True
 
     async def _question(self) -> str | None:
         """The caller's question, or None after ``max_silences`` silences."""
@@ -471,16 +570,25 @@ class Dialogue:
             prompt = self.prompts.reprompt_question
         return None
 
-    async def _solved(self) -> intents.YesNo | None:
-        """Did the answer settle it? Voice yes/no or DTMF 1/2; None after the tries (taken as not solved)."""
+    async def _solved(
+        self, answer: Answer, follow_ups: int
+    ) -> intents.YesNo | tuple[str, Answer] | None:
+        """Did ``answer`` settle it? Voice yes/no or DTMF 1/2; None after the tries (taken as not solved). While
+        ``follow_ups`` remain, a question the knowledge base answers in the context of ``answer`` is returned
+        with its answer instead."""
         prompt = self.prompts.ask_solved
         for _ in range(self.cfg.max_silences):
             await self.say(prompt)
             heard = await self._listen(self.cfg.silence_timeout_s, want=Utterance | Key)
             if isinstance(heard, Key) and (verdict := intents.yes_no_key(heard.digit)):
                 return verdict
-            if isinstance(heard, Utterance) and (verdict := intents.yes_no(heard.text)):
-                return verdict
+            if isinstance(heard, Utterance):
+                if verdict := intents.yes_no(heard.text):
+                    return verdict
+                if follow_ups > 0:
+                    followed = await self._resolve(heard.text, answer)
+                    if followed.confident:
+                        return heard.text, followed
             prompt = self.prompts.reprompt_solved
         return None
 
@@ -513,8 +621,8 @@ class Dialogue:
                 return
             prompt = self.prompts.reprompt_matter
 
-    async def _phone_number(self) -> str | None:
-        """The caller's number: from the AMI controller, else keyed in (ending with #)."""
+    async def _known_phone(self) -> str | None:
+        """The caller's number as the AMI controller knows it (normalised), or None; the caller is not asked."""
         if self.caller_phone:
             return self.caller_phone
         known = await self._lookup(self._caller_for)
@@ -524,10 +632,16 @@ class Dialogue:
                 return self.caller_phone
             except InvalidInput:
                 log.info(
-                    "call %s: caller id %s is not a callback number; asking for one",
+                    "call %s: caller id %s is not a callback number",
                     self.call_id,
                     mask_phone(known),
                 )
+        return None
+
+    async def _phone_number(self) -> str | None:
+        """The caller's number: from the AMI controller, else keyed in (ending with #)."""
+        if known := await self._known_phone():
+            return known
         prompt = self.prompts.ask_phone
         for _ in range(self.cfg.phone_attempts):
             await self.say(prompt, mark="ask_phone")
@@ -556,13 +670,7 @@ class Dialogue:
             if isinstance(left, Utterance):
                 self.transcript.caller(left.text)
         if self.ticket_no is None and self.transcript.caller_words:
-            phone = self.caller_phone
-            if phone is None:
-                known = await self._lookup(self._caller_for)
-                try:
-                    phone = normalise_phone(known) if known else None
-                except InvalidInput:
-                    phone = None
+            phone = await self._known_phone()
             if phone is not None:
                 try:
                     self.ticket_no = await self.desk.create_ticket(await self._intake(phone))
@@ -606,7 +714,9 @@ class Dialogue:
                 await self.caller.changed(0.05)
         if skip_if_answered and self.caller.has_input:
             return False
-        pcm = trim_silence(await self.tts.asynthesize(text))
+        # Clause by clause: the caller hears the first while the next is synthesised.
+        pieces = speak_sentences(self.tts, text)
+        pcm = trim_silence(await anext(pieces))
         if self._filler_playing and not when_busy:
             self.session.stop_playback()  # the real answer is ready: it does not wait for the filler to end
         self.transcript.bot(text)
@@ -614,8 +724,12 @@ class Dialogue:
             self._mark(mark)
         self.caller.playing += 1
         try:
-            return await self.session.play(pcm, on_first_frame=self._turn_answered)
+            played = await self.session.play(pcm, on_first_frame=self._turn_answered)
+            while played and (pcm := await anext(pieces, b"")):
+                played = await self.session.play(trim_silence(pcm))
+            return played
         finally:
+            await pieces.aclose()
             self.caller.playing -= 1
 
     def _turn_answered(self) -> None:
@@ -687,11 +801,11 @@ class Dialogue:
         finally:
             self._filler_playing = False
 
-    async def _consult(self, question: str) -> Answer:
+    async def _consult(self, question: str, context: Answer | None) -> Answer:
         """The knowledge base's answer, its speech synthesised (cached) before it is spoken."""
-        answer = await self.desk.ask(question)
+        answer = await self.desk.ask(question, context)
         if answer.confident:
-            await self.tts.asynthesize(answer.answer)
+            await self.tts.asynthesize(self._spoken(answer))
         return answer
 
     async def _file(self, intake: Intake) -> str:

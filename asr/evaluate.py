@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from faster_whisper import decode_audio
 from opencc import OpenCC
+from pypinyin import lazy_pinyin
 from rapidfuzz.distance import Levenshtein
 
 from asr.recognizer import AsrError, Final, RecognizerFactory
@@ -46,6 +47,13 @@ def cer(reference: str, hypothesis: str) -> float:
     """Edits per reference character."""
     n_edits, n_ref = edits(reference, hypothesis)
     return n_edits / max(n_ref, 1)
+
+
+def syllable_edits(reference: str, hypothesis: str) -> tuple[int, int]:
+    """Edits between the toneless pinyin syllables of both texts (a homophone written with other characters,
+    公积金 → 攻击金, is no error here), and the reference's syllable count."""
+    ref, hyp = (lazy_pinyin(normalize(text)) for text in (reference, hypothesis))
+    return Levenshtein.distance(ref, hyp), len(ref)
 
 
 def read_wav(path: Path) -> tuple[bytes, int]:

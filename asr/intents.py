@@ -1,4 +1,5 @@
-"""What the caller means, from recognised text: a human wanted (转人工), yes or no, and the kind of 诉求.
+"""What the caller means, from recognised text: a human wanted (转人工), yes or no, which of two questions (澄清),
+and the kind of 诉求.
 
 Rules on characters, not a model: the replies the bot asks for are short and the words for them few. Text is
 normalised first (no punctuation or spaces), because Whisper punctuates freely.
@@ -26,6 +27,11 @@ _YES = re.compile(
     r"|解决了|清楚了|明白了|知道了|可以了|好的|是的|对的|谢谢"
 )
 _DTMF_YES_NO: dict[str, YesNo] = {"1": "yes", "2": "no"}
+# Which of the two questions of a clarifying question: by its place, or neither.
+_FIRST = re.compile(r"第一|头一|前面|前一|前者|上一个|^(一|1|幺)(个)?$")
+_SECOND = re.compile(r"第二|后面|后一|后者|下一个|^(二|2|两)(个)?$")
+_NEITHER = re.compile(r"都不|都没|哪个也不|哪个都不|^不是|^不对|^没有|其他|别的")
+_DTMF_PICK = {"1": 0, "2": 1}
 
 # Kinds of 诉求 (TicketDraft.kind) by the caller's words, most specific first; default 咨询.
 _KINDS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -64,6 +70,32 @@ def yes_no(text: str) -> YesNo | None:
 def yes_no_key(digit: str) -> YesNo | None:
     """DTMF 1 = yes, 2 = no."""
     return _DTMF_YES_NO.get(digit)
+
+
+def neither(text: str) -> bool:
+    """The caller means neither of the two questions offered (「都不是」)."""
+    return bool(_NEITHER.search(normalize(text)))
+
+
+def pick(text: str, questions: tuple[str, str]) -> int | None:
+    """Which of ``questions`` the caller means, 0 or 1: by place (「第一个」「后面那个」), else the one whose own
+    characters (those the other lacks) the caller's words share more of; None when it stays open."""
+    t = normalize(text)
+    if not t or _NEITHER.search(t):
+        return None
+    first, second = bool(_FIRST.search(t)), bool(_SECOND.search(t))
+    if first != second:
+        return 0 if first else 1
+    a, b = (set(normalize(q)) for q in questions)
+    shared = (len(set(t) & (a - b)), len(set(t) & (b - a)))
+    if shared[0] == shared[1]:
+        return None
+    return 0 if shared[0] > shared[1] else 1
+
+
+def pick_key(digit: str) -> int | None:
+    """DTMF 1 = the first question, 2 = the second."""
+    return _DTMF_PICK.get(digit)
 
 
 def kind_of(text: str) -> str:

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from config import HotlineError, Settings, config_path
 
+TEMPLATES = ("ticket_created", "clarify")  # sentences with blanks filled in on the call
+
 
 class PromptsError(HotlineError):
     """The prompts file is missing or malformed: stable ``code``, Chinese ``message``."""
@@ -34,6 +36,8 @@ class Prompts(BaseModel):
     ask_phone: str = _sentence()
     bad_phone: str = _sentence()
     ticket_created: str = _sentence()
+    clarify: str = _sentence()
+    answer_by_sms: str = _sentence()
     goodbye: str = _sentence()
     to_human: str = _sentence()
     apology: str = _sentence()
@@ -45,12 +49,23 @@ class Prompts(BaseModel):
             raise ValueError("ticket_created must contain {digits}")
         return value
 
+    @field_validator("clarify")
+    @classmethod
+    def _has_both(cls, value: str) -> str:
+        if "{first}" not in value or "{second}" not in value:
+            raise ValueError("clarify must contain {first} and {second}")
+        return value
+
     def fixed(self) -> list[str]:
-        """The sentences that never change (everything but the ticket read-back): synthesised at start-up."""
-        return [v for k, v in self.model_dump().items() if k != "ticket_created"]
+        """The sentences that never change (all but the ticket read-back and the clarifying question):
+        synthesised at start-up."""
+        return [v for k, v in self.model_dump().items() if k not in TEMPLATES]
 
     def ticket(self, digits: str) -> str:
         return self.ticket_created.format(digits=digits)
+
+    def clarification(self, first: str, second: str) -> str:
+        return self.clarify.format(first=first, second=second)
 
 
 def prompts_file(settings: Settings) -> Path:

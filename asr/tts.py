@@ -1,19 +1,24 @@
 """Text to speech for the bot: an engine interface, the espeak-ng engine, and a disk cache.
 
-Every engine returns 8 kHz signed-linear 16-bit mono ("slin"), ready for ``AudioSocketSession.play``.
-The bot says the same sentences over and over (greetings, knowledge-base answers), so ``CachedTts`` keeps each
-synthesis on disk, keyed by engine, voice, rate and text; concurrent requests for one text synthesise it once.
+Every engine returns 8 kHz signed-linear 16-bit mono ("slin"), ready for ``AudioSocketSession.play``. The
+neural Mandarin voice is ``asr/tts_kokoro.py``; espeak-ng is its fallback.
+Texts are spoken sentence by sentence (``split_sentences``): the caller hears the first while the next is
+synthesised (``speak_sentences``). The bot says the same sentences over and over (greetings, knowledge-base
+answers), so ``CachedTts`` keeps each sentence's synthesis on disk, keyed by engine, voice, rate and text;
+concurrent requests for one sentence synthesise it once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import re
 import subprocess
 import tempfile
 import threading
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Protocol
 
@@ -24,6 +29,15 @@ from config.settings import TtsSettings
 # Digits read one by one, as call-centre agents read numbers back: 1 is 幺 (yāo), never confused with 七.
 DIGIT_READINGS = dict(zip("0123456789", "零幺二三四五六七八九", strict=True))
 LOCK_STRIPES = 64
+# A piece of speech ends at a clause or sentence mark; one shorter than MIN_PIECE_CHARS joins the next
+# (「好的，请稍等。」 stays whole). Enumerations (、) are not cut: each piece is read with a final intonation.
+_CLAUSE = re.compile(
+    r"[^，,：:；;。！？!?\n]+[，,：:；;。！？!?\n”」\s]*|[，,：:；;。！？!?\n”」\s]+"
+)
+_MARKS = "，,：:；;。！？!?“”「」 \n"
+MIN_PIECE_CHARS = 6
+
+log = logging.getLogger(__name__)
 
 
 class TtsError(HotlineError):
@@ -116,7 +130,7 @@ class EspeakNg:
 
 
 class CachedTts:
-    """A synthesizer behind a disk cache (one raw slin file per text) with per-text single flight."""
+    """A synthesizer behind a disk cache (one raw slin file per sentence) with per-sentence single flight."""
 
     def __init__(self, engine: SpeechSynthesizer, cache_dir: str | Path) -> None:
         self.engine = engine
@@ -130,10 +144,10 @@ class CachedTts:
         return self.cache_dir / digest[:2] / f"{digest}.slin"
 
     def synthesize(self, text: str) -> bytes:
-        """The text as 8 kHz slin: from the cache, or synthesised once and stored."""
-        text = text.strip()
-        if not text:
-            raise TtsError("tts.empty_text", "合成文本为空")
+        """The text as 8 kHz slin, sentence by sentence: each from the cache, or synthesised once and stored."""
+        return b"".join(self._sentence(piece) for piece in split_sentences(text))
+
+    def _sentence(self, text: str) -> bytes:
         path = self.path_for(text)
         with self._locks[int(path.stem[:8], 16) % LOCK_STRIPES]:
             if path.exists():
@@ -152,8 +166,62 @@ class CachedTts:
         return await asyncio.to_thread(self.synthesize, text)
 
 
+def split_sentences(text: str) -> list[str]:
+    """``text`` cut into the pieces spoken one after another: clauses and sentences with their marks.
+
+    Joined, the pieces give ``text`` back but for whitespace between them; a piece split again stays whole.
+    """
+    pieces: list[str] = []
+    current = ""
+    for clause in _CLAUSE.findall(text.strip()):
+        current += clause
+        if len(current.strip(_MARKS)) >= MIN_PIECE_CHARS:
+            pieces.append(current.strip())
+            current = ""
+    rest = current.strip()
+    if rest and pieces:
+        pieces[-1] += rest  # a short last clause (「再见。」) ends the one before
+    elif rest.strip(_MARKS):
+        pieces.append(rest)
+    if not pieces:
+        raise TtsError("tts.empty_text", "合成文本为空")
+    return pieces
+
+
+class AsyncSynthesizer(Protocol):
+    async def asynthesize(self, text: str) -> bytes: ...
+
+
+async def speak_sentences(tts: AsyncSynthesizer, text: str) -> AsyncGenerator[bytes, None]:
+    """``text`` as slin, one piece of :func:`split_sentences` at a time: the next piece is synthesised while
+    the caller hears this one, so the first audio waits for the first clause only."""
+    pieces = split_sentences(text)
+    upcoming = asyncio.ensure_future(tts.asynthesize(pieces[0]))
+    try:
+        for following in [*pieces[1:], None]:
+            pcm = await upcoming
+            if following is not None:
+                upcoming = asyncio.ensure_future(tts.asynthesize(following))
+            yield pcm
+    finally:
+        if upcoming.done() and not upcoming.cancelled():
+            upcoming.exception()  # a failure of a piece never played is not reported as unretrieved
+        else:
+            upcoming.cancel()
+
+
 def build_tts(settings: TtsSettings) -> CachedTts:
-    """The configured engine behind the configured cache."""
+    """The configured engine behind the configured cache. Kokoro that is not installed or does not load is
+    logged (once, here) and replaced by espeak-ng: the bot still speaks."""
+    if settings.engine == "kokoro":
+        try:
+            # Imported here: onnxruntime and the G2P are loaded only when Kokoro is wanted.
+            from asr.tts_kokoro import KokoroTts
+
+            return CachedTts(KokoroTts.from_settings(settings.kokoro), settings.cache_dir)
+        except (TtsError, ImportError) as exc:
+            reason = exc.message if isinstance(exc, TtsError) else str(exc)
+            log.warning("Kokoro 语音合成不可用，改用 espeak-ng：%s", reason)
     engine = EspeakNg(settings.voice, speed_wpm=settings.speed_wpm, timeout_s=settings.timeout_s)
     return CachedTts(engine, settings.cache_dir)
 

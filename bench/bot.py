@@ -33,6 +33,8 @@ import statistics
 import tempfile
 import time
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -138,14 +140,32 @@ class Line:
                     self.done.set()
 
 
-async def one_call(
-    port: int, k: int, utt: Speech, answer_head: bytes, outcomes: dict[str, Any], rng: random.Random
-) -> Turn:
+@asynccontextmanager
+async def line_to(port: int) -> AsyncIterator[Line]:
+    """A call to the bot on ``port``, its line sending frames until the block ends (the caller hangs up)."""
     client = AudioSocketClient("127.0.0.1", port)
     await client.connect()
     line = Line(client)
     line.task = asyncio.create_task(line.run())
     try:
+        yield line
+    finally:
+        await client.close()
+        line.task.cancel()
+        await asyncio.gather(line.task, return_exceptions=True)
+
+
+def caller_said(outcome: BotOutcome | None) -> list[str]:
+    """What the bot recognised of the caller, one entry per utterance (from its transcript)."""
+    lines = outcome.transcript.splitlines() if outcome else []
+    return [ln.split("：", 1)[1] for ln in lines if ln.startswith("来电人：")]
+
+
+async def one_call(
+    port: int, k: int, utt: Speech, answer_head: bytes, outcomes: dict[str, Any], rng: random.Random
+) -> Turn:
+    async with line_to(port) as line:
+        client = line.client
         await client.wait_for_audio(audio.FRAME_BYTES, within_s=10)
         await asyncio.sleep(rng.uniform(0, 1.5))
         line.speech_left = utt.speech_frames
@@ -162,13 +182,7 @@ async def one_call(
                     answer = frame.at - end
                     break
             await asyncio.sleep(0.05)
-    finally:
-        await client.close()
-        line.task.cancel()
-        await asyncio.gather(line.task, return_exceptions=True)
-    outcome = await _outcome(outcomes, str(client.call_id))
-    lines = outcome.transcript.splitlines() if outcome else []
-    heard = [ln.split("：", 1)[1] for ln in lines if ln.startswith("来电人：")]
+    heard = caller_said(await _outcome(outcomes, str(client.call_id)))
     return Turn(k, utt.utt_id, first, answer, cer(utt.reference, heard[0]) if heard else 1.0)
 
 

@@ -47,13 +47,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from config import Settings, load_settings
 from hotline.db import create_schema, make_engine, make_sessionmaker
 from hotline.local_postgres import LocalPostgres
+from language.embeddings import optional_embedder
 from tickets.categories import load_categories
 from tickets.dispatch_catalogue import Catalogue, load_catalogue
 from tickets.metrics import metrics, reference_metrics
 from tickets.metrics_rollup import rebuild
 from tickets.models import Ticket
 from tickets.queries import list_tickets
-from tickets.repeats import TokenBag, find_repeats, tokenize
+from tickets.repeats import TokenBag, content_vector, find_repeats, tokenize
 from tickets.seed import seed_departments
 from tickets.services import Actor, TicketDraft, create_ticket, get_ticket
 from tickets.states import OPEN_STATES
@@ -539,9 +540,13 @@ async def bench_repeat_detection(
     sm: async_sessionmaker[AsyncSession], settings: Settings, gen: Generator
 ) -> dict[str, Any]:
     """CPU of ``find_repeats`` alone for a new ticket whose district has ``max_candidates`` recent tickets,
-    from a new caller and from the busiest caller (another ``max_candidates``, all linked)."""
+    from a new caller and from the busiest caller (another ``max_candidates``, all linked). The new ticket's
+    content vector is computed once before (intake computes it before any statement)."""
     now = datetime.now(ZoneInfo(settings.timezone))
-    tokens = tokenize(f"{gen.districts[0]}{STREETS[0]}{PLACES[0]}电梯经常故障，希望尽快处理")
+    text = f"{gen.districts[0]}{STREETS[0]}{PLACES[0]}电梯经常故障，希望尽快处理"
+    tokens = tokenize(text)
+    embedder = optional_embedder(settings.language.embedding_model)
+    vector = content_vector(embedder, text, (gen.districts[0], STREETS[0], PLACES[0]))
     busiest = gen.callers[0]
     out: dict[str, Any] = {"max_candidates": settings.repeat.max_candidates}
     async with sm() as session:
@@ -555,7 +560,9 @@ async def bench_repeat_detection(
                         session,
                         caller_phone=phone,
                         district=gen.districts[0],
+                        street=STREETS[0],
                         tokens=tokens,
+                        vector=vector,
                         now=now,
                         settings=settings.repeat,
                     )

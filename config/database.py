@@ -1,11 +1,12 @@
-"""Storage conventions every package's tables share: constraint names and aware timestamps."""
+"""Storage conventions every package's tables share: constraint names, aware timestamps, append-only audit
+tables."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -16,6 +17,20 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+class ImmutableRowError(RuntimeError):
+    """An audit row was about to be changed or deleted."""
+
+
+def immutable(model: type[Any], what: str) -> None:
+    """Refuse every UPDATE and DELETE of ``model``'s rows through the ORM: audit trails only grow."""
+
+    def refuse(_mapper: Any, _conn: Any, target: Any) -> None:
+        raise ImmutableRowError(f"{what} {target.id} is immutable")
+
+    event.listen(model, "before_update", refuse)
+    event.listen(model, "before_delete", refuse)
 
 
 def new_metadata() -> MetaData:

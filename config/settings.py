@@ -113,6 +113,7 @@ class WarningSettings(Section):
 class RepeatSettings(Section):
     window_days: int = Field(30, ge=1)
     similarity: float = Field(0.6, gt=0, le=1)
+    semantic_similarity: float = Field(0.5, gt=0, le=1)
     max_candidates: int = Field(200, ge=1)
 
 
@@ -167,6 +168,7 @@ class OverflowSettings(Section):
     queue: str = "hotline"
     bot_context: str = "hotline-bot"
     peak_windows: list[PeakWindow] = []
+    max_actual_wait_s: float = Field(12.0, ge=0)  # 0: off
     max_estimated_wait_s: float = Field(60.0, ge=0)
     max_callers_per_agent: float = Field(2.0, gt=0)
     pick: Literal["newest", "longest"] = "longest"
@@ -206,6 +208,35 @@ class CallLogSettings(Section):
     )  # answered within this many seconds of queueing (GB/T 33358: 15 s)
 
 
+class CallControlSettings(Section):
+    """Transfers (转接) and supervision (班长监听/密语/强插) through AMI (ivr/callcontrol.py)."""
+
+    # Dial string of an outside number (a department's hotline 承办单位电话, an emergency number); {number} is
+    # replaced by its digits. For the local PBX: "Local/{number}@test-department/n".
+    outside_template: str = Field("PJSIP/{number}@trunk", pattern=r"\{number\}")
+    ring_timeout_s: int = Field(30, ge=5, le=300)
+    # One-key transfer numbers (应急联动) with their labels, per the local linkage rules.
+    emergency: dict[str, str] = Field(
+        default_factory=lambda: {"110": "公安报警", "119": "消防救援", "120": "医疗急救"}
+    )
+    # The centre's policy: an agent sees (console notice) that a supervisor listens, whispers or barges in.
+    notify_agent: bool = True
+
+
+class BlocklistSettings(Section):
+    """The blocklist of nuisance callers (恶意骚扰来电, ivr/blocklist.py): the FastAGI server the dialplan asks at
+    the start of every inbound call, and the rule that suggests candidates."""
+
+    agi_host: str = "127.0.0.1"  # the controller listens here; the PBX connects to it
+    agi_port: int = Field(15073, ge=1, le=65535)
+    lookup_timeout_s: float = Field(1.0, gt=0)  # a slower lookup lets the call through (fail open)
+    candidate_window_hours: int = Field(24, ge=1, le=24 * 31)
+    # a candidate: this many inbound calls in the hours' window, or this many tickets 撤销 (invalid) in the days'
+    candidate_min_calls: int = Field(20, ge=2)
+    candidate_window_days: int = Field(7, ge=1, le=365)
+    candidate_min_withdrawn: int = Field(3, ge=1)
+
+
 class MessageSettings(Section):
     """Voice messages (留言): recorded by the dialplan, filed as tickets (ivr/messages.py), transcribed by the bot's
     process (asr/messages.py)."""
@@ -239,6 +270,22 @@ def _networks(value: tuple[str, ...]) -> tuple[str, ...]:
 
 # Addresses or CIDR networks (``10.0.0.5``, ``10.1.0.0/16``, ``::1``).
 Networks = Annotated[tuple[str, ...], BeforeValidator(_comma_separated), AfterValidator(_networks)]
+
+
+def _distinct(value: tuple[str, ...]) -> tuple[str, ...]:
+    if len(set(value)) != len(value):
+        raise ValueError("entries must be distinct")
+    return value
+
+
+# The centre's 示忙 reasons (QueuePause reasons): at least one, distinct, each 1–16 characters without control
+# characters (``HOTLINE_CONSOLE_PAUSE_REASONS=休息,培训``).
+PauseReasons = Annotated[
+    tuple[Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[^\x00-\x1f\x7f]+$")], ...],
+    BeforeValidator(_comma_separated),
+    AfterValidator(_distinct),
+    Field(min_length=1),
+]
 
 
 class WhisperSettings(Section):
@@ -302,6 +349,9 @@ class BotSettings(Section):
     outcome_timeout_s: float = Field(3.0, gt=0)
     ticket_write_timeout_s: float = Field(60.0, gt=0)
     kb_poll_s: float = Field(30.0, gt=0)
+    follow_ups: int = Field(3, ge=0)  # questions after an answer, each asked in its context
+    long_answer_chars: int = Field(120, ge=20)  # a longer spoken answer is cut short
+    answer_sms: bool = False  # a cut answer goes in full to the caller by SMS (needs an SMS sender)
 
 
 class AsrSettings(Section):
@@ -315,8 +365,20 @@ class AsrSettings(Section):
     bot: BotSettings = BotSettings()
 
 
+class KokoroSettings(Section):
+    """Kokoro-82M, the neural Mandarin voice (asr/tts_kokoro.py); installed by ``hotline asr install-model``."""
+
+    model_dir: str = "var/models/kokoro-82m"
+    voice: str = "zf_xiaoxiao"
+    speed: float = Field(1.0, ge=0.5, le=2.0)
+    threads: int = Field(1, ge=1)
+
+
 class TtsSettings(Section):
-    engine: Literal["espeak-ng"] = "espeak-ng"
+    """The bot's voice (asr/tts.py); Kokoro falls back to espeak-ng when it is not installed."""
+
+    engine: Literal["kokoro", "espeak-ng"] = "kokoro"
+    kokoro: KokoroSettings = KokoroSettings()
     voice: str = "cmn-latn-pinyin"
     cache_dir: str = "var/tts"
     speed_wpm: int = Field(150, ge=80, le=450)
@@ -330,6 +392,7 @@ class KnowledgeSettings(Section):
     top_k: int = Field(3, ge=1, le=20)
     max_speech_chars: int = Field(300, ge=20)
     miss_group_similarity: float = Field(0.4, ge=0, le=1)
+    clarify_margin: float = Field(0.1, ge=0, le=1)  # 0 = the bot never asks which entry is meant
 
 
 class LanguageSettings(Section):
@@ -356,7 +419,9 @@ class ConsoleSettings(Section):
     argon2_parallelism: int = Field(4, ge=1)
     ws_queue_size: int = Field(256, ge=1)
     ws_session_check_s: float = Field(15.0, gt=0)
+    live_events_keep_s: int = Field(3600, ge=60)
     metrics_token: str = ""
+    pause_reasons: PauseReasons = ("休息", "培训", "会议", "用餐", "其他")
 
 
 class CockpitSettings(Section):
@@ -372,6 +437,18 @@ class CockpitSettings(Section):
     warm_up: bool = True
     warnings_listed: int = Field(50, ge=1, le=500)
     export_max_rows: int = Field(1_000_000, ge=1)
+
+
+class SoftphoneSettings(Section):
+    """The browser softphone (WebRTC): SIP over WebSocket to Asterisk, one WebRTC extension per agent."""
+
+    ws_port: int = Field(15088, ge=1, le=65535)
+    ws_url: str = ""  # what browsers connect to; empty = ws://<pbx.host>:<ws_port>/ws
+    extension_first: int = Field(6101, ge=100)
+    extension_count: int = Field(10, ge=0, le=500)
+    extensions: dict[str, str] = Field(default_factory=dict)  # console username → WebRTC extension
+    test_phone_number: str = Field("13800012345", pattern=r"^\d{5,20}$")
+    wrap_up_s: int = Field(10, ge=0, le=600)
 
 
 class Settings(Section):
@@ -390,12 +467,15 @@ class Settings(Section):
     callback: CallbackSettings = CallbackSettings()
     calllog: CallLogSettings = CallLogSettings()
     message: MessageSettings = MessageSettings()
+    blocklist: BlocklistSettings = BlocklistSettings()
+    callcontrol: CallControlSettings = CallControlSettings()
     asr: AsrSettings = AsrSettings()
     tts: TtsSettings = TtsSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
     language: LanguageSettings = LanguageSettings()
     console: ConsoleSettings = ConsoleSettings()
     cockpit: CockpitSettings = CockpitSettings()
+    softphone: SoftphoneSettings = SoftphoneSettings()
 
 
 def config_path(name: str) -> Path:

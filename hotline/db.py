@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
@@ -91,6 +93,22 @@ def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
             dialect.do_ping(dbapi_conn)
         except dialect.loaded_dbapi.Error as exc:
             raise DisconnectionError(f"idle connection is gone: {exc}") from exc
+
+
+def listen_connector(
+    url: str, application_name: str
+) -> Callable[[], Awaitable[asyncpg.Connection]] | None:
+    """For a PostgreSQL ``url``: a function opening a new asyncpg connection outside the pool, for LISTEN or
+    a session-level advisory lock (``application_name`` names it in ``pg_stat_activity``); None for SQLite."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return None
+    dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def connect() -> asyncpg.Connection:
+        return await asyncpg.connect(dsn, server_settings={"application_name": application_name})
+
+    return connect
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

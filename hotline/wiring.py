@@ -10,23 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import wave
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_console.calls import AgentState, publish_screen_pop
 from agent_console.hub import Hub
+from agent_console.hub_pg import PostgresHub
+from agent_console.softphone import AgentInterfaces
 from agent_console.views.cockpit import snapshot_of
 from config import Settings
+from hotline.db import listen_connector
+from hotline.leadership import Job, RunOnce
 from ivr import events as ev
+from ivr.blocklist_agi import BlocklistAgi
 from ivr.callbacks import CallbackScheduler, MissedCallJob
+from ivr.callcontrol import CallControl
 from ivr.calllog import link_bot_ticket
 from ivr.controller import HotlineController, build_controller
 from ivr.messages import MessageFiler, messages_folder
+from ivr.pbx.prompts import PromptVoice
 from ivr.state import WRAP_UP_REASON
 
 if TYPE_CHECKING:
@@ -38,10 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PAUSE_REASONS: dict[AgentState, str] = {
-    "paused": "示忙",
-    "wrap_up": WRAP_UP_REASON,
-}  # wrap-up: counted by ivr.state
 QUEUE_EVENTS = (
     ev.CallerJoined,
     ev.CallerLeft,
@@ -62,10 +67,13 @@ class ControllerCallControl:
         self.controller = controller
         self.callbacks = callbacks
 
-    async def set_agent_state(self, interface: str, state: AgentState) -> None:
-        await self.controller.pause_agent(
-            interface, paused=state != "ready", reason=PAUSE_REASONS.get(state, "")
-        )
+    async def set_agent_state(self, interface: str, state: AgentState, reason: str = "") -> None:
+        """The first status of an agent not yet in the queue logs their interface in (QueueAdd). 示忙 pauses
+        with the agent's reason, 话后整理 with the wrap-up reason that ivr.state counts apart."""
+        if interface not in self.controller.state.members:
+            await self.controller.add_agent(interface, interface)
+        reasons: dict[AgentState, str] = {"ready": "", "paused": reason, "wrap_up": WRAP_UP_REASON}
+        await self.controller.pause_agent(interface, paused=state != "ready", reason=reasons[state])
 
     async def start_callback(self, ticket_no: str) -> None:
         await self.callbacks.start_callback(ticket_no)
@@ -100,18 +108,20 @@ class ConsoleFeed:
                 self.handed_over.popitem(last=False)
 
     def on_event(self, event: ev.DomainEvent) -> None:
-        """A controller event: the live queue for the cockpit, a screen pop when an agent answers."""
+        """A controller event: the live queue for the cockpit, a screen pop when an agent's phone rings (who
+        calls and their history before answering)."""
         if isinstance(event, QUEUE_EVENTS):
             self.hub.publish(
                 "queue", snapshot_of(self.controller.state, self.clock()).model_dump(mode="json")
             )
-        if isinstance(event, ev.AgentConnected):
+        if isinstance(event, ev.AgentRinging):
             username = self.username_of(event.interface)
             if username:
                 self._spawn(self._pop(username, event.chan))
 
     async def _pop(self, username: str, chan: ev.ChannelInfo) -> None:
-        transcript = self.handed_over.pop(chan.bot_uuid, None) if chan.bot_uuid else None
+        # kept (until TRANSCRIPTS_KEPT pushes it out): an agent who lets it ring hands the caller to the next
+        transcript = self.handed_over.get(chan.bot_uuid) if chan.bot_uuid else None
         await publish_screen_pop(
             self.hub,
             self.sessionmaker,
@@ -131,12 +141,6 @@ class ConsoleFeed:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception():
             log.error("screen pop failed", exc_info=task.exception())
-
-
-def username_from_interface(interface: str) -> str | None:
-    """``PJSIP/<username>`` → username (the console's default agent interface)."""
-    tech, _, name = interface.partition("/")
-    return name if tech == "PJSIP" and name else None
 
 
 def bot_hooks(controller: HotlineController, feed: ConsoleFeed | None = None) -> dict[str, Any]:
@@ -202,6 +206,51 @@ class Telephony:
     schedulers: tuple[CallbackScheduler, ...] = ()  # call-backs: 回访, missed calls
     feed: ConsoleFeed | None = None
     messages: MessageFiler | None = None  # voice messages (留言) filed as tickets
+    blocklist: BlocklistAgi | None = None  # the dialplan's blocklist lookup (FastAGI)
+    callcontrol: CallControl | None = (
+        None  # transfers and supervision (their outcomes from the dialplan)
+    )
+
+
+async def start_telephony(telephony: Telephony) -> None:
+    """Start the blocklist's FastAGI server (so no call waits for it), then the controller."""
+    if telephony.blocklist is not None:
+        await telephony.blocklist.start()
+    await telephony.controller.start()
+
+
+async def stop_telephony(telephony: Telephony) -> None:
+    """Stop the controller, then the blocklist's FastAGI server."""
+    await telephony.controller.stop()
+    if telephony.blocklist is not None:
+        await telephony.blocklist.stop()
+
+
+def prompt_voice(settings: Settings) -> PromptVoice:
+    """The bot's voice (``[tts]``, Kokoro unless it is missing) for the local PBX's IVR prompts, so a caller
+    hears one voice from the greeting to the bot's answer."""
+    from asr.tts import build_tts
+
+    tts = build_tts(settings.tts)
+
+    def speak(text: str, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with wave.open(str(target), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(8000)
+            out.writeframes(tts.synthesize(text))
+
+    return PromptVoice(tts.engine.cache_id, speak)
+
+
+def blocklist_agi(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> BlocklistAgi:
+    """The FastAGI server the dialplan asks about every inbound caller (``settings.blocklist``)."""
+    return BlocklistAgi(sessionmaker, settings.blocklist, clock=clock)
 
 
 def subscriptions(telephony: Telephony) -> list[Subscription]:
@@ -216,6 +265,8 @@ def subscriptions(telephony: Telephony) -> list[Subscription]:
         ]
     if telephony.feed is not None:
         pairs.append((controller.add_listener, telephony.feed.on_event))
+    if telephony.callcontrol is not None:
+        pairs.append((controller.add_listener, telephony.callcontrol.on_event))
     if telephony.messages is not None:
         pairs += [
             (controller.add_listener, telephony.messages.on_event),
@@ -256,6 +307,71 @@ def subscribe(telephony: Telephony) -> None:
         register(handler)
 
 
+def build_hub(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Hub:
+    """The live-update hub for the configured database: in-process on SQLite (one process), across every
+    process on PostgreSQL (LISTEN/NOTIFY, :mod:`agent_console.hub_pg`). Start it with ``await hub.start()``."""
+    console = settings.console
+    connect = listen_connector(settings.database.url, "hotline live events")
+    if connect is None:
+        return Hub(queue_size=console.ws_queue_size)
+    return PostgresHub(
+        sessionmaker,
+        connect,
+        clock,
+        queue_size=console.ws_queue_size,
+        keep_s=console.live_events_keep_s,
+    )
+
+
+def callback_schedulers(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    controller: HotlineController,
+) -> tuple[CallbackScheduler, CallbackScheduler]:
+    """Both call-back schedulers of a controller: 回访, and missed-call call-backs."""
+    return (
+        CallbackScheduler(controller, sessionmaker, settings),
+        CallbackScheduler(controller, sessionmaker, settings, job=MissedCallJob(settings)),
+    )
+
+
+def telephony_jobs(telephony: Telephony) -> dict[str, Job]:
+    """The telephony side's jobs that must run once (:class:`hotline.leadership.RunOnce`), by lock name:
+    ringing call-backs (one scheduler over the whole database), sweeping a messages folder (one per folder)."""
+    jobs: dict[str, Job] = {f"callbacks-{s.job.kind}": s.run for s in telephony.schedulers}
+    if telephony.messages is not None:
+        jobs[f"message-sweep:{telephony.messages.folder.resolve()}"] = telephony.messages.run
+    return jobs
+
+
+def console_jobs(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], stop: asyncio.Event
+) -> dict[str, Job]:
+    """The ticket and console jobs that must run once, by lock name: warning scans with notice delivery, and
+    pruning the citizens' API records. (The metrics rollup needs none: each ticket is rolled up in the
+    transaction that settles it.)"""
+    from agent_console.public_limits import run_public_pruning
+    from tickets.warnings import run_warning_scans
+
+    return {
+        "warnings": lambda: run_warning_scans(sessionmaker, settings, stop),
+        "public-pruning": lambda: run_public_pruning(
+            sessionmaker, settings, stop, lambda: datetime.now(UTC)
+        ),
+    }
+
+
+def start_jobs(settings: Settings, jobs: dict[str, Job]) -> list[asyncio.Task[None]]:
+    """Start ``jobs``, each run by one process at a time on the configured database (two `hotline run`, or
+    several `hotline ivr` and `hotline console`, never ring, scan, send or sweep twice)."""
+    once = RunOnce(listen_connector(settings.database.url, "hotline run-once jobs"))
+    return [asyncio.create_task(once.run(name, job), name=name) for name, job in jobs.items()]
+
+
 @dataclass(frozen=True)
 class Services:
     """Everything `hotline run` serves, built but not yet subscribed."""
@@ -264,6 +380,7 @@ class Services:
     bot: SpeechBot
     app: web.Application
     transcriber: MessageTranscriber  # voice messages (留言), on the bot's engine
+    hub: Hub  # live updates; started and closed by the caller
 
 
 async def build_services(
@@ -280,13 +397,11 @@ async def build_services(
     from asr.bot import build_bot
     from tickets.dispatch_suggest import DispatchSuggester
 
-    hub = Hub()
+    hub = build_hub(settings, sessionmaker, clock)
     controller = build_controller(settings, sessionmaker)
-    callbacks = CallbackScheduler(controller, sessionmaker, settings)
-    missed_calls = CallbackScheduler(
-        controller, sessionmaker, settings, job=MissedCallJob(settings)
-    )
-    feed = ConsoleFeed(controller, hub, sessionmaker, username_from_interface, clock)
+    callbacks, missed_calls = callback_schedulers(settings, sessionmaker, controller)
+    interfaces = AgentInterfaces(settings)  # console user ↔ queue member (softphone extension)
+    feed = ConsoleFeed(controller, hub, sessionmaker, interfaces.username, clock)
     suggester = await asyncio.to_thread(DispatchSuggester.from_settings, settings)
     bot = await build_bot(
         settings, sessionmaker, suggester=suggester, **bot_hooks(controller, feed)
@@ -299,9 +414,16 @@ async def build_services(
         call_control=ControllerCallControl(controller, callbacks),
         knowledge_ask=lambda text: bot.desk.index.ask(text),  # the bot swaps in a fresh index
         suggester=suggester,
+        agent_interface=interfaces.interface,
     )
+    callcontrol = CallControl(controller, settings.callcontrol, sessionmaker, clock)
     app = create_app(
-        settings, sessionmaker, hub=hub, on_knowledge_change=knowledge_changed, desk=desk
+        settings,
+        sessionmaker,
+        hub=hub,
+        on_knowledge_change=knowledge_changed,
+        desk=desk,
+        switchboard=callcontrol,
     )
     app[keys.METRICS].registry.register(
         bot.turn_seconds
@@ -312,8 +434,11 @@ async def build_services(
             (callbacks, missed_calls),
             feed,
             message_filer(controller, sessionmaker, settings, clock),
+            blocklist_agi(settings, sessionmaker, clock),
+            callcontrol,
         ),
         bot,
         app,
         message_transcriber(settings, sessionmaker, bot, clock),
+        hub,
     )

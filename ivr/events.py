@@ -25,6 +25,7 @@ SUBSCRIBED = (
     "AgentConnect",
     "AgentComplete",
     "BridgeEnter",
+    "AttendedTransfer",
     "QueueMemberStatus",
     "QueueMemberAdded",
     "QueueMemberRemoved",
@@ -141,6 +142,7 @@ class AgentConnected:
     interface: str
     member_name: str
     hold_s: float
+    member_channel: str = ""  # the agent's leg (DestChannel): what a supervisor spies on
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,36 @@ class MessageLeft:
     file: str
     record_status: str
     caller_number: str
+
+
+@dataclass(frozen=True)
+class CallerBlocked:
+    """UserEvent HotlineBlocked: the caller is on the blocklist and was sent to [hotline-blocked] (prompt, hang-up)."""
+
+    at: datetime
+    chan: ChannelInfo
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """UserEvent HotlineTransfer: how a transfer (转接) ended — ``status`` is Asterisk's DIALSTATUS of the
+    target, or ANSWER when it joined a three-way call."""
+
+    at: datetime
+    chan: ChannelInfo
+    transfer_id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class AttendedTransferEnded:
+    """AttendedTransfer: an attended transfer (咨询转接) ended — ``result`` ``Success`` (caller joined to the
+    target) or ``Fail`` (cancelled: the agent is back with the caller), ``Invalid``, ``Not Permitted``.
+    ``transfer_id`` is the ChanVariable TRANSFER_ID of the agent's leg (the transferer)."""
+
+    at: datetime
+    transfer_id: str
+    result: str
 
 
 @dataclass(frozen=True)
@@ -272,6 +304,9 @@ DomainEvent = (
     | AsteriskBooted
     | RecordingStarted
     | MessageLeft
+    | CallerBlocked
+    | TransferResult
+    | AttendedTransferEnded
 )
 
 
@@ -366,6 +401,8 @@ def parse_event(h: Mapping[str, Any], received: datetime) -> DomainEvent | None:
         return MemberRemoved(at, queue, interface) if interface and queue else None
     if name == "FullyBooted":
         return AsteriskBooted(at)
+    if name == "AttendedTransfer":
+        return _attended_transfer(h, at)
     chan = _chan(h)
     if chan is None:
         return None
@@ -391,7 +428,13 @@ def parse_event(h: Mapping[str, Any], received: datetime) -> DomainEvent | None:
             return AgentNoAnswer(at, chan, queue, interface=_get(h, "Interface"))
         case "AgentConnect":
             return AgentConnected(
-                at, chan, queue, _get(h, "Interface"), _get(h, "MemberName"), _num(h, "HoldTime")
+                at,
+                chan,
+                queue,
+                _get(h, "Interface"),
+                _get(h, "MemberName"),
+                _num(h, "HoldTime"),
+                member_channel=_get(h, "DestChannel"),
             )
         case "AgentComplete":
             return AgentCompleted(
@@ -412,6 +455,14 @@ def parse_event(h: Mapping[str, Any], received: datetime) -> DomainEvent | None:
     return None
 
 
+def _attended_transfer(h: Mapping[str, Any], at: datetime) -> AttendedTransferEnded | None:
+    for transferer in ("OrigTransferer", "SecondTransferer"):
+        transfer_id = _chan_variables(h, transferer).get("TRANSFER_ID", "")
+        if transfer_id:
+            return AttendedTransferEnded(at, transfer_id, _get(h, "Result"))
+    return None
+
+
 def _user_event(h: Mapping[str, Any], at: datetime, chan: ChannelInfo) -> DomainEvent | None:
     kind = _get(h, "UserEvent")
     if kind == "HotlineBot":
@@ -421,6 +472,11 @@ def _user_event(h: Mapping[str, Any], at: datetime, chan: ChannelInfo) -> Domain
         return CallbackResult(
             at, chan, ticket_no=_get(h, "TicketNo"), result=_get(h, "Result") or "none"
         )
+    if kind == "HotlineBlocked":
+        return CallerBlocked(at, chan)
+    if kind == "HotlineTransfer":
+        transfer_id = _get(h, "TransferId")
+        return TransferResult(at, chan, transfer_id, _get(h, "Status")) if transfer_id else None
     if kind == "HotlineMessage":
         file = _get(h, "File")
         return (

@@ -1,14 +1,28 @@
 """Tables of this package: the call log (通话记录), the leader answering-day schedule (领导接听日), the
-call-back attempts (回访外呼) and the missed-call call-back tasks (漏接电话回拨)."""
+call-back attempts (回访外呼), the missed-call call-back tasks (漏接电话回拨) and the blocklist of nuisance callers
+(恶意骚扰来电) with its audit events, transfers (转接) and the audit of supervisors' listening (班长监听)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, time
+from typing import Any
 
-from sqlalchemy import Boolean, Date, Float, Index, Integer, String, Time, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Time,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from config.database import AwareDateTime, new_metadata
+from config.database import AwareDateTime, immutable, new_metadata
 
 
 class Base(DeclarativeBase):
@@ -30,7 +44,8 @@ class CallRecord(Base):
     answered_at: Mapped[datetime | None] = mapped_column(AwareDateTime(), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(AwareDateTime(), nullable=True)
     queue_wait_s: Mapped[float] = mapped_column(Float, default=0.0)
-    # agent 坐席 / bot 机器人 / leader 领导 / abandoned 放弃 / callback 回访; NULL while undecided
+    # agent 坐席 / bot 机器人 / leader 领导 / abandoned 放弃 / callback 回访 / blocked 拒接（黑名单）; NULL while
+    # undecided
     outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
     answered_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # IVR menu choice (按键菜单): consult 政策咨询 / complaint 投诉求助·举报 / human 人工 / none
@@ -150,3 +165,99 @@ class MissedCall(Base):
     reached_call: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(AwareDateTime())
     updated_at: Mapped[datetime] = mapped_column(AwareDateTime())
+
+
+BLOCK_REASON_MAX = 200
+BLOCK_ACTOR_MAX = 64
+_NOT_LIFTED = text("lifted_at IS NULL")
+
+
+class BlockedCaller(Base):
+    """A number on the blocklist (恶意骚扰来电): the dialplan asks the controller (FastAGI) and refuses its calls
+    with a polite prompt until ``expires_at`` (NULL: permanent) or until it is lifted. At most one entry per
+    number is not lifted (partial unique index); an expired one is closed when the number is added again."""
+
+    __tablename__ = "blocked_callers"
+    __table_args__ = (
+        Index(
+            "ux_blocked_callers_phone_not_lifted",
+            "phone",
+            unique=True,
+            sqlite_where=_NOT_LIFTED,
+            postgresql_where=_NOT_LIFTED,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20), index=True)  # normalised (tickets.phone)
+    reason: Mapped[str] = mapped_column(String(BLOCK_REASON_MAX))
+    expires_at: Mapped[datetime | None] = mapped_column(AwareDateTime(), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(BLOCK_ACTOR_MAX))
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    lifted_at: Mapped[datetime | None] = mapped_column(AwareDateTime(), nullable=True)
+    lifted_by: Mapped[str | None] = mapped_column(String(BLOCK_ACTOR_MAX), nullable=True)
+
+
+class BlockedCallerEvent(Base):
+    """An immutable audit event of the blocklist: who added, lifted or closed (expired) an entry, when, why."""
+
+    __tablename__ = "blocked_caller_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    blocked_id: Mapped[int] = mapped_column(
+        ForeignKey("blocked_callers.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(AwareDateTime())
+    actor: Mapped[str] = mapped_column(String(BLOCK_ACTOR_MAX))
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16))  # add 加入 / lift 解除 / expire 到期关闭
+    note: Mapped[str] = mapped_column(String(BLOCK_REASON_MAX), default="")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+immutable(BlockedCallerEvent, "blocklist audit event")
+
+
+TRANSFER_TARGET_MAX = 128
+
+
+class CallTransfer(Base):
+    """One transfer (转接) of a call by an agent: who, to whom, when, how, and how it ended. The caller's channel
+    keeps its Uniqueid, so the transferred call keeps its ticket (``ticket_no``)."""
+
+    __tablename__ = "call_transfers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uniqueid: Mapped[str] = mapped_column(String(64), index=True)  # the caller's channel (ivr_call)
+    ticket_no: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    mode: Mapped[str] = mapped_column(String(16))  # blind 直接转接 / three_way 三方通话
+    target_kind: Mapped[str] = mapped_column(
+        String(16)
+    )  # agent 坐席 / department 承办单位 / emergency 应急
+    target: Mapped[str] = mapped_column(String(TRANSFER_TARGET_MAX))  # number or agent username
+    target_label: Mapped[str] = mapped_column(String(TRANSFER_TARGET_MAX), default="")
+    by_user: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(AwareDateTime())
+    # dialling 呼叫中 / answered 已接通 / busy 忙 / no_answer 无应答 / failed 失败
+    outcome: Mapped[str] = mapped_column(String(16), default="dialling")
+    outcome_at: Mapped[datetime | None] = mapped_column(AwareDateTime(), nullable=True)
+
+
+class SupervisionAction(Base):
+    """An immutable audit row of a supervisor's listen (监听), whisper (密语) or barge (强插) on an agent's call."""
+
+    __tablename__ = "supervision_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(AwareDateTime(), index=True)
+    supervisor: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16))  # listen / whisper / barge
+    agent: Mapped[str] = mapped_column(String(64))  # the agent's username
+    uniqueid: Mapped[str] = mapped_column(String(64))  # the caller's channel of the spied call
+    notified: Mapped[bool] = mapped_column(
+        Boolean, default=False
+    )  # the agent was told (centre policy)
+
+
+immutable(SupervisionAction, "supervision audit row")

@@ -7,18 +7,20 @@ Rules, first match wins:
 3. nobody logged in and unpaused → every eligible caller (``no_agent``);
 4. off hours (non-working day or outside office hours) with ``off_hours_to_bot`` and no agent free →
    every eligible caller (``off_hours``);
-5. inside a peak window: estimated wait of the newest caller above ``max_estimated_wait_s``
+5. inside a peak window: every caller who has already waited longer than ``max_actual_wait_s``
+   (``waited_over_limit``), so that nobody waits past the 15-s service level (GB/T 33358) for an agent;
+6. inside a peak window: estimated wait of the newest caller above ``max_estimated_wait_s``
    (``wait_over_limit``) or callers per staffed agent above ``max_callers_per_agent``
    (``too_many_callers_per_agent``) → one caller, picked by ``pick``; the next one is decided again on
    the state that follows;
-6. otherwise nobody (``within_limits`` in a peak window, ``off_peak`` outside).
+7. otherwise nobody (``within_limits`` in a peak window, ``off_peak`` outside).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from config.settings import OfficeHours, OverflowSettings, PeakWindow
@@ -122,6 +124,11 @@ def decide(inputs: OverflowInputs, cfg: OverflowSettings) -> Decision:
     if not inputs.peak:
         return Decision(inputs, "off_peak")
     by_join = sorted(eligible, key=lambda c: c.joined_at)
+    if cfg.max_actual_wait_s > 0:
+        limit = timedelta(seconds=cfg.max_actual_wait_s)
+        overdue = tuple(c for c in by_join if inputs.at - c.joined_at > limit)
+        if overdue:
+            return Decision(inputs, "waited_over_limit", overdue)
     pick = by_join[-1] if cfg.pick == "newest" else by_join[0]
     if est.newest_wait_s is not None and est.newest_wait_s > cfg.max_estimated_wait_s:
         return Decision(inputs, "wait_over_limit", (pick,))

@@ -5,7 +5,8 @@ Definitions (GB/T 33358-2016 asks for answers within 15 s and a 接通率 of at 
 15-second rate of at least 80 %):
 
 - **offered 呼入**: every inbound call of the log whose fate is known — answered or ended. Call-backs (回访外呼,
-  outcome ``callback``) are outbound and never counted; a call still in the menu or the queue counts once it
+  outcome ``callback``) are outbound and calls the blocklist refused (``blocked``) were never offered: neither is
+  counted; a call still in the menu or the queue counts once it
   is answered or ends. A call is counted once, in the period, hour and day (``settings.timezone``) it started.
 - **answered 接通**: by an agent (坐席), a leader (领导接听日) or the speech bot (机器人). A caller who talked to the
   bot, asked for a person and hung up while queueing again was answered by the bot (and is a bot transfer).
@@ -306,7 +307,7 @@ async def service_levels(
         CallRecord.started_at >= start,
         CallRecord.started_at < end,
         CallRecord.outcome.is_not(None),
-        CallRecord.outcome != "callback",
+        CallRecord.outcome.not_in(("callback", "blocked")),
     )
     bot_tickets = await session.scalars(
         select(CallRecord.ticket_no).where(

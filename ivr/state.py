@@ -20,7 +20,7 @@ from typing import Literal
 
 from ivr import events as ev
 
-Outcome = Literal["agent", "bot", "leader", "abandoned", "callback"]
+Outcome = Literal["agent", "bot", "leader", "abandoned", "callback", "blocked"]
 AbandonStage = Literal[
     "menu", "queue", "ringing"
 ]  # where an abandoned call ended: 菜单 / 排队 / 振铃
@@ -33,6 +33,9 @@ CALLBACK_ID_PREFIX = (
     "callback-"  # Uniqueid (Originate ChannelId) of call-backs placed by ivr.callbacks
 )
 _CALLBACK_CONTEXTS = (CALLBACK_CONTEXT, MISSED_CALLBACK_CONTEXT)
+# Uniqueid (Originate ChannelId) of the legs call control places (ivr.callcontrol): a department joining a
+# three-way call, a supervisor's spy leg. They are parts of an agent's call, never calls of their own.
+CONTROL_ID_PREFIX = "control-"
 _TOMBSTONES = 10_000
 
 
@@ -54,6 +57,7 @@ class Call:
     queue_wait_s: float = 0.0
     agent_interface: str | None = None
     agent_name: str | None = None
+    agent_channel: str | None = None  # the answering agent's leg (AgentConnect DestChannel)
     answered_by: Literal["agent", "leader"] | None = None
     leader_name: str | None = None
     leader_account: str | None = (
@@ -75,12 +79,15 @@ class Call:
     )
     wrap_up_s: float | None = None  # the answering agent's wrap-up (话后整理) after this call
     ticket_no: str | None = None  # the ticket the bot or a voice message filed on it (工单号)
+    blocked: bool = False  # refused by the blocklist ([hotline-blocked]): never offered to anyone
 
     @property
     def outcome(self) -> Outcome | None:
         """The best known outcome; None while the call is in progress and nothing is decided yet."""
         if self.is_callback:
             return "callback"
+        if self.blocked:
+            return "blocked"
         if self.answered_by is not None:
             return self.answered_by
         if self.bot_uuid is not None:
@@ -196,7 +203,11 @@ class HotlineState:
 
     def talking_calls(self) -> list[Call]:
         """Calls an agent or leader of the queue is talking to now."""
-        return [c for c in self.calls.values() if c.answered_by is not None and c.ended_at is None]
+        return [
+            c
+            for c in self.calls.values()
+            if c.answered_by is not None and c.ended_at is None and c.talk_ended_at is None
+        ]
 
     def find_by_bot(self, bot_uuid: str) -> Call | None:
         """The call of a bot session, also after the caller hung up (the bot files its ticket after that)."""
@@ -216,9 +227,13 @@ class HotlineState:
             if event.queue == self.queue and self.members.pop(event.interface, None) is not None:
                 return Update(members_changed=True)
             return Update()
-        if isinstance(event, ev.AsteriskBooted):
+        if isinstance(event, ev.AsteriskBooted | ev.AttendedTransferEnded):
             return Update()
-        if event.chan.uniqueid != event.chan.linkedid:
+        if isinstance(event, ev.ChannelHungUp) and event.chan.uniqueid != event.chan.linkedid:
+            return self._leg_hangup(event)
+        if event.chan.uniqueid != event.chan.linkedid or event.chan.uniqueid.startswith(
+            CONTROL_ID_PREFIX
+        ):
             return Update()
         if isinstance(event, ev.ChannelHungUp):
             return self._hangup(event, seq)
@@ -288,10 +303,13 @@ class HotlineState:
                     return False
                 call.talk_ended_at = at
                 return True
-            case ev.AgentConnected(at=at, queue=queue, interface=interface, member_name=name):
+            case ev.AgentConnected(
+                at=at, interface=interface, member_name=name, member_channel=member_channel
+            ):
                 if call.answered_at is not None and call.agent_interface == interface:
                     return False
                 self._leave_queue(call, at)
+                call.agent_channel = member_channel or None
                 call.answered_at, call.agent_interface, call.agent_name = (
                     at,
                     interface,
@@ -305,6 +323,11 @@ class HotlineState:
                 if call.bot_uuid == bot_uuid:
                     return False
                 self._remember_bot(call, bot_uuid)
+                return True
+            case ev.CallerBlocked():
+                if call.blocked:
+                    return False
+                call.blocked = True
                 return True
             case ev.RecordingStarted(chan=chan):
                 if call.recording:
@@ -320,6 +343,19 @@ class HotlineState:
         call.queue_joined_at = None
         call.left_ringing, call.ringing = bool(call.ringing), frozenset()
         return True
+
+    def _leg_hangup(self, event: ev.ChannelHungUp) -> Update:
+        """The answering agent's leg hung up while the caller stays (a blind transfer, 转接: Asterisk sends no
+        AgentComplete when the caller is redirected out of the queue's bridge): the agent's part of the call ends."""
+        call = self.calls.get(event.chan.linkedid)
+        if (
+            call is None
+            or call.talk_ended_at is not None
+            or call.agent_channel != event.chan.channel
+        ):
+            return Update()
+        call.talk_ended_at = event.at
+        return Update(calls=[copy(call)])
 
     def _hangup(self, event: ev.ChannelHungUp, seq: int) -> Update:
         if event.chan.uniqueid in self._ended:

@@ -20,13 +20,22 @@ SCALE_ENTRIES = 1000
 
 
 def scaled(entries: Sequence[IndexedEntry], n: int) -> list[IndexedEntry]:
-    """``n`` entries made by repeating ``entries`` with numbered questions (for timing at scale)."""
+    """``n`` entries made by repeating ``entries`` with numbered questions and answers (for timing at scale:
+    every text distinct, so each is embedded)."""
     out = []
     for i in range(n):
         e = entries[i % len(entries)]
         tag = f"第{i // len(entries) + 1}类"
         alts = tuple(q + tag for q in e.alt_questions)
-        out.append(replace(e, id=i + 1, question=e.question + tag, alt_questions=alts))
+        out.append(
+            replace(
+                e,
+                id=i + 1,
+                question=e.question + tag,
+                alt_questions=alts,
+                answer_speech=e.answer_speech + tag,
+            )
+        )
     return out
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Integer, String, Text, event, false
+from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from config.database import AwareDateTime, new_metadata
+from config.database import AwareDateTime, immutable, new_metadata
 
 
 class Base(DeclarativeBase):
@@ -16,7 +16,8 @@ class Base(DeclarativeBase):
 
 
 STATUSES = ("draft", "published", "archived")  # 草稿 / 已发布 / 已归档
-MISS_REASONS = ("unanswered", "low_confidence", "not_solved")  # 未找到 / 置信度低 / 来电人称未解决
+# 未找到 / 置信度低 / 来电人称未解决 / 两条答案相近，问过来电人（best entry: the one chosen, else the first）
+MISS_REASONS = ("unanswered", "low_confidence", "not_solved", "ambiguous")
 
 
 class KnowledgeEntry(Base):
@@ -79,7 +80,4 @@ class KnowledgeMiss(Base):
     )
 
 
-@event.listens_for(KnowledgeRevision, "before_update")
-@event.listens_for(KnowledgeRevision, "before_delete")
-def _history_is_immutable(_mapper: object, _conn: object, target: KnowledgeRevision) -> None:
-    raise PermissionError(f"knowledge history row {target.id} is immutable")
+immutable(KnowledgeRevision, "knowledge history row")

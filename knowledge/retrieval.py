@@ -5,15 +5,20 @@ keywords. A query is matched lexically on content words (jieba, synonyms merged)
 syllables (homophones merged), each scored with BM25; for the best document of each entry the index also
 measures how much of that document the caller's words cover. When a sentence-embedding model is
 available (``language.embeddings``), the meaning is matched too: the cosine between the query and each
-phrasing of an entry (its question and alternatives), the best phrasing counting. The ranking mixes the
-two; without the model it is lexical alone. The confidence ``score`` in [0, 1] combines the match with
-the margin over the best other entry, so a query that fits two entries about equally well is not
-answered confidently.
+phrasing of an entry (its question and alternatives), the best phrasing counting, and the cosine between
+the query and the entry's spoken answer (a caller's situation is often told in the answer's words, not the
+question's). The ranking mixes them; without the model it is lexical alone. The confidence ``score`` in
+[0, 1] combines the match with the margin over the best other entry, so a query that fits two entries
+about equally well is not answered confidently; when both would be answered on their own, the runner-up
+goes with the answer (``alternatives``) for the bot to ask which one the caller means
+(``clarify_margin``). A follow-up question (追问) is asked in the context of the answer before
+(:meth:`KnowledgeIndex.ask` with ``context``).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -35,22 +40,31 @@ CALIBRATION = {"bias": -2.46, "coverage": 3.09, "explained": 1.77, "margin": 7.3
 # share of the whole-entry match (all its phrasings together) against its best single phrasing
 ENTRY_SHARE = 0.7
 # With the embedding model: the ranking is (1 - SEMANTIC_SHARE) × lexical relevance (scaled so the best entry
-# has 1) + SEMANTIC_SHARE × cosine (the share that ranked best on the same tuning data), and the confidence has
-# the terms of SEMANTIC_CALIBRATION, fitted like CALIBRATION plus, at weight 0.3, each sample entry's question
-# asked with that entry removed (must not be answered); its bias is shifted (+0.25) so that the configured
-# threshold (0.82) is the one the tuning half chooses, as for CALIBRATION. An entry no word matches is a
-# candidate only from SEMANTIC_FLOOR.
+# has 1) + SEMANTIC_SHARE × cosine to the closest phrasing + ANSWER_SHARE × cosine to the spoken answer (shares
+# chosen on the tune splits of tests/knowledge/data/paraphrases.jsonl and colloquial.jsonl, the latter also
+# against the sample with its questions alone, as a knowledge base written from statutes has no alternatives).
+# The confidence has the terms of SEMANTIC_CALIBRATION, fitted (logistic regression) on the same tune splits
+# plus, at weight 0.3, every third sample question asked with its entry removed (must not be answered); its bias
+# is shifted so that the configured threshold (0.82) is the one the questions-alone tune split chooses for at most
+# 1 % confident-but-wrong (new callers' wording is answered worse than tuning data: a margin under the 2 % limit).
+# An entry no word matches is a candidate only from SEMANTIC_FLOOR.
 SEMANTIC_SHARE = 0.6
+ANSWER_SHARE = 0.3
 SEMANTIC_CALIBRATION = {
-    "bias": -2.22,
-    "coverage": 1.43,
-    "explained": 0.31,
-    "margin": 8.43,
-    "similarity": 1.75,
-    "similarity_margin": 2.83,
+    "bias": -5.12,
+    "coverage": 4.67,
+    "explained": -2.33,
+    "margin": 4.73,
+    "similarity": 5.64,
+    "similarity_margin": 9.23,
 }
 SEMANTIC_FLOOR = 0.5
 EMBED_BATCH = 512  # phrasings embedded at a time while building (bounds the transient memory)
+# A follow-up (追问) is short; a longer sentence is a new question. Its own answer and the one in the context of
+# the answer before compete; an entry of the same topic (承办单位) as that answer ranks higher by TOPIC_BONUS.
+FOLLOW_UP_MAX_CHARS = 12
+TOPIC_BONUS = 0.1
+_NOT_SPOKEN = re.compile(r"[\W_]+")
 
 
 @dataclass(frozen=True)
@@ -88,9 +102,31 @@ class Answer:
     department: str
     score: float
     confident: bool
+    # not confident, but the first two entries are close and each plausible: the bot asks which one is meant
+    alternatives: tuple[Candidate, ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        entry: IndexedEntry,
+        score: float,
+        confident: bool,
+        alternatives: tuple[Candidate, ...] = (),
+    ) -> Answer:
+        return cls(
+            answer_id=entry.id,
+            question=entry.question,
+            answer=entry.answer_speech,
+            answer_text=entry.answer_text,
+            department=entry.department,
+            score=score,
+            confident=confident,
+            alternatives=alternatives,
+        )
 
     def to_json(self) -> dict[str, object]:
-        return {
+        """The answer's fields; ``alternatives`` (id and question of each) only when there are any."""
+        out: dict[str, object] = {
             "answer_id": self.answer_id,
             "question": self.question,
             "answer": self.answer,
@@ -98,6 +134,11 @@ class Answer:
             "score": round(self.score, 4),
             "confident": self.confident,
         }
+        if self.alternatives:
+            out["alternatives"] = [
+                {"answer_id": c.entry.id, "question": c.entry.question} for c in self.alternatives
+            ]
+        return out
 
 
 NO_ANSWER = Answer(
@@ -166,15 +207,18 @@ class _Channel:
 
 
 class _Meanings:
-    """The embedding of every phrasing (question and alternatives) of every entry, one row each."""
+    """The embedding of every phrasing (question and alternatives) of every entry, one row each, and of
+    every entry's spoken answer."""
 
     def __init__(
         self, embedder: Embedder, entries: Sequence[IndexedEntry], known: dict[str, np.ndarray]
     ) -> None:
         self.embedder = embedder
-        self.texts = [t for e in entries for t in (e.question, *e.alt_questions)]
+        phrasings = [t for e in entries for t in (e.question, *e.alt_questions)]
+        self.texts = phrasings + [e.answer_speech for e in entries]
         sizes = np.asarray([1 + len(e.alt_questions) for e in entries], int)
         self.starts = np.r_[0, np.cumsum(sizes)[:-1]].astype(int)
+        self.answers_at = len(phrasings)
         self.vectors = np.empty((len(self.texts), embedder.dim), np.float32)
         new: dict[str, list[int]] = {}
         for row, text in enumerate(self.texts):
@@ -194,12 +238,13 @@ class _Meanings:
     def known(self) -> dict[str, np.ndarray]:
         return dict(zip(self.texts, self.vectors, strict=True))
 
-    def similarity(self, text: str) -> np.ndarray:
-        """Per entry, the cosine of ``text`` and its closest phrasing."""
+    def similarity(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per entry, the cosine of ``text`` and its closest phrasing, and of ``text`` and its answer."""
         if not self.texts:
-            return np.zeros(0)
-        query = self.embedder.encode([text])[0]
-        return np.maximum.reduceat(self.vectors @ query, self.starts).astype(float)
+            return np.zeros(0), np.zeros(0)
+        cosines = (self.vectors @ self.embedder.encode([text])[0]).astype(float)
+        phrasings = cosines[: self.answers_at]
+        return np.maximum.reduceat(phrasings, self.starts), cosines[self.answers_at :]
 
 
 class KnowledgeIndex:
@@ -212,10 +257,12 @@ class KnowledgeIndex:
         embedder: Embedder | None = None,
         confidence_threshold: float = 0.5,
         top_k: int = 3,
+        clarify_margin: float = 0.0,
     ) -> None:
         self.analyzer = Analyzer(lexicon)
         self.embedder = embedder
         self.confidence_threshold = confidence_threshold
+        self.clarify_margin = clarify_margin
         self.top_k = top_k
         self._meanings: _Meanings | None = None
         self.refresh(())
@@ -234,6 +281,7 @@ class KnowledgeIndex:
             embedder=optional_embedder(settings.language.embedding_model),
             confidence_threshold=settings.knowledge.confidence_threshold,
             top_k=settings.knowledge.top_k,
+            clarify_margin=settings.knowledge.clarify_margin,
         )
         index.refresh(entries, reuse=previous)
         return index
@@ -297,12 +345,15 @@ class KnowledgeIndex:
         if not self._entries or not text.strip():
             return [], 0.0
         relevance, coverage, explained = self._lexical(text)
-        similarity = self._meanings.similarity(text) if self._meanings is not None else None
-        if similarity is not None:
+        similarity = None
+        if self._meanings is not None:
+            similarity, answer_similarity = self._meanings.similarity(text)
             matched = (relevance > 0) | (similarity >= SEMANTIC_FLOOR)
-            relevance = (1 - SEMANTIC_SHARE) * relevance / max(
-                float(relevance.max()), 1e-9
-            ) + SEMANTIC_SHARE * similarity
+            relevance = (
+                (1 - SEMANTIC_SHARE) * relevance / max(float(relevance.max()), 1e-9)
+                + SEMANTIC_SHARE * similarity
+                + ANSWER_SHARE * answer_similarity
+            )
         else:
             matched = relevance > 0
         order = [i for i in np.argsort(-relevance, kind="stable") if matched[i]][: max(k, 2)]
@@ -360,20 +411,63 @@ class KnowledgeIndex:
         z = weights["bias"] + sum(weights[name] * value for name, value in features.items())
         return 1.0 / (1.0 + math.exp(-z))
 
-    def ask(self, text: str) -> Answer:
+    def _standalone(self, found: list[Candidate], i: int, absent: set[int]) -> float:
+        """The confidence in ``found[i]`` were the candidates at the positions ``absent`` not there."""
+        others = [c for j, c in enumerate(found) if j != i and j not in absent]
+        margin = None
+        if self._meanings is not None:
+            margin = found[i].similarity - max((c.similarity for c in others), default=0.0)
+        return self._confidence([found[i], *others], margin)
+
+    def _clarifying(self, found: list[Candidate]) -> tuple[Candidate, ...]:
+        """The runner-up, when the bot should ask which of the first two entries is meant: their relevance
+        differs by at most ``clarify_margin`` (share of the first's) and each, without the other, would be
+        answered confidently. Otherwise nothing."""
+        if len(found) < 2 or self.clarify_margin <= 0:
+            return ()
+        first, second = found[0].relevance, found[1].relevance
+        if first - second > self.clarify_margin * max(first, 1e-9):
+            return ()
+        plausible = all(
+            self._standalone(found, i, {1 - i}) >= self.confidence_threshold for i in (0, 1)
+        )
+        return (found[1],) if plausible else ()
+
+    def ask(self, text: str, *, context: Answer | None = None) -> Answer:
+        """The answer to ``text``; with ``context`` (the answer the caller heard last) a short ``text`` is also
+        read as a follow-up to it (:meth:`_follow_up`): that reading is answered when it is confident or surer
+        than ``text`` on its own."""
         found, score = self.search(text)
+        alone = self._answer(found, score)
+        if context is None or context.answer_id is None or not _short(text):
+            return alone
+        followed = self._follow_up(text, context)
+        return followed if followed.confident or followed.score > alone.score else alone
+
+    def _answer(self, found: list[Candidate], score: float) -> Answer:
         if not found:
             return NO_ANSWER
-        e = found[0].entry
-        return Answer(
-            answer_id=e.id,
-            question=e.question,
-            answer=e.answer_speech,
-            answer_text=e.answer_text,
-            department=e.department,
-            score=score,
-            confident=score >= self.confidence_threshold,
+        confident = score >= self.confidence_threshold
+        alternatives = () if confident else self._clarifying(found)
+        return Answer.of(found[0].entry, score, confident, alternatives)
+
+    def _follow_up(self, text: str, context: Answer) -> Answer:
+        """``text`` completed by the question answered before: the entries matching both, the answer before
+        left out (the caller has heard it) and entries of its topic (承办单位) preferred by ``TOPIC_BONUS``."""
+        found, _ = self.search(f"{context.question}，{text}", self.top_k + 1)
+        found = [c for c in found if c.entry.id != context.answer_id]
+        if not found:
+            return NO_ANSWER
+        same = [c.entry.department == context.department for c in found]
+        best = max(
+            range(len(found)), key=lambda i: found[i].relevance * (1 + TOPIC_BONUS * same[i])
         )
+        score = self._standalone(found, best, set())
+        return Answer.of(found[best].entry, score, score >= self.confidence_threshold)
+
+
+def _short(text: str) -> bool:
+    return len(_NOT_SPOKEN.sub("", text)) <= FOLLOW_UP_MAX_CHARS
 
 
 def _argmax_per_group(values: np.ndarray, starts: np.ndarray) -> np.ndarray:

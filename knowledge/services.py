@@ -352,7 +352,8 @@ async def record_miss(
     *,
     now: datetime | None = None,
 ) -> KnowledgeMiss:
-    """Remember a question the bot failed on: ``reason`` is unanswered, low_confidence or not_solved.
+    """Remember a question the bot failed on: ``reason`` is unanswered, low_confidence, not_solved or
+    ambiguous (the bot had to ask which of two close entries was meant).
 
     The caller's words are kept with every phone number in them masked (editors need the question, not who
     asked it)."""

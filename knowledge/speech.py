@@ -66,7 +66,7 @@ def derive_speech(text: str, max_chars: int) -> str:
     """A spoken answer of at most ``max_chars`` characters from a written answer (see the module docstring)."""
     lines = [_speak_line(line) for line in _table_rows(text)]
     spoken = "".join(_sentence_end(line) for line in lines if line)
-    return _shorten(spoken, max_chars)
+    return short_form(spoken, max_chars)
 
 
 def _table_rows(text: str) -> list[str]:
@@ -106,7 +106,7 @@ def _speak_line(line: str) -> str:
     if _CITATION_SENTENCE.match(line):
         return ""
     line = _SPACES.sub("", line.strip()).strip("，,、")
-    return _numbers(line)
+    return spoken_numbers(line)
 
 
 def _drop_citations(line: str) -> str:
@@ -122,7 +122,7 @@ def _drop_citations(line: str) -> str:
         line = re.sub(r"，+([，。！？；、：])", r"\1", line).replace("，，", "，")
 
 
-def _numbers(text: str) -> str:
+def spoken_numbers(text: str) -> str:
     """Telephone numbers digit by digit; dates, percentages, money and other numbers as Chinese numerals."""
     text = _PHONE.sub(lambda m: "".join(_DIGIT_NAMES.get(c, "") for c in m.group(0)), text)
     text = _ISO_DATE.sub(lambda m: f"{m[1]}年{int(m[2])}月{int(m[3])}日", text)
@@ -141,7 +141,7 @@ def _sentence_end(line: str) -> str:
     return line if not line or line[-1] in "。！？!?；;：:" else line + "。"
 
 
-def _shorten(spoken: str, max_chars: int) -> str:
+def short_form(spoken: str, max_chars: int) -> str:
     """The leading whole sentences that fit ``max_chars``; a first sentence too long is cut at a clause end."""
     if len(spoken) <= max_chars:
         return spoken

@@ -31,6 +31,7 @@ class CatalogueEntry(_Strict):
 
     name: str = Field(min_length=1)  # 诉求分类
     department: str = Field(min_length=1)  # 承办单位
+    phone: str = Field("", pattern=r"^([0-9]{3,20})?$")  # 承办单位电话: transfers, three-way calls
     leader: str = Field(min_length=1)  # 分管领导
     leader_title: str = Field(min_length=1)
     person: str = Field(min_length=1)  # 责任人
@@ -43,8 +44,9 @@ class CatalogueEntry(_Strict):
         str, ...
     ] = ()  # labels of a ticket history that mean this category (besides its name)
     areas: tuple[str, ...] = ()  # 服务区县; empty = every district
+    examples: tuple[str, ...] = ()  # typical citizens' messages of the category, matched by meaning
 
-    @field_validator("keywords", "history_labels")
+    @field_validator("keywords", "history_labels", "examples")
     @classmethod
     def _no_blank_word(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if any(not k.strip() for k in value):
@@ -77,6 +79,10 @@ class Catalogue:
     def by_department(self, department: str) -> CatalogueEntry | None:
         """The first entry dispatched to ``department``."""
         return next((e for e in self.entries if e.department == department), None)
+
+    def phone_of(self, department: str) -> str:
+        """The department's hotline (承办单位电话), empty when the catalogue gives none."""
+        return next((e.phone for e in self.entries if e.department == department and e.phone), "")
 
     def serves(self, entry: CatalogueEntry, district: str) -> bool:
         return not entry.areas or district in entry.areas

@@ -3,10 +3,12 @@
 Each category is described by its name, keywords and one-sentence description. A message scores a category
 lexically — the category's keywords found in it (weight 1) and the words of its name and description found in
 it (weight ½), each weighted by how few categories share the word — and, when a sentence-embedding model is
-available (``language.embeddings``), by meaning: the cosine between the message and the category's text. The
-evidence ``LEXICAL · words + SEMANTIC · cosine`` becomes a distribution by a softmax, so a category that no
+available (``language.embeddings``), by meaning: the cosine between the message and the category's text or,
+when higher, its closest example message (``examples``: how citizens say it, not how a description sums it up).
+The evidence ``LEXICAL · words + SEMANTIC · cosine`` becomes a distribution by a softmax, so a category that no
 history ever had still gets a share, and the suggester can fuse it with the learned model's probabilities.
-Weights were chosen by cross-validation on the shared ticket history (`hotline dispatch eval`).
+Weights were chosen by cross-validation on the shared ticket history (`hotline dispatch eval`) and on the tune
+split of tests/tickets/data/dispatch_colloquial.jsonl (messages of all catalogue categories).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from tickets.dispatch_catalogue import Catalogue, CatalogueEntry
 from tickets.dispatch_model import tokenize
 
 LEXICAL = 1.0  # softmax weight of one distinctive keyword hit
-SEMANTIC = 10.0  # softmax weight of the cosine between message and category text
+SEMANTIC = 12.5  # softmax weight of the cosine between message and category text or example
 DESCRIPTION_WORD = 0.5  # a word of the name or description counts half a keyword
 # Words of descriptions that say nothing about a category.
 _GENERIC = frozenset("问题 方面 事务 诉求 以及 等 和 与 的 其他 相关 管理 服务".split())
@@ -52,9 +54,9 @@ class CataloguePrior:
         top = math.log(1 + len(raw))
         self._terms = [{t: w * idf[t] / top for t, w in terms.items()} for terms in raw]
         self.embedder = embedder
-        self._vectors = (
-            embedder.encode([category_text(e) for e in catalogue.entries]) if embedder else None
-        )
+        texts = [(category_text(e), *e.examples) for e in catalogue.entries]
+        self._starts = np.r_[0, np.cumsum([len(t) for t in texts])[:-1]].astype(int)
+        self._vectors = embedder.encode([t for ts in texts for t in ts]) if embedder else None
 
     def words(self, text: str) -> np.ndarray:
         """Per category: the weighted catalogue words found in ``text``."""
@@ -67,7 +69,8 @@ class CataloguePrior:
         if self._vectors is None and not evidence.any():
             return None
         if self._vectors is not None and self.embedder is not None:
-            evidence = evidence + SEMANTIC * (self._vectors @ self.embedder.encode([text])[0])
+            cosines = self._vectors @ self.embedder.encode([text])[0]
+            evidence = evidence + SEMANTIC * np.maximum.reduceat(cosines, self._starts)
         shares = np.exp(evidence - evidence.max())
         shares /= shares.sum()
         return dict(zip(self.names, (float(s) for s in shares), strict=True))

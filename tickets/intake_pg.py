@@ -34,9 +34,7 @@ def _number_and_candidates(with_district: bool) -> Select[Any]:
     counter = numbering.bump("postgresql").cte("counter")
     found = repeats.candidates(with_district)
     return (
-        select(
-            counter.c.last, found.c.id, found.c.content_tokens, found.c.token_norm, found.c.reason
-        )
+        select(counter.c.last, *repeats.candidate_columns(found))
         .select_from(counter.outerjoin(found, true()))
         .order_by(*repeats.in_order(found))
     )

@@ -14,15 +14,15 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
-    event,
     false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from config.database import AwareDateTime, new_metadata
+from config.database import AwareDateTime, immutable, new_metadata
 
 # Length limits of text fields, checked by the services before anything is written.
 PHONE_MAX = 20
@@ -113,6 +113,8 @@ class Ticket(Base):
     token_norm: Mapped[float | None] = mapped_column(
         Float
     )  # Euclidean norm of the token counts (tickets.repeats)
+    # embedding of the content without its place, float32 bytes (tickets.repeats); not loaded with the row
+    content_vector: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     urgency: Mapped[str] = mapped_column(String(16), default="normal")
     deadline_tier: Mapped[str] = mapped_column(String(32))
     due_at: Mapped[datetime | None] = mapped_column(AwareDateTime)  # 办理时限
@@ -140,6 +142,12 @@ class Ticket(Base):
         AwareDateTime
     )  # 待审批的延期申请
     is_repeat: Mapped[bool] = mapped_column(Boolean, default=False)  # 重复件
+    # 保密: the caller asked; name and number only for the roles that call back (agent_console.masking)
+    confidential: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # 并单: the main ticket this duplicate was merged into (state ``merged``, later 回访 and 办结 on its own)
+    merged_into_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tickets.id", ondelete="SET NULL"), index=True
+    )
     dispatched_at: Mapped[datetime | None] = mapped_column(AwareDateTime)
     signed_at: Mapped[datetime | None] = mapped_column(AwareDateTime)
     replied_at: Mapped[datetime | None] = mapped_column(AwareDateTime)
@@ -251,10 +259,7 @@ class TicketEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
-@event.listens_for(TicketEvent, "before_update")
-@event.listens_for(TicketEvent, "before_delete")
-def _audit_is_immutable(_mapper: Any, _conn: Any, target: TicketEvent) -> None:
-    raise RuntimeError(f"audit event {target.id} is immutable")
+immutable(TicketEvent, "audit event")
 
 
 WARNING_REASON_MAX = 24

@@ -51,6 +51,11 @@ def normalise_phone(raw: str) -> str:
     )
 
 
+def is_mobile(phone: str) -> bool:
+    """Whether a number in canonical form (:func:`normalise_phone`) is a mobile, which can take an SMS."""
+    return bool(_MOBILE.fullmatch(phone))
+
+
 def phone_or_unknown(raw: str) -> str:
     """The canonical form of ``raw``, or :data:`UNKNOWN_PHONE` when it was withheld or is not a valid number."""
     try:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, union
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tickets.categories import SEPARATOR
@@ -52,6 +52,7 @@ SUMMARY_COLUMNS = (
     Ticket.sign_for_due,
     Ticket.return_count,
     Ticket.extension_requested_until,
+    Ticket.confidential,
 )
 
 
@@ -79,6 +80,7 @@ class TicketSummary:
     sign_for_due: datetime | None = None  # 签收时限
     return_count: int = 0  # 退回次数
     extension_requested_until: datetime | None = None  # 待审批的延期申请
+    confidential: bool = False  # 保密: name and number only for the roles that call back
 
     @property
     def state_label(self) -> str:
@@ -185,6 +187,7 @@ async def list_tickets(
     warning: str | None = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
+    confidential: bool | None = None,
     limit: int = 50,
     cursor: str | None = None,
 ) -> Page:
@@ -193,7 +196,8 @@ async def list_tickets(
     ``department`` matches the lead or a co-handling department; ``caller_phone`` is normalised first;
     ``ticket_no`` is a prefix; ``text`` a substring of the content; ``category`` a first-level name (its
     children included) or a full ``一级/二级`` path; ``warning`` is ``yellow``, ``red`` or ``any`` open warning;
-    ``created_from`` ≤ created_at < ``created_to``; ``grid`` the 网格 the ticket was filed from.
+    ``created_from`` ≤ created_at < ``created_to``; ``grid`` the 网格 the ticket was filed from;
+    ``confidential`` False leaves out the 保密 tickets.
     """
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(
@@ -204,6 +208,8 @@ async def list_tickets(
         conds.append(Ticket.state.in_(wanted))
     if caller_phone:
         conds.append(Ticket.caller_phone == normalise_phone(caller_phone))
+    if confidential is not None:
+        conds.append(Ticket.confidential.is_(confidential))
     if text and text.strip():
         conds.append(Ticket.content.like(f"%{_like_escape(text.strip())}%", escape="\\"))
     if ticket_no and ticket_no.strip():
@@ -313,6 +319,7 @@ async def _summaries(session: AsyncSession, rows: list[Any]) -> list[TicketSumma
             sign_for_due=r.sign_for_due,
             return_count=r.return_count,
             extension_requested_until=r.extension_requested_until,
+            confidential=r.confidential,
         )
         for r in rows
     ]
@@ -331,3 +338,22 @@ async def tickets_of_calls(session: AsyncSession, call_ids: Iterable[str]) -> di
         )
     ).all()
     return {call_id: ticket_no for call_id, ticket_no in rows if call_id}
+
+
+async def withdrawn_by_caller(
+    session: AsyncSession, since: datetime, min_count: int
+) -> dict[str, int]:
+    """Caller phone → how many of its tickets filed since ``since`` were withdrawn (撤销, how an invalid or abusive
+    request is closed), for the numbers with at least ``min_count``; withheld numbers are left out."""
+    count = func.count(Ticket.id)
+    rows = await session.execute(
+        select(Ticket.caller_phone, count)
+        .where(
+            Ticket.created_at >= since,
+            Ticket.state == State.WITHDRAWN,
+            Ticket.caller_phone != "",
+        )
+        .group_by(Ticket.caller_phone)
+        .having(count >= min_count)
+    )
+    return {phone: int(n) for phone, n in rows.all()}

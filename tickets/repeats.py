@@ -1,10 +1,21 @@
 """Repeat detection (重复件): earlier tickets of the same caller, or with similar content in the same district.
 
 Only indexed columns select candidates (caller phone / district, each with created_at inside the window),
-at most ``settings.repeat.max_candidates`` of each, newest first, in one query. Each ticket stores its jieba
-tokens and their norm (:class:`TokenBag`, written at intake), so a candidate costs no segmentation and no
-counting: the cosine similarity is the dot product of the new ticket's token counts with the candidate's token
-list over the two stored norms. The cost does not grow with the size of the table.
+at most ``settings.repeat.max_candidates`` of each, newest first, in one query. Content is similar by meaning
+or by words (either is enough; the link keeps the higher score):
+
+- meaning: the cosine of the two tickets' sentence embeddings (``language.embeddings``), each stored at intake
+  as float32 bytes (``Ticket.content_vector``) of the matter alone — the ticket's own address, street and
+  district are taken out of the text first (:func:`matter`), since the same place named in two different
+  complaints makes them look alike; at least ``settings.semantic_similarity`` counts, between tickets of the
+  same street (街道/乡镇) when both name one — meaning is a looser match than words, so it is held to the
+  narrower area;
+- words: each ticket stores its jieba tokens and their norm (:class:`TokenBag`), so the cosine of the token
+  counts costs no segmentation; at least ``settings.similarity`` counts. Without the embedding model (or for
+  tickets stored without a vector) this is the only signal.
+
+A candidate costs one dot product of each kind (200 candidates with vectors: ~1.3 ms on PostgreSQL, 0.5 ms
+without); the cost does not grow with the size of the table.
 """
 
 from __future__ import annotations
@@ -16,11 +27,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from difflib import SequenceMatcher
 from functools import lru_cache
 from itertools import repeat
 from typing import Any, cast
 
 import jieba
+import numpy as np
 from sqlalchemy import (
     ColumnElement,
     Float,
@@ -43,6 +56,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import RepeatSettings
+from language.embeddings import Embedder
 from tickets.models import Ticket, TicketRepeat
 from tickets.orm import as_loaded
 
@@ -56,6 +70,8 @@ _STOPWORDS = frozenset(
     " 把 被 给 这 那 这个 那个 这里 那里 还 又 来 去 要 想 能 会 对 从 让 已经 现在 希望 麻烦 谢谢".split()
 )
 _WORDLIKE = re.compile(r"\w")
+# Shorter runs shared with the address are left in the text (a 区 or 路 alone says little).
+PLACE_MIN_CHARS = 2
 
 
 def tokenize(text: str) -> list[str]:
@@ -91,6 +107,40 @@ def similarity(a: Sequence[str], b: Sequence[str]) -> float:
     return TokenBag.of(a).cosine(" ".join(b), None)
 
 
+def matter(content: str, places: Iterable[str | None]) -> str:
+    """``content`` without the place: every run of at least :data:`PLACE_MIN_CHARS` characters it shares with
+    one of ``places`` (the ticket's address, street, district) is taken out, longest first."""
+    for place in filter(None, places):
+        while True:
+            run = SequenceMatcher(None, content, place, autojunk=False).find_longest_match()
+            if run.size < PLACE_MIN_CHARS:
+                break
+            content = content[: run.a] + content[run.a + run.size :]
+    return content
+
+
+def content_vector(
+    embedder: Embedder | None, content: str, places: Iterable[str | None]
+) -> bytes | None:
+    """What intake stores as ``Ticket.content_vector``: the embedding of the :func:`matter` as float32 bytes
+    (None without a model)."""
+    if embedder is None:
+        return None
+    return embedder.encode([matter(content, places) or content])[0].astype(np.float32).tobytes()
+
+
+def vectors(stored: Sequence[bytes]) -> np.ndarray:
+    """Stored content vectors (all of one model) as the rows of a matrix."""
+    return np.frombuffer(b"".join(stored), np.float32).reshape(len(stored), -1)
+
+
+def semantic(vector: np.ndarray | None, stored: bytes | None) -> float:
+    """Cosine of a new ticket's vector and a stored one; 0 when either is missing or from another model."""
+    if vector is None or stored is None or len(stored) != vector.nbytes:
+        return 0.0
+    return float(np.frombuffer(stored, np.float32) @ vector)
+
+
 @dataclass(frozen=True)
 class RepeatMatch:
     earlier_id: int
@@ -108,6 +158,8 @@ def _candidates(reason: str, match: ColumnElement[bool]) -> Select[Any]:
             _tickets.id,
             _tickets.content_tokens,
             _tickets.token_norm,
+            _tickets.content_vector,
+            _tickets.street,
             literal(reason).label("reason"),
             _tickets.created_at.label("at"),
         )
@@ -119,9 +171,9 @@ def _candidates(reason: str, match: ColumnElement[bool]) -> Select[Any]:
 
 @lru_cache(maxsize=2)
 def candidates(with_district: bool) -> Subquery:
-    """Every candidate (columns id, content_tokens, token_norm, reason, at), unordered; parameters ``phone``,
-    ``since``, ``limit`` and, ``with_district``, ``district`` (see :func:`candidate_params`). Built once: only
-    the parameters change from one ticket to the next."""
+    """Every candidate (columns id, content_tokens, token_norm, content_vector, street, reason, at),
+    unordered; parameters ``phone``, ``since``, ``limit`` and, ``with_district``, ``district`` (see
+    :func:`candidate_params`). Built once: only the parameters change from one ticket to the next."""
     parts = [_candidates(SAME_CALLER, _tickets.caller_phone == bindparam("phone"))]
     if with_district:
         parts.append(_candidates(SIMILAR_CONTENT, _tickets.district == bindparam("district")))
@@ -137,9 +189,13 @@ def in_order(union: Subquery) -> tuple[ColumnElement[Any], ...]:
 @lru_cache(maxsize=2)
 def _query(with_district: bool) -> Select[Any]:
     union = candidates(with_district)
-    return select(union.c.id, union.c.content_tokens, union.c.token_norm, union.c.reason).order_by(
-        *in_order(union)
-    )
+    return select(*candidate_columns(union)).order_by(*in_order(union))
+
+
+def candidate_columns(union: Subquery) -> tuple[ColumnElement[Any], ...]:
+    """The columns of a candidate row as :func:`matching` reads them."""
+    c = union.c
+    return c.id, c.content_tokens, c.token_norm, c.content_vector, c.street, c.reason
 
 
 def candidate_params(
@@ -161,18 +217,29 @@ def candidate_params(
 
 
 def matching(
-    rows: Iterable[Sequence[Any]], tokens: Sequence[str], settings: RepeatSettings
+    rows: Iterable[Sequence[Any]],
+    tokens: Sequence[str],
+    vector: bytes | None,
+    street: str | None,
+    settings: RepeatSettings,
 ) -> list[RepeatMatch]:
-    """The repeats among candidate rows ``(id, content_tokens, token_norm, reason)`` in :func:`in_order`
-    (rows whose id is NULL are skipped), each listed once (same caller wins)."""
+    """The repeats among candidate rows (:func:`candidate_columns`) in :func:`in_order` (rows whose id is
+    NULL are skipped), each listed once (same caller wins); a link's similarity is the higher of the two."""
     bag = TokenBag.of(tokens)
+    mine = None if vector is None else np.frombuffer(vector, np.float32)
     matches: dict[int, RepeatMatch] = {}
-    for row_id, stored_tokens, stored_norm, reason in rows:
+    for row_id, stored_tokens, stored_norm, stored_vector, stored_street, reason in rows:
         if row_id is None or row_id in matches:
             continue
-        score = bag.cosine(stored_tokens, stored_norm)
-        if reason == SAME_CALLER or score >= settings.similarity:
-            matches[row_id] = RepeatMatch(row_id, reason, score)
+        lexical = bag.cosine(stored_tokens, stored_norm)
+        near = street is None or stored_street is None or stored_street == street
+        meaning = semantic(mine, stored_vector) if near else 0.0
+        if (
+            reason == SAME_CALLER
+            or lexical >= settings.similarity
+            or meaning >= settings.semantic_similarity
+        ):
+            matches[row_id] = RepeatMatch(row_id, reason, max(lexical, meaning))
     return list(matches.values())
 
 
@@ -181,13 +248,16 @@ async def find_repeats(
     *,
     caller_phone: str,
     district: str | None,
+    street: str | None,
     tokens: Sequence[str],
+    vector: bytes | None,
     now: datetime,
     settings: RepeatSettings,
 ) -> list[RepeatMatch]:
     """Earlier tickets that the new one repeats, newest first, each listed once (same caller wins)."""
     with_district, params = candidate_params(caller_phone, district, tokens, now, settings)
-    return matching(await session.execute(_query(with_district), params), tokens, settings)
+    rows = await session.execute(_query(with_district), params)
+    return matching(rows, tokens, vector, street, settings)
 
 
 def unnested_links(ticket_id: ColumnElement[int], ticket: FromClause) -> Insert:

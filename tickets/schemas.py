@@ -67,6 +67,7 @@ FIELD_LABELS: dict[str, str] = {
     "until": "延期至",
     "satisfaction": "满意度",
     "note": "备注",
+    "confidential": "保密",
 }
 
 
@@ -166,6 +167,7 @@ class TicketDraft(_Input):
     leader_name: _text(m.NAME_MAX) | None = None  # type: ignore[valid-type]
     knowledge_id: _text(m.KEY_MAX) | None = None  # type: ignore[valid-type]
     grid: _text(m.GRID_MAX) | None = None  # type: ignore[valid-type]  # 网格 of the grid worker who filed it
+    confidential: bool = False  # 保密: the caller asked that their name and number be kept back
 
     @field_validator("caller_phone")
     @classmethod

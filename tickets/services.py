@@ -12,6 +12,7 @@ Sessions should come from ``hotline.db.make_sessionmaker`` (``expire_on_commit=F
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -29,10 +30,11 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from config import Settings
 from config.settings import DeadlineTier, OfficeHours
-from tickets import deadlines, intake_pg, metrics_rollup, repeats
+from language.embeddings import optional_embedder
+from tickets import deadlines, intake_pg, metrics_rollup, outbox, repeats
 from tickets import models as m
-from tickets.errors import IllegalTransition, InvalidInput, NotFound, VersionConflict
-from tickets.models import Department, Ticket, TicketCoDepartment, TicketEvent
+from tickets.errors import Forbidden, IllegalTransition, InvalidInput, NotFound, VersionConflict
+from tickets.models import Department, Ticket, TicketCoDepartment, TicketEvent, TicketRepeat
 from tickets.numbering import format_ticket_no, local_day, next_ticket_no
 from tickets.orm import as_loaded
 from tickets.phone import UNKNOWN_PHONE
@@ -50,7 +52,7 @@ from tickets.schemas import (
     check_note,
     parse_fields,
 )
-from tickets.states import State, check
+from tickets.states import RESULT_STATES, Role, State, check, transition
 from tickets.states import replay as replay_steps
 from tickets.worktime import WorkCalendar
 
@@ -63,9 +65,13 @@ __all__ = [
     "due_for_callback",
     "get_ticket",
     "instant_answers",
+    "merge_candidates",
+    "merge_links",
+    "merge_tickets",
     "record_callback",
     "record_note",
     "replay_ticket",
+    "set_confidential",
     "ticket_events",
     "upsert_departments",
 ]
@@ -73,9 +79,14 @@ __all__ = [
 _T = TypeVar("_T")
 CALLBACK_RESULTS = ("satisfied", "basically_satisfied", "unsatisfied", "unreachable")
 # Audit actions that record something about a ticket without changing its state (督办); replay skips them.
-NOTE_ACTIONS = frozenset(
-    {"supervise", "transcribe"}
-)  # transcribe: a voice message's text (tickets.voice_messages)
+# transcribe: a voice message's text (tickets.voice_messages); merge_in: 并单 on the main ticket; confidential: 保密
+NOTE_ACTIONS = frozenset({"supervise", "transcribe", "merge_in", "confidential"})
+SYSTEM = Actor("系统", Role.SYSTEM)
+# Transitions only :func:`merge_tickets` and the main ticket's result perform (never ``apply``).
+MERGE_ACTIONS = frozenset({"merge", "merge_settle"})
+# Who may mark a ticket confidential (保密) after intake, and who may lift it (tickets.services.set_confidential).
+CONFIDENTIAL_SETTERS = frozenset({Role.AGENT, Role.DISPATCHER, Role.ADMIN})
+CONFIDENTIAL_LIFTERS = frozenset({Role.ADMIN})
 
 
 @dataclass(frozen=True)
@@ -319,9 +330,32 @@ async def _callback_close(
     return payload
 
 
-async def _withdraw(_ctx: _Context, t: Ticket, _f: Any, _note: str) -> dict[str, Any]:
+async def _withdraw(ctx: _Context, t: Ticket, _f: Any, _note: str) -> dict[str, Any]:
+    if await _waiting_merged(ctx.session, t):
+        raise IllegalTransition(
+            "该工单有并入的工单在等待办理结果，不能撤销", code="ticket.merge_main_withdraw"
+        )
     t.extension_requested_until = None
     return {}
+
+
+async def _main_of(ctx: _Context, t: Ticket) -> Ticket:
+    """The main ticket ``t`` is merged into (already in the session: no query)."""
+    main = await ctx.session.get(Ticket, t.merged_into_id)
+    assert main is not None, "a merged ticket keeps its main ticket"
+    return main
+
+
+async def _merge(ctx: _Context, t: Ticket, _f: Any, _note: str) -> dict[str, Any]:
+    t.extension_requested_until = None
+    return {"main": (await _main_of(ctx, t)).ticket_no}
+
+
+async def _merge_settle(ctx: _Context, t: Ticket, _f: Any, _note: str) -> dict[str, Any]:
+    """The main ticket's result becomes this one's reply; its caller goes on the 回访 list (state verified)."""
+    main = await _main_of(ctx, t)
+    t.reply, t.replied_at = main.reply or main.answer, ctx.now
+    return {"main": main.ticket_no}
 
 
 EFFECTS: dict[str, Effect] = {
@@ -341,6 +375,8 @@ EFFECTS: dict[str, Effect] = {
     "callback_close": _callback_close,
     "callback_redispatch": _redispatch,
     "withdraw": _withdraw,
+    "merge": _merge,
+    "merge_settle": _merge_settle,
 }
 
 
@@ -365,25 +401,74 @@ async def _transition(
     ticket.updated_at = ctx.now
     _record(ctx, ticket, actor, action, from_state, note, payload)
     await metrics_rollup.settle(ctx.session, ticket, ZoneInfo(ctx.settings.timezone))
+    if ticket.state in RESULT_STATES and from_state in _BEFORE_RESULT:
+        await _settle_merged(ctx, ticket)
     return ticket
+
+
+# states a main ticket leaves when it gets its result (核验通过, or 即办 of a ticket already filed)
+_BEFORE_RESULT = frozenset({State.REPLIED.value, State.ACCEPTED.value})
+
+
+async def _waiting_merged(session: AsyncSession, main: Ticket) -> list[Ticket]:
+    """The tickets merged into ``main`` that still wait on its result (state ``merged``), oldest first."""
+    stmt = (
+        select(Ticket)
+        .where(Ticket.merged_into_id == main.id, Ticket.state == State.MERGED.value)
+        .order_by(Ticket.id)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def _settle_merged(ctx: _Context, main: Ticket) -> None:
+    """Each ticket waiting on ``main`` gets its result: 回访 for its caller and an SMS notice in the outbox.
+    Once each: ``merge_settle`` leaves the state ``merged`` for good."""
+    for merged in await _waiting_merged(ctx.session, main):
+        await _transition(ctx, merged, "merge_settle", SYSTEM, "", {})
+        if merged.caller_phone != UNKNOWN_PHONE:
+            outbox.enqueue(
+                ctx.session,
+                channel=outbox.SMS,
+                recipient=merged.caller_phone,
+                subject=f"工单 {merged.ticket_no} 办理结果",
+                body=_result_notice(merged, main),
+                now=ctx.now,
+                ticket_id=merged.id,
+            )
+
+
+def _result_notice(merged: Ticket, main: Ticket) -> str:
+    return (
+        f"【12345】您反映的问题（工单 {merged.ticket_no}）已与同一事项的工单 {main.ticket_no} 合并办理，"
+        f"办理结果：{merged.reply or '已办结'}。稍后我们将回访，听取您的意见。"
+    )
 
 
 @dataclass(frozen=True)
 class _Checked:
-    """What intake decides before anything is written: the first state, the deadline tier, the content words."""
+    """What intake decides before anything is written: the first state, the deadline tier, the content words
+    and the content's embedding (``tickets.repeats.content_vector``: ~1 ms of CPU, in a worker thread before
+    any statement, so neither the event loop nor a transaction waits on it)."""
 
     state: str
     tier: DeadlineTier
     tokens: list[str]
+    vector: bytes | None
 
 
-def _check_intake(ctx: _Context, actor: Actor, draft: TicketDraft) -> _Checked:
+async def _check_intake(ctx: _Context, actor: Actor, draft: TicketDraft) -> _Checked:
     check_actor(actor)
     step = check(None, "create", actor.role)
     return _Checked(
         step.leads_to(None).value,
         _tier(ctx.settings, draft.kind, draft.urgency),
         repeats.tokenize(draft.content),
+        await asyncio.to_thread(
+            repeats.content_vector,
+            optional_embedder(ctx.settings.language.embedding_model),
+            draft.content,
+            (draft.address, draft.street, draft.district),
+        ),
     )
 
 
@@ -400,6 +485,7 @@ def _ticket_values(
         "ticket_no": ticket_no,
         "content_tokens": " ".join(tokens),
         "token_norm": repeats.TokenBag.of(tokens).norm,
+        "content_vector": checked.vector,
         "deadline_tier": checked.tier.name,
         "due_at": deadlines.due_at(checked.tier, ctx.now, ctx.calendar),
         "state": checked.state,
@@ -420,6 +506,8 @@ def _created_payload(
         "channel": draft.channel,
         "repeat_of": [r.earlier_id for r in matches],
     }
+    if draft.confidential:
+        payload["confidential"] = True  # 保密 asked at intake
     return (payload | {"submission_key": key}) if key else payload
 
 
@@ -427,7 +515,7 @@ async def _intake(
     ctx: _Context, draft: TicketDraft, actor: Actor, key: str | None = None
 ) -> Ticket:
     """受理 inside the session's transaction (SQLite, a session bound to a connection, and 即办)."""
-    checked = _check_intake(ctx, actor, draft)
+    checked = await _check_intake(ctx, actor, draft)
     # Checked input only takes a number: on PostgreSQL it is committed on its own (a failure later leaves a gap),
     # on SQLite it is the transaction's first write (tickets.numbering).
     ticket_no = await next_ticket_no(ctx.session, ctx.now, ZoneInfo(ctx.settings.timezone))
@@ -435,7 +523,9 @@ async def _intake(
         ctx.session,
         caller_phone=draft.caller_phone,
         district=draft.district,
+        street=draft.street,
         tokens=checked.tokens,
+        vector=checked.vector,
         now=ctx.now,
         settings=ctx.settings.repeat,
     )
@@ -456,7 +546,7 @@ async def _intake_on_server(
     number with the repeat candidates, then the ticket with its audit event and links. A connection the server
     dropped fails the first statement, which is run again once on a fresh one; the second is not retried
     (whether it was written is unknown). The ticket comes back attached to ``ctx.session`` as if loaded."""
-    checked = _check_intake(ctx, actor, draft)
+    checked = await _check_intake(ctx, actor, draft)
     day = local_day(ctx.now, ZoneInfo(ctx.settings.timezone))
     with_district, params = repeats.candidate_params(
         draft.caller_phone, draft.district, checked.tokens, ctx.now, ctx.settings.repeat
@@ -472,7 +562,9 @@ async def _intake_on_server(
                     retry = False
                     continue
                 raise
-            matches = repeats.matching(rows, checked.tokens, ctx.settings.repeat)
+            matches = repeats.matching(
+                rows, checked.tokens, checked.vector, draft.street, ctx.settings.repeat
+            )
             values = (
                 dict.fromkeys(intake_pg.TICKET_COLUMNS)
                 | _ticket_values(ctx, draft, checked, format_ticket_no(day, seq), matches)
@@ -573,6 +665,10 @@ async def apply(
     reply(reply), request_extension(until), approve_extension(until=None), close_instant(answer),
     callback_close(satisfaction). ``return``, ``reject_reply`` and ``request_extension`` need a ``note``.
     """
+    if action in MERGE_ACTIONS:
+        raise IllegalTransition(
+            "并单请使用并单操作（选择主单和重复工单）", code="ticket.merge_action"
+        )
     ctx = _context(session, settings, now)
 
     async def work() -> Ticket:
@@ -767,3 +863,227 @@ async def upsert_departments(session: AsyncSession, departments: Iterable[tuple[
         return len(pairs)
 
     return await _in_transaction(session, work)
+
+
+# --- 并单 (merging duplicates) and 保密 (confidential callers) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MergeLink:
+    """A ticket linked to another by a merge: its main ticket, or one merged into it."""
+
+    ticket_no: str
+    state: str
+    version: int
+
+
+@dataclass(frozen=True)
+class MergeLinks:
+    main: MergeLink | None  # the ticket this one was merged into
+    merged: list[MergeLink]  # the tickets merged into this one, oldest first
+
+
+MERGE_MAX = 20  # duplicates merged in one go
+
+
+def _merge_refusal(main: Ticket, dup: Ticket) -> IllegalTransition | None:
+    """Why ``dup`` cannot be merged into ``main`` (a typed error), or None."""
+    if dup.id == main.id:
+        return IllegalTransition("不能把工单并入它自己", code="ticket.merge_self")
+    if dup.state == State.MERGED:
+        if dup.merged_into_id == main.id:
+            return IllegalTransition(
+                f"工单 {dup.ticket_no} 已并入本工单", code="ticket.merge_already_merged"
+            )
+        return IllegalTransition(
+            f"工单 {dup.ticket_no} 已并入其他工单", code="ticket.merge_already_merged"
+        )
+    if State(dup.state) in (State.CLOSED, State.WITHDRAWN):
+        return IllegalTransition(
+            f"工单 {dup.ticket_no} 已办结或撤销，不能并单", code="ticket.merge_closed"
+        )
+    return None
+
+
+def _main_refusal(main: Ticket, dups: list[Ticket]) -> IllegalTransition | None:
+    if main.state == State.MERGED:
+        if main.merged_into_id in {d.id for d in dups}:
+            return IllegalTransition(
+                f"主单 {main.ticket_no} 已并入所选工单，不能循环并单", code="ticket.merge_cycle"
+            )
+        return IllegalTransition(
+            f"主单 {main.ticket_no} 已并入其他工单，请选择它所并入的工单作主单",
+            code="ticket.merge_main_merged",
+        )
+    if State(main.state) in (State.CLOSED, State.WITHDRAWN):
+        return IllegalTransition(
+            f"主单 {main.ticket_no} 已办结或撤销，不能并单", code="ticket.merge_closed"
+        )
+    return None
+
+
+async def _load_merge(
+    session: AsyncSession, main_no: str, ticket_nos: list[str]
+) -> tuple[Ticket, list[Ticket]]:
+    if not ticket_nos or len(ticket_nos) > MERGE_MAX:
+        raise InvalidInput(
+            f"请选择 1–{MERGE_MAX} 件要并入的工单", code="ticket.merge_count", field="tickets"
+        )
+    if len(set(ticket_nos)) != len(ticket_nos):
+        raise InvalidInput("并入的工单有重复", code="ticket.merge_duplicate", field="tickets")
+    main = await _load(session, main_no)
+    return main, [await _load(session, no) for no in ticket_nos]
+
+
+async def merge_tickets(
+    session: AsyncSession,
+    main_no: str,
+    ticket_nos: list[str],
+    actor: Actor,
+    *,
+    expected_version: int,
+    note: str = "",
+    now: datetime | None = None,
+    settings: Settings,
+) -> Ticket:
+    """并单: merge the duplicates ``ticket_nos`` into the main ticket read at ``expected_version``, in one
+    transaction. Each goes to ``merged`` linked to the main one (event ``merge``); the main ticket gets one
+    ``merge_in`` event naming them. A main ticket that already has its result (核验 / 回访) settles them at
+    once. Refused, with nothing written: a closed or withdrawn ticket, the main ticket itself, a ticket
+    already merged, a main ticket merged into one of them (a cycle) or into another, a main ticket that has
+    tickets merged into it being merged itself (``ticket.merge_*``); roles other than dispatcher and admin
+    (Forbidden)."""
+    ctx = _context(session, settings, now)
+    check_actor(actor)
+    merge = transition("merge")
+    if actor.role not in merge.roles:  # before any read: an outsider learns nothing
+        raise Forbidden(f"无权执行“{merge.label}”操作", code="ticket.role_forbidden")
+
+    async def work() -> Ticket:
+        main, dups = await _load_merge(session, main_no, ticket_nos)
+        _require_version(main, expected_version)
+        refusal = _main_refusal(main, dups) or next(
+            (r for r in (_merge_refusal(main, d) for d in dups) if r), None
+        )
+        if refusal is None and await _any_waiting(session, dups):
+            refusal = IllegalTransition(
+                "所选工单已有并入的工单，请把它作为主单", code="ticket.merge_is_main"
+            )
+        if refusal is not None:
+            raise refusal
+        for dup in dups:
+            dup.merged_into_id = main.id
+            await _transition(ctx, dup, "merge", actor, note, {})
+        main.updated_at = ctx.now
+        _record(
+            ctx,
+            main,
+            actor,
+            "merge_in",
+            main.state,
+            check_note(note),
+            {"merged": [d.ticket_no for d in dups]},
+        )
+        if State(main.state) in (State.VERIFIED, State.CALLBACK):
+            await _settle_merged(ctx, main)
+        return main
+
+    return await _in_transaction(session, work, main_no)
+
+
+async def _any_waiting(session: AsyncSession, tickets: list[Ticket]) -> bool:
+    """Whether any of ``tickets`` is itself a main ticket with merged tickets waiting on it."""
+    found = await session.scalar(
+        select(Ticket.id)
+        .where(
+            Ticket.merged_into_id.in_([t.id for t in tickets]),
+            Ticket.state == State.MERGED.value,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def merge_links(session: AsyncSession, ticket: Ticket) -> MergeLinks:
+    """The merge links of a loaded ticket, in one query: its main ticket, and the tickets merged into it."""
+    cond = Ticket.merged_into_id == ticket.id
+    if ticket.merged_into_id is not None:
+        cond = or_(cond, Ticket.id == ticket.merged_into_id)
+    rows = await session.execute(
+        select(Ticket.id, Ticket.ticket_no, Ticket.state, Ticket.version)
+        .where(cond)
+        .order_by(Ticket.id)
+    )
+    main, merged = None, []
+    for row in rows:
+        link = MergeLink(row.ticket_no, row.state, row.version)
+        if row.id == ticket.merged_into_id:
+            main = link
+        else:
+            merged.append(link)
+    return MergeLinks(main, merged)
+
+
+async def merge_candidates(session: AsyncSession, ticket: Ticket, limit: int = 10) -> list[Ticket]:
+    """Tickets repeat detection linked to ``ticket`` (重复件, either way) that could be merged into it: open
+    and not merged, newest first."""
+    linked = (
+        select(TicketRepeat.earlier_id)
+        .where(TicketRepeat.ticket_id == ticket.id)
+        .union(select(TicketRepeat.ticket_id).where(TicketRepeat.earlier_id == ticket.id))
+    )
+    stmt = (
+        select(Ticket)
+        .where(
+            Ticket.id.in_(linked),
+            Ticket.state.in_([s.value for s in State if s in _MERGEABLE]),
+        )
+        .order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+_MERGEABLE = frozenset(State) - {State.CLOSED, State.WITHDRAWN, State.MERGED}
+
+
+async def set_confidential(
+    session: AsyncSession,
+    ticket_no: str,
+    confidential: bool,
+    actor: Actor,
+    *,
+    expected_version: int,
+    note: str = "",
+    now: datetime | None = None,
+    settings: Settings,
+) -> Ticket:
+    """保密 after intake (the caller asked later): marked by an agent, dispatcher or admin, lifted by an admin
+    only; audited (event ``confidential``). Setting what is already set changes nothing and writes nothing."""
+    check_actor(actor)
+    allowed = CONFIDENTIAL_SETTERS if confidential else CONFIDENTIAL_LIFTERS
+    if actor.role not in allowed:
+        raise Forbidden(
+            "无权设置保密" if confidential else "只有管理员可以取消保密",
+            code="ticket.role_forbidden",
+        )
+    ctx = _context(session, settings, now)
+
+    async def work() -> Ticket:
+        ticket = await _load(session, ticket_no)
+        _require_version(ticket, expected_version)
+        if ticket.confidential == confidential:
+            return ticket
+        ticket.confidential, ticket.updated_at = confidential, ctx.now
+        _record(
+            ctx,
+            ticket,
+            actor,
+            "confidential",
+            ticket.state,
+            check_note(note),
+            {"confidential": confidential},
+        )
+        return ticket
+
+    return await _in_transaction(session, work, ticket_no)

@@ -2,7 +2,9 @@
 
 受理 accepted → 审核 reviewed → 派发 dispatched → 签收 signed → 办理 in_progress → 反馈 replied
 → 核验 verified → 回访 callback → 办结 closed, with 即办 (closed at intake), 退回 (back to 审核),
-延期 (request/approve/reject, state unchanged), 二次派单 (back to 派发) and 撤销 withdrawn.
+延期 (request/approve/reject, state unchanged), 二次派单 (back to 派发) and 撤销 withdrawn. 并单: a duplicate
+ticket is merged into a main ticket and waits (``merged``) until the main one has its result, then goes to 回访
+(``merge_settle``, by the system) so that its own caller is called back too.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class State(StrEnum):
     CALLBACK = "callback"  # 回访中（已尝试，未接通）
     CLOSED = "closed"  # 办结
     WITHDRAWN = "withdrawn"  # 撤销
+    MERGED = "merged"  # 已并单: waits on its main ticket (Ticket.merged_into_id)
 
 
 STATE_LABELS: dict[State, str] = {
@@ -38,9 +41,13 @@ STATE_LABELS: dict[State, str] = {
     State.CALLBACK: "回访",
     State.CLOSED: "办结",
     State.WITHDRAWN: "撤销",
+    State.MERGED: "已并单",
 }
 TERMINAL_STATES = frozenset({State.CLOSED, State.WITHDRAWN})
-OPEN_STATES = frozenset(State) - TERMINAL_STATES
+# Worked on, warned about and counted as backlog; a merged ticket is not: its main ticket carries the matter.
+OPEN_STATES = frozenset(State) - TERMINAL_STATES - {State.MERGED}
+# The main ticket has its result (核验通过 or 即办): its merged tickets go to 回访 (``merge_settle``).
+RESULT_STATES = frozenset({State.VERIFIED, State.CLOSED})
 
 
 class Role(StrEnum):
@@ -48,6 +55,7 @@ class Role(StrEnum):
     DISPATCHER = "dispatcher"  # 派单员
     HANDLER = "handler"  # 承办人
     LEADER = "leader"  # 领导
+    SUPERVISOR = "supervisor"  # 班长: reads tickets like a leader, performs no step of the loop
     GRID = "grid"  # 网格员
     ADMIN = "admin"  # 管理员
     SYSTEM = "system"
@@ -60,6 +68,7 @@ ROLE_LABELS: dict[str, str] = {
     Role.DISPATCHER: "派单员",
     Role.HANDLER: "承办人",
     Role.LEADER: "领导",
+    Role.SUPERVISOR: "班长",
     Role.GRID: "网格员",
     Role.ADMIN: "管理员",
     Role.SYSTEM: "系统",
@@ -78,6 +87,7 @@ _CALLBACK = frozenset({Role.SYSTEM, Role.BOT, Role.AGENT, Role.ADMIN})
 _WITHDRAW = frozenset({Role.CALLER, Role.AGENT, Role.DISPATCHER, Role.ADMIN})
 _WORKING = frozenset({State.SIGNED, State.IN_PROGRESS})
 _CALLING = frozenset({State.VERIFIED, State.CALLBACK})
+_SYSTEM = frozenset({Role.SYSTEM})
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,14 @@ TRANSITIONS: dict[str, Transition] = {
             "callback_redispatch", "回访不满意（二次派单）", _CALLING, State.DISPATCHED, _CALLBACK
         ),
         Transition("withdraw", "撤销", frozenset(OPEN_STATES), State.WITHDRAWN, _WITHDRAW),
+        Transition("merge", "并单", frozenset(OPEN_STATES), State.MERGED, _DISPATCH),
+        Transition(
+            "merge_settle",
+            "主单已办结（转回访）",
+            frozenset({State.MERGED}),
+            State.VERIFIED,
+            _SYSTEM,
+        ),
     )
 }
 

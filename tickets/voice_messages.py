@@ -176,6 +176,9 @@ async def record_transcript(
         )
     else:
         ticket.content = _marked(ticket.caller_phone, NO_SPEECH_TEXT)
+    # the placeholder's embedding no longer says what the ticket is about: hot topics embed the text when they
+    # read it, repeat detection compares its words (tickets.repeats)
+    ticket.content_vector = None
     ticket.updated_at = now
     row.transcription, row.transcribed_at = (TRANSCRIBED if spoken else NO_SPEECH), now
     record_note(

@@ -105,8 +105,9 @@ class TicketSummary(Model):
     urgency: str
     category: str | None
     district: str | None
-    caller_phone: str = Field(description="按角色脱敏的来电号码")
-    caller_name: str | None
+    caller_phone: str = Field(description="按角色脱敏的来电号码（保密件仅回访角色可见）")
+    caller_name: str | None = Field(description="来电人（保密件仅回访角色可见）")
+    confidential: bool = Field(description="保密件：来电人要求对姓名、号码保密")
     summary: str
     lead_department: str | None
     due_at: Instant | None
@@ -115,7 +116,16 @@ class TicketSummary(Model):
     warning: WarningLevel | None = Field(description="预警：yellow 黄牌 / red 红牌")
 
 
+class MergeLinkOut(Model):
+    ticket_no: str
+    state: State
+    state_label: str
+    version: int
+
+
 class TicketOut(TicketSummary):
+    merged_into: MergeLinkOut | None = Field(description="并单：本工单已并入的主单")
+    merged: list[MergeLinkOut] = Field(description="并单：并入本工单的重复工单")
     content: str
     version: int = Field(description="乐观锁版本号：执行操作时作为 expected_version 传回")
     warning_reasons: list[str]
@@ -166,6 +176,7 @@ class TicketCreate(Model):
     answer: Text | None = Field(
         default=None, max_length=m.ANSWER_MAX, description="即办答复（当场办结）"
     )
+    confidential: bool = Field(default=False, description="保密：来电人要求对姓名、号码保密")
 
 
 class ActionRequest(Model):
@@ -199,3 +210,23 @@ class SuperviseIn(Model):
 class Accepted(Model):
     status: str
     message: str
+
+
+class MergeIn(Model):
+    """并单: the duplicates to merge into this (main) ticket, read at ``expected_version``."""
+
+    tickets: list[Line] = Field(min_length=1, max_length=20, description="并入的重复工单编号")
+    expected_version: int = Field(ge=1, description="主单的版本号")
+    note: Text = Field(default="", max_length=m.NOTE_MAX)
+
+
+class ConfidentialIn(Model):
+    """保密: set (agent, dispatcher, admin) or lift (admin) on the ticket read at ``expected_version``."""
+
+    confidential: bool
+    expected_version: int = Field(ge=1)
+    note: Text = Field(default="", max_length=m.NOTE_MAX)
+
+
+class MergeCandidates(Model):
+    tickets: list[TicketSummary] = Field(description="重复件检测关联、可并入本工单的工单")

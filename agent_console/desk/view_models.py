@@ -18,12 +18,13 @@ from agent_console.desk.schemas import (
     ActionOut,
     AttachmentOut,
     EventOut,
+    MergeLinkOut,
     TicketList,
     TicketOut,
     TicketSummary,
 )
 from agent_console.errors import InvalidInput, NotFound
-from agent_console.masking import mask_phone
+from agent_console.masking import caller_of, sees_confidential
 from agent_console.roles import Role
 from agent_console.routing import Call
 from tickets import errors as ticket_errors
@@ -32,15 +33,21 @@ from tickets.attachments import attachments_of
 from tickets.queries import Page
 from tickets.queries import TicketSummary as SummaryRow
 from tickets.schemas import Actor
-from tickets.services import get_ticket, ticket_events
+from tickets.services import MergeLink, get_ticket, merge_links, ticket_events
 from tickets.states import ROLE_LABELS, STATE_LABELS, TRANSITIONS, State, allowed_actions
 from tickets.warnings import LEVEL_LABELS, Level, reason_label, warnings_of
 
 # Roles that work with tickets in the console (a grid worker reads its grid's; the loop's actions are not its).
+# 班长 reads tickets like a leader (the calls on the board, their transfers) and acts on none (tickets.states)
 TICKET_READERS = frozenset(
-    {Role.AGENT, Role.DISPATCHER, Role.HANDLER, Role.LEADER, Role.ADMIN, Role.GRID}
+    {Role.AGENT, Role.DISPATCHER, Role.HANDLER, Role.LEADER, Role.SUPERVISOR, Role.ADMIN, Role.GRID}
 )
-EXTRA_ACTION_LABELS = {"create": "受理", "supervise": "督办"}
+EXTRA_ACTION_LABELS = {
+    "create": "受理",
+    "supervise": "督办",
+    "merge_in": "并入工单",
+    "confidential": "保密设置",
+}
 WARNING_RANK = {"yellow": 1, "red": 2}
 
 
@@ -74,6 +81,13 @@ async def visible_ticket(call: Call[Any], db: AsyncSession, ticket_no: str) -> m
     return ticket
 
 
+def confidential_filter(call: Call[Any], phone: str | None) -> bool | None:
+    """The ``list_tickets`` ``confidential`` filter of a search by the caller's number (``phone``): a role that
+    does not see confidential callers (保密) does not find their tickets by number either (it would tell who
+    called)."""
+    return False if phone and not sees_confidential(call.user.role) else None
+
+
 def scope_filters(call: Call[Any], department: str | None) -> dict[str, str | None]:
     """The ``list_tickets`` filters a list must use: a handler's own department and a grid worker's own grid,
     whatever was asked."""
@@ -104,6 +118,7 @@ async def audit_view(call: Call[Any], db: AsyncSession, ticket_no: str) -> None:
 
 
 def summary_out(row: SummaryRow, role: str) -> TicketSummary:
+    caller = caller_of(row.caller_phone, row.caller_name, role, confidential=row.confidential)
     return TicketSummary(
         ticket_no=row.ticket_no,
         state=State(row.state),
@@ -113,8 +128,9 @@ def summary_out(row: SummaryRow, role: str) -> TicketSummary:
         urgency=row.urgency,
         category=row.category,
         district=row.district,
-        caller_phone=mask_phone(row.caller_phone, role),
-        caller_name=row.caller_name,
+        caller_phone=caller.phone,
+        caller_name=caller.name,
+        confidential=row.confidential,
         summary=row.summary,
         lead_department=row.lead_department,
         due_at=row.due_at,
@@ -144,7 +160,14 @@ def actions_for(call: Call[Any], ticket: m.Ticket) -> list[ActionOut]:
         department=user.department,
         lead_department=ticket.lead_department,
     )
-    skip = {"close_instant", "callback_retry", "callback_close", "callback_redispatch"}
+    skip = {
+        "close_instant",
+        "callback_retry",
+        "callback_close",
+        "callback_redispatch",
+        "merge",  # 并单 has its own form (the main ticket is chosen)
+        "merge_settle",
+    }
     if ticket.extension_requested_until is None:
         skip |= {"approve_extension", "reject_extension"}
     else:
@@ -153,12 +176,16 @@ def actions_for(call: Call[Any], ticket: m.Ticket) -> list[ActionOut]:
 
 
 async def ticket_out(call: Call[Any], db: AsyncSession, ticket: m.Ticket) -> TicketOut:
-    """The full ticket as this user may see it: masked phone, audit trail, open warning, attachments (three
-    queries: ``ticket`` as loaded is not read again)."""
+    """The full ticket as this user may see it: masked phone, audit trail, open warning, attachments, merge
+    links (four queries: ``ticket`` as loaded is not read again)."""
     role = call.user.role
     events = await ticket_events(db, ticket)
     warnings = await warnings_of(db, ticket)
     files = await attachments_of(db, ticket)
+    links = await merge_links(db, ticket)
+    caller = caller_of(
+        ticket.caller_phone, ticket.caller_name, role, confidential=ticket.confidential
+    )
     level = max((w.level for w in warnings), key=lambda lv: WARNING_RANK.get(lv, 0), default=None)
     return TicketOut(
         ticket_no=ticket.ticket_no,
@@ -169,8 +196,11 @@ async def ticket_out(call: Call[Any], db: AsyncSession, ticket: m.Ticket) -> Tic
         urgency=ticket.urgency,
         category=ticket.category,
         district=ticket.district,
-        caller_phone=mask_phone(ticket.caller_phone, role),
-        caller_name=ticket.caller_name,
+        caller_phone=caller.phone,
+        caller_name=caller.name,
+        confidential=ticket.confidential,
+        merged_into=None if links.main is None else _link_out(links.main),
+        merged=[_link_out(link) for link in links.merged],
         summary=ticket.content,
         content=ticket.content,
         lead_department=ticket.lead_department,
@@ -212,6 +242,15 @@ async def ticket_out(call: Call[Any], db: AsyncSession, ticket: m.Ticket) -> Tic
             )
             for f in files
         ],
+    )
+
+
+def _link_out(link: MergeLink) -> MergeLinkOut:
+    return MergeLinkOut(
+        ticket_no=link.ticket_no,
+        state=State(link.state),
+        state_label=STATE_LABELS[State(link.state)],
+        version=link.version,
     )
 
 

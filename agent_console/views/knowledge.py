@@ -44,7 +44,7 @@ PAGE_SIZE = 50
 GROUPED_MISSES = 500  # the newest unhandled misses grouped on one page
 RowId = Annotated[int, Field(ge=1, le=2**31 - 1)]
 Status = Literal["draft", "published", "archived"]
-MissReason = Literal["unanswered", "low_confidence", "not_solved"]
+MissReason = Literal["unanswered", "low_confidence", "not_solved", "ambiguous"]
 ACTION_LABELS = {
     "create": "新建",
     "update": "修改",
@@ -57,6 +57,7 @@ MISS_LABELS = {
     "unanswered": "未找到答案",
     "low_confidence": "置信度低",
     "not_solved": "来电人称未解决",
+    "ambiguous": "需澄清（两条答案相近）",
 }
 assert set(STATUSES) == set(Status.__args__) and set(MISS_REASONS) == set(MissReason.__args__)  # type: ignore[attr-defined]
 

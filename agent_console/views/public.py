@@ -8,6 +8,9 @@ its progress with the ticket number and one's phone number.
 - The same submission again (same ``Idempotency-Key``, or same content lately) from the same phone returns the
   ticket already filed instead of a duplicate (:mod:`tickets.intake`).
 - A wrong phone number gets exactly the answer of an unknown ticket number.
+- No answer ever carries a caller's name or number (保密 or not): the progress is for whoever proves the ticket's
+  number and phone, and a ticket merged into another (并单) shows the main ticket's progress and result under its
+  own number, never the main ticket's caller. A submission may ask for confidentiality (``confidential``).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class PublicTicketIn(Model):
     address: Line | None = Field(default=None, max_length=m.ADDRESS_MAX)
     caller_name: Line | None = Field(default=None, max_length=m.NAME_MAX)
     district: Line | None = Field(default=None, max_length=m.PLACE_MAX)
+    confidential: bool = Field(default=False, description="保密：姓名、号码仅对回访人员可见")
 
 
 class PublicTicketCreated(Model):
@@ -67,6 +71,10 @@ class PublicProgress(Model):
     replied_at: datetime | None
     closed_at: datetime | None
     reply: str | None = Field(description="办结后的答复")
+    merged: bool = Field(
+        default=False,
+        description="true：与同一事项的其他工单合并办理（并单），进度为合并后的办理进度",
+    )
 
 
 async def _submitting_phone(request: web.Request) -> str | None:
@@ -141,15 +149,19 @@ async def public_progress(call: Call[None]) -> PublicProgress:
             ticket = await get_ticket(db, ticket_no, repeat_links=False)
         except (ticket_errors.InvalidInput, ticket_errors.NotFound):
             raise NotFound(NOT_FOUND) from None
-    if ticket.caller_phone != phone:
-        raise NotFound(NOT_FOUND)
+        if ticket.caller_phone != phone:
+            raise NotFound(NOT_FOUND)
+        main = ticket
+        if ticket.state == State.MERGED and ticket.merged_into_id is not None:
+            main = await db.get(m.Ticket, ticket.merged_into_id) or ticket
     closed = ticket.state == State.CLOSED
     return PublicProgress(
         ticket_no=ticket.ticket_no,
-        state_label=STATE_LABELS[State(ticket.state)],
+        state_label=STATE_LABELS[State(main.state)],
         created_at=ticket.created_at,
-        dispatched_at=ticket.dispatched_at,
+        dispatched_at=main.dispatched_at,
         replied_at=ticket.replied_at,
         closed_at=ticket.closed_at,
         reply=(ticket.answer or ticket.reply) if closed else None,
+        merged=ticket.merged_into_id is not None,
     )

@@ -33,8 +33,13 @@ from pydantic import Field
 from agent_console import keys
 from agent_console.auth import record_audit
 from agent_console.desk.schemas import TicketQuery
-from agent_console.desk.view_models import TICKET_READERS, field_errors, scope_filters
-from agent_console.masking import mask_phone
+from agent_console.desk.view_models import (
+    TICKET_READERS,
+    confidential_filter,
+    field_errors,
+    scope_filters,
+)
+from agent_console.masking import caller_of
 from agent_console.roles import Role
 from agent_console.routing import Call, RouteTable
 from agent_console.schemas import Model
@@ -312,6 +317,9 @@ class TicketExport:
     def add(self, items: list[Any]) -> None:
         for t in items:
             dept = self.names.get(t.lead_department or "", t.lead_department or "")
+            caller = caller_of(
+                t.caller_phone, t.caller_name, self.role, confidential=t.confidential
+            )
             self.ws.append(
                 [
                     safe_cell(v)
@@ -324,8 +332,8 @@ class TicketExport:
                         URGENCY_LABELS.get(t.urgency, t.urgency),
                         t.category or "",
                         t.district or "",
-                        mask_phone(t.caller_phone, self.role),
-                        t.caller_name or "",
+                        caller.phone,
+                        caller.name or "",
                         t.summary,
                         dept,
                         self._local(t.due_at),
@@ -388,6 +396,7 @@ async def _fill(
                     state=q.state.value if q.state else None,
                     **scope_filters(call, q.department),
                     caller_phone=q.phone or None,
+                    confidential=confidential_filter(call, q.phone),
                     text=q.text,
                     ticket_no=q.ticket_no,
                     district=q.district,

@@ -24,6 +24,7 @@ from agent_console.desk.view_models import (
     TICKET_READERS,
     actor_of,
     audit_view,
+    confidential_filter,
     field_errors,
     local,
     may_see,
@@ -36,6 +37,7 @@ from agent_console.errors import ConsoleError, InvalidInput, NotFound, console_e
 from agent_console.roles import Role
 from agent_console.routing import Call, RouteTable, render_page
 from agent_console.schemas import Model
+from agent_console.views.callcontrol import TRANSFER_READERS, ticket_transfers
 from agent_console.views.session import next_page, see_other
 from config.errors import HotlineError
 from ivr.messages import messages_folder
@@ -44,7 +46,7 @@ from tickets import models as m
 from tickets.attachments import get_attachment
 from tickets.errors import TicketError
 from tickets.queries import list_tickets
-from tickets.services import apply
+from tickets.services import CONFIDENTIAL_LIFTERS, CONFIDENTIAL_SETTERS, apply, merge_candidates
 from tickets.states import STATE_LABELS, State
 from tickets.supervision import department_names
 from tickets.voice_messages import NO_SPEECH, TRANSCRIPTIONS, message_of
@@ -59,6 +61,9 @@ ACTION_FIELDS: dict[str, tuple[str, ...]] = {
     "approve_extension": ("until",),
 }
 DISPATCH_MODES = {"direct": "直派", "joint": "双派", "first_receiver": "首接负责"}
+MERGERS = frozenset({Role.DISPATCHER, Role.ADMIN})  # 并单 (agent_console.views.ticket_merge)
+# the states of a ticket that may take duplicates (并单 main ticket)
+MAIN_STATES = frozenset(State) - {State.CLOSED, State.WITHDRAWN, State.MERGED}
 
 
 def _day_start(value: Any, tz: ZoneInfo) -> datetime | None:
@@ -78,6 +83,7 @@ async def search(call: Call[Any], q: TicketQuery) -> TicketList:
                 state=q.state.value if q.state else None,
                 **scope_filters(call, q.department),
                 caller_phone=q.phone or None,
+                confidential=confidential_filter(call, q.phone),
                 text=q.text,
                 ticket_no=q.ticket_no,
                 district=q.district,
@@ -288,6 +294,9 @@ async def detail_context(call: Call[Any], ticket_no: str) -> dict[str, Any]:
         out = await ticket_out(call, db, ticket)
         departments = await department_names(db)
         message = await message_of(db, ticket.id) if ticket.channel == "message" else None
+        may_merge = call.role in MERGERS and State(ticket.state) in MAIN_STATES
+        candidates = await merge_candidates(db, ticket) if may_merge else []
+        transfers = await ticket_transfers(db, ticket_no) if call.role in TRANSFER_READERS else []
         await audit_view(call, db, ticket_no)
     suggestions = []
     if any(a.action == "dispatch" for a in out.actions):
@@ -313,6 +322,11 @@ async def detail_context(call: Call[Any], ticket_no: str) -> dict[str, Any]:
         "may_supervise": call.role in {Role.DISPATCHER, Role.LEADER, Role.ADMIN}
         and State(ticket.state) not in (State.CLOSED, State.WITHDRAWN),
         "may_upload": call.role == Role.HANDLER and any(a.action == "reply" for a in out.actions),
+        "may_merge": may_merge,
+        "merge_candidates": candidates,
+        "transfers": transfers,
+        "may_confide": call.role in CONFIDENTIAL_SETTERS and not out.confidential,
+        "may_lift_confidential": call.role in CONFIDENTIAL_LIFTERS and out.confidential,
     }
 
 

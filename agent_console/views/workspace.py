@@ -9,12 +9,19 @@ work as plain forms.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import Field, ValidationError
 
-from agent_console.calls import AGENT_STATE_LABELS, AgentState, screenpop_topic
+from agent_console.calls import (
+    AGENT_STATE_LABELS,
+    AgentState,
+    pause_reason,
+    screenpop_topic,
+    state_label,
+)
 from agent_console.desk.schemas import TicketCreate, TicketOut
 from agent_console.desk.services import services_of, settings_of
 from agent_console.desk.view_models import actor_of, field_errors, ticket_out
@@ -22,6 +29,7 @@ from agent_console.errors import ConsoleError, Unavailable, invalid_input
 from agent_console.roles import Role
 from agent_console.routing import Call, RouteTable, render_page
 from agent_console.schemas import Model
+from agent_console.views.callcontrol import MODE_LABELS
 from agent_console.views.session import see_other
 from agent_console.views.tickets import status_of
 from tickets import models as m
@@ -50,12 +58,19 @@ KINDS = ("咨询", "求助", "投诉", "举报", "建议", "表扬")
 URGENCIES = {"normal": "一般", "urgent": "紧急", "very_urgent": "特急"}
 
 
+PAUSE_REASON = Field(
+    default="", max_length=16, description="示忙原因（console.pause_reasons 之一；仅示忙）"
+)
+
+
 class AgentStateIn(Model):
     state: AgentState = Field(description="ready 示闲 / paused 示忙 / wrap_up 话后整理")
+    reason: str = PAUSE_REASON
 
 
 class AgentStateOut(Model):
     state: AgentState
+    reason: str = Field(description="示忙原因；其他状态为空")
     label: str
     interface: str
 
@@ -89,11 +104,15 @@ class SuggestionList(Model):
     suggestions: list[SuggestionOut]
 
 
-async def set_state(call: Call[Any], state: AgentState) -> AgentStateOut:
+async def set_state(call: Call[Any], state: AgentState, reason: str) -> AgentStateOut:
+    """The agent's status to the queue: 示忙 with one of the centre's reasons (422 otherwise)."""
+    reason = pause_reason(state, reason, settings_of(call.app).console.pause_reasons)
     services = services_of(call.app)
     interface = services.agent_interface(call.user.username)
-    await services.call_control.set_agent_state(interface, state)
-    return AgentStateOut(state=state, label=AGENT_STATE_LABELS[state], interface=interface)
+    await services.call_control.set_agent_state(interface, state, reason)
+    return AgentStateOut(
+        state=state, reason=reason, label=state_label(state, reason), interface=interface
+    )
 
 
 async def file_ticket(call: Call[Any], body: TicketCreate) -> Any:
@@ -135,10 +154,10 @@ async def suggestions(call: Call[Any], text: str, district: str | None) -> Sugge
     roles=AGENTS,
     request=AgentStateIn,
     response=AgentStateOut,
-    errors=(503,),
+    errors=(422, 503),
 )
 async def workspace_api_state(call: Call[AgentStateIn]) -> AgentStateOut:
-    return await set_state(call, call.body.state)
+    return await set_state(call, call.body.state, call.body.reason)
 
 
 @routes.api(
@@ -195,6 +214,7 @@ async def suggestions_api(call: Call[None]) -> SuggestionList:
 
 class StateForm(Model):
     state: AgentState
+    reason: str = PAUSE_REASON
 
 
 class IntakeForm(Model):
@@ -213,13 +233,28 @@ class IntakeForm(Model):
     transcript: str = Field(default="", max_length=200_000)
     call_id: str = Field(default="", max_length=2000)
     answer: str = Field(default="", max_length=200_000)
+    confidential: str = Field(default="", max_length=8)  # a checkbox: "on" when ticked (保密)
 
     def as_create(self) -> TicketCreate:
         data = {k: v for k, v in self.model_dump().items() if v != ""}
+        data["confidential"] = bool(self.confidential)
         try:
             return TicketCreate.model_validate(data)
         except ValidationError as exc:
             raise invalid_input(exc) from None
+
+
+def current_state(call: Call[Any]) -> tuple[str, str]:
+    """The status the last status form set (the redirect's query): its value and label; empty if none."""
+    query = call.request.query
+    try:
+        form = StateForm.model_validate(
+            {"state": query.get("state"), "reason": query.get("reason", "")}
+        )
+        reason = pause_reason(form.state, form.reason, settings_of(call.app).console.pause_reasons)
+    except (ValidationError, ConsoleError):
+        return "", ""
+    return form.state, state_label(form.state, reason)
 
 
 async def _workspace(
@@ -232,13 +267,16 @@ async def _workspace(
             answer = await services_of(call.app).ask(q)
         except Unavailable as exc:
             knowledge_error = exc.message
+    state, label = current_state(call)
     context = {
         "channels": CHANNELS,
         "kinds": KINDS,
         "urgencies": URGENCIES,
         "categories": load_categories().paths(),
         "states": AGENT_STATE_LABELS,
-        "current_state": call.request.query.get("state", ""),
+        "pause_reasons": settings_of(call.app).console.pause_reasons,
+        "current_state": state,
+        "current_label": label,
         "topic": screenpop_topic(call.user.username),
         "form": call.form,
         "error": error,
@@ -248,6 +286,9 @@ async def _workspace(
         "knowledge_error": knowledge_error,
         "state_error": call.request.query.get("state_error", ""),
         "tz": ZoneInfo(settings_of(call.app).timezone),
+        # the browser softphone, for agents given a WebRTC extension ([softphone.extensions])
+        "softphone_extension": settings_of(call.app).softphone.extensions.get(call.user.username),
+        "transfer_modes": MODE_LABELS,  # the transfer buttons beside the softphone (_transfer.html)
     }
     return render_page(call, "workspace.html", context, status=status)
 
@@ -272,10 +313,11 @@ async def workspace_state(call: Call[StateForm]) -> web.Response:
     if call.invalid is not None:
         return await _workspace(call, error=call.invalid.message, status=call.invalid.status)
     try:
-        await set_state(call, call.body.state)
-    except Unavailable as exc:
+        out = await set_state(call, call.body.state, call.body.reason)
+    except ConsoleError as exc:
         return await _workspace(call, error=exc.message, status=exc.status)
-    return see_other(f"/workspace?state={call.body.state}")
+    shown = {"state": out.state} | ({"reason": out.reason} if out.reason else {})
+    return see_other(f"/workspace?{urlencode(shown)}")
 
 
 @routes.page(

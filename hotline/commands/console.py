@@ -1,8 +1,11 @@
-"""`hotline console [--host H] [--port P]` and `hotline console install-assets`: the web console."""
+"""`hotline console [--host H] [--port P]` and `hotline console install-assets`: the web console. Several
+console workers may share one PostgreSQL (live events through its hub; the warning scans and the pruning of
+the citizens' API records run in one of them at a time)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from typing import TYPE_CHECKING
@@ -31,16 +34,31 @@ async def _app(settings: Settings) -> web.Application:
     from agent_console.app import create_app
     from hotline.db import make_engine, make_sessionmaker
     from hotline.runtime import ensure_schema
+    from hotline.wiring import build_hub, console_jobs, start_jobs
 
     engine = make_engine(
         settings.database.url, echo=settings.database.echo, pool_size=settings.database.pool_size
     )
     await ensure_schema(engine)
 
+    sessionmaker = make_sessionmaker(engine)
+    hub = build_hub(settings, sessionmaker)  # PostgreSQL: every process's events on this /ws
+    stop, jobs = asyncio.Event(), []  # warning scans and pruning: one console worker runs each
+
+    async def start(_app: web.Application) -> None:
+        await hub.start()
+        jobs.extend(start_jobs(settings, console_jobs(settings, sessionmaker, stop)))
+
     async def dispose(_app: web.Application) -> None:
+        stop.set()
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+        await hub.close()
         await engine.dispose()
 
-    app = create_app(settings, make_sessionmaker(engine))
+    app = create_app(settings, sessionmaker, hub=hub)
+    app.on_startup.append(start)
     app.on_cleanup.append(dispose)
     return app
 

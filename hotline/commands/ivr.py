@@ -1,9 +1,13 @@
-"""`hotline ivr` runs the AMI controller alone."""
+"""`hotline ivr` runs the AMI controller alone, with what hangs on it: call-backs (回访 and missed calls, rung by
+one process on the database), voice messages filed as tickets, and the console feed (screen pops and the live
+queue, which reach the console workers through the PostgreSQL hub)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from datetime import UTC, datetime
+from functools import partial
 
 from config import Settings
 
@@ -20,8 +24,21 @@ def _run(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 async def _serve(settings: Settings) -> int:
+    from agent_console.softphone import AgentInterfaces
     from hotline.runtime import database, until_signalled
-    from hotline.wiring import Telephony, message_filer, subscribe
+    from hotline.wiring import (
+        ConsoleFeed,
+        Telephony,
+        blocklist_agi,
+        build_hub,
+        callback_schedulers,
+        message_filer,
+        start_jobs,
+        start_telephony,
+        stop_telephony,
+        subscribe,
+        telephony_jobs,
+    )
     from ivr.controller import build_controller, resolve_ami_credentials
 
     resolve_ami_credentials(
@@ -32,13 +49,30 @@ async def _serve(settings: Settings) -> int:
         filer = message_filer(
             controller, sessionmaker, settings
         )  # voice messages (留言) become tickets
-        subscribe(Telephony(controller, messages=filer))
-        await controller.start()
-        sweep = asyncio.create_task(filer.run(), name="message-sweep")
+        hub = build_hub(settings, sessionmaker)
+        telephony = Telephony(
+            controller,
+            callback_schedulers(settings, sessionmaker, controller),
+            ConsoleFeed(
+                controller,
+                hub,
+                sessionmaker,
+                AgentInterfaces(settings).username,
+                partial(datetime.now, UTC),
+            ),
+            messages=filer,
+            blocklist=blocklist_agi(settings, sessionmaker),
+        )
+        subscribe(telephony)
+        await start_telephony(telephony)
+        await hub.start()
+        jobs = start_jobs(settings, telephony_jobs(telephony))
         try:
             await until_signalled()
         finally:
-            sweep.cancel()
-            await asyncio.gather(sweep, return_exceptions=True)
-            await controller.stop()
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+            await stop_telephony(telephony)
+            await hub.close()
     return 0

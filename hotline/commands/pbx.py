@@ -80,8 +80,16 @@ def _print_info(info: PbxInfo) -> None:
     print(json.dumps({"running": True, **info.to_dict()}, ensure_ascii=False, indent=2))
 
 
+def _local_pbx(settings: Settings) -> LocalPbx:
+    """The local PBX, its prompts spoken by the bot's voice."""
+    from hotline.wiring import prompt_voice  # loads the whole service: only when the PBX starts
+
+    return LocalPbx(settings, voice=prompt_voice(settings))
+
+
 def _start(settings: Settings, args: argparse.Namespace) -> int:
-    _print_info(LocalPbx(settings).start(audiosocket_port=args.audiosocket_port))
+    pbx = _local_pbx(settings)
+    _print_info(pbx.start(audiosocket_port=args.audiosocket_port))
     return 0
 
 
@@ -101,7 +109,7 @@ def _status(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _restart(settings: Settings, _args: argparse.Namespace) -> int:
-    _print_info(LocalPbx(settings).restart())
+    _print_info(_local_pbx(settings).restart())
     return 0
 
 

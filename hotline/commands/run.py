@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from config import Settings, config_path
@@ -53,9 +52,14 @@ async def prepare_data(settings: Settings, sessionmaker: async_sessionmaker[Asyn
 
 async def _serve(settings: Settings, *, start_pbx: bool) -> int:
     from hotline.runtime import database
+    from hotline.wiring import prompt_voice
     from ivr.pbx.harness import LocalPbx
 
-    pbx = LocalPbx(settings) if start_pbx and not settings.ami.username else None
+    pbx = (
+        LocalPbx(settings, voice=prompt_voice(settings))
+        if start_pbx and not settings.ami.username
+        else None
+    )
     ours = pbx is not None and pbx.status() is None  # stop at the end only a PBX this run started
     if pbx is not None:
         info = await asyncio.to_thread(pbx.start, audiosocket_port=settings.asr.audiosocket.port)
@@ -75,38 +79,36 @@ async def _serve(settings: Settings, *, start_pbx: bool) -> int:
 async def _run_services(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     from aiohttp import web
 
-    from agent_console.public_limits import run_public_pruning
     from agent_console.security import warn_if_plain_http
     from hotline.runtime import until_signalled
-    from hotline.wiring import build_services, subscribe
-    from tickets.warnings import run_warning_scans
+    from hotline.wiring import (
+        build_services,
+        console_jobs,
+        start_jobs,
+        start_telephony,
+        stop_telephony,
+        subscribe,
+        telephony_jobs,
+    )
 
     services = await build_services(settings, sessionmaker)
     subscribe(services.telephony)
-    controller, bot = services.telephony.controller, services.bot
+    bot = services.bot
 
     runner = web.AppRunner(services.app, access_log=None)
     await runner.setup()
     stop = asyncio.Event()
-    await controller.start()
+    await start_telephony(services.telephony)  # the controller and the blocklist's FastAGI
     await bot.start()
     await web.TCPSite(runner, settings.console.host, settings.console.port).start()
+    await services.hub.start()
     background = [
-        *(
-            asyncio.create_task(s.run(), name=f"callbacks-{s.job.kind}")
-            for s in services.telephony.schedulers
-        ),
         asyncio.create_task(services.transcriber.run(), name="message-transcription"),
-        asyncio.create_task(run_warning_scans(sessionmaker, settings, stop), name="warnings"),
-        asyncio.create_task(
-            run_public_pruning(sessionmaker, settings, stop, lambda: datetime.now(UTC)),
-            name="public-pruning",
+        *start_jobs(
+            settings,
+            telephony_jobs(services.telephony) | console_jobs(settings, sessionmaker, stop),
         ),
     ]
-    if services.telephony.messages is not None:
-        background.append(
-            asyncio.create_task(services.telephony.messages.run(), name="message-sweep")
-        )
     log.info(
         "12345 hotline running: console http://%s:%d/, bot on %s:%d",
         settings.console.host,
@@ -124,4 +126,5 @@ async def _run_services(settings: Settings, sessionmaker: async_sessionmaker[Asy
         await asyncio.gather(*background, return_exceptions=True)
         await runner.cleanup()
         await bot.close()
-        await controller.stop()
+        await stop_telephony(services.telephony)
+        await services.hub.close()

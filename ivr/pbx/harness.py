@@ -22,9 +22,21 @@ from config import Settings
 from ivr.pbx.errors import PbxError
 from ivr.pbx.filelock import locked
 from ivr.pbx.mirror import debian_mirror
-from ivr.pbx.prompts import hold_sound, install_prompts
-from ivr.pbx.render import CARRIER_USERNAME, RenderValues, message_values, render_all, write_private
+from ivr.pbx.prompts import PromptVoice, hold_sound, install_prompts
+from ivr.pbx.render import (
+    CARRIER_USERNAME,
+    DTLS_CERT_FILE,
+    DTLS_KEY_FILE,
+    RenderValues,
+    SoftphoneValues,
+    blocklist_agi_url,
+    message_values,
+    render_all,
+    softphone_values,
+    write_private,
+)
 from ivr.pbx.rootfs import ensure_root, root_path
+from ivr.pbx.webrtc import make_dtls_certificate
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +72,11 @@ class PbxInfo:
         ""  # the simulated carrier trunk (load tests): calls 12345 with any caller number
     )
     carrier_password: str = ""
+    # browser softphones: SIP over WebSocket port, WebRTC extension → SIP password, the admins' test phone
+    ws_port: int = 0
+    webrtc_agents: dict[str, str] = field(default_factory=dict)
+    test_phone_number: str = ""
+    test_phone_password: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -133,10 +150,18 @@ def _asterisk_ids(root: Path) -> tuple[int, int]:
 
 
 class LocalPbx:
-    """Build, start, inspect and stop the local Asterisk kept in *cache_dir* (default settings.pbx.cache_dir)."""
+    """Build, start, inspect and stop the local Asterisk kept in *cache_dir* (default settings.pbx.cache_dir);
+    its prompts are spoken by *voice* (default: espeak-ng, see :mod:`ivr.pbx.prompts`)."""
 
-    def __init__(self, settings: Settings, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        cache_dir: Path | None = None,
+        *,
+        voice: PromptVoice | None = None,
+    ) -> None:
         self.settings = settings
+        self.voice = voice
         self.cache_dir = Path(cache_dir or settings.pbx.cache_dir).resolve()
         self.root = root_path(self.cache_dir)
         self.info_file = self.cache_dir / "pbx.json"
@@ -192,6 +217,10 @@ class LocalPbx:
                 self.cache_dir, self.settings.pbx.suite, debian_mirror(self.settings.pbx.mirror)
             )
         self._prepare()
+        uid, gid = _asterisk_ids(self.root)
+        make_dtls_certificate(
+            self.root / DTLS_CERT_FILE[1:], self.root / DTLS_KEY_FILE[1:], (uid, gid)
+        )
         self._write_config(values)
         pid = self._spawn()
         try:
@@ -214,6 +243,10 @@ class LocalPbx:
             log_file=self.log_file,
             carrier_username=values.carrier_username,
             carrier_password=values.carrier_password,
+            ws_port=values.ws_port,
+            webrtc_agents=values.webrtc_agents,
+            test_phone_number=values.test_phone_number,
+            test_phone_password=values.test_phone_password,
         )
         self._write_info(info)
         log.info("local PBX running, pid %d, AMI %s:%d", pid, info.ami_host, info.ami_port)
@@ -249,7 +282,8 @@ class LocalPbx:
                 "prompts": self.root / SOUNDS,
                 "zh": self.root / ZH,
                 "digits": self.root / ZH / "digits",
-            }
+            },
+            voice=self.voice,
         )
         hold = self.root / MOH / "hold.wav"
         if not hold.is_file():
@@ -365,7 +399,20 @@ class LocalPbx:
             carrier_username=info.carrier_username or CARRIER_USERNAME,
             carrier_password=info.carrier_password or secrets.token_urlsafe(12),
             **message_values(self.settings),
+            blocklist_agi=blocklist_agi_url(self.settings),
+            **self._softphone_values_of(info),
         )
+
+    def _softphone_values_of(self, info: PbxInfo) -> SoftphoneValues:
+        """The running instance's softphone values; fresh ones for an instance started before softphones."""
+        if not info.webrtc_agents or not info.test_phone_password:
+            return softphone_values(self.settings)
+        return {
+            "ws_port": info.ws_port,
+            "webrtc_agents": info.webrtc_agents,
+            "test_phone_number": info.test_phone_number,
+            "test_phone_password": info.test_phone_password,
+        }
 
     def _retarget_bot(self, info: PbxInfo, audiosocket_port: int) -> PbxInfo:
         self._write_config(self._values_of(info, audiosocket_port))

@@ -1,7 +1,10 @@
-"""Chinese IVR prompts: text from config/asterisk/prompts.toml, voice from espeak-ng, 8 kHz WAV for Asterisk.
+"""Chinese IVR prompts: text from config/asterisk/prompts.toml, 8 kHz WAV for Asterisk.
 
-Files are re-synthesised only when the text file changed (a stamp holds its hash). Also makes the
-hold sound of the ``hotline`` music class and converts caller audio for emulated calls.
+The voice is given by whoever starts the PBX (:class:`PromptVoice`: ``hotline run`` and ``hotline pbx start``
+pass the bot's voice, so a caller hears one voice from the greeting to the answer); without one, espeak-ng
+with the file's ``voice`` and ``speed``. Files are re-synthesised only when the text file or the voice
+changed (a stamp holds their hash). Also makes the hold sound of the ``hotline`` music class and converts
+caller audio for emulated calls.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ import hashlib
 import shutil
 import subprocess
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from config.settings import config_path
@@ -62,6 +66,21 @@ def to_asterisk_wav(source: Path, target: Path) -> None:
     tmp.replace(target)
 
 
+@dataclass(frozen=True)
+class PromptVoice:
+    """Who speaks the prompts: ``name`` names everything that changes the sound (a new name re-synthesises
+    them), ``speak`` writes one text as an 8 kHz mono 16-bit WAV file."""
+
+    name: str
+    speak: Callable[[str, Path], None]
+
+
+def espeak_voice(voice: str, speed: int) -> PromptVoice:
+    return PromptVoice(
+        f"espeak-ng/{voice}/{speed}", lambda text, target: synthesise(text, voice, speed, target)
+    )
+
+
 def synthesise(text: str, voice: str, speed: int, target: Path) -> None:
     """One prompt with espeak-ng, resampled to 8 kHz."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -106,20 +125,26 @@ def hold_sound(target: Path) -> None:
     )
 
 
-def install_prompts(folders: Mapping[str, Path], prompts_file: Path = PROMPTS_FILE) -> int:
-    """Synthesise each table of *prompts_file* named in *folders* into its folder, unless already done for
-    this text (a stamp in the first folder holds its hash); returns the number of files written."""
+def install_prompts(
+    folders: Mapping[str, Path],
+    prompts_file: Path = PROMPTS_FILE,
+    voice: PromptVoice | None = None,
+) -> int:
+    """Synthesise each table of *prompts_file* named in *folders* into its folder with *voice* (default:
+    espeak-ng as the file says), unless already done for this text and voice (a stamp in the first folder
+    holds their hash); returns the number of files written."""
     text = prompts_file.read_bytes()
-    digest = hashlib.sha256(text).hexdigest()
+    data = tomllib.loads(text.decode("utf-8"))
+    if voice is None:
+        voice = espeak_voice(str(data.get("voice", "cmn")), int(data.get("speed", 150)))
+    digest = hashlib.sha256(text + b"\0" + voice.name.encode()).hexdigest()
     stamp = next(iter(folders.values())) / STAMP
     if stamp.is_file() and stamp.read_text().strip() == digest:
         return 0
-    data = tomllib.loads(text.decode("utf-8"))
-    voice, speed = str(data.get("voice", "cmn")), int(data.get("speed", 150))
     written = 0
     for table, folder in folders.items():
         for name, words in data.get(table, {}).items():
-            synthesise(str(words), voice, speed, folder / f"{name}.wav")
+            voice.speak(str(words), folder / f"{name}.wav")
             written += 1
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(digest + "\n")

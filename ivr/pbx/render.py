@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import jinja2
 
@@ -25,6 +25,9 @@ from ivr.pbx.errors import PbxError
 TEMPLATE_DIR = config_path("asterisk")
 AMI_USERNAME = "hotline"
 CARRIER_USERNAME = "carrier-sim"  # the simulated carrier trunk of the load tests (pjsip.conf)
+# The DTLS certificate of the WebRTC softphones, made at every start (paths inside the root: Asterisk's key dir).
+DTLS_CERT_FILE = "/var/lib/asterisk/keys/webrtc.crt"
+DTLS_KEY_FILE = "/var/lib/asterisk/keys/webrtc.key"
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,15 @@ class RenderValues:
     message_max_s: int = 120  # voice messages (留言): settings.message
     message_silence_s: int = 5
     message_readback_wait_s: int = 10
+    # the controller's blocklist FastAGI (blocklist_agi_url)
+    blocklist_agi: str = "agi://127.0.0.1:15073/blocklist"
+    # browser softphones (settings.softphone): SIP over WebSocket, WebRTC extension → SIP password
+    ws_port: int = 15088
+    webrtc_agents: dict[str, str] = field(default_factory=dict)
+    test_phone_number: str = "13800012345"
+    test_phone_password: str = ""
+    dtls_cert_file: str = DTLS_CERT_FILE
+    dtls_key_file: str = DTLS_KEY_FILE
 
     @classmethod
     def generate(cls, settings: Settings, *, audiosocket_port: int | None = None) -> RenderValues:
@@ -69,13 +81,28 @@ class RenderValues:
             carrier_username=CARRIER_USERNAME,
             carrier_password=secrets.token_urlsafe(12),
             **message_values(settings),
+            blocklist_agi=blocklist_agi_url(settings),
+            **softphone_values(settings),
         )
 
     def as_context(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
-def message_values(settings: Settings) -> dict[str, int]:
+class MessageValues(TypedDict):
+    message_max_s: int
+    message_silence_s: int
+    message_readback_wait_s: int
+
+
+class SoftphoneValues(TypedDict):
+    ws_port: int
+    webrtc_agents: dict[str, str]
+    test_phone_number: str
+    test_phone_password: str
+
+
+def message_values(settings: Settings) -> MessageValues:
     """The voice-message (留言) limits of the dialplan's [globals]."""
     msg = settings.message
     return {
@@ -83,6 +110,23 @@ def message_values(settings: Settings) -> dict[str, int]:
         "message_silence_s": msg.silence_s,
         "message_readback_wait_s": msg.readback_wait_s,
     }
+
+
+def softphone_values(settings: Settings) -> SoftphoneValues:
+    """The WebRTC softphones' port, extensions and test phone, with passwords fresh for this start."""
+    phone = settings.softphone
+    extensions = range(phone.extension_first, phone.extension_first + phone.extension_count)
+    return {
+        "ws_port": phone.ws_port,
+        "webrtc_agents": {str(ext): secrets.token_urlsafe(18) for ext in extensions},
+        "test_phone_number": phone.test_phone_number,
+        "test_phone_password": secrets.token_urlsafe(18),
+    }
+
+
+def blocklist_agi_url(settings: Settings) -> str:
+    """Where the dialplan asks the controller's blocklist (FastAGI): the PBX's own host, the configured port."""
+    return f"agi://{settings.pbx.host}:{settings.blocklist.agi_port}/blocklist"
 
 
 def template_names(template_dir: Path = TEMPLATE_DIR) -> list[str]:
@@ -97,6 +141,17 @@ def _check(values: Mapping[str, Any]) -> None:
     for ext, password in dict(values.get("agents", {})).items():
         if not str(password).strip():
             raise PbxError("pbx.empty_secret", f"分机 {ext} 的 SIP 密码为空，拒绝生成配置")
+    webrtc = dict(values.get("webrtc_agents", {}))
+    clash = webrtc.keys() & dict(values.get("agents", {})).keys()
+    if clash:
+        raise PbxError(
+            "pbx.extension_clash", f"浏览器软电话分机与坐席分机重复：{', '.join(sorted(clash))}"
+        )
+    for ext, password in webrtc.items():
+        if not str(password).strip():
+            raise PbxError("pbx.empty_secret", f"软电话分机 {ext} 的 SIP 密码为空，拒绝生成配置")
+    if not str(values.get("test_phone_password", "")).strip():
+        raise PbxError("pbx.empty_secret", "测试电话的 SIP 密码为空，拒绝生成配置")
     if not str(values.get("carrier_password", "")).strip():
         raise PbxError("pbx.empty_secret", "模拟运营商中继的 SIP 密码为空，拒绝生成配置")
     if values.get("rtp_start", 0) > values.get("rtp_end", 0):

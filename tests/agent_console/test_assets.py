@@ -9,6 +9,7 @@ import pytest
 from agent_console.assets import (
     STAMP_NAME,
     VENDOR_FILES,
+    VENDOR_TREES,
     AssetsError,
     _fingerprint,
     install_assets,
@@ -32,6 +33,8 @@ def test_second_run_does_nothing(tmp_path: Path) -> None:
     vendor.mkdir()
     for name in VENDOR_FILES.values():
         (vendor / name).write_text("// built")
+    for name in VENDOR_TREES.values():
+        (vendor / name).mkdir()
     (vendor / STAMP_NAME).write_text(_fingerprint(front))
     assert install_assets(front, vendor, npm="/nonexistent/npm", say=lambda _: None) is False
     (front / "package.json").write_text(
@@ -55,3 +58,16 @@ async def test_installed_echarts_is_served_by_the_console(console: Console) -> N
     assert (
         len(await resp.text()) > 500_000
     )  # the body is kept; read() refuses after the connection is released
+
+
+async def test_installed_sip_js_is_served_as_es_modules(console: Console) -> None:
+    if not is_installed():
+        missing("front-end assets not installed (run `hotline console install-assets`)")
+    browser = console.browser()
+    index = await browser.request("GET", "/static/vendor/sip.js/index.js")
+    assert index.status == 200 and index.content_type == "application/javascript"
+    assert 'from "./api/index.js"' in await index.text()  # its imports resolve beside it
+    web = await browser.request("GET", "/static/vendor/sip.js/platform/web/index.js")
+    assert web.status == 200
+    typings = await browser.request("GET", "/static/vendor/sip.js/index.d.ts")
+    assert typings.status == 404  # only the JavaScript is copied

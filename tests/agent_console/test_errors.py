@@ -61,6 +61,7 @@ def test_every_listed_code_reads_area_dot_reason_and_is_in_the_openapi_document(
     ]["properties"]["code"]
     assert prop["pattern"] == ERROR_CODE_PATTERN and set(prop["examples"]) == codes
     not_found = (
-        "console.not_found、kb.miss_not_found、kb.not_found、leader.not_found、ticket.not_found"
+        "blocklist.not_found、console.not_found、kb.miss_not_found、kb.not_found、leader.not_found、"
+        "ticket.not_found"
     )
     assert f"404：{not_found}" in prop["description"]

@@ -11,11 +11,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from agent_console.app import FEATURES, create_app
-from agent_console.roles import Role
+from agent_console.roles import ROLE_LABELS, Role
 from agent_console.routing import PUBLIC, Route, RouteRegistry
 from agent_console.security import LOGIN_CSRF_COOKIE
 from tests.agent_console.harness import Browser, Console, console_settings
+from tests.agent_console.tickets_support import PHONE, act, draft, json_of
 from tests.conftest import SQLITE_ONLY
+from tickets import states
 
 ROUTES = RouteRegistry.of(FEATURES).routes
 PUBLIC_ROUTES = {
@@ -99,3 +101,24 @@ async def test_unregistered_routes_are_refused(settings, sessionmaker) -> None: 
         resp = await client.get("/sneaky")
         assert resp.status == 403
         assert "无权访问" in await resp.text()
+
+
+def test_every_console_role_is_a_role_of_the_ticket_domain() -> None:
+    """The ticket services judge and label every console user's actions (audit trail, refusals)."""
+    for role in Role:
+        assert states.ROLE_LABELS[states.Role(role.value)] == ROLE_LABELS[role]
+
+
+async def test_a_supervisor_reads_tickets_like_a_leader_and_acts_on_none(desk: Console) -> None:
+    agent, supervisor = await desk.logged_in("agent"), await desk.logged_in("supervisor")
+    t = await json_of(agent, "POST", "/api/v1/console/tickets", draft(), 201)
+    seen = await json_of(supervisor, "GET", f"/api/v1/console/tickets/{t['ticket_no']}")
+    assert seen["caller_phone"] != PHONE and seen["caller_phone"].endswith(PHONE[-4:])
+    assert seen["actions"] == []
+    listed = await json_of(supervisor, "GET", "/api/v1/console/tickets")
+    assert [x["ticket_no"] for x in listed["tickets"]] == [t["ticket_no"]]
+    refused = await act(supervisor, t, "review", status=403)
+    assert refused["error"]["code"] == "ticket.role_forbidden"
+    assert refused["error"]["message"].startswith("班长无权执行")
+    page = await supervisor.request("GET", f"/tickets/{t['ticket_no']}")
+    assert page.status == 200

@@ -13,15 +13,52 @@ from tests.agent_console.tickets_support import PHONE, draft, json_of, recording
 
 async def test_status_buttons_pause_the_agents_queue_membership(desk: Console) -> None:
     agent = await desk.logged_in("agent")
-    out = await json_of(agent, "POST", "/api/v1/console/workspace/state", {"state": "paused"})
-    assert out == {"state": "paused", "label": "示忙", "interface": "PJSIP/agent"}
+    body = {"state": "paused", "reason": "培训"}
+    out = await json_of(agent, "POST", "/api/v1/console/workspace/state", body)
+    assert out == {
+        "state": "paused",
+        "reason": "培训",
+        "label": "示忙（培训）",
+        "interface": "PJSIP/agent",
+    }
     form = await agent.request(
         "POST", "/workspace/state", data={"state": "ready", "csrf_token": await agent.csrf()}
     )
     assert form.status == 303 and form.headers["Location"] == "/workspace?state=ready"
-    assert desk.control.states == [("PJSIP/agent", "paused"), ("PJSIP/agent", "ready")]  # type: ignore[attr-defined]
+    assert desk.control.states == [("PJSIP/agent", "paused", "培训"), ("PJSIP/agent", "ready", "")]  # type: ignore[attr-defined]
     bad = await agent.write("POST", "/api/v1/console/workspace/state", {"state": "asleep"})
     assert bad.status == 422
+
+
+async def test_pause_offers_the_centres_reasons_and_refuses_any_other(desk: Console) -> None:
+    agent = await desk.logged_in("agent")
+    page = await (await agent.request("GET", "/workspace")).text()
+    assert re.findall(r'<select name="reason".*?</select>', page)[0].count("<option>") == 5
+    for body in (
+        {"state": "paused", "reason": "打游戏"},
+        {"state": "paused"},
+        {"state": "ready", "reason": "休息"},
+    ):
+        resp = await agent.write("POST", "/api/v1/console/workspace/state", body)
+        error = (await resp.json())["error"]
+        assert resp.status == 422 and error["code"] == "console.unknown_pause_reason", body
+        assert error["details"][0]["field"] == "reason"
+    refused = await agent.request(
+        "POST",
+        "/workspace/state",
+        data={"state": "paused", "reason": "<b>x</b>", "csrf_token": await agent.csrf()},
+    )
+    assert refused.status == 422
+    assert "示忙原因只能是：休息、培训、会议、用餐、其他" in await refused.text()
+    form = await agent.request(
+        "POST",
+        "/workspace/state",
+        data={"state": "paused", "reason": "用餐", "csrf_token": await agent.csrf()},
+    )
+    assert form.status == 303
+    shown = await (await agent.request("GET", form.headers["Location"])).text()
+    assert '<strong id="current-state">示忙（用餐）</strong>' in shown
+    assert desk.control.states == [("PJSIP/agent", "paused", "用餐")]  # type: ignore[attr-defined]
 
 
 async def test_status_without_telephony_is_a_clear_503(console: Console) -> None:

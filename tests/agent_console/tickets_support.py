@@ -42,11 +42,11 @@ class RecordingCallControl:
     """Stands in for the AMI controller (wired only by `hotline run`): records each request."""
 
     def __init__(self) -> None:
-        self.states: list[tuple[str, AgentState]] = []
+        self.states: list[tuple[str, AgentState, str]] = []
         self.callbacks: list[str] = []
 
-    async def set_agent_state(self, interface: str, state: AgentState) -> None:
-        self.states.append((interface, state))
+    async def set_agent_state(self, interface: str, state: AgentState, reason: str = "") -> None:
+        self.states.append((interface, state, reason))
 
     async def start_callback(self, ticket_no: str) -> None:
         self.callbacks.append(ticket_no)

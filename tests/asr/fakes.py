@@ -96,13 +96,18 @@ class FakeDesk:
     def __init__(self, *, tickets_down: bool = False) -> None:
         self.tickets_down = tickets_down
         self.misses: list[str] = []
+        self.miss_log: list[tuple[str, int | None, str]] = []  # (text, best entry, reason)
         self.tickets: list[Intake] = []
 
-    async def ask(self, text: str) -> Answer:
+    async def ask(self, text: str, context: Answer | None = None) -> Answer:
         return NO_ANSWER
+
+    async def send_answer(self, phone: str, answer: Answer) -> None:
+        raise AssertionError("no SMS sender")
 
     async def record_miss(self, text: str, answer: Answer, reason: str) -> None:
         self.misses.append(text)
+        self.miss_log.append((text, answer.answer_id, reason))
 
     async def close_instant(self, intake: Intake, answer: Answer) -> str:
         raise AssertionError("nothing was answered")
@@ -112,6 +117,38 @@ class FakeDesk:
             raise ConnectionError("ticket services unavailable")
         self.tickets.append(intake)
         return f"12345-20250303-{len(self.tickets):05d}"
+
+
+class ScriptedLine(FakeLine):
+    """A caller who follows a script: each step says a sentence (one frame; give the recogniser the same
+    sentences) or presses a key (:class:`Dtmf`), once the bot has reached the step's mark (its ``trace``
+    marks: ``answer``, ``clarify``, ``ask_phone`` …; the n-th step waiting for a mark waits for its n-th time;
+    None: at once). Then the caller stays on."""
+
+    def __init__(self, *steps: tuple[str | None, str | Dtmf]) -> None:
+        super().__init__(0, hang_up=False, connected=True)
+        self.steps = steps
+        self.marks: list[str] = []
+        self._marked = asyncio.Event()
+
+    def asked_for_number(self, call_id: str, mark: str, when: float) -> None:
+        self.marks.append(mark)
+        self._marked.set()
+
+    async def events(self) -> AsyncIterator[Audio | Dtmf]:
+        waited: dict[str, int] = {}
+        for mark, item in self.steps:
+            if mark is not None:
+                waited[mark] = waited.get(mark, 0) + 1
+                while self.marks.count(mark) < waited[mark]:
+                    self._marked.clear()
+                    await self._marked.wait()
+            yield item if isinstance(item, Dtmf) else Audio(b"\0" * FRAME_BYTES)
+        await asyncio.Event().wait()
+
+    def said(self) -> list[str]:
+        """What the caller says, in order (for :class:`FakeRecogniser`)."""
+        return [item for _, item in self.steps if isinstance(item, str)]
 
 
 def fake_dialogue(

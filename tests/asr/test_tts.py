@@ -1,4 +1,5 @@
-"""Text to speech: espeak-ng Mandarin at 8 kHz, the disk cache, digit-by-digit ticket numbers."""
+"""Text to speech: espeak-ng Mandarin at 8 kHz, the disk cache per sentence, speech clause by clause,
+digit-by-digit ticket numbers."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +16,19 @@ import pytest
 from asr import audio
 from asr.audiosocket_client import AudioSocketClient
 from asr.audiosocket_server import AudioSocketServer, AudioSocketSession
-from asr.tts import CachedTts, EspeakNg, TtsError, build_tts, digits_for_speech
+from asr.dialogue import Dialogue, DialogueConfig
+from asr.prompts import load_prompts
+from asr.tts import (
+    CachedTts,
+    EspeakNg,
+    TtsError,
+    build_tts,
+    digits_for_speech,
+    speak_sentences,
+    split_sentences,
+)
 from config import Settings
-from tests.asr.fakes import any_port
+from tests.asr.fakes import FakeDesk, FakeLine, FakeRecogniser, any_port
 
 GREETING = "您好，这里是12345市民服务热线，请问有什么可以帮您？"
 
@@ -74,7 +86,96 @@ def test_second_request_comes_from_the_cache_without_a_subprocess(
     assert tts.synthesize(f"  {GREETING}\n") == first  # surrounding whitespace is not a new text
     restarted = CachedTts(tts.engine, tts.cache_dir)  # another worker, or after a restart
     assert restarted.synthesize(GREETING) == first
-    assert tts.syntheses == 1 and restarted.syntheses == 0
+    assert tts.syntheses == len(split_sentences(GREETING)) == 2 and restarted.syntheses == 0
+
+
+def test_a_sentence_said_again_in_another_text_comes_from_the_cache(tts: CachedTts) -> None:
+    tts.synthesize("请问解决您的问题了吗？没有解决请按二。")
+    assert tts.syntheses == 2  # one per sentence
+    tts.synthesize("请问解决您的问题了吗？解决了请按一。")
+    assert tts.syntheses == 3  # only the new sentence was synthesised
+
+
+def test_texts_are_cut_at_clause_and_sentence_ends_and_short_clauses_stay_joined() -> None:
+    greeting = (
+        "您好，这里是幺二三四五智能助手，请简要说出您要咨询的问题。说“人工”或按零转人工服务。"
+    )
+    assert split_sentences(greeting) == [
+        "您好，这里是幺二三四五智能助手，",
+        "请简要说出您要咨询的问题。",
+        "说“人工”或按零转人工服务。",
+    ]
+    assert split_sentences("好的，请稍等。") == ["好的，请稍等。"]
+    assert split_sentences("很高兴为您解答，感谢您的来电，再见。") == [
+        "很高兴为您解答，",
+        "感谢您的来电，再见。",
+    ]
+    assert split_sentences("带上身份证、户口簿、照片到窗口办理") == [
+        "带上身份证、户口簿、照片到窗口办理"
+    ]
+    assert split_sentences("  再见  ") == ["再见"]
+    for text in (greeting, "已为您登记工单，工单号是：幺 二 三，零 零 四 二。谢谢！"):
+        pieces = split_sentences(text)
+        assert "".join(pieces).replace(" ", "") == text.replace(" ", "")
+        assert all(split_sentences(piece) == [piece] for piece in pieces)
+    with pytest.raises(TtsError) as err:
+        split_sentences(" 。\n")
+    assert err.value.code == "tts.empty_text"
+
+
+async def test_the_bot_speaks_its_first_clause_before_the_next_is_synthesised(
+    settings: Settings,
+) -> None:
+    text = "您好，这里是幺二三四五热线，请说出您的问题。"
+    first, second = split_sentences(text)
+    played: list[bytes] = []
+    first_played = asyncio.Event()
+
+    class Line(FakeLine):
+        async def play(
+            self, pcm: bytes, *, on_first_frame: Callable[[], None] | None = None
+        ) -> bool:
+            played.append(pcm)
+            first_played.set()
+            return True
+
+    class Tts:
+        async def asynthesize(self, piece: str) -> bytes:
+            if piece != first:
+                await first_played.wait()  # ready only once the caller has heard the first clause
+            return piece.encode()
+
+    dialogue = Dialogue(
+        Line(1, hang_up=False, connected=True),  # type: ignore[arg-type]
+        FakeRecogniser(),  # type: ignore[arg-type]
+        tts=Tts(),  # type: ignore[arg-type]
+        desk=FakeDesk(),  # type: ignore[arg-type]
+        prompts=load_prompts(settings),
+        cfg=DialogueConfig.from_settings(settings.asr.bot),
+    )
+    assert await asyncio.wait_for(dialogue.say(text, skip_if_answered=False), 10)
+    assert played == [first.encode(), second.encode()]
+
+
+async def test_the_next_clause_is_synthesised_while_the_first_plays() -> None:
+    started: list[str] = []
+    second_started, release = asyncio.Event(), asyncio.Event()
+
+    class Engine:
+        async def asynthesize(self, text: str) -> bytes:
+            started.append(text)
+            if len(started) > 1:
+                second_started.set()
+                await release.wait()
+            return text.encode()
+
+    pieces = speak_sentences(Engine(), "您好，这里是幺二三四五热线，请说出您的问题。")
+    assert await anext(pieces) == "您好，这里是幺二三四五热线，".encode()
+    # While the caller hears the first clause, the second is under way without being asked for.
+    await asyncio.wait_for(second_started.wait(), 5)
+    assert started == ["您好，这里是幺二三四五热线，", "请说出您的问题。"]
+    release.set()
+    assert [p async for p in pieces] == ["请说出您的问题。".encode()]
 
 
 async def test_concurrent_requests_for_one_text_synthesise_once(tts: CachedTts) -> None:

@@ -31,7 +31,7 @@ async def test_screen_pop_intake_dispatch_sign_and_reply(
     await page.wait_for_selector("#live-status[data-state='on']")
     await page.click("#state-ready")
     await page.wait_for_selector("#current-state:has-text('示闲')")
-    assert control.states == [("PJSIP/agent", "ready")]
+    assert control.states == [("PJSIP/agent", "ready", "")]
 
     # the controller's screen pop when the agent answers a caller the bot handed over
     await pop_when_subscribed(

@@ -105,3 +105,12 @@ def test_a_key_named_without_its_nested_section_is_an_error() -> None:
 
 def test_the_shipped_file_holds_the_models_defaults() -> None:
     assert load_settings(env={}).asr == AsrSettings()
+
+
+def test_pause_reasons_are_distinct_printable_and_at_least_one() -> None:
+    assert load_settings().console.pause_reasons == ("休息", "培训", "会议", "用餐", "其他")
+    env = {"HOTLINE_CONSOLE_PAUSE_REASONS": "休息,培训"}
+    assert load_settings(env=env).console.pause_reasons == ("休息", "培训")
+    for bad in ("休息,休息", "休\n息", ""):
+        with pytest.raises(SettingsError, match=r"console\.pause_reasons"):
+            load_settings(env={"HOTLINE_CONSOLE_PAUSE_REASONS": bad})

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
 from config.settings import PeakWindow
-from hotline.wiring import Telephony, subscribe
+from hotline.wiring import Telephony, blocklist_agi, subscribe
 from ivr import events as ev
 from ivr.ami import AmiClient
 from ivr.controller import HotlineController, build_controller
@@ -92,12 +92,18 @@ async def running(
     *,
     agents: Iterable[str] = (),
 ) -> AsyncIterator[HotlineController]:
-    """A started controller for the local PBX; stopped (its ``agents`` logged out) on exit."""
-    ctrl = await start(controller_on(settings, database, local_pbx, pbx))
+    """A started controller for the local PBX with the blocklist's FastAGI server the dialplan asks (as `hotline
+    ivr` runs them); both stopped (the controller's ``agents`` logged out) on exit."""
+    blocklist = blocklist_agi(settings, database)
+    await blocklist.start()
     try:
-        yield ctrl
+        ctrl = await start(controller_on(settings, database, local_pbx, pbx))
+        try:
+            yield ctrl
+        finally:
+            await stop(ctrl, agents)
     finally:
-        await stop(ctrl, agents)
+        await blocklist.stop()
 
 
 class Clock:

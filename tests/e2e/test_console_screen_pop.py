@@ -4,7 +4,7 @@ to the console in Chromium, and the workspace shows the caller's number and earl
 Parties as in the other e2e tests: the caller is ``Local/s@test-caller/n`` originated by
 ``ivr.pbx.testcall.place_call`` (what ``hotline pbx call`` does), pressing 0 for the queue; the agent's softphone
 is the emulated ``Local/6841@test-agent/n`` queue member (68xx are reserved for tests). The composition root's
-:class:`hotline.wiring.ConsoleFeed` turns the controller's ``AgentConnected`` into the pop; it is given the
+:class:`hotline.wiring.ConsoleFeed` turns the controller's ``AgentRinging`` into the pop; it is given the
 agent's interface → console username mapping (``PJSIP/<username>`` in production, where the softphone
 registers under the console username).
 """

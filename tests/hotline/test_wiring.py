@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
 from agent_console.hub import Hub
+from agent_console.softphone import AgentInterfaces
 from config import Settings
 from hotline.db import make_engine, make_sessionmaker
-from hotline.wiring import ConsoleFeed, Telephony, subscribe, username_from_interface
+from hotline.wiring import ConsoleFeed, ControllerCallControl, Telephony, subscribe
 from ivr import events as ev
 from ivr.ami import AmiClient, EventCallback
 from ivr.callbacks import CallbackScheduler, MissedCallJob
@@ -61,7 +63,11 @@ def build(settings: Settings) -> tuple[RecordingAmi, RecordingController, Teleph
     callbacks = CallbackScheduler(controller, sessionmaker, settings)
     missed = CallbackScheduler(controller, sessionmaker, settings, job=MissedCallJob(settings))
     feed = ConsoleFeed(
-        controller, Hub(), sessionmaker, username_from_interface, lambda: datetime.now(UTC)
+        controller,
+        Hub(),
+        sessionmaker,
+        AgentInterfaces(settings).username,
+        lambda: datetime.now(UTC),
     )
     return ami, controller, Telephony(controller, (callbacks, missed), feed)
 
@@ -117,3 +123,29 @@ async def test_every_ticket_the_bot_files_is_linked_to_its_call() -> None:
     controller = LinkingController()
     await bot_hooks(controller)["on_ticket"]("b-1", "12345-20250304-00001")  # type: ignore[arg-type]
     assert controller.linked == [("b-1", "12345-20250304-00001")]
+
+
+class MemberController:
+    """What :class:`ControllerCallControl` uses of the controller: its members, QueueAdd and QueuePause."""
+
+    def __init__(self, members: dict[str, Any]) -> None:
+        self.state = SimpleNamespace(members=members)
+        self.actions: list[tuple[str, ...]] = []
+
+    async def add_agent(self, interface: str, name: str) -> None:
+        self.actions.append(("add", interface))
+
+    async def pause_agent(self, interface: str, paused: bool, reason: str = "") -> None:
+        self.actions.append(("pause" if paused else "ready", interface, reason))
+
+
+async def test_an_agents_first_status_logs_their_extension_into_the_queue() -> None:
+    controller = MemberController({})
+    control = ControllerCallControl(cast(Any, controller), cast(Any, None))
+    await control.set_agent_state("PJSIP/6101", "ready")
+    assert controller.actions == [("add", "PJSIP/6101"), ("ready", "PJSIP/6101", "")]
+    member = MemberController({"PJSIP/6101": object()})
+    member_control = ControllerCallControl(cast(Any, member), cast(Any, None))
+    await member_control.set_agent_state("PJSIP/6101", "wrap_up")
+    await member_control.set_agent_state("PJSIP/6101", "paused", "培训")
+    assert member.actions == [("pause", "PJSIP/6101", "话后整理"), ("pause", "PJSIP/6101", "培训")]

@@ -12,7 +12,11 @@ from ivr.overflow import Decision, OverflowInputs, WaitingCaller, decide, in_off
 
 AT = datetime(2025, 3, 4, 2, 0, tzinfo=UTC)
 CFG = OverflowSettings(
-    max_estimated_wait_s=60, max_callers_per_agent=2, pick="longest", off_hours_to_bot=True
+    max_actual_wait_s=0,
+    max_estimated_wait_s=60,
+    max_callers_per_agent=2,
+    pick="longest",
+    off_hours_to_bot=True,
 )
 
 
@@ -128,6 +132,27 @@ CASES = [
         inputs(callers(A, B), staffed=1, free=0, wait=10),
         {},
         "within_limits",
+        [],
+    ),
+    (
+        "peak, every caller waiting past the guard goes, whatever the estimate",
+        inputs(callers(C, A, FROM_BOT, B), staffed=3, free=0, wait=0),
+        {"max_actual_wait_s": 12},
+        "waited_over_limit",
+        ["a", "b"],
+    ),
+    (
+        "peak, a caller waiting exactly the guard stays",
+        inputs(callers(B), staffed=3, free=0, wait=0),
+        {"max_actual_wait_s": 20},
+        "within_limits",
+        [],
+    ),
+    (
+        "off peak, waiting past the guard",
+        inputs(callers(A), staffed=3, free=0, wait=0, peak=False),
+        {"max_actual_wait_s": 12},
+        "off_peak",
         [],
     ),
     (

@@ -18,7 +18,8 @@ from ivr import events as ev
 from ivr.pbx import LocalPbx, PbxError, PbxInfo
 from ivr.pbx.mirror import debian_mirror, parse_deb822, parse_one_line, pick_debian_archive
 from ivr.pbx.prompts import PROMPTS_FILE
-from ivr.pbx.render import TEMPLATE_DIR, RenderValues, render_all, template_names
+from ivr.pbx.render import DTLS_CERT_FILE, TEMPLATE_DIR, RenderValues, render_all, template_names
+from ivr.pbx.webrtc import make_dtls_certificate
 
 
 @pytest.fixture
@@ -49,6 +50,19 @@ def test_every_placeholder_is_filled(values: RenderValues) -> None:
     for ext, password in values.agents.items():
         assert f"[{ext}](agent-endpoint)" in rendered["pjsip.conf"]
         assert f"password = {password}" in rendered["pjsip.conf"]
+
+
+def test_the_dialplan_asks_the_blocklist_on_the_configured_port(settings: Settings) -> None:
+    moved = settings.model_copy(
+        update={"blocklist": settings.blocklist.model_copy(update={"agi_port": 16073})}
+    )
+    dialplan = render_all(RenderValues.generate(moved).as_context())["extensions.conf"]
+    assert "BLOCKLIST_AGI=agi://127.0.0.1:16073/blocklist" in dialplan
+    inbound = dialplan.split("[hotline-inbound]")[1]
+    assert (
+        inbound.index("AGI(${BLOCKLIST_AGI}") < inbound.index("Answer()") < inbound.index("Read(")
+    )
+    assert "[hotline-blocked]" in dialplan and "Playback(hotline/blocked)" in dialplan
 
 
 def test_each_start_gets_fresh_secrets(settings: Settings) -> None:
@@ -209,7 +223,10 @@ def test_shipped_manager_conf_has_no_default_secret_and_least_privilege() -> Non
 
 # The class (AMI Privilege) of events as Asterisk 22 sends them (the recorded fixtures show most of them).
 EVENT_CLASSES = {
-    **dict.fromkeys(("Newchannel", "Newstate", "Hangup", "BridgeEnter", "MixMonitorStart"), "call"),
+    **dict.fromkeys(
+        ("Newchannel", "Newstate", "Hangup", "BridgeEnter", "MixMonitorStart", "AttendedTransfer"),
+        "call",
+    ),
     **dict.fromkeys(
         (
             "QueueCallerJoin",
@@ -321,3 +338,45 @@ def test_mirror_from_files_or_setting(tmp_path: Path) -> None:
     with pytest.raises(PbxError) as err:
         debian_mirror("", missing_list, sources_dir)
     assert err.value.code == "pbx.mirror_not_found"
+
+
+def test_browser_softphones_get_webrtc_endpoints_over_a_loopback_websocket(
+    values: RenderValues,
+) -> None:
+    rendered = render_all(values.as_context())
+    pjsip = rendered["pjsip.conf"]
+    assert "protocol = ws" in pjsip and "webrtc = yes" in pjsip
+    assert f"dtls_cert_file = {DTLS_CERT_FILE}" in pjsip
+    assert list(values.webrtc_agents) == [str(6101 + i) for i in range(10)]
+    for ext, password in values.webrtc_agents.items():
+        assert f"[{ext}](webrtc-endpoint)" in pjsip and f"password = {password}" in pjsip
+    assert f"bindaddr = 127.0.0.1\nbindport = {values.ws_port}" in rendered["http.conf"]
+    assert "load => res_pjsip_transport_websocket.so" in rendered["modules.conf"]
+    # the test phone calls 12345 as a citizen with its own number, and nothing else
+    test_phone = pjsip.split("[test-phone](webrtc-endpoint)")[1]
+    assert "context = test-phone" in test_phone and f"<{values.test_phone_number}>" in test_phone
+    assert f"password = {values.test_phone_password}" in test_phone
+    dialplan = rendered["extensions.conf"].split("[test-phone]\n")[1].split("\n\n")[0]
+    assert dialplan == "exten => 12345,1,Goto(hotline-inbound,12345,1)"
+
+
+def test_softphone_extensions_must_not_clash_and_have_passwords(values: RenderValues) -> None:
+    with pytest.raises(PbxError) as clash:
+        render_all(replace(values, webrtc_agents={"6001": "x" * 24}).as_context())
+    assert clash.value.code == "pbx.extension_clash"
+    with pytest.raises(PbxError) as empty:
+        render_all(replace(values, webrtc_agents={"6101": " "}).as_context())
+    assert empty.value.code == "pbx.empty_secret"
+    with pytest.raises(PbxError):
+        render_all(replace(values, test_phone_password="").as_context())
+
+
+def test_the_dtls_certificate_is_fresh_and_its_key_private(tmp_path: Path) -> None:
+    cert, key = tmp_path / "keys" / "webrtc.crt", tmp_path / "keys" / "webrtc.key"
+    owner = (os.getuid(), os.getgid())
+    make_dtls_certificate(cert, key, owner)
+    first = cert.read_text()
+    assert first.startswith("-----BEGIN CERTIFICATE-----") and "PRIVATE KEY" in key.read_text()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    make_dtls_certificate(cert, key, owner)  # every start makes a new one
+    assert cert.read_text() != first

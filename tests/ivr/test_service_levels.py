@@ -202,6 +202,13 @@ async def test_edges_of_the_definitions(
         call(
             "10", day - timedelta(seconds=1), queue=None, ended_at=day + timedelta(seconds=5)
         ),  # the day before
+        call(
+            "11",
+            day + timedelta(hours=12),
+            queue=None,
+            blocked=True,
+            ended_at=day + timedelta(hours=12, seconds=9),
+        ),  # refused by the blocklist: never offered
     ]
     async with sessionmaker() as session:
         await upsert_calls(session, calls, now=late)

@@ -235,3 +235,20 @@ async def test_real_asterisk_recording_of_an_agent_call(replay: Replay, client: 
     assert [u.talk_s for u in r.updates if u.talk_s] == [4.0]
     assert "Local/6801@test-agent/n" not in state.members  # added then removed during the recording
     assert client.stats.malformed_frames == 0 and state.calls == {}
+
+
+def test_a_caller_the_blocklist_refused_ends_as_blocked_not_abandoned() -> None:
+    """UserEvent HotlineBlocked ([hotline-blocked]): outcome ``blocked`` — not offered, no missed-call task."""
+    state = HotlineState("hotline")
+    chan = {"Uniqueid": "9.1", "Linkedid": "9.1", "Channel": "Local/s@test-caller-1;1"}
+    chan |= {"CallerIDNum": "13812345678", "Context": "hotline-blocked", "Exten": "s"}
+    frames = [
+        {"Event": "Newchannel", **chan},
+        {"Event": "UserEvent", "UserEvent": "HotlineBlocked", **chan},
+        {"Event": "Hangup", "Cause-txt": "Normal Clearing", **chan},
+    ]
+    updates = [
+        state.apply(e, seq) for seq, f in enumerate(frames) if (e := ev.parse_event(f, RECEIVED))
+    ]
+    [ended] = [c for u in updates for c in u.calls if c.ended_at is not None]
+    assert ended.outcome == "blocked" and ended.abandoned_in is None

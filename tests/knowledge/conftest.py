@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,16 @@ def sample_index(settings: Settings, sample_entries: list[IndexedEntry]) -> Know
 @pytest.fixture
 def paraphrases() -> Path:
     return DATA / "paraphrases.jsonl"
+
+
+@pytest.fixture
+def colloquial() -> Path:
+    """Phone-style questions (fillers, family situations, a story first, dialect words) and out-of-scope ones."""
+    return DATA / "colloquial.jsonl"
+
+
+@pytest.fixture(scope="session")
+def questions_only_index(settings: Settings, sample_index: KnowledgeIndex) -> KnowledgeIndex:
+    """The sample knowledge base with its questions alone, as one written from statutes (no alternatives)."""
+    entries = [replace(e, alt_questions=(), keywords=()) for e in sample_index.entries()]
+    return KnowledgeIndex.from_settings(settings, entries, previous=sample_index)

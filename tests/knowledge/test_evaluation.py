@@ -55,13 +55,50 @@ def test_retrieval_beats_plain_character_bm25_on_asr_errors(
     assert ours.top3 >= base.top3
 
 
-def test_shipped_threshold_is_the_one_the_tuning_half_chooses(
-    paraphrases: Path, sample_index: KnowledgeIndex
+def test_shipped_threshold_is_the_one_the_tuning_splits_choose(
+    paraphrases: Path,
+    colloquial: Path,
+    sample_index: KnowledgeIndex,
+    questions_only_index: KnowledgeIndex,
 ) -> None:
-    tune = [i for i in load_eval_set(paraphrases) if i.split == "tune"]
-    assert choose_threshold(sample_index, tune, 0.02) == pytest.approx(
-        sample_index.confidence_threshold, abs=0.02
-    )
+    """The questions-alone tune split at most 1 % confident-but-wrong; the others need no stricter one at 2 %."""
+
+    def tune(path: Path) -> list[EvalItem]:
+        return [i for i in load_eval_set(path) if i.split == "tune"]
+
+    threshold = sample_index.confidence_threshold
+    chosen = choose_threshold(questions_only_index, tune(colloquial), 0.01)
+    assert chosen == pytest.approx(threshold, abs=0.02)
+    for path in (paraphrases, colloquial):
+        assert choose_threshold(sample_index, tune(path), 0.02) <= threshold
+
+
+def test_colloquial_set_covers_every_entry_and_out_of_scope(
+    colloquial: Path, sample_entries: list[IndexedEntry]
+) -> None:
+    items = load_eval_set(colloquial)
+    assert {i.expected for i in items if i.expected} == {e.question for e in sample_entries}
+    assert sum(i.expected is None for i in items) >= 40
+    assert {i.split for i in items} == {"tune", "holdout"}
+
+
+@pytest.mark.parametrize(
+    ("index_name", "top1", "answered"),
+    [("sample_index", 0.95, 0.72), ("questions_only_index", 0.74, 0.44)],
+)
+def test_colloquial_holdout_accuracy(
+    index_name: str, top1: float, answered: float, colloquial: Path, request: pytest.FixtureRequest
+) -> None:
+    """Bounds under the held-out figures (full sample: top-1 0.984, answered 0.758; questions alone: 0.758,
+    0.468, confident-but-wrong 1.3 %); before the answer's meaning was matched and the confidence refitted they
+    were 0.968 / 0.694 and 0.694 / 0.387, with 4.0 % confident-but-wrong on questions alone."""
+    index: KnowledgeIndex = request.getfixturevalue(index_name)
+    items = [i for i in load_eval_set(colloquial) if i.split == "holdout"]
+    figures = evaluate(index, items, index.confidence_threshold)
+    assert figures.top1 >= top1
+    assert figures.answered >= answered
+    assert figures.confident_wrong <= 0.02
+    assert figures.out_of_scope_rejected == 1.0
 
 
 def test_bench_results_file_matches_a_fresh_run(

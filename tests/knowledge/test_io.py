@@ -304,6 +304,7 @@ async def test_export_then_import_round_trips(
 async def test_history_rows_cannot_be_changed(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
+    from config.database import ImmutableRowError
     from knowledge.schemas import validate_content
 
     async with sessionmaker() as s:
@@ -314,7 +315,7 @@ async def test_history_rows_cannot_be_changed(
         )
         history = await services.entry_history(s, entry.id)
         history[0].actor = "篡改者"
-        with pytest.raises(PermissionError):
+        with pytest.raises(ImmutableRowError, match="immutable"):
             await s.flush()
 
 

@@ -175,6 +175,22 @@ def test_meaning_bridges_different_words_without_any_synonym(settings: Settings)
     assert hybrid.search(said)[0][0].entry.id == 3
 
 
+@pytest.mark.parametrize(
+    ("said", "meant"),
+    [
+        ("想带老人去香港玩一趟，得先办个啥证", "港澳通行证怎么办"),
+        ("我快六十了，社保才交了十二年，到时候能拿退休金不", "养老保险交满多少年可以领养老金"),
+        ("家里着了一场火，东西都烧没了，政府能给点救助吗", "什么情况可以申请临时救助"),
+    ],
+)
+def test_the_answer_s_meaning_finds_an_entry_its_question_does_not_word(
+    questions_only_index: KnowledgeIndex, said: str, meant: str
+) -> None:
+    """A caller tells a situation only the answer describes, in a knowledge base with no alternative
+    questions (as one written from statutes)."""
+    assert questions_only_index.ask(said).question == meant
+
+
 def test_without_the_model_retrieval_is_lexical(
     settings: Settings, sample_entries: list[IndexedEntry], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -216,13 +232,17 @@ def test_a_rebuild_embeds_only_new_phrasings_and_answers_them(lexicon: Lexicon) 
         alt_questions=("社保卡掉了",),
     )
     index.refresh([first])
-    assert sorted(embedder.texts) == sorted(["社保卡丢了怎么补办", "社保卡掉了"])
+    assert sorted(embedder.texts) == sorted(
+        ["社保卡丢了怎么补办", "社保卡掉了", "到社保大厅补办。"]
+    )
     dog = IndexedEntry(
         2, "犬只登记怎么办理", "到登记点办理。", "到登记点办理。", alt_questions=("养狗要办证吗",)
     )
     rebuilt = KnowledgeIndex(lexicon, embedder=embedder)
     rebuilt.refresh([first, dog], reuse=index)
-    assert sorted(embedder.texts[2:]) == sorted(["犬只登记怎么办理", "养狗要办证吗"])
+    assert sorted(embedder.texts[3:]) == sorted(
+        ["犬只登记怎么办理", "养狗要办证吗", "到登记点办理。"]
+    )
     assert rebuilt.ask("我家养了一条小狗，要不要去登记").answer_id == 2
     embedded = len(embedder.texts)
     rebuilt.refresh([first])  # an entry withdrawn: nothing to embed

@@ -128,10 +128,15 @@ def test_department_lookup(catalogue: Catalogue) -> None:
             "category.0.keywords",
         ),
         (
-            'districts = ["城东区"]\n' + GOOD_ENTRY + 'phone = "12345"\n',
+            'districts = ["城东区"]\n' + GOOD_ENTRY + 'fax = "12345"\n',
+            11,
+            "category.0.fax",
+        ),  # unknown key
+        (
+            'districts = ["城东区"]\n' + GOOD_ENTRY + 'phone = "66-01"\n',
             11,
             "category.0.phone",
-        ),  # unknown key
+        ),  # a department's transfer number is digits only
         ('districts = ["城东区"]\n' + GOOD_ENTRY + 'areas = ["火星区"]\n', 11, "category.0.areas"),
         (
             'districts = ["城东区"]\n' + GOOD_ENTRY + GOOD_ENTRY,

@@ -92,9 +92,10 @@
       const topics = data.topics.slice(0, 15).reverse();
       chart("chart-hot-topics").setOption({
         color: [COLORS[1]], tooltip,
-        grid: { left: 90, right: 24, top: 12, bottom: 24 },
+        grid: { left: 200, right: 24, top: 12, bottom: 24 },
         xAxis: { type: "value", minInterval: 1, name: "工单" },
-        yAxis: { type: "category", data: topics.map((t) => t.keyword) },
+        yAxis: { type: "category", data: topics.map((t) => t.text),
+                 axisLabel: { width: 190, overflow: "truncate" } },
         series: [{ type: "bar", data: topics.map((t) => t.tickets), label: { show: true, position: "right" } }],
       }, true);
     },
@@ -117,7 +118,7 @@
       const body = document.querySelector("#problems-table tbody");
       body.replaceChildren(...data.problems.map((p) => {
         const tr = document.createElement("tr");
-        for (const text of [p.category, p.tickets, pct(p.repeat_rate), p.keywords.join("、")]) {
+        for (const text of [p.category, p.tickets, pct(p.repeat_rate), p.topics.map((t) => t.text).join("；")]) {
           const td = document.createElement("td");
           td.textContent = String(text);
           tr.append(td);

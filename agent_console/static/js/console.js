@@ -42,7 +42,7 @@
       let msg;
       try { msg = JSON.parse(ev.data); } catch { return; }
       if (msg.type === "event") {
-        if (msg.topic === "broadcast" && msg.data && typeof msg.data.message === "string") showNotice(msg.data.message);
+        if ((msg.topic === "broadcast" || msg.topic.startsWith("user:")) && msg.data && typeof msg.data.message === "string") showNotice(msg.data.message);
         document.dispatchEvent(new CustomEvent("hotline:event", { detail: { topic: msg.topic, data: msg.data } }));
       }
     });

@@ -72,7 +72,9 @@
         ev.preventDefault();
         const msg = $("#state-message");
         try {
-          const out = await window.hotline.api("POST", "/api/v1/console/workspace/state", { state: form.dataset.state });
+          const body = { state: form.dataset.state };
+          if (form.reason) body.reason = form.reason.value; // 示忙: the centre's pause reason
+          const out = await window.hotline.api("POST", "/api/v1/console/workspace/state", body);
           $("#current-state").textContent = out.label;
           document.querySelectorAll("form.state-form button").forEach((b) => b.removeAttribute("aria-pressed"));
           form.querySelector("button").setAttribute("aria-pressed", "true");
