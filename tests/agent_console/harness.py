@@ -20,6 +20,7 @@ from agent_console.hub import Hub
 from agent_console.roles import Role
 from agent_console.routing import RouteTable
 from agent_console.schemas import UserCreate
+from agent_console.softphone import SipAccount
 from config import Settings
 
 # Cheap argon2 so a test logs in in milliseconds; production keeps the shipped cost.
@@ -142,6 +143,21 @@ class Console:
         return b
 
 
+WS = "ws://127.0.0.1:15088/ws"
+
+
+class StaticSoftphones:
+    """Accounts of a PBX that gave extension 6101 the password ``secret-6101``: the console's tests do not
+    depend on whether a local PBX happens to run (the real accounts are tested in tests/browser/)."""
+
+    def agent_account(self, username: str) -> SipAccount | None:
+        extension = {"agent": "6101"}.get(username)
+        return SipAccount(extension, f"secret-{extension}", WS, "坐席") if extension else None
+
+    def test_phone_account(self) -> SipAccount | None:
+        return SipAccount("test-phone", "secret-test", WS, "测试电话")
+
+
 async def start_console(
     settings: Settings,
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -154,6 +170,7 @@ async def start_console(
     """The console on a free loopback port (or ``port``), with one account per role unless ``seed`` is False;
     ``deps`` go to ``create_app`` (e.g. ``on_knowledge_change``)."""
     clock, hub, accounts = SteppingClock(), Hub(), Accounts(settings.console)
+    deps.setdefault("softphones", StaticSoftphones())
     app = create_app(
         settings, sessionmaker, hub=hub, accounts=accounts, clock=clock, features=features, **deps
     )

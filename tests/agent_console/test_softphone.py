@@ -10,22 +10,16 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_console.roles import Role
-from agent_console.softphone import AgentInterfaces, SipAccount, ws_origin
+from agent_console.softphone import AgentInterfaces, ws_origin
 from config import Settings
-from tests.agent_console.harness import Console, console_settings, start_console, stop_console
-
-WS = "ws://127.0.0.1:15088/ws"
-
-
-class StaticSoftphones:
-    """Accounts of a PBX that gave extension 6101 the password ``secret-6101``."""
-
-    def agent_account(self, username: str) -> SipAccount | None:
-        extension = {"agent": "6101"}.get(username)
-        return SipAccount(extension, f"secret-{extension}", WS, "坐席") if extension else None
-
-    def test_phone_account(self) -> SipAccount | None:
-        return SipAccount("test-phone", "secret-test", WS, "测试电话")
+from tests.agent_console.harness import (
+    WS,
+    Console,
+    StaticSoftphones,
+    console_settings,
+    start_console,
+    stop_console,
+)
 
 
 @pytest.fixture

@@ -168,8 +168,8 @@ def linked(graph: dict[str, set[str]], start: str, goal: Callable[[str], bool]) 
 
 class Consultation:
     """An attended transfer to the department, consulting: the caller on hold, the agent talking with the
-    department. ``hold(event)`` matches the caller's MusicOnHoldStart / Stop since the transfer began (the caller
-    heard the queue's music before)."""
+    department. ``hold(event)`` matches the caller's MusicOnHoldStart / Stop from ``since`` on: the transfer's
+    start, then its hold (the caller heard the queue's music before)."""
 
     def __init__(
         self, call: AnsweredCall, ami_events: AmiEvents, row: CallTransfer, since: int
@@ -201,7 +201,9 @@ async def consult(call: AnsweredCall, cfg: Settings, ami_events: AmiEvents) -> C
         ticket_no=None,
     )
     consultation = Consultation(call, ami_events, row, since)
-    await ami_events.wait_for(consultation.hold("MusicOnHoldStart"))
+    held = await ami_events.wait_for(consultation.hold("MusicOnHoldStart"))
+    # from the transfer's hold on: the Stop of the queue's music may be reported after the transfer began
+    consultation.since = next(i for i, e in enumerate(ami_events.events) if e is held)
     await ami_events.wait_for(  # the department answered and talks with the agent
         lambda e: e.event == "BridgeEnter" and at_department(str(e.get("Channel")))
     )
