@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_console import keys
 from agent_console.auth import Accounts
+from agent_console.cockpit_panels import PANEL_CACHE, PanelCache
 from agent_console.desk.services import DESK_SERVICES, DeskServices
 from agent_console.hub import Hub
 from agent_console.masking import mask_phone
@@ -110,14 +111,17 @@ def create_app(
     desk: DeskServices | None = None,
     softphones: SoftphoneDirectory | None = None,
     switchboard: Switchboard | None = None,
+    cockpit_cache: PanelCache | None = None,
 ) -> web.Application:
     """The console application. ``hub`` is shared with in-process producers of live events; ``clock`` lets
     tests move time (session expiry, throttling windows). ``on_knowledge_change`` is awaited after every
     knowledge-base edit made in the console (the bot refreshes its index). ``desk``: the ticket screens'
     telephony, knowledge lookup and dispatch suggester (default: unwired, see
-    :mod:`agent_console.desk.services`). ``softphones``: the SIP accounts of the browser softphones (default: the
-    local PBX's, :class:`agent_console.softphone.LocalPbxSoftphones`). ``switchboard``: transfers and supervision
-    (default: unwired, 503; :mod:`agent_console.switchboard`)."""
+    :mod:`agent_console.desk.services`). ``softphones``: the SIP accounts of the browser softphones (default:
+    passwords issued through the switchboard, :class:`agent_console.softphone.IssuedSoftphones`).
+    ``switchboard``: transfers, supervision and softphone passwords (default: unwired, 503;
+    :mod:`agent_console.switchboard`). ``cockpit_cache``: the cockpit's panels shared by several workers
+    (default: this process's own, :class:`agent_console.cockpit_panels.LocalPanels`)."""
     registry = RouteRegistry.of(features)
     metrics = ConsoleMetrics()
     headers = security_headers(
@@ -145,6 +149,8 @@ def create_app(
         app[SOFTPHONES] = softphones
     if switchboard is not None:
         app[SWITCHBOARD] = switchboard
+    if cockpit_cache is not None:
+        app[PANEL_CACHE] = cockpit_cache
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),

@@ -5,9 +5,13 @@ some, a period. :class:`Cockpit` serves them from two caches — today's counts 
 ``[cockpit] live_ttl_s`` seconds, the panels over long periods for ``cache_ttl_s`` — keyed by panel, period
 and local day, so a new day (or a moved clock) never reuses yesterday's figures. With ``warm_up`` on,
 :meth:`Cockpit.keep_warm` (an aiohttp cleanup context) computes every panel when the console starts and
-recomputes each shortly before it expires, so a leader's page is always served from memory: no request
+recomputes each shortly before it expires, so a leader's page is always served from the cache: no request
 waits for a computation and a wall of cockpit screens costs the database one computation per panel and
 period. Every figure is city-wide and aggregated in SQL (``tickets.metrics``, ``tickets.dashboard``).
+
+Where the values live is the :class:`PanelCache`: in this process's memory (:class:`LocalPanels`, SQLite: one
+process), or in PostgreSQL for every console worker (:class:`agent_console.cockpit_cache_pg.SharedPanels`:
+one warmer among them, every worker showing the same figures).
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -29,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agent_console.geo import DistrictLayout
 from agent_console.schemas import Model
 from config import Settings
+from config.settings import CockpitSettings
 from ivr.service_levels import service_levels
 from tickets import dashboard, hot_topics
 from tickets.metrics import metrics
@@ -496,68 +501,135 @@ async def calls_panel(
 # --- the cockpit: cached panels, kept warm ---------------------------------------------------------------------
 
 PanelCompute = Callable[[PanelSource, datetime, Any], Awaitable[Model]]
+Compute = Callable[[], Awaitable[Model]]
+Job = Callable[[], Coroutine[Any, Any, None]]
 ALL_PERIODS: tuple[Period, ...] = ("today", "week", "month", "30d")
 
 
 @dataclass(frozen=True)
 class Panel:
     compute: PanelCompute
+    out: type[Model]  # what ``compute`` returns (a shared cache rebuilds it from its JSON)
     live: bool = False  # today's figures: the short time-to-live
     periods: tuple[Period | None, ...] = (None,)
 
 
 PANELS: dict[str, Panel] = {
-    "today": Panel(today_panel, live=True),
-    "calls": Panel(calls_panel, live=True),
-    "warnings": Panel(warnings_panel, live=True),
-    "trend": Panel(trend_panel),
-    "categories": Panel(categories_panel, periods=ALL_PERIODS),
-    "departments": Panel(departments_panel, periods=ALL_PERIODS),
-    "heatmap": Panel(heatmap_panel, periods=ALL_PERIODS),
-    "hot_topics": Panel(hot_topics_panel),
-    "frequent_problems": Panel(frequent_problems_panel),
+    "today": Panel(today_panel, TodayOut, live=True),
+    "calls": Panel(calls_panel, CallsTodayOut, live=True),
+    "warnings": Panel(warnings_panel, WarningsOut, live=True),
+    "trend": Panel(trend_panel, TrendOut),
+    "categories": Panel(categories_panel, CategoriesOut, periods=ALL_PERIODS),
+    "departments": Panel(departments_panel, DepartmentsOut, periods=ALL_PERIODS),
+    "heatmap": Panel(heatmap_panel, HeatmapOut, periods=ALL_PERIODS),
+    "hot_topics": Panel(hot_topics_panel, HotTopicsOut),
+    "frequent_problems": Panel(frequent_problems_panel, ProblemsOut),
 }
 
 
+@dataclass(frozen=True)
+class PanelKey:
+    """A cached value: a panel, its period and the local day it counts (a new day never reuses yesterday's)."""
+
+    name: str
+    period: Period | None
+    day: date
+
+    @property
+    def panel(self) -> Panel:
+        return PANELS[self.name]
+
+    @property
+    def text(self) -> str:
+        return f"{self.name}:{self.period or ''}:{self.day.isoformat()}"
+
+
+class PanelCache(Protocol):
+    """Where the cockpit keeps its computed panels: :class:`LocalPanels` in one process (SQLite), or
+    :class:`agent_console.cockpit_cache_pg.SharedPanels` for every console worker on PostgreSQL."""
+
+    async def get(self, key: PanelKey, compute: Compute) -> Model:
+        """The value of ``key``: computed at the first ask; once stale, served at once and recomputed behind."""
+
+    async def warm(self, key: PanelKey, compute: Compute, *, margin_s: float) -> bool:
+        """Compute the value now if it is missing or expires within ``margin_s``; whether it was computed."""
+
+    def __contains__(self, key: PanelKey) -> bool: ...
+
+    async def lead(self, job: Job) -> None:
+        """Run the warmer ``job``: here, or only while this process is the one warmer of the database."""
+
+    async def close(self) -> None:
+        """Stop background refreshes."""
+
+
+# The shared cache create_app was given (PostgreSQL); without it each process keeps its own.
+PANEL_CACHE = web.AppKey[PanelCache]("cockpit_panel_cache")
+
+
+class LocalPanels:
+    """The panels of one process: today's in a :class:`TtlCache` of ``live_ttl_s``, the others of
+    ``cache_ttl_s``; the warmer simply runs."""
+
+    def __init__(
+        self, settings: CockpitSettings, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.live = TtlCache(settings.live_ttl_s, monotonic)
+        self.slow = TtlCache(settings.cache_ttl_s, monotonic)
+
+    def _cache(self, key: PanelKey) -> TtlCache:
+        return self.live if key.panel.live else self.slow
+
+    async def get(self, key: PanelKey, compute: Compute) -> Model:
+        value: Model = await self._cache(key).get(key, compute)
+        return value
+
+    async def warm(self, key: PanelKey, compute: Compute, *, margin_s: float) -> bool:
+        return await self._cache(key).warm(key, compute, margin_s=margin_s)
+
+    def __contains__(self, key: PanelKey) -> bool:
+        return key in self._cache(key)
+
+    async def lead(self, job: Job) -> None:
+        await job()
+
+    async def close(self) -> None:
+        await self.live.close()
+        await self.slow.close()
+
+
 class Cockpit:
-    """The panels served from their caches (see the module docstring)."""
+    """The panels served from their cache (see the module docstring)."""
 
     def __init__(
         self,
         source: PanelSource,
         clock: Callable[[], datetime],
         *,
+        cache: PanelCache | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         cfg = source.settings.cockpit
         self.source, self.clock = source, clock
-        self.live = TtlCache(cfg.live_ttl_s, monotonic)
-        self.slow = TtlCache(cfg.cache_ttl_s, monotonic)
+        self.cache: PanelCache = cache or LocalPanels(cfg, monotonic)
         # A round recomputes what would expire before the round after next: requests never meet an expired value
         # (as long as a computation takes less than a round), and each value is recomputed about once per TTL.
         self.interval_s = min(cfg.live_ttl_s, cfg.cache_ttl_s) / 4
         self.rounds = 0
         self._round_done = asyncio.Condition()
 
-    def _cache(self, name: str) -> TtlCache:
-        return self.live if PANELS[name].live else self.slow
+    def _key(self, name: str, now: datetime, period: Period | None) -> PanelKey:
+        return PanelKey(name, period, now.astimezone(self.source.tz).date())
 
-    def _key(self, name: str, now: datetime, period: Period | None) -> tuple[str, str | None, date]:
-        return name, period, now.astimezone(self.source.tz).date()
-
-    def _compute(
-        self, name: str, now: datetime, period: Period | None
-    ) -> Callable[[], Awaitable[Model]]:
+    def _compute(self, name: str, now: datetime, period: Period | None) -> Compute:
         return lambda: PANELS[name].compute(self.source, now, period)
 
     async def get(self, name: str, now: datetime, period: Period | None = None) -> Any:
         """A panel's figures for ``now`` (cached)."""
-        return await self._cache(name).get(
-            self._key(name, now, period), self._compute(name, now, period)
-        )
+        return await self.cache.get(self._key(name, now, period), self._compute(name, now, period))
 
     def is_cached(self, name: str, now: datetime, period: Period | None = None) -> bool:
-        return self._key(name, now, period) in self._cache(name)
+        return self._key(name, now, period) in self.cache
 
     async def warm(self) -> int:
         """Compute every panel and period that is missing or expires before the next round; how many were."""
@@ -565,7 +637,7 @@ class Cockpit:
         for name, panel in PANELS.items():
             for period in panel.periods:
                 try:
-                    computed += await self._cache(name).warm(
+                    computed += await self.cache.warm(
                         self._key(name, now, period),
                         self._compute(name, now, period),
                         margin_s=self.interval_s * 1.5,
@@ -589,14 +661,13 @@ class Cockpit:
             await asyncio.sleep(self.interval_s)
 
     async def keep_warm(self, _app: web.Application) -> AsyncIterator[None]:
-        """aiohttp cleanup context: warm the caches while the app runs (if ``[cockpit] warm_up``)."""
+        """aiohttp cleanup context: warm the cache while the app runs (if ``[cockpit] warm_up``)."""
         task = None
         if self.source.settings.cockpit.warm_up:
-            task = asyncio.create_task(self._keep_warm(), name="cockpit-warmer")
+            task = asyncio.create_task(self.cache.lead(self._keep_warm), name="cockpit-warmer")
         yield
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.live.close()
-        await self.slow.close()
+        await self.cache.close()

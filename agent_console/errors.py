@@ -126,6 +126,12 @@ class Unavailable(ConsoleError):
     default_message = "服务暂不可用"
 
 
+class GatewayTimeout(ConsoleError):
+    status = 504
+    code = "console.gateway_timeout"
+    default_message = "后台服务未在规定时间内应答"
+
+
 def invalid_input(exc: ValidationError) -> InvalidInput:
     """A pydantic validation failure as a 422 listing each bad field in Chinese."""
     details = []
@@ -236,5 +242,6 @@ STATUS_ERRORS: dict[int, type[ConsoleError]] = {
         InvalidInput,
         TooManyRequests,
         Unavailable,
+        GatewayTimeout,
     )
 }

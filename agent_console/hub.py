@@ -91,6 +91,8 @@ class Subscription:
     owner: Owner | None = None  # None for in-process listeners (e.g. the cockpit's queue board)
     topics: set[str] = field(default_factory=set)
     ended: Ended | None = None
+    # set when the reader takes an event or the subscription closes: a waiter for room looks again
+    _taken: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
     def overflowed(self) -> bool:
@@ -101,7 +103,14 @@ class Subscription:
         if self.ended is not None:
             return None
         event = await self.queue.get()
+        self._taken.set()
         return None if self.ended is not None else event
+
+    async def room(self) -> None:
+        """Return once the queue can take another event, or the subscription is closed."""
+        while self.queue.full() and self in self.hub._subscribers:
+            self._taken.clear()
+            await self._taken.wait()
 
     def end(self, why: Ended) -> None:
         """Drop this subscription and wake its reader, which then sees ``ended``."""
@@ -115,6 +124,7 @@ class Subscription:
 
     def close(self) -> None:
         self.hub._subscribers.discard(self)
+        self._taken.set()
 
 
 class Hub:

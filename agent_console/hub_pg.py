@@ -42,7 +42,6 @@ BATCH_MAX = 200
 READ_BATCH = 500
 PING_EVERY_S = 10.0  # the LISTEN connection is checked when no notification came for this long
 ROOM_WAIT_S = 2.0  # longest wait for a browser's queue to take the next caught-up event
-ROOM_POLL_S = 0.01
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.2, 10.0
 FLUSH_ON_CLOSE_S = 2.0
 
@@ -205,11 +204,10 @@ class PostgresHub(Hub):
         """Wait, up to ``ROOM_WAIT_S``, until every subscriber of ``topic`` has room in its queue: a backlog
         caught up after a reconnect may be longer than a browser's queue without the browser being slow.
         One still full after that is dropped by :meth:`deliver` as too slow."""
-        deadline = asyncio.get_running_loop().time() + ROOM_WAIT_S
-        while any(s.queue.full() for s in self._subscribers if topic in s.topics):
-            if asyncio.get_running_loop().time() >= deadline:
-                return
-            await asyncio.sleep(ROOM_POLL_S)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(ROOM_WAIT_S):
+                for sub in [s for s in self._subscribers if topic in s.topics]:
+                    await sub.room()
 
     # -- pruning and lifecycle --------------------------------------------------------------------------------
     async def prune(self) -> None:

@@ -1,11 +1,12 @@
-"""Tables of this package: console accounts, sessions, failed logins, account audit, live events."""
+"""Tables of this package: console accounts, sessions, failed logins, account audit, live events, the cockpit's
+shared cache."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from config.database import AwareDateTime, new_metadata
@@ -94,3 +95,56 @@ class LiveEvent(Base):
     origin: Mapped[str] = mapped_column(String(32))  # the publishing hub, which delivered it itself
     payload: Mapped[Any] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(AwareDateTime(), index=True)
+
+
+class ConsoleCommand(Base):
+    """A console's call-control command for a controller (``agent_console.command_channel``): a console worker
+    inserts it and NOTIFYs, one controller claims it (``new`` → ``claimed``), runs it on its call control and
+    stores the outcome (``done`` with ``result``, ``failed`` with the coded error); an unclaimed command the
+    console stopped waiting for is ``expired`` and never runs. Times are the database server's."""
+
+    __tablename__ = "console_commands"
+    __table_args__ = (Index("ix_console_commands_state_target", "state", "target"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))  # the Switchboard method: transfer, spy, board, …
+    arguments: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # the PBX whose controller runs it; "" any controller
+    target: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(16), default="new")
+    result: Mapped[Any] = mapped_column(JSON, nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime(), index=True)
+    expires_at: Mapped[datetime] = mapped_column(AwareDateTime())  # unclaimed after this: never run
+    claimed_at: Mapped[datetime | None] = mapped_column(AwareDateTime(), nullable=True)
+    done_at: Mapped[datetime | None] = mapped_column(AwareDateTime(), nullable=True)
+
+
+class ConsoleController(Base):
+    """A controller's announcement of its PBX on the command channel: its executor writes the heartbeat every
+    ``callcontrol.heartbeat_s`` and deletes the row when it stops; the consoles send the board and the softphones'
+    passwords to every PBX announced within three heartbeats. Times are the database server's."""
+
+    __tablename__ = "console_controllers"
+
+    pbx: Mapped[str] = mapped_column(
+        String(64), primary_key=True
+    )  # callcontrol.pbx; "" with one PBX
+    name: Mapped[str] = mapped_column(String(64))  # host:pid of the controller that wrote it last
+    heartbeat_at: Mapped[datetime] = mapped_column(AwareDateTime())
+
+
+class CockpitCacheEntry(Base):
+    """A cockpit panel as last computed, shared by every console worker on PostgreSQL
+    (``agent_console.cockpit_cache_pg``): its JSON, kept until ``expires_at`` then recomputed. The key names
+    the panel, its period and the local day; rows of past days are pruned. Times are the database server's."""
+
+    __tablename__ = "cockpit_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # panel:period:YYYY-MM-DD
+    day: Mapped[date] = mapped_column(Date, index=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    computed_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    expires_at: Mapped[datetime] = mapped_column(AwareDateTime())

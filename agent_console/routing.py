@@ -47,6 +47,7 @@ from agent_console.errors import (
 from agent_console.models import User, UserSession
 from agent_console.roles import ALL_ROLES, DataScope, Role
 from agent_console.security import CSRF_FIELD, LOGIN_CSRF_COOKIE, UNSAFE_METHODS, require_csrf
+from agent_console.ticket_feed import ticket_topic
 
 SESSION_COOKIE = "hotline_session"
 Kind = Literal["api", "page", "socket", "ops"]
@@ -455,6 +456,7 @@ def page_context(request: web.Request, session: UserSession | None, title: str) 
         "role_label": role.label if role else "",
         "nav": nav,
         "csrf_token": session.csrf_token if session else "",
+        "ticket_topic": ticket_topic(user) if user else "",  # live ticket changes (ticket_feed)
         "static": _static_url(request),
     }
 

@@ -1,27 +1,31 @@
 """The agents' browser softphone (WebRTC): who has which extension, and the SIP account a browser registers with.
 
-Credentials: each WebRTC extension's SIP password is random, made at every ``hotline pbx start`` and known only
-to the PBX and to the console server (the local PBX's ``pbx.json``, readable by root only). A logged-in agent's
-page fetches its own extension's account over the authenticated session (``Cache-Control: no-store``) and
-keeps it in memory only: the agent never sees or types it, and it changes with the next PBX start. It is not a
-per-login secret: someone who reads it out of their browser's developer tools can register that extension
-until the PBX restarts. A true per-login password would need the console to rewrite Asterisk's configuration
-(AMI ``UpdateConfig`` / ``DBPut`` with ``config`` or ``system`` write rights), which the controller's
-least-privilege AMI account deliberately does not have.
+Credentials: no WebRTC extension has a password in any file. Every fetch of a logged-in agent's softphone settings
+(and of the test phone's, by an administrator) issues a fresh random password through the switchboard
+(:meth:`agent_console.switchboard.Switchboard.provision_softphone`: AstDB over AMI, see
+:mod:`ivr.softphone_credentials`), valid for ``softphone.credential_ttl_s``; it replaces the previous one, and the
+agent's next login or their logout revokes it. The page keeps it in memory only (``Cache-Control: no-store``) and
+fetches a new one before it expires. Someone who reads it out of their browser can register the extension at
+most until then.
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from aiohttp import web
 
 from agent_console.calls import default_interface
+from agent_console.errors import ConsoleError
+from agent_console.switchboard import Switchboard
 from config import Settings
-from ivr.pbx import LocalPbx, PbxInfo
+from config.errors import HotlineError
+
+log = logging.getLogger(__name__)
 
 TEST_PHONE = "test-phone"  # the PBX's endpoint of the administrators' test phone (pjsip.conf)
 SIP_DOMAIN = "hotline12345"  # the SIP domain of the accounts' addresses (Asterisk ignores it)
@@ -35,6 +39,7 @@ class SipAccount:
     password: str
     ws_url: str
     display_name: str
+    expires_in_s: int  # the password stops working after this many seconds
 
     @property
     def uri(self) -> str:
@@ -44,9 +49,18 @@ class SipAccount:
 class SoftphoneDirectory(Protocol):
     """The SIP accounts of the agents' softphones and of the test phone; None when there is none."""
 
-    def agent_account(self, username: str) -> SipAccount | None: ...
+    async def agent_account(self, username: str) -> SipAccount | None: ...
 
-    def test_phone_account(self) -> SipAccount | None: ...
+    async def test_phone_account(self) -> SipAccount | None: ...
+
+    async def revoke(self, username: str) -> None:
+        """The agent's softphone account stops working (their logout or new login)."""
+
+
+def webrtc_extensions(settings: Settings) -> frozenset[str]:
+    """The WebRTC extensions the PBX has (``softphone.extension_first``, ``extension_count``)."""
+    first = settings.softphone.extension_first
+    return frozenset(str(ext) for ext in range(first, first + settings.softphone.extension_count))
 
 
 def ws_url(settings: Settings) -> str:
@@ -61,29 +75,50 @@ def ws_origin(settings: Settings) -> str:
     return f"{scheme}://{rest.split('/', 1)[0]}"
 
 
-class LocalPbxSoftphones:
-    """The accounts of the local PBX (``hotline pbx start``), read from its ``pbx.json`` at every request, so a
-    restarted PBX's new passwords are handed out at once."""
+class IssuedSoftphones:
+    """Accounts whose password is issued for this fetch and lives ``softphone.credential_ttl_s`` seconds."""
 
     def __init__(
-        self, settings: Settings, status: Callable[[], PbxInfo | None] | None = None
+        self,
+        settings: Settings,
+        switchboard: Switchboard,
+        new_password: Callable[[], str] = lambda: secrets.token_urlsafe(18),
     ) -> None:
         self.settings = settings
-        self.status = status or LocalPbx(settings, Path(settings.pbx.cache_dir)).status
+        self.switchboard = switchboard
+        self.new_password = new_password
 
-    def agent_account(self, username: str) -> SipAccount | None:
+    async def agent_account(self, username: str) -> SipAccount | None:
+        extension = self._extension(username)
+        return await self._issue(extension, f"坐席{extension}") if extension else None
+
+    async def test_phone_account(self) -> SipAccount | None:
+        return await self._issue(TEST_PHONE, "测试电话")
+
+    async def revoke(self, username: str) -> None:
+        """The agent's softphone password stops working (their logout or new login); a telephony outage is
+        logged, not raised: the password still dies with its TTL."""
+        extension = self._extension(username)
+        if extension is None:
+            return
+        try:
+            await self.switchboard.revoke_softphone(extension)
+        except (
+            HotlineError,
+            ConsoleError,
+        ) as exc:  # AMI away, no controller on the command channel
+            log.warning("softphone password of %s not revoked: %s", extension, exc)
+
+    def _extension(self, username: str) -> str | None:
+        """The agent's WebRTC extension, if the PBX has it (``softphone.extension_first`` …)."""
         extension = self.settings.softphone.extensions.get(username)
-        info = self.status()
-        if extension is None or info is None or extension not in info.webrtc_agents:
-            return None
-        password = info.webrtc_agents[extension]
-        return SipAccount(extension, password, ws_url(self.settings), f"坐席{extension}")
+        return extension if extension in webrtc_extensions(self.settings) else None
 
-    def test_phone_account(self) -> SipAccount | None:
-        info = self.status()
-        if info is None or not info.test_phone_password:
-            return None
-        return SipAccount(TEST_PHONE, info.test_phone_password, ws_url(self.settings), "测试电话")
+    async def _issue(self, extension: str, display_name: str) -> SipAccount:
+        ttl = self.settings.softphone.credential_ttl_s
+        password = self.new_password()
+        await self.switchboard.provision_softphone(extension, password, ttl)
+        return SipAccount(extension, password, ws_url(self.settings), display_name, ttl)
 
 
 class AgentInterfaces:

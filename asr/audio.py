@@ -99,3 +99,26 @@ def wav_bytes_to_slin8k(data: bytes) -> bytes:
 def read_wav_slin8k(path: str | Path) -> bytes:
     """Read a PCM WAV file as 8 kHz slin mono."""
     return wav_bytes_to_slin8k(Path(path).read_bytes())
+
+
+def frame_dbfs(pcm: bytes) -> float:
+    """The level of ``pcm`` (slin) in dB below full scale; -120 for nothing."""
+    samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<i2").astype(np.float64)
+    if samples.size == 0:
+        return -120.0
+    rms = float(np.sqrt(np.mean(samples * samples)))
+    return 20 * np.log10(max(rms, 1e-3) / 32768.0)
+
+
+def trim_silence(pcm: bytes, keep_s: float = 0.06, floor_dbfs: float = -55.0) -> bytes:
+    """Leading and trailing near-silence of a synthesised prompt cut to ``keep_s`` (less dead air)."""
+    n = len(pcm) // FRAME_BYTES
+    loud = [
+        i for i in range(n) if frame_dbfs(pcm[i * FRAME_BYTES : (i + 1) * FRAME_BYTES]) > floor_dbfs
+    ]
+    if not loud:
+        return pcm
+    keep = round(keep_s / 0.02)
+    start = max(0, loud[0] - keep) * FRAME_BYTES
+    end = min(n, loud[-1] + 1 + keep) * FRAME_BYTES
+    return pcm[start:end]

@@ -9,7 +9,8 @@ server sends a hangup frame so Asterisk leaves ``AudioSocket()`` and the dialpla
 Only peers in ``allow`` (addresses or networks; loopback by default) may connect, and at most ``max_sessions``
 calls are served at once. Anyone else is refused with a WARNING naming the peer and the reason: a peer not
 allowed is closed without a word; a call over the cap gets an error frame, so ``AudioSocket()`` fails and the
-dialplan sends the caller back to the queue (``config/asterisk/extensions.conf``).
+dialplan tries the next bot host, then sends the caller back to the queue (``config/asterisk/extensions.conf``).
+Load listeners (:meth:`AudioSocketServer.add_load_listener`) hear the number of calls at every start and end.
 """
 
 from __future__ import annotations
@@ -327,6 +328,7 @@ class AudioSocketServer:
         self._connections: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._load_listeners: list[Callable[[int], None]] = []
 
     @property
     def port(self) -> int:
@@ -343,6 +345,14 @@ class AudioSocketServer:
     @property
     def open_connections(self) -> int:
         return len(self._connections)
+
+    def add_load_listener(self, listener: Callable[[int], None]) -> None:
+        """Be told the number of calls in progress whenever a call starts or ends (the bot's load report)."""
+        self._load_listeners.append(listener)
+
+    def _load_changed(self) -> None:
+        for listener in self._load_listeners:
+            listener(len(self._sessions))
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._on_connection, self.host, self._port)
@@ -485,6 +495,7 @@ class AudioSocketServer:
     async def _run_session(self, session: AudioSocketSession, initial: list[Frame]) -> None:
         self._sessions[session.call_id] = session
         self.stats.active_sessions += 1
+        self._load_changed()
         self.stats.sessions_total += 1
         log.info("AudioSocket call %s started", session.call_id)
         pump = asyncio.create_task(session._pump(initial))
@@ -508,6 +519,7 @@ class AudioSocketServer:
             await session.hangup()
             del self._sessions[session.call_id]
             self.stats.active_sessions -= 1
+            self._load_changed()
             log.info(
                 "AudioSocket call %s ended after %.1f s (in %d, out %d, dropped %d frames)",
                 session.call_id,

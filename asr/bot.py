@@ -44,7 +44,15 @@ from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from asr.audiosocket_server import AudioSocketServer, AudioSocketSession
-from asr.dialogue import BotOutcome, CallLookup, Dialogue, DialogueConfig, Intake, Trace
+from asr.dialogue import (
+    BotOutcome,
+    CallLookup,
+    Dialogue,
+    DialogueConfig,
+    Intake,
+    Trace,
+    opening,
+)
 from asr.prompts import Prompts, load_prompts
 from asr.recognizer import RecognizerFactory, make_recognizer_factory
 from asr.tts import CachedTts, build_tts
@@ -52,7 +60,6 @@ from config import Settings
 from config.settings import replace_settings
 from knowledge import services as kb
 from knowledge.retrieval import Answer, KnowledgeIndex
-from knowledge.speech import short_form
 from tickets import outbox
 from tickets import services as tickets
 from tickets.categories import load_categories
@@ -327,8 +334,8 @@ class SpeechBot:
         return self.server.port
 
     async def start(self) -> None:
-        """Accept calls; the fixed prompts, then the answers, are synthesised in the background (a sentence a
-        caller needs before that is synthesised on demand, once)."""
+        """Accept calls; the fixed prompts, then the answers' first pieces, are synthesised in the background
+        (a sentence a caller needs before that is synthesised on demand, once)."""
         await asyncio.to_thread(
             jieba.initialize
         )  # the ticket services segment with jieba: load it now, not mid-call
@@ -339,7 +346,7 @@ class SpeechBot:
         ]
 
     async def _warm_prompts(self) -> None:
-        """The fixed prompts first (every caller hears them), then every answer."""
+        """The fixed prompts first (every caller hears them), then the first piece of every answer."""
         for text in self.prompts.fixed():
             with contextlib.suppress(Exception):
                 await self.tts.asynthesize(text)
@@ -406,12 +413,11 @@ class SpeechBot:
                 log.exception("knowledge index refresh failed; keeping the current one")
 
     async def _warm_answers(self) -> None:
-        """Synthesise every answer ahead of the first caller who needs it (one at a time, in the background)."""
+        """Synthesise what a caller hears first of every answer ahead of the first caller who needs it (one
+        at a time, in the background); the rest is synthesised while that piece plays, and then cached."""
         for entry in self.desk.index.entries():
             with contextlib.suppress(Exception):
-                await self.tts.asynthesize(
-                    short_form(entry.answer_speech, self.cfg.long_answer_chars)
-                )
+                await self.tts.asynthesize(opening(entry.answer_speech, self.cfg.long_answer_chars))
 
 
 async def build_bot(

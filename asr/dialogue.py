@@ -43,14 +43,12 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeVar
 
-import numpy as np
-
 from asr import intents
-from asr.audio import FRAME_BYTES, SAMPLE_RATE
+from asr.audio import SAMPLE_RATE, frame_dbfs, trim_silence
 from asr.audiosocket_server import Audio, AudioSocketSession, Dtmf
 from asr.prompts import Prompts
 from asr.recognizer import Final, RecognizerSession, SpeechStart
-from asr.tts import CachedTts, digits_for_speech, speak_sentences
+from asr.tts import CachedTts, digits_for_speech, speak_sentences, speech_pieces
 from config.pii import mask_phone
 from config.settings import BotSettings
 from knowledge.retrieval import NO_ANSWER, Answer
@@ -198,14 +196,6 @@ class MessageWanted(Exception):
 
 class RecognizerBroken(Exception):
     pass
-
-
-def frame_dbfs(pcm: bytes) -> float:
-    samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<i2").astype(np.float64)
-    if samples.size == 0:
-        return -120.0
-    rms = float(np.sqrt(np.mean(samples * samples)))
-    return 20 * np.log10(max(rms, 1e-3) / 32768.0)
 
 
 class CallerInput:
@@ -377,26 +367,18 @@ class Transcript:
         return "\n".join(f"{who}：{text}" for who, text in self.lines)[:TRANSCRIPT_MAX]
 
 
+def opening(answer: str, long_answer_chars: int) -> str:
+    """What the caller hears first of an answer: the first piece of its spoken form (short when long); the
+    next piece is synthesised while it plays."""
+    return speech_pieces(short_form(answer, long_answer_chars))[0]
+
+
 def brief(question: str) -> str:
     """A question as the clarifying question names it: its first clause, at most ``CLARIFY_QUESTION_CHARS``."""
     text = question.strip().rstrip("。？?！!")
     if len(text) <= CLARIFY_QUESTION_CHARS:
         return text
     return text.split("，")[0][:CLARIFY_QUESTION_CHARS]
-
-
-def trim_silence(pcm: bytes, keep_s: float = 0.06, floor_dbfs: float = -55.0) -> bytes:
-    """Leading and trailing near-silence of a synthesised prompt cut to ``keep_s`` (less dead air)."""
-    n = len(pcm) // FRAME_BYTES
-    loud = [
-        i for i in range(n) if frame_dbfs(pcm[i * FRAME_BYTES : (i + 1) * FRAME_BYTES]) > floor_dbfs
-    ]
-    if not loud:
-        return pcm
-    keep = round(keep_s / 0.02)
-    start = max(0, loud[0] - keep) * FRAME_BYTES
-    end = min(n, loud[-1] + 1 + keep) * FRAME_BYTES
-    return pcm[start:end]
 
 
 class Dialogue:
@@ -499,9 +481,7 @@ class Dialogue:
         """The knowledge base's answer to ``question`` (a follow-up to ``context``); two close entries are
         settled by asking the caller (:meth:`_clarify`)."""
         answer = await self._thinking(self._consult(question, context))
-        if answer.confident or not answer.alternatives:
-            return answer
-        return await self._clarify(question, answer)
+        return await self._clarify(question, answer) if answer.clarifies else answer
 
     async def _clarify(self, question: str, answer: Answer) -> Answer:
         """「您是想问A，还是B？」: the entry the caller picks (DTMF 1/2 or words), confident; ``answer`` as it was
@@ -524,7 +504,7 @@ class Dialogue:
         if chosen is not None:
             picked = replace(answer, confident=True, alternatives=())
             answer = picked if chosen == 0 else Answer.of(second, answer.score, True)
-            await self._thinking(self.tts.asynthesize(self._spoken(answer)))
+            await self._thinking(self.tts.asynthesize(self._opening(answer)))
         await self._miss(question, answer, "ambiguous")
         return answer
 
@@ -537,6 +517,9 @@ class Dialogue:
 
     def _spoken(self, answer: Answer) -> str:
         return short_form(answer.answer, self.cfg.long_answer_chars)
+
+    def _opening(self, answer: Answer) -> str:
+        return opening(answer.answer, self.cfg.long_answer_chars)
 
     async def _text(self, answer: Answer) -> bool:
         """Queue the full answer by SMS to the caller's mobile, once per entry and call; True if queued."""
@@ -802,10 +785,10 @@ class Dialogue:
             self._filler_playing = False
 
     async def _consult(self, question: str, context: Answer | None) -> Answer:
-        """The knowledge base's answer, its speech synthesised (cached) before it is spoken."""
+        """The knowledge base's answer, its first piece synthesised (cached) before it is spoken."""
         answer = await self.desk.ask(question, context)
         if answer.confident:
-            await self.tts.asynthesize(self._spoken(answer))
+            await self.tts.asynthesize(self._opening(answer))
         return answer
 
     async def _file(self, intake: Intake) -> str:

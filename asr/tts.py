@@ -2,10 +2,10 @@
 
 Every engine returns 8 kHz signed-linear 16-bit mono ("slin"), ready for ``AudioSocketSession.play``. The
 neural Mandarin voice is ``asr/tts_kokoro.py``; espeak-ng is its fallback.
-Texts are spoken sentence by sentence (``split_sentences``): the caller hears the first while the next is
-synthesised (``speak_sentences``). The bot says the same sentences over and over (greetings, knowledge-base
-answers), so ``CachedTts`` keeps each sentence's synthesis on disk, keyed by engine, voice, rate and text;
-concurrent requests for one sentence synthesise it once.
+Texts are spoken piece by piece (``speech_pieces``: a short leading phrase, then clauses and sentences): the
+caller hears the first while the next is synthesised (``speak_sentences``). The bot says the same sentences
+over and over (greetings, knowledge-base answers), so ``CachedTts`` keeps each piece's synthesis on disk, keyed
+by engine, voice, rate and text; concurrent requests for one piece synthesise it once.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Protocol
 
+import jieba.posseg as pseg
+
 from asr import audio
 from config.errors import HotlineError
 from config.settings import TtsSettings
@@ -36,6 +38,15 @@ _CLAUSE = re.compile(
 )
 _MARKS = "，,：:；;。！？!?“”「」 \n"
 MIN_PIECE_CHARS = 6
+# A first piece longer than LEAD_MAX_CHARS is spoken in two: its leading phrase (at least LEAD_MIN_CHARS), then
+# the rest. Kokoro takes ~250 ms plus ~50 ms per character on one core: a clause of 16 characters, ~1 s.
+LEAD_MAX_CHARS = 8
+LEAD_MIN_CHARS = 4
+# jieba part-of-speech tags (first letter): a conjunction, preposition or adverb opens a new phrase (「｜可以在…」);
+# a word with such a tag, or a pronoun or particle, binds to what follows and is never the end of a phrase.
+_PHRASE_OPENERS = frozenset("cpd")
+_BINDS_FORWARD = frozenset("cpdru")
+_MODALS = frozenset({"可以", "应当", "应该", "需要", "必须", "能够", "可", "须"})
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +155,14 @@ class CachedTts:
         return self.cache_dir / digest[:2] / f"{digest}.slin"
 
     def synthesize(self, text: str) -> bytes:
-        """The text as 8 kHz slin, sentence by sentence: each from the cache, or synthesised once and stored."""
-        return b"".join(self._sentence(piece) for piece in split_sentences(text))
+        """The text as 8 kHz slin, piece by piece (:func:`speech_pieces`): each from the cache, or synthesised
+        once and stored, and joined as the bot plays them (silence around each piece trimmed)."""
+        return b"".join(
+            audio.trim_silence(self.synthesize_piece(piece)) for piece in speech_pieces(text)
+        )
 
-    def _sentence(self, text: str) -> bytes:
+    def synthesize_piece(self, text: str) -> bytes:
+        """One piece of speech as it is (never cut again), from the cache or synthesised once and stored."""
         path = self.path_for(text)
         with self._locks[int(path.stem[:8], 16) % LOCK_STRIPES]:
             if path.exists():
@@ -164,6 +179,10 @@ class CachedTts:
     async def asynthesize(self, text: str) -> bytes:
         """``synthesize`` in a worker thread, so the event loop keeps pacing other calls' audio."""
         return await asyncio.to_thread(self.synthesize, text)
+
+    async def asynthesize_piece(self, text: str) -> bytes:
+        """``synthesize_piece`` in a worker thread."""
+        return await asyncio.to_thread(self.synthesize_piece, text)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -188,20 +207,59 @@ def split_sentences(text: str) -> list[str]:
     return pieces
 
 
+def speech_pieces(text: str) -> list[str]:
+    """The pieces ``text`` is spoken in: :func:`split_sentences`, with a first piece longer than
+    ``LEAD_MAX_CHARS`` cut after its leading phrase (:func:`leading_phrase`) so that the caller's first audio
+    needs the synthesis of a few words only. Each piece is synthesised as it is (``synthesize_piece``)."""
+    first, *rest = split_sentences(text)
+    lead = leading_phrase(first)
+    return [lead, first[len(lead) :], *rest] if lead else [first, *rest]
+
+
+def leading_phrase(piece: str) -> str:
+    """The head of ``piece`` that can be said on its own, or "" when ``piece`` is short or has none.
+
+    The head ends at a natural pause: at its first clause mark (「您好，」), else between two words (jieba) where
+    a subject or a topic ends, before a conjunction, preposition, adverb or modal verb (「灵活就业人员｜可以…」).
+    It is never cut inside a word, and a clause without such a boundary stays whole.
+    """
+    if len(piece.strip(_MARKS)) <= LEAD_MAX_CHARS:
+        return ""
+    if (clause := _CLAUSE.match(piece)) and len(clause.group(0).strip(_MARKS)) <= LEAD_MAX_CHARS:
+        return clause.group(0) if clause.end() < len(piece) else ""
+    words = pseg.lcut(piece[: LEAD_MAX_CHARS + 4], HMM=False)
+    length = 0
+    for before, word, after in zip(words[:-1], words[1:], [*words[2:], None], strict=True):
+        length += len(before.word)
+        if length > LEAD_MAX_CHARS:
+            break
+        if length >= LEAD_MIN_CHARS and _phrase_boundary(before, word, after):
+            return piece[:length]
+    return ""
+
+
+def _phrase_boundary(before: pseg.pair, word: pseg.pair, after: pseg.pair | None) -> bool:
+    """Whether a speaker may pause between ``before`` and ``word``: a new phrase opens with ``word``
+    (not when ``word`` ends a modifier: 「出国需要的护照」)."""
+    opens_phrase = word.flag[:1] in _PHRASE_OPENERS or word.word in _MODALS
+    modifier = after is not None and after.word in ("的", "之")
+    return opens_phrase and not modifier and before.flag[:1] not in _BINDS_FORWARD
+
+
 class AsyncSynthesizer(Protocol):
-    async def asynthesize(self, text: str) -> bytes: ...
+    async def asynthesize_piece(self, text: str) -> bytes: ...
 
 
 async def speak_sentences(tts: AsyncSynthesizer, text: str) -> AsyncGenerator[bytes, None]:
-    """``text`` as slin, one piece of :func:`split_sentences` at a time: the next piece is synthesised while
-    the caller hears this one, so the first audio waits for the first clause only."""
-    pieces = split_sentences(text)
-    upcoming = asyncio.ensure_future(tts.asynthesize(pieces[0]))
+    """``text`` as slin, one piece of :func:`speech_pieces` at a time: the next piece is synthesised while
+    the caller hears this one, so the first audio waits for the leading phrase only."""
+    pieces = speech_pieces(text)
+    upcoming = asyncio.ensure_future(tts.asynthesize_piece(pieces[0]))
     try:
         for following in [*pieces[1:], None]:
             pcm = await upcoming
             if following is not None:
-                upcoming = asyncio.ensure_future(tts.asynthesize(following))
+                upcoming = asyncio.ensure_future(tts.asynthesize_piece(following))
             yield pcm
     finally:
         if upcoming.done() and not upcoming.cancelled():

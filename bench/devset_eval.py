@@ -7,7 +7,10 @@ Knowledge: the set's knowledge base is imported into a fresh SQLite database and
 `hotline kb import --publish`), indexed as the bot indexes it, and the colloquial caller questions are evaluated
 at the configured confidence threshold (``knowledge.evaluation``): top-1 and top-3 on in-scope questions,
 confident-and-correct (in-scope questions answered confidently with the right entry), confident-but-wrong
-(share of all questions, out-of-scope ones included, answered confidently and wrongly).
+(share of all questions, out-of-scope ones included, answered confidently and wrongly). Clarifying questions
+(「您是想问A，还是B？」), asked as the bot decides (:func:`offered`): in-scope questions resolved by one (the right
+entry is one of the two named: the caller presses 1 or 2), those where neither is right, answered or resolved
+(confident-and-correct + resolved), and the share of out-of-scope questions given one.
 
 Dispatch: a model trained on the shared history sample (``../shared/dispatch/history_sample.jsonl``, as `hotline
 dispatch train` trains it) ranks every set message with the suggester as configured (model + catalogue
@@ -39,9 +42,9 @@ from zoneinfo import ZoneInfo
 from config import Settings, load_settings
 from hotline.db import create_schema, make_engine, make_sessionmaker
 from knowledge import services
-from knowledge.evaluation import evaluate_splits, figures_json, load_eval_set
+from knowledge.evaluation import EvalItem, evaluate_splits, figures_json, load_eval_set
 from knowledge.io import import_file
-from knowledge.retrieval import KnowledgeIndex
+from knowledge.retrieval import Answer, KnowledgeIndex
 from language.embeddings import optional_embedder
 from tickets.dispatch_catalogue import Catalogue, load_catalogue
 from tickets.dispatch_data import Example, read_examples
@@ -86,11 +89,41 @@ async def knowledge_index(settings: Settings, kb_file: Path) -> KnowledgeIndex:
     return index
 
 
+def offered(answer: Answer) -> tuple[str, str] | None:
+    """The questions of the two entries the bot names when it asks which one is meant, the answer's first; None
+    when it does not ask (``Answer.clarifies``, the dialogue's decision)."""
+    if not answer.clarifies:
+        return None
+    return answer.question, answer.alternatives[0].entry.question
+
+
+def clarify_figures(ask: Callable[[str], Answer], items: Sequence[EvalItem]) -> dict[str, float]:
+    """Shares (unrounded) of the questions that ``ask`` (the bot's ``KnowledgeIndex.ask``) answers with a
+    clarifying question: in scope, naming the right entry (``clarify_resolved``) or not (``clarify_neither``); out
+    of scope, any (``out_of_scope_clarified``)."""
+    named = [(item.expected, offered(ask(item.question))) for item in items]
+    in_scope = [(e, o) for e, o in named if e is not None]
+    out_of_scope = [o for e, o in named if e is None]
+    n_in, n_out = max(len(in_scope), 1), max(len(out_of_scope), 1)
+    return {
+        "clarify_resolved": sum(o is not None and e in o for e, o in in_scope) / n_in,
+        "clarify_neither": sum(o is not None and e not in o for e, o in in_scope) / n_in,
+        "out_of_scope_clarified": sum(o is not None for o in out_of_scope) / n_out,
+    }
+
+
 def knowledge_figures(settings: Settings, devset: Path) -> dict[str, Any]:
     index = asyncio.run(knowledge_index(settings, devset / KB_FILE))
     items = load_eval_set(devset / QUESTIONS_FILE)
-    figures = figures_json(evaluate_splits(index, items, index.confidence_threshold))["all"]
-    return {"entries": len(index.entries()), "threshold": index.confidence_threshold, **figures}
+    evaluated = evaluate_splits(index, items, index.confidence_threshold)
+    clarify = clarify_figures(index.ask, items)
+    return {
+        "entries": len(index.entries()),
+        "threshold": index.confidence_threshold,
+        **figures_json(evaluated)["all"],
+        **{k: round(v, 4) for k, v in clarify.items()},
+        "answered_or_resolved": round(evaluated["all"].answered + clarify["clarify_resolved"], 4),
+    }
 
 
 def scorer(suggester: DispatchSuggester) -> Scorer:
@@ -206,6 +239,10 @@ def markdown(results: dict[str, Any]) -> str:
         ("confident-but-wrong (all questions)", "confident_wrong"),
         ("out-of-scope not answered", "out_of_scope_rejected"),
         ("top-1 on ASR-like typos", "top1_asr"),
+        ("resolved by one clarifying question (right entry named)", "clarify_resolved"),
+        ("clarifying question, neither entry right", "clarify_neither"),
+        ("answered or resolved by a clarifying question, right entry", "answered_or_resolved"),
+        ("out-of-scope given a clarifying question", "out_of_scope_clarified"),
     ]
     first = results[labels[0]]["knowledge"]
     lines += [
@@ -213,12 +250,13 @@ def markdown(results: dict[str, Any]) -> str:
         "## Knowledge",
         "",
         f"{first['entries']} entries, {first['in_scope']} in-scope and {first['out_of_scope']} out-of-scope "
-        "questions; the configured confidence threshold of each run.",
+        "questions; the configured confidence threshold of each run. Clarifying questions were first counted "
+        "in session 9 (– before).",
         "",
         head,
     ]
     lines += [
-        f"| {name} | " + " | ".join(_pct(results[x]["knowledge"][key]) for x in labels) + " |"
+        f"| {name} | " + " | ".join(_pct(results[x]["knowledge"].get(key)) for x in labels) + " |"
         for name, key in k_rows
     ]
     lines.append(

@@ -139,15 +139,26 @@ class PbxSettings(Section):
     agent_count: int = Field(10, ge=0, le=500)
     queue_timeout_s: int = Field(300, ge=5)
     boot_timeout_s: float = Field(60.0, gt=0)
+    # named instances beside the default one (`hotline pbx start --instance b`; HOTLINE_PBX_INSTANCES=b,c): the
+    # nth shifts its ports by n × instance_port_offset
+    instances: Annotated[
+        tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,15}$")], ...],
+        BeforeValidator(_comma_separated),
+        AfterValidator(_distinct),
+    ] = ("b",)
+    instance_port_offset: int = Field(1000, ge=1, le=30000)
 
 
 class AmiSettings(Section):
-    """AMI of the Asterisk to control. Empty username/secret: take them from the local PBX."""
+    """AMI of the Asterisk to control. Empty username/secret: take them from the local PBX. The softphones'
+    passwords in AstDB go through a second account with the ``system`` write right only (credentials_*)."""
 
     host: str = "127.0.0.1"
     port: int = Field(15038, ge=1, le=65535)
     username: str = ""
     secret: str = ""
+    credentials_username: str = ""
+    credentials_secret: str = ""
     ping_interval_s: float = Field(5.0, gt=0)
     ping_timeout_s: float = Field(3.0, gt=0)
     reconnect_min_s: float = Field(0.5, gt=0)
@@ -221,6 +232,14 @@ class CallControlSettings(Section):
     )
     # The centre's policy: an agent sees (console notice) that a supervisor listens, whispers or barges in.
     notify_agent: bool = True
+    # The command channel on PostgreSQL (agent_console.command_channel): the PBX whose controller runs a console's
+    # commands and which a `hotline ivr` serves ("" : any controller, one PBX), and how long a console waits.
+    pbx: str = Field("", max_length=64)
+    command_timeout_s: float = Field(10.0, gt=0, le=120)
+    # finished commands (no arguments left) are pruned after this long
+    commands_keep_s: float = Field(86400.0, ge=60)
+    # a controller announces its PBX this often (console_controllers); three missed = gone
+    heartbeat_s: float = Field(5.0, gt=0, le=60)
 
 
 class BlocklistSettings(Section):
@@ -434,9 +453,13 @@ class CockpitSettings(Section):
     hot_topics_count: int = Field(20, ge=5, le=100)
     cache_ttl_s: int = Field(60, ge=1)
     live_ttl_s: int = Field(10, ge=1)
+    # PostgreSQL: a console worker re-reads a panel from the shared cache at most this often
+    shared_read_s: float = Field(1.0, ge=0, le=10)
     warm_up: bool = True
     warnings_listed: int = Field(50, ge=1, le=500)
     export_max_rows: int = Field(1_000_000, ge=1)
+    # a PBX whose controller sent no queue snapshot for this long is 离线 (controllers send one every third)
+    queue_stale_s: float = Field(30.0, ge=3)
 
 
 class SoftphoneSettings(Section):
@@ -449,6 +472,31 @@ class SoftphoneSettings(Section):
     extensions: dict[str, str] = Field(default_factory=dict)  # console username → WebRTC extension
     test_phone_number: str = Field("13800012345", pattern=r"^\d{5,20}$")
     wrap_up_s: int = Field(10, ge=0, le=600)
+    credential_ttl_s: int = Field(
+        900, ge=60, le=86400
+    )  # life of a softphone's per-fetch SIP password
+
+
+def _bot_hosts(value: tuple[str, ...]) -> tuple[str, ...]:
+    for host in _distinct(value):
+        address, _, port = host.rpartition(":")
+        bad_address = not address or any(c in address for c in "&,; ")
+        if bad_address or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"bot host {host!r} is not host:port")
+    return value
+
+
+# AudioSocket addresses of the speech bots, ``host:port`` (``HOTLINE_BOT_HOSTS=10.0.0.5:19092,10.0.0.6:19092``).
+BotHosts = Annotated[tuple[str, ...], BeforeValidator(_comma_separated), AfterValidator(_bot_hosts)]
+
+
+class BotHostsSettings(Section):
+    """The speech-bot hosts the dialplan tries (ivr/bot_hosts.py) and their load reports (table bot_hosts)."""
+
+    hosts: BotHosts = ()  # empty: the one bot at pbx.host:pbx.audiosocket_port
+    heartbeat_s: float = Field(3.0, gt=0)
+    stale_after_s: float = Field(10.0, gt=0)
+    advertise: str = ""  # this bot's entry in hosts; empty = the host:port it listens on
 
 
 class Settings(Section):
@@ -464,6 +512,7 @@ class Settings(Section):
     pbx: PbxSettings = PbxSettings()
     ami: AmiSettings = AmiSettings()
     overflow: OverflowSettings = OverflowSettings()
+    bot: BotHostsSettings = BotHostsSettings()
     callback: CallbackSettings = CallbackSettings()
     calllog: CallLogSettings = CallLogSettings()
     message: MessageSettings = MessageSettings()

@@ -9,10 +9,12 @@ of them listed in :func:`subscriptions`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import wave
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,20 +23,27 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_console.calls import AgentState, publish_screen_pop
+from agent_console.cockpit_cache_pg import SharedPanels
+from agent_console.command_channel import Codec, CommandClient, CommandExecutor
 from agent_console.hub import Hub
 from agent_console.hub_pg import PostgresHub
 from agent_console.softphone import AgentInterfaces
+from agent_console.switchboard import RemoteSwitchboard, Switchboard
+from agent_console.views.callcontrol import publish_transfer_outcome
 from agent_console.views.cockpit import snapshot_of
 from config import Settings
+from config.settings import TtsSettings
 from hotline.db import listen_connector
 from hotline.leadership import Job, RunOnce
 from ivr import events as ev
 from ivr.blocklist_agi import BlocklistAgi
+from ivr.bot_hosts import BotHeartbeat
 from ivr.callbacks import CallbackScheduler, MissedCallJob
 from ivr.callcontrol import CallControl
 from ivr.calllog import link_bot_ticket
 from ivr.controller import HotlineController, build_controller
 from ivr.messages import MessageFiler, messages_folder
+from ivr.models import CallTransfer
 from ivr.pbx.prompts import PromptVoice
 from ivr.state import WRAP_UP_REASON
 
@@ -80,8 +89,9 @@ class ControllerCallControl:
 
 
 class ConsoleFeed:
-    """Controller events → the console: a screen pop for the agent who answers, the live queue for the cockpit,
-    and the bot's transcript when it hands a caller back to the queue."""
+    """Controller events → the console: a screen pop for the agent who answers, the live queue of PBX ``pbx`` for
+    the cockpit (at each change, and every ``refresh_s`` while AMI is up: a silent PBX is 离线 on the board),
+    the bot's transcript when it hands a caller back to the queue, and each transfer's outcome to its agent."""
 
     def __init__(
         self,
@@ -90,12 +100,18 @@ class ConsoleFeed:
         sessionmaker: async_sessionmaker[AsyncSession],
         username_of: Callable[[str], str | None],
         clock: Callable[[], datetime],
+        *,
+        pbx: str = "",
+        refresh_s: float = 10.0,
     ) -> None:
         self.controller = controller
         self.hub = hub
         self.sessionmaker = sessionmaker
         self.username_of = username_of
         self.clock = clock
+        self.pbx = pbx
+        self.refresh_s = refresh_s
+        self._refresher: asyncio.Task[None] | None = None
         self.handed_over: OrderedDict[str, str] = (
             OrderedDict()
         )  # bot UUID → what the caller told the bot
@@ -111,13 +127,35 @@ class ConsoleFeed:
         """A controller event: the live queue for the cockpit, a screen pop when an agent's phone rings (who
         calls and their history before answering)."""
         if isinstance(event, QUEUE_EVENTS):
-            self.hub.publish(
-                "queue", snapshot_of(self.controller.state, self.clock()).model_dump(mode="json")
-            )
+            self.publish_queue()
         if isinstance(event, ev.AgentRinging):
             username = self.username_of(event.interface)
             if username:
                 self._spawn(self._pop(username, event.chan))
+
+    def transfer_ended(self, row: CallTransfer) -> None:
+        """A transfer's outcome to the agent who made it (an attended transfer's buttons go away)."""
+        publish_transfer_outcome(self.hub, row)
+
+    def publish_queue(self) -> None:
+        snapshot = snapshot_of(self.controller.state, self.clock(), self.pbx)
+        self.hub.publish("queue", snapshot.model_dump(mode="json"))
+
+    async def keep_fresh(self) -> None:
+        """Publish the queue every ``refresh_s`` while AMI is up (until cancelled)."""
+        while True:
+            await asyncio.sleep(self.refresh_s)
+            if self.controller.ami.connected.is_set():
+                self.publish_queue()
+
+    def start(self) -> None:
+        self._refresher = asyncio.create_task(self.keep_fresh(), name="console-feed-queue")
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            await asyncio.gather(self._refresher, return_exceptions=True)
+            self._refresher = None
 
     async def _pop(self, username: str, chan: ev.ChannelInfo) -> None:
         # kept (until TRANSCRIPTS_KEPT pushes it out): an agent who lets it ring hands the caller to the next
@@ -193,6 +231,31 @@ def ticket_linker(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, A
     return {"on_ticket": on_ticket}
 
 
+@contextlib.asynccontextmanager
+async def load_reports(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], bot: SpeechBot
+) -> AsyncIterator[BotHeartbeat | None]:
+    """While the block runs, the started ``bot`` reports its load (:class:`ivr.bot_hosts.BotHeartbeat`) when
+    ``[bot] hosts`` lists the bots the controllers spread callers over; its row is withdrawn at the end."""
+    if not settings.bot.hosts:
+        yield None
+        return
+    server = bot.server
+    address = settings.bot.advertise or f"{server.host}:{bot.port}"
+    heartbeat = BotHeartbeat(sessionmaker, address, server.max_sessions, settings.bot.heartbeat_s)
+    server.add_load_listener(heartbeat.report)
+    task = asyncio.create_task(heartbeat.run(), name="bot-load-reports")
+    try:
+        yield heartbeat
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        try:
+            await heartbeat.withdraw()
+        except Exception as exc:  # the database is away: the row goes stale instead
+            log.warning("bot %s: load report not withdrawn: %s", address, exc)
+
+
 Subscription = tuple[
     Callable[[Any], object], Callable[..., Any]
 ]  # (register with an event source, handler)
@@ -213,14 +276,23 @@ class Telephony:
 
 
 async def start_telephony(telephony: Telephony) -> None:
-    """Start the blocklist's FastAGI server (so no call waits for it), then the controller."""
+    """Start the blocklist's FastAGI server (so no call waits for it), then the controller and the AMI connection
+    of the softphones' passwords."""
     if telephony.blocklist is not None:
         await telephony.blocklist.start()
     await telephony.controller.start()
+    if telephony.callcontrol is not None:
+        telephony.callcontrol.credentials.start()
+    if telephony.feed is not None:
+        telephony.feed.start()  # the queue, also while it does not change
 
 
 async def stop_telephony(telephony: Telephony) -> None:
-    """Stop the controller, then the blocklist's FastAGI server."""
+    """Stop the softphones' passwords' AMI connection and the controller, then the blocklist's FastAGI server."""
+    if telephony.feed is not None:
+        await telephony.feed.stop()
+    if telephony.callcontrol is not None:
+        await telephony.callcontrol.credentials.stop()
     await telephony.controller.stop()
     if telephony.blocklist is not None:
         await telephony.blocklist.stop()
@@ -228,10 +300,13 @@ async def stop_telephony(telephony: Telephony) -> None:
 
 def prompt_voice(settings: Settings) -> PromptVoice:
     """The bot's voice (``[tts]``, Kokoro unless it is missing) for the local PBX's IVR prompts, so a caller
-    hears one voice from the greeting to the bot's answer."""
+    hears one voice from the greeting to the bot's answer. Named by its settings; the engine is built by the
+    first prompt to synthesise, so a start with up-to-date prompts loads no model. A Kokoro that falls back to
+    espeak-ng names the fallback once it has spoken: the prompts are made again when Kokoro loads."""
     from asr.tts import build_tts
 
-    tts = build_tts(settings.tts)
+    tts = functools.cache(functools.partial(build_tts, settings.tts))
+    name = _voice_name(settings.tts)
 
     def speak(text: str, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -239,9 +314,20 @@ def prompt_voice(settings: Settings) -> PromptVoice:
             out.setnchannels(1)
             out.setsampwidth(2)
             out.setframerate(8000)
-            out.writeframes(tts.synthesize(text))
+            out.writeframes(tts().synthesize(text))
 
-    return PromptVoice(tts.engine.cache_id, speak)
+    def spoken_name() -> str:
+        engine = tts().engine.cache_id
+        return name if engine.startswith(settings.tts.engine) else engine
+
+    return PromptVoice(name, speak, spoken_name)
+
+
+def _voice_name(tts: TtsSettings) -> str:
+    """What the settings ask the voice to sound like (read without loading a model)."""
+    if tts.engine == "kokoro":
+        return f"kokoro/{tts.kokoro.model_dir}/{tts.kokoro.voice}/{tts.kokoro.speed:g}"
+    return f"espeak-ng/{tts.voice}/{tts.speed_wpm}"
 
 
 def blocklist_agi(
@@ -266,7 +352,12 @@ def subscriptions(telephony: Telephony) -> list[Subscription]:
     if telephony.feed is not None:
         pairs.append((controller.add_listener, telephony.feed.on_event))
     if telephony.callcontrol is not None:
+        # the softphone passwords re-sync after every login of their own AMI connection
         pairs.append((controller.add_listener, telephony.callcontrol.on_event))
+        if telephony.feed is not None:
+            pairs.append(
+                (telephony.callcontrol.add_outcome_listener, telephony.feed.transfer_ended)
+            )
     if telephony.messages is not None:
         pairs += [
             (controller.add_listener, telephony.messages.on_event),
@@ -307,6 +398,26 @@ def subscribe(telephony: Telephony) -> None:
         register(handler)
 
 
+def console_feed(
+    settings: Settings,
+    controller: HotlineController,
+    hub: Hub,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    clock: Callable[[], datetime],
+) -> ConsoleFeed:
+    """The feed of a controller's PBX (``callcontrol.pbx``): its queue at least every third of
+    ``cockpit.queue_stale_s``, the screen pops of its agents."""
+    return ConsoleFeed(
+        controller,
+        hub,
+        sessionmaker,
+        AgentInterfaces(settings).username,
+        clock,
+        pbx=settings.callcontrol.pbx,
+        refresh_s=settings.cockpit.queue_stale_s / 3,
+    )
+
+
 def build_hub(
     settings: Settings,
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -324,6 +435,55 @@ def build_hub(
         clock,
         queue_size=console.ws_queue_size,
         keep_s=console.live_events_keep_s,
+    )
+
+
+def cockpit_cache(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> SharedPanels | None:
+    """The cockpit's panels in PostgreSQL for every console worker, warmed by one of them at a time
+    (:mod:`agent_console.cockpit_cache_pg`); None on SQLite (the process's own caches)."""
+    connect = listen_connector(settings.database.url, "hotline cockpit warmer")
+    if connect is None:
+        return None
+    return SharedPanels(sessionmaker, settings.cockpit, RunOnce(connect).run)
+
+
+def remote_switchboard(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> RemoteSwitchboard | None:
+    """A console without a controller of its own: transfers, supervision and the board through the command
+    channel on PostgreSQL (:mod:`agent_console.command_channel`); None on SQLite. Start it with ``start()``."""
+    connect = listen_connector(settings.database.url, "hotline console commands")
+    if connect is None:
+        return None
+    client = CommandClient(
+        sessionmaker,
+        connect,
+        Codec(Switchboard),
+        target=settings.callcontrol.pbx,
+        timeout_s=settings.callcontrol.command_timeout_s,
+        heartbeat_s=settings.callcontrol.heartbeat_s,
+    )
+    return RemoteSwitchboard(client)
+
+
+def command_executor(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], callcontrol: CallControl
+) -> CommandExecutor | None:
+    """A controller's side of the command channel: runs the console workers' commands for its PBX on
+    ``callcontrol``; None on SQLite (one process: the console calls ``callcontrol`` directly)."""
+    connect = listen_connector(settings.database.url, "hotline controller commands")
+    if connect is None:
+        return None
+    return CommandExecutor(
+        callcontrol,
+        Codec(Switchboard),
+        sessionmaker,
+        connect,
+        pbx=settings.callcontrol.pbx,
+        keep_s=settings.callcontrol.commands_keep_s,
+        heartbeat_s=settings.callcontrol.heartbeat_s,
     )
 
 
@@ -401,7 +561,7 @@ async def build_services(
     controller = build_controller(settings, sessionmaker)
     callbacks, missed_calls = callback_schedulers(settings, sessionmaker, controller)
     interfaces = AgentInterfaces(settings)  # console user ↔ queue member (softphone extension)
-    feed = ConsoleFeed(controller, hub, sessionmaker, interfaces.username, clock)
+    feed = console_feed(settings, controller, hub, sessionmaker, clock)
     suggester = await asyncio.to_thread(DispatchSuggester.from_settings, settings)
     bot = await build_bot(
         settings, sessionmaker, suggester=suggester, **bot_hooks(controller, feed)
@@ -424,6 +584,7 @@ async def build_services(
         on_knowledge_change=knowledge_changed,
         desk=desk,
         switchboard=callcontrol,
+        cockpit_cache=cockpit_cache(settings, sessionmaker),
     )
     app[keys.METRICS].registry.register(
         bot.turn_seconds

@@ -15,9 +15,13 @@ result whose UserEvent was lost (AMI dropped, controller restarted) is not lost:
 stays unknown is never counted: it stays open, and after ``attempt_timeout_s`` it is closed uncounted and the
 ticket is rung again.
 
-One number is never rung twice at once: an in-memory reservation (taken before any ``await``) guards this
-process, and the open-attempt row of ``ivr_callback_attempt`` (a partial unique index on the number) guards
-every controller sharing the database.
+One citizen is never rung twice, however many controllers share the database: an in-memory reservation
+(taken before any ``await``) guards this process; across processes the claim is a lease in the database. It
+writes the open-attempt row of ``ivr_callback_attempt`` first (partial unique indexes on the number and the
+key: a second open attempt is refused, and one being closed is waited for), then checks in the same
+transaction that the key is still due (:meth:`CallbackJob.claim`). An attempt is closed in the transaction
+that records its result, so a scheduler whose due list was read before another controller rang the citizen
+sees that attempt open, or its result recorded: never neither.
 
 What is rung and where its result goes is the scheduler's :class:`CallbackJob`: :class:`SurveyJob` (回访, the
 default) or :class:`MissedCallJob` (漏接电话回拨, :mod:`ivr.missed_calls`, dialplan ``hotline-missed-callback``). A
@@ -102,8 +106,10 @@ class CallbackJob(Protocol):
     def result_of(self, reported: str) -> str:
         """The result for what the dialplan reported (UserEvent or AstDB)."""
 
-    async def claimed(self, session: AsyncSession, key: str, now: datetime) -> None:
-        """An attempt for ``key`` is being written (same transaction)."""
+    async def claim(self, session: AsyncSession, key: str, now: datetime, *, due: bool) -> bool:
+        """Take ``key`` for the attempt being written (same transaction, after its row). ``due``: the
+        scheduler's ring, the key must still be due (False: another controller rang it since the due list was
+        read); else the console's, the key must still wait for a call-back."""
 
     async def record(
         self,
@@ -113,7 +119,8 @@ class CallbackJob(Protocol):
         reason: str,
         now: datetime,
     ) -> str | None:
-        """Record how an attempt ended (``result`` None: not counted); returns the key's state after it."""
+        """Record how an attempt ended (``result`` None: not counted) in the transaction that closes it;
+        returns the key's state after it."""
 
 
 class SurveyJob:
@@ -142,8 +149,12 @@ class SurveyJob:
     def result_of(self, reported: str) -> str:
         return reported if reported in SURVEY_RESULTS else UNREACHABLE
 
-    async def claimed(self, session: AsyncSession, key: str, now: datetime) -> None:
-        """Nothing: the ticket keeps its state until the result."""
+    async def claim(self, session: AsyncSession, key: str, now: datetime, *, due: bool) -> bool:
+        """Still due (still waiting); the ticket keeps its state until the result."""
+        if due:
+            return bool(await due_for_callback(session, now, settings=self.settings, ticket_no=key))
+        ticket = await get_ticket(session, key, repeat_links=False)
+        return ticket.state in (State.VERIFIED, State.CALLBACK)
 
     async def record(
         self,
@@ -155,13 +166,26 @@ class SurveyJob:
     ) -> str | None:
         if result is None:
             return None
+        current = await get_ticket(session, attempt.ticket_no, repeat_links=False)
+        if current.state not in (State.VERIFIED, State.CALLBACK):  # withdrawn, recorded by hand
+            log.warning(
+                "call-back result %s of ticket %s not recorded: the ticket is %s",
+                result,
+                attempt.ticket_no,
+                current.state,
+            )
+            return None
         try:
             ticket = await record_callback(
                 session, attempt.ticket_no, result, SYSTEM_ACTOR, now=now, settings=self.settings
             )
-        except TicketError as exc:  # the ticket moved on meanwhile (withdrawn, recorded by hand)
+        except TicketError as exc:  # changed at this very moment: rolled back, the attempt with it
             log.warning(
-                "call-back result %s of ticket %s not recorded: %s", result, attempt.ticket_no, exc
+                "call-back result %s of ticket %s not recorded: %s; the attempt stays open until it "
+                "expires",
+                result,
+                attempt.ticket_no,
+                exc,
             )
             return None
         log.info(
@@ -201,8 +225,8 @@ class MissedCallJob:
     def result_of(self, reported: str) -> str:
         return reported if reported in missed_calls.ATTEMPT_RESULTS else UNREACHABLE
 
-    async def claimed(self, session: AsyncSession, key: str, now: datetime) -> None:
-        await missed_calls.mark_ringing(session, key, now)
+    async def claim(self, session: AsyncSession, key: str, now: datetime, *, due: bool) -> bool:
+        return await missed_calls.mark_ringing(session, key, now, due=due)
 
     async def record(
         self,
@@ -309,7 +333,7 @@ class CallbackScheduler:
         for ticket_no, number in due:
             if len(self._by_number) >= self.cfg.max_concurrent:
                 break
-            if await self._ring(ticket_no, number, now):
+            if await self._ring(ticket_no, number, now, due=True):
                 rung.append(ticket_no)
         return rung
 
@@ -323,7 +347,7 @@ class CallbackScheduler:
             )
         async with self.sessionmaker() as session:
             number = await self.job.number_for(session, ticket_no)
-        if not await self._ring(ticket_no, number, now):
+        if not await self._ring(ticket_no, number, now, due=False):
             raise NumberBusy(f"号码 {number} 正在回访中，请稍后再试")
 
     async def wait_outcomes(
@@ -338,14 +362,14 @@ class CallbackScheduler:
                 await self._concluded.wait()
 
     # -- placing a call --------------------------------------------------------------------------------------
-    async def _ring(self, ticket_no: str, number: str, now: datetime) -> bool:
+    async def _ring(self, ticket_no: str, number: str, now: datetime, *, due: bool) -> bool:
         if number in self._by_number:
             return False
         self._by_number[number] = (
             None  # reserved before the first await: concurrent ticks cannot both pass
         )
         try:
-            attempt = await self._claim(ticket_no, number, now)
+            attempt = await self._claim(ticket_no, number, now, due=due)
             if attempt is None:
                 return False
             self._by_number[number] = attempt
@@ -385,8 +409,11 @@ class CallbackScheduler:
         )
         return True
 
-    async def _claim(self, ticket_no: str, number: str, now: datetime) -> Attempt | None:
-        """Write the open attempt; None when another one is open for this number or ticket (any process)."""
+    async def _claim(
+        self, ticket_no: str, number: str, now: datetime, *, due: bool
+    ) -> Attempt | None:
+        """Write the open attempt, then take the key (the lease, see the module's docstring); None when another
+        attempt is open for this number or key, or the key is no longer due (any process)."""
         uniqueid = f"{CALLBACK_ID_PREFIX}{uuid.uuid4()}"
         row = CallbackAttempt(
             kind=self.job.kind,
@@ -397,9 +424,8 @@ class CallbackScheduler:
         )
         async with self.sessionmaker() as session:
             session.add(row)
-            await self.job.claimed(session, ticket_no, now)
-            try:
-                await session.commit()
+            try:  # the flush waits for another controller's attempt being written or closed
+                await session.flush()
             except IntegrityError:
                 await session.rollback()
                 log.info(
@@ -408,6 +434,11 @@ class CallbackScheduler:
                     mask_phone(number),
                 )
                 return None
+            if not await self.job.claim(session, ticket_no, now, due=due):
+                await session.rollback()
+                log.info("call-back of ticket %s skipped: not due any more", ticket_no)
+                return None
+            await session.commit()
             return Attempt(row.id, ticket_no, number, uniqueid, action_id=uniqueid)
 
     # -- results ---------------------------------------------------------------------------------------------
@@ -507,7 +538,8 @@ class CallbackScheduler:
             del self._by_number[attempt.number]
 
     async def _conclude(self, attempt: Attempt, result: str | None, reason: str) -> None:
-        """Close the attempt row (once, whoever gets there first) and record the result through the job."""
+        """Close the attempt row (once, whoever gets there first) and record the result through the job, in one
+        transaction (the job commits it)."""
         now = self.clock()
         async with self.sessionmaker() as session:
             closed = await session.execute(
@@ -515,10 +547,11 @@ class CallbackScheduler:
                 .where(CallbackAttempt.id == attempt.row_id, CallbackAttempt.ended_at.is_(None))
                 .values(ended_at=now, result=result, reason=reason)
             )
-            await session.commit()
             if not cast(CursorResult[Any], closed).rowcount:
+                await session.rollback()
                 return
             state = await self.job.record(session, attempt, result, reason, now)
+            await session.commit()
         async with self._concluded:
             self.recent.append(Outcome(attempt.ticket_no, result, reason, now, state))
             self._concluded.notify_all()

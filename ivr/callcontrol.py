@@ -1,11 +1,12 @@
 """Call control over AMI: transfers (转接) and supervision (班长监听 / 密语 / 强插).
 
 Only actions of the controller's least-privilege AMI account are used (``call``: Setvar, Redirect, Hangup;
-``originate``: Originate into our own dialplan, never of an application):
+``originate``: Originate into our own dialplan, never of an application), AstDB writes only through their own:
 
 * **blind transfer** (直接转接): Setvar ``TRANSFER_DIAL`` / ``TRANSFER_ID`` / ``TRANSFER_RING`` on the caller's
   channel, then Redirect it to ``[hotline-transfer]``, which dials the target; the agent's leg ends with the
-  queue's bridge. The caller's channel (its Uniqueid) stays the same, so the call keeps its ticket.
+  queue's bridge. The caller's channel (its Uniqueid) stays the same, so the call keeps its ticket; a target
+  that is busy or does not answer sends the caller back to the queue, ahead of new callers.
 * **three-way call** (三方通话): Setvar ``CONF_ROOM`` on the caller's channel and the agent's leg, Redirect both
   (``ExtraChannel``) to ``[hotline-conference]`` (ConfBridge), and Originate the target into the same room.
 * **attended transfer** (咨询转接): Setvar ``_TRANSFER_ID`` / ``_TRANSFER_DIAL`` / ``_TRANSFER_RING`` on the agent's
@@ -16,6 +17,8 @@ Only actions of the controller's least-privilege AMI account are used (``call``:
   ``channelvars``); the target's leg hanging up before that means cancelled.
 * **supervision**: Originate the supervisor's phone into ``[hotline-spy]``, which runs ChanSpy on the agent's leg
   with ``q`` (listen), ``qw`` (whisper: only the agent hears) or ``qB`` (barge: all three talk).
+* **browser softphones' passwords**: short-lived, issued per fetch of an agent's softphone settings and kept in
+  AstDB (:mod:`ivr.softphone_credentials`: DBPut / DBDelTree over its own AMI account, which has ``system`` only).
 
 Each transfer is a row of ``call_transfers`` whose outcome the dialplan reports (UserEvent HotlineTransfer) or,
 for an attended transfer, Asterisk (AttendedTransfer); each supervision is an immutable row of ``supervision_actions``.
@@ -42,6 +45,7 @@ from ivr import events as ev
 from ivr.ami import AmiActionError
 from ivr.controller import HotlineController
 from ivr.models import CallRecord, CallTransfer, SupervisionAction
+from ivr.softphone_credentials import SoftphoneCredentials, softphone_credentials
 from ivr.state import CONTROL_ID_PREFIX, Call, Member
 
 log = logging.getLogger(__name__)
@@ -203,12 +207,18 @@ class CallControl:
         settings: CallControlSettings,
         sessionmaker: async_sessionmaker[AsyncSession],
         clock: Callable[[], datetime],
+        credentials: SoftphoneCredentials | None = None,
     ) -> None:
+        """``credentials``: the browser softphones' SIP passwords (default: on the AstDB account of the
+        controller's Asterisk, :func:`ivr.softphone_credentials.softphone_credentials`); started with the
+        controller (:func:`hotline.wiring.start_telephony`)."""
         self.controller = controller
         self.settings = settings
         self.sessionmaker = sessionmaker
         self.clock = clock
         self._outcomes = asyncio.Lock()  # outcomes in the order Asterisk reported them
+        self._outcome_listeners: list[Callable[[CallTransfer], object]] = []
+        self.credentials = credentials or softphone_credentials(controller.settings)
 
     # -- the agent's call ------------------------------------------------------------------------------------------
     def call_of(self, agent_interface: str) -> Call:
@@ -217,6 +227,15 @@ class CallControl:
             if call.agent_interface == agent_interface and call.agent_channel:
                 return call
         raise NoActiveCall(agent_interface)
+
+    # -- browser softphones' short-lived SIP passwords -------------------------------------------------------------
+    async def provision_softphone(self, extension: str, password: str, ttl_s: float) -> None:
+        """``extension`` registers with ``password`` for ``ttl_s`` seconds (:mod:`ivr.softphone_credentials`)."""
+        await self.credentials.issue(extension, password, ttl_s)
+
+    async def revoke_softphone(self, extension: str) -> None:
+        """``extension``'s password stops working now."""
+        await self.credentials.revoke(extension)
 
     # -- transfers ------------------------------------------------------------------------------------------------
     async def transfer(
@@ -329,8 +348,13 @@ class CallControl:
             session.add(row)
         return row
 
+    def add_outcome_listener(self, listener: Callable[[CallTransfer], object]) -> None:
+        """``listener`` hears each transfer once its outcome is recorded (the console tells the agent)."""
+        self._outcome_listeners.append(listener)
+
     async def finish(self, transfer_id: str, outcome: str) -> None:
-        """Record how transfer ``transfer_id`` ended; the first outcome after dialling stays."""
+        """Record how transfer ``transfer_id`` ended; the first outcome after dialling stays and is told to the
+        outcome listeners once committed."""
         if not transfer_id.isdigit():
             return
         async with self.sessionmaker() as session, session.begin():
@@ -338,6 +362,8 @@ class CallControl:
             if row is None or row.outcome != "dialling":
                 return
             row.outcome, row.outcome_at = outcome, self.clock()
+        for listener in self._outcome_listeners:
+            listener(row)
 
     async def on_event(self, event: ev.DomainEvent) -> None:
         """The dialplan's UserEvent HotlineTransfer (the target answered, or why not), Asterisk's

@@ -4,6 +4,10 @@ Every write is an ``INSERT … ON CONFLICT (uniqueid) DO UPDATE`` where a NULL n
 and an end time, once written, stays: replaying the same call after a reconnect changes nothing, and
 concurrent writers cannot create two rows for one call. What the database does not take (an outage, a
 failover) waits in a bounded :class:`CallLogSpool` and is written in order once it is back.
+
+Several Asterisks (one controller each) share the log: each row names its PBX (``callcontrol.pbx``), and a
+controller's close-out after a resync ends only its own PBX's calls. Their Uniqueids differ by the Asterisks'
+``systemname`` (asterisk.conf), so two PBXs never write one row.
 """
 
 from __future__ import annotations
@@ -47,12 +51,13 @@ _LATEST_WINS = (
     "ticket_no",
 )
 _FIRST_WINS = ("linkedid", "started_at", "answered_at", "ended_at", "talk_ended_at")
-_TEXT_FIRST_WINS = ("channel", "caller_number", "dialled_number")  # "" counts as unknown
+_TEXT_FIRST_WINS = ("channel", "caller_number", "dialled_number", "pbx")  # "" counts as unknown
 
 
-def _row(call: Call, now: datetime) -> dict[str, Any]:
+def _row(call: Call, now: datetime, pbx: str) -> dict[str, Any]:
     return {
         "uniqueid": call.uniqueid,
+        "pbx": pbx,
         "linkedid": call.linkedid,
         "channel": call.channel,
         "caller_number": call.caller_number,
@@ -82,16 +87,16 @@ def _row(call: Call, now: datetime) -> dict[str, Any]:
     }
 
 
-def call_rows(calls: Iterable[Call], now: datetime) -> list[dict[str, Any]]:
-    """The call-log rows of ``calls`` as known at ``now`` (what :func:`upsert_rows` writes)."""
-    return [_row(call, now) for call in calls]
+def call_rows(calls: Iterable[Call], now: datetime, pbx: str = "") -> list[dict[str, Any]]:
+    """The call-log rows of ``calls`` on ``pbx`` as known at ``now`` (what :func:`upsert_rows` writes)."""
+    return [_row(call, now, pbx) for call in calls]
 
 
 async def upsert_calls(
-    session: AsyncSession, calls: Collection[Call], *, now: datetime | None = None
+    session: AsyncSession, calls: Collection[Call], *, now: datetime | None = None, pbx: str = ""
 ) -> None:
-    """Write calls in one transaction; safe to repeat with the same or newer facts."""
-    await upsert_rows(session, call_rows(calls, now or datetime.now(UTC)))
+    """Write calls of ``pbx`` in one transaction; safe to repeat with the same or newer facts."""
+    await upsert_rows(session, call_rows(calls, now or datetime.now(UTC), pbx))
 
 
 async def upsert_rows(session: AsyncSession, rows: Collection[dict[str, Any]]) -> None:
@@ -119,12 +124,14 @@ async def upsert_rows(session: AsyncSession, rows: Collection[dict[str, Any]]) -
     await session.commit()
 
 
-async def close_unseen(session: AsyncSession, live: Collection[str], now: datetime) -> list[str]:
-    """End every open call of the log absent from ``live`` (the Uniqueids Asterisk has now): calls that
-    ended while the controller was disconnected or down. Their outcome stays the best known one, or
-    ``abandoned`` when nothing was known (in the queue if it had reached one, else in the menu). Returns their
-    Uniqueids."""
-    query = select(CallRecord.uniqueid).where(CallRecord.ended_at.is_(None))
+async def close_unseen(
+    session: AsyncSession, live: Collection[str], now: datetime, pbx: str = ""
+) -> list[str]:
+    """End every open call of ``pbx`` in the log absent from ``live`` (the Uniqueids that Asterisk has now):
+    calls that ended while the controller was disconnected or down; another PBX's calls are not its to end.
+    Their outcome stays the best known one, or ``abandoned`` when nothing was known (in the queue if it had
+    reached one, else in the menu). Returns their Uniqueids."""
+    query = select(CallRecord.uniqueid).where(CallRecord.ended_at.is_(None), CallRecord.pbx == pbx)
     open_ids = [u for u in (await session.scalars(query)).all() if u not in live]
     if open_ids:
         await session.execute(
@@ -189,10 +196,11 @@ class CallRows:
 
 @dataclass(frozen=True)
 class CloseUnseen:
-    """The close-out after a resync: open calls of the log absent from ``live`` end at ``at``."""
+    """The close-out after a resync: open calls of ``pbx`` in the log absent from ``live`` end at ``at``."""
 
     live: frozenset[str]
     at: datetime
+    pbx: str = ""
 
 
 CallLogEntry = CallRows | CloseUnseen
@@ -211,7 +219,7 @@ async def write_entry(
         await upsert_rows(session, entry.rows)
         settled = [r["uniqueid"] for r in entry.rows if r["outcome"] is not None]
     else:
-        closed = settled = await close_unseen(session, entry.live, entry.at)
+        closed = settled = await close_unseen(session, entry.live, entry.at, entry.pbx)
     await note_calls(session, settled, tz, now)
     return closed
 
@@ -226,14 +234,21 @@ def encode_entry(entry: CallLogEntry) -> bytes:
         ]
         data = {"kind": "rows", "rows": rows}
     else:
-        data = {"kind": "close_unseen", "live": sorted(entry.live), "at": entry.at.isoformat()}
+        data = {
+            "kind": "close_unseen",
+            "live": sorted(entry.live),
+            "at": entry.at.isoformat(),
+            "pbx": entry.pbx,
+        }
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
 def decode_entry(line: bytes) -> CallLogEntry:
     data = json.loads(line)
     if data["kind"] == "close_unseen":
-        return CloseUnseen(frozenset(data["live"]), datetime.fromisoformat(data["at"]))
+        return CloseUnseen(
+            frozenset(data["live"]), datetime.fromisoformat(data["at"]), data.get("pbx", "")
+        )
     return CallRows(
         tuple(
             {

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from panoramisk.message import Message
@@ -38,6 +38,7 @@ from ivr.ami import (
     AmiNotConnected,
     AmiTimeout,
 )
+from ivr.bot_hosts import BotHostBoard
 from ivr.calllog import (
     CallLogEntry,
     CallLogSpool,
@@ -80,6 +81,7 @@ class HotlineController:
         *,
         is_working_day: Callable[[date], bool],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        bot_hosts: BotHostBoard | None = None,
     ) -> None:
         self.settings = settings
         self.cfg = settings.overflow
@@ -87,6 +89,7 @@ class HotlineController:
         self.ami = ami
         self.is_working_day = is_working_day
         self.clock = clock
+        self.bot_hosts = bot_hosts  # several bots: each overflow caller gets its order of hosts
         self.tz = ZoneInfo(settings.timezone)
         self.state = HotlineState(self.cfg.queue)
         self.handle_time = HandleTimeAverage(self.cfg.talk_time_alpha, self.cfg.default_talk_time_s)
@@ -141,6 +144,8 @@ class HotlineController:
             asyncio.create_task(self._ticker(), name="ivr-ticker"),
             asyncio.create_task(self._leader_loop(), name="ivr-leaders"),
         ]
+        if self.bot_hosts is not None:
+            self._tasks.append(asyncio.create_task(self.bot_hosts.run(), name="ivr-bot-hosts"))
         self.ami.start()
 
     async def stop(self) -> None:
@@ -389,7 +394,8 @@ class HotlineController:
             self._queue_write(update.calls)
 
     def _queue_write(self, calls: Iterable[Call]) -> None:
-        self._enqueue(CallRows(tuple(call_rows(calls, self.clock()))))
+        rows = call_rows(calls, self.clock(), self.settings.callcontrol.pbx)
+        self._enqueue(CallRows(tuple(rows)))
 
     def _enqueue(self, entry: CallLogEntry) -> None:
         if self.spool.size:  # the database is away: behind what waits in the spool, in order
@@ -504,7 +510,7 @@ class HotlineController:
         if self.state.asterisk_talk_time_s:
             self.handle_time.seed(self.state.asterisk_talk_time_s)
         live = frozenset(self.state.calls)
-        self._enqueue(CloseUnseen(live, now))
+        self._enqueue(CloseUnseen(live, now, self.settings.callcontrol.pbx))
         self.resyncs += 1
         log.info(
             "resync #%d: %d live calls, %d waiting, %d members",
@@ -657,8 +663,19 @@ class HotlineController:
                 )
 
     async def _redirect(self, caller: WaitingCaller, now: datetime) -> None:
+        """Send ``caller`` to the bot context; with several bot hosts, first ``BOT_HOSTS`` on its channel (the
+        hosts least loaded first, :mod:`ivr.bot_hosts`)."""
         self.state.mark_redirected(caller.uniqueid, now)
         try:
+            if self.bot_hosts is not None:
+                await self.ami.action(
+                    {
+                        "Action": "Setvar",
+                        "Channel": caller.channel,
+                        "Variable": "BOT_HOSTS",
+                        "Value": self.bot_hosts.choose(),
+                    }
+                )
             await self.ami.action(
                 {
                     "Action": "Redirect",
@@ -693,19 +710,48 @@ class AmiCredentialsMissing(AmiError):
     message = "未配置 AMI 账号，且本机 PBX 未运行"
 
 
-def resolve_ami_credentials(settings: Settings) -> tuple[str, str]:
-    """settings.ami username/secret, or (when empty) the generated ones of the running local PBX, read anew
-    at every call: the local PBX gets a new secret each time it starts."""
-    if settings.ami.username:
-        return settings.ami.username, settings.ami.secret
+class AmiCredentialsAccountMissing(AmiError):
+    code = "ami.no_credentials_account"
+    message = "未配置写入软电话密码的 AMI 账号 (ami.credentials_username)，或它与控制账号相同"
+
+
+# The controller's AMI account, or the one that only writes the softphones' passwords into AstDB (write = system)
+AmiAccount = Literal["controller", "credentials"]
+
+
+def resolve_ami_credentials(
+    settings: Settings, account: AmiAccount = "controller"
+) -> tuple[str, str]:
+    """The login of ``account``: from settings.ami, or (when ami.username is empty) the generated one of the
+    running local PBX, read anew at every call: the local PBX gets new secrets each time it starts."""
+    ami = settings.ami
+    if account == "credentials" and ami.credentials_username:
+        if ami.credentials_username == ami.username:  # the controller's account with `system`
+            raise AmiCredentialsAccountMissing("ami.credentials_username = ami.username")
+        return ami.credentials_username, ami.credentials_secret
+    if ami.username:
+        if account == "credentials":
+            raise AmiCredentialsAccountMissing("ami.username set, ami.credentials_username empty")
+        return ami.username, ami.secret
     from ivr.pbx.harness import LocalPbx  # the harness is only needed for the local PBX
 
-    info = LocalPbx(settings).status()
+    info = LocalPbx(settings, instance=local_instance(settings)).status()
     if info is None:
         raise AmiCredentialsMissing(
             "settings.ami.username is empty and `hotline pbx start` is not running"
         )
-    return info.ami_username, info.ami_secret
+    if account == "controller":
+        return info.ami_username, info.ami_secret
+    if not info.credentials_username:
+        raise AmiCredentialsAccountMissing("the local PBX predates it: `hotline pbx restart`")
+    return info.credentials_username, info.credentials_secret
+
+
+def local_instance(settings: Settings) -> str:
+    """The local PBX of a controller without an AMI login of its own: the named instance (``pbx.instances``) that
+    its ``callcontrol.pbx`` names, else the default one ("")."""
+    pbx = settings.callcontrol.pbx
+    return pbx if pbx in settings.pbx.instances else ""
 
 
 def build_controller(
@@ -715,11 +761,18 @@ def build_controller(
     credentials: Callable[[], tuple[str, str]] | None = None,
 ) -> HotlineController:
     """A controller on the statutory working-day calendar (调休 included); AMI credentials are asked for
-    before every login (default: :func:`resolve_ami_credentials`)."""
+    before every login (default: :func:`resolve_ami_credentials`); with ``[bot] hosts``, the bots' load board."""
     from tickets.worktime import WorkCalendar
 
     ami = AmiClient.from_settings(
         settings.ami, credentials=credentials or (lambda: resolve_ami_credentials(settings))
     )
     calendar = WorkCalendar.from_settings(settings)
-    return HotlineController(settings, sessionmaker, ami, is_working_day=calendar.is_working_day)
+    bot_hosts = BotHostBoard(settings.bot, sessionmaker) if settings.bot.hosts else None
+    return HotlineController(
+        settings,
+        sessionmaker,
+        ami,
+        is_working_day=calendar.is_working_day,
+        bot_hosts=bot_hosts,
+    )

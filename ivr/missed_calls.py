@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, Table, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Table, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -183,23 +183,27 @@ async def due_tasks(session: AsyncSession, now: datetime) -> list[tuple[str, str
     rows = (
         await session.execute(
             select(MissedCall.id, MissedCall.number)
-            .where(
-                MissedCall.state == OPEN,
-                or_(MissedCall.next_attempt_at.is_(None), MissedCall.next_attempt_at <= now),
-            )
+            .where(MissedCall.state == OPEN, _attempt_due(now))
             .order_by(MissedCall.first_call_at, MissedCall.id)
         )
     ).all()
     return [(task_key(task_id), number.replace("-", "")) for task_id, number in rows]
 
 
-async def mark_ringing(session: AsyncSession, key: str, now: datetime) -> None:
-    """An attempt was claimed for the task (in the claim's transaction)."""
-    await session.execute(
-        update(MissedCall)
-        .where(MissedCall.id == task_id_of(key), MissedCall.state == OPEN)
-        .values(state=RINGING, updated_at=now)
+def _attempt_due(now: datetime) -> ColumnElement[bool]:
+    return or_(MissedCall.next_attempt_at.is_(None), MissedCall.next_attempt_at <= now)
+
+
+async def mark_ringing(session: AsyncSession, key: str, now: datetime, *, due: bool) -> bool:
+    """Claim the open task for an attempt (in the claim's transaction); ``due``: only if its next attempt is
+    due (the scheduler's; the console's 立即回拨 rings an open task at once). False when it was not."""
+    where = [MissedCall.id == task_id_of(key), MissedCall.state == OPEN]
+    if due:
+        where.append(_attempt_due(now))
+    claimed = await session.execute(
+        update(MissedCall).where(*where).values(state=RINGING, updated_at=now)
     )
+    return bool(cast(CursorResult[Any], claimed).rowcount)
 
 
 async def record_attempt(

@@ -1,6 +1,7 @@
 """Tables of this package: the call log (通话记录), the leader answering-day schedule (领导接听日), the
 call-back attempts (回访外呼), the missed-call call-back tasks (漏接电话回拨) and the blocklist of nuisance callers
-(恶意骚扰来电) with its audit events, transfers (转接) and the audit of supervisors' listening (班长监听)."""
+(恶意骚扰来电) with its audit events, transfers (转接), the audit of supervisors' listening (班长监听) and
+the speech bots' load reports (语音机器人负载)."""
 
 from __future__ import annotations
 
@@ -33,9 +34,19 @@ class CallRecord(Base):
     """One caller's call, keyed by the Asterisk Uniqueid of the caller's channel (written by upsert)."""
 
     __tablename__ = "ivr_call"
+    __table_args__ = (  # an agent's live call: the console sends its transfers to that call's PBX
+        Index(
+            "ix_ivr_call_open_agent",
+            "agent_interface",
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     uniqueid: Mapped[str] = mapped_column(String(64), unique=True)
+    # the PBX whose controller logged it (callcontrol.pbx; "" with one PBX): its resync closes only its own
+    pbx: Mapped[str] = mapped_column(String(64), default="", server_default="")
     linkedid: Mapped[str] = mapped_column(String(64), index=True)
     channel: Mapped[str] = mapped_column(String(128), default="")
     caller_number: Mapped[str] = mapped_column(String(64), default="", index=True)
@@ -261,3 +272,15 @@ class SupervisionAction(Base):
 
 
 immutable(SupervisionAction, "supervision audit row")
+
+
+class BotHost(Base):
+    """A speech bot's load report (语音机器人负载), one row per AudioSocket address, written by the bot itself."""
+
+    __tablename__ = "bot_hosts"
+
+    # host:port, as in [bot] hosts
+    address: Mapped[str] = mapped_column(String(128), primary_key=True)
+    active_sessions: Mapped[int] = mapped_column(Integer, default=0)
+    capacity: Mapped[int] = mapped_column(Integer)  # asr.audiosocket.max_sessions
+    heartbeat_at: Mapped[datetime] = mapped_column(AwareDateTime())

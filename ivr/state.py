@@ -306,10 +306,15 @@ class HotlineState:
             case ev.AgentConnected(
                 at=at, interface=interface, member_name=name, member_channel=member_channel
             ):
-                if call.answered_at is not None and call.agent_interface == interface:
+                if (
+                    call.answered_at is not None
+                    and call.agent_interface == interface
+                    and call.talk_ended_at is None
+                ):
                     return False
+                # a new answer, also of a caller back in the queue (a blind transfer nobody answered)
                 self._leave_queue(call, at)
-                call.agent_channel = member_channel or None
+                call.agent_channel, call.talk_ended_at = member_channel or None, None
                 call.answered_at, call.agent_interface, call.agent_name = (
                     at,
                     interface,

@@ -105,6 +105,11 @@ class Answer:
     # not confident, but the first two entries are close and each plausible: the bot asks which one is meant
     alternatives: tuple[Candidate, ...] = ()
 
+    @property
+    def clarifies(self) -> bool:
+        """Whether the bot asks the caller which of two entries is meant (「您是想问A，还是B？」)."""
+        return not self.confident and bool(self.alternatives)
+
     @classmethod
     def of(
         cls,

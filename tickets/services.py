@@ -819,10 +819,11 @@ def record_note(
 
 
 async def due_for_callback(
-    session: AsyncSession, now: datetime, *, settings: Settings
+    session: AsyncSession, now: datetime, *, settings: Settings, ticket_no: str | None = None
 ) -> list[Ticket]:
     """Tickets to call back now: verified ones, and those whose last unanswered attempt is old enough; never
-    one without a number (a voice message from a withheld number).
+    one without a number (a voice message from a withheld number). ``ticket_no``: only that one (a call-back
+    about to ring checks it is still due).
 
     Empty outside the allowed call-back hours (``settings.callback``)."""
     ctx = _context(session, settings, now)
@@ -841,6 +842,8 @@ async def due_for_callback(
         )
         .order_by(Ticket.updated_at, Ticket.id)
     )
+    if ticket_no is not None:
+        stmt = stmt.where(Ticket.ticket_no == ticket_no)
     return list((await session.execute(stmt)).scalars())
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agent_console import keys
 from agent_console.desk.services import services_of, settings_of
 from agent_console.errors import NotFound
+from agent_console.hub import Hub
 from agent_console.models import User
 from agent_console.roles import Role
 from agent_console.routing import Call, RouteTable
@@ -153,6 +154,17 @@ def transfer_out(row: CallTransfer) -> TransferOut:
     )
 
 
+def publish_transfer_outcome(hub: Hub, row: CallTransfer) -> int:
+    """Tell the agent who made transfer ``row`` how it ended (``user:<agent>``, kind ``transfer``): the
+    workspace takes the 完成转接 / 取消转接 buttons of an attended transfer away and shows it as a notice."""
+    out = transfer_out(row)
+    message = f"{out.mode_label}至 {out.target_label}：{out.outcome_label}"
+    return hub.publish(
+        f"user:{row.by_user}",
+        out.model_dump(mode="json") | {"kind": "transfer", "message": message},
+    )
+
+
 async def ticket_transfers(db: AsyncSession, ticket_no: str) -> list[TransferOut]:
     """The transfers of a ticket's calls, oldest first (the API and the ticket page)."""
     return [transfer_out(r) for r in await transfers_of(db, ticket_no)]
@@ -216,7 +228,7 @@ async def transfer_targets_api(call: Call[None]) -> TransferTargets:
     request=TransferIn,
     response=TransferOut,
     status=201,
-    errors=(404, 409, 422, 503),
+    errors=(404, 409, 422, 503, 504),
 )
 async def transfer_api(call: Call[TransferIn]) -> TransferOut:
     target = await target_of(call)
@@ -249,6 +261,7 @@ async def transfers_api(call: Call[None]) -> TransferList:
     summary="班长席：坐席实时状态（状态、当前通话时长、今日接听量）",
     roles=SUPERVISORS,
     response=Board,
+    errors=(504,),
 )
 async def board_api(call: Call[None]) -> Board:
     tz = ZoneInfo(settings_of(call.app).timezone)
@@ -283,7 +296,7 @@ async def _agent_accounts(call: Call[Any]) -> dict[str, str]:
     request=SpyIn,
     response=SpyOut,
     status=201,
-    errors=(404, 409, 422, 503),
+    errors=(404, 409, 422, 503, 504),
 )
 async def supervision_api(call: Call[SpyIn]) -> SpyOut:
     agent = await _user(call, call.body.agent, AGENTS)

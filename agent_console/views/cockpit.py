@@ -5,10 +5,14 @@ figures); agents, handlers and grid workers do not (a handler's figures are thei
 own pages). The panels are computed, cached and kept warm by :mod:`agent_console.cockpit_panels`; the
 live queue is always fresh.
 
-Live queue (hub topic ``queue``): the telephony side publishes a :class:`QueueSnapshot` (use
-:func:`snapshot_of` on the controller's ``HotlineState``) whenever the queue changes; numbers in it are
-already masked, since every subscriber gets the same payload. The console keeps the latest one for
-``GET /api/v1/cockpit/queue`` so a page opened between two changes starts with the current state.
+Live queue (hub topic ``queue``): each controller publishes a :class:`QueueSnapshot` of its PBX (use
+:func:`snapshot_of` on its ``HotlineState``; ``pbx`` is its ``callcontrol.pbx``, "" for the single default)
+whenever the queue changes and at least every third of ``cockpit.queue_stale_s``; numbers in it are already
+masked, since every subscriber gets the same payload. The console keeps the latest one per PBX
+(:class:`QueueBoard`) and shows the centre (:func:`centre_of`): the sums of the PBXs heard from within
+``queue_stale_s``, and a row per PBX (the silent ones 离线) when there is more than one or one is silent.
+``GET /api/v1/cockpit/queue`` answers it, so a page opened between two changes starts with the current state;
+``static/js/cockpit.js`` merges the topic's snapshots the same way.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +30,7 @@ from pydantic import Field
 
 from agent_console import keys
 from agent_console.cockpit_panels import (
+    PANEL_CACHE,
     PERIOD_LABELS,
     CallsTodayOut,
     CategoriesOut,
@@ -66,10 +72,11 @@ _BUSY = {
 
 
 class WaitingCaller(Model):
-    position: int = Field(ge=1, description="排队位置")
+    position: int = Field(ge=1, description="在其PBX队列中的排队位置")
     caller: str = Field(description="来电号码（已脱敏）")
     wait_s: float = Field(ge=0, description="已等待秒数")
     menu: str | None = Field(None, description="按键菜单选择")
+    pbx: str = Field("", max_length=64, description="来电所在PBX（单台为空）")
 
 
 class AgentCounts(Model):
@@ -80,11 +87,13 @@ class AgentCounts(Model):
     unavailable: int = Field(0, ge=0, description="未登录或不可达")
 
 
-class QueueSnapshot(Model):
-    """The payload of hub topic ``queue`` (and of ``GET /api/v1/cockpit/queue``)."""
+class QueueFigures(Model):
+    """What the queue board shows, of one PBX or of the whole centre."""
 
     at: datetime | None = Field(None, description="快照时间；为空表示尚未收到话务数据")
-    waiting: list[WaitingCaller] = Field(default_factory=list)
+    waiting: list[WaitingCaller] = Field(
+        default_factory=list, description="排队来电，按各PBX的排队位置（同位置等待久的在前）"
+    )
     longest_wait_s: float = Field(0.0, ge=0, description="最长等待秒数")
     agents: AgentCounts = Field(default_factory=AgentCounts)
     bot_calls: int = Field(0, ge=0, description="正在与智能机器人通话")
@@ -92,14 +101,38 @@ class QueueSnapshot(Model):
     talking: int = Field(0, ge=0, description="坐席与领导通话中的来电")
 
 
-def snapshot_of(state: HotlineState, now: datetime) -> QueueSnapshot:
-    """The queue as the cockpit shows it, from the controller's state (for the publisher of topic ``queue``)."""
+class QueueSnapshot(QueueFigures):
+    """The payload of hub topic ``queue``: one PBX's queue, published by its controller."""
+
+    pbx: str = Field("", max_length=64, description="PBX名称（callcontrol.pbx；单台为空）")
+
+
+class PbxQueue(QueueSnapshot):
+    """One PBX's latest snapshot on the centre's board."""
+
+    online: bool = Field(
+        description="否：超过 cockpit.queue_stale_s 未收到快照（离线），不计入合计"
+    )
+    silent_s: float = Field(ge=0, description="距收到该快照的秒数")
+
+
+class CentreQueue(QueueFigures):
+    """``GET /api/v1/cockpit/queue``: the centre's totals over the PBXs on line, and each PBX's latest snapshot
+    (the page shows a row per PBX when there is more than one or one is off line)."""
+
+    pbxes: list[PbxQueue] = Field(default_factory=list, description="各PBX的最新快照，按名称排序")
+
+
+def snapshot_of(state: HotlineState, now: datetime, pbx: str = "") -> QueueSnapshot:
+    """The queue of PBX ``pbx`` as the cockpit shows it, from its controller's state (for the publisher of topic
+    ``queue``)."""
     waiting = [
         WaitingCaller(
             position=i,
             caller=mask_phone(c.caller_number, Role.LEADER),
             wait_s=round(c.wait_so_far(now), 1),
             menu=c.menu,
+            pbx=pbx,
         )
         for i, c in enumerate(state.waiting_calls(), start=1)
     ]
@@ -119,6 +152,7 @@ def snapshot_of(state: HotlineState, now: datetime) -> QueueSnapshot:
             agents.available += 1
     live = [c for c in state.calls.values() if c.ended_at is None]
     return QueueSnapshot(
+        pbx=pbx,
         at=now,
         waiting=waiting,
         longest_wait_s=max((w.wait_s for w in waiting), default=0.0),
@@ -131,11 +165,44 @@ def snapshot_of(state: HotlineState, now: datetime) -> QueueSnapshot:
     )
 
 
-class QueueBoard:
-    """Keeps the latest ``queue`` snapshot heard on the hub."""
+def centre_of(pbxes: Iterable[PbxQueue]) -> CentreQueue:
+    """The centre's board from the latest snapshot of each PBX: waiting callers (the heads of the queues first, in
+    each queue's order), agents and calls summed over the PBXs on line, the longest wait their maximum."""
+    every = sorted(pbxes, key=lambda s: s.pbx)
+    live = [s for s in every if s.online]
+    agents = AgentCounts()
+    for name in AgentCounts.model_fields:
+        setattr(agents, name, sum(getattr(s.agents, name) for s in live))
+    return CentreQueue(
+        at=max((s.at for s in live if s.at is not None), default=None),
+        waiting=sorted((w for s in live for w in s.waiting), key=lambda w: (w.position, -w.wait_s)),
+        longest_wait_s=max((s.longest_wait_s for s in live), default=0.0),
+        agents=agents,
+        bot_calls=sum(s.bot_calls for s in live),
+        leader_calls=sum(s.leader_calls for s in live),
+        talking=sum(s.talking for s in live),
+        pbxes=every,
+    )
 
-    def __init__(self) -> None:
-        self.latest = QueueSnapshot()
+
+class QueueBoard:
+    """Keeps the latest ``queue`` snapshot of each PBX heard on the hub, and when it came (``clock``: seconds);
+    a PBX silent for ``stale_s`` is off line."""
+
+    def __init__(self, stale_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.stale_s = stale_s
+        self.clock = clock
+        self._latest: dict[str, tuple[QueueSnapshot, float]] = {}
+
+    def heard(self, snapshot: QueueSnapshot) -> None:
+        self._latest[snapshot.pbx] = (snapshot, self.clock())
+
+    def centre(self) -> CentreQueue:
+        now = self.clock()
+        return centre_of(
+            PbxQueue(**dict(s), online=now - at < self.stale_s, silent_s=round(now - at, 1))
+            for s, at in self._latest.values()
+        )
 
     async def follow(self, app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context: listen on the hub while the app runs."""
@@ -145,7 +212,7 @@ class QueueBoard:
         async def listen() -> None:
             while (event := await sub.next()) is not None:
                 with contextlib.suppress(ValueError):
-                    self.latest = QueueSnapshot.model_validate(event.data)
+                    self.heard(QueueSnapshot.model_validate(event.data))
 
         task = asyncio.create_task(listen(), name="cockpit-queue-board")
         yield
@@ -163,8 +230,8 @@ BOARD = web.AppKey("cockpit_queue_board", QueueBoard)
 def _setup(app: web.Application) -> None:
     settings = app[keys.SETTINGS]
     source = PanelSource(app[keys.SESSIONMAKER], settings, layout_from_settings(settings))
-    app[COCKPIT] = Cockpit(source, app[keys.CLOCK])
-    app[BOARD] = QueueBoard()
+    app[COCKPIT] = Cockpit(source, app[keys.CLOCK], cache=app.get(PANEL_CACHE))
+    app[BOARD] = QueueBoard(settings.cockpit.queue_stale_s)
     app[keys.HUB].rules.setdefault(QUEUE_TOPIC, TopicRule(QUEUE_TOPIC, QUEUE_TOPIC_ROLES))
     app.cleanup_ctx.append(app[BOARD].follow)
     app.cleanup_ctx.append(app[COCKPIT].keep_warm)
@@ -174,7 +241,7 @@ def _setup(app: web.Application) -> None:
         today: CallsTodayOut = await app[COCKPIT].get("calls", app[keys.CLOCK]())
         for name, value in today.model_dump(exclude={"day"}).items():
             metrics.calls_today.labels(name).set(math.nan if value is None else value)
-        snap = app[BOARD].latest
+        snap = app[BOARD].centre()
         live = {
             "waiting": len(snap.waiting),
             "longest_wait_s": snap.longest_wait_s,
@@ -303,12 +370,12 @@ async def warnings_api(call: Call[None]) -> WarningsOut:
 @routes.api(
     "GET",
     "/api/v1/cockpit/queue",
-    summary="驾驶舱：实时排队与坐席状态（最新快照）",
+    summary="驾驶舱：实时排队与坐席状态（各PBX最新快照的合计，多台时分PBX列出）",
     roles=COCKPIT_ROLES,
-    response=QueueSnapshot,
+    response=CentreQueue,
 )
-async def queue_api(call: Call[None]) -> QueueSnapshot:
-    return call.app[BOARD].latest
+async def queue_api(call: Call[None]) -> CentreQueue:
+    return call.app[BOARD].centre()
 
 
 @routes.page(
@@ -326,4 +393,5 @@ async def cockpit_page(call: Call[None]) -> dict[str, Any]:
         "periods": PERIOD_LABELS,
         "city": source.layout.city,
         "timezone": source.settings.timezone,
+        "queue_stale_s": source.settings.cockpit.queue_stale_s,
     }

@@ -18,6 +18,7 @@ from agent_console.roles import ALL_ROLES
 from agent_console.routing import PUBLIC, REGISTRY, SESSION_COOKIE, Call, RouteTable, render_page
 from agent_console.schemas import Me, Model, UserOut
 from agent_console.security import LOGIN_CSRF_COOKIE, new_token
+from agent_console.softphone import SOFTPHONES
 
 routes = RouteTable("session")
 
@@ -153,6 +154,7 @@ async def login_submit(call: Call[LoginForm]) -> web.StreamResponse:
         metrics.logins.labels(exc.code.removeprefix("console.")).inc()  # outcome labels stay short
         return _login_form(call, token=token, error=exc.message, status=exc.status)
     metrics.logins.labels("success").inc()
+    await _revoke_softphone(call, login.user.username)  # an earlier login's softphone stops
     settings = call.app[keys.SETTINGS].console
     response = see_other(next_page(call, call.body.next))
     response.set_cookie(
@@ -168,11 +170,19 @@ async def login_submit(call: Call[LoginForm]) -> web.StreamResponse:
     return response
 
 
+async def _revoke_softphone(call: Call[Any], username: str) -> None:
+    """The user's browser softphone password (if they have one) stops working."""
+    softphones = call.app.get(SOFTPHONES)
+    if softphones is not None:
+        await softphones.revoke(username)
+
+
 @routes.page("POST", "/logout", title="退出登录", roles=ALL_ROLES, name="logout")
 async def logout(call: Call[None]) -> web.StreamResponse:
     assert call.session is not None
     async with call.db() as db:
         await call.app[keys.ACCOUNTS].logout(db, call.session.id, call.origin, call.now)
+    await _revoke_softphone(call, call.user.username)
     response = see_other("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     return response

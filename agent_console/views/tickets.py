@@ -37,6 +37,7 @@ from agent_console.errors import ConsoleError, InvalidInput, NotFound, console_e
 from agent_console.roles import Role
 from agent_console.routing import Call, RouteTable, render_page
 from agent_console.schemas import Model
+from agent_console.ticket_feed import setup_ticket_feed
 from agent_console.views.callcontrol import TRANSFER_READERS, ticket_transfers
 from agent_console.views.session import next_page, see_other
 from config.errors import HotlineError
@@ -53,6 +54,7 @@ from tickets.voice_messages import NO_SPEECH, TRANSCRIPTIONS, message_of
 
 routes = RouteTable("tickets")
 routes.on_setup(setup_ticket_services)
+routes.on_setup(setup_ticket_feed)  # live state changes on the list and the ticket page
 
 ACTION_FIELDS: dict[str, tuple[str, ...]] = {
     "dispatch": ("lead_department", "co_departments", "mode"),

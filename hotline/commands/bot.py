@@ -40,6 +40,7 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from hotline.wiring import (
         Telephony,
         bot_hooks,
+        load_reports,
         message_filer,
         message_transcriber,
         subscribe,
@@ -63,7 +64,8 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
         tasks = [asyncio.create_task(work) for work in background]
         print(f"speech bot listening on {bot.server.host}:{bot.port}", file=sys.stderr)
         try:
-            await until_signalled()
+            async with load_reports(settings, sessionmaker, bot):
+                await until_signalled()
         finally:
             for task in tasks:
                 task.cancel()

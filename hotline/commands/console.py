@@ -1,6 +1,6 @@
 """`hotline console [--host H] [--port P]` and `hotline console install-assets`: the web console. Several
-console workers may share one PostgreSQL (live events through its hub; the warning scans and the pruning of
-the citizens' API records run in one of them at a time)."""
+console workers may share one PostgreSQL (live events through its hub, the cockpit's panels in its tables; the
+warning scans, the pruning of the citizens' API records and the cockpit warmer run in one of them at a time)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,13 @@ async def _app(settings: Settings) -> web.Application:
     from agent_console.app import create_app
     from hotline.db import make_engine, make_sessionmaker
     from hotline.runtime import ensure_schema
-    from hotline.wiring import build_hub, console_jobs, start_jobs
+    from hotline.wiring import (
+        build_hub,
+        cockpit_cache,
+        console_jobs,
+        remote_switchboard,
+        start_jobs,
+    )
 
     engine = make_engine(
         settings.database.url, echo=settings.database.echo, pool_size=settings.database.pool_size
@@ -43,10 +49,14 @@ async def _app(settings: Settings) -> web.Application:
 
     sessionmaker = make_sessionmaker(engine)
     hub = build_hub(settings, sessionmaker)  # PostgreSQL: every process's events on this /ws
+    # PostgreSQL: transfers, supervision and the board run on a `hotline ivr` (command channel)
+    switchboard = remote_switchboard(settings, sessionmaker)
     stop, jobs = asyncio.Event(), []  # warning scans and pruning: one console worker runs each
 
     async def start(_app: web.Application) -> None:
         await hub.start()
+        if switchboard is not None:
+            await switchboard.start()
         jobs.extend(start_jobs(settings, console_jobs(settings, sessionmaker, stop)))
 
     async def dispose(_app: web.Application) -> None:
@@ -54,10 +64,18 @@ async def _app(settings: Settings) -> web.Application:
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
+        if switchboard is not None:
+            await switchboard.close()
         await hub.close()
         await engine.dispose()
 
-    app = create_app(settings, sessionmaker, hub=hub)
+    app = create_app(
+        settings,
+        sessionmaker,
+        hub=hub,
+        switchboard=switchboard,
+        cockpit_cache=cockpit_cache(settings, sessionmaker),  # PostgreSQL: one warmer, same figures
+    )
     app.on_startup.append(start)
     app.on_cleanup.append(dispose)
     return app

@@ -16,17 +16,31 @@ from ivr.pbx.testcall import CALL_CONTEXTS, CallReport
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("pbx", help="本地 Asterisk 电话交换机 (local Asterisk PBX)")
     cmds = p.add_subparsers(dest="pbx_command", required=True)
-    start = cmds.add_parser("start", help="build once, start and print connection details as JSON")
+    which = argparse.ArgumentParser(add_help=False)
+    which.add_argument(
+        "--instance",
+        default="",
+        help="a named instance of pbx.instances beside the default one (own folders, shifted ports)",
+    )
+    start = cmds.add_parser(
+        "start", parents=[which], help="build once, start and print connection details as JSON"
+    )
     start.add_argument(
         "--audiosocket-port", type=int, default=None, help="port of the bot's AudioSocket server"
     )
     start.set_defaults(handler=_guard(_start))
-    cmds.add_parser("stop", help="stop the local PBX").set_defaults(handler=_guard(_stop))
+    cmds.add_parser("stop", parents=[which], help="stop the local PBX").set_defaults(
+        handler=_guard(_stop)
+    )
     cmds.add_parser(
-        "status", help="print connection details; exit 1 when not running"
+        "status", parents=[which], help="print connection details; exit 1 when not running"
     ).set_defaults(handler=_guard(_status))
-    cmds.add_parser("restart", help="stop and start again").set_defaults(handler=_guard(_restart))
-    call = cmds.add_parser("call", help="place an emulated call (plays a WAV file as the caller)")
+    cmds.add_parser("restart", parents=[which], help="stop and start again").set_defaults(
+        handler=_guard(_restart)
+    )
+    call = cmds.add_parser(
+        "call", parents=[which], help="place an emulated call (plays a WAV file as the caller)"
+    )
     call.add_argument(
         "--audio", type=Path, default=None, help="WAV (or any sox-readable) file the caller says"
     )
@@ -80,27 +94,27 @@ def _print_info(info: PbxInfo) -> None:
     print(json.dumps({"running": True, **info.to_dict()}, ensure_ascii=False, indent=2))
 
 
-def _local_pbx(settings: Settings) -> LocalPbx:
-    """The local PBX, its prompts spoken by the bot's voice."""
+def _local_pbx(settings: Settings, args: argparse.Namespace) -> LocalPbx:
+    """The local PBX (``--instance``), its prompts spoken by the bot's voice."""
     from hotline.wiring import prompt_voice  # loads the whole service: only when the PBX starts
 
-    return LocalPbx(settings, voice=prompt_voice(settings))
+    return LocalPbx(settings, instance=args.instance, voice=prompt_voice(settings))
 
 
 def _start(settings: Settings, args: argparse.Namespace) -> int:
-    pbx = _local_pbx(settings)
+    pbx = _local_pbx(settings, args)
     _print_info(pbx.start(audiosocket_port=args.audiosocket_port))
     return 0
 
 
-def _stop(settings: Settings, _args: argparse.Namespace) -> int:
-    LocalPbx(settings).stop()
+def _stop(settings: Settings, args: argparse.Namespace) -> int:
+    LocalPbx(settings, instance=args.instance).stop()
     print(json.dumps({"running": False}))
     return 0
 
 
-def _status(settings: Settings, _args: argparse.Namespace) -> int:
-    info = LocalPbx(settings).status()
+def _status(settings: Settings, args: argparse.Namespace) -> int:
+    info = LocalPbx(settings, instance=args.instance).status()
     if info is None:
         print(json.dumps({"running": False}))
         return 1
@@ -108,13 +122,13 @@ def _status(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
-def _restart(settings: Settings, _args: argparse.Namespace) -> int:
-    _print_info(_local_pbx(settings).restart())
+def _restart(settings: Settings, args: argparse.Namespace) -> int:
+    _print_info(_local_pbx(settings, args).restart())
     return 0
 
 
 def _call(settings: Settings, args: argparse.Namespace) -> int:
-    info = LocalPbx(settings).status()
+    info = LocalPbx(settings, instance=args.instance).status()
     if info is None:
         raise PbxError("pbx.not_running", "本地 PBX 未运行，请先执行 hotline pbx start")
     report = asyncio.run(_place(settings, info, args))

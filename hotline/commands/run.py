@@ -83,7 +83,9 @@ async def _run_services(settings: Settings, sessionmaker: async_sessionmaker[Asy
     from hotline.runtime import until_signalled
     from hotline.wiring import (
         build_services,
+        command_executor,
         console_jobs,
+        load_reports,
         start_jobs,
         start_telephony,
         stop_telephony,
@@ -93,6 +95,9 @@ async def _run_services(settings: Settings, sessionmaker: async_sessionmaker[Asy
 
     services = await build_services(settings, sessionmaker)
     subscribe(services.telephony)
+    callcontrol = services.telephony.callcontrol
+    # on PostgreSQL, separate `hotline console` workers may send this controller their commands too
+    executor = command_executor(settings, sessionmaker, callcontrol) if callcontrol else None
     bot = services.bot
 
     runner = web.AppRunner(services.app, access_log=None)
@@ -102,6 +107,8 @@ async def _run_services(settings: Settings, sessionmaker: async_sessionmaker[Asy
     await bot.start()
     await web.TCPSite(runner, settings.console.host, settings.console.port).start()
     await services.hub.start()
+    if executor is not None:
+        await executor.start()
     background = [
         asyncio.create_task(services.transcriber.run(), name="message-transcription"),
         *start_jobs(
@@ -118,12 +125,15 @@ async def _run_services(settings: Settings, sessionmaker: async_sessionmaker[Asy
     )
     warn_if_plain_http(settings.console.host, settings.console)
     try:
-        await until_signalled()
+        async with load_reports(settings, sessionmaker, bot):
+            await until_signalled()
     finally:
         stop.set()
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        if executor is not None:
+            await executor.close()
         await runner.cleanup()
         await bot.close()
         await stop_telephony(services.telephony)

@@ -1,6 +1,10 @@
 """A real Asterisk on any Debian machine: `LocalPbx` builds a sid root once, renders our configuration
 with fresh credentials, runs ``asterisk -f`` chrooted in its own session and mount namespace, and
 stops it again. Everything lives in the cache folder; the running instance is described by ``pbx.json``.
+
+A named instance (``LocalPbx(settings, instance="b")``, :class:`ivr.pbx.render.Instance`) runs a second
+Asterisk from the same root with its own configuration, run, spool, log and AstDB folders, shifted ports
+and ``pbx-b.json``, ``asterisk-b.log``: two PBXs on one machine, e.g. one controller each.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import logging
 import os
 import secrets
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,11 +30,17 @@ from ivr.pbx.mirror import debian_mirror
 from ivr.pbx.prompts import PromptVoice, hold_sound, install_prompts
 from ivr.pbx.render import (
     CARRIER_USERNAME,
-    DTLS_CERT_FILE,
-    DTLS_KEY_FILE,
+    CREDENTIALS_USERNAME,
+    ETC_DIR,
+    LIB_DIR,
+    LOG_DIR,
+    RUN_DIR,
+    SPOOL_DIR,
+    Instance,
     RenderValues,
     SoftphoneValues,
     blocklist_agi_url,
+    instance_values,
     message_values,
     render_all,
     softphone_values,
@@ -46,9 +57,6 @@ ZH = "usr/share/asterisk/sounds/zh"  # fixed-name files in the callers' language
 MOH = "usr/share/asterisk/moh-hotline"
 RECORDINGS = "var/spool/asterisk/recordings"
 MESSAGES = "var/spool/asterisk/messages"  # voice messages (留言), [hotline-message]
-ETC = "etc/asterisk"
-RUN = "run/asterisk"  # /var/run is an absolute symlink to /run inside the root: never follow it from outside
-ASTERISK = ["/usr/sbin/asterisk", "-C", "/etc/asterisk/asterisk.conf"]
 KEEP_DEBIAN_CONFIG = frozenset({"indications.conf"})  # ring-back and busy tones
 
 
@@ -68,15 +76,19 @@ class PbxInfo:
     root: Path
     agents: dict[str, str] = field(default_factory=dict)  # softphone extension → SIP password
     log_file: Path | None = None
+    # the AMI account that only writes the softphones' passwords into AstDB (write = system); empty in the
+    # pbx.json of a PBX started before it existed (a restart adds it)
+    credentials_username: str = ""
+    credentials_secret: str = ""
     carrier_username: str = (
         ""  # the simulated carrier trunk (load tests): calls 12345 with any caller number
     )
     carrier_password: str = ""
-    # browser softphones: SIP over WebSocket port, WebRTC extension → SIP password, the admins' test phone
+    # browser softphones: SIP over WebSocket port, WebRTC extensions (short-lived passwords in AstDB), test phone
     ws_port: int = 0
-    webrtc_agents: dict[str, str] = field(default_factory=dict)
+    webrtc_extensions: list[str] = field(default_factory=list)
     test_phone_number: str = ""
-    test_phone_password: str = ""
+    instance: str = ""  # "" the default instance, else its name (pbx.instances)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -94,7 +106,10 @@ class PbxInfo:
 
     @classmethod
     def from_json(cls, text: str) -> PbxInfo:
-        data: dict[str, Any] = json.loads(text)
+        known = {
+            f.name for f in fields(cls)
+        }  # an older start's fields (e.g. SIP passwords) are dropped
+        data: dict[str, Any] = {k: v for k, v in json.loads(text).items() if k in known}
         paths = {f.name for f in fields(cls) if "Path" in str(f.type)}
         for key in paths & data.keys():
             data[key] = Path(data[key]) if data[key] is not None else None
@@ -150,23 +165,30 @@ def _asterisk_ids(root: Path) -> tuple[int, int]:
 
 
 class LocalPbx:
-    """Build, start, inspect and stop the local Asterisk kept in *cache_dir* (default settings.pbx.cache_dir);
-    its prompts are spoken by *voice* (default: espeak-ng, see :mod:`ivr.pbx.prompts`)."""
+    """Build, start, inspect and stop the local Asterisk kept in *cache_dir* (default settings.pbx.cache_dir):
+    the default one, or the named *instance* of ``pbx.instances`` beside it in the same root (its ports shifted:
+    ``self.settings`` are the instance's). Prompts are spoken by *voice* (default: espeak-ng, see
+    :mod:`ivr.pbx.prompts`)."""
 
     def __init__(
         self,
         settings: Settings,
         cache_dir: Path | None = None,
         *,
+        instance: str = "",
         voice: PromptVoice | None = None,
     ) -> None:
-        self.settings = settings
+        self.instance = Instance.of(settings, instance)
+        self.settings = self.instance.shifted(settings)
         self.voice = voice
         self.cache_dir = Path(cache_dir or settings.pbx.cache_dir).resolve()
         self.root = root_path(self.cache_dir)
-        self.info_file = self.cache_dir / "pbx.json"
-        self.log_file = self.cache_dir / "asterisk.log"
-        self._lock = self.cache_dir / "pbx.lock"
+        suffix = f"-{instance}" if instance else ""
+        self.info_file = self.cache_dir / f"pbx{suffix}.json"
+        self.log_file = self.cache_dir / f"asterisk{suffix}.log"
+        self._lock = self.cache_dir / f"pbx{suffix}.lock"
+        self._etc = self.instance.folder(ETC_DIR)
+        self._asterisk = ["/usr/sbin/asterisk", "-C", f"{self._etc}/asterisk.conf"]
 
     # ---- public API -------------------------------------------------------------------------------------
     def status(self) -> PbxInfo | None:
@@ -190,7 +212,9 @@ class LocalPbx:
                     info = self._retarget_bot(info, audiosocket_port)
                 return info
             return self._start(
-                RenderValues.generate(self.settings, audiosocket_port=audiosocket_port)
+                RenderValues.generate(
+                    self.settings, audiosocket_port=audiosocket_port, instance=self.instance
+                )
             )
 
     def restart(self) -> PbxInfo:
@@ -198,7 +222,11 @@ class LocalPbx:
         _require_root()
         with locked(self._lock):
             running = self.status()
-            values = self._values_of(running) if running else RenderValues.generate(self.settings)
+            values = (
+                self._values_of(running)
+                if running
+                else RenderValues.generate(self.settings, instance=self.instance)
+            )
             if running is not None:
                 self._stop(running)
             return self._start(values)
@@ -219,7 +247,7 @@ class LocalPbx:
         self._prepare()
         uid, gid = _asterisk_ids(self.root)
         make_dtls_certificate(
-            self.root / DTLS_CERT_FILE[1:], self.root / DTLS_KEY_FILE[1:], (uid, gid)
+            self.root / values.dtls_cert_file[1:], self.root / values.dtls_key_file[1:], (uid, gid)
         )
         self._write_config(values)
         pid = self._spawn()
@@ -241,12 +269,14 @@ class LocalPbx:
             root=self.root,
             agents=values.agents,
             log_file=self.log_file,
+            credentials_username=values.credentials_username,
+            credentials_secret=values.credentials_secret,
             carrier_username=values.carrier_username,
             carrier_password=values.carrier_password,
             ws_port=values.ws_port,
-            webrtc_agents=values.webrtc_agents,
+            webrtc_extensions=values.webrtc_extensions,
             test_phone_number=values.test_phone_number,
-            test_phone_password=values.test_phone_password,
+            instance=self.instance.name,
         )
         self._write_info(info)
         log.info("local PBX running, pid %d, AMI %s:%d", pid, info.ami_host, info.ami_port)
@@ -256,7 +286,7 @@ class LocalPbx:
         """Run one Asterisk CLI command in the running instance (``asterisk -rx``) and return its output."""
         try:
             proc = subprocess.run(
-                ["chroot", str(self.root), *ASTERISK, "-rx", command],
+                ["chroot", str(self.root), *self._asterisk, "-rx", command],
                 capture_output=True,
                 text=True,
                 timeout=timeout,
@@ -273,10 +303,16 @@ class LocalPbx:
     # ---- steps ------------------------------------------------------------------------------------------
     def _prepare(self) -> None:
         uid, gid = _asterisk_ids(self.root)
-        for rel in (RECORDINGS, MESSAGES, RUN):
+        for rel in (RECORDINGS, MESSAGES, self._inside(RUN_DIR)):
             path = self.root / rel
             path.mkdir(parents=True, exist_ok=True)
-            _chown_to(path, uid, gid, 0o755 if rel == RUN else 0o750)
+            _chown_to(path, uid, gid, 0o755 if rel == self._inside(RUN_DIR) else 0o750)
+        # a named instance's own copies of Debian's folders, as Debian made them
+        for debian in (SPOOL_DIR, LOG_DIR, LIB_DIR):
+            path = self.root / self._inside(debian)
+            path.mkdir(exist_ok=True)
+            _chown_to(path, uid, gid, (self.root / debian[1:]).stat().st_mode & 0o7777)
+        (self.root / self._etc[1:]).mkdir(mode=0o755, exist_ok=True)
         install_prompts(
             {
                 "prompts": self.root / SOUNDS,
@@ -289,12 +325,21 @@ class LocalPbx:
         if not hold.is_file():
             hold_sound(hold)
 
+    def _inside(self, debian: str) -> str:
+        """The instance's copy of a Debian folder, relative to the root (``/var/run`` read as ``run``: it is an
+        absolute symlink inside the root, never followed from outside)."""
+        return self.instance.folder(debian.replace("/var/run/", "/run/", 1))[1:]
+
     def _write_config(self, values: RenderValues) -> None:
         uid, gid = _asterisk_ids(self.root)
         rendered = render_all(values.as_context())
-        for stale in (
-            self.root / ETC
-        ).iterdir():  # Debian's sample files: only ours (and tones) are read
+        etc = self.root / self._etc[1:]
+        for kept in KEEP_DEBIAN_CONFIG:  # a named instance's copy of Debian's file
+            debian = self.root / ETC_DIR[1:] / kept
+            if debian.is_file() and not (etc / kept).exists():
+                shutil.copy2(debian, etc / kept)
+                os.chown(etc / kept, uid, gid)
+        for stale in etc.iterdir():  # Debian's sample files: only ours (and tones) are read
             if (
                 stale.is_file()
                 and stale.name not in rendered
@@ -305,7 +350,7 @@ class LocalPbx:
             name,
             text,
         ) in rendered.items():  # manager.conf and pjsip.conf hold the AMI secret, SIP passwords
-            write_private(self.root / ETC / name, text, 0o640, (uid, gid))
+            write_private(etc / name, text, 0o640, (uid, gid))
 
     def _spawn(self) -> int:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -321,7 +366,7 @@ class LocalPbx:
             script,
             "sh",
             str(self.root),
-            *ASTERISK,
+            *self._asterisk,
             "-f",
         ]
         with self.log_file.open("ab") as out:
@@ -395,23 +440,26 @@ class LocalPbx:
             audiosocket_host=info.ami_host,
             audiosocket_port=audiosocket_port or info.audiosocket_port,
             queue_timeout_s=self.settings.pbx.queue_timeout_s,
+            bot_hosts=self.settings.bot.hosts,
             agents=info.agents,
+            credentials_username=info.credentials_username or CREDENTIALS_USERNAME,
+            credentials_secret=info.credentials_secret or secrets.token_urlsafe(24),
             carrier_username=info.carrier_username or CARRIER_USERNAME,
             carrier_password=info.carrier_password or secrets.token_urlsafe(12),
             **message_values(self.settings),
             blocklist_agi=blocklist_agi_url(self.settings),
             **self._softphone_values_of(info),
+            **instance_values(self.instance),
         )
 
     def _softphone_values_of(self, info: PbxInfo) -> SoftphoneValues:
-        """The running instance's softphone values; fresh ones for an instance started before softphones."""
-        if not info.webrtc_agents or not info.test_phone_password:
+        """The running instance's softphone values; the settings' for an instance started before softphones."""
+        if not info.webrtc_extensions:
             return softphone_values(self.settings)
         return {
             "ws_port": info.ws_port,
-            "webrtc_agents": info.webrtc_agents,
+            "webrtc_extensions": info.webrtc_extensions,
             "test_phone_number": info.test_phone_number,
-            "test_phone_password": info.test_phone_password,
         }
 
     def _retarget_bot(self, info: PbxInfo, audiosocket_port: int) -> PbxInfo:

@@ -3,8 +3,8 @@
 The voice is given by whoever starts the PBX (:class:`PromptVoice`: ``hotline run`` and ``hotline pbx start``
 pass the bot's voice, so a caller hears one voice from the greeting to the answer); without one, espeak-ng
 with the file's ``voice`` and ``speed``. Files are re-synthesised only when the text file or the voice
-changed (a stamp holds their hash). Also makes the hold sound of the ``hotline`` music class and converts
-caller audio for emulated calls.
+changed (a stamp holds their hash): a voice is named without loading it, so an up-to-date start loads
+none. Also makes the hold sound of the ``hotline`` music class and converts caller audio for emulated calls.
 """
 
 from __future__ import annotations
@@ -69,10 +69,16 @@ def to_asterisk_wav(source: Path, target: Path) -> None:
 @dataclass(frozen=True)
 class PromptVoice:
     """Who speaks the prompts: ``name`` names everything that changes the sound (a new name re-synthesises
-    them), ``speak`` writes one text as an 8 kHz mono 16-bit WAV file."""
+    them), ``speak`` writes one text as an 8 kHz mono 16-bit WAV file. ``spoken_name``, when given, names the
+    voice that really spoke once ``speak`` has run (one that fell back to another voice): the stamp keeps it,
+    so the prompts are made again with the voice named at the next start."""
 
     name: str
     speak: Callable[[str, Path], None]
+    spoken_name: Callable[[], str] | None = None
+
+    def stamp_name(self) -> str:
+        return self.name if self.spoken_name is None else self.spoken_name()
 
 
 def espeak_voice(voice: str, speed: int) -> PromptVoice:
@@ -137,9 +143,8 @@ def install_prompts(
     data = tomllib.loads(text.decode("utf-8"))
     if voice is None:
         voice = espeak_voice(str(data.get("voice", "cmn")), int(data.get("speed", 150)))
-    digest = hashlib.sha256(text + b"\0" + voice.name.encode()).hexdigest()
     stamp = next(iter(folders.values())) / STAMP
-    if stamp.is_file() and stamp.read_text().strip() == digest:
+    if stamp.is_file() and stamp.read_text().strip() == _digest(text, voice.name):
         return 0
     written = 0
     for table, folder in folders.items():
@@ -147,5 +152,9 @@ def install_prompts(
             voice.speak(str(words), folder / f"{name}.wav")
             written += 1
     stamp.parent.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(digest + "\n")
+    stamp.write_text(_digest(text, voice.stamp_name()) + "\n")
     return written
+
+
+def _digest(prompts: bytes, voice_name: str) -> str:
+    return hashlib.sha256(prompts + b"\0" + voice_name.encode()).hexdigest()

@@ -150,12 +150,15 @@ class StaticSoftphones:
     """Accounts of a PBX that gave extension 6101 the password ``secret-6101``: the console's tests do not
     depend on whether a local PBX happens to run (the real accounts are tested in tests/browser/)."""
 
-    def agent_account(self, username: str) -> SipAccount | None:
+    async def agent_account(self, username: str) -> SipAccount | None:
         extension = {"agent": "6101"}.get(username)
-        return SipAccount(extension, f"secret-{extension}", WS, "坐席") if extension else None
+        return SipAccount(extension, f"secret-{extension}", WS, "坐席", 900) if extension else None
 
-    def test_phone_account(self) -> SipAccount | None:
-        return SipAccount("test-phone", "secret-test", WS, "测试电话")
+    async def test_phone_account(self) -> SipAccount | None:
+        return SipAccount("test-phone", "secret-test", WS, "测试电话", 900)
+
+    async def revoke(self, username: str) -> None:
+        return None
 
 
 async def start_console(

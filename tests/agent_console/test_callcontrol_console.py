@@ -6,66 +6,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_console.hub import Owner
 from config import Settings
-from ivr.callcontrol import AgentOnBoard, Mode, Spy, SpyAction, Target
 from ivr.models import CallTransfer
 from tests.agent_console.harness import Console, console_settings, start_console, stop_console
+from tests.agent_console.switchboard_support import NOW, FakeSwitchboard
 from tests.agent_console.tickets_support import draft, json_of
 from tests.conftest import SQLITE_ONLY
-
-NOW = datetime(2025, 3, 3, 2, 0, tzinfo=UTC)
-
-
-class FakeSwitchboard:
-    """Records what the console asks; answers like ivr.callcontrol.CallControl."""
-
-    def __init__(self) -> None:
-        self.transfers: list[tuple[str, Target, Mode, str, str | None]] = []
-        self.spies: list[dict[str, Any]] = []
-
-    async def transfer(
-        self, agent_interface: str, target: Target, mode: Mode, *, by: str, ticket_no: str | None
-    ) -> CallTransfer:
-        self.transfers.append((agent_interface, target, mode, by, ticket_no))
-        return CallTransfer(
-            id=1,
-            uniqueid="1741000000.1",
-            ticket_no=ticket_no,
-            mode=mode,
-            target_kind=target.kind,
-            target=target.target,
-            target_label=target.label,
-            by_user=by,
-            at=NOW,
-            outcome="dialling",
-        )
-
-    async def spy(
-        self,
-        agent_interface: str,
-        action: SpyAction,
-        *,
-        agent: str,
-        supervisor: str,
-        role: str,
-        phone: str,
-    ) -> Spy:
-        self.spies.append(
-            {"interface": agent_interface, "action": action, "agent": agent}
-            | {"supervisor": supervisor, "role": role, "phone": phone}
-        )
-        return Spy(action, "1741000000.1", "control-1", "PJSIP/agent-01", notified=True)
-
-    async def board(self, tz: ZoneInfo) -> list[AgentOnBoard] | None:
-        return [AgentOnBoard("PJSIP/agent", "王芳", "talking", "通话中", "1741000000.1", 12.5, 7)]
 
 
 @pytest.fixture
@@ -78,37 +29,45 @@ async def wired(
     await stop_console(console)
 
 
+TICKET_NO = "12345-20250303-00001"
+
+
 @SQLITE_ONLY
-async def test_an_agent_transfers_to_a_departments_hotline_from_the_catalogue(
+@pytest.mark.parametrize(
+    ("mode", "target_kind", "target", "ticket_no", "mode_label", "dialled", "label"),
+    [
+        # a department's hotline from the catalogue, for a ticket
+        ("blind", "department", "市教育局", TICKET_NO, "直接转接", "66010003", "市教育局"),
+        ("three_way", "emergency", "120", None, "三方通话", "120", "医疗急救"),  # one key
+    ],
+)
+async def test_an_agent_transfers_to_the_number_the_target_stands_for(
     wired: tuple[Console, FakeSwitchboard],
+    mode: str,
+    target_kind: str,
+    target: str,
+    ticket_no: str | None,
+    mode_label: str,
+    dialled: str,
+    label: str,
 ) -> None:
     console, switchboard = wired
     agent = await console.logged_in("agent")
     resp = await agent.write(
         "POST",
         "/api/v1/console/calls/transfer",
-        {
-            "mode": "blind",
-            "target_kind": "department",
-            "target": "市教育局",
-            "ticket_no": "12345-20250303-00001",
-        },
+        {"mode": mode, "target_kind": target_kind, "target": target, "ticket_no": ticket_no},
     )
     assert resp.status == 201, await resp.text()
     body = await resp.json()
     assert (body["mode_label"], body["target"], body["outcome_label"]) == (
-        "直接转接",
-        "66010003",
+        mode_label,
+        dialled,
         "呼叫中",
     )
-    [(interface, target, mode, by, ticket_no)] = switchboard.transfers
-    assert (interface, mode, by, ticket_no) == (
-        "PJSIP/agent",
-        "blind",
-        "agent",
-        "12345-20250303-00001",
-    )
-    assert (target.kind, target.target, target.label) == ("department", "66010003", "市教育局")
+    [(interface, sent, sent_mode, by, sent_ticket)] = switchboard.transfers
+    assert (interface, sent_mode, by, sent_ticket) == ("PJSIP/agent", mode, "agent", ticket_no)
+    assert (sent.kind, sent.target, sent.label) == (target_kind, dialled, label)
 
 
 @SQLITE_ONLY
@@ -154,23 +113,12 @@ async def test_unknown_transfer_targets_are_refused(
 
 
 @SQLITE_ONLY
-async def test_a_one_key_emergency_transfer_and_the_targets_offered(
-    wired: tuple[Console, FakeSwitchboard],
-) -> None:
-    console, switchboard = wired
+async def test_the_transfer_targets_offered(wired: tuple[Console, FakeSwitchboard]) -> None:
+    console, _ = wired
     agent = await console.logged_in("agent")
     targets = await (await agent.request("GET", "/api/v1/console/transfer-targets")).json()
     assert {"number": "120", "label": "医疗急救"} in targets["emergency"]
     assert {"department": "市教育局", "phone": "66010003"} in targets["departments"]
-    resp = await agent.write(
-        "POST",
-        "/api/v1/console/calls/transfer",
-        {"mode": "three_way", "target_kind": "emergency", "target": "120"},
-    )
-    assert resp.status == 201
-    assert [(t.kind, t.target, m) for _, t, m, _, _ in switchboard.transfers] == [
-        ("emergency", "120", "three_way")
-    ]
 
 
 @SQLITE_ONLY

@@ -11,7 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_console.cockpit_panels import PANELS, TtlCache
 from agent_console.geo import LayoutError, layout_path, load_layout
-from agent_console.views.cockpit import COCKPIT, QueueSnapshot, snapshot_of
+from agent_console.views.cockpit import (
+    BOARD,
+    COCKPIT,
+    AgentCounts,
+    CentreQueue,
+    QueueSnapshot,
+    WaitingCaller,
+    snapshot_of,
+)
 from config import Settings, load_settings
 from ivr.state import Call, HotlineState, Member
 from tests.agent_console.harness import (
@@ -191,7 +199,60 @@ async def test_live_queue_snapshot_is_kept_for_new_pages(console: Console) -> No
     async with asyncio.timeout(2):  # the listener stores it on its next turn of the event loop
         while (latest := await get(leader, "/api/v1/cockpit/queue"))["at"] is None:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
-    assert QueueSnapshot.model_validate(latest) == snapshot
+    centre = CentreQueue.model_validate(latest)  # one PBX: the centre is its snapshot
+    assert centre.model_dump(exclude={"pbxes"}) == snapshot.model_dump(exclude={"pbx"})
+    [row] = centre.pbxes
+    assert (
+        row.online and QueueSnapshot(**row.model_dump(exclude={"online", "silent_s"})) == snapshot
+    )
+
+
+def pbx_snapshot(pbx: str, at: datetime, waits: list[float], available: int) -> QueueSnapshot:
+    waiting = [
+        WaitingCaller(position=i, caller="138****5678", wait_s=w, pbx=pbx)
+        for i, w in enumerate(waits, start=1)
+    ]
+    return QueueSnapshot(
+        pbx=pbx,
+        at=at,
+        waiting=waiting,
+        longest_wait_s=max(waits, default=0.0),
+        agents=AgentCounts(available=available, busy=2),
+        bot_calls=1,
+    )
+
+
+async def test_the_queue_of_two_pbxes_is_summed_and_a_silent_one_drops_out(
+    console: Console,
+) -> None:
+    leader = await console.logged_in("leader")
+    board = console.app[BOARD]
+    seconds = [1000.0]
+    board.clock = lambda: seconds[0]
+    at = datetime(2025, 3, 19, 7, 0, tzinfo=UTC)
+    for snapshot in (pbx_snapshot("a", at, [30.0], 1), pbx_snapshot("b", at, [50.0, 10.0], 3)):
+        console.hub.publish("queue", snapshot.model_dump(mode="json"))
+    async with asyncio.timeout(2):  # the listener stores them on its next turns of the event loop
+        while len((await get(leader, "/api/v1/cockpit/queue"))["pbxes"]) < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    centre = CentreQueue.model_validate(await get(leader, "/api/v1/cockpit/queue"))
+    assert [(w.pbx, w.wait_s) for w in centre.waiting] == [("b", 50.0), ("a", 30.0), ("b", 10.0)]
+    assert (centre.longest_wait_s, centre.agents.available, centre.agents.busy) == (50.0, 4, 4)
+    assert centre.bot_calls == 2 and [(p.pbx, p.online) for p in centre.pbxes] == [
+        ("a", True),
+        ("b", True),
+    ]
+
+    seconds[0] += console.settings.cockpit.queue_stale_s / 2  # a reports again, b stays silent
+    console.hub.publish("queue", pbx_snapshot("a", at, [45.0], 2).model_dump(mode="json"))
+    seconds[0] += console.settings.cockpit.queue_stale_s / 2
+    async with asyncio.timeout(2):
+        while (await get(leader, "/api/v1/cockpit/queue"))["agents"]["available"] != 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    centre = CentreQueue.model_validate(await get(leader, "/api/v1/cockpit/queue"))
+    assert [(w.pbx, w.wait_s) for w in centre.waiting] == [("a", 45.0)]
+    assert (centre.longest_wait_s, centre.agents.busy, centre.bot_calls) == (45.0, 2, 1)
+    assert [(p.pbx, p.online) for p in centre.pbxes] == [("a", True), ("b", False)]
 
 
 async def test_only_leaders_admins_and_dispatchers_see_the_cockpit(console: Console) -> None:

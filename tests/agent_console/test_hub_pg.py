@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agent_console.hub import Event, Hub, Subscription
@@ -19,45 +18,9 @@ from agent_console.hub_pg import PostgresHub
 from agent_console.models import LiveEvent
 from config import Settings
 from hotline.wiring import build_hub
+from tests.pg_support import Dialer, kill_connections
 
 PG_ONLY = pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
-
-
-class Dialer:
-    """Opens a hub's LISTEN connections under its own application name; :meth:`hold` keeps the next ones
-    waiting (the database unreachable) until :meth:`release`."""
-
-    def __init__(self, engine: AsyncEngine, name: str) -> None:
-        url = engine.url.set(drivername="postgresql")
-        self.dsn = url.render_as_string(hide_password=False)
-        self.name = name
-        self.open = asyncio.Event()
-        self.open.set()
-        self.waiting = asyncio.Event()  # a connection was asked for while held
-
-    async def __call__(self) -> asyncpg.Connection:
-        if not self.open.is_set():
-            self.waiting.set()
-            await self.open.wait()
-        return await asyncpg.connect(self.dsn, server_settings={"application_name": self.name})
-
-    def hold(self) -> None:
-        self.open.clear()
-        self.waiting.clear()
-
-    def release(self) -> None:
-        self.open.set()
-
-
-async def kill_connections(engine: AsyncEngine, application_name: str) -> int:
-    async with engine.connect() as conn:
-        killed = await conn.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :n"
-            ),
-            {"n": application_name},
-        )
-        return len(killed.all())
 
 
 def worker(
@@ -179,6 +142,23 @@ async def test_a_backlog_longer_than_a_browser_s_queue_is_caught_up_without_drop
     finally:
         for hub in (a, b):
             await hub.close()
+
+
+async def test_a_wait_for_room_in_a_browser_s_queue_ends_when_it_takes_an_event_or_leaves() -> None:
+    hub = Hub(queue_size=1)
+    browser = listener(hub, "queue")
+    hub.publish("queue", {"waiting": 1})
+    waiting = asyncio.create_task(browser.room())
+    await asyncio.sleep(0)  # the waiter runs up to its wait
+    assert not waiting.done()
+    assert await browser.next() == Event("queue", {"waiting": 1})
+    await asyncio.wait_for(waiting, 1)
+    hub.publish("queue", {"waiting": 2})
+    leaving = asyncio.create_task(browser.room())
+    await asyncio.sleep(0)
+    assert not leaving.done()
+    browser.close()
+    await asyncio.wait_for(leaving, 1)
 
 
 @PG_ONLY

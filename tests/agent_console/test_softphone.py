@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agent_console.errors import Unavailable
 from agent_console.roles import Role
 from agent_console.softphone import AgentInterfaces, ws_origin
 from config import Settings
+from ivr.ami import AmiNotConnected
 from tests.agent_console.harness import (
     WS,
     Console,
@@ -20,6 +22,7 @@ from tests.agent_console.harness import (
     start_console,
     stop_console,
 )
+from tests.agent_console.switchboard_support import FakeSwitchboard
 
 
 @pytest.fixture
@@ -54,6 +57,7 @@ async def test_an_agent_gets_their_own_extensions_account_never_cached(phones: C
         "password": "secret-6101",
         "ws_url": WS,
         "display_name": "坐席",
+        "expires_in_s": 900,
         "wrap_up_s": 10,
     }
     page = await agent.request("GET", "/workspace")
@@ -136,3 +140,78 @@ async def test_the_transfer_buttons_sit_beside_the_softphone(phones: Console) ->
     assert 'id="transfer-panel"' not in await (await admin.request("GET", "/workspace")).text()
     gone = await agent.request("GET", "/calls/transfer")  # the separate transfer page
     assert gone.status == 404
+
+
+@pytest.fixture
+async def issuing(
+    phone_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[tuple[Console, FakeSwitchboard]]:
+    """The console with its default softphone directory: passwords issued through the switchboard."""
+    switchboard = FakeSwitchboard()
+    console = await start_console(
+        phone_settings, sessionmaker, softphones=None, switchboard=switchboard
+    )
+    yield console, switchboard
+    await stop_console(console)
+
+
+async def test_every_fetch_issues_a_fresh_short_lived_password(
+    issuing: tuple[Console, FakeSwitchboard],
+) -> None:
+    console, switchboard = issuing
+    agent = await console.logged_in("agent")
+    first = await (await agent.request("GET", "/api/v1/console/softphone/account")).json()
+    assert switchboard.softphones == {"6101": (first["password"], 900)}  # credential_ttl_s
+    assert first["expires_in_s"] == 900
+    second = await (await agent.request("GET", "/api/v1/console/softphone/account")).json()
+    assert second["password"] != first["password"] and len(second["password"]) >= 24
+    assert switchboard.softphones == {"6101": (second["password"], 900)}
+
+
+async def test_a_new_login_and_a_logout_revoke_the_agents_password(
+    issuing: tuple[Console, FakeSwitchboard],
+) -> None:
+    console, switchboard = issuing
+    agent = await console.logged_in("agent")
+    await agent.request("GET", "/api/v1/console/softphone/account")
+    assert "6101" in switchboard.softphones
+    again = await console.logged_in("agent")  # e.g. on another computer
+    assert "6101" not in switchboard.softphones
+    await again.request("GET", "/api/v1/console/softphone/account")
+    resp = await again.request("POST", "/logout", data={"csrf_token": await again.csrf()})
+    assert resp.status == 303 and "6101" not in switchboard.softphones
+
+
+async def test_the_test_phone_gets_its_own_password_for_an_administrator(
+    issuing: tuple[Console, FakeSwitchboard],
+) -> None:
+    console, switchboard = issuing
+    admin = await console.logged_in("admin")
+    out = await (await admin.request("GET", "/api/v1/console/softphone/test-phone")).json()
+    assert switchboard.softphones == {"test-phone": (out["password"], 900)}
+
+
+@pytest.mark.parametrize(
+    "outage", [AmiNotConnected("DBDelTree"), Unavailable("没有在线的电话控制进程")]
+)
+async def test_a_logout_succeeds_while_the_telephony_is_away(
+    issuing: tuple[Console, FakeSwitchboard], outage: Exception
+) -> None:
+    console, switchboard = issuing
+    agent = await console.logged_in("agent")
+    switchboard.refusal = outage  # type: ignore[assignment]  # the password still dies with its TTL
+    resp = await agent.request("POST", "/logout", data={"csrf_token": await agent.csrf()})
+    assert resp.status == 303
+
+
+async def test_without_telephony_the_softphone_is_a_clear_503(
+    phone_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    console = await start_console(phone_settings, sessionmaker, softphones=None)
+    try:
+        agent = await console.logged_in("agent")  # the unwired switchboard has nothing to revoke
+        resp = await agent.request("GET", "/api/v1/console/softphone/account")
+        body = await resp.json()
+        assert resp.status == 503 and "未接入电话系统" in body["error"]["message"]
+    finally:
+        await stop_console(console)

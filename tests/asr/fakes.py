@@ -89,6 +89,9 @@ class FakeTts:
     async def asynthesize(self, _text: str) -> bytes:
         return b""
 
+    async def asynthesize_piece(self, text: str) -> bytes:
+        return await self.asynthesize(text)
+
 
 class FakeDesk:
     """A knowledge base that knows nothing, and ticket services that file tickets or are down."""

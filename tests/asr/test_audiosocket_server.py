@@ -532,3 +532,39 @@ async def test_a_silent_bot_keeps_the_socket_alive_with_silence_asterisk_would_o
     assert silence == bytes(2 * audio.FRAME_BYTES)
     gaps = [b.at - a.at for a, b in zip(client.received, client.received[1:], strict=False)]
     assert gaps and max(gaps) < 1.0, gaps  # well inside Asterisk's 2 s
+
+
+async def test_load_listeners_hear_the_calls_in_progress_at_every_start_and_end() -> None:
+    """The bot's load report (ivr/bot_hosts.py) follows every call; a refused call is not counted."""
+    loads: list[int] = []
+    changed = asyncio.Event()
+
+    def on_load(active: int) -> None:
+        loads.append(active)
+        changed.set()
+
+    async def until(expected: list[int]) -> None:
+        async with asyncio.timeout(WAIT):
+            while loads != expected:
+                changed.clear()
+                await changed.wait()
+
+    async def handler(session: AudioSocketSession) -> None:
+        await all_events(session)
+
+    async with serving(handler, max_sessions=2) as server:
+        server.add_load_listener(on_load)
+        first, second = (
+            AudioSocketClient("127.0.0.1", server.port),
+            AudioSocketClient("127.0.0.1", server.port),
+        )
+        await first.connect()
+        await until([1])
+        await second.connect()
+        await until([1, 2])
+        async with AudioSocketClient("127.0.0.1", server.port) as third:
+            assert await third.wait_ended(WAIT) == "error:0x81"
+        await first.close()
+        await until([1, 2, 1])
+        await second.close()
+        await until([1, 2, 1, 0])

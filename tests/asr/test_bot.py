@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from asr.audiosocket_server import AudioSocketServer
 from asr.bot import HotlineDesk, SpeechBot, live_settings
 from asr.dialogue import DialogueConfig, Intake, trim_silence
 from asr.prompts import PromptsError, load_prompts
+from asr.tts import speech_pieces
 from config import Settings
 from config.settings import AudioSocketSettings, BotSettings, replace_settings
 from knowledge import services as kb
@@ -169,6 +172,61 @@ def test_the_bot_takes_its_dialogue_timings_and_server_from_the_settings_alone(
         changed.cfg.barge_in_window_s,
     ) == (4.5, 0.25, 0.1)
     assert changed.server.max_sessions == 3
+
+
+class WarmingTts:
+    """Speech synthesis that only notes what it is asked for, and says when it has had ``expected`` texts."""
+
+    def __init__(self, expected: int) -> None:
+        self.texts: list[str] = []
+        self.expected = expected
+        self.done = asyncio.Event()
+
+    async def asynthesize(self, text: str) -> bytes:
+        self.texts.append(text)
+        if len(self.texts) == self.expected:
+            self.done.set()
+        return b""
+
+
+async def test_the_warm_up_synthesises_the_prompts_and_only_the_first_piece_of_each_answer(
+    settings: Settings,
+) -> None:
+    answers = [
+        "社保卡丢失的，请携带身份证到社保经办窗口挂失补办，补卡需要五个工作日，工本费二十元。",
+        "可以在网上办理。",
+    ]
+    prompts = load_prompts(settings)
+    tts = WarmingTts(len(prompts.fixed()) + len(answers))
+    entries = [SimpleNamespace(answer_speech=text) for text in answers]
+
+    async def no_ticket_writes() -> None:
+        return None
+
+    desk: Any = SimpleNamespace(
+        index=SimpleNamespace(entries=lambda: entries),
+        writes=SimpleNamespace(drain=no_ticket_writes),
+    )
+    idle: Any = None
+    bot = SpeechBot(
+        settings,
+        recognizers=idle,
+        tts=cast(Any, tts),
+        desk=desk,
+        prompts=prompts,
+        port=0,
+        owns_recognizers=False,
+    )
+    await bot.start()
+    try:
+        async with asyncio.timeout(30):
+            await tts.done.wait()
+    finally:
+        await bot.close()
+    warmed = len(prompts.fixed())
+    assert tts.texts[:warmed] == list(prompts.fixed())
+    assert tts.texts[warmed:] == [speech_pieces(text)[0] for text in answers]  # heard first
+    assert len(tts.texts[warmed]) < len(answers[0])
 
 
 # --- the desk: knowledge base and ticket services, on both databases ---------------------------------------

@@ -4,12 +4,14 @@ digit-by-digit ticket numbers."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import jieba
 import numpy as np
 import pytest
 
@@ -25,6 +27,7 @@ from asr.tts import (
     build_tts,
     digits_for_speech,
     speak_sentences,
+    speech_pieces,
     split_sentences,
 )
 from config import Settings
@@ -86,7 +89,7 @@ def test_second_request_comes_from_the_cache_without_a_subprocess(
     assert tts.synthesize(f"  {GREETING}\n") == first  # surrounding whitespace is not a new text
     restarted = CachedTts(tts.engine, tts.cache_dir)  # another worker, or after a restart
     assert restarted.synthesize(GREETING) == first
-    assert tts.syntheses == len(split_sentences(GREETING)) == 2 and restarted.syntheses == 0
+    assert tts.syntheses == len(speech_pieces(GREETING)) == 3 and restarted.syntheses == 0
 
 
 def test_a_sentence_said_again_in_another_text_comes_from_the_cache(tts: CachedTts) -> None:
@@ -123,11 +126,54 @@ def test_texts_are_cut_at_clause_and_sentence_ends_and_short_clauses_stay_joined
     assert err.value.code == "tts.empty_text"
 
 
+@pytest.mark.parametrize(
+    ("text", "first"),
+    [
+        # a short first clause
+        ("您好，这里是幺二三四五智能助手，请简要说出您要咨询的问题。", "您好，"),
+        # the subject, then its predicate: before a modal verb, a preposition
+        ("医保电子凭证可以在国家医保服务平台手机应用里激活。", "医保电子凭证"),
+        ("用人单位应当按时足额为职工缴纳社会保险费。", "用人单位"),
+        ("职工本人和配偶在缴存城市没有自有住房的，可以提取公积金。", "职工本人和配偶"),
+        # short enough as it is
+        ("好的，请稍等。", "好的，请稍等。"),
+        # no natural pause in the first eight characters: the clause stays whole
+        ("十六到二十五周岁办的身份证有效期十年。", "十六到二十五周岁办的身份证有效期十年。"),
+        # 需要 ends a modifier here (出国需要的护照), it does not open a predicate
+        ("因私出国需要的普通护照，由本人向出入境管理机构申请。", "因私出国需要的普通护照，"),
+    ],
+)
+def test_a_long_first_clause_starts_with_its_leading_phrase_cut_at_a_natural_pause(
+    text: str, first: str
+) -> None:
+    pieces = speech_pieces(text)
+    assert pieces[0] == first
+    assert "".join(pieces) == text
+    words = set(itertools.accumulate(jieba.lcut(text)))
+    assert all(cut in words for cut in itertools.accumulate(pieces))  # never inside a word
+
+
+def test_a_text_synthesised_ahead_is_cached_in_the_pieces_the_bot_then_speaks(
+    tts: CachedTts,
+) -> None:
+    text = (
+        "用人单位应当按时足额为职工缴纳社会保险费。单位不缴的，由社会保险费征收机构责令限期缴纳。"
+    )
+    tts.synthesize(text)  # the bot's warm-up
+    warmed = tts.syntheses
+
+    async def speak() -> list[bytes]:
+        return [pcm async for pcm in speak_sentences(tts, text)]
+
+    assert len(asyncio.run(speak())) == len(speech_pieces(text)) == warmed == 3
+    assert tts.syntheses == warmed  # every piece came from the cache
+
+
 async def test_the_bot_speaks_its_first_clause_before_the_next_is_synthesised(
     settings: Settings,
 ) -> None:
     text = "您好，这里是幺二三四五热线，请说出您的问题。"
-    first, second = split_sentences(text)
+    first, *rest = speech_pieces(text)
     played: list[bytes] = []
     first_played = asyncio.Event()
 
@@ -140,7 +186,7 @@ async def test_the_bot_speaks_its_first_clause_before_the_next_is_synthesised(
             return True
 
     class Tts:
-        async def asynthesize(self, piece: str) -> bytes:
+        async def asynthesize_piece(self, piece: str) -> bytes:
             if piece != first:
                 await first_played.wait()  # ready only once the caller has heard the first clause
             return piece.encode()
@@ -154,7 +200,7 @@ async def test_the_bot_speaks_its_first_clause_before_the_next_is_synthesised(
         cfg=DialogueConfig.from_settings(settings.asr.bot),
     )
     assert await asyncio.wait_for(dialogue.say(text, skip_if_answered=False), 10)
-    assert played == [first.encode(), second.encode()]
+    assert played == [piece.encode() for piece in [first, *rest]]
 
 
 async def test_the_next_clause_is_synthesised_while_the_first_plays() -> None:
@@ -162,7 +208,7 @@ async def test_the_next_clause_is_synthesised_while_the_first_plays() -> None:
     second_started, release = asyncio.Event(), asyncio.Event()
 
     class Engine:
-        async def asynthesize(self, text: str) -> bytes:
+        async def asynthesize_piece(self, text: str) -> bytes:
             started.append(text)
             if len(started) > 1:
                 second_started.set()
@@ -170,18 +216,22 @@ async def test_the_next_clause_is_synthesised_while_the_first_plays() -> None:
             return text.encode()
 
     pieces = speak_sentences(Engine(), "您好，这里是幺二三四五热线，请说出您的问题。")
-    assert await anext(pieces) == "您好，这里是幺二三四五热线，".encode()
-    # While the caller hears the first clause, the second is under way without being asked for.
+    assert await anext(pieces) == "您好，".encode()
+    # While the caller hears the greeting, the next clause is under way without being asked for.
     await asyncio.wait_for(second_started.wait(), 5)
-    assert started == ["您好，这里是幺二三四五热线，", "请说出您的问题。"]
+    assert started == ["您好，", "这里是幺二三四五热线，"]
     release.set()
-    assert [p async for p in pieces] == ["请说出您的问题。".encode()]
+    assert [p async for p in pieces] == [
+        "这里是幺二三四五热线，".encode(),
+        "请说出您的问题。".encode(),
+    ]
 
 
 async def test_concurrent_requests_for_one_text_synthesise_once(tts: CachedTts) -> None:
-    results = await asyncio.gather(*(tts.asynthesize("请稍候，正在为您查询。") for _ in range(6)))
+    text = "请稍候，正在为您查询。"
+    results = await asyncio.gather(*(tts.asynthesize(text) for _ in range(6)))
     assert len(set(results)) == 1 and results[0]
-    assert tts.syntheses == 1
+    assert tts.syntheses == len(speech_pieces(text)) == 2  # each piece once
 
 
 def test_cache_key_changes_with_voice_and_rate(tmp_path: Path) -> None:

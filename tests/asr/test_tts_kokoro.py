@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import shutil
 from pathlib import Path
@@ -15,7 +16,7 @@ from asr.dialogue import trim_silence
 from asr.evaluate import cer, syllable_edits, transcribe_pcm
 from asr.model_install import KOKORO_MODEL, install_kokoro_model
 from asr.tts import CachedTts, EspeakNg, build_tts, speak_sentences
-from asr.tts_kokoro import KokoroTts
+from asr.tts_kokoro import KokoroTts, pinyin_words
 from config import Settings
 from config.settings import TtsSettings
 from tests.asr.live_whisper import live_whisper
@@ -79,6 +80,56 @@ def test_numbers_are_read_as_the_hotline_reads_them(kokoro: KokoroTts) -> None:
 
 def test_a_third_tone_before_another_is_said_as_a_rising_one(kokoro: KokoroTts) -> None:
     assert kokoro.phonemes("可以") == "kʰɤ↗i↓"  # kéyǐ, as it is said; not kěyǐ
+    # also across two short words: wó yě hén hǎo
+    assert list(itertools.chain(*pinyin_words("我也很好"))) == ["wo2", "ye3", "hen2", "hao3"]
+
+
+@pytest.mark.parametrize(
+    ("written", "spoken"),
+    [
+        ("2025年3月", "二零二五年三月"),  # a year digit by digit, the month as a number
+        ("2021年10月1日", "二零二一年十月一日"),
+        ("请拨打12345", "请拨打幺二三四五"),  # the hotline number digit by digit with 幺
+        ("请致电13812345678", "请致电幺三八幺二三四五六七八"),
+        ("上午9:30前", "上午九点三十分前"),
+        ("比例为35.5%", "比例为百分之三十五点五"),
+        ("费用1500元", "费用一千五百元"),
+        ("2025-03-05", "二零二五年三月五日"),
+        ("3-5个工作日", "三至五个工作日"),
+    ],
+)
+def test_numbers_dates_times_and_phone_numbers_are_read_as_a_person_reads_them(
+    kokoro: KokoroTts, written: str, spoken: str
+) -> None:
+    assert kokoro.phonemes(written) == kokoro.phonemes(spoken)
+
+
+def test_latin_letters_are_spelt_as_callers_say_them(kokoro: KokoroTts) -> None:
+    """ETC is 「E T C」; the letters are not read as the phoneme symbols that some of them also are (A = eɪ)."""
+    assert (
+        kokoro.phonemes("办理ETC业务")
+        == f"{kokoro.phonemes('办理')} ˈi tˈi sˈi {kokoro.phonemes('业务')}"
+    )
+    assert "ˈA pˈi pˈi" in kokoro.phonemes("下载App")
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("一样", ["yi2", "yang4"]),  # 一 before a fourth tone: yí
+        # a one-syllable word before a third tone: yí
+        ("以井号键结束", ["yi2", "jing3", "hao4", "jian4", "jie2", "shu4"]),
+        ("看一看", ["kan4", "yi5", "kan4"]),
+        ("好不好", ["hao3", "bu5", "hao3"]),
+        # a digit 一 keeps its first tone (it was yì)
+        ("二零二一年", ["er4", "ling2", "er4", "yi1", "nian2"]),
+        ("一九九八年", ["yi1", "jiu3", "jiu3", "ba1", "nian2"]),
+        ("以当地规定为准", ["yi3", "dang1", "di4", "gui1", "ding4", "wei2", "zhun3"]),  # wéizhǔn
+        ("慢慢地走", ["man4", "man4", "de5", "zou3"]),  # the particle 地 is de; 当地 stays dì
+    ],
+)
+def test_tones_change_as_in_speech(text: str, said: list[str]) -> None:
+    assert list(itertools.chain(*pinyin_words(text))) == said
 
 
 def test_a_sentence_comes_from_the_cache_the_second_time(

@@ -6,78 +6,36 @@ department preselected, one key to an emergency number."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from config import Settings
 from hotline.db import create_schema, make_engine, make_sessionmaker
-from ivr.callcontrol import AgentOnBoard, Mode, Spy, SpyAction, Target
-from ivr.models import CallTransfer
+from ivr.callcontrol import AgentOnBoard
 from tests.agent_console.harness import Console, console_settings, start_console, stop_console
+from tests.agent_console.switchboard_support import CALL, FakeSwitchboard
 from tests.agent_console.tickets_support import recording_desk
 
 pytestmark = pytest.mark.browser
-CALL = "1741000000.1"
-NOW = datetime(2025, 3, 3, 2, 0, tzinfo=UTC)
 
 
-class BoardSwitchboard:
-    """The controller's live board as ivr.callcontrol.CallControl reports it; records the spy legs asked for."""
-
-    def __init__(self) -> None:
-        self.spies: list[tuple[str, SpyAction, str]] = []
-        self.transfers: list[tuple[str, str, Mode]] = []
-
-    async def transfer(
-        self, agent_interface: str, target: Target, mode: Mode, *, by: str, ticket_no: str | None
-    ) -> CallTransfer:
-        self.transfers.append((agent_interface, target.target, mode))
-        return CallTransfer(
-            id=1,
-            uniqueid=CALL,
-            ticket_no=ticket_no,
-            mode=mode,
-            target_kind=target.kind,
-            target=target.target,
-            target_label=target.label,
-            by_user=by,
-            at=NOW,
-            outcome="dialling",
-        )
-
-    async def board(self, tz: ZoneInfo) -> list[AgentOnBoard]:
-        return [
+@pytest.fixture
+def switchboard() -> FakeSwitchboard:
+    """The controller's live board as ivr.callcontrol.CallControl reports it."""
+    return FakeSwitchboard(
+        [
             AgentOnBoard("PJSIP/agent", "王芳", "talking", "通话中", CALL, 95.0, 12),
             AgentOnBoard("PJSIP/6002", "李娜", "paused", "示忙（培训）", None, None, 8),
             AgentOnBoard("PJSIP/6003", "张伟", "wrap_up", "话后整理", None, None, 10),
             AgentOnBoard("PJSIP/6004", "刘洋", "ready", "空闲", None, None, 9),
         ]
-
-    async def spy(
-        self,
-        agent_interface: str,
-        action: SpyAction,
-        *,
-        agent: str,
-        supervisor: str,
-        role: str,
-        phone: str,
-    ) -> Spy:
-        self.spies.append((agent_interface, action, supervisor))
-        return Spy(action, CALL, "spy-1", "PJSIP/agent-01", notified=True)
-
-
-@pytest.fixture
-def switchboard() -> BoardSwitchboard:
-    return BoardSwitchboard()
+    )
 
 
 @pytest.fixture
 async def live_console(
-    settings: Settings, tmp_path: Path, switchboard: BoardSwitchboard
+    settings: Settings, tmp_path: Path, switchboard: FakeSwitchboard
 ) -> AsyncIterator[Console]:
     """The browser tests' console (tests/browser/conftest.py) with the switchboard wired and a softphone
     extension for ``agent``."""
@@ -94,7 +52,7 @@ async def live_console(
 
 
 async def test_a_supervisor_sees_the_live_agent_board_and_listens_in(
-    page_for, switchboard: BoardSwitchboard
+    page_for, switchboard: FakeSwitchboard
 ) -> None:  # type: ignore[no-untyped-def]
     tab = await page_for("supervisor")
     page = tab.page
@@ -113,12 +71,14 @@ async def test_a_supervisor_sees_the_live_agent_board_and_listens_in(
     await tab.screenshot("supervision-board")
     await rows.nth(0).locator("button", has_text="监听").click()
     await page.wait_for_selector("#board-done:has-text('已发起监听：王芳')")
-    assert switchboard.spies == [("PJSIP/agent", "listen", "supervisor")]
+    assert [(s["interface"], s["action"], s["supervisor"]) for s in switchboard.spies] == [
+        ("PJSIP/agent", "listen", "supervisor")
+    ]
     assert tab.errors == []
 
 
 async def test_an_agent_transfers_the_call_with_the_buttons_beside_the_softphone(
-    page_for, live_console: Console, switchboard: BoardSwitchboard
+    page_for, live_console: Console, switchboard: FakeSwitchboard
 ) -> None:  # type: ignore[no-untyped-def]
     tab = await page_for("agent")
     page = tab.page
@@ -134,7 +94,7 @@ async def test_an_agent_transfers_the_call_with_the_buttons_beside_the_softphone
     await page.wait_for_selector(f"#transfer-done:has-text('已直接转接至 {suggested}')")
     await page.click("#transfer-emergency button:has-text('120')")
     await page.wait_for_selector("#transfer-done:has-text('医疗急救')")
-    assert [t[1:] for t in switchboard.transfers][1] == ("120", "blind")
+    assert [(t.target, mode) for _, t, mode, _, _ in switchboard.transfers][1] == ("120", "blind")
     await tab.screenshot("agent-transfer")
     await page.evaluate("document.getElementById('softphone').dataset.state = 'registered'")
     await page.wait_for_selector("#transfer-panel", state="hidden")

@@ -11,9 +11,12 @@ arrive in the browser (WebRTC ``inbound-rtp`` audio energy). After the caller ha
 
 from __future__ import annotations
 
+import asyncio
 import difflib
+import json
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,7 +24,7 @@ from playwright.async_api import Browser, async_playwright
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_console.desk.services import DeskServices
-from agent_console.softphone import AgentInterfaces, LocalPbxSoftphones
+from agent_console.softphone import AgentInterfaces
 from asr.evaluate import normalize, read_wav, transcribe_pcm
 from asr.whisper_engine import WhisperEngine
 from config import Settings
@@ -33,16 +36,28 @@ from hotline.wiring import (
     subscribe,
 )
 from ivr import events as ev
+from ivr.callcontrol import CallControl
 from ivr.controller import HotlineController
 from ivr.pbx import LocalPbx, PbxInfo
 from ivr.pbx.testcall import install_test_audio
+from ivr.softphone_credentials import AUTH_FAMILY
 from ivr.state import WRAP_UP_REASON
 from tests.agent_console.harness import Console, console_settings, start_console, stop_console
 from tests.asr.live_whisper import live_whisper
 from tests.browser.conftest import CHROMIUM_ARGS, UserPage, chromium_path, page_for  # noqa: F401 - fixtures
 from tests.conftest import missing
-from tests.e2e.conftest import database, known_queue, local_pbx, pbx  # noqa: F401 - fixtures
+from tests.e2e.callcontrol_support import DEPARTMENT_TEMPLATE, hang_up_all
+from tests.e2e.conftest import (  # noqa: F401 - fixtures
+    AmiEvents,
+    ami,
+    ami_events,
+    database,
+    known_queue,
+    local_pbx,
+    pbx,
+)
 from tests.e2e.controller_support import Events, dial_12345, e2e_settings, running
+from tests.e2e.test_transfer import DEPARTMENT, answered_by_department, department_phone
 
 pytestmark = [pytest.mark.pbx, pytest.mark.browser, pytest.mark.slow]
 EXTENSION = "6101"  # the agent's WebRTC extension (settings.softphone: 6101…)
@@ -57,6 +72,9 @@ AGENT_SPEECH = (
 CALLER_SPEECH = "BAC009S0724W0124"  # 广州二手住宅市场表现一直相对稳健
 CALLER_SILENCE_S = 9  # before the caller speaks: the agent's words (6 s) are over by then
 WRAP_UP_S = 2
+CREDENTIAL_TTL_S = (
+    60  # the page renews the password after 48 s (before SIP.js refreshes its registration)
+)
 # The other party's voice has arrived in the browser (the softphone's inbound-rtp audio energy).
 HEARD = "() => Number(document.querySelector('#sp-level').dataset.energy) > 0.01"
 
@@ -104,9 +122,17 @@ def softphone_settings(settings: Settings, pbx: PbxInfo) -> Settings:  # noqa: F
     own = console_settings(e2e_settings(settings, pbx))
     return own.model_copy(
         update={
+            # outside numbers (the departments' phones) answer in [test-department]
+            "callcontrol": own.callcontrol.model_copy(
+                update={"outside_template": DEPARTMENT_TEMPLATE}
+            ),
             "softphone": own.softphone.model_copy(
-                update={"extensions": {"agent": EXTENSION}, "wrap_up_s": WRAP_UP_S}
-            )
+                update={
+                    "extensions": {"agent": EXTENSION},
+                    "wrap_up_s": WRAP_UP_S,
+                    "credential_ttl_s": CREDENTIAL_TTL_S,
+                }
+            ),
         }
     )
 
@@ -136,8 +162,6 @@ async def controller(
     local_pbx: LocalPbx,  # noqa: F811
     pbx: PbxInfo,  # noqa: F811
 ) -> AsyncIterator[HotlineController]:
-    if not pbx.webrtc_agents:  # started before the softphones existed
-        vars(pbx).update(vars(local_pbx.restart()))
     async with running(softphone_settings, database, local_pbx, pbx, agents=[INTERFACE]) as ctrl:
         yield ctrl
 
@@ -147,22 +171,30 @@ async def live_console(
     softphone_settings: Settings,
     database: async_sessionmaker[AsyncSession],  # noqa: F811
     controller: HotlineController,
-    local_pbx: LocalPbx,  # noqa: F811
 ) -> AsyncIterator[Console]:
-    """The console as `hotline run` wires it: the real controller behind the status buttons, the local PBX's
-    softphone accounts, screen pops for the agent's extension."""
+    """The console as `hotline run` wires it: the real controller behind the status buttons, its call control
+    issuing the softphones' short-lived passwords, screen pops for the agent's extension."""
     interfaces = AgentInterfaces(softphone_settings)
     callbacks, _ = callback_schedulers(softphone_settings, database, controller)
     desk = DeskServices(
         call_control=ControllerCallControl(controller, callbacks),
         agent_interface=interfaces.interface,
     )
-    softphones = LocalPbxSoftphones(softphone_settings, local_pbx.status)
-    console = await start_console(softphone_settings, database, desk=desk, softphones=softphones)
+    switchboard = CallControl(
+        controller, softphone_settings.callcontrol, database, lambda: datetime.now(UTC)
+    )
+    switchboard.credentials.start()  # the passwords' own AMI login (`hotline run`: start_telephony)
+    await asyncio.wait_for(switchboard.credentials.ami.connected.wait(), 20)
+    console = await start_console(
+        softphone_settings, database, desk=desk, softphones=None, switchboard=switchboard
+    )
     feed = ConsoleFeed(controller, console.hub, database, interfaces.username, console.clock)
-    subscribe(Telephony(controller, feed=feed))
+    subscribe(Telephony(controller, feed=feed, callcontrol=switchboard))
     yield console
     await stop_console(console)
+    for extension in switchboard.credentials.live():  # other suites share the PBX
+        await switchboard.revoke_softphone(extension)
+    await switchboard.credentials.stop()
 
 
 def member_is(paused: bool, reason: str = "") -> Callable[[ev.DomainEvent], bool]:
@@ -277,3 +309,72 @@ async def test_an_administrators_test_phone_calls_12345_hears_the_greeting_and_p
     await page.wait_for_selector('#softphone[data-state="registered"]')
     await controller.remove_agent(EMULATED_AGENT)
     assert not admin.errors, admin.errors
+
+
+async def issued_password(controller: HotlineController) -> str:
+    """The password Asterisk accepts for the agent's extension now (AstDB, res_sorcery_astdb's JSON)."""
+    stored = await controller.astdb_get(AUTH_FAMILY, EXTENSION)
+    assert stored is not None, "no password issued"
+    return str(json.loads(stored)["password"])
+
+
+async def test_the_softphone_renews_its_password_before_it_expires_and_registers_with_the_new_one(
+    page_for: Callable[[str], Awaitable[UserPage]],  # noqa: F811
+    live_console: Console,
+    controller: HotlineController,
+) -> None:
+    agent = await page_for("agent")
+    page = agent.page
+    await page.clock.install()  # the page's timers on a clock the test moves
+    await page.goto(str(live_console.server.make_url("/workspace")))
+    await page.wait_for_selector('#softphone[data-state="registered"]', timeout=20_000)
+    first = await issued_password(controller)
+    await page.clock.run_for(int(CREDENTIAL_TTL_S * 0.8 * 1000) + 1000)
+    # a REGISTER with the old password would be refused (401): accepted means the new one was used
+    await page.wait_for_selector('#softphone[data-renewals="1"]', timeout=20_000)
+    assert await page.get_attribute("#softphone", "data-state") == "registered"
+    assert await issued_password(controller) != first
+    assert not agent.errors, agent.errors
+
+
+async def test_the_agents_complete_transfer_button_sends_star_2_and_asterisk_joins_caller_and_department(
+    page_for: Callable[[str], Awaitable[UserPage]],  # noqa: F811
+    live_console: Console,
+    controller: HotlineController,
+    ami_events: AmiEvents,  # noqa: F811
+) -> None:
+    """咨询转接 from the workspace: the agent consults the department, then 完成转接 sends *2 over WebRTC and
+    Asterisk's own attended transfer joins caller and department; the outcome reaches the page on the hub."""
+    seen = Events(controller)
+    agent = await page_for("agent")
+    page = agent.page
+    await page.goto(str(live_console.server.make_url("/workspace")))
+    await page.wait_for_selector('#softphone[data-state="registered"]', timeout=20_000)
+    await page.click("#state-ready")
+    await seen.wait(member_is(paused=False))
+    uniqueid = await dial_12345(
+        controller.ami, CALLER, ["TEST_DTMF=0", "TEST_WAIT=60"], prefix="softphone-"
+    )
+    try:
+        await page.wait_for_selector('#softphone[data-state="ringing"]', timeout=30_000)
+        await page.click("#sp-answer")
+        await page.wait_for_selector("#transfer-panel:visible")
+        await page.select_option("#transfer-form select[name=mode]", "attended")
+        await page.select_option("#transfer-department", DEPARTMENT)
+        await page.click("#transfer-to-department")
+        await page.wait_for_selector("#attended-controls:visible")
+        await ami_events.wait_for(answered_by_department(department_phone()))  # consulting
+        await page.click("#attended-complete")
+        done = await ami_events.wait_for(
+            lambda e: (
+                e.event == "AttendedTransfer"
+                and str(e.get("OrigTransfererChannel")).startswith(f"{INTERFACE}-")
+            )
+        )
+        assert done.get("Result") == "Success"
+        await page.wait_for_selector(f"#notices >> text=咨询转接至 {DEPARTMENT}：已转接")
+        await page.wait_for_selector("#attended-controls", state="hidden")
+        await page.wait_for_selector('#softphone[data-state="registered"]')  # the agent left
+    finally:
+        await hang_up_all(controller, uniqueid)
+    assert not agent.errors, agent.errors

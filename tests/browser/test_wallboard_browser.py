@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from agent_console.cockpit_panels import LocalPanels
 from agent_console.views.cockpit import COCKPIT, AgentCounts, QueueSnapshot
 from ivr.state import HotlineState
 from tests.agent_console.harness import Console
@@ -63,7 +64,9 @@ async def test_wallboard_follows_the_call_log_without_reload(
     cockpit = live_console.app[
         COCKPIT
     ]  # the server's live figures expire; the warmer's next round has run
-    cockpit.live.clock = lambda: time.monotonic() + cockpit.live.ttl_s + 1
+    panels = cockpit.cache
+    assert isinstance(panels, LocalPanels)
+    panels.live.clock = lambda: time.monotonic() + panels.live.ttl_s + 1
     await cockpit.warm()
     await page.clock.fast_forward("00:11")
     await _publish_until_heard(live_console)

@@ -103,10 +103,14 @@ async def test_wrong_or_empty_secret_is_refused(pbx: PbxInfo) -> None:
 
 def test_shipped_manager_conf_has_no_usable_secret(pbx: PbxInfo) -> None:
     shipped = (TEMPLATE_DIR / "manager.conf").read_text()
-    assert re.findall(r"^\s*secret\s*=\s*(.*)$", shipped, re.M) == ["{{ ami_secret }}"]
+    assert re.findall(r"^\s*secret\s*=\s*(.*)$", shipped, re.M) == [
+        "{{ ami_secret }}",
+        "{{ credentials_secret }}",
+    ]
     live = (pbx.root / "etc/asterisk/manager.conf").read_text()
     assert f"secret = {pbx.ami_secret}" in live and "{{" not in live
-    assert len(pbx.ami_secret) >= 24
+    assert f"secret = {pbx.credentials_secret}" in live
+    assert min(len(pbx.ami_secret), len(pbx.credentials_secret)) >= 24
 
 
 async def test_emulated_agent_answers_an_inbound_call(

@@ -5,7 +5,7 @@ the department, and joins them when the agent hangs up. Outside numbers answer i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from config import Settings
 from ivr import events as ev
-from ivr.callcontrol import outside_target
+from ivr.callcontrol import Target, outside_target
 from ivr.controller import HotlineController
 from ivr.models import CallRecord, CallTransfer
 from tests.e2e.callcontrol_support import (
@@ -23,7 +23,7 @@ from tests.e2e.callcontrol_support import (
     callcontrol_settings,
 )
 from tests.e2e.conftest import AmiEvents
-from tests.e2e.controller_support import hang_up
+from tests.e2e.controller_support import citizen, hang_up, new_number
 from tests.settings_support import SETTINGS
 from tickets.dispatch_catalogue import load_catalogue
 from tickets.services import Actor, TicketDraft, create_ticket
@@ -225,13 +225,56 @@ async def outcome_of(database: Any, row: CallTransfer) -> tuple[str, str]:
     return stored.mode, stored.outcome
 
 
+async def press(call: AnsweredCall, keys: str) -> None:
+    """The agent presses ``keys`` on their phone: DTMF arriving from the agent's leg (as from a real handset)."""
+    for key in keys:
+        await call.ctrl.ami.action(
+            {
+                "Action": "PlayDTMF",
+                "Channel": call.connected.member_channel,
+                "Digit": key,
+                "Duration": 120,
+                "Receive": "yes",
+            }
+        )
+
+
+async def agent_hangs_up(call: AnsweredCall, consultation: Consultation) -> None:
+    await hang_up(call.ctrl, consultation.agent)
+
+
+async def agent_presses_star_2(call: AnsweredCall, consultation: Consultation) -> None:
+    await press(call, "*2")  # atxfercomplete (features.conf)
+
+
+async def department_hangs_up(call: AnsweredCall, consultation: Consultation) -> None:
+    graph = await bridged_pairs(call.ctrl)
+    for channel in [c for c in graph if at_department(c) and c.endswith(";2")]:
+        await hang_up(call.ctrl, channel)
+
+
+async def agent_presses_star_1(call: AnsweredCall, consultation: Consultation) -> None:
+    await press(call, "*1")  # atxferabort (features.conf)
+
+
+Step = Callable[[AnsweredCall, Consultation], Awaitable[None]]
+
+
+@pytest.mark.parametrize(
+    "complete", [agent_hangs_up, agent_presses_star_2], ids=["agent-hangs-up", "star-2"]
+)
 async def test_an_attended_transfer_holds_the_caller_while_the_agent_consults_then_joins_caller_and_department(
-    settings: Settings, pbx: Any, local_pbx: Any, database: Any, ami_events: AmiEvents
+    settings: Settings,
+    pbx: Any,
+    local_pbx: Any,
+    database: Any,
+    ami_events: AmiEvents,
+    complete: Step,
 ) -> None:
     cfg = callcontrol_settings(settings, pbx)
     async with answered_call(cfg, database, local_pbx, pbx) as call:
         consultation = await consult(call, cfg, ami_events)
-        await hang_up(call.ctrl, consultation.agent)  # the agent hangs up: the transfer completes
+        await complete(call, consultation)
         done = await ami_events.wait_for(lambda e: e.event == "AttendedTransfer")
         assert done.get("Result") == "Success"
         await consultation.ended(
@@ -246,15 +289,21 @@ async def test_an_attended_transfer_holds_the_caller_while_the_agent_consults_th
     assert await outcome_of(database, consultation.row) == ("attended", "completed")
 
 
-async def test_when_the_department_hangs_up_during_the_consultation_the_agent_is_back_with_the_caller(
-    settings: Settings, pbx: Any, local_pbx: Any, database: Any, ami_events: AmiEvents
+@pytest.mark.parametrize(
+    "cancel", [department_hangs_up, agent_presses_star_1], ids=["department-hangs-up", "star-1"]
+)
+async def test_a_consultation_ended_by_the_department_or_by_star_1_gives_the_agent_the_caller_back(
+    settings: Settings,
+    pbx: Any,
+    local_pbx: Any,
+    database: Any,
+    ami_events: AmiEvents,
+    cancel: Step,
 ) -> None:
     cfg = callcontrol_settings(settings, pbx)
     async with answered_call(cfg, database, local_pbx, pbx) as call:
         consultation = await consult(call, cfg, ami_events)
-        graph = await bridged_pairs(call.ctrl)
-        for channel in [c for c in graph if at_department(c) and c.endswith(";2")]:
-            await hang_up(call.ctrl, channel)  # the department's phone hangs up
+        await cancel(call, consultation)
         target_leg = f"Local/{consultation.row.id}@hotline-attended-"
         await consultation.ended(  # Asterisk sends no AttendedTransfer: the target's leg just ends
             lambda e: isinstance(e, ev.ChannelHungUp) and e.chan.channel.startswith(target_leg)
@@ -263,3 +312,72 @@ async def test_when_the_department_hangs_up_during_the_consultation_the_agent_is
         assert linked(back, consultation.caller, lambda name: name == consultation.agent)
         assert not linked(back, consultation.caller, at_department)
     assert await outcome_of(database, consultation.row) == ("attended", "cancelled")
+
+
+# --- targets that do not answer ---------------------------------------------------------------------------------
+
+CITIZEN_TEMPLATE = (
+    "Local/{number}@test-citizen/n"  # a target that is busy or lets it ring (TEST_CITIZEN_<n>)
+)
+RING_S = 5
+
+
+def unanswered_settings(settings: Settings, pbx: Any) -> Settings:
+    """Outside numbers ring the emulated citizen (busy or no answer) for ``RING_S`` seconds."""
+    cfg = callcontrol_settings(settings, pbx)
+    update = {"outside_template": CITIZEN_TEMPLATE, "ring_timeout_s": RING_S}
+    return cfg.model_copy(update={"callcontrol": cfg.callcontrol.model_copy(update=update)})
+
+
+async def unanswered_target(call: AnsweredCall, cfg: Settings, behaviour: str) -> Target:
+    number = new_number()
+    await citizen(call.ctrl, number, behaviour)
+    return outside_target(cfg.callcontrol, "department", number, DEPARTMENT)
+
+
+def result_of(row: CallTransfer, status: str) -> Callable[[ev.DomainEvent], bool]:
+    return lambda e: (
+        isinstance(e, ev.TransferResult) and e.transfer_id == str(row.id) and e.status == status
+    )
+
+
+async def test_an_attended_transfer_nobody_answers_gives_the_agent_the_caller_back(
+    settings: Settings, pbx: Any, local_pbx: Any, database: Any, ami_events: AmiEvents
+) -> None:
+    cfg = unanswered_settings(settings, pbx)
+    async with answered_call(cfg, database, local_pbx, pbx) as call:
+        target = await unanswered_target(call, cfg, "noanswer")
+        since = len(ami_events.events)
+        row = await call.control.transfer(AGENT, target, "attended", by="agent1", ticket_no=None)
+        consultation = Consultation(call, ami_events, row, since)
+        await ami_events.wait_for(consultation.hold("MusicOnHoldStart"))
+        await call.seen.wait(result_of(row, "NOANSWER"), RING_S + 20)
+        await ami_events.wait_for(consultation.hold("MusicOnHoldStop"))
+        back = await bridged_pairs(call.ctrl)
+        assert linked(back, consultation.caller, lambda name: name == consultation.agent)
+    assert await outcome_of(database, row) == ("attended", "no_answer")
+
+
+async def test_a_blind_transfer_to_a_busy_target_puts_the_caller_back_in_the_queue_for_an_agent(
+    settings: Settings, pbx: Any, local_pbx: Any, database: Any
+) -> None:
+    cfg = unanswered_settings(settings, pbx)
+    async with answered_call(cfg, database, local_pbx, pbx) as call:
+        target = await unanswered_target(call, cfg, "busy")
+        row = await call.control.transfer(AGENT, target, "blind", by="agent1", ticket_no=None)
+        await call.seen.wait(result_of(row, "BUSY"))
+        mine = call.uniqueid
+        rejoined = await call.seen.wait(
+            lambda e: isinstance(e, ev.CallerJoined) and e.chan.uniqueid == mine and e.at > row.at
+        )
+        # wrapuptime (queues.conf) passes before the agent is rung again
+        again = await call.seen.wait(
+            lambda e: (
+                isinstance(e, ev.AgentConnected) and e.chan.uniqueid == mine and e.at > rejoined.at
+            ),
+            40,
+        )
+        assert isinstance(again, ev.AgentConnected)
+        [talking] = call.ctrl.state.talking_calls()  # the agent can act on the call again
+        assert talking.uniqueid == mine and talking.agent_channel == again.member_channel
+    assert await outcome_of(database, row) == ("blind", "busy")

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config import Settings
-from hotline.db import listen_connector, make_engine, make_sessionmaker
+from hotline.db import make_engine, make_sessionmaker
 from hotline.leadership import RunOnce, lock_key
 from hotline.wiring import (
     Telephony,
@@ -21,6 +19,7 @@ from hotline.wiring import (
     telephony_jobs,
 )
 from ivr.controller import build_controller
+from tests.pg_support import Dialer, kill_connections
 
 PG_ONLY = pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
 
@@ -40,39 +39,11 @@ class Job:
             self.stopped.set()
 
 
-class Attempts:
-    """A runner's connections, counted: each is one try for the lock. While ``open`` is clear, they wait."""
-
-    def __init__(self, engine: AsyncEngine, name: str) -> None:
-        connect = listen_connector(engine.url.render_as_string(hide_password=False), name)
-        assert connect is not None
-        self.connect = connect
-        self.made: asyncio.Queue[None] = asyncio.Queue()
-        self.open = asyncio.Event()
-        self.open.set()
-
-    async def __call__(self) -> asyncpg.Connection:
-        await self.open.wait()
-        self.made.put_nowait(None)
-        return await self.connect()
-
-
-async def kill_connections(engine: AsyncEngine, application_name: str) -> int:
-    async with engine.connect() as conn:
-        killed = await conn.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :n"
-            ),
-            {"n": application_name},
-        )
-        return len(killed.all())
-
-
 @PG_ONLY
 async def test_only_one_runner_runs_the_job_and_the_other_takes_over_when_its_connection_dies(
     engine: AsyncEngine,
 ) -> None:
-    tries_a, tries_b = Attempts(engine, "runner-a"), Attempts(engine, "runner-b")
+    tries_a, tries_b = Dialer(engine, "runner-a"), Dialer(engine, "runner-b")
     job_a, job_b = Job(), Job()
     a = asyncio.create_task(RunOnce(tries_a, retry_s=0.05, check_s=0.5).run("warnings", job_a))
     await asyncio.wait_for(job_a.started.wait(), 10)
@@ -81,14 +52,14 @@ async def test_only_one_runner_runs_the_job_and_the_other_takes_over_when_its_co
         for _ in range(3):  # B tried three times while A held the lock
             await asyncio.wait_for(tries_b.made.get(), 10)
         assert not job_b.started.is_set()
-        tries_a.open.clear()  # A, back before B, could take the lock again: let B try first
+        tries_a.hold()  # A, back before B, could take the lock again: let B try first
         assert await kill_connections(engine, "runner-a") == 1
         await asyncio.wait_for(job_a.stopped.wait(), 10)  # lost the lock: stopped
         await asyncio.wait_for(job_b.started.wait(), 10)  # and B took over
         job_a.started.clear()
         while not tries_a.made.empty():
             tries_a.made.get_nowait()
-        tries_a.open.set()
+        tries_a.release()
         for _ in range(3):  # A tries again, and stays out while B holds the lock
             await asyncio.wait_for(tries_a.made.get(), 10)
         assert not job_a.started.is_set() and not job_b.stopped.is_set()
@@ -105,7 +76,7 @@ async def test_a_job_that_ends_gives_its_lock_back(engine: AsyncEngine) -> None:
     async def once() -> None:
         runs.append("ran")
 
-    runner = RunOnce(Attempts(engine, "runner-c"))
+    runner = RunOnce(Dialer(engine, "runner-c"))
     await runner.run("public-pruning", once)
     await runner.run("public-pruning", once)  # the lock was freed: it runs again
     assert runs == ["ran", "ran"]

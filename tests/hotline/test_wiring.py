@@ -4,21 +4,36 @@ one step that registers handlers, and a controller never starts unsubscribed."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_console.hub import Hub
 from agent_console.softphone import AgentInterfaces
+from asr.tts import CachedTts
 from config import Settings
+from config.settings import TtsSettings
 from hotline.db import make_engine, make_sessionmaker
-from hotline.wiring import ConsoleFeed, ControllerCallControl, Telephony, subscribe
+from hotline.wiring import (
+    ConsoleFeed,
+    ControllerCallControl,
+    Telephony,
+    console_feed,
+    prompt_voice,
+    subscribe,
+)
 from ivr import events as ev
 from ivr.ami import AmiClient, EventCallback
 from ivr.callbacks import CallbackScheduler, MissedCallJob
+from ivr.callcontrol import CallControl
 from ivr.controller import ORIGINATE_RESPONSE_FILTER, ControllerNotSubscribed, HotlineController
+from ivr.models import CallTransfer
+from ivr.pbx.prompts import install_prompts
 
 
 class RecordingAmi(AmiClient):
@@ -95,6 +110,78 @@ async def test_constructors_register_nothing_subscribe_registers_every_pair(
     ]
 
 
+async def test_the_console_feed_names_its_pbx_and_publishes_a_quiet_queue_while_ami_is_up(
+    settings: Settings,
+) -> None:
+    own = settings.model_copy(
+        update={"callcontrol": settings.callcontrol.model_copy(update={"pbx": "b"})}
+    )
+    ami, controller, _ = build(own)
+    hub = Hub()
+    feed = console_feed(
+        own, controller, hub, make_sessionmaker(make_engine("sqlite+aiosqlite://")), datetime.now
+    )
+    assert (feed.pbx, feed.refresh_s) == ("b", own.cockpit.queue_stale_s / 3)
+    listener = hub.subscribe()
+    listener.topics.add("queue")
+    feed.refresh_s = 0.01
+    ami.connected.set()  # nothing changes in the queue: the board hears from b all the same
+    feed.start()
+    try:
+        event = await listener.next()
+    finally:
+        await feed.stop()
+    assert event is not None and (event.topic, event.data["pbx"]) == ("queue", "b")
+
+
+async def test_call_control_hears_the_events_and_its_softphone_passwords_have_their_own_ami_login(
+    settings: Settings,
+) -> None:
+    ami, controller, _ = build(settings)
+    sessionmaker = make_sessionmaker(make_engine("sqlite+aiosqlite://"))
+    control = CallControl(controller, settings.callcontrol, sessionmaker, lambda: datetime.now(UTC))
+    subscribe(Telephony(controller, callcontrol=control))
+    assert controller.registered == [("event", control.on_event)]
+    # the AstDB writes go over a connection of their own (the account with `system` only), which clears the
+    # stale softphone passwords after each of its logins
+    own = control.credentials.ami
+    assert own is not ami and own.on_connected is not None
+    assert (own.host, own.port) == (settings.ami.host, settings.ami.port)
+
+
+async def test_a_transfers_outcome_reaches_the_agent_who_made_it_on_the_hub(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    _, controller, telephony = build(settings)
+    assert telephony.feed is not None
+    control = CallControl(controller, settings.callcontrol, sessionmaker, lambda: datetime.now(UTC))
+    subscribe(replace(telephony, callcontrol=control))
+    listener = telephony.feed.hub.subscribe()
+    listener.topics.add("user:agent1")
+    async with sessionmaker() as db, db.begin():
+        row = CallTransfer(
+            uniqueid="1741000000.1",
+            ticket_no=None,
+            mode="attended",
+            target_kind="department",
+            target="66010003",
+            target_label="市教育局",
+            by_user="agent1",
+            at=datetime.now(UTC),
+            outcome="dialling",
+        )
+        db.add(row)
+    await control.on_event(ev.AttendedTransferEnded(datetime.now(UTC), str(row.id), "Success"))
+    event = listener.queue.get_nowait()  # published by the time the outcome is recorded
+    assert event is not None and event.topic == "user:agent1"
+    assert (event.data["kind"], event.data["id"], event.data["outcome"]) == (
+        "transfer",
+        row.id,
+        "completed",
+    )
+    assert event.data["message"] == "咨询转接至 市教育局：已转接"
+
+
 async def test_a_second_subscribe_of_the_controller_changes_nothing(settings: Settings) -> None:
     ami, controller, _ = build(settings)
     subscribe(Telephony(controller))
@@ -149,3 +236,53 @@ async def test_an_agents_first_status_logs_their_extension_into_the_queue() -> N
     await member_control.set_agent_state("PJSIP/6101", "wrap_up")
     await member_control.set_agent_state("PJSIP/6101", "paused", "培训")
     assert member.actions == [("pause", "PJSIP/6101", "话后整理"), ("pause", "PJSIP/6101", "培训")]
+
+
+class SilentEngine:
+    """A TTS engine that speaks a quarter second of silence under a given name."""
+
+    def __init__(self, cache_id: str) -> None:
+        self.cache_id = cache_id
+
+    def synthesize(self, text: str) -> bytes:
+        return bytes(4000)
+
+
+def prompt_starts(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> list[int]:
+    """Three PBX starts' prompt installs with the bot's voice; returns how many engines were built by then."""
+    import asr.tts
+
+    loads: list[int] = []
+
+    def build_tts(tts: TtsSettings) -> CachedTts:
+        loads.append(1)
+        return CachedTts(SilentEngine(engine), tmp_path / "tts")
+
+    monkeypatch.setattr(asr.tts, "build_tts", build_tts)
+    prompts = tmp_path / "prompts.toml"
+    prompts.write_text('[prompts]\nwelcome = "您好，这里是12345热线。"\n', encoding="utf-8")
+    kokoro = settings.model_copy(
+        update={"tts": settings.tts.model_copy(update={"engine": "kokoro"})}
+    )
+    counts = []
+    for _ in range(3):
+        install_prompts({"prompts": tmp_path / "sounds"}, prompts, prompt_voice(kokoro))
+        counts.append(len(loads))
+    return counts
+
+
+def test_a_pbx_start_with_up_to_date_prompts_loads_no_voice_model(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    starts = prompt_starts(settings, tmp_path, monkeypatch, "kokoro-v1.0-int8/zf_xiaoxiao/1")
+    assert starts == [1, 1, 1]
+
+
+def test_prompts_spoken_by_the_fallback_voice_are_made_again_at_the_next_start(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Kokoro did not load: espeak-ng spoke; each start tries Kokoro again.
+    starts = prompt_starts(settings, tmp_path, monkeypatch, "espeak-ng/cmn-latn-pinyin/150")
+    assert starts == [1, 2, 3]

@@ -7,18 +7,26 @@ AMI connection being down. The call flows themselves are tested against the real
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from config import Settings
 from hotline.wiring import Telephony, subscribe
 from ivr.ami import AmiClient
-from ivr.callbacks import CallbackScheduler, NotWaitingForCallback, NumberBusy, OutsideCallbackHours
+from ivr.callbacks import (
+    CallbackScheduler,
+    NotWaitingForCallback,
+    NumberBusy,
+    OutsideCallbackHours,
+    SurveyJob,
+)
 from ivr.controller import HotlineController
 from ivr.models import CallbackAttempt
 from tests.ivr.amitools import RecordingTransport, attach, new_client, recorded_reply
@@ -214,6 +222,107 @@ async def test_attempt_held_by_another_controller_blocks_the_number(
     assert sent.originates == [] and scheduler.in_flight == []
 
 
+class DueReadEarlier(SurveyJob):
+    """A scheduler's job whose due list was read before another controller rang (and concluded) the call."""
+
+    def __init__(self, settings: Settings, due: list[tuple[str, str]]) -> None:
+        super().__init__(settings)
+        self.read_earlier = due
+
+    async def due(self, session: AsyncSession, now: datetime) -> list[tuple[str, str]]:
+        return self.read_earlier
+
+
+async def test_two_schedulers_racing_for_one_due_ticket_ring_the_citizen_once(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Two controllers on one database (PostgreSQL: two connections at once) tick at the same moment."""
+    ticket_no = await verified_ticket(sessionmaker, NUMBER)
+    first, second = new_client(), new_client()
+    sent = connect(first), connect(second)
+    schedulers = [scheduler_for(settings, sessionmaker, c, MONDAY_10AM) for c in (first, second)]
+    rung = await asyncio.gather(*(s.run_once(MONDAY_10AM) for s in schedulers))
+    assert sorted(rung) == [[], [ticket_no]]
+    assert sum(len(t.originates) for t in sent) == 1
+    assert [row.ended_at for row in await attempts(sessionmaker)] == [None]
+
+
+async def test_a_scheduler_with_a_stale_due_list_does_not_ring_a_citizen_rung_meanwhile(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Controller B read the due list; controller A then rang the citizen and the attempt ended (Asterisk
+    refused it: one 未接通 attempt, retried only after the retry interval). B must not ring again."""
+    ticket_no = await verified_ticket(sessionmaker, NUMBER)
+    async with sessionmaker() as session:
+        stale = await SurveyJob(settings).due(session, MONDAY_10AM)
+    first, second = new_client(), new_client()
+    connect(first, REFUSED)
+    late = connect(second)
+    a = scheduler_for(settings, sessionmaker, first, MONDAY_10AM)
+    assert await a.run_once(MONDAY_10AM) == [ticket_no]
+    b = scheduler_for(settings, sessionmaker, second, MONDAY_10AM)
+    b.job = DueReadEarlier(settings, stale)
+    assert await b.run_once(MONDAY_10AM) == [] and late.originates == []
+    async with sessionmaker() as session:
+        assert (await get_ticket(session, ticket_no)).callback_attempts == 1
+
+
+class RecordHeld(SurveyJob):
+    """A controller's job that holds each result between closing the attempt and recording it, until released."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.holding, self.release = asyncio.Event(), asyncio.Event()
+
+    async def record(self, session: AsyncSession, *args: Any) -> str | None:
+        self.holding.set()
+        await self.release.wait()
+        return await super().record(session, *args)
+
+
+async def blocked_on_a_lock(engine: AsyncEngine) -> None:
+    """Until a connection of this database waits for a lock another transaction holds."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    async with asyncio.timeout(10), engine.connect() as conn:
+        while True:
+            if await conn.scalar(query):
+                return
+            await asyncio.sleep(0.05)  # the server's view of its backends is what we can watch
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+async def test_a_claim_waits_for_the_result_of_an_attempt_being_concluded(
+    settings: Settings, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Controller A closes its attempt (the citizen was busy) and is about to record the 未接通 attempt in the
+    ticket when B, with a due list read before, claims the ticket: B waits for A's transaction, then sees the
+    recorded attempt and does not ring (were the close committed apart, B would ring in between)."""
+    ticket_no = await verified_ticket(sessionmaker, NUMBER)
+    async with sessionmaker() as session:
+        stale = await SurveyJob(settings).due(session, MONDAY_10AM)
+    first, second = new_client(), new_client()
+    sent, late = connect(first), connect(second)
+    a = scheduler_for(settings, sessionmaker, first, MONDAY_10AM)
+    assert await a.run_once(MONDAY_10AM) == [ticket_no]
+    a.job = held = RecordHeld(settings)
+    first._protocol.data_received(  # type: ignore[union-attr]
+        f"Event: OriginateResponse\r\nActionID: {sent.originates[0]['ActionID']}\r\nResponse: Failure\r\n"
+        f"Channel: PJSIP/{NUMBER}@trunk\r\nReason: 5\r\nUniqueid: <null>\r\n\r\n".encode()
+    )
+    await held.holding.wait()
+    b = scheduler_for(settings, sessionmaker, second, MONDAY_10AM)
+    b.job = DueReadEarlier(settings, stale)
+    b_tick = asyncio.create_task(b.run_once(MONDAY_10AM))
+    await blocked_on_a_lock(engine)
+    held.release.set()
+    assert await b_tick == [] and late.originates == []
+    [outcome] = await a.wait_outcomes(ticket_no, timeout_s=5)
+    assert (outcome.result, outcome.ticket_state) == ("unreachable", "callback")
+
+
 async def test_attempt_of_a_dead_controller_ends_with_its_stored_result_after_the_timeout(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -347,7 +456,7 @@ async def test_call_back_logs_mask_the_citizen_number(
         ) == [ticket_no]
         # a second controller finds the number being called: the open attempt row refuses its claim
         other = scheduler_for(settings, sessionmaker, client, MONDAY_10AM)
-        assert await other._claim(ticket_no, NUMBER, MONDAY_10AM) is None
+        assert await other._claim(ticket_no, NUMBER, MONDAY_10AM, due=True) is None
     placed, skipped = (r.getMessage() for r in caplog.records if r.name == "ivr.callbacks")
     assert (
         "139****5678 placed" in placed and "skipped: 139****5678 is already being called" in skipped

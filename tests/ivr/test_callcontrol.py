@@ -25,6 +25,7 @@ from ivr.callcontrol import (
 )
 from ivr.controller import HotlineController
 from ivr.models import CallTransfer, SupervisionAction
+from ivr.softphone_credentials import softphone_credentials
 from ivr.state import CONTROL_ID_PREFIX, HotlineState
 
 NOW = datetime(2025, 3, 3, 2, 0, tzinfo=UTC)
@@ -85,7 +86,11 @@ def control_for(
 ) -> tuple[CallControl, FakeController]:
     fake = FakeController(state or answered_state(), ami or FakeAmi())
     control = CallControl(
-        cast(HotlineController, fake), settings.callcontrol, sessionmaker, lambda: NOW
+        cast(HotlineController, fake),
+        settings.callcontrol,
+        sessionmaker,
+        lambda: NOW,
+        softphone_credentials(settings),  # its own AMI connection, never started here
     )
     return control, fake
 
@@ -287,6 +292,21 @@ async def test_an_attended_transfer_is_cancelled_when_the_targets_leg_ends_first
     async with sessionmaker() as db:
         outcomes = [(await db.get(CallTransfer, r.id)).outcome for r in rows]  # type: ignore[union-attr]
     assert outcomes == ["no_answer", "cancelled", "completed"]
+
+
+async def test_the_outcome_listeners_hear_each_transfer_once_its_outcome_is_recorded(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """The console tells the agent (their 完成转接 / 取消转接 buttons go): once per transfer, the first outcome."""
+    control, _ = control_for(settings, sessionmaker)
+    heard: list[tuple[int, str, str]] = []
+    control.add_outcome_listener(lambda row: heard.append((row.id, row.by_user, row.outcome)))
+    target = outside_target(settings.callcontrol, "department", "66010003", "市教育局")
+    row = await control.transfer(AGENT, target, "attended", by="agent1", ticket_no=None)
+    assert heard == []  # dialling is no outcome
+    await control.on_event(ev.AttendedTransferEnded(NOW, str(row.id), "Success"))
+    await control.on_event(ev.AttendedTransferEnded(NOW, str(row.id), "Fail"))  # the first stays
+    assert heard == [(row.id, "agent1", "completed")]
 
 
 async def test_no_transfer_without_a_call_and_a_vanished_call_is_recorded_as_failed(

@@ -81,6 +81,25 @@ async def test_the_life_of_a_call_in_the_log(
         )
 
 
+async def test_a_resync_of_one_pbx_leaves_the_calls_of_another_pbx_open(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Two Asterisks, one controller each, one log: controller a reconnects with no live call of its own; the
+    call in progress on Asterisk b (its Uniqueid prefixed by b's system name) stays open and unmixed."""
+    now = T0 + timedelta(minutes=5)
+    async with sessionmaker() as s:
+        await upsert_calls(s, [call("1741053600.1")], pbx="a")
+        await upsert_calls(s, [call("hotline-b-1741053600.1", caller_number="139")], pbx="b")
+        assert await close_unseen(s, live=set(), now=now, pbx="a") == ["1741053600.1"]
+        await upsert_calls(s, [call("1741053600.1", ended_at=now)])  # a later write keeps the PBX
+    async with sessionmaker() as s:
+        rows = {r.uniqueid: r for r in (await s.scalars(select(CallRecord))).all()}
+    assert {u: (r.pbx, r.ended_at) for u, r in rows.items()} == {
+        "1741053600.1": ("a", now),
+        "hotline-b-1741053600.1": ("b", None),
+    }
+
+
 async def test_close_unseen_ends_open_calls_missing_from_asterisk(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:

@@ -152,7 +152,7 @@ def entry(n: int) -> CallRows:
 
 async def test_spool_replays_in_order_and_keeps_what_was_not_written(tmp_path: Path) -> None:
     spool = CallLogSpool(tmp_path / "spool.jsonl", 1 << 20)
-    close = CloseUnseen(frozenset({"1741053600.1"}), RECEIVED)
+    close = CloseUnseen(frozenset({"1741053600.1"}), RECEIVED, "b")  # of PBX b, read back as b's
     spool.append([entry(1), close, entry(2), entry(3)])
     written: list[CallLogEntry] = []
 

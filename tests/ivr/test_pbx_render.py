@@ -3,6 +3,7 @@ apt mirror parsing."""
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
 import stat
@@ -18,7 +19,15 @@ from ivr import events as ev
 from ivr.pbx import LocalPbx, PbxError, PbxInfo
 from ivr.pbx.mirror import debian_mirror, parse_deb822, parse_one_line, pick_debian_archive
 from ivr.pbx.prompts import PROMPTS_FILE
-from ivr.pbx.render import DTLS_CERT_FILE, TEMPLATE_DIR, RenderValues, render_all, template_names
+from ivr.pbx.render import (
+    AMI_USERNAME,
+    CREDENTIALS_USERNAME,
+    DTLS_CERT_FILE,
+    TEMPLATE_DIR,
+    RenderValues,
+    render_all,
+    template_names,
+)
 from ivr.pbx.webrtc import make_dtls_certificate
 
 
@@ -68,15 +77,24 @@ def test_the_dialplan_asks_the_blocklist_on_the_configured_port(settings: Settin
 def test_each_start_gets_fresh_secrets(settings: Settings) -> None:
     first, second = RenderValues.generate(settings), RenderValues.generate(settings)
     assert first.ami_secret != second.ami_secret
+    assert first.credentials_secret != second.credentials_secret != second.ami_secret
     assert set(first.agents) == {str(6001 + i) for i in range(10)}
     assert first.agents["6001"] != second.agents["6001"]
 
 
 @pytest.mark.parametrize("secret", ["", "   "])
-def test_empty_ami_secret_is_refused(values: RenderValues, secret: str) -> None:
+@pytest.mark.parametrize("account", ["ami", "credentials"])
+def test_empty_ami_secret_is_refused(values: RenderValues, account: str, secret: str) -> None:
     with pytest.raises(PbxError) as err:
-        render_all(replace(values, ami_secret=secret).as_context())
+        render_all(values.as_context() | {f"{account}_secret": secret})
     assert err.value.code == "pbx.empty_secret"
+
+
+def test_the_two_ami_accounts_must_differ(values: RenderValues) -> None:
+    """One section of manager.conf for both would give the controller's account the AstDB one's `system`."""
+    with pytest.raises(PbxError) as err:
+        render_all(replace(values, credentials_username=values.ami_username).as_context())
+    assert err.value.code == "pbx.ami_account_clash"
 
 
 def test_empty_sip_password_is_refused(values: RenderValues) -> None:
@@ -120,11 +138,9 @@ def _sections(conf: str) -> dict[tuple[str, str], dict[str, str]]:
     out: dict[tuple[str, str], dict[str, str]] = {}
     for block in re.split(r"^\[", conf, flags=re.M)[1:]:
         head, _, body = block.partition("\n")
-        options = dict(
-            tuple(part.strip() for part in line.split("=", 1))
-            for line in body.splitlines()
-            if "=" in line and not line.lstrip().startswith(";")
-        )
+        lines = (line for line in body.splitlines() if not line.lstrip().startswith(";"))
+        pairs = (line.split("=", 1) for line in lines if "=" in line)
+        options = {key.strip(): value.strip() for key, value in pairs}
         if "type" in options:
             out[(head.split("]")[0], options["type"])] = options
     return out
@@ -211,14 +227,60 @@ def test_pbx_json_is_private_even_over_a_stale_temporary_file(
     assert values.ami_secret in pbx.info_file.read_text()
 
 
+RIGHTS = ("read", "write")
+
+
+def manager_accounts(values: RenderValues) -> dict[str, dict[str, set[str]]]:
+    """The AMI accounts of the rendered manager.conf: name → read/write → its classes."""
+    parser = configparser.ConfigParser(comment_prefixes=(";",), interpolation=None)
+    parser.read_string(render_all(values.as_context())["manager.conf"])
+    return {
+        name: {right: set(filter(None, parser[name][right].split(","))) for right in RIGHTS}
+        for name in parser.sections()
+        if name != "general"
+    }
+
+
+def test_a_restart_keeps_both_ami_logins_and_an_older_pbx_gets_the_astdb_one(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """pbx.json holds both logins, so a restart (same secrets) lets connected clients log in again; a PBX started
+    before the AstDB account existed gets a fresh one."""
+    pbx = LocalPbx(settings, tmp_path)
+    info = PbxInfo(
+        1, "127.0.0.1", 15038, "hotline", "s1", 15060, 19092, tmp_path, tmp_path, tmp_path
+    )
+    info.credentials_username, info.credentials_secret = "hotline-credentials", "s2"
+    kept = pbx._values_of(PbxInfo.from_json(info.to_json()))
+    assert (kept.ami_secret, kept.credentials_username, kept.credentials_secret) == (
+        "s1",
+        "hotline-credentials",
+        "s2",
+    )
+    older = pbx._values_of(replace(info, credentials_username="", credentials_secret=""))
+    assert older.credentials_username == CREDENTIALS_USERNAME
+    assert older.credentials_secret not in ("", "s2")
+    assert older.credentials_secret in render_all(older.as_context())["manager.conf"]
+
+
 def test_shipped_manager_conf_has_no_default_secret_and_least_privilege() -> None:
     text = (TEMPLATE_DIR / "manager.conf").read_text()
-    assert re.findall(r"^\s*secret\s*=\s*(.*)$", text, re.M) == ["{{ ami_secret }}"]
-    classes = dict(re.findall(r"^(read|write)\s*=\s*(.*)$", text, re.M))
-    assert "system" not in classes["write"].split(",")
-    assert not {"all", "command", "config"} & (
-        set(classes["read"].split(",")) | set(classes["write"].split(","))
-    )
+    secrets = re.findall(r"^\s*secret\s*=\s*(.*)$", text, re.M)
+    assert secrets == ["{{ ami_secret }}", "{{ credentials_secret }}"]
+    for right, classes in re.findall(r"^(read|write)\s*=\s*(.*)$", text, re.M):
+        assert not {"all", "command", "config"} & set(classes.split(",")), right
+
+
+def test_the_controller_may_not_load_modules_the_astdb_account_may_do_nothing_else(
+    values: RenderValues,
+) -> None:
+    """`system` (DBPut/DBDelTree, but also ModuleLoad) never together with `originate`: an account that could
+    load app_system and Originate System() would be a shell on the PBX."""
+    accounts = manager_accounts(values)
+    assert set(accounts) == {values.ami_username, values.credentials_username}
+    controller, astdb = accounts[values.ami_username], accounts[values.credentials_username]
+    assert controller["write"] == {"call", "agent", "originate", "reporting"}
+    assert astdb == {"read": set(), "write": {"system"}}
 
 
 # The class (AMI Privilege) of events as Asterisk 22 sends them (the recorded fixtures show most of them).
@@ -252,10 +314,11 @@ EVENT_CLASSES = {
 }
 
 
-def test_the_shipped_account_may_read_every_event_the_controller_subscribes_to() -> None:
+def test_the_shipped_account_may_read_every_event_the_controller_subscribes_to(
+    values: RenderValues,
+) -> None:
     """An event of a class not granted never arrives: subscribing to it would be dead code."""
-    text = (TEMPLATE_DIR / "manager.conf").read_text()
-    granted = set(dict(re.findall(r"^(read|write)\s*=\s*(.*)$", text, re.M))["read"].split(","))
+    granted = manager_accounts(values)[AMI_USERNAME]["read"]
     needed = {name: EVENT_CLASSES[name] for name in ev.SUBSCRIBED}
     assert {name: cls for name, cls in needed.items() if cls not in granted} == {}
 
@@ -347,28 +410,36 @@ def test_browser_softphones_get_webrtc_endpoints_over_a_loopback_websocket(
     pjsip = rendered["pjsip.conf"]
     assert "protocol = ws" in pjsip and "webrtc = yes" in pjsip
     assert f"dtls_cert_file = {DTLS_CERT_FILE}" in pjsip
-    assert list(values.webrtc_agents) == [str(6101 + i) for i in range(10)]
-    for ext, password in values.webrtc_agents.items():
-        assert f"[{ext}](webrtc-endpoint)" in pjsip and f"password = {password}" in pjsip
+    assert values.webrtc_extensions == [str(6101 + i) for i in range(10)]
+    for ext in values.webrtc_extensions:
+        assert f"[{ext}](webrtc-endpoint)" in pjsip and f"auth = {ext}" in pjsip
     assert f"bindaddr = 127.0.0.1\nbindport = {values.ws_port}" in rendered["http.conf"]
     assert "load => res_pjsip_transport_websocket.so" in rendered["modules.conf"]
     # the test phone calls 12345 as a citizen with its own number, and nothing else
     test_phone = pjsip.split("[test-phone](webrtc-endpoint)")[1]
     assert "context = test-phone" in test_phone and f"<{values.test_phone_number}>" in test_phone
-    assert f"password = {values.test_phone_password}" in test_phone
     dialplan = rendered["extensions.conf"].split("[test-phone]\n")[1].split("\n\n")[0]
     assert dialplan == "exten => 12345,1,Goto(hotline-inbound,12345,1)"
 
 
-def test_softphone_extensions_must_not_clash_and_have_passwords(values: RenderValues) -> None:
+def test_softphone_extensions_must_not_clash(values: RenderValues) -> None:
     with pytest.raises(PbxError) as clash:
-        render_all(replace(values, webrtc_agents={"6001": "x" * 24}).as_context())
+        render_all(replace(values, webrtc_extensions=["6001"]).as_context())
     assert clash.value.code == "pbx.extension_clash"
-    with pytest.raises(PbxError) as empty:
-        render_all(replace(values, webrtc_agents={"6101": " "}).as_context())
-    assert empty.value.code == "pbx.empty_secret"
-    with pytest.raises(PbxError):
-        render_all(replace(values, test_phone_password="").as_context())
+
+
+def test_softphone_passwords_are_in_no_file_but_in_astdb(values: RenderValues) -> None:
+    """The WebRTC extensions' and the test phone's auth objects come from AstDB (short-lived passwords the
+    console issues), so no rendered file or pbx.json holds a password of theirs."""
+    rendered = render_all(values.as_context())
+    webrtc = rendered["pjsip.conf"].split("[webrtc-endpoint](!)")[1].split("; ---- carrier")[0]
+    assert not re.search(r"^password\s*=", webrtc, re.M) and "(agent-auth)" not in webrtc
+    sorcery = rendered["sorcery.conf"]
+    assert "auth = config,pjsip.conf,criteria=type=auth\nauth = astdb,hotline-sip" in sorcery
+    assert "load => res_sorcery_astdb.so" in rendered["modules.conf"]
+    assert [name for name in PbxInfo.__dataclass_fields__ if "password" in name] == [
+        "carrier_password"
+    ]
 
 
 def test_the_dtls_certificate_is_fresh_and_its_key_private(tmp_path: Path) -> None:

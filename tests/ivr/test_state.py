@@ -252,3 +252,40 @@ def test_a_caller_the_blocklist_refused_ends_as_blocked_not_abandoned() -> None:
     ]
     [ended] = [c for u in updates for c in u.calls if c.ended_at is not None]
     assert ended.outcome == "blocked" and ended.abandoned_in is None
+
+
+def test_a_caller_back_in_the_queue_after_a_failed_blind_transfer_is_talking_again() -> None:
+    """The target of a blind transfer did not answer ([hotline-transfer] requeues the caller): the agent who
+    takes the caller again talks to them, so the console can transfer the call anew."""
+    state = HotlineState("hotline")
+    chan = ev.ChannelInfo(
+        "7.1", "7.1", "Local/s@test-caller-7;2", "13812345678", "hotline-inbound", "queue"
+    )
+    at = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+    agent, first_leg, second_leg = (
+        "Local/6841@test-agent/n",
+        "Local/6841@test-agent-1;1",
+        "Local/6841@test-agent-2;1",
+    )
+
+    def answered(leg: str, second: int) -> ev.AgentConnected:
+        return ev.AgentConnected(
+            at + timedelta(seconds=second), chan, "hotline", agent, "坐席", 1.0, leg
+        )
+
+    events: list[ev.DomainEvent] = [
+        ev.CallerJoined(at, chan, "hotline", 1),
+        answered(first_leg, 1),
+        ev.AgentCompleted(
+            at + timedelta(seconds=5), chan, "hotline", agent, "坐席", 4.0, "transfer"
+        ),
+        ev.CallerJoined(
+            at + timedelta(seconds=30), chan, "hotline", 1
+        ),  # nobody answered the target
+    ]
+    for seq, event in enumerate(events):
+        state.apply(event, seq)
+    assert state.talking_calls() == [] and [c.uniqueid for c in state.waiting_calls()] == ["7.1"]
+    state.apply(answered(second_leg, 31), len(events))
+    [talking] = state.talking_calls()
+    assert talking.agent_channel == second_leg and not talking.waiting

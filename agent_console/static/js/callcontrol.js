@@ -13,15 +13,43 @@
     b.addEventListener("click", onClick); return b;
   };
 
+  // 咨询转接 in progress: 完成转接 / 取消转接 send the phone keys *2 / *1 through the softphone (Asterisk's own
+  // attended transfer completes or cancels it), shown until the transfer's outcome arrives on the hub (the
+  // agent's topic user:<username>, kind "transfer"), which may come before the answer to the POST.
+  function attendedControls(phone, ok, err) {
+    const box = $("#attended-controls"), ended = new Set();
+    box.querySelectorAll("button").forEach((b) => b.addEventListener("click", () =>
+      phone.dispatchEvent(new CustomEvent("softphone:dtmf", { detail: { tones: b.dataset.tones } }))));
+    const close = () => { box.hidden = true; delete box.dataset.transfer; };
+    document.addEventListener("hotline:event", (ev) => {
+      const t = ev.detail.data;
+      if (!ev.detail.topic.startsWith("user:") || t?.kind !== "transfer") return;
+      ended.add(t.id);
+      show(ok, err, t.message);
+      if (box.dataset.transfer === String(t.id)) close();
+    });
+    return {
+      started(t) {
+        if (t.mode !== "attended" || t.outcome !== "dialling" || ended.has(t.id)) return;
+        box.dataset.transfer = String(t.id);
+        $("#attended-target").textContent = `正在咨询 ${t.target_label}：`;
+        box.hidden = false;
+      },
+      close,
+    };
+  }
+
   // 转接 beside the softphone: shown while its call is up (talking or held); the department of the ticket being
   // filed (its first dispatch suggestion) is preselected when the panel opens.
   async function transferPanel(phone) {
     const panel = $("#transfer-panel"), form = $("#transfer-form");
     const ok = $("#transfer-done"), err = $("#transfer-error"), departments = $("#transfer-department");
+    const attended = attendedControls(phone, ok, err);
     const send = async (kind, target) => {
       try {
         const t = await window.hotline.api("POST", "/api/v1/console/calls/transfer", { mode: form.mode.value, target_kind: kind, target });
         show(ok, err, `已${t.mode_label}至 ${t.target_label}（${t.outcome_label}）`);
+        attended.started(t);
       } catch (e) { show(ok, err, e.message, true); }
     };
     const follow = () => {
@@ -30,6 +58,7 @@
         const suggested = $("#suggest-list li strong")?.textContent;
         if ([...departments.options].some((o) => o.value === suggested)) departments.value = suggested;
       }
+      if (!open) attended.close(); // the agent's call ended: no transfer of it to complete
       panel.hidden = !open;
     };
     $("#transfer-to-department").addEventListener("click", () => send("department", departments.value));

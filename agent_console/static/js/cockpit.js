@@ -1,11 +1,17 @@
 // 领导驾驶舱: each panel loads its own JSON route (data-api) and renders with ECharts (served from
-// static/vendor). The live queue listens on hub topic "queue". Event and API data are untrusted: text goes in
-// with textContent only, and tooltips render on the canvas (renderMode "richText"), never as HTML.
+// static/vendor). The live queue listens on hub topic "queue": each PBX's controller publishes its snapshot; the
+// page keeps the latest of each and shows the centre's sums over the PBXs heard within queue_stale_s, with a row
+// per PBX (#queue-pbxes, tr.queue-pbx[data-pbx][data-online]) when there is more than one or one is 离线. Event
+// and API data are untrusted: text goes in with textContent only, and tooltips render on the canvas (renderMode
+// "richText"), never as HTML.
 "use strict";
 
 (function () {
   const REFRESH_MS = 60000;
   const CALLS_REFRESH_MS = 10000; // today's service levels follow the live queue, at most this often
+  const QUEUE_CHECK_MS = 2000; // a silent PBX drops out of the sums within this much of queue_stale_s
+  const AGENT_STATES = ["available", "busy", "wrap_up", "paused", "unavailable"];
+  const queueBoard = new Map(); // PBX name → { data: its latest snapshot, heardAt: when (Date.now()) }
   const COLORS = ["#1f4e8c", "#c8161d", "#1d7a46", "#b7791f", "#6b4fa0", "#2b8a9e", "#8c5a1f", "#5b6474"];
   const charts = {};
   let departments = [];
@@ -37,22 +43,71 @@
 
   const tooltip = { trigger: "item", renderMode: "richText" };
 
+  function heardQueue(snapshot, silentS = 0) {
+    queueBoard.set(snapshot.pbx || "", { data: snapshot, heardAt: Date.now() - silentS * 1000 });
+  }
+
+  // The centre from each PBX's latest snapshot (as agent_console.views.cockpit.centre_of does on the server).
+  function centreQueue() {
+    const staleMs = Number($("cockpit").dataset.queueStaleS) * 1000;
+    const now = Date.now();
+    const pbxes = [...queueBoard.entries()].sort(([a], [b]) => a.localeCompare(b))
+      .map(([, s]) => ({ ...s.data, online: now - s.heardAt < staleMs }));
+    const live = pbxes.filter((p) => p.online);
+    const sum = (pick) => live.reduce((total, p) => total + pick(p), 0);
+    const agents = Object.fromEntries(AGENT_STATES.map((k) => [k, sum((p) => p.agents[k])]));
+    const times = live.filter((p) => p.at).map((p) => Date.parse(p.at));
+    return {
+      at: times.length ? Math.max(...times) : null,
+      waiting: live.flatMap((p) => p.waiting).sort((a, b) => a.position - b.position || b.wait_s - a.wait_s),
+      longest_wait_s: Math.max(0, ...live.map((p) => p.longest_wait_s)),
+      agents, bot_calls: sum((p) => p.bot_calls), leader_calls: sum((p) => p.leader_calls), pbxes,
+    };
+  }
+
+  function pbxRow(p) {
+    const tr = document.createElement("tr");
+    tr.className = "queue-pbx";
+    tr.dataset.pbx = p.pbx;
+    tr.dataset.online = String(p.online);
+    const cells = p.online
+      ? [p.pbx || "默认", "在线", p.waiting.length, Math.round(p.longest_wait_s), p.agents.available, p.agents.busy]
+      : [p.pbx || "默认", "离线", "—", "—", "—", "—"];
+    for (const text of cells) {
+      const td = document.createElement("td");
+      td.textContent = String(text);
+      tr.append(td);
+    }
+    tr.children[1].className = p.online ? "pbx-state" : "pbx-state card-red";
+    return tr;
+  }
+
+  function drawQueue() {
+    const data = centreQueue();
+    const several = data.pbxes.length > 1 || data.pbxes.some((p) => !p.online);
+    const timeZone = $("cockpit").dataset.tz;
+    setText("queue-at",
+      data.at ? `更新于 ${new Date(data.at).toLocaleTimeString("zh-CN", { timeZone })}` : "等待话务数据");
+    setText("queue-waiting", data.waiting.length);
+    setText("queue-longest", Math.round(data.longest_wait_s));
+    setText("queue-available", data.agents.available);
+    setText("queue-busy", data.agents.busy);
+    setText("queue-wrap-up", data.agents.wrap_up);
+    setText("queue-paused", data.agents.paused);
+    setText("queue-bot", data.bot_calls);
+    setText("queue-leader", data.leader_calls);
+    $("queue-list").replaceChildren(...data.waiting.map((w) => listItem([
+      [several ? `${w.pbx || "默认"} · ${w.position}.` : `${w.position}.`, "muted"], [w.caller, null],
+      [`等待 ${Math.round(w.wait_s)} 秒`, "muted"], [w.menu ? `菜单 ${w.menu}` : "", "muted"]])));
+    $("queue-pbxes").hidden = !several;
+    $("queue-pbxes").querySelector("tbody").replaceChildren(...(several ? data.pbxes.map(pbxRow) : []));
+  }
+
   const render = {
     queue(data) {
-      const timeZone = $("cockpit").dataset.tz;
-      setText("queue-at", data.at ? `更新于 ${new Date(data.at).toLocaleTimeString("zh-CN", { timeZone })}` : "等待话务数据");
-      setText("queue-waiting", data.waiting.length);
-      setText("queue-longest", Math.round(data.longest_wait_s));
-      setText("queue-available", data.agents.available);
-      setText("queue-busy", data.agents.busy);
-      setText("queue-wrap-up", data.agents.wrap_up);
-      setText("queue-paused", data.agents.paused);
-      setText("queue-bot", data.bot_calls);
-      setText("queue-leader", data.leader_calls);
-      const list = $("queue-list");
-      list.replaceChildren(...data.waiting.map((w) => listItem([
-        [`${w.position}.`, "muted"], [w.caller, null], [`等待 ${Math.round(w.wait_s)} 秒`, "muted"],
-        [w.menu ? `菜单 ${w.menu}` : "", "muted"]])));
+      queueBoard.clear();
+      for (const p of data.pbxes) heardQueue(p, p.silent_s);
+      drawQueue();
     },
     calls(data) {
       callsLoadedAt = Date.now();
@@ -242,7 +297,8 @@
     window.hotline.subscribe(["queue"]);
     document.addEventListener("hotline:event", (ev) => {
       if (ev.detail.topic === "queue") {
-        render.queue(ev.detail.data);
+        heardQueue(ev.detail.data);
+        drawQueue();
         $("panel-queue").dataset.state = "ready";
         if (Date.now() - callsLoadedAt > CALLS_REFRESH_MS) {
           callsLoadedAt = Date.now();
@@ -254,5 +310,6 @@
     $("department-sort").addEventListener("change", drawDepartments);
     window.addEventListener("resize", () => Object.values(charts).forEach((c) => c.resize()));
     setInterval(() => loadAll(false), REFRESH_MS);
+    setInterval(drawQueue, QUEUE_CHECK_MS);
   });
 })();

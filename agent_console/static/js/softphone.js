@@ -1,7 +1,9 @@
 // 浏览器软电话 (WebRTC, SIP.js served from static/vendor): the agent's own extension on the workspace, or the
 // administrators' test phone calling 12345. The SIP account is fetched over the logged-in session and kept in
-// memory only: it is never shown. After a call the workspace goes to 话后整理 and, after wrap_up_s, to 示闲,
-// through the page's own status buttons (QueuePause with a reason on the server).
+// memory only: it is never shown. Its password is issued for this fetch and expires after expires_in_s: the
+// page fetches a new one before that and registers again with it. After a call the workspace goes to 话后整理
+// and, after wrap_up_s, to 示闲, through the page's own status buttons (QueuePause with a reason on the server).
+// Other scripts of the page send DTMF in the call with a "softphone:dtmf" event on #softphone (detail: {tones}).
 "use strict";
 
 const STATES = {
@@ -9,22 +11,27 @@ const STATES = {
   calling: "呼叫中…", talking: "通话中", held: "保持中", error: "不可用",
 };
 
+const CALL_STATES = ["ringing", "calling", "talking", "held"];
 const $ = (root, sel) => root.querySelector(sel);
+const RENEW_AT = 0.8; // share of the password's life after which a new one is fetched
 
 class Softphone {
   constructor(root) {
     this.root = root;
     this.mode = root.dataset.mode; // agent | test
     this.session = null;
+    this.phase = null; // the call's state while one is up (ringing, calling, talking, held)
     this.manager = null;
     this.wrapUpTimer = null;
     this.levelTimer = null;
+    this.renewTimer = null;
   }
 
   show(state, detail = "") {
+    if (CALL_STATES.includes(state)) this.phase = state;
     this.root.dataset.state = state;
     $(this.root, "#sp-status").textContent = detail ? `${STATES[state]}：${detail}` : STATES[state];
-    const inCall = ["ringing", "calling", "talking", "held"].includes(state);
+    const inCall = CALL_STATES.includes(state);
     $(this.root, "#sp-answer").hidden = !(state === "ringing" && this.mode === "agent");
     $(this.root, "#sp-hangup").disabled = !inCall;
     for (const id of ["#sp-hold", "#sp-mute"]) $(this.root, id).disabled = !["talking", "held"].includes(state);
@@ -33,16 +40,48 @@ class Softphone {
     if (call) call.disabled = state !== "registered";
   }
 
+  // The registration's state or an error, on the status line only while a call is up: its buttons stay.
+  report(state, detail = "") {
+    this.show(this.phase ?? state, detail);
+  }
+
+  async fetchAccount() {
+    const account = await window.hotline.api("GET", this.root.dataset.account);
+    this.account = account;
+    clearTimeout(this.renewTimer);
+    this.renewTimer = setTimeout(() => this.renew(), account.expires_in_s * RENEW_AT * 1000);
+    return account;
+  }
+
+  // A fresh password before the current one expires, and a REGISTER with it (SIP.js reads the password at every
+  // challenge); data-renewals counts the accepted ones.
+  async renew() {
+    try {
+      const account = await this.fetchAccount();
+      this.manager.userAgent.configuration.authorizationPassword = account.password;
+      await new Promise((resolve, reject) => {
+        const requestDelegate = {
+          onAccept: resolve,
+          onReject: (response) => reject(new Error(`注册被拒绝（${response.message.statusCode}）`)),
+        };
+        this.manager.registerer.register({ requestDelegate }).catch(reject); // this REGISTER only
+      });
+      this.root.dataset.renewals = String(Number(this.root.dataset.renewals || 0) + 1);
+    } catch (err) {
+      this.report("error", err.message);
+      this.renewTimer = setTimeout(() => this.renew(), 10_000); // try again soon, before it expires
+    }
+  }
+
   async start() {
     this.show("connecting");
     let account;
     try {
-      account = await window.hotline.api("GET", this.root.dataset.account);
+      account = await this.fetchAccount();
     } catch (err) {
       this.show("error", err.message);
       return;
     }
-    this.account = account;
     $(this.root, "#sp-ext").textContent = account.extension === "test-phone" ? "" : `分机 ${account.extension}`;
     const { Web } = await import(this.root.dataset.sipjs);
     this.manager = new Web.SessionManager(account.ws_url, {
@@ -58,9 +97,9 @@ class Softphone {
         logBuiltinEnabled: false,
       },
       delegate: {
-        onRegistered: () => this.show("registered"),
-        onUnregistered: () => this.show("offline"),
-        onServerDisconnect: () => this.show("offline"),
+        onRegistered: () => this.report("registered"),
+        onUnregistered: () => this.report("offline"),
+        onServerDisconnect: () => this.report("offline"),
         onCallReceived: (session) => this.ringing(session),
         onCallAnswered: () => this.answered(),
         onCallHangup: () => this.ended(),
@@ -77,7 +116,7 @@ class Softphone {
   }
 
   bindButtons() {
-    const on = (id, fn) => $(this.root, id)?.addEventListener("click", () => fn().catch((err) => this.show("error", err.message)));
+    const on = (id, fn) => $(this.root, id)?.addEventListener("click", () => fn().catch((err) => this.report("error", err.message)));
     on("#sp-answer", () => this.manager.answer(this.session));
     on("#sp-hangup", () => this.manager.hangup(this.session));
     on("#sp-hold", () => (this.manager.isHeld(this.session) ? this.manager.unhold(this.session) : this.manager.hold(this.session)));
@@ -89,11 +128,21 @@ class Softphone {
     on("#sp-call", async () => {
       $(this.root, "#sp-caller").textContent = this.root.dataset.dial;
       this.show("calling");
-      this.session = await this.manager.call(`sip:${this.root.dataset.dial}@${this.account.uri.split("@")[1]}`);
+      try {
+        this.session = await this.manager.call(`sip:${this.root.dataset.dial}@${this.account.uri.split("@")[1]}`);
+      } catch (err) {
+        this.phase = null; // no call came of it
+        throw err;
+      }
     });
-    this.root.querySelectorAll(".dialpad button").forEach((b) => {
-      b.addEventListener("click", () => this.manager.sendDTMF(this.session, b.dataset.tone).catch((err) => this.show("error", err.message)));
-    });
+    this.root.querySelectorAll(".dialpad button").forEach((b) => on(`#${b.id}`, () => this.sendTones(b.dataset.tone)));
+    this.root.addEventListener("softphone:dtmf", (ev) => this.sendTones(ev.detail.tones).catch((err) => this.report("error", err.message)));
+  }
+
+  // DTMF in the call (RFC 4733, the session's RTCDTMFSender, as SIP.js's sendDTMF does for one tone): a feature
+  // code such as *2 goes as one string, its digits one after the other within Asterisk's featuredigittimeout.
+  async sendTones(tones) {
+    if (!this.session?.sessionDescriptionHandler?.sendDtmf(tones)) throw new Error(`按键 ${tones} 未能发送`);
   }
 
   ringing(session) {
@@ -134,8 +183,9 @@ class Softphone {
 
   ended() {
     clearInterval(this.levelTimer);
-    const answered = ["talking", "held"].includes(this.root.dataset.state);
+    const answered = ["talking", "held"].includes(this.phase);
     this.session = null;
+    this.phase = null;
     $(this.root, "#sp-mute").setAttribute("aria-pressed", "false");
     $(this.root, "#sp-hold").setAttribute("aria-pressed", "false");
     this.show("registered");

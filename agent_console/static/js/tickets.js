@@ -159,6 +159,31 @@
     });
   }
 
+  // --- 工单状态实时更新: the state badge of this ticket and of the listed ones ---------------------------
+  function followTicketChanges() {
+    const topic = document.body.dataset.ticketTopic;
+    const badge = $("#ticket-state");
+    if (!topic || (!badge && !document.querySelector("tr.ticket-row"))) return;
+    window.hotline.subscribe([topic]);
+    document.addEventListener("hotline:event", (ev) => {
+      const change = ev.detail.data;
+      if (ev.detail.topic !== topic || change?.kind !== "ticket") return;
+      const badges = [...document.querySelectorAll("tr.ticket-row")]
+        .filter((row) => row.dataset.ticket === change.ticket_no)
+        .map((row) => row.querySelector(".state"));
+      if (badge?.dataset.ticket === change.ticket_no) {
+        badges.push(badge);
+        const notice = $("#ticket-live");
+        notice.textContent = `工单状态已由 ${change.by} 更新为“${change.state_label}”，刷新页面可查看最新办理信息`;
+        notice.hidden = false;
+      }
+      for (const b of badges.filter(Boolean)) {
+        b.textContent = change.state_label;
+        b.className = `state state-${change.state}`;
+      }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     tickCountdowns();
     setInterval(tickCountdowns, 30000);
@@ -175,6 +200,6 @@
       $("#f-content").addEventListener("input", scheduleSuggestions);
       $("#f-district").addEventListener("change", scheduleSuggestions);
     }
-    if (window.hotline) { enhanceKnowledge(); enhanceUpload(); }
+    if (window.hotline) { enhanceKnowledge(); enhanceUpload(); followTicketChanges(); }
   });
 })();
