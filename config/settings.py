@@ -411,7 +411,8 @@ class KnowledgeSettings(Section):
     top_k: int = Field(3, ge=1, le=20)
     max_speech_chars: int = Field(300, ge=20)
     miss_group_similarity: float = Field(0.4, ge=0, le=1)
-    clarify_margin: float = Field(0.1, ge=0, le=1)  # 0 = the bot never asks which entry is meant
+    # the bot asks which of the best two entries is meant when their pair is this likely; 1 = it never asks
+    clarify_threshold: float = Field(0.6, ge=0.5, le=1)
 
 
 class LanguageSettings(Section):

@@ -676,6 +676,8 @@ class HotlineController:
                         "Value": self.bot_hosts.choose(),
                     }
                 )
+                if not self._still_waiting(caller.uniqueid):
+                    return
             await self.ami.action(
                 {
                     "Action": "Redirect",
@@ -698,6 +700,17 @@ class HotlineController:
         call = self.state.calls.get(caller.uniqueid)
         if call is not None:
             self._queue_write([replace(call)])
+
+    def _still_waiting(self, uniqueid: str) -> bool:
+        """Whether the caller is still only waiting after an await: one an agent began to ring for (or who was
+        answered, or left) meanwhile is not taken away; it may be decided on again later."""
+        call = self.state.calls.get(uniqueid)
+        if call is not None and call.waiting and not call.ringing:
+            return True
+        if call is not None:
+            call.redirected_at = None
+        log.info("overflow of %s dropped: offered to an agent or gone meanwhile", uniqueid)
+        return False
 
 
 class ControllerNotSubscribed(AmiError):

@@ -3,7 +3,8 @@
 Rules, first match wins:
 
 1. overflow disabled → nobody;
-2. no caller waiting, or none eligible (came back from the bot, already redirected, a call-back) → nobody;
+2. no caller waiting, or none eligible (came back from the bot, already redirected, a call-back, or an agent's
+   phone ringing for it right now) → nobody;
 3. nobody logged in and unpaused → every eligible caller (``no_agent``);
 4. off hours (non-working day or outside office hours) with ``off_hours_to_bot`` and no agent free →
    every eligible caller (``off_hours``);

@@ -112,8 +112,11 @@ class Call:
         return self.queue_wait_s + max(0.0, current)
 
     def overflow_eligible(self) -> bool:
+        """May go to the bot now: waiting, not being offered to an agent (an agent's phone rings for it: a
+        redirect would take it away from an agent about to answer), never sent before, not a call-back."""
         return (
             self.waiting
+            and not self.ringing
             and not self.from_bot
             and self.redirected_at is None
             and not self.is_callback

@@ -9,10 +9,10 @@ phrasing of an entry (its question and alternatives), the best phrasing counting
 the query and the entry's spoken answer (a caller's situation is often told in the answer's words, not the
 question's). The ranking mixes them; without the model it is lexical alone. The confidence ``score`` in
 [0, 1] combines the match with the margin over the best other entry, so a query that fits two entries
-about equally well is not answered confidently; when both would be answered on their own, the runner-up
-goes with the answer (``alternatives``) for the bot to ask which one the caller means
-(``clarify_margin``). A follow-up question (追问) is asked in the context of the answer before
-(:meth:`KnowledgeIndex.ask` with ``context``).
+about equally well is not answered confidently; when the caller probably means one of the best two (their
+pair's own calibrated probability reaches ``clarify_threshold``), the runner-up goes with the answer
+(``alternatives``) for the bot to ask which one the caller means. A follow-up question (追问) is asked in the
+context of the answer before (:meth:`KnowledgeIndex.ask` with ``context``).
 """
 
 from __future__ import annotations
@@ -59,6 +59,28 @@ SEMANTIC_CALIBRATION = {
     "similarity_margin": 9.23,
 }
 SEMANTIC_FLOOR = 0.5
+# The probability that the caller means one of the first two entries when the first alone is not confident
+# (logistic): fitted on the same tune splits (questions the first alone does not answer confidently; a hit when
+# the expected entry is one of the two), with the embedding model (PAIR_CALIBRATION) and without it
+# (LEXICAL_PAIR_CALIBRATION). "alone" is the confidence in an entry were the other of the two not there.
+PAIR_CALIBRATION = {
+    "bias": -3.35,
+    "score": 1.97,
+    "first_alone": 1.72,
+    "second_alone": 1.13,
+    "similarity": 0.91,
+    "second_similarity": 0.57,
+    "coverage": 0.75,
+    "second_coverage": 1.12,
+}
+LEXICAL_PAIR_CALIBRATION = {
+    "bias": -2.19,
+    "score": 0.83,
+    "first_alone": 0.8,
+    "second_alone": 1.24,
+    "coverage": 1.83,
+    "second_coverage": 1.99,
+}
 EMBED_BATCH = 512  # phrasings embedded at a time while building (bounds the transient memory)
 # A follow-up (追问) is short; a longer sentence is a new question. Its own answer and the one in the context of
 # the answer before compete; an entry of the same topic (承办单位) as that answer ranks higher by TOPIC_BONUS.
@@ -262,12 +284,12 @@ class KnowledgeIndex:
         embedder: Embedder | None = None,
         confidence_threshold: float = 0.5,
         top_k: int = 3,
-        clarify_margin: float = 0.0,
+        clarify_threshold: float = 1.0,
     ) -> None:
         self.analyzer = Analyzer(lexicon)
         self.embedder = embedder
         self.confidence_threshold = confidence_threshold
-        self.clarify_margin = clarify_margin
+        self.clarify_threshold = clarify_threshold
         self.top_k = top_k
         self._meanings: _Meanings | None = None
         self.refresh(())
@@ -286,7 +308,7 @@ class KnowledgeIndex:
             embedder=optional_embedder(settings.language.embedding_model),
             confidence_threshold=settings.knowledge.confidence_threshold,
             top_k=settings.knowledge.top_k,
-            clarify_margin=settings.knowledge.clarify_margin,
+            clarify_threshold=settings.knowledge.clarify_threshold,
         )
         index.refresh(entries, reuse=previous)
         return index
@@ -424,19 +446,31 @@ class KnowledgeIndex:
             margin = found[i].similarity - max((c.similarity for c in others), default=0.0)
         return self._confidence([found[i], *others], margin)
 
-    def _clarifying(self, found: list[Candidate]) -> tuple[Candidate, ...]:
-        """The runner-up, when the bot should ask which of the first two entries is meant: their relevance
-        differs by at most ``clarify_margin`` (share of the first's) and each, without the other, would be
-        answered confidently. Otherwise nothing."""
-        if len(found) < 2 or self.clarify_margin <= 0:
+    def _clarifying(self, found: list[Candidate], score: float) -> tuple[Candidate, ...]:
+        """The runner-up, when the bot should ask which of the first two entries is meant (the first, with
+        confidence ``score``, is not answered alone): their pair is at least ``clarify_threshold`` likely to hold
+        the one meant (:meth:`_pair_confidence`). Otherwise nothing."""
+        if len(found) < 2 or self.clarify_threshold >= 1:
             return ()
-        first, second = found[0].relevance, found[1].relevance
-        if first - second > self.clarify_margin * max(first, 1e-9):
-            return ()
-        plausible = all(
-            self._standalone(found, i, {1 - i}) >= self.confidence_threshold for i in (0, 1)
-        )
-        return (found[1],) if plausible else ()
+        return (found[1],) if self._pair_confidence(found, score) >= self.clarify_threshold else ()
+
+    def _pair_confidence(self, found: list[Candidate], score: float) -> float:
+        """Estimated probability that the caller means the first or the second candidate (logistic, see
+        PAIR_CALIBRATION)."""
+        first, second = found[0], found[1]
+        features = {
+            "score": score,
+            "first_alone": self._standalone(found, 0, {1}),
+            "second_alone": self._standalone(found, 1, {0}),
+            "coverage": first.coverage,
+            "second_coverage": second.coverage,
+        }
+        weights = LEXICAL_PAIR_CALIBRATION
+        if self._meanings is not None:
+            weights = PAIR_CALIBRATION
+            features |= {"similarity": first.similarity, "second_similarity": second.similarity}
+        z = weights["bias"] + sum(weights[name] * value for name, value in features.items())
+        return 1.0 / (1.0 + math.exp(-z))
 
     def ask(self, text: str, *, context: Answer | None = None) -> Answer:
         """The answer to ``text``; with ``context`` (the answer the caller heard last) a short ``text`` is also
@@ -453,7 +487,7 @@ class KnowledgeIndex:
         if not found:
             return NO_ANSWER
         confident = score >= self.confidence_threshold
-        alternatives = () if confident else self._clarifying(found)
+        alternatives = () if confident else self._clarifying(found, score)
         return Answer.of(found[0].entry, score, confident, alternatives)
 
     def _follow_up(self, text: str, context: Answer) -> Answer:

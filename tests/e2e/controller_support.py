@@ -37,14 +37,40 @@ class Events:
             self._changed.notify_all()
 
     async def wait(
-        self, predicate: Callable[[ev.DomainEvent], bool], limit_s: float = 30
+        self, predicate: Callable[[ev.DomainEvent], bool], limit_s: float = 30, *, after: int = 0
     ) -> ev.DomainEvent:
+        """The first event matching ``predicate`` among those seen after the first ``after``."""
         async with asyncio.timeout(limit_s), self._changed:
             while True:
-                for event in self.seen:
+                for event in self.seen[after:]:
                     if predicate(event):
                         return event
                 await self._changed.wait()
+
+
+AST_DEVICE_INUSE = 2  # QueueMemberStatus Status: the member's device is in use
+
+
+async def until_in_use(events: Events, interface: str, after: int) -> None:
+    """Until Asterisk's queue counts ``interface`` in use (a QueueMemberStatus among the events seen after the
+    first ``after``). Only then is an agent who just answered never rung for the next caller: ``ringinuse = no``
+    follows the device state, which may be reported after the bridge on a loaded machine."""
+    await events.wait(
+        lambda e: (
+            isinstance(e, ev.MemberState)
+            and e.interface == interface
+            and e.status == AST_DEVICE_INUSE
+        ),
+        after=after,
+    )
+
+
+def explain(ctrl: HotlineController, events: Events) -> str:
+    """Why no redirect came: the controller's last decisions, the queue members it knew, the events seen."""
+    return (
+        f"decisions {[d.as_log() for d in list(ctrl.decisions)[-5:]]}; members {ctrl.state.members}; "
+        f"events {[type(e).__name__ for e in events.seen]}"
+    )
 
 
 def pbx_credentials(local_pbx: Any, pbx: Any) -> Callable[[], tuple[str, str]]:

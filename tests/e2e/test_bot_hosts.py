@@ -34,9 +34,11 @@ from tests.e2e.controller_support import (
     controller_on,
     dial_12345,
     e2e_settings,
+    explain,
     hang_up,
     start,
     stop,
+    until_in_use,
 )
 
 pytestmark = [pytest.mark.pbx, pytest.mark.slow, pytest.mark.serial]
@@ -72,11 +74,22 @@ class Sessions:
         self._changed = asyncio.Event()
         server.add_load_listener(lambda _active: self._changed.set())
 
-    async def until_serving(self, bot_uuid: str) -> None:
-        async with asyncio.timeout(WAIT):
-            while not any(str(u) == bot_uuid for u in self.server.sessions):
-                self._changed.clear()
-                await self._changed.wait()
+    async def until_serving(
+        self, bot_uuid: str, ami_events: AmiEvents, board: BotHostBoard
+    ) -> None:
+        try:
+            async with asyncio.timeout(WAIT):
+                while not any(str(u) == bot_uuid for u in self.server.sessions):
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:  # say where the call went instead
+            trail = [
+                dict(e)
+                for e in ami_events.events
+                if e.get("Uuid") == bot_uuid
+                or (e.get("Event") == "VarSet" and e.get("Variable") in ("BOT_HOSTS", "BOT_TRIED"))
+            ]
+            pytest.fail(f"this bot never served {bot_uuid}; loads {board.loads}; AMI trail {trail}")
 
 
 def free_port() -> int:
@@ -119,9 +132,12 @@ async def overflow_call(
     uniqueid = await dial_12345(
         ami, CALLER, ["TEST_WAIT=60", "TEST_DTMF=0"], prefix=f"bothosts-{name}-"
     )
-    started = await seen.wait(
-        lambda e: isinstance(e, ev.BotStarted) and e.chan.uniqueid == uniqueid, WAIT
-    )
+    try:
+        started = await seen.wait(
+            lambda e: isinstance(e, ev.BotStarted) and e.chan.uniqueid == uniqueid, WAIT
+        )
+    except TimeoutError:
+        pytest.fail(f"caller {name} was not sent to the bot; {explain(ctrl, seen)}")
     assert isinstance(started, ev.BotStarted)
     return started
 
@@ -146,6 +162,7 @@ async def test_overflow_is_spread_over_two_bots_and_survives_one_then_both_gone(
         await start(ctrl)
         try:
             await ctrl.add_agent(AGENT, "测试坐席")
+            since = len(seen.seen)
             busy = await dial_12345(
                 ctrl.ami,
                 CALLER,
@@ -155,16 +172,17 @@ async def test_overflow_is_spread_over_two_bots_and_survives_one_then_both_gone(
             answered = await seen.wait(lambda e: isinstance(e, ev.AgentConnected), WAIT)
             assert isinstance(answered, ev.AgentConnected), busy
             channels.append(answered.chan.channel)
+            await until_in_use(seen, AGENT, since)
 
             # both idle: the first bot; the first busy: the second
             await board.until(lambda loads: set(loads) == set(hosts))
             a = await overflow_call(ctrl, seen, ctrl.ami, "a")
             channels.append(a.chan.channel)
-            await sessions[0].until_serving(a.bot_uuid)
+            await sessions[0].until_serving(a.bot_uuid, ami_events, board)
             await board.until(lambda loads: is_load(loads, hosts[0], 1))
             b = await overflow_call(ctrl, seen, ctrl.ami, "b")
             channels.append(b.chan.channel)
-            await sessions[1].until_serving(b.bot_uuid)
+            await sessions[1].until_serving(b.bot_uuid, ami_events, board)
 
             # the first bot's AudioSocket is gone while its process still reports it idle: the controller
             # still orders it first, the dialplan finds it refusing and goes on to the second in the same run
@@ -174,7 +192,7 @@ async def test_overflow_is_spread_over_two_bots_and_survives_one_then_both_gone(
             )
             c = await overflow_call(ctrl, seen, ctrl.ami, "c")
             channels.append(c.chan.channel)
-            await sessions[1].until_serving(c.bot_uuid)
+            await sessions[1].until_serving(c.bot_uuid, ami_events, board)
             assert (
                 await channel_variable(ctrl, c.chan.channel, "BOT_TRIED")
                 == f"&{hosts[0]}&{hosts[1]}"

@@ -48,6 +48,7 @@ from tests.e2e.controller_support import (
     hang_up,
     start,
     stop,
+    until_in_use,
 )
 
 pytestmark = [pytest.mark.pbx, pytest.mark.slow]
@@ -137,11 +138,13 @@ async def log_in_silent_agent(ctrl: HotlineController, events: Events) -> None:
 async def occupy(ctrl: HotlineController, events: Events) -> ev.AgentConnected:
     """The only agent, busy with another caller: the next caller waits in the queue."""
     await log_in(ctrl, events, BUSY_AGENT, "忙碌坐席")
+    since = len(events.seen)
     first = await place_call(ctrl)
     busy = await events.wait(
         lambda e: isinstance(e, ev.AgentConnected) and e.chan.uniqueid == first
     )
     assert isinstance(busy, ev.AgentConnected)
+    await until_in_use(events, BUSY_AGENT, since)
     return busy
 
 

@@ -22,7 +22,14 @@ from ivr.ami import AmiClient
 from ivr.controller import HotlineController
 from ivr.leaders import ShiftInput, add_shift
 from ivr.models import CallRecord
-from tests.e2e.controller_support import Events, controller_on, e2e_settings, start
+from tests.e2e.controller_support import (
+    Events,
+    controller_on,
+    e2e_settings,
+    explain,
+    start,
+    until_in_use,
+)
 
 pytestmark = [pytest.mark.pbx, pytest.mark.slow]
 
@@ -97,10 +104,12 @@ async def test_waiting_caller_with_no_free_agent_is_redirected_to_the_bot_once(
     assert list(ctrl.state.members) == [agent]  # the only agent (known_queue emptied the queue)
     channels: list[str] = []
     try:
+        since = len(seen.seen)
         await place_call(ami_session)  # makes the agent busy
         first = await seen.wait(lambda e: isinstance(e, ev.AgentConnected))
         channels.append(first.chan.channel)
         assert first.interface == agent
+        await until_in_use(seen, agent, since)
         await place_call(ami_session)
         second = await seen.wait(
             lambda e: isinstance(e, ev.CallerJoined) and e.chan.uniqueid != first.chan.uniqueid
@@ -113,10 +122,7 @@ async def test_waiting_caller_with_no_free_agent_is_redirected_to_the_bot_once(
         except (
             TimeoutError
         ):  # say why: the controller's last decisions and what it knew of the queue
-            pytest.fail(
-                f"no redirect; decisions {[d.as_log() for d in list(ctrl.decisions)[-5:]]}; members "
-                f"{ctrl.state.members}; events {[type(e).__name__ for e in seen.seen]}"
-            )
+            pytest.fail(f"no redirect; {explain(ctrl, seen)}")
         assert isinstance(bot, ev.BotStarted) and bot.bot_uuid
         redirects = [
             d for d in ctrl.decisions if any(c.uniqueid == second.chan.uniqueid for c in d.redirect)
@@ -216,8 +222,10 @@ async def test_ami_cut_mid_call_loses_no_call_and_duplicates_none(
     agent = "Local/6812@test-agent/n"
     await ctrl.add_agent(agent, "测试坐席")
     try:
+        since = len(seen.seen)
         await place_call(ami_session)
         ends_in_gap = await seen.wait(lambda e: isinstance(e, ev.AgentConnected))
+        await until_in_use(seen, agent, since)
         await place_call(ami_session)
         survives = await seen.wait(
             lambda e: (

@@ -29,7 +29,15 @@ from ivr.pbx.harness import MESSAGES
 from ivr.pbx.testcall import install_test_audio
 from tests.asr.live_whisper import live_whisper
 from tests.e2e.conftest import AmiEvents
-from tests.e2e.controller_support import Events, controller_on, dial_12345, new_number, start, stop
+from tests.e2e.controller_support import (
+    Events,
+    controller_on,
+    dial_12345,
+    new_number,
+    start,
+    stop,
+    until_in_use,
+)
 from tickets.models import Ticket, VoiceMessage
 
 pytestmark = [pytest.mark.pbx, pytest.mark.slow]
@@ -194,10 +202,12 @@ async def test_a_caller_waiting_in_the_queue_presses_9_to_leave_a_message(
     audio = install_test_audio(pbx, shared_dir / "speech" / "wav8k_telephone_sim" / f"{UTT}.wav")
     await controller.add_agent(BUSY_AGENT, "忙碌坐席")
     await events.wait(lambda e: isinstance(e, ev.MemberState) and e.interface == BUSY_AGENT)
+    since = len(events.seen)
     occupant = await place_call(controller, new_number(), wait_s=90)
     busy = await events.wait(
         lambda e: isinstance(e, ev.AgentConnected) and e.chan.uniqueid == occupant
     )
+    await until_in_use(events, BUSY_AGENT, since)
     try:
         number = new_number()
         uniqueid = await place_call(

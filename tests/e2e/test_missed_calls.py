@@ -35,6 +35,7 @@ from tests.e2e.controller_support import (
     hang_up,
     new_number,
     running,
+    until_in_use,
 )
 
 pytestmark = [pytest.mark.pbx, pytest.mark.slow]
@@ -107,10 +108,12 @@ async def missed_call_task(
     logged by the controller; returns the task it was counted into."""
     await ctrl.add_agent(BUSY_AGENT, "忙碌坐席")
     await events.wait(lambda e: isinstance(e, ev.MemberState) and e.interface == BUSY_AGENT)
+    since = len(events.seen)
     occupant = await place_call(ctrl, new_number(), wait_s=60)
     busy = await events.wait(
         lambda e: isinstance(e, ev.AgentConnected) and e.chan.uniqueid == occupant
     )
+    await until_in_use(events, BUSY_AGENT, since)
     try:
         caller = await place_call(ctrl, number, wait_s=3)
         await events.wait(lambda e: isinstance(e, ev.CallerJoined) and e.chan.uniqueid == caller)

@@ -4,6 +4,7 @@ and the controller's BOT_HOSTS before its Redirect."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from ivr.bot_hosts import BotHeartbeat, BotHostBoard, BotLoad, order_hosts, read
 from ivr.controller import HotlineController
 from ivr.overflow import WaitingCaller
 from ivr.pbx.render import RenderValues, render_all
+from ivr.state import Call
 
 NOW = datetime(2026, 12, 7, 2, 0, tzinfo=UTC)
 STALE_S = 10.0
@@ -158,21 +160,23 @@ def test_callers_sent_count_on_their_host_until_the_next_refresh() -> None:
 
 
 class RecordingAmi:
-    """The controller's AMI client: records the actions, every one succeeds."""
+    """The controller's AMI client: records the actions, every one succeeds; ``meanwhile`` runs while one is
+    under way (events that arrive before its answer)."""
 
-    def __init__(self) -> None:
+    def __init__(self, meanwhile: Callable[[], None] = lambda: None) -> None:
         self.actions: list[dict[str, Any]] = []
+        self.meanwhile = meanwhile
 
     async def action(self, action: dict[str, Any], **_: Any) -> Message:
         self.actions.append(action)
+        self.meanwhile()
         return Message({"Response": "Success"})
 
 
-@pytest.mark.parametrize("hosts", [(), (H1, H2)], ids=["one bot", "two bots"])
-async def test_an_overflow_caller_gets_its_bot_hosts_before_the_redirect(
-    settings: Settings, hosts: tuple[str, ...]
-) -> None:
-    ami = RecordingAmi()
+def redirecting_controller(
+    settings: Settings, ami: RecordingAmi, hosts: tuple[str, ...]
+) -> HotlineController:
+    """A controller with one caller (u1) waiting in the queue; ``hosts`` loaded 9 and 1."""
     sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker()  # not used by a redirect
     board = None
     if hosts:
@@ -181,16 +185,54 @@ async def test_an_overflow_caller_gets_its_bot_hosts_before_the_redirect(
     controller = HotlineController(
         settings,
         sessionmaker,
-        ami,
+        ami,  # type: ignore[arg-type]
         is_working_day=lambda _d: True,
-        bot_hosts=board,  # type: ignore[arg-type]
+        bot_hosts=board,
     )
+    controller.state.calls["u1"] = Call(
+        "u1",
+        "u1",
+        "PJSIP/caller-1",
+        "13800138000",
+        "12345",
+        NOW,
+        queue="hotline",
+        queue_joined_at=NOW,
+    )
+    return controller
+
+
+@pytest.mark.parametrize("hosts", [(), (H1, H2)], ids=["one bot", "two bots"])
+async def test_an_overflow_caller_gets_its_bot_hosts_before_the_redirect(
+    settings: Settings, hosts: tuple[str, ...]
+) -> None:
+    ami = RecordingAmi()
+    controller = redirecting_controller(settings, ami, hosts)
     await controller._redirect(WaitingCaller("u1", "PJSIP/caller-1", NOW, True), NOW)
     setvars = [
         (a["Channel"], a["Variable"], a["Value"]) for a in ami.actions if a["Action"] == "Setvar"
     ]
     assert setvars == ([("PJSIP/caller-1", "BOT_HOSTS", f"{H2}&{H1}")] if hosts else [])
     assert ami.actions[-1]["Action"] == "Redirect" and ami.actions[-1]["Context"] == "hotline-bot"
+
+
+async def test_a_caller_an_agent_begins_to_ring_for_during_the_setvar_is_not_taken_away(
+    settings: Settings,
+) -> None:
+    """AgentCalled arrives while BOT_HOSTS is being set: no Redirect (it would take the caller from an agent
+    about to answer), and the caller may be decided on again once the ring ends unanswered."""
+
+    def agent_rings() -> None:
+        controller.state.calls["u1"].ringing = frozenset({"PJSIP/6001"})
+
+    ami = RecordingAmi(agent_rings)
+    controller = redirecting_controller(settings, ami, (H1, H2))
+    await controller._redirect(WaitingCaller("u1", "PJSIP/caller-1", NOW, True), NOW)
+    assert [a["Action"] for a in ami.actions] == ["Setvar"]
+    call = controller.state.calls["u1"]
+    assert call.redirected_at is None
+    call.ringing = frozenset()  # AgentRingNoAnswer
+    assert call.overflow_eligible()
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,28 @@ async def test_requeued_caller_is_not_eligible_for_overflow(client: AmiClient) -
     assert replayer.events
 
 
+async def test_a_caller_while_an_agent_rings_for_it_is_not_eligible_for_overflow(
+    client: AmiClient,
+) -> None:
+    """An agent's phone ringing for the caller (AgentCalled): a redirect now would take the caller away from an
+    agent about to answer. After AgentRingNoAnswer the caller waits on and may go to the bot again."""
+    state = HotlineState("hotline")
+    Replayer(client, state)
+    protocol, _ = attach(client)
+    stream = fixture_bytes("ring_no_answer.ami")
+    called, no_answer = (
+        stream.index(b"Event: AgentCalled"),
+        stream.index(b"Event: AgentRingNoAnswer"),
+    )
+    protocol.data_received(stream[:called])
+    [waiting] = state.waiting_calls()
+    assert waiting.overflow_eligible()
+    protocol.data_received(stream[called:no_answer])
+    assert waiting.ringing and not waiting.overflow_eligible()
+    protocol.data_received(stream[no_answer : stream.index(b"Event: Hangup", no_answer)])
+    assert not waiting.ringing and waiting.overflow_eligible()
+
+
 async def test_leader_answered_call_and_abandoned_call(replay: Replay) -> None:
     state = HotlineState("hotline")
     state.set_leaders([("PJSIP/6009", "李明", "liming")])

@@ -125,3 +125,22 @@ def test_bad_eval_line_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ImportRejected) as err:
         load_eval_set(path)
     assert err.value.problems[0].row == 2
+
+
+def test_a_clarifying_question_resolves_many_held_out_questions_not_answered_outright(
+    colloquial: Path, questions_only_index: KnowledgeIndex
+) -> None:
+    """Held-out colloquial split, the sample's questions alone (as a knowledge base written from statutes): the
+    right entry answered outright 46.8 %, or named in the bot's 「您是想问……，还是……？」 29.0 % more (75.8 % in
+    all); 4.8 % are asked with neither entry right, no out-of-scope question is asked."""
+    items = [i for i in load_eval_set(colloquial) if i.split == "holdout"]
+    answers = [(i.expected, questions_only_index.ask(i.question)) for i in items]
+    in_scope = [(e, a) for e, a in answers if e is not None]
+    named = [
+        (e, (a.question, a.alternatives[0].entry.question)) for e, a in in_scope if a.clarifies
+    ]
+    outright = sum(a.confident and a.question == e for e, a in in_scope)
+    resolved = sum(e in pair for e, pair in named)
+    assert (outright + resolved) / len(in_scope) >= 0.72
+    assert (len(named) - resolved) / len(in_scope) <= 0.07
+    assert not any(a.clarifies or a.confident for e, a in answers if e is None)

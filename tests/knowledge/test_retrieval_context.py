@@ -56,7 +56,7 @@ def test_two_close_plausible_entries_carry_the_runner_up(settings: Settings) -> 
 def test_no_runner_up_when_clarifying_is_off_or_one_entry_is_clearly_meant(
     settings: Settings, index: KnowledgeIndex
 ) -> None:
-    off = index_of(settings, (*ENTRIES, REPORT), clarify_margin=0.0).ask("身份证丢了怎么办")
+    off = index_of(settings, (*ENTRIES, REPORT), clarify_threshold=1.0).ask("身份证丢了怎么办")
     assert not off.confident and off.alternatives == ()
     clear = index.ask("身份证丢了怎么办")  # no entry about reporting the loss: 补办 is meant
     assert (clear.answer_id, clear.confident, clear.alternatives) == (LOST.id, True, ())

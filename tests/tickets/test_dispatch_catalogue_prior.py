@@ -161,7 +161,8 @@ def test_colloquial_messages_of_all_categories_held_out(
 ) -> None:
     """tests/tickets/data/dispatch_colloquial.jsonl: six hand-written messages per catalogue category (none
     from the history or any evaluation set); the suggester trained on the shared history, as shipped. Held-out
-    macro top-1 0.784, top-3 0.922 (before the example messages and the prior's new weight: 0.686, 0.882)."""
+    macro top-1 0.843, top-3 0.941 (session 9: 0.784, 0.922; before the example messages and the prior's new
+    weight: 0.686, 0.882)."""
     settings = load_settings(env={})
     model = train_model(read_examples(shared_dir / "dispatch" / "history_sample.jsonl"), catalogue)
     suggester = DispatchSuggester(
@@ -177,5 +178,5 @@ def test_colloquial_messages_of_all_categories_held_out(
                 (ranked[:1] == [row["label"]], row["label"] in ranked[:3])
             )
     assert len(hits) == len(catalogue.entries)
-    assert mean(mean(top1 for top1, _ in h) for h in hits.values()) >= 0.76
-    assert mean(mean(top3 for _, top3 in h) for h in hits.values()) >= 0.9
+    assert mean(mean(top1 for top1, _ in h) for h in hits.values()) >= 0.82
+    assert mean(mean(top3 for _, top3 in h) for h in hits.values()) >= 0.92
