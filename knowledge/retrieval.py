@@ -435,8 +435,7 @@ class KnowledgeIndex:
         if similarity_margin is not None:
             weights = SEMANTIC_CALIBRATION
             features |= {"similarity": top.similarity, "similarity_margin": similarity_margin}
-        z = weights["bias"] + sum(weights[name] * value for name, value in features.items())
-        return 1.0 / (1.0 + math.exp(-z))
+        return _logistic(weights, features)
 
     def _standalone(self, found: list[Candidate], i: int, absent: set[int]) -> float:
         """The confidence in ``found[i]`` were the candidates at the positions ``absent`` not there."""
@@ -469,8 +468,7 @@ class KnowledgeIndex:
         if self._meanings is not None:
             weights = PAIR_CALIBRATION
             features |= {"similarity": first.similarity, "second_similarity": second.similarity}
-        z = weights["bias"] + sum(weights[name] * value for name, value in features.items())
-        return 1.0 / (1.0 + math.exp(-z))
+        return _logistic(weights, features)
 
     def ask(self, text: str, *, context: Answer | None = None) -> Answer:
         """The answer to ``text``; with ``context`` (the answer the caller heard last) a short ``text`` is also
@@ -503,6 +501,12 @@ class KnowledgeIndex:
         )
         score = self._standalone(found, best, set())
         return Answer.of(found[best].entry, score, score >= self.confidence_threshold)
+
+
+def _logistic(weights: dict[str, float], features: dict[str, float]) -> float:
+    """A fitted logistic model's probability: ``weights`` has a ``bias`` and a weight per feature."""
+    z = weights["bias"] + sum(weights[name] * value for name, value in features.items())
+    return 1.0 / (1.0 + math.exp(-z))
 
 
 def _short(text: str) -> bool:
