@@ -128,8 +128,6 @@ async def test_waiting_caller_with_no_free_agent_is_redirected_to_the_bot_once(
             d for d in ctrl.decisions if any(c.uniqueid == second.chan.uniqueid for c in d.redirect)
         ]
         assert [d.reason for d in redirects] == ["wait_over_limit"]
-        # (the estimate's free-agent count is not asserted: Asterisk's QueueMemberStatus for the busy agent may
-        # arrive after the second caller's join, so the snapshot can lag one event behind)
         # no bot is listening: the dialplan sends the caller back to the queue, where it is never redirected again
         await seen.wait(
             lambda e: (
