@@ -2,7 +2,8 @@
 
 The composition root wires :class:`ivr.callcontrol.CallControl` of its controller (``hotline run``); a separate
 ``hotline console`` on PostgreSQL wires :class:`RemoteSwitchboard`, which sends each call to a ``hotline ivr``
-through the database (:mod:`agent_console.command_channel`); without either the transfer and supervision buttons
+through the database (:mod:`agent_console.command_channel`), and :class:`RemoteCallControl` its desk's agent
+status and call-back buttons the same way; without either the transfer and supervision buttons
 answer 503 (:class:`UnwiredSwitchboard`). The agent whose screen shows
 a supervisor listening is told on the hub topic ``user:<username>`` (a ``monitored`` event) when the centre's
 policy ``callcontrol.notify_agent`` says so.
@@ -11,19 +12,36 @@ policy ``callcontrol.notify_agent`` says so.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from sqlalchemy import select
 
+from agent_console import calls
 from agent_console.command_channel import CommandClient, NoController
 from agent_console.errors import Unavailable
 from ivr.callcontrol import AgentOnBoard, Mode, Spy, SpyAction, Target
 from ivr.models import CallRecord, CallTransfer
 
 T = TypeVar("T")
+# A member on the boards of several PBXs shows once, in the first of these states it has (on a call on one PBX
+# it is talking, whatever the other says).
+BOARD_STATES = ("talking", "wrap_up", "paused", "ready", "offline")
+
+
+def merge_boards(boards: Iterable[list[AgentOnBoard]]) -> list[AgentOnBoard]:
+    """The PBXs' boards as one, a row per interface (the console knows an agent by interface: one login, one
+    phone), in the order first seen."""
+    rank = {state: i for i, state in enumerate(BOARD_STATES)}
+    merged: dict[str, AgentOnBoard] = {}
+    for board in boards:
+        for agent in board:
+            held = merged.get(agent.interface)
+            if held is None or rank.get(agent.state, len(rank)) < rank.get(held.state, len(rank)):
+                merged[agent.interface] = agent
+    return list(merged.values())
 
 
 class Switchboard(Protocol):
@@ -53,6 +71,11 @@ class Switchboard(Protocol):
 
     async def revoke_softphone(self, extension: str) -> None:
         """Browser softphone ``extension``'s password stops working now."""
+
+
+class ConsoleCommands(Switchboard, calls.CallControl, Protocol):
+    """Every call a console worker sends a controller through the command channel (its :class:`Codec`): the
+    switchboard's, and the desk's agent status (示闲 / 示忙 / 话后整理) and manual call-back (回访)."""
 
 
 class UnwiredSwitchboard:
@@ -93,7 +116,8 @@ class RemoteSwitchboard:
     the call log says (the newest open call the agent took; the console's ``callcontrol.pbx`` while the log has
     none yet). The call log, not the agent's extension, because one extension number may exist on every PBX and
     the call is where the channels to act on are. The board is asked of every PBX announced on the channel (the
-    union of their queue members: an agent's live state is its controller's AMI view, not a row), and so are
+    union of their queue members, one row per interface, :func:`merge_boards`: an agent's live state is its
+    controller's AMI view, not a row), and so are
     the softphones' passwords: a browser registers on the PBX of its ``softphone.ws_url``, and a password valid on
     every PBX needs no second map of extensions to PBXs to keep in step with the dialplans. A PBX whose
     controller went away meanwhile (503) is left out; with none announced the console's ``callcontrol.pbx`` is
@@ -173,7 +197,7 @@ class RemoteSwitchboard:
         except NoController:
             return None
         known = [b for b in boards if b is not None]
-        return [agent for b in known for agent in b] if known else None
+        return merge_boards(known) if known else None
 
     async def provision_softphone(self, extension: str, password: str, ttl_s: float) -> None:
         await self._everywhere(
@@ -185,6 +209,32 @@ class RemoteSwitchboard:
 
     async def _everywhere(self, kind: str, **arguments: Any) -> None:
         await self.on_every_pbx(lambda pbx: self.client.call_on(pbx, kind, **arguments))
+
+
+class RemoteCallControl:
+    """A console worker's desk buttons through the command channel (:class:`calls.CallControl`), routed as the
+    :class:`RemoteSwitchboard` routes: an agent's status goes to the PBX of their live call, else to the console's
+    ``callcontrol.pbx`` (the PBX its browsers' softphones register on, ``softphone.ws_url``), whose controller
+    logs the agent into its queue (QueueAdd) at the first status and pauses them (QueuePause). A call-back rings
+    from the console's PBX ("": any controller). Errors as the switchboard's: 503 ``command.no_controller``,
+    504 ``command.timeout``, the call control's own codes."""
+
+    def __init__(self, switchboard: RemoteSwitchboard) -> None:
+        self.switchboard = switchboard
+
+    async def set_agent_state(
+        self, interface: str, state: calls.AgentState, reason: str = ""
+    ) -> None:
+        await self.switchboard.client.call_on(
+            await self.switchboard.pbx_of_call(interface),
+            "set_agent_state",
+            interface=interface,
+            state=state,
+            reason=reason,
+        )
+
+    async def start_callback(self, ticket_no: str) -> None:
+        await self.switchboard.client.call("start_callback", ticket_no=ticket_no)
 
 
 SWITCHBOARD = web.AppKey("switchboard", Switchboard)

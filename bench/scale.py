@@ -530,6 +530,9 @@ class Centre:
     tickets_per_request: float = 1.0  # 接诉即办 files every request, 即办 included
     changes_per_ticket: float = 8.0  # later state changes, counted as costly as a creation
     live_events_per_call: float = 12.0  # queue snapshots, screen pop, agent states, ticket created
+    # besides: each ticket state change (changes_per_ticket) is published (tickets:<scope>), and every
+    # controller publishes its PBX's queue every queue_refresh_s even when nothing changes
+    queue_refresh_s: float = 10.0  # hotline.wiring.ConsoleFeed.refresh_s
     console_requests_per_seat_s: float = 0.1  # one request per seat every 10 s (the console bench)
     utilisation: float = 0.5  # each role planned at half its measured capacity
     machine_cores: int = 16
@@ -614,7 +617,14 @@ def sizing(report: dict[str, Any], elsewhere: dict[str, Any], centre: Centre) ->
     one = report["tickets"][0]
     ticket_client, ticket_server = one["client_cpu_ms_per_ticket"], one["server_cpu_ms_per_ticket"]
     writes_s = calls_s * c.tickets_per_request * (1 + c.changes_per_ticket)
-    events_s = calls_s * c.live_events_per_call
+    channels = c.seats + bot_sessions  # every seat on a call and every bot session in use
+    asterisk = channels * elsewhere["asterisk_cores_per_call"] / util
+    pbxs = max(2, math.ceil(asterisk / c.machine_cores))
+    events_s = (
+        calls_s * c.live_events_per_call
+        + calls_s * c.tickets_per_request * c.changes_per_ticket
+        + pbxs / c.queue_refresh_s
+    )
     paced = report["fanout"][0]["paced"]
     console_rps = c.seats * c.console_requests_per_seat_s
     console_cores = _cores(console_rps, elsewhere["console_ms_per_request"], util)
@@ -624,8 +634,6 @@ def sizing(report: dict[str, Any], elsewhere: dict[str, Any], centre: Centre) ->
         paced["publisher_cpu_ms_per_event"]
         + paced["listener_cpu_ms_per_event_each"] * console_workers
     )
-    channels = c.seats + bot_sessions  # every seat on a call and every bot session in use
-    asterisk = channels * elsewhere["asterisk_cores_per_call"] / util
     roles = {
         "asterisk": asterisk,
         "controllers": 1.0,  # one per Asterisk; the AMI load is ~100 events/s against 50,000/s measured
@@ -637,7 +645,6 @@ def sizing(report: dict[str, Any], elsewhere: dict[str, Any], centre: Centre) ->
         + _cores(events_s, event_server, util)
         + console_cores,
     }
-    pbxs = max(2, math.ceil(asterisk / c.machine_cores))
     roles["controllers"] = float(pbxs)
     return {
         "centre": asdict(c),
@@ -753,7 +760,8 @@ def _sizing_lines(s: dict[str, Any]) -> list[str]:
         f"planned for {c['service_level']:.0%} answered within {c['answer_within_s']:.0f} s (Erlang C); "
         f"{c['tickets_per_request']:g} ticket per request and {c['changes_per_ticket']:g} later state "
         f"changes each, all counted at the busiest hour's rate and as costly as a creation; "
-        f"{c['live_events_per_call']:g} live events per call; one console request per seat every "
+        f"{c['live_events_per_call']:g} live events per call, one more per ticket state change and a queue "
+        f"snapshot from each PBX every {c['queue_refresh_s']:g} s; one console request per seat every "
         f"{1 / c['console_requests_per_seat_s']:.0f} s; every role at ≤ {c['utilisation']:.0%} of its "
         f"measured capacity; machines of {c['machine_cores']} cores, one spare per role.",
         "",
@@ -862,7 +870,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=RESULTS, help="folder for scale.json and scale.md"
     )
+    parser.add_argument(
+        "--resize",
+        action="store_true",
+        help="only recompute the sizing model from the measurements stored in scale.json (no new run)",
+    )
     args = parser.parse_args(argv)
+    if args.resize:
+        report = json.loads((args.out / "scale.json").read_text(encoding="utf-8"))
+        return _write(
+            args.out, report | {"sizing": sizing(report, measured_elsewhere(RESULTS), Centre())}
+        )
     workers = tuple(int(n) for n in args.workers.split(","))
     if workers[0] != 1:
         parser.error("--workers must start with 1 (the ratios are to one worker)")
@@ -870,13 +888,19 @@ def main(argv: list[str] | None = None) -> int:
         workers, args.tickets, args.base_rows, args.events, args.rate, args.seconds, args.rounds
     )
     report = run(sizes)
-    report["sizing"] = sizing(report, measured_elsewhere(RESULTS), Centre())
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scale.json").write_text(
+    return _write(
+        args.out, report | {"sizing": sizing(report, measured_elsewhere(RESULTS), Centre())}
+    )
+
+
+def _write(out: Path, report: dict[str, Any]) -> int:
+    """scale.json and scale.md in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scale.json").write_text(
         json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
     )
     text_md = markdown(report, report["sizing"])
-    (args.out / "scale.md").write_text(text_md, encoding="utf-8")
+    (out / "scale.md").write_text(text_md, encoding="utf-8")
     print(text_md)
     return 0
 

@@ -28,7 +28,7 @@ from agent_console.command_channel import Codec, CommandClient, CommandExecutor
 from agent_console.hub import Hub
 from agent_console.hub_pg import PostgresHub
 from agent_console.softphone import AgentInterfaces
-from agent_console.switchboard import RemoteSwitchboard, Switchboard
+from agent_console.switchboard import ConsoleCommands, RemoteCallControl, RemoteSwitchboard
 from agent_console.views.callcontrol import publish_transfer_outcome
 from agent_console.views.cockpit import snapshot_of
 from config import Settings
@@ -50,6 +50,7 @@ from ivr.state import WRAP_UP_REASON
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from agent_console.desk.services import DeskServices, KnowledgeAsk
     from asr.bot import SpeechBot
     from asr.dialogue import BotOutcome
     from asr.messages import MessageTranscriber
@@ -86,6 +87,21 @@ class ControllerCallControl:
 
     async def start_callback(self, ticket_no: str) -> None:
         await self.callbacks.start_callback(ticket_no)
+
+
+class ControllerCommands(ControllerCallControl):
+    """What a controller runs for the console workers (:class:`agent_console.switchboard.ConsoleCommands`): the
+    desk's agent status and call-backs as a console in its process calls them, the switchboard's calls on
+    ``callcontrol``."""
+
+    def __init__(
+        self, controller: HotlineController, callbacks: CallbackScheduler, callcontrol: CallControl
+    ) -> None:
+        super().__init__(controller, callbacks)
+        self.callcontrol = callcontrol
+
+    def __getattr__(self, kind: str) -> Any:  # transfer, spy, board, the softphones' passwords
+        return getattr(self.callcontrol, kind)
 
 
 class ConsoleFeed:
@@ -452,15 +468,16 @@ def cockpit_cache(
 def remote_switchboard(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> RemoteSwitchboard | None:
-    """A console without a controller of its own: transfers, supervision and the board through the command
-    channel on PostgreSQL (:mod:`agent_console.command_channel`); None on SQLite. Start it with ``start()``."""
+    """A console without a controller of its own: transfers, supervision, the board and (with
+    :func:`console_desk`) the agents' status and call-backs through the command channel on PostgreSQL
+    (:mod:`agent_console.command_channel`); None on SQLite. Start it with ``start()``."""
     connect = listen_connector(settings.database.url, "hotline console commands")
     if connect is None:
         return None
     client = CommandClient(
         sessionmaker,
         connect,
-        Codec(Switchboard),
+        Codec(ConsoleCommands),
         target=settings.callcontrol.pbx,
         timeout_s=settings.callcontrol.command_timeout_s,
         heartbeat_s=settings.callcontrol.heartbeat_s,
@@ -468,17 +485,49 @@ def remote_switchboard(
     return RemoteSwitchboard(client)
 
 
+def console_desk(
+    settings: Settings,
+    switchboard: RemoteSwitchboard | None,
+    knowledge_ask: KnowledgeAsk | None = None,
+) -> DeskServices:
+    """The ticket screens' services of a `hotline console` worker: the agents' status and call-back buttons
+    through ``switchboard``'s command channel (PostgreSQL; without one, on SQLite, they answer 503), the
+    worker's own knowledge lookup, the dispatch suggester of the settings, the agents' queue interfaces as
+    `hotline run` maps them."""
+    from agent_console.calls import UnwiredCallControl
+    from agent_console.desk.services import DeskServices
+    from tickets.dispatch_suggest import DispatchSuggester
+
+    return DeskServices(
+        call_control=UnwiredCallControl()
+        if switchboard is None
+        else RemoteCallControl(switchboard),
+        knowledge_ask=knowledge_ask,
+        suggester=DispatchSuggester.from_settings(settings),
+        agent_interface=AgentInterfaces(settings).interface,
+    )
+
+
+def controller_commands(telephony: Telephony) -> ControllerCommands | None:
+    """What the console workers' commands run on in this controller: its call control, and the desk's buttons
+    on the controller and its 回访 scheduler (the first of :func:`callback_schedulers`); None without a call
+    control."""
+    if telephony.callcontrol is None or not telephony.schedulers:
+        return None
+    return ControllerCommands(telephony.controller, telephony.schedulers[0], telephony.callcontrol)
+
+
 def command_executor(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], callcontrol: CallControl
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], commands: ControllerCommands
 ) -> CommandExecutor | None:
     """A controller's side of the command channel: runs the console workers' commands for its PBX on
-    ``callcontrol``; None on SQLite (one process: the console calls ``callcontrol`` directly)."""
+    ``commands``; None on SQLite (one process: the console calls the controller directly)."""
     connect = listen_connector(settings.database.url, "hotline controller commands")
     if connect is None:
         return None
     return CommandExecutor(
-        callcontrol,
-        Codec(Switchboard),
+        commands,
+        Codec(ConsoleCommands),
         sessionmaker,
         connect,
         pbx=settings.callcontrol.pbx,
@@ -501,10 +550,14 @@ def callback_schedulers(
 
 def telephony_jobs(telephony: Telephony) -> dict[str, Job]:
     """The telephony side's jobs that must run once (:class:`hotline.leadership.RunOnce`), by lock name:
-    ringing call-backs (one scheduler over the whole database), sweeping a messages folder (one per folder)."""
+    ringing call-backs (one scheduler over the whole database), sweeping a messages folder (one per PBX and
+    folder: the controllers of two PBXs on two machines may see their folders at one path, and each sweeps its
+    own, asking its own Asterisk)."""
     jobs: dict[str, Job] = {f"callbacks-{s.job.kind}": s.run for s in telephony.schedulers}
     if telephony.messages is not None:
-        jobs[f"message-sweep:{telephony.messages.folder.resolve()}"] = telephony.messages.run
+        pbx = telephony.controller.settings.callcontrol.pbx
+        folder = telephony.messages.folder.resolve()
+        jobs[f"message-sweep:{pbx}:{folder}"] = telephony.messages.run
     return jobs
 
 

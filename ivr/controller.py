@@ -568,7 +568,7 @@ class HotlineController:
     async def _reconcile_leaders(self) -> None:
         now = self.clock()
         async with self.sessionmaker() as session:
-            shifts = await active_shifts(session, now, self.tz)
+            shifts = await active_shifts(session, now, self.tz, self.settings.callcontrol.pbx)
             known = await scheduled_interfaces(session, now, self.tz)
         duty = on_duty(shifts)
         self.state.set_leaders((d.interface, d.leader_name, d.account) for d in duty)

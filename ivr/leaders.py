@@ -5,6 +5,11 @@ penalty first and moves on to the agents (``agent_penalty``, 1) only while every
 unreachable, so leaders take calls first without changing the queue's strategy (a separate leader queue
 would need dialplan changes and would make callers wait for a busy leader). After a restart the reconciler
 recognises leader members by their scheduled endpoint and penalty, so it never touches other members.
+
+A city centre runs several Asterisks, one controller each: a window names its PBX (``callcontrol.pbx``; "" the
+default), and only that PBX's controller adds the leader, so the centre's views count the leader once. Any
+controller still removes a leader member it finds at ``leader_penalty`` outside its own windows (one added
+before windows had a PBX, or the window moved to another PBX).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from ivr.state import Member
 
 INTERFACE_RE = re.compile(r"(PJSIP|SIP|IAX2|DAHDI|Local)/[^\s,|\x00-\x1f\x7f-\x9f]+")
 ACCOUNT_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")  # a console username
+PBX_MAX = 64  # as callcontrol.pbx
 
 
 class LeaderScheduleError(CodedError):
@@ -57,6 +63,7 @@ class ShiftInput:
     account: str = (
         ""  # the leader's console account, whose 领导接听 page shows the calls of this window
     )
+    pbx: str = ""  # the PBX whose controller adds the leader (callcontrol.pbx; "" the default)
 
 
 def validate_shift(shift: ShiftInput) -> ShiftInput:
@@ -67,12 +74,14 @@ def validate_shift(shift: ShiftInput) -> ShiftInput:
         shift.title.strip(),
         shift.department.strip(),
     )
-    interface, account = shift.interface.strip(), shift.account.strip()
+    interface, account, pbx = shift.interface.strip(), shift.account.strip(), shift.pbx.strip()
     if not name:
         raise InvalidShift("领导姓名不能为空")
     for label, value in (("领导姓名", name), ("职务", title), ("所在单位", department)):
         if has_control_characters(value):
             raise InvalidShift(f"{label}含有换行或控制字符")
+    if len(pbx) > PBX_MAX or has_control_characters(pbx):
+        raise InvalidShift(f"PBX 名称不正确：{shift.pbx!r}")
     if account and not ACCOUNT_RE.fullmatch(account):
         raise InvalidShift(f"控制台账号格式不正确：{shift.account!r}")
     if not INTERFACE_RE.fullmatch(interface):
@@ -82,14 +91,15 @@ def validate_shift(shift: ShiftInput) -> ShiftInput:
     if shift.end <= shift.start:
         raise InvalidShift(f"结束时间 {shift.end:%H:%M} 必须晚于开始时间 {shift.start:%H:%M}")
     return ShiftInput(
-        shift.day, shift.start, shift.end, name, interface, title, department, account
+        shift.day, shift.start, shift.end, name, interface, title, department, account, pbx
     )
 
 
 async def add_shift(
     session: AsyncSession, shift: ShiftInput, *, now: datetime | None = None
 ) -> LeaderShift:
-    """Add a window; refuses end ≤ start, a bad interface, and overlap with another window of the same endpoint."""
+    """Add a window; refuses end ≤ start, a bad interface, and overlap with another window of the same endpoint
+    (on any PBX: one leader answers on one PBX at a time)."""
     shift = validate_shift(shift)
     clash = await session.scalar(
         select(LeaderShift)
@@ -114,6 +124,7 @@ async def add_shift(
         title=shift.title,
         department=shift.department,
         interface=shift.interface,
+        pbx=shift.pbx,
         created_at=now or datetime.now(UTC),
     )
     session.add(row)
@@ -141,20 +152,25 @@ async def remove_shift(session: AsyncSession, shift_id: int) -> LeaderShift:
     return row
 
 
-async def active_shifts(session: AsyncSession, now: datetime, tz: ZoneInfo) -> list[LeaderShift]:
-    """Windows open at ``now`` (start inclusive, end exclusive, wall-clock in ``tz``)."""
+async def active_shifts(
+    session: AsyncSession, now: datetime, tz: ZoneInfo, pbx: str | None = None
+) -> list[LeaderShift]:
+    """Windows open at ``now`` (start inclusive, end exclusive, wall-clock in ``tz``) on PBX ``pbx`` (None: on
+    any PBX)."""
     local = now.astimezone(tz)
     clock = local.time().replace(tzinfo=None)
-    rows = await session.scalars(
-        select(LeaderShift)
-        .where(LeaderShift.day == local.date(), LeaderShift.start <= clock, LeaderShift.end > clock)
-        .order_by(LeaderShift.start)
+    query = select(LeaderShift).where(
+        LeaderShift.day == local.date(), LeaderShift.start <= clock, LeaderShift.end > clock
     )
+    if pbx is not None:
+        query = query.where(LeaderShift.pbx == pbx)
+    rows = await session.scalars(query.order_by(LeaderShift.start))
     return list(rows.all())
 
 
 async def scheduled_interfaces(session: AsyncSession, now: datetime, tz: ZoneInfo) -> set[str]:
-    """Leader endpoints scheduled yesterday, today or tomorrow (local): the members the reconciler may remove."""
+    """Leader endpoints scheduled yesterday, today or tomorrow (local), on any PBX: the members the reconciler may
+    remove."""
     today = now.astimezone(tz).date()
     rows = await session.scalars(
         select(LeaderShift.interface)

@@ -102,6 +102,8 @@ class LeaderShift(Base):
     title: Mapped[str] = mapped_column(String(64), default="")
     department: Mapped[str] = mapped_column(String(128), default="")
     interface: Mapped[str] = mapped_column(String(128), index=True)
+    # the PBX whose controller puts the leader into its queue (callcontrol.pbx; "" the default, with one PBX)
+    pbx: Mapped[str] = mapped_column(String(64), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(AwareDateTime())
 
 

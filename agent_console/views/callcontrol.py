@@ -339,4 +339,8 @@ async def supervision_api(call: Call[SpyIn]) -> SpyOut:
     name="supervision_page",
 )
 async def supervision_page(call: Call[None]) -> dict[str, Any]:
-    return {"actions": list(SPY_LABELS.items())}  # in this order (a mapping's JSON would sort them)
+    return {
+        "actions": list(SPY_LABELS.items()),  # in this order (a mapping's JSON would sort them)
+        # the supervisor's browser softphone ([softphone.extensions]): the spy rings it
+        "softphone_extension": settings_of(call.app).softphone.extensions.get(call.user.username),
+    }

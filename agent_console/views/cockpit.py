@@ -10,7 +10,8 @@ Live queue (hub topic ``queue``): each controller publishes a :class:`QueueSnaps
 whenever the queue changes and at least every third of ``cockpit.queue_stale_s``; numbers in it are already
 masked, since every subscriber gets the same payload. The console keeps the latest one per PBX
 (:class:`QueueBoard`) and shows the centre (:func:`centre_of`): the sums of the PBXs heard from within
-``queue_stale_s``, and a row per PBX (the silent ones 离线) when there is more than one or one is silent.
+``queue_stale_s``, and a row per PBX (the silent ones 离线) when there is more than one or one is silent. A
+snapshot names its members' states by interface, so a member in the queues of two PBXs counts once.
 ``GET /api/v1/cockpit/queue`` answers it, so a page opened between two changes starts with the current state;
 ``static/js/cockpit.js`` merges the topic's snapshots the same way.
 """
@@ -23,7 +24,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import Field
@@ -53,7 +54,7 @@ from agent_console.roles import Role
 from agent_console.routing import Call, RouteTable
 from agent_console.schemas import Model
 from ivr import events as ivr_events
-from ivr.state import HotlineState
+from ivr.state import HotlineState, Member
 
 routes = RouteTable("cockpit")
 COCKPIT_ROLES = frozenset({Role.LEADER, Role.ADMIN, Role.DISPATCHER})
@@ -66,6 +67,17 @@ _BUSY = {
     ivr_events.DEVICE_RINGINUSE,
     ivr_events.DEVICE_ONHOLD,
 }
+MemberState = Literal["leader", "busy", "wrap_up", "paused", "available", "unavailable"]
+# A member in the queues of several PBXs counts once, in the first of these states it has on any of them (a
+# leader on duty is no agent; a call on one PBX makes the agent busy whatever the other says).
+MEMBER_STATES: tuple[MemberState, ...] = (
+    "leader",
+    "busy",
+    "wrap_up",
+    "paused",
+    "available",
+    "unavailable",
+)
 
 
 # --- live queue -----------------------------------------------------------------------------------------------
@@ -99,6 +111,10 @@ class QueueFigures(Model):
     bot_calls: int = Field(0, ge=0, description="正在与智能机器人通话")
     leader_calls: int = Field(0, ge=0, description="领导正在接听")
     talking: int = Field(0, ge=0, description="坐席与领导通话中的来电")
+    members: dict[str, MemberState] = Field(
+        default_factory=dict,
+        description="队列成员：接听终端 → 状态（leader 为在岗领导）；中心按接听终端去重合并",
+    )
 
 
 class QueueSnapshot(QueueFigures):
@@ -136,43 +152,62 @@ def snapshot_of(state: HotlineState, now: datetime, pbx: str = "") -> QueueSnaps
         )
         for i, c in enumerate(state.waiting_calls(), start=1)
     ]
-    agents = AgentCounts()
-    for m in state.members.values():
-        if m.interface in state.leaders:
-            continue
-        if m.wrapping_up:
-            agents.wrap_up += 1
-        elif m.paused:
-            agents.paused += 1
-        elif not m.available:
-            agents.unavailable += 1
-        elif m.in_call or m.status in _BUSY:
-            agents.busy += 1
-        else:
-            agents.available += 1
+    members = {m.interface: _member_state(m, state) for m in state.members.values()}
     live = [c for c in state.calls.values() if c.ended_at is None]
     return QueueSnapshot(
         pbx=pbx,
         at=now,
         waiting=waiting,
         longest_wait_s=max((w.wait_s for w in waiting), default=0.0),
-        agents=agents,
+        agents=_agent_counts(members.values()),
         bot_calls=sum(
             1 for c in live if c.bot_uuid is not None and c.answered_by is None and not c.waiting
         ),
         leader_calls=sum(1 for c in live if c.answered_by == "leader"),
         talking=sum(1 for c in live if c.answered_by is not None),
+        members=members,
     )
+
+
+def _member_state(m: Member, state: HotlineState) -> MemberState:
+    if m.interface in state.leaders:
+        return "leader"
+    if m.wrapping_up:
+        return "wrap_up"
+    if m.paused:
+        return "paused"
+    if not m.available:
+        return "unavailable"
+    if m.in_call or m.status in _BUSY:
+        return "busy"
+    return "available"
+
+
+def _agent_counts(states: Iterable[MemberState]) -> AgentCounts:
+    agents = AgentCounts()
+    for st in states:
+        if st != "leader":
+            setattr(agents, st, getattr(agents, st) + 1)
+    return agents
 
 
 def centre_of(pbxes: Iterable[PbxQueue]) -> CentreQueue:
     """The centre's board from the latest snapshot of each PBX: waiting callers (the heads of the queues first, in
-    each queue's order), agents and calls summed over the PBXs on line, the longest wait their maximum."""
+    each queue's order), agents and calls summed over the PBXs on line, the longest wait their maximum. Agents
+    are counted by interface: one in the queues of two PBXs counts once, in the first of :data:`MEMBER_STATES`
+    it has (a snapshot without members, from an older controller, adds its counts as they are)."""
     every = sorted(pbxes, key=lambda s: s.pbx)
     live = [s for s in every if s.online]
-    agents = AgentCounts()
+    rank = {st: i for i, st in enumerate(MEMBER_STATES)}
+    members: dict[str, MemberState] = {}
+    for s in live:
+        for interface, st in s.members.items():
+            if interface not in members or rank[st] < rank[members[interface]]:
+                members[interface] = st
+    agents = _agent_counts(members.values())
     for name in AgentCounts.model_fields:
-        setattr(agents, name, sum(getattr(s.agents, name) for s in live))
+        extra = sum(getattr(s.agents, name) for s in live if not s.members)
+        setattr(agents, name, getattr(agents, name) + extra)
     return CentreQueue(
         at=max((s.at for s in live if s.at is not None), default=None),
         waiting=sorted((w for s in live for w in s.waiting), key=lambda w: (w.position, -w.wait_s)),
@@ -181,6 +216,7 @@ def centre_of(pbxes: Iterable[PbxQueue]) -> CentreQueue:
         bot_calls=sum(s.bot_calls for s in live),
         leader_calls=sum(s.leader_calls for s in live),
         talking=sum(s.talking for s in live),
+        members=members,
         pbxes=every,
     )
 

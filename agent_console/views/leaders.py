@@ -1,7 +1,11 @@
 """Leader answering days (领导接听日): the schedule page and API, and the leader's call view.
 
 The schedule (``ivr.leaders``) is edited by administrators and dispatchers (the centre's duty office) and read
-by leaders. The call view shows a leader the call they are on now — found in the call log by the console
+by leaders. A window names the PBX whose controller adds the leader; the page offers a choice when more than one
+is known (:func:`known_pbxes`), otherwise a window goes to this console's ``callcontrol.pbx`` ("" with one
+PBX).
+
+The call view shows a leader the call they are on now — found in the call log by the console
 account the answering window names (names are not unique; accounts are) — with the caller's number
 masked (leaders never need the full number: a ticket they open takes it from the call log), the caller's
 earlier tickets, and a ticket form on channel ``leader-line`` (领导专线).
@@ -9,6 +13,7 @@ earlier tickets, and a ticket form on channel ``leader-line`` (领导专线).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -22,6 +27,7 @@ from agent_console import keys
 from agent_console.auth import find_user
 from agent_console.errors import NotFound, console_error
 from agent_console.masking import mask_phone
+from agent_console.models import ConsoleController
 from agent_console.roles import Role
 from agent_console.routing import Call, RouteTable, render_page
 from agent_console.schemas import Model
@@ -55,6 +61,11 @@ class ShiftIn(Model):
         max_length=64,
         description="领导的控制台账号（用户名）：其「领导接听」页显示本时段的来电",
     )
+    pbx: Line | None = Field(
+        None,
+        max_length=schedule.PBX_MAX,
+        description="由哪台PBX的控制器将领导加入队列（callcontrol.pbx）；不填为本控制台所在PBX（单台为空）",
+    )
 
     @field_validator("start", "end")
     @classmethod
@@ -74,11 +85,15 @@ class ShiftOut(Model):
     department: str
     interface: str
     account: str
+    pbx: str = Field(description="接听所在PBX（单台为空）")
     on_duty: bool = Field(description="此刻是否在接听时段内")
 
 
 class ShiftList(Model):
     shifts: list[ShiftOut]
+    pbxes: list[str] = Field(
+        description='可选的PBX：本控制台的、已登记控制器的与所列安排的（单台为 [""]）'
+    )
 
 
 class ShiftQuery(Model):
@@ -95,6 +110,7 @@ class ShiftForm(Model):
     department: str = ""
     interface: str = ""
     account: str = ""
+    pbx: str | None = None  # the page offers it only when several PBXs are known
 
 
 def _tz(call: Call[Any]) -> ZoneInfo:
@@ -114,8 +130,16 @@ def shift_out(row: LeaderShift, now: datetime, tz: ZoneInfo) -> ShiftOut:
         department=row.department,
         interface=row.interface,
         account=row.account,
+        pbx=row.pbx,
         on_duty=on_duty,
     )
+
+
+async def known_pbxes(db: AsyncSession, own: str, shifts: Iterable[LeaderShift] = ()) -> list[str]:
+    """The PBXs a window may name, sorted: this console's own (``own``, its ``callcontrol.pbx``), every PBX whose
+    controller has announced itself on the command channel, and those ``shifts`` name."""
+    announced = await db.scalars(select(ConsoleController.pbx))
+    return sorted({own, *announced, *(s.pbx for s in shifts)})
 
 
 def _shift_id(call: Call[Any]) -> int:
@@ -137,6 +161,7 @@ async def _add(call: Call[Any], body: ShiftIn) -> LeaderShift:
                 body.title,
                 body.department,
                 body.account,
+                call.app[keys.SETTINGS].callcontrol.pbx if body.pbx is None else body.pbx,
             )
         )
         if shift.account:
@@ -159,8 +184,9 @@ async def shifts_api(call: Call[None]) -> ShiftList:
         rows = await schedule.list_shifts(
             db, day_from=call.query.day_from, day_to=call.query.day_to
         )
+        pbxes = await known_pbxes(db, call.app[keys.SETTINGS].callcontrol.pbx, rows)
     tz = _tz(call)
-    return ShiftList(shifts=[shift_out(r, call.now, tz) for r in rows])
+    return ShiftList(shifts=[shift_out(r, call.now, tz) for r in rows], pbxes=pbxes)
 
 
 @routes.api(
@@ -201,8 +227,12 @@ async def _schedule_page(
             day_from=today - timedelta(days=PAST_DAYS),
             day_to=today + timedelta(days=FUTURE_DAYS),
         )
+        own = call.app[keys.SETTINGS].callcontrol.pbx
+        pbxes = await known_pbxes(db, own, rows)
     context = {
         "shifts": [shift_out(r, call.now, tz) for r in rows],
+        "pbxes": pbxes if len(pbxes) > 1 else [],  # a choice only when there is one to make
+        "own_pbx": own,
         "today": today,
         "error": error,
         "form": call.form if error else {},

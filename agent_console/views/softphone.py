@@ -1,5 +1,6 @@
-"""The browser softphone (浏览器软电话): the SIP account of the agent's own extension for their workspace, and
-the administrators' test phone (测试电话) that calls 12345 from the browser's microphone.
+"""The browser softphone (浏览器软电话): the SIP account of the user's own extension (an agent's on the
+workspace, a supervisor's on the 班长席 page, where a listen / whisper / barge rings it), and the administrators'
+test phone (测试电话) that calls 12345 from the browser's microphone.
 
 The accounts come from :data:`agent_console.softphone.SOFTPHONES` (by default a password issued for every fetch
 through the switchboard); answers carry ``Cache-Control: no-store`` and the page keeps the password in memory only,
@@ -22,7 +23,8 @@ from agent_console.softphone import SOFTPHONES, IssuedSoftphones, SipAccount
 from agent_console.switchboard import switchboard_of
 
 routes = RouteTable("softphone")
-AGENTS = frozenset({Role.AGENT, Role.ADMIN})
+# agents on the workspace; 班长 and leaders on the supervisors' board, where listen / whisper / barge ring it
+SOFTPHONE_USERS = frozenset({Role.AGENT, Role.ADMIN, Role.SUPERVISOR, Role.LEADER})
 ADMINS = frozenset({Role.ADMIN})
 NO_STORE = {"Cache-Control": "no-store"}
 PBX_DOWN = "电话系统未运行或未开通浏览器软电话，请联系管理员"
@@ -64,7 +66,7 @@ def _answer(call: Call[Any], account: SipAccount | None) -> web.Response:
     "GET",
     "/api/v1/console/softphone/account",
     summary="本人浏览器软电话分机的 SIP 账号（仅供注册，不显示）",
-    roles=AGENTS,
+    roles=SOFTPHONE_USERS,
     response=SipAccountOut,
     errors=(404, 503),
 )

@@ -32,11 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 async def _app(settings: Settings) -> web.Application:
     from agent_console.app import create_app
+    from hotline.console_knowledge import ConsoleKnowledge
     from hotline.db import make_engine, make_sessionmaker
     from hotline.runtime import ensure_schema
     from hotline.wiring import (
         build_hub,
         cockpit_cache,
+        console_desk,
         console_jobs,
         remote_switchboard,
         start_jobs,
@@ -49,14 +51,16 @@ async def _app(settings: Settings) -> web.Application:
 
     sessionmaker = make_sessionmaker(engine)
     hub = build_hub(settings, sessionmaker)  # PostgreSQL: every process's events on this /ws
-    # PostgreSQL: transfers, supervision and the board run on a `hotline ivr` (command channel)
+    # PostgreSQL: transfers, supervision, the board, agent status and call-backs run on a `hotline ivr`
     switchboard = remote_switchboard(settings, sessionmaker)
+    knowledge = ConsoleKnowledge(settings, sessionmaker)  # no bot here to lend its index
     stop, jobs = asyncio.Event(), []  # warning scans and pruning: one console worker runs each
 
     async def start(_app: web.Application) -> None:
         await hub.start()
         if switchboard is not None:
             await switchboard.start()
+        knowledge.start()
         jobs.extend(start_jobs(settings, console_jobs(settings, sessionmaker, stop)))
 
     async def dispose(_app: web.Application) -> None:
@@ -64,6 +68,7 @@ async def _app(settings: Settings) -> web.Application:
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
+        await knowledge.close()
         if switchboard is not None:
             await switchboard.close()
         await hub.close()
@@ -73,7 +78,9 @@ async def _app(settings: Settings) -> web.Application:
         settings,
         sessionmaker,
         hub=hub,
+        on_knowledge_change=knowledge.refresh,
         switchboard=switchboard,
+        desk=console_desk(settings, switchboard, knowledge.ask),
         cockpit_cache=cockpit_cache(settings, sessionmaker),  # PostgreSQL: one warmer, same figures
     )
     app.on_startup.append(start)

@@ -1,7 +1,8 @@
 """`hotline ivr` runs the AMI controller alone, with what hangs on it: call-backs (回访 and missed calls, rung by
 one process on the database), voice messages filed as tickets, the console feed (screen pops and the live
 queue, which reach the console workers through the PostgreSQL hub), and the console workers' transfers,
-supervision and board (call control, its commands through the PostgreSQL command channel).
+supervision, board, agent status (QueueAdd / QueuePause) and manual call-backs (their commands through the
+PostgreSQL command channel).
 
 ``hotline ivr --instance b`` (or ``callcontrol.pbx = "b"`` naming a local instance) controls the named local
 Asterisk ``b`` (``hotline pbx start --instance b``): its PBX is named ``b`` and, without an AMI login of its own,
@@ -67,6 +68,7 @@ async def _serve(settings: Settings) -> int:
         callback_schedulers,
         command_executor,
         console_feed,
+        controller_commands,
         message_filer,
         start_jobs,
         start_telephony,
@@ -90,7 +92,6 @@ async def _serve(settings: Settings) -> int:
         TicketFeed(hub).attach(sessionmaker)
         clock = partial(datetime.now, UTC)
         callcontrol = CallControl(controller, settings.callcontrol, sessionmaker, clock)
-        executor = command_executor(settings, sessionmaker, callcontrol)
         telephony = Telephony(
             controller,
             callback_schedulers(settings, sessionmaker, controller),
@@ -99,6 +100,8 @@ async def _serve(settings: Settings) -> int:
             blocklist=blocklist_agi(settings, sessionmaker),
             callcontrol=callcontrol,
         )
+        commands = controller_commands(telephony)
+        executor = command_executor(settings, sessionmaker, commands) if commands else None
         subscribe(telephony)
         await start_telephony(telephony)
         await hub.start()

@@ -24,6 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add.add_argument(
         "--account", default="", help="the leader's console username (their 领导接听 page)"
     )
+    add.add_argument(
+        "--pbx",
+        default=None,
+        help="the PBX whose controller adds the leader (callcontrol.pbx); default: this host's callcontrol.pbx",
+    )
     add.set_defaults(handler=_add)
     ls = cmds.add_parser("list", help="list scheduled windows")
     ls.add_argument("--from", dest="day_from", type=date.fromisoformat, default=None)
@@ -47,10 +52,12 @@ def _add(settings: Settings, args: argparse.Namespace) -> int:
         args.title,
         args.department,
         args.account,
+        settings.callcontrol.pbx if args.pbx is None else args.pbx,
     )
     row = with_session(settings, lambda s: add_shift(s, shift))
     print(
         f"#{row.id} {row.day} {row.start:%H:%M}–{row.end:%H:%M} {row.leader_name} {row.title} {row.interface}"
+        + (f" PBX {row.pbx}" if row.pbx else "")
     )
     return 0
 
@@ -65,7 +72,7 @@ def _list(settings: Settings, args: argparse.Namespace) -> int:
     for row in rows:
         print(
             f"#{row.id}\t{row.day}\t{row.start:%H:%M}–{row.end:%H:%M}\t{row.leader_name}\t{row.title}\t"
-            f"{row.department}\t{row.interface}"
+            f"{row.department}\t{row.interface}\t{row.pbx}"
         )
     return 0
 

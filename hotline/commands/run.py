@@ -85,6 +85,7 @@ async def _run_services(settings: Settings, sessionmaker: async_sessionmaker[Asy
         build_services,
         command_executor,
         console_jobs,
+        controller_commands,
         load_reports,
         start_jobs,
         start_telephony,
@@ -95,9 +96,9 @@ async def _run_services(settings: Settings, sessionmaker: async_sessionmaker[Asy
 
     services = await build_services(settings, sessionmaker)
     subscribe(services.telephony)
-    callcontrol = services.telephony.callcontrol
+    commands = controller_commands(services.telephony)
     # on PostgreSQL, separate `hotline console` workers may send this controller their commands too
-    executor = command_executor(settings, sessionmaker, callcontrol) if callcontrol else None
+    executor = command_executor(settings, sessionmaker, commands) if commands else None
     bot = services.bot
 
     runner = web.AppRunner(services.app, access_log=None)

@@ -147,11 +147,12 @@ WS = "ws://127.0.0.1:15088/ws"
 
 
 class StaticSoftphones:
-    """Accounts of a PBX that gave extension 6101 the password ``secret-6101``: the console's tests do not
+    """Accounts of a PBX that gave extension 6101 the password ``secret-6101`` (6102: ``secret-6102``): the
+    console's tests do not
     depend on whether a local PBX happens to run (the real accounts are tested in tests/browser/)."""
 
     async def agent_account(self, username: str) -> SipAccount | None:
-        extension = {"agent": "6101"}.get(username)
+        extension = {"agent": "6101", "supervisor": "6102"}.get(username)
         return SipAccount(extension, f"secret-{extension}", WS, "坐席", 900) if extension else None
 
     async def test_phone_account(self) -> SipAccount | None:

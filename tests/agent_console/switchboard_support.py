@@ -1,5 +1,6 @@
 """One fake of the console's switchboard (agent_console.switchboard.Switchboard) for the console, browser and
-command-channel tests: it answers like ivr.callcontrol.CallControl and records what it was asked."""
+command-channel tests: it answers like ivr.callcontrol.CallControl and records what it was asked; on a
+controller's side of the command channel it also takes the desk's commands (ConsoleCommands)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from agent_console.calls import AgentState
 from config.errors import HotlineError
 from ivr.callcontrol import AgentOnBoard, Mode, Spy, SpyAction, Target
 from ivr.models import CallTransfer
@@ -18,15 +20,17 @@ BOARD = [AgentOnBoard("PJSIP/agent", "王芳", "talking", "通话中", CALL, 12.
 
 
 class FakeSwitchboard:
-    """Records each transfer, spy leg and softphone password asked for; the board is ``agents``. With
-    ``refusal`` set every call raises it (as CallControl raises its coded errors); with ``hold`` set a call
-    waits for it (a controller that is slow to finish)."""
+    """Records each transfer, spy leg, softphone password, agent status and call-back asked for; the board is
+    ``agents``. With ``refusal`` set every call raises it (as CallControl raises its coded errors); with
+    ``hold`` set a call waits for it (a controller that is slow to finish)."""
 
     def __init__(self, agents: list[AgentOnBoard] | None = None) -> None:
         self.agents = BOARD if agents is None else agents
         self.transfers: list[tuple[str, Target, Mode, str, str | None]] = []
         self.spies: list[dict[str, Any]] = []
         self.softphones: dict[str, tuple[str, float]] = {}
+        self.states: list[tuple[str, AgentState, str]] = []
+        self.callbacks: list[str] = []
         self.refusal: HotlineError | None = None
         self.hold: asyncio.Event | None = None
 
@@ -82,3 +86,11 @@ class FakeSwitchboard:
     async def revoke_softphone(self, extension: str) -> None:
         await self._answer()
         self.softphones.pop(extension, None)
+
+    async def set_agent_state(self, interface: str, state: AgentState, reason: str = "") -> None:
+        await self._answer()
+        self.states.append((interface, state, reason))
+
+    async def start_callback(self, ticket_no: str) -> None:
+        await self._answer()
+        self.callbacks.append(ticket_no)

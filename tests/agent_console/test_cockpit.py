@@ -16,8 +16,10 @@ from agent_console.views.cockpit import (
     COCKPIT,
     AgentCounts,
     CentreQueue,
+    PbxQueue,
     QueueSnapshot,
     WaitingCaller,
+    centre_of,
     snapshot_of,
 )
 from config import Settings, load_settings
@@ -253,6 +255,31 @@ async def test_the_queue_of_two_pbxes_is_summed_and_a_silent_one_drops_out(
     assert [(w.pbx, w.wait_s) for w in centre.waiting] == [("a", 45.0)]
     assert (centre.longest_wait_s, centre.agents.busy, centre.bot_calls) == (45.0, 2, 1)
     assert [(p.pbx, p.online) for p in centre.pbxes] == [("a", True), ("b", False)]
+
+
+def test_a_member_in_the_queues_of_two_pbxes_counts_once_in_the_centre() -> None:
+    """A leader on duty added by the controllers of PBX a and b, an agent logged into both (on a call on b): the
+    centre counts each once; a snapshot of an older controller (no members) adds its counts as they are."""
+    now = datetime(2025, 3, 19, 7, 0, tzinfo=UTC)
+    state_a, state_b = HotlineState("hotline"), HotlineState("hotline")
+    for state in (state_a, state_b):
+        state.members = {
+            "PJSIP/6009": Member("PJSIP/6009", "李明（区长）", "PJSIP/6009", 0, False, 1, False),
+            "PJSIP/6001": Member("PJSIP/6001", "坐席1", "PJSIP/6001", 1, False, 1, False),
+        }
+        state.set_leaders([("PJSIP/6009", "李明", "leader")])
+    state_b.members["PJSIP/6001"] = Member("PJSIP/6001", "坐席1", "PJSIP/6001", 1, False, 2, True)
+    state_b.members["PJSIP/6002"] = Member("PJSIP/6002", "坐席2", "PJSIP/6002", 1, False, 1, False)
+    old = pbx_snapshot("c", now, [], 1)
+    snapshots = [snapshot_of(state_a, now, "a"), snapshot_of(state_b, now, "b"), old]
+    centre = centre_of(PbxQueue(**dict(s), online=True, silent_s=0.0) for s in snapshots)
+    assert centre.members == {
+        "PJSIP/6009": "leader",
+        "PJSIP/6001": "busy",
+        "PJSIP/6002": "available",
+    }
+    assert (centre.agents.available, centre.agents.busy) == (1 + 1, 1 + 2)  # + c's own counts
+    assert sum(centre.agents.model_dump().values()) == 2 + 3
 
 
 async def test_only_leaders_admins_and_dispatchers_see_the_cockpit(console: Console) -> None:

@@ -2,14 +2,16 @@
 two controllers race for it, a coded error of the call control comes back with its code and HTTP status, a
 command nobody takes answers 503 and never runs later, one taken but not finished answers 504, and a controller
 whose connection was lost runs, once back, what came meanwhile. A console wired with the remote switchboard
-transfers a call through it. The controller's call control is the console tests' fake."""
+transfers a call through it, and sets its agents' status (示闲 / 示忙 / 话后整理) and starts call-backs (回访)
+through it. The controller's call control is the console tests' fake."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -27,14 +29,22 @@ from agent_console.command_channel import (
 )
 from agent_console.errors import ConsoleError
 from agent_console.models import ConsoleCommand, ConsoleController
-from agent_console.switchboard import RemoteSwitchboard, Switchboard
+from agent_console.switchboard import (
+    ConsoleCommands,
+    RemoteCallControl,
+    RemoteSwitchboard,
+    Switchboard,
+)
 from config import Settings
-from hotline.wiring import command_executor, remote_switchboard
+from hotline.wiring import command_executor, console_desk, remote_switchboard
+from ivr.callbacks import OutsideCallbackHours
 from ivr.callcontrol import NoActiveCall, Target, agent_target
 from ivr.models import CallRecord
-from tests.agent_console.harness import console_settings, start_console, stop_console
+from tests.agent_console.harness import Console, console_settings, start_console, stop_console
 from tests.agent_console.switchboard_support import BOARD, NOW, FakeSwitchboard
+from tests.agent_console.tickets_support import json_of
 from tests.conftest import SQLITE_ONLY
+from tests.ivr.callback_support import verified_ticket
 from tests.pg_support import Dialer, kill_connections
 
 PG_ONLY = pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
@@ -42,10 +52,17 @@ TZ = ZoneInfo("Asia/Shanghai")
 
 
 def client(
-    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], timeout_s: float = 10.0
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    timeout_s: float = 10.0,
+    target: str = "",
 ) -> CommandClient:
     return CommandClient(
-        sessionmaker, Dialer(engine, "console"), Codec(Switchboard), timeout_s=timeout_s
+        sessionmaker,
+        Dialer(engine, "console"),
+        Codec(ConsoleCommands),
+        target=target,
+        timeout_s=timeout_s,
     )
 
 
@@ -57,7 +74,7 @@ def executor(
     pbx: str = "",
 ) -> CommandExecutor:
     return CommandExecutor(
-        control, Codec(Switchboard), sessionmaker, Dialer(engine, name), name=name, pbx=pbx
+        control, Codec(ConsoleCommands), sessionmaker, Dialer(engine, name), name=name, pbx=pbx
     )
 
 
@@ -275,11 +292,7 @@ async def test_a_console_wired_with_the_remote_switchboard_transfers_through_a_c
     sessionmaker: async_sessionmaker[AsyncSession],
     engine: AsyncEngine,
 ) -> None:
-    own = console_settings(
-        settings.model_copy(
-            update={"database": settings.database.model_copy(update={"url": str_url(engine)})}
-        )
-    )
+    own = worker_settings(settings, engine)
     switchboard = remote_switchboard(own, sessionmaker)
     control = FakeSwitchboard()
     runner = command_executor(own, sessionmaker, control)  # type: ignore[arg-type]
@@ -390,6 +403,125 @@ async def test_the_board_is_the_union_of_the_pbxs_announced_and_passwords_reach_
 
 def str_url(engine: AsyncEngine) -> str:
     return engine.url.render_as_string(hide_password=False)
+
+
+def worker_settings(settings: Settings, engine: AsyncEngine, **callcontrol: float) -> Settings:
+    """A console worker's settings on ``engine``'s database; ``agent`` answers on softphone extension 6101."""
+    return console_settings(
+        settings.model_copy(
+            update={
+                "database": settings.database.model_copy(update={"url": str_url(engine)}),
+                "callcontrol": settings.callcontrol.model_copy(update=callcontrol),
+                "softphone": settings.softphone.model_copy(
+                    update={"extensions": {"agent": "6101"}}
+                ),
+            }
+        )
+    )
+
+
+@contextlib.asynccontextmanager
+async def console_worker(
+    own: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    control: FakeSwitchboard | None,
+    *,
+    seed: bool = True,
+) -> AsyncIterator[Console]:
+    """A console wired as `hotline console` on PostgreSQL (switchboard and desk through the command channel),
+    and, unless ``control`` is None, a controller running the commands on it, both listening; one account per
+    role unless ``seed`` is False."""
+    switchboard = remote_switchboard(own, sessionmaker)
+    assert switchboard is not None
+    runner = None if control is None else command_executor(own, sessionmaker, control)  # type: ignore[arg-type]
+    await switchboard.start()
+    await switchboard.client.listening.wait()
+    if runner is not None:
+        await runner.start()
+        await runner.listening.wait()
+    console = await start_console(
+        own, sessionmaker, seed=seed, switchboard=switchboard, desk=console_desk(own, switchboard)
+    )
+    try:
+        yield console
+    finally:
+        await stop_console(console)
+        if runner is not None:
+            await runner.close()
+        await switchboard.close()
+
+
+@PG_ONLY
+async def test_a_console_worker_sets_its_agents_status_and_starts_call_backs_through_a_controller(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
+) -> None:
+    control = FakeSwitchboard()
+    async with console_worker(worker_settings(settings, engine), sessionmaker, control) as console:
+        agent = await console.logged_in("agent")
+        for state, reason in (("ready", ""), ("paused", "培训"), ("wrap_up", "")):
+            body = {"state": state} | ({"reason": reason} if reason else {})
+            out = await json_of(agent, "POST", "/api/v1/console/workspace/state", body)
+            assert out["interface"] == "PJSIP/6101"  # the agent's softphone extension
+        assert control.states == [
+            ("PJSIP/6101", "ready", ""),
+            ("PJSIP/6101", "paused", "培训"),
+            ("PJSIP/6101", "wrap_up", ""),
+        ]
+        ticket_no = await verified_ticket(sessionmaker, "13900001111", datetime.now(UTC))
+        path = f"/api/v1/console/callbacks/{ticket_no}/start"
+        assert (await json_of(agent, "POST", path, status=202))["status"] == "started"
+        assert control.callbacks == [ticket_no]
+        control.refusal = OutsideCallbackHours("当前不在回访时段（08:00–20:00）")
+        refused = await agent.write("POST", path)
+        error = (await refused.json())["error"]
+        assert (refused.status, error["code"]) == (409, "callback.outside_hours")
+        assert error["message"] == "当前不在回访时段（08:00–20:00）"
+
+
+@PG_ONLY
+async def test_an_agents_status_answers_503_without_a_controller_and_504_when_it_is_not_done_in_time(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
+) -> None:
+    own = worker_settings(settings, engine, command_timeout_s=0.3)
+    ready = {"state": "ready"}
+    async with console_worker(own, sessionmaker, None) as console:
+        agent = await console.logged_in("agent")
+        unclaimed = await agent.write("POST", "/api/v1/console/workspace/state", ready)
+        error = (await unclaimed.json())["error"]
+        assert (unclaimed.status, error["code"]) == (503, "command.no_controller")
+        assert "hotline ivr" in error["message"]
+    control = FakeSwitchboard()
+    control.hold = asyncio.Event()
+    async with console_worker(own, sessionmaker, control, seed=False) as console:
+        agent = await console.logged_in("agent")
+        late = await agent.write("POST", "/api/v1/console/workspace/state", ready)
+        error = (await late.json())["error"]
+        assert (late.status, error["code"]) == (504, "command.timeout")
+        assert await states(sessionmaker) == ["expired", "claimed"]
+        control.hold.set()
+
+
+@PG_ONLY
+async def test_an_agents_status_goes_to_the_pbx_of_their_call_else_the_consoles_as_do_call_backs(
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    two_pbxes: dict[str, tuple[CommandExecutor, FakeSwitchboard]],
+) -> None:
+    side = client(engine, sessionmaker, target="a")
+    await side.start()
+    await side.listening.wait()
+    await on_call(sessionmaker, "PJSIP/6002", "b")
+    control = RemoteCallControl(RemoteSwitchboard(side))
+    try:
+        await control.set_agent_state("PJSIP/6001", "ready")
+        await control.set_agent_state("PJSIP/6002", "paused", "会议")
+        await control.start_callback("12345-20250303-00001")
+    finally:
+        await side.close()
+    (_, on_a), (_, on_b) = two_pbxes["a"], two_pbxes["b"]
+    assert on_a.states == [("PJSIP/6001", "ready", "")]
+    assert on_b.states == [("PJSIP/6002", "paused", "会议")]
+    assert (on_a.callbacks, on_b.callbacks) == (["12345-20250303-00001"], [])
 
 
 def spy_arguments() -> dict[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, timedelta
 
+from agent_console.models import ConsoleController
 from agent_console.roles import Role
 from ivr.calllog import get_call
 from ivr.models import CallRecord
@@ -169,3 +170,38 @@ async def test_leader_on_the_line_sees_a_masked_caller_and_opens_a_ticket(consol
     ).json()
     assert namesake["call"] is None
     assert (await (await console.logged_in("agent")).request("GET", "/leader-line")).status == 403
+
+
+async def test_with_several_pbxs_the_duty_office_chooses_the_pbx_of_a_window(
+    console: Console,
+) -> None:
+    """One PBX: no choice, the window goes to the console's PBX (""). Once the controllers of PBX a and b have
+    announced themselves, the page offers them and the window keeps the one chosen."""
+    move_console_to(console, NOW)
+    dispatcher = await console.logged_in("dispatcher")
+    single = await (await dispatcher.request("GET", "/leaders")).text()
+    assert 'name="pbx"' not in single
+    plain = await dispatcher.write("POST", "/api/v1/leader-shifts", SHIFT)
+    assert plain.status == 201 and (await plain.json())["pbx"] == ""
+
+    async with console.sessionmaker() as db, db.begin():
+        db.add_all(ConsoleController(pbx=p, name=f"ivr-{p}", heartbeat_at=NOW) for p in "ab")
+    page = await (await dispatcher.request("GET", "/leaders")).text()
+    options = re.findall(r'<option value="([^"]*)"', page)
+    assert options == ["", "a", "b"] and "接听所在PBX" in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    added = await dispatcher.request(
+        "POST", "/leaders", data={"csrf_token": token, **SHIFT, "day": "2025-03-20", "pbx": "b"}
+    )
+    assert added.status == 303
+    api = await dispatcher.write(
+        "POST", "/api/v1/leader-shifts", SHIFT | {"day": "2025-03-21", "pbx": "a"}
+    )
+    assert api.status == 201
+    listed = await (await dispatcher.request("GET", "/api/v1/leader-shifts")).json()
+    assert [(s["day"], s["pbx"]) for s in listed["shifts"]] == [
+        ("2025-03-19", ""),
+        ("2025-03-20", "b"),
+        ("2025-03-21", "a"),
+    ]
+    assert listed["pbxes"] == ["", "a", "b"]

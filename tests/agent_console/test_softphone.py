@@ -31,7 +31,7 @@ def phone_settings(settings: Settings) -> Settings:
     return own.model_copy(
         update={
             "softphone": own.softphone.model_copy(
-                update={"extensions": {"agent": "6101", "agent2": "6199"}}
+                update={"extensions": {"agent": "6101", "agent2": "6199", "supervisor": "6102"}}
             )
         }
     )
@@ -86,7 +86,21 @@ async def test_an_extension_the_pbx_does_not_know_is_a_clear_503(phones: Console
     assert "电话系统未运行" in body["error"]["message"]
 
 
-@pytest.mark.parametrize("role", ["dispatcher", "handler", "leader", "grid"])
+async def test_a_supervisor_gets_their_own_softphone_on_the_supervisors_board(
+    phones: Console,
+) -> None:
+    """班长席: listen / whisper / barge ring the supervisor's own browser softphone."""
+    supervisor = await phones.logged_in("supervisor")
+    resp = await supervisor.request("GET", "/api/v1/console/softphone/account")
+    assert resp.status == 200 and (await resp.json())["extension"] == "6102"
+    html = await (await supervisor.request("GET", "/supervision")).text()
+    assert 'data-mode="supervisor"' in html and "secret-6102" not in html
+    leader = await phones.logged_in("leader")  # may supervise, but has no extension here
+    assert (await leader.request("GET", "/api/v1/console/softphone/account")).status == 404
+    assert 'id="softphone"' not in await (await leader.request("GET", "/supervision")).text()
+
+
+@pytest.mark.parametrize("role", ["dispatcher", "handler", "grid"])
 async def test_other_roles_get_no_softphone_account(phones: Console, role: str) -> None:
     user = await phones.logged_in(role)
     assert (await user.request("GET", "/api/v1/console/softphone/account")).status == 403

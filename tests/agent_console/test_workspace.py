@@ -5,10 +5,21 @@ from __future__ import annotations
 
 import re
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from agent_console.calls import publish_screen_pop
+from config import Settings
+from hotline.wiring import console_desk, remote_switchboard
 from knowledge.retrieval import Answer
-from tests.agent_console.harness import Browser, Console, start_console, stop_console
+from tests.agent_console.harness import (
+    Browser,
+    Console,
+    console_settings,
+    start_console,
+    stop_console,
+)
 from tests.agent_console.tickets_support import PHONE, draft, json_of, recording_desk
+from tests.conftest import SQLITE_ONLY
 
 
 async def test_status_buttons_pause_the_agents_queue_membership(desk: Console) -> None:
@@ -61,10 +72,20 @@ async def test_pause_offers_the_centres_reasons_and_refuses_any_other(desk: Cons
     assert desk.control.states == [("PJSIP/agent", "paused", "用餐")]  # type: ignore[attr-defined]
 
 
-async def test_status_without_telephony_is_a_clear_503(console: Console) -> None:
-    agent = await console.logged_in("agent")
-    resp = await agent.write("POST", "/api/v1/console/workspace/state", {"state": "ready"})
-    assert resp.status == 503 and "未接入电话系统" in (await resp.json())["error"]["message"]
+@SQLITE_ONLY
+async def test_status_without_telephony_is_a_clear_503(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """`hotline console` on SQLite: no controller in its process, no command channel to one."""
+    own = console_settings(settings)
+    desk = console_desk(own, remote_switchboard(own, sessionmaker))
+    console = await start_console(own, sessionmaker, desk=desk)
+    try:
+        agent = await console.logged_in("agent")
+        resp = await agent.write("POST", "/api/v1/console/workspace/state", {"state": "ready"})
+        assert resp.status == 503 and "未接入电话系统" in (await resp.json())["error"]["message"]
+    finally:
+        await stop_console(console)
 
 
 async def _subscribed(b: Browser, topic: str) -> object:

@@ -28,6 +28,15 @@ from tickets.categories import load_categories
 from tickets.dispatch_suggest import DispatchSuggester
 from tickets.errors import InvalidInput
 
+# An entry an editor adds while the bot runs (the desk and the console's panel must find it).
+NEW_ENTRY = EntryContent(
+    question="社保卡丢了怎么补办",
+    answer_speech="请带身份证到社保服务大厅补办。",
+    answer_text="请携带身份证到社保服务大厅补办。",
+    keywords=["社保卡"],
+)
+
+
 # --- what the caller means ---------------------------------------------------------------------------------
 
 
@@ -261,12 +270,7 @@ async def test_desk_sees_new_entries_and_files_tickets(
     async with sessionmaker() as session:
         entry = await kb.create_entry(
             session,
-            EntryContent(
-                question="社保卡丢了怎么补办",
-                answer_speech="请带身份证到社保服务大厅补办。",
-                answer_text="请携带身份证到社保服务大厅补办。",
-                keywords=["社保卡"],
-            ),
+            NEW_ENTRY,
             "编辑",
         )
         await kb.publish_entry(session, entry.id, "编辑")

@@ -6,6 +6,7 @@ need `fonts-noto-cjk`). Screenshots go to test-artifacts/ (gitignored).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,24 @@ def chromium_path() -> str:
     if not Path(NOTO_CJK).exists():
         missing("fonts-noto-cjk not installed: Chinese text would render as boxes")
     return CHROMIUM
+
+
+@contextlib.asynccontextmanager
+async def chromium_hearing(chromium_path: str, microphone: str) -> AsyncIterator[Browser]:
+    """Chromium whose microphone plays ``microphone`` (a WAV file, ``%noloop`` appended: once), with fake
+    media devices and no permission prompt."""
+    media = [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={microphone}",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS + media
+        )
+        yield browser
+        await browser.close()
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ arrive in the browser (WebRTC ``inbound-rtp`` audio energy). After the caller ha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import json
 import wave
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agent_console.desk.services import DeskServices
@@ -44,7 +45,12 @@ from ivr.softphone_credentials import AUTH_FAMILY
 from ivr.state import WRAP_UP_REASON
 from tests.agent_console.harness import Console, console_settings, start_console, stop_console
 from tests.asr.live_whisper import live_whisper
-from tests.browser.conftest import CHROMIUM_ARGS, UserPage, chromium_path, page_for  # noqa: F401 - fixtures
+from tests.browser.conftest import (  # noqa: F401 - fixtures
+    UserPage,
+    chromium_hearing,
+    chromium_path,
+    page_for,
+)
 from tests.conftest import missing
 from tests.e2e.callcontrol_support import DEPARTMENT_TEMPLATE, hang_up_all
 from tests.e2e.conftest import (  # noqa: F401 - fixtures
@@ -57,7 +63,13 @@ from tests.e2e.conftest import (  # noqa: F401 - fixtures
     pbx,
 )
 from tests.e2e.controller_support import Events, dial_12345, e2e_settings, running
-from tests.e2e.test_transfer import DEPARTMENT, answered_by_department, department_phone
+from tests.e2e.test_transfer import (
+    DEPARTMENT,
+    answered_by_department,
+    bridged_pairs,
+    department_phone,
+    linked,
+)
 
 pytestmark = [pytest.mark.pbx, pytest.mark.browser, pytest.mark.slow]
 EXTENSION = "6101"  # the agent's WebRTC extension (settings.softphone: 6101…)
@@ -139,20 +151,16 @@ def softphone_settings(settings: Settings, pbx: PbxInfo) -> Settings:  # noqa: F
 
 @pytest.fixture
 async def chromium(chromium_path: str, settings: Settings) -> AsyncIterator[Browser]:  # noqa: F811
-    """Chromium whose microphone plays the agent's speech once (fake devices, no permission prompt)."""
+    """Chromium whose microphone plays the agent's speech once."""
     wav, _ = utterance(settings, AGENT_SPEECH)
-    media = [
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={wav}%noloop",
-        "--autoplay-policy=no-user-gesture-required",
-    ]
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS + media
-        )
+    async with chromium_hearing(chromium_path, f"{wav}%noloop") as browser:
         yield browser
-        await browser.close()
+
+
+@pytest.fixture
+def queue_agents() -> list[str]:
+    """The queue members the controller logs out when it stops."""
+    return [INTERFACE]
 
 
 @pytest.fixture
@@ -161,9 +169,16 @@ async def controller(
     database: async_sessionmaker[AsyncSession],  # noqa: F811
     local_pbx: LocalPbx,  # noqa: F811
     pbx: PbxInfo,  # noqa: F811
+    queue_agents: list[str],
 ) -> AsyncIterator[HotlineController]:
-    async with running(softphone_settings, database, local_pbx, pbx, agents=[INTERFACE]) as ctrl:
+    async with running(softphone_settings, database, local_pbx, pbx, agents=queue_agents) as ctrl:
         yield ctrl
+
+
+@pytest.fixture
+def interfaces(softphone_settings: Settings) -> AgentInterfaces:
+    """Console username ↔ queue member interface, as `hotline run` maps them."""
+    return AgentInterfaces(softphone_settings)
 
 
 @pytest.fixture
@@ -171,10 +186,10 @@ async def live_console(
     softphone_settings: Settings,
     database: async_sessionmaker[AsyncSession],  # noqa: F811
     controller: HotlineController,
+    interfaces: AgentInterfaces,
 ) -> AsyncIterator[Console]:
     """The console as `hotline run` wires it: the real controller behind the status buttons, its call control
     issuing the softphones' short-lived passwords, screen pops for the agent's extension."""
-    interfaces = AgentInterfaces(softphone_settings)
     callbacks, _ = callback_schedulers(softphone_settings, database, controller)
     desk = DeskServices(
         call_control=ControllerCallControl(controller, callbacks),
@@ -337,44 +352,113 @@ async def test_the_softphone_renews_its_password_before_it_expires_and_registers
     assert not agent.errors, agent.errors
 
 
-async def test_the_agents_complete_transfer_button_sends_star_2_and_asterisk_joins_caller_and_department(
-    page_for: Callable[[str], Awaitable[UserPage]],  # noqa: F811
-    live_console: Console,
+@contextlib.asynccontextmanager
+async def agent_on_a_call(
+    open_as: Callable[[str], Awaitable[UserPage]],
+    console: Console,
     controller: HotlineController,
-    ami_events: AmiEvents,  # noqa: F811
-) -> None:
-    """咨询转接 from the workspace: the agent consults the department, then 完成转接 sends *2 over WebRTC and
-    Asterisk's own attended transfer joins caller and department; the outcome reaches the page on the hub."""
+    variables: list[str],
+) -> AsyncIterator[tuple[UserPage, str]]:
+    """The agent's workspace in Chromium (``open_as``: the ``page_for`` fixture), 示闲; a caller placed through
+    Asterisk (``variables``) rings the softphone and is answered. Yields the page and the caller's Uniqueid; the
+    call's channels are hung up on exit."""
     seen = Events(controller)
-    agent = await page_for("agent")
+    agent = await open_as("agent")
     page = agent.page
-    await page.goto(str(live_console.server.make_url("/workspace")))
+    await page.goto(str(console.server.make_url("/workspace")))
     await page.wait_for_selector('#softphone[data-state="registered"]', timeout=20_000)
     await page.click("#state-ready")
     await seen.wait(member_is(paused=False))
     uniqueid = await dial_12345(
-        controller.ami, CALLER, ["TEST_DTMF=0", "TEST_WAIT=60"], prefix="softphone-"
+        controller.ami, CALLER, ["TEST_DTMF=0", *variables], prefix="softphone-"
     )
     try:
         await page.wait_for_selector('#softphone[data-state="ringing"]', timeout=30_000)
         await page.click("#sp-answer")
         await page.wait_for_selector("#transfer-panel:visible")
-        await page.select_option("#transfer-form select[name=mode]", "attended")
-        await page.select_option("#transfer-department", DEPARTMENT)
-        await page.click("#transfer-to-department")
-        await page.wait_for_selector("#attended-controls:visible")
-        await ami_events.wait_for(answered_by_department(department_phone()))  # consulting
-        await page.click("#attended-complete")
-        done = await ami_events.wait_for(
-            lambda e: (
-                e.event == "AttendedTransfer"
-                and str(e.get("OrigTransfererChannel")).startswith(f"{INTERFACE}-")
-            )
-        )
-        assert done.get("Result") == "Success"
-        await page.wait_for_selector(f"#notices >> text=咨询转接至 {DEPARTMENT}：已转接")
-        await page.wait_for_selector("#attended-controls", state="hidden")
-        await page.wait_for_selector('#softphone[data-state="registered"]')  # the agent left
+        yield agent, uniqueid
     finally:
         await hang_up_all(controller, uniqueid)
     assert not agent.errors, agent.errors
+
+
+async def transfer_to_department(page: Page, mode: str) -> None:
+    """转接 beside the softphone: ``mode`` to the department the test's ticket would go to."""
+    await page.select_option("#transfer-form select[name=mode]", mode)
+    await page.select_option("#transfer-department", DEPARTMENT)
+    await page.click("#transfer-to-department")
+
+
+@pytest.mark.parametrize("button", ["complete", "cancel"])
+async def test_the_agents_attended_transfer_buttons_send_star_2_or_star_1_over_webrtc(
+    page_for: Callable[[str], Awaitable[UserPage]],  # noqa: F811
+    live_console: Console,
+    controller: HotlineController,
+    ami_events: AmiEvents,  # noqa: F811
+    button: str,
+) -> None:
+    """咨询转接 from the workspace: the agent consults the department, then 完成转接 sends *2 and Asterisk's own
+    attended transfer joins caller and department, or 取消转接 sends *1 and the agent has the caller back; the
+    outcome reaches the page on the hub."""
+    async with agent_on_a_call(page_for, live_console, controller, ["TEST_WAIT=60"]) as (
+        agent,
+        uniqueid,
+    ):
+        page = agent.page
+        await transfer_to_department(page, "attended")
+        await page.wait_for_selector("#attended-controls:visible")
+        await ami_events.wait_for(answered_by_department(department_phone()))  # consulting
+        await page.click(f"#attended-{button}")
+        if button == "complete":
+            done = await ami_events.wait_for(
+                lambda e: (
+                    e.event == "AttendedTransfer"
+                    and str(e.get("OrigTransfererChannel")).startswith(f"{INTERFACE}-")
+                )
+            )
+            assert done.get("Result") == "Success"
+            await page.wait_for_selector(f"#notices >> text=咨询转接至 {DEPARTMENT}：已转接")
+            await page.wait_for_selector('#softphone[data-state="registered"]')  # the agent left
+        else:
+            await page.wait_for_selector(f"#notices >> text=咨询转接至 {DEPARTMENT}：已取消")
+            graph = await bridged_pairs(controller)
+            caller = controller.state.calls[uniqueid].channel
+            assert linked(graph, caller, lambda name: name.startswith(f"{INTERFACE}-"))
+            assert not any(name.startswith(f"Local/{department_phone()}@") for name in graph)
+            assert await page.get_attribute("#softphone", "data-state") == "talking"
+        await page.wait_for_selector("#attended-controls", state="hidden")
+
+
+async def test_the_agent_brings_the_department_into_a_three_way_call_from_the_workspace(
+    page_for: Callable[[str], Awaitable[UserPage]],  # noqa: F811
+    live_console: Console,
+    controller: HotlineController,
+    ami_events: AmiEvents,  # noqa: F811
+) -> None:
+    """三方通话 from the workspace on a real WebRTC call: the caller, the agent's browser and the department's
+    phone join one conference, and the outcome reaches the page on the hub."""
+    calling = ["TEST_TONE=440", "TEST_WAIT=60"]  # the caller's steady tone
+    async with agent_on_a_call(page_for, live_console, controller, calling) as (agent, uniqueid):
+        page = agent.page
+        await transfer_to_department(page, "three_way")
+        joined: set[str] = set()
+        while len(joined) < 3:
+            event = await ami_events.wait_for(
+                lambda e: (
+                    e.event == "ConfbridgeJoin"
+                    and e.get("Conference") == f"hotline-{uniqueid}"
+                    and e.get("Channel") not in joined
+                )
+            )
+            joined.add(str(event.get("Channel")))
+        assert any(c.startswith(f"{INTERFACE}-") for c in joined)  # the agent's browser is in it
+        assert (
+            sum(c.startswith(f"Local/{department_phone()}@test-department-") for c in joined) == 1
+        )
+        await page.wait_for_selector(f"#notices >> text=三方通话至 {DEPARTMENT}：已接通")
+        assert await page.get_attribute("#softphone", "data-state") == "talking"
+        # the caller's tone goes on reaching the browser through the conference
+        energy = "Number(document.querySelector('#sp-level').dataset.energy)"
+        before = await page.evaluate(f"() => {energy}")
+        await page.wait_for_function(f"() => {energy} > {before} + 0.01")
+        await agent.screenshot("agent-three-way")

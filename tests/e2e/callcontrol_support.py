@@ -1,14 +1,18 @@
 """What the call-control e2e tests share: a controller with :class:`ivr.callcontrol.CallControl` on the local PBX,
-outside numbers routed to ``[test-department]``, and one agent answering a caller (no sleeps: events)."""
+outside numbers routed to ``[test-department]``, one agent answering a caller (no sleeps: events), and the steady
+tones each phone plays so a recording tells who was heard."""
 
 from __future__ import annotations
 
 import contextlib
+import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
@@ -61,26 +65,37 @@ async def answered_call(
 ) -> AsyncIterator[AnsweredCall]:
     """A caller dialled 12345 (0: straight to the queue) and the emulated agent ``AGENT`` answered."""
     async with running(settings, database, local_pbx, pbx, agents=[AGENT]) as ctrl:
-        seen = Events(ctrl)
         control = CallControl(ctrl, settings.callcontrol, database, lambda: datetime.now(UTC))
         ctrl.add_listener(control.on_event)
-        await ctrl.add_agent(AGENT, "测试坐席")
-        await seen.wait(lambda e: isinstance(e, ev.MemberState) and e.interface == AGENT)
-        caller = new_number()
-        uniqueid = await dial_12345(
-            ctrl.ami,
-            caller,
-            ["TEST_DTMF=0", "TEST_WAIT=60", "__TEST_AGENT_WAIT=60", *variables],
-            prefix="cc-",
-        )
-        try:
-            connected = await seen.wait(
-                lambda e: isinstance(e, ev.AgentConnected) and e.chan.uniqueid == uniqueid
-            )
-            assert isinstance(connected, ev.AgentConnected) and connected.member_channel
+        async with agent_answers(ctrl, variables) as (seen, uniqueid, caller, connected):
             yield AnsweredCall(ctrl, control, seen, uniqueid, caller, connected)
-        finally:
-            await hang_up_all(ctrl, uniqueid)
+
+
+@contextlib.asynccontextmanager
+async def agent_answers(
+    ctrl: HotlineController,
+    variables: list[str] = (),  # type: ignore[assignment]
+) -> AsyncIterator[tuple[Events, str, str, ev.AgentConnected]]:
+    """On a running controller: the emulated agent ``AGENT`` joins the queue, a caller dials 12345 (0: the queue)
+    and the agent answers; every channel of the call is hung up on exit."""
+    seen = Events(ctrl)
+    await ctrl.add_agent(AGENT, "测试坐席")
+    await seen.wait(lambda e: isinstance(e, ev.MemberState) and e.interface == AGENT)
+    caller = new_number()
+    uniqueid = await dial_12345(
+        ctrl.ami,
+        caller,
+        ["TEST_DTMF=0", "TEST_WAIT=60", "__TEST_AGENT_WAIT=60", *variables],
+        prefix="cc-",
+    )
+    try:
+        connected = await seen.wait(
+            lambda e: isinstance(e, ev.AgentConnected) and e.chan.uniqueid == uniqueid
+        )
+        assert isinstance(connected, ev.AgentConnected) and connected.member_channel
+        yield seen, uniqueid, caller, connected
+    finally:
+        await hang_up_all(ctrl, uniqueid)
 
 
 async def hang_up_all(ctrl: HotlineController, uniqueid: str) -> None:
@@ -95,3 +110,35 @@ async def hang_up_all(ctrl: HotlineController, uniqueid: str) -> None:
             or linked.startswith(CONTROL_ID_PREFIX)
         ):
             await hang_up(ctrl, str(c.get("Channel")))
+
+
+async def stop_recordings(ctrl: HotlineController, connected: ev.AgentConnected) -> None:
+    """Close the recordings of what the emulated caller and agent heard (``TEST_RECORD``, ``TEST_AGENT_RECORD``):
+    each phone is the ;2 half of its Local channel; StopMixMonitor closes the files before it answers."""
+    assert connected.member_channel
+    for leg in (connected.chan.channel, connected.member_channel):
+        phone = leg.removesuffix(";1") + ";2"
+        await ctrl.ami.action({"Action": "StopMixMonitor", "Channel": phone})
+
+
+def write_tone(path: Path, hz: int, seconds: float, rate: int = 8000) -> None:
+    """A mono 16-bit WAV of a steady tone, readable by the PBX."""
+    t = np.arange(int(seconds * rate)) / rate
+    samples = (8000 * np.sin(2 * np.pi * hz * t)).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.tobytes())
+    path.chmod(0o644)
+
+
+def tone_share(path: Path, hz: int) -> float:
+    """The share of the recording's energy within ±20 Hz of ``hz``."""
+    with wave.open(str(path)) as w:
+        rate = w.getframerate()
+        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+    assert samples.size > rate, f"{path.name}: less than a second of audio"
+    spectrum = np.abs(np.fft.rfft(samples)) ** 2
+    freqs = np.fft.rfftfreq(samples.size, 1 / rate)
+    return float(spectrum[np.abs(freqs - hz) <= 20].sum() / spectrum.sum())

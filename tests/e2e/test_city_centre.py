@@ -8,7 +8,9 @@ Uniqueid. Both Asterisks' dialplans list both bots (``[bot] hosts``) and both co
 when a queue loses its last free member, its waiting caller overflows to a bot, from a and from b alike; bot 1
 stops, and the next overflow caller is served by bot 2, which speaks to them. Controller a stops: controller b
 keeps serving calls into b and takes the call-back scheduler over (a run-once job: it ran in a, never in both),
-and rings a due citizen exactly once.
+and rings a due citizen exactly once; the ticket it closes shows as closed on worker A's socket at once. No
+run-once job ran in two processes at a time. Console worker B serves the agents of Asterisk a (``callcontrol.pbx = a``):
+an agent's 示闲 and 示忙 there reach controller a, which logs them into a's queue and pauses them with the reason.
 
 The bots load their models once per module, started before the Asterisks and the other services.
 """
@@ -21,6 +23,7 @@ import os
 import re
 import socket
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,7 +61,9 @@ from tickets.services import get_ticket
 pytestmark = [pytest.mark.pbx, pytest.mark.browser, pytest.mark.slow, pytest.mark.serial]
 
 LEADER = "leader"
+AGENT = "agent"  # answers on PJSIP/agent (no softphone extension of their own)
 SURVEY_JOB = "job callbacks-survey: running in this process"
+JOB_RUNNING = re.compile(r"job (\S+): running in this process")
 # A queue member that rings and never answers (the emulated citizen told "noanswer"): callers stay waiting
 # (the queue refuses callers while no member could take them).
 UNANSWERED = "6999"
@@ -401,7 +406,7 @@ class Worker:
 
 async def logged_in_socket(port: int) -> tuple[Browser, aiohttp.ClientWebSocketResponse]:
     """The leader logged in on the console worker at ``port`` (it binds its socket right after its start-up),
-    with its /ws subscribed to the live queue."""
+    with its /ws subscribed to the live queue and every ticket's state changes."""
     browser = Browser(Worker(port))  # type: ignore[arg-type]
     async with asyncio.timeout(30):
         while True:
@@ -413,7 +418,7 @@ async def logged_in_socket(port: int) -> tuple[Browser, aiohttp.ClientWebSocketR
     assert response.status == 303, await response.text()
     ws = await browser.http.ws_connect(browser.url("/ws"))
     assert (await ws.receive_json(timeout=10))["type"] == "hello"
-    await ws.send_json({"type": "subscribe", "topics": ["queue"]})
+    await ws.send_json({"type": "subscribe", "topics": ["queue", "tickets:all"]})
     return browser, ws
 
 
@@ -428,6 +433,18 @@ async def queue_event(
                 shown = {c["caller"] for c in message["data"]["waiting"]}
                 if shown == waiting:
                     return dict(message["data"])
+
+
+async def ticket_change(
+    ws: aiohttp.ClientWebSocketResponse, ticket_no: str, state: str, timeout_s: float = 30
+) -> None:
+    """Until ``ws`` hears that ticket ``ticket_no`` went to ``state`` (hub topic ``tickets:all``)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            message = await ws.receive_json()
+            if message.get("type") == "event" and message.get("topic") == "tickets:all":
+                if (message["data"]["ticket_no"], message["data"]["state"]) == (ticket_no, state):
+                    return
 
 
 async def call_of(sessionmaker: async_sessionmaker[AsyncSession], caller: str) -> CallRecord:
@@ -519,6 +536,61 @@ async def overflow_after_bot_1_stopped(
     await pause_member(ami, False)
 
 
+async def remove_member(ami: Manager, interface: str) -> None:
+    await ami.send_action(
+        {"Action": "QueueRemove", "Queue": "hotline", "Interface": interface}, as_list=False
+    )
+
+
+async def agent_status_reaches_pbx(port: int, events: AmiEvents) -> None:
+    """The agent logs in on the console worker at ``port`` and sets 示闲, then 示忙（培训）: the controller of
+    the worker's PBX adds them to its queue unpaused (QueueMemberAdded), then pauses them with the reason."""
+    browser = Browser(Worker(port))  # type: ignore[arg-type]
+    try:
+        assert (await browser.login(AGENT)).status == 303
+        interface = f"PJSIP/{AGENT}"
+        for body in ({"state": "ready"}, {"state": "paused", "reason": "培训"}):
+            response = await browser.write("POST", "/api/v1/console/workspace/state", body)
+            assert response.status == 200, await response.text()
+            assert (await response.json())["interface"] == interface
+        added = await events.wait_for(
+            lambda e: e.get("Event") == "QueueMemberAdded" and e.get("Interface") == interface,
+            WAIT_S,
+        )
+        assert (added.get("Queue"), added.get("Paused")) == ("hotline", "0")
+        paused = await events.wait_for(
+            lambda e: (
+                e.get("Event") == "QueueMemberPause"
+                and e.get("Interface") == interface
+                and e.get("Paused") == "1"
+            ),
+            WAIT_S,
+        )
+        assert paused.get("PausedReason") == "培训"
+    finally:
+        await browser.close()
+
+
+def jobs_run(service: Service) -> Counter[str]:
+    """How often each run-once job (:class:`hotline.leadership.RunOnce`) started in ``service``."""
+    return Counter(m.group(1) for line in service.lines if (m := JOB_RUNNING.search(line)))
+
+
+def assert_no_job_ran_twice(stayed: Sequence[Service], stopped: Service) -> dict[str, set[str]]:
+    """Each run-once job started at most once per process and in at most one of the processes that stayed up
+    (only a job of the ``stopped`` one may have been taken over by another); job → the processes it ran in."""
+    ran = {s.name: jobs_run(s) for s in (*stayed, stopped)}
+    where: dict[str, set[str]] = {}
+    for job in set().union(*ran.values()):
+        counts = {name: c[job] for name, c in ran.items() if c[job]}
+        assert max(counts.values()) == 1, f"{job} started twice in one process: {counts}"
+        assert sum(n for name, n in counts.items() if name != stopped.name) <= 1, (
+            f"{job} ran in two processes at once: {counts}"
+        )
+        where[job] = set(counts)
+    return where
+
+
 async def test_two_asterisks_controllers_bots_and_console_workers_on_one_postgresql(
     settings: Settings,
     local_pbx: LocalPbx,
@@ -532,14 +604,15 @@ async def test_two_asterisks_controllers_bots_and_console_workers_on_one_postgre
     pbx_a, pbx_b = centre_pbxs
     sessionmaker = make_sessionmaker(centre_engine)
     async with sessionmaker() as db:
-        await Accounts(settings.console.model_copy(update=FAST_ARGON2)).create_user(
-            db,
-            UserCreate(
-                username=LEADER, role=Role.LEADER, display_name="领导", password=password_of(LEADER)
-            ),
-            Origin("test"),
-            datetime.now(UTC),
-        )
+        for username, role, name in ((LEADER, Role.LEADER, "领导"), (AGENT, Role.AGENT, "坐席")):
+            await Accounts(settings.console.model_copy(update=FAST_ARGON2)).create_user(
+                db,
+                UserCreate(
+                    username=username, role=role, display_name=name, password=password_of(username)
+                ),
+                Origin("test"),
+                datetime.now(UTC),
+            )
     agi_b = settings.blocklist.agi_port + settings.pbx.instance_port_offset
     ivr_a = Service(
         "ivr-a", ["ivr"], controller_env(centre_env, pbx_a, "a", settings.blocklist.agi_port)
@@ -547,8 +620,10 @@ async def test_two_asterisks_controllers_bots_and_console_workers_on_one_postgre
     ivr_b = Service("ivr-b", ["ivr"], controller_env(centre_env, pbx_b, "b", agi_b))
     ports = _free_port(), _free_port()
     consoles = [
-        Service(f"console-{n}", ["console", "--host", "127.0.0.1", "--port", str(p)], centre_env)
-        for n, p in zip("ab", ports, strict=True)
+        Service(f"console-{n}", ["console", "--host", "127.0.0.1", "--port", str(p)], env)
+        for n, p, env in zip(
+            "ab", ports, (centre_env, centre_env | {"HOTLINE_CALLCONTROL_PBX": "a"}), strict=True
+        )
     ]
     first_b, second_b, into_a, to_bot_2 = callers = [new_number() for _ in range(4)]
     async with contextlib.AsyncExitStack() as stack:
@@ -600,6 +675,10 @@ async def test_two_asterisks_controllers_bots_and_console_workers_on_one_postgre
             bots, bot_hosts[1], sessionmaker, (ami_b, events_b), ws_a, to_bot_2
         )
 
+        # an agent on console worker B: 示闲 logs them into Asterisk a's queue, 示忙 pauses them there
+        stack.push_async_callback(remove_member, ami_a, f"PJSIP/{AGENT}")
+        await agent_status_reaches_pbx(ports[1], events_a)
+
         # controller a stops: b serves the next call into b, and takes the call-backs over
         assert await ivr_a.stop() == 0
         await call_12345(ami_b, second_b)
@@ -612,8 +691,17 @@ async def test_two_asterisks_controllers_bots_and_console_workers_on_one_postgre
         )
         ticket_no = await verified_ticket(sessionmaker, citizen, datetime.now(UTC))
         assert await until_called_back(sessionmaker, ticket_no) == "closed"  # 1 满意 → 办结
+        await ticket_change(ws_a, ticket_no, "closed")  # closed in ivr-b, seen on worker A
         [attempt] = await attempts_of(sessionmaker, ticket_no)
         assert attempt.result == "satisfied"
         assert ivr_a.count(SURVEY_JOB) == 1 and ivr_b.count(SURVEY_JOB) == 1
     for service in (ivr_b, *consoles, bots[1]):
         assert await service.stop() == 0, f"{service.name} did not stop cleanly on SIGTERM"
+    where = assert_no_job_ran_twice([ivr_b, *consoles], stopped=ivr_a)
+    for job in ("callbacks-survey", "callbacks-missed"):  # a's, then b's once a stopped
+        assert where[job] == {"ivr-a", "ivr-b"}, (job, where)
+    for pbx, ivr in (("a", ivr_a), ("b", ivr_b)):  # each controller sweeps its own messages
+        sweeps = [w for job, w in where.items() if job.startswith(f"message-sweep:{pbx}:")]
+        assert sweeps == [{ivr.name}], (pbx, where)
+    for job in ("warnings", "public-pruning"):  # one console worker of the two
+        assert len(where[job]) == 1 and where[job] <= {c.name for c in consoles}, (job, where)

@@ -1,7 +1,8 @@
 """Transfers (转接) on the real Asterisk: a blind transfer to a department's hotline (承办单位电话, from the
-dispatch catalogue) reaches that number and the ticket records it; a three-way call (三方通话) bridges caller,
-agent and department in one ConfBridge; an attended transfer (咨询转接) holds the caller while the agent consults
-the department, and joins them when the agent hangs up. Outside numbers answer in ``[test-department]``."""
+dispatch catalogue) reaches that number and the ticket records it; one key takes the caller to 110, or to another
+agent; a three-way call (三方通话) bridges caller, agent and department in one ConfBridge; an attended transfer
+(咨询转接) holds the caller while the agent consults the department, and joins them when the agent hangs up.
+Outside numbers answer in ``[test-department]``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sqlalchemy import select
 
 from config import Settings
 from ivr import events as ev
-from ivr.callcontrol import Target, outside_target
+from ivr.callcontrol import Target, agent_target, emergency_target, outside_target
 from ivr.controller import HotlineController
 from ivr.models import CallRecord, CallTransfer
 from tests.e2e.callcontrol_support import (
@@ -95,6 +96,49 @@ async def test_a_blind_transfer_to_a_department_reaches_its_number_and_the_ticke
     assert (
         logged is not None and logged.ticket_no == ticket.ticket_no
     )  # the transferred call keeps its ticket
+
+
+@pytest.mark.parametrize("kind", ["emergency", "agent"])
+async def test_a_one_key_emergency_transfer_or_one_to_another_agent_takes_the_caller_there(
+    settings: Settings,
+    pbx: Any,
+    local_pbx: Any,
+    database: Any,
+    ami_events: AmiEvents,
+    kind: str,
+) -> None:
+    """110 with one key (应急联动, dialled through ``outside_template``), or another agent's phone."""
+    cfg = callcontrol_settings(settings, pbx)
+    other_agent = "Local/6842@test-agent/n"
+    target = (
+        emergency_target(cfg.callcontrol, "110")
+        if kind == "emergency"
+        else agent_target("agent2", "话务员乙", other_agent)
+    )
+    async with answered_call(cfg, database, local_pbx, pbx) as call:
+        row = await call.control.transfer(AGENT, target, "blind", by="agent1", ticket_no=None)
+        if kind == "emergency":
+            reached = await ami_events.wait_for(answered_by_department("110"))
+        else:
+            reached = await ami_events.wait_for(
+                lambda e: (
+                    e.event == "Newchannel"
+                    and str(e.get("Channel")).startswith("Local/6842@test-agent-")
+                )
+            )
+        assert reached.get("Linkedid") == call.uniqueid  # the caller's own call went there
+        result = await call.seen.wait(
+            lambda e: isinstance(e, ev.TransferResult) and e.transfer_id == str(row.id)
+        )
+        assert isinstance(result, ev.TransferResult) and result.status == "ANSWER"
+    async with database() as db:
+        stored = await db.get(CallTransfer, row.id)
+    assert stored is not None
+    assert (stored.target_kind, stored.target, stored.outcome) == (
+        kind,
+        "110" if kind == "emergency" else "agent2",
+        "answered",
+    )
 
 
 async def test_a_three_way_call_bridges_caller_agent_and_department_together(

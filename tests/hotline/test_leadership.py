@@ -108,7 +108,34 @@ def test_every_job_that_must_run_once_has_its_lock(settings: Settings) -> None:
     assert names == {
         "callbacks-survey",
         "callbacks-missed",
-        f"message-sweep:{filer.folder.resolve()}",
+        f"message-sweep::{filer.folder.resolve()}",  # the default PBX ("")
         "warnings",
         "public-pruning",
     }
+
+
+def test_the_controllers_of_two_pbxes_sweep_their_message_folders_at_one_path_each(
+    settings: Settings,
+) -> None:
+    """Two machines, one controller each, their PBXs' messages folders mounted at one path: one lock per PBX."""
+    sessionmaker = make_sessionmaker(make_engine("sqlite+aiosqlite://"))
+    folder = settings.message.model_copy(update={"folder": "/srv/asterisk/messages"})
+
+    def sweep_lock(pbx: str) -> str:
+        named = settings.model_copy(
+            update={
+                "callcontrol": settings.callcontrol.model_copy(update={"pbx": pbx}),
+                "message": folder,
+            }
+        )
+        controller = build_controller(named, sessionmaker)
+        telephony = Telephony(
+            controller, (), messages=message_filer(controller, sessionmaker, named)
+        )
+        [name] = [n for n in telephony_jobs(telephony) if n.startswith("message-sweep")]
+        return name
+
+    a, b = sweep_lock("a"), sweep_lock("b")
+    assert a != b and lock_key(a) != lock_key(b)
+    assert "a" in a.split(":") and "b" in b.split(":")
+    assert sweep_lock("a") == a  # the same PBX and folder: the same lock, one sweeper

@@ -70,3 +70,30 @@ def test_missed_questions_stored_before_masking_are_masked_by_the_upgrade(tmp_pa
     assert asyncio.run(stored("SELECT question_text FROM kb_misses")) == [
         "我的电话139****5678，问一下社保卡"
     ]
+
+
+def test_leader_windows_scheduled_before_pbx_names_stay_on_the_default_pbx(tmp_path: Path) -> None:
+    """0020: a window of a single-PBX install keeps working after the upgrade (its controller serves PBX "")."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"
+    assert upgrade(url, "0019") == 0
+
+    async def stored(sql: str) -> list[tuple[object, ...]]:
+        engine = make_engine(url)
+        try:
+            async with engine.begin() as conn:
+                result = await conn.execute(text(sql))
+                return [tuple(r) for r in result] if result.returns_rows else []
+        finally:
+            await engine.dispose()
+
+    asyncio.run(
+        stored(
+            'INSERT INTO ivr_leader_shift (day, start, "end", leader_name, account, title, department,'
+            " interface, created_at) VALUES ('2026-12-21', '09:00:00', '11:00:00', '李明', '', '区长', '',"
+            " 'PJSIP/6009', '2026-12-20 01:00:00+00:00')"
+        )
+    )
+    assert upgrade(url) == 0
+    assert asyncio.run(stored("SELECT interface, pbx FROM ivr_leader_shift")) == [
+        ("PJSIP/6009", "")
+    ]

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -236,6 +237,27 @@ async def test_an_agents_first_status_logs_their_extension_into_the_queue() -> N
     await member_control.set_agent_state("PJSIP/6101", "wrap_up")
     await member_control.set_agent_state("PJSIP/6101", "paused", "培训")
     assert member.actions == [("pause", "PJSIP/6101", "话后整理"), ("pause", "PJSIP/6101", "培训")]
+
+
+async def test_a_controller_runs_the_console_workers_desk_and_switchboard_commands() -> None:
+    """`hotline ivr`'s side of the command channel: the desk's commands on the controller and its 回访
+    scheduler (as `hotline run` calls them), the switchboard's on the call control."""
+    from hotline.wiring import ControllerCommands
+    from tests.agent_console.switchboard_support import FakeSwitchboard
+    from tests.agent_console.tickets_support import RecordingCallControl
+
+    controller, switchboard = MemberController({}), FakeSwitchboard()
+    callbacks = RecordingCallControl()
+    commands = ControllerCommands(
+        *(cast(Any, part) for part in (controller, callbacks, switchboard))
+    )
+    await commands.set_agent_state("PJSIP/6101", "paused", "会议")
+    await commands.start_callback("12345-20250303-00001")
+    await commands.provision_softphone("6101", "s3cret-pw", 900.0)
+    assert controller.actions == [("add", "PJSIP/6101"), ("pause", "PJSIP/6101", "会议")]
+    assert callbacks.callbacks == ["12345-20250303-00001"] and switchboard.states == []
+    assert switchboard.softphones == {"6101": ("s3cret-pw", 900.0)}
+    assert await commands.board(ZoneInfo("Asia/Shanghai")) == switchboard.agents
 
 
 class SilentEngine:

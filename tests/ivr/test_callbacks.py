@@ -290,6 +290,8 @@ async def blocked_on_a_lock(engine: AsyncEngine) -> None:
         while True:
             if await conn.scalar(query):
                 return
+            # PostgreSQL keeps one snapshot of pg_stat_activity per transaction: end it to see a new one
+            await conn.rollback()
             await asyncio.sleep(0.05)  # the server's view of its backends is what we can watch
 
 

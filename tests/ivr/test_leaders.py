@@ -1,13 +1,20 @@
-"""Leader answering days (领导接听日): schedule validation on SQLite and PostgreSQL, and the member plan."""
+"""Leader answering days (领导接听日): schedule validation on SQLite and PostgreSQL, the member plan, and the
+controllers of several PBXs (only the window's PBX adds the leader)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from config import Settings
+from ivr.ami import AmiStats
+from ivr.controller import HotlineController
 from ivr.leaders import (
     InvalidShift,
     LeaderOnDuty,
@@ -153,6 +160,8 @@ async def test_on_duty_names_members_after_the_leader(
         ShiftInput(DAY, time(9), time(10), "李明", "PJSIP/6009", "区\n长", "区政府"),
         ShiftInput(DAY, time(9), time(10), "李明", "PJSIP/6009\x00", "区长", "区政府"),
         ShiftInput(DAY, time(9), time(10), "李明", "PJSIP/6009", "区长", "区政府", "li ming"),
+        replace(shift("09:00", "10:00"), pbx="b\r\nAction: Hangup"),
+        replace(shift("09:00", "10:00"), pbx="b" * 65),
     ],
 )
 async def test_names_that_would_break_an_ami_line_are_refused(
@@ -162,3 +171,63 @@ async def test_names_that_would_break_an_ami_line_are_refused(
         with pytest.raises(InvalidShift):
             await add_shift(s, bad)
         assert await list_shifts(s) == []
+
+
+class QueueAmi:
+    """A controller's AMI client that takes every action (QueueAdd, QueueRemove) and records it."""
+
+    def __init__(self) -> None:
+        self.actions: list[dict[str, Any]] = []
+        self.stats = AmiStats()
+
+    async def action(self, action: dict[str, Any], **_: Any) -> None:
+        self.actions.append(action)
+
+
+def controller_of(
+    settings: Settings, pbx: str, sessionmaker: async_sessionmaker[AsyncSession], spool: Path
+) -> tuple[HotlineController, QueueAmi]:
+    """The controller of PBX ``pbx`` (``callcontrol.pbx``) at 09:30 on DAY, Shanghai time."""
+    named = settings.model_copy(
+        update={
+            "callcontrol": settings.callcontrol.model_copy(update={"pbx": pbx}),
+            "calllog": settings.calllog.model_copy(update={"spool_path": str(spool)}),
+        }
+    )
+    ami = QueueAmi()
+    controller = HotlineController(
+        named,
+        sessionmaker,
+        ami,  # type: ignore[arg-type]
+        is_working_day=lambda _d: True,
+        clock=lambda: datetime(2025, 3, 4, 1, 30, tzinfo=UTC),
+    )
+    return controller, ami
+
+
+async def test_only_the_controller_of_the_windows_pbx_adds_the_leader(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """Two Asterisks, one controller each: the window is on PBX b, so the leader rings once in the centre."""
+    async with sessionmaker() as s:
+        await add_shift(s, replace(shift("09:00", "11:00"), pbx="b"))
+    a, ami_a = controller_of(settings, "a", sessionmaker, tmp_path / "a.jsonl")
+    b, ami_b = controller_of(settings, "b", sessionmaker, tmp_path / "b.jsonl")
+    await a._reconcile_leaders()
+    await b._reconcile_leaders()
+    assert ami_a.actions == [] and a.state.leaders == {}
+    assert [(x["Action"], x["Interface"]) for x in ami_b.actions] == [("QueueAdd", "PJSIP/6009")]
+    assert ami_b.actions[0]["Penalty"] == b.cfg.leader_penalty
+    assert set(b.state.leaders) == {"PJSIP/6009"}
+
+    # a controller of a that added the leader before windows had a PBX takes the leader out of its queue
+    stale, ami_stale = controller_of(settings, "a", sessionmaker, tmp_path / "a2.jsonl")
+    stale.state.members["PJSIP/6009"] = member("PJSIP/6009", stale.cfg.leader_penalty)
+    await stale._reconcile_leaders()
+    assert [(x["Action"], x["Interface"]) for x in ami_stale.actions] == [
+        ("QueueRemove", "PJSIP/6009")
+    ]
+    assert "PJSIP/6009" not in stale.state.members
+    async with sessionmaker() as s:  # the default PBX ("") has no window open
+        assert await active_shifts(s, a.clock(), TZ, "") == []
+        assert [r.pbx for r in await active_shifts(s, a.clock(), TZ)] == ["b"]

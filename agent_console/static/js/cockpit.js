@@ -11,6 +11,8 @@
   const CALLS_REFRESH_MS = 10000; // today's service levels follow the live queue, at most this often
   const QUEUE_CHECK_MS = 2000; // a silent PBX drops out of the sums within this much of queue_stale_s
   const AGENT_STATES = ["available", "busy", "wrap_up", "paused", "unavailable"];
+  // A member in the queues of several PBXs counts once, in the first of these states it has (MEMBER_STATES).
+  const MEMBER_STATES = ["leader", "busy", "wrap_up", "paused", "available", "unavailable"];
   const queueBoard = new Map(); // PBX name → { data: its latest snapshot, heardAt: when (Date.now()) }
   const COLORS = ["#1f4e8c", "#c8161d", "#1d7a46", "#b7791f", "#6b4fa0", "#2b8a9e", "#8c5a1f", "#5b6474"];
   const charts = {};
@@ -55,7 +57,17 @@
       .map(([, s]) => ({ ...s.data, online: now - s.heardAt < staleMs }));
     const live = pbxes.filter((p) => p.online);
     const sum = (pick) => live.reduce((total, p) => total + pick(p), 0);
-    const agents = Object.fromEntries(AGENT_STATES.map((k) => [k, sum((p) => p.agents[k])]));
+    const members = new Map(); // interface → its state on the centre's board
+    for (const p of live) {
+      for (const [iface, state] of Object.entries(p.members || {})) {
+        const held = members.get(iface);
+        if (held === undefined || MEMBER_STATES.indexOf(state) < MEMBER_STATES.indexOf(held)) members.set(iface, state);
+      }
+    }
+    const counted = [...members.values()];
+    // a snapshot without members (an older controller) adds its counts as they are
+    const agents = Object.fromEntries(AGENT_STATES.map((k) => [k,
+      counted.filter((s) => s === k).length + sum((p) => (Object.keys(p.members || {}).length ? 0 : p.agents[k]))]));
     const times = live.filter((p) => p.at).map((p) => Date.parse(p.at));
     return {
       at: times.length ? Math.max(...times) : null,

@@ -1,8 +1,9 @@
-// 浏览器软电话 (WebRTC, SIP.js served from static/vendor): the agent's own extension on the workspace, or the
-// administrators' test phone calling 12345. The SIP account is fetched over the logged-in session and kept in
-// memory only: it is never shown. Its password is issued for this fetch and expires after expires_in_s: the
-// page fetches a new one before that and registers again with it. After a call the workspace goes to 话后整理
-// and, after wrap_up_s, to 示闲, through the page's own status buttons (QueuePause with a reason on the server).
+// 浏览器软电话 (WebRTC, SIP.js served from static/vendor): the agent's own extension on the workspace, a
+// supervisor's on the 班长席 page (listen / whisper / barge ring it), or the administrators' test phone calling
+// 12345. The SIP account is fetched over the logged-in session and kept in memory only: it is never shown. Its
+// password is issued for this fetch and expires after expires_in_s: the page fetches a new one before that and
+// registers again with it. After an agent's call the workspace goes to 话后整理 and, after wrap_up_s, to 示闲,
+// through the page's own status buttons (QueuePause with a reason on the server).
 // Other scripts of the page send DTMF in the call with a "softphone:dtmf" event on #softphone (detail: {tones}).
 "use strict";
 
@@ -18,7 +19,7 @@ const RENEW_AT = 0.8; // share of the password's life after which a new one is f
 class Softphone {
   constructor(root) {
     this.root = root;
-    this.mode = root.dataset.mode; // agent | test
+    this.mode = root.dataset.mode; // agent | supervisor | test
     this.session = null;
     this.phase = null; // the call's state while one is up (ringing, calling, talking, held)
     this.manager = null;
@@ -32,7 +33,7 @@ class Softphone {
     this.root.dataset.state = state;
     $(this.root, "#sp-status").textContent = detail ? `${STATES[state]}：${detail}` : STATES[state];
     const inCall = CALL_STATES.includes(state);
-    $(this.root, "#sp-answer").hidden = !(state === "ringing" && this.mode === "agent");
+    $(this.root, "#sp-answer").hidden = !(state === "ringing" && this.mode !== "test");
     $(this.root, "#sp-hangup").disabled = !inCall;
     for (const id of ["#sp-hold", "#sp-mute"]) $(this.root, id).disabled = !["talking", "held"].includes(state);
     this.root.querySelectorAll(".dialpad button").forEach((b) => { b.disabled = !["talking", "held"].includes(state); });
@@ -149,8 +150,9 @@ class Softphone {
     if (this.session) { this.manager.decline(session); return; } // one call at a time
     this.session = session;
     clearTimeout(this.wrapUpTimer);
-    const caller = session.remoteIdentity?.uri?.user || "未知号码";
-    $(this.root, "#sp-caller").textContent = caller;
+    const number = session.remoteIdentity?.uri?.user || "未知号码";
+    const name = session.remoteIdentity?.displayName; // a supervisor's call says what it is: 密语 <agent>
+    $(this.root, "#sp-caller").textContent = name && name !== number ? `${name} ${number}` : number;
     this.show("ringing");
   }
 
