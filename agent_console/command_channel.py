@@ -182,9 +182,11 @@ async def _follow(
     listening.set()
     while not lost.is_set():
         try:
-            await asyncio.wait_for(lost.wait(), PING_EVERY_S)
+            async with asyncio.timeout(PING_EVERY_S):
+                await lost.wait()
         except TimeoutError:
-            await asyncio.wait_for(conn.fetchval("SELECT 1"), PING_EVERY_S)
+            async with asyncio.timeout(PING_EVERY_S):
+                await conn.fetchval("SELECT 1")
     raise ConnectionResetError("the server closed the connection")
 
 
@@ -255,7 +257,8 @@ class CommandClient(_Listening):
         command_id = await self._send(pbx, kind, data, finished)
         try:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(finished, self.timeout_s)
+                async with asyncio.timeout(self.timeout_s):
+                    await finished
         finally:
             self._waiting.pop(command_id, None)
         return self.codec.decode_result(kind, await self._outcome(command_id))

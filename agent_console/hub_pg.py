@@ -174,9 +174,11 @@ class PostgresHub(Hub):
         log.info("live events: listening on PostgreSQL after event %s", self.last_id)
         while not lost.is_set():
             try:
-                await asyncio.wait_for(self._wake.wait(), PING_EVERY_S)
+                async with asyncio.timeout(PING_EVERY_S):
+                    await self._wake.wait()
             except TimeoutError:
-                await asyncio.wait_for(conn.fetchval("SELECT 1"), PING_EVERY_S)
+                async with asyncio.timeout(PING_EVERY_S):
+                    await conn.fetchval("SELECT 1")
                 continue
             if not lost.is_set():
                 await self._read(conn)
@@ -236,9 +238,9 @@ class PostgresHub(Hub):
         """Stop, after storing what was published (for at most ``FLUSH_ON_CLOSE_S``)."""
         if self._tasks:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.flushed(), FLUSH_ON_CLOSE_S)
+                async with asyncio.timeout(FLUSH_ON_CLOSE_S):
+                    await self.flushed()
         for task in self._tasks:
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)  # a cancel of close goes on up
         self._tasks = []

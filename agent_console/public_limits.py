@@ -121,4 +121,5 @@ async def run_public_pruning(
         except Exception:
             log.exception("市民接口访问记录清理失败，%d 秒后重试", PRUNE_EVERY_S)
         with suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), PRUNE_EVERY_S)
+            async with asyncio.timeout(PRUNE_EVERY_S):
+                await stop.wait()

@@ -177,9 +177,8 @@ async def record(settings: Settings, calls: int, pace_s: float) -> dict[str, Any
     caller_side.start()
     started = time.perf_counter()
     try:
-        await asyncio.wait_for(
-            asyncio.gather(ctrl.ami.connected.wait(), caller_side.connected.wait()), 20
-        )
+        async with asyncio.timeout(20):
+            await asyncio.gather(ctrl.ami.connected.wait(), caller_side.connected.wait())
         for n, agent in enumerate(AGENTS):
             await ctrl.add_agent(agent, f"压测坐席{n + 1}")
         for uniqueid in ids:
@@ -197,7 +196,8 @@ async def record(settings: Settings, calls: int, pace_s: float) -> dict[str, Any
                     "Variable": ["TEST_WAIT=12", "TEST_DTMF=0", "__TEST_AGENT_WAIT=2"],
                 }
             )
-        await asyncio.wait_for(all_ended.wait(), 180)
+        async with asyncio.timeout(180):
+            await all_ended.wait()
     finally:
         for agent in AGENTS:
             with contextlib.suppress(Exception):

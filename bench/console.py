@@ -302,7 +302,8 @@ async def measure(plan: ClientPlan) -> dict[str, Any]:
             while not stop.is_set():
                 await during.time("cockpit_under_load", lambda: load_cockpit(leader))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), max(think_s, 0.1))
+                    async with asyncio.timeout(max(think_s, 0.1)):
+                        await stop.wait()
 
         watcher = asyncio.create_task(leader_loop())
         t0 = time.perf_counter()
@@ -347,7 +348,8 @@ async def sample_load_average(stop: asyncio.Event, samples: list[float]) -> None
     while not stop.is_set():
         samples.append(os.getloadavg()[0])
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), LOAD_SAMPLE_S)
+            async with asyncio.timeout(LOAD_SAMPLE_S):
+                await stop.wait()
 
 
 async def panel_compute_ms(cockpit: Cockpit, repeat: int = 3) -> dict[str, dict[str, float]]:

@@ -729,12 +729,10 @@ async def sample(run: Run, stop: asyncio.Event) -> None:
         try:
             if manager is None:
                 manager = await ami_connect(run.pbx.status() or run.info, timeout_s=3)
-            status = await asyncio.wait_for(
-                manager.send_action({"Action": "QueueStatus", "Queue": QUEUE}), 3
-            )
-            channels = await asyncio.wait_for(
-                manager.send_action({"Action": "CoreShowChannels"}), 3
-            )
+            async with asyncio.timeout(3):
+                status = await manager.send_action({"Action": "QueueStatus", "Queue": QUEUE})
+            async with asyncio.timeout(3):
+                channels = await manager.send_action({"Action": "CoreShowChannels"})
             status = status if isinstance(status, list) else [status]
             channels = channels if isinstance(channels, list) else [channels]
             point["waiting"] = sum(m.event == "QueueEntry" for m in status)
@@ -755,7 +753,8 @@ async def sample(run: Run, stop: asyncio.Event) -> None:
             run.rss_max[name] = max(run.rss_max[name], rss)
         run.timeline.append(point)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), SAMPLE_S)
+            async with asyncio.timeout(SAMPLE_S):
+                await stop.wait()
     if manager is not None:
         manager.close()
 

@@ -190,7 +190,8 @@ async def _hear(sub: Any, phase: str) -> Heard:
     heard = Heard([], [])
     while True:
         try:
-            event = await asyncio.wait_for(sub.next(), RECEIVE_TIMEOUT_S)
+            async with asyncio.timeout(RECEIVE_TIMEOUT_S):
+                event = await sub.next()
         except TimeoutError:
             return heard
         now = time.monotonic()

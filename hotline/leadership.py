@@ -87,7 +87,8 @@ class RunOnce:
                 if lost.is_set():
                     raise ConnectionResetError("the server closed the connection")
                 if not task.done():
-                    await asyncio.wait_for(conn.fetchval("SELECT 1"), self.check_s)
+                    async with asyncio.timeout(self.check_s):
+                        await conn.fetchval("SELECT 1")
             task.result()
         finally:
             task.cancel()

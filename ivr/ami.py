@@ -457,7 +457,8 @@ class AmiClient:
             raise AmiNotConnected(str(action.get("Action", "")))
         future = protocol.send(checked, as_list=as_list)
         try:
-            result = await asyncio.wait_for(future, timeout_s or self.action_timeout_s)
+            async with asyncio.timeout(timeout_s or self.action_timeout_s):
+                result = await future
         except TimeoutError:
             protocol.responses = {
                 k: v for k, v in protocol.responses.items() if v.future is not future
@@ -538,9 +539,8 @@ class AmiClient:
             protocol.tap = self.tap  # from the first byte on: the banner too
             return protocol
 
-        _transport, protocol = await asyncio.wait_for(
-            loop.create_connection(new_protocol, self.host, self.port), self.connect_timeout_s
-        )
+        async with asyncio.timeout(self.connect_timeout_s):
+            _transport, protocol = await loop.create_connection(new_protocol, self.host, self.port)
         self.attach(protocol)
         try:
             if self.credentials is not None:

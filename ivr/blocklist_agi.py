@@ -85,16 +85,16 @@ class BlocklistAgi:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            raw = await asyncio.wait_for(reader.readuntil(b"\n\n"), PEER_TIMEOUT_S)
+            async with asyncio.timeout(PEER_TIMEOUT_S):
+                raw = await reader.readuntil(b"\n\n")
             headers = parse_headers(raw)
             if headers.get("agi_network_script") != SCRIPT:
                 log.warning("FastAGI request for an unknown script refused")
                 return
             blocked = await self.lookup(headers.get("agi_arg_1", ""))
             request = Request(None, headers, reader, writer)
-            await asyncio.wait_for(
-                request.send_command(f"SET VARIABLE {VARIABLE} {int(blocked)}"), PEER_TIMEOUT_S
-            )
+            async with asyncio.timeout(PEER_TIMEOUT_S):
+                await request.send_command(f"SET VARIABLE {VARIABLE} {int(blocked)}")
             if blocked:
                 log.info("blocked caller %s refused", mask_phone(headers.get("agi_arg_1", "")))
         except (

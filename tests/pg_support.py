@@ -43,11 +43,13 @@ class Dialer:
 
 
 async def kill_connections(engine: AsyncEngine, application_name: str) -> int:
-    """Terminate the server processes of the connections named ``application_name``; returns how many."""
+    """Terminate the server processes of the connections named ``application_name`` to the engine's database
+    (another test may use the same name on its own database of a shared server); returns how many."""
     async with engine.connect() as conn:
         killed = await conn.execute(
             text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :n"
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = :n AND datname = current_database()"
             ),
             {"n": application_name},
         )

@@ -422,4 +422,5 @@ async def run_warning_scans(
         except Exception:
             _log.exception("预警扫描失败，%d 秒后重试", rules.scan_interval_s)
         with suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), rules.scan_interval_s)
+            async with asyncio.timeout(rules.scan_interval_s):
+                await stop.wait()

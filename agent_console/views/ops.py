@@ -37,7 +37,8 @@ class OpenApiDocument(BaseModel):
 async def healthz(call: Call[None]) -> web.Response:
     try:
         async with call.db() as db:
-            await asyncio.wait_for(db.execute(text("SELECT 1")), HEALTH_DB_TIMEOUT_S)
+            async with asyncio.timeout(HEALTH_DB_TIMEOUT_S):
+                await db.execute(text("SELECT 1"))
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         body = Health(status="unavailable", database=f"error: {type(exc).__name__}")
         return json_response(body.model_dump(), status=503)

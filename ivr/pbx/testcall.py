@@ -46,9 +46,11 @@ async def ami_connect(
         reconnect_timeout=3600,
     )
     try:
-        await asyncio.wait_for(manager.connect(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await manager.connect()
         login = manager.authenticated_future
-        response = await asyncio.wait_for(login, timeout_s) if login is not None else None
+        async with asyncio.timeout(timeout_s):
+            response = await login if login is not None else None
     except (OSError, TimeoutError) as exc:
         manager.close()
         raise PbxError(
@@ -243,8 +245,8 @@ async def place_call(
     manager.register_event("*", follower.on_event)
     started = time.monotonic()
     try:
-        response = await asyncio.wait_for(
-            manager.send_action(
+        async with asyncio.timeout(timeout_s):
+            response = await manager.send_action(
                 {
                     "Action": "Originate",
                     "Channel": "Local/s@test-caller/n",
@@ -256,16 +258,15 @@ async def place_call(
                     "ChannelId": uniqueid,
                     "Async": "true",
                 }
-            ),
-            timeout_s,
-        )
+            )
         final = response[-1] if isinstance(response, list) else response
         if final.get("Response") != "Success":
             raise PbxError("pbx.originate_failed", "模拟呼叫发起失败", str(dict(final)))
         report.channel = final.get("Channel") or "Local/s@test-caller/n"
         if wait:
             try:
-                await asyncio.wait_for(follower.hung_up.wait(), timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    await follower.hung_up.wait()
             except TimeoutError:
                 raise PbxError("pbx.call_timeout", "等待通话结束超时", uniqueid) from None
             report.duration_s = round(time.monotonic() - started, 2)

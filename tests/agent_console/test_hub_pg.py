@@ -207,3 +207,21 @@ async def test_closing_a_worker_stores_what_it_published_first(
     await hub.close()
     async with sessionmaker() as session:
         assert (await session.scalars(select(LiveEvent.payload))).all() == [{"waiting": 5}]
+
+
+@PG_ONLY
+async def test_a_worker_closes_even_when_an_event_wakes_it_at_that_moment(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Python 3.11's ``wait_for`` returned normally when the cancel came as the awaited wake-up did: the
+    worker listened on and ``close`` never returned (a CI run's teardown hung on it)."""
+    hub = worker(engine, sessionmaker, "closing-when-woken")
+    await hub.start()
+    await hub.listening.wait()  # from here on it waits to be woken
+    hub._wake.set()  # what a notification does, in the same turn of the loop as the close
+    try:
+        async with asyncio.timeout(5):
+            await hub.close()
+    finally:
+        for task in hub._tasks:  # what a hung close left running
+            task.cancel()
