@@ -24,7 +24,7 @@ import re
 import socket
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -571,15 +571,20 @@ async def agent_status_reaches_pbx(port: int, events: AmiEvents) -> None:
         await browser.close()
 
 
-def jobs_run(service: Service) -> Counter[str]:
-    """How often each run-once job (:class:`hotline.leadership.RunOnce`) started in ``service``."""
-    return Counter(m.group(1) for line in service.lines if (m := JOB_RUNNING.search(line)))
+def jobs_run(service: Service, upto: int | None = None) -> Counter[str]:
+    """How often each run-once job (:class:`hotline.leadership.RunOnce`) started in ``service`` (in its first
+    ``upto`` log lines)."""
+    return Counter(m.group(1) for line in service.lines[:upto] if (m := JOB_RUNNING.search(line)))
 
 
-def assert_no_job_ran_twice(stayed: Sequence[Service], stopped: Service) -> dict[str, set[str]]:
+def assert_no_job_ran_twice(
+    stayed: Sequence[Service], stopped: Service, serving: Mapping[str, int]
+) -> dict[str, set[str]]:
     """Each run-once job started at most once per process and in at most one of the processes that stayed up
-    (only a job of the ``stopped`` one may have been taken over by another); job → the processes it ran in."""
-    ran = {s.name: jobs_run(s) for s in (*stayed, stopped)}
+    (only a job of the ``stopped`` one may have been taken over by another), counted in each one's first
+    ``serving[name]`` log lines (up to the shut-down: a worker still up rightly takes a job over from one that
+    stopped before it); job → the processes it ran in."""
+    ran = {s.name: jobs_run(s, serving.get(s.name)) for s in (*stayed, stopped)}
     where: dict[str, set[str]] = {}
     for job in set().union(*ran.values()):
         counts = {name: c[job] for name, c in ran.items() if c[job]}
@@ -695,9 +700,10 @@ async def test_two_asterisks_controllers_bots_and_console_workers_on_one_postgre
         [attempt] = await attempts_of(sessionmaker, ticket_no)
         assert attempt.result == "satisfied"
         assert ivr_a.count(SURVEY_JOB) == 1 and ivr_b.count(SURVEY_JOB) == 1
+        serving = {s.name: len(s.lines) for s in (ivr_b, *consoles)}  # the log up to the shut-down
     for service in (ivr_b, *consoles, bots[1]):
         assert await service.stop() == 0, f"{service.name} did not stop cleanly on SIGTERM"
-    where = assert_no_job_ran_twice([ivr_b, *consoles], stopped=ivr_a)
+    where = assert_no_job_ran_twice([ivr_b, *consoles], stopped=ivr_a, serving=serving)
     for job in ("callbacks-survey", "callbacks-missed"):  # a's, then b's once a stopped
         assert where[job] == {"ivr-a", "ivr-b"}, (job, where)
     for pbx, ivr in (("a", ivr_a), ("b", ivr_b)):  # each controller sweeps its own messages
