@@ -63,6 +63,7 @@ pytestmark = [pytest.mark.pbx, pytest.mark.browser, pytest.mark.slow, pytest.mar
 LEADER = "leader"
 AGENT = "agent"  # answers on PJSIP/agent (no softphone extension of their own)
 SURVEY_JOB = "job callbacks-survey: running in this process"
+MISSED_JOB = "job callbacks-missed: running in this process"
 JOB_RUNNING = re.compile(r"job (\S+): running in this process")
 # A queue member that rings and never answers (the emulated citizen told "noanswer"): callers stay waiting
 # (the queue refuses callers while no member could take them).
@@ -689,7 +690,8 @@ async def test_two_asterisks_controllers_bots_and_console_workers_on_one_postgre
         await call_12345(ami_b, second_b)
         await queue_event(ws_a, {masked(second_b)})
         assert (await call_of(sessionmaker, second_b)).pbx == "b"
-        await ivr_b.wait_for(SURVEY_JOB, timeout_s=20)
+        for job in (SURVEY_JOB, MISSED_JOB):
+            await ivr_b.wait_for(job, timeout_s=20)
         citizen = new_number()
         await ami_b.send_action(
             {"Action": "Setvar", "Variable": f"TEST_CITIZEN_{citizen}", "Value": "1"}, as_list=False
