@@ -645,7 +645,8 @@ async def test_two_asterisks_controllers_bots_and_console_workers_on_one_postgre
         for console in consoles:
             await stack.enter_async_context(running(console))
         await stack.enter_async_context(running(ivr_a))
-        await ivr_a.wait_for(SURVEY_JOB)  # a started first: the call-back scheduler runs there
+        for job in (SURVEY_JOB, MISSED_JOB):  # a started first: the call-back schedulers run there
+            await ivr_a.wait_for(job)
         await stack.enter_async_context(running(ivr_b))
         await ivr_b.wait_for("resync #1")
         for console in consoles:
