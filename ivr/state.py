@@ -75,7 +75,7 @@ class Call:
     )  # members being rung for this caller now (AgentCalled, no answer yet)
     left_ringing: bool = False  # an agent was ringing when the caller last left the queue
     talk_ended_at: datetime | None = (
-        None  # AgentComplete: the agent's or leader's part of the call ended
+        None  # AgentComplete, or the caller's hang-up before it: the agent's or leader's part ended
     )
     wrap_up_s: float | None = None  # the answering agent's wrap-up (话后整理) after this call
     ticket_no: str | None = None  # the ticket the bot or a voice message filed on it (工单号)
@@ -377,6 +377,12 @@ class HotlineState:
 
     def _end(self, call: Call, at: datetime, seq: int, *, by_resync: bool = False) -> None:
         self._leave_queue(call, at)
+        if call.answered_at is not None and call.talk_ended_at is None:
+            # The talk ends with the call at the latest: Asterisk may send the AgentComplete of a caller who hung
+            # up on the agent after the caller's Hangup, and that agent's wrap-up still belongs to this call.
+            call.talk_ended_at = at
+            if call.agent_interface is not None:
+                self._last_call[call.agent_interface] = call
         call.ended_at = at
         call.closed_by_resync = by_resync
         self._ended[call.uniqueid] = seq

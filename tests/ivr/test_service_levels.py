@@ -331,6 +331,32 @@ async def test_wrap_up_after_a_call_is_logged_on_that_call(
     )
 
 
+def test_an_agent_complete_after_the_callers_hang_up_still_ends_the_talk_and_counts_the_wrap_up() -> (
+    None
+):
+    """Asterisk may send the caller's Hangup before the AgentComplete (seen on the real PBX): the talk ends at
+    the hang-up, and the agent's wrap-up is still that call's."""
+    t = T0
+    c = chan("h.1")
+    calls = apply_all(
+        HotlineState("hotline"),
+        [
+            member(t, paused=False),
+            ev.CallerJoined(t, c, "hotline", 1),
+            ev.AgentConnected(t + timedelta(seconds=4), c, "hotline", AGENT, "王芳", 4.0),
+            ev.ChannelHungUp(t + timedelta(seconds=64), c, "Normal Clearing"),
+            ev.AgentCompleted(
+                t + timedelta(seconds=64.2), c, "hotline", AGENT, "王芳", 60.0, "caller"
+            ),
+            member(t + timedelta(seconds=65), paused=True, reason=WRAP_UP_REASON),
+            member(t + timedelta(seconds=95), paused=False),
+        ],
+    )
+    [logged] = calls
+    assert logged.ended_at == logged.talk_ended_at == t + timedelta(seconds=64)
+    assert logged.wrap_up_s == 30.0
+
+
 async def test_calls_closed_by_a_resync_are_abandoned_where_they_were(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
