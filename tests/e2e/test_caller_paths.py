@@ -363,8 +363,9 @@ async def test_agent_answers_talks_and_wraps_up_and_both_are_measured(
         isinstance(complete, ev.AgentCompleted) and complete.reason == "agent"
     )  # the agent hung up after 2 s
     assert row.talk_ended_at is not None and row.answered_at is not None
+    # the talk ends at the AgentComplete, or at the caller's Hangup when Asterisk sends that first: ms apart
     assert (row.talk_ended_at - row.answered_at).total_seconds() == pytest.approx(
-        wait_between(connected, complete), abs=0.001
+        wait_between(connected, complete), abs=0.05
     )
     assert row.wrap_up_s == pytest.approx(
         wait_between(max(paused, complete, key=lambda e: e.at), ready), abs=0.002
